@@ -1,0 +1,125 @@
+/* error.cpp -- the per-thread last error behind faiss_get_last_error(). */
+#include "core/bridge.h"
+
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <string>
+
+namespace {
+thread_local std::string last_message;
+thread_local int last_code = 0;
+
+void vrecord(int code, const char* func, const char* fmt, va_list ap) {
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    last_code = code;
+    try {
+        last_message = std::string(func) + ": " + buf;
+    } catch (...) {
+        last_message.clear(); // out of memory: keep the code at least
+    }
+}
+} // namespace
+
+namespace fx {
+
+int fail(int code, const char* func, const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vrecord(code, func, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void note_error(int code, const char* func, const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vrecord(code, func, fmt, ap);
+    va_end(ap);
+}
+
+int handle_exception(const char* func) {
+    try {
+        throw;
+    } catch (const faiss::FaissException& e) {
+        return fail(FAISSX_E_FAISS, func, "%s", e.what());
+    } catch (const std::bad_alloc&) {
+        return fail(FAISSX_E_NOMEM, func, "out of memory");
+    } catch (const std::exception& e) {
+        return fail(FAISSX_E_STD, func, "%s", e.what());
+    } catch (...) {
+        return fail(FAISSX_E_UNKNOWN, func, "unknown exception");
+    }
+}
+
+bool all_finite(const float* x, size_t n, size_t* bad) {
+    for (size_t i = 0; i < n; i++) {
+        if (!std::isfinite(x[i])) {
+            *bad = i;
+            return false;
+        }
+    }
+    return true;
+}
+
+int check_vectors(const char* func, idx n, const float* x, int d,
+                  const char* xname) {
+    if (n < 0)
+        return fail(FAISSX_E_INVALID, func, "n must be >= 0 (got %lld)",
+                    (long long)n);
+    if (n > 0 && x == nullptr)
+        return fail(FAISSX_E_INVALID, func, "argument '%s' is NULL", xname);
+    size_t bad;
+    if (n > 0 && d > 0 && !all_finite(x, (size_t)n * (size_t)d, &bad))
+        return fail(FAISSX_E_INVALID, func,
+                    "%s contains a non-finite value (NaN or inf) at vector "
+                    "%zu, component %zu",
+                    xname, bad / (size_t)d, bad % (size_t)d);
+    return 0;
+}
+
+} // namespace fx
+
+extern "C" {
+
+const char* faiss_get_last_error() {
+    return last_message.empty() ? nullptr : last_message.c_str();
+}
+
+int faissx_last_error_code(void) {
+    return last_code;
+}
+
+const char* faissx_strerror(int code) {
+    switch (code) {
+    case FAISSX_OK: return "success";
+    case FAISSX_E_UNKNOWN: return "unknown error";
+    case FAISSX_E_FAISS: return "faiss refused the operation";
+    case FAISSX_E_STD: return "C++ standard library error";
+    case FAISSX_E_INVALID: return "invalid argument";
+    case FAISSX_E_NOMEM: return "out of memory";
+    case FAISSX_E_IO: return "I/O error or corrupt data";
+    case FAISSX_E_UNSUPPORTED: return "operation not supported by this index";
+    default: return "unrecognised error code";
+    }
+}
+
+const char* faissx_version_string(void) {
+    return FAISSX_VERSION_STRING;
+}
+
+int faissx_version(void) {
+    return FAISSX_VERSION_MAJOR * 10000 + FAISSX_VERSION_MINOR * 100 +
+           FAISSX_VERSION_PATCH;
+}
+
+#define FX_STR2(x) #x
+#define FX_STR(x) FX_STR2(x)
+const char* faiss_get_version(void) {
+    return FX_STR(FAISS_VERSION_MAJOR) "." FX_STR(FAISS_VERSION_MINOR) "." FX_STR(
+            FAISS_VERSION_PATCH);
+}
+
+} // extern "C"

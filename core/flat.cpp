@@ -1,0 +1,168 @@
+/* flat.cpp -- IndexFlat_c.h: exact search (Flat, FlatIP, FlatL2, Flat1D)
+ * and IndexRefineFlat. */
+#include "core/core.h"
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexRefine.h>
+
+extern "C" {
+
+/* ---- IndexFlat ---- */
+
+int faiss_IndexFlat_new(FaissIndexFlat** p_index) {
+    FX_NOT_NULL(p_index);
+    FX_TRY
+    *p_index = fx::handle<FaissIndexFlat>(
+            static_cast<faiss::Index*>(new faiss::IndexFlat()));
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexFlat_new_with(FaissIndexFlat** p_index, idx_t d,
+                             FaissMetricType metric) {
+    FX_NOT_NULL(p_index);
+    if (int rc = fx::check_dim(__func__, d)) return rc;
+    if (int rc = fx::check_metric(__func__, metric)) return rc;
+    FX_TRY
+    *p_index = fx::handle<FaissIndexFlat>(static_cast<faiss::Index*>(
+            new faiss::IndexFlat(d, static_cast<faiss::MetricType>(metric))));
+    return 0;
+    FX_CATCH
+}
+
+void faiss_IndexFlat_xb(FaissIndexFlat* index, float** p_xb, size_t* p_size) {
+    auto f = fx::as<faiss::IndexFlat>(reinterpret_cast<FaissIndex*>(index));
+    if (!f) {
+        fx::note_error(FAISSX_E_INVALID, __func__,
+                       "index is NULL or not an IndexFlat");
+        if (p_xb) *p_xb = nullptr;
+        if (p_size) *p_size = 0;
+        return;
+    }
+    if (p_xb) *p_xb = f->get_xb();
+    if (p_size) *p_size = f->codes.size() / sizeof(float);
+}
+
+FX_DOWNCAST(IndexFlat, faiss::IndexFlat)
+FX_INDEX_FREE(IndexFlat)
+
+int faiss_IndexFlat_compute_distance_subset(FaissIndex* index, idx_t n,
+                                            const float* x, idx_t k,
+                                            float* distances,
+                                            const idx_t* labels) {
+    FX_CAST(f, faiss::IndexFlat, index);
+    if (int rc = fx::check_vectors(__func__, n, x, f->d, "x")) return rc;
+    if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
+    for (idx_t i = 0; i < n * k; i++)
+        FX_REQUIRE(labels[i] >= 0 && labels[i] < f->ntotal,
+                   "labels[%lld] = %lld is outside [0, %lld)", (long long)i,
+                   (long long)labels[i], (long long)f->ntotal);
+    FX_TRY
+    f->compute_distance_subset(n, x, k, distances, labels);
+    return 0;
+    FX_CATCH
+}
+
+/* ---- IndexFlatIP / IndexFlatL2 ---- */
+
+FX_DOWNCAST(IndexFlatIP, faiss::IndexFlatIP)
+FX_INDEX_FREE(IndexFlatIP)
+
+int faiss_IndexFlatIP_new(FaissIndexFlatIP** p_index) {
+    FX_NOT_NULL(p_index);
+    FX_TRY
+    *p_index = fx::handle<FaissIndexFlatIP>(
+            static_cast<faiss::Index*>(new faiss::IndexFlatIP()));
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexFlatIP_new_with(FaissIndexFlatIP** p_index, idx_t d) {
+    FX_NOT_NULL(p_index);
+    if (int rc = fx::check_dim(__func__, d)) return rc;
+    FX_TRY
+    *p_index = fx::handle<FaissIndexFlatIP>(
+            static_cast<faiss::Index*>(new faiss::IndexFlatIP(d)));
+    return 0;
+    FX_CATCH
+}
+
+FX_DOWNCAST(IndexFlatL2, faiss::IndexFlatL2)
+FX_INDEX_FREE(IndexFlatL2)
+
+int faiss_IndexFlatL2_new(FaissIndexFlatL2** p_index) {
+    FX_NOT_NULL(p_index);
+    FX_TRY
+    *p_index = fx::handle<FaissIndexFlatL2>(
+            static_cast<faiss::Index*>(new faiss::IndexFlatL2()));
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexFlatL2_new_with(FaissIndexFlatL2** p_index, idx_t d) {
+    FX_NOT_NULL(p_index);
+    if (int rc = fx::check_dim(__func__, d)) return rc;
+    FX_TRY
+    *p_index = fx::handle<FaissIndexFlatL2>(
+            static_cast<faiss::Index*>(new faiss::IndexFlatL2(d)));
+    return 0;
+    FX_CATCH
+}
+
+/* ---- IndexRefineFlat ---- */
+
+int faiss_IndexRefineFlat_new(FaissIndexRefineFlat** p_index,
+                              FaissIndex* base_index) {
+    FX_NOT_NULL(p_index);
+    FX_NOT_NULL(base_index);
+    FX_TRY
+    *p_index = fx::handle<FaissIndexRefineFlat>(static_cast<faiss::Index*>(
+            new faiss::IndexRefineFlat(fx::index(base_index))));
+    return 0;
+    FX_CATCH
+}
+
+FX_INDEX_FREE(IndexRefineFlat)
+FX_DOWNCAST(IndexRefineFlat, faiss::IndexRefineFlat)
+FX_GETTER(IndexRefineFlat, faiss::IndexRefineFlat, int, own_fields,
+          o->own_fields)
+FX_SETTER(IndexRefineFlat, faiss::IndexRefineFlat, int, own_fields,
+          o->own_fields = val != 0)
+FX_GETTER(IndexRefineFlat, faiss::IndexRefineFlat, float, k_factor,
+          o->k_factor)
+FX_SETTER(IndexRefineFlat, faiss::IndexRefineFlat, float, k_factor,
+          o->k_factor = val)
+
+/* ---- IndexFlat1D ---- */
+
+FX_DOWNCAST(IndexFlat1D, faiss::IndexFlat1D)
+FX_INDEX_FREE(IndexFlat1D)
+
+int faiss_IndexFlat1D_new(FaissIndexFlat1D** p_index) {
+    FX_NOT_NULL(p_index);
+    FX_TRY
+    *p_index = fx::handle<FaissIndexFlat1D>(
+            static_cast<faiss::Index*>(new faiss::IndexFlat1D()));
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexFlat1D_new_with(FaissIndexFlat1D** p_index,
+                               int continuous_update) {
+    FX_NOT_NULL(p_index);
+    FX_TRY
+    *p_index = fx::handle<FaissIndexFlat1D>(static_cast<faiss::Index*>(
+            new faiss::IndexFlat1D(continuous_update != 0)));
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexFlat1D_update_permutation(FaissIndexFlat1D* index) {
+    FX_CAST(f, faiss::IndexFlat1D, reinterpret_cast<FaissIndex*>(index));
+    FX_TRY
+    f->update_permutation();
+    return 0;
+    FX_CATCH
+}
+
+} // extern "C"

@@ -1,0 +1,362 @@
+/* index.cpp -- Index_c.h: the operations every index supports, plus search
+ * with per-call parameters (faissx.h). */
+#include "core/bridge.h"
+#include "core/core.h"
+
+#include <faiss/IndexFlatCodes.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexNNDescent.h>
+#include <faiss/IndexNSG.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/IndexRefine.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/IDSelector.h>
+
+#include <limits>
+
+namespace fx {
+
+bool positional(const faiss::Index* ix) {
+    if (dynamic_cast<const faiss::IndexFlatCodes*>(ix) ||
+        dynamic_cast<const faiss::IndexHNSW*>(ix) ||
+        dynamic_cast<const faiss::IndexNSG*>(ix) ||
+        dynamic_cast<const faiss::IndexNNDescent*>(ix) ||
+        dynamic_cast<const faiss::IndexRefine*>(ix))
+        return true;
+    if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix))
+        return pt->index && positional(pt->index);
+    return false;
+}
+
+int check_key(const char* func, const faiss::Index* ix, idx key) {
+    if (positional(ix) && (key < 0 || key >= ix->ntotal))
+        return fail(FAISSX_E_INVALID, func,
+                    "key %lld out of range [0, %lld)", (long long)key,
+                    (long long)ix->ntotal);
+    return 0;
+}
+
+int check_knn(const char* func, idx n, idx k, const void* distances,
+              const void* labels) {
+    if (k <= 0)
+        return fail(FAISSX_E_INVALID, func, "k must be > 0 (got %lld)",
+                    (long long)k);
+    if (n > 0 && k > std::numeric_limits<idx>::max() / n)
+        return fail(FAISSX_E_INVALID, func,
+                    "n * k overflows (n=%lld, k=%lld)", (long long)n,
+                    (long long)k);
+    if (n > 0 && distances == nullptr)
+        return fail(FAISSX_E_INVALID, func, "argument 'distances' is NULL");
+    if (n > 0 && labels == nullptr)
+        return fail(FAISSX_E_INVALID, func, "argument 'labels' is NULL");
+    return 0;
+}
+
+} // namespace fx
+
+extern "C" {
+
+void faiss_Index_free(FaissIndex* obj) {
+    delete fx::index(obj);
+}
+
+int faiss_Index_d(const FaissIndex* obj) {
+    FX_REQUIRE_RET(obj, 0, "index is NULL");
+    return fx::index(obj)->d;
+}
+
+int faiss_Index_is_trained(const FaissIndex* obj) {
+    FX_REQUIRE_RET(obj, 0, "index is NULL");
+    return fx::index(obj)->is_trained;
+}
+
+idx_t faiss_Index_ntotal(const FaissIndex* obj) {
+    FX_REQUIRE_RET(obj, 0, "index is NULL");
+    return fx::index(obj)->ntotal;
+}
+
+FaissMetricType faiss_Index_metric_type(const FaissIndex* obj) {
+    FX_REQUIRE_RET(obj, METRIC_L2, "index is NULL");
+    return static_cast<FaissMetricType>(fx::index(obj)->metric_type);
+}
+
+int faiss_Index_verbose(const FaissIndex* obj) {
+    FX_REQUIRE_RET(obj, 0, "index is NULL");
+    return fx::index(obj)->verbose;
+}
+
+void faiss_Index_set_verbose(FaissIndex* obj, int verbose) {
+    FX_REQUIRE_RET(obj, , "index is NULL");
+    fx::index(obj)->verbose = verbose != 0;
+}
+
+int faiss_Index_train(FaissIndex* index, idx_t n, const float* x) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    FX_TRY
+    ix->train(n, x);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_add(FaissIndex* index, idx_t n, const float* x) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    FX_REQUIRE(ix->is_trained,
+               "index is not trained: call faiss_Index_train first");
+    FX_TRY
+    ix->add(n, x);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_add_with_ids(FaissIndex* index, idx_t n, const float* x,
+                             const idx_t* xids) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    FX_REQUIRE(n == 0 || xids != nullptr, "argument 'xids' is NULL");
+    FX_REQUIRE(ix->is_trained,
+               "index is not trained: call faiss_Index_train first");
+    FX_TRY
+    ix->add_with_ids(n, x, xids);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_search(const FaissIndex* index, idx_t n, const float* x,
+                       idx_t k, float* distances, idx_t* labels) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
+    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_TRY
+    ix->search(n, x, k, distances, labels);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_search_with_params(const FaissIndex* index, idx_t n,
+                                   const float* x, idx_t k,
+                                   const FaissSearchParameters* params,
+                                   float* distances, idx_t* labels) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
+    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_TRY
+    ix->search(n, x, k, distances, labels,
+               reinterpret_cast<const faiss::SearchParameters*>(params));
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_range_search(const FaissIndex* index, idx_t n,
+                             const float* x, float radius,
+                             FaissRangeSearchResult* result) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(result);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    FX_REQUIRE(!std::isnan(radius), "radius is NaN");
+    auto res = reinterpret_cast<faiss::RangeSearchResult*>(result);
+    FX_REQUIRE((idx_t)res->nq == n,
+               "result was allocated for %zu queries, but n = %lld", res->nq,
+               (long long)n);
+    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_TRY
+    ix->range_search(n, x, radius, res);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_assign(FaissIndex* index, idx_t n, const float* x,
+                       idx_t* labels, idx_t k) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    FX_REQUIRE(k > 0, "k must be > 0 (got %lld)", (long long)k);
+    FX_REQUIRE(n == 0 || labels != nullptr, "argument 'labels' is NULL");
+    FX_REQUIRE(n == 0 || k <= std::numeric_limits<idx_t>::max() / n,
+               "n * k overflows");
+    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_TRY
+    ix->assign(n, x, labels, k);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_reset(FaissIndex* index) {
+    FX_NOT_NULL(index);
+    FX_TRY
+    fx::index(index)->reset();
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_remove_ids(FaissIndex* index, const FaissIDSelector* sel,
+                           size_t* n_removed) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(sel);
+    FX_TRY
+    size_t r = fx::index(index)->remove_ids(
+            *reinterpret_cast<const faiss::IDSelector*>(sel));
+    if (n_removed) *n_removed = r;
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_reconstruct(const FaissIndex* index, idx_t key,
+                            float* recons) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(recons);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_key(__func__, ix, key)) return rc;
+    FX_TRY
+    ix->reconstruct(key, recons);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_reconstruct_n(const FaissIndex* index, idx_t i0, idx_t ni,
+                              float* recons) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    FX_REQUIRE(ni >= 0, "ni must be >= 0 (got %lld)", (long long)ni);
+    FX_REQUIRE(ni == 0 || recons != nullptr, "argument 'recons' is NULL");
+    if (fx::positional(ix))
+        FX_REQUIRE(i0 >= 0 && i0 <= ix->ntotal && ni <= ix->ntotal - i0,
+                   "range [%lld, %lld) is outside [0, %lld)", (long long)i0,
+                   (long long)(i0 + ni), (long long)ix->ntotal);
+    FX_TRY
+    ix->reconstruct_n(i0, ni, recons);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_compute_residual(const FaissIndex* index, const float* x,
+                                 float* residual, idx_t key) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(residual);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, 1, x, ix->d, "x")) return rc;
+    if (int rc = fx::check_key(__func__, ix, key)) return rc;
+    FX_TRY
+    ix->compute_residual(x, residual, key);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_compute_residual_n(const FaissIndex* index, idx_t n,
+                                   const float* x, float* residuals,
+                                   const idx_t* keys) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    FX_REQUIRE(n == 0 || residuals != nullptr, "argument 'residuals' is NULL");
+    FX_REQUIRE(n == 0 || keys != nullptr, "argument 'keys' is NULL");
+    for (idx_t i = 0; i < n; i++)
+        if (int rc = fx::check_key(__func__, ix, keys[i])) return rc;
+    FX_TRY
+    ix->compute_residual_n(n, x, residuals, keys);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_sa_code_size(const FaissIndex* index, size_t* size) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(size);
+    FX_TRY
+    *size = fx::index(index)->sa_code_size();
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_sa_encode(const FaissIndex* index, idx_t n, const float* x,
+                          uint8_t* bytes) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    FX_REQUIRE(n == 0 || bytes != nullptr, "argument 'bytes' is NULL");
+    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_TRY
+    ix->sa_encode(n, x, bytes);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_Index_sa_decode(const FaissIndex* index, idx_t n,
+                          const uint8_t* bytes, float* x) {
+    FX_NOT_NULL(index);
+    auto ix = fx::index(index);
+    FX_REQUIRE(n >= 0, "n must be >= 0 (got %lld)", (long long)n);
+    FX_REQUIRE(n == 0 || bytes != nullptr, "argument 'bytes' is NULL");
+    FX_REQUIRE(n == 0 || x != nullptr, "argument 'x' is NULL");
+    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_TRY
+    // An IVF code starts with its list number; faiss trusts it blindly.
+    if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix)) {
+        size_t cs = ivf->sa_code_size();
+        for (idx_t i = 0; i < n; i++) {
+            idx_t list_no = ivf->decode_listno(bytes + i * cs);
+            FX_REQUIRE(list_no >= 0 && (size_t)list_no < ivf->nlist,
+                       "code %lld names list %lld, outside [0, %zu)",
+                       (long long)i, (long long)list_no, ivf->nlist);
+        }
+    }
+    ix->sa_decode(n, bytes, x);
+    return 0;
+    FX_CATCH
+}
+
+/* ---- SearchParameters (faissx.h) ---- */
+
+void faiss_SearchParameters_free(FaissSearchParameters* obj) {
+    delete reinterpret_cast<faiss::SearchParameters*>(obj);
+}
+
+int faiss_SearchParameters_new(FaissSearchParameters** p_sp,
+                               FaissIDSelector* sel) {
+    FX_NOT_NULL(p_sp);
+    FX_TRY
+    auto sp = new faiss::SearchParameters();
+    sp->sel = reinterpret_cast<faiss::IDSelector*>(sel);
+    *p_sp = reinterpret_cast<FaissSearchParameters*>(sp);
+    return 0;
+    FX_CATCH
+}
+
+} // extern "C"
+
+namespace fx {
+
+int check_metric(const char* func, int metric) {
+    switch (metric) {
+    case METRIC_INNER_PRODUCT:
+    case METRIC_L2:
+    case METRIC_L1:
+    case METRIC_Linf:
+    case METRIC_Lp:
+    case METRIC_Canberra:
+    case METRIC_BrayCurtis:
+    case METRIC_JensenShannon:
+        return 0;
+    default:
+        return fail(FAISSX_E_INVALID, func, "unknown metric type %d", metric);
+    }
+}
+
+int check_dim(const char* func, long long d) {
+    if (d <= 0 || d > std::numeric_limits<int>::max())
+        return fail(FAISSX_E_INVALID, func,
+                    "dimension d must be in [1, %d] (got %lld)",
+                    std::numeric_limits<int>::max(), d);
+    return 0;
+}
+
+} // namespace fx

@@ -1,0 +1,212 @@
+/*
+ * faissx.h -- what the FAISS 1.7.3 C API has no word for.
+ *
+ * faissx implements every function declared in <faiss/c_api/...> (link with
+ * -lfaiss_c or -lfaissx). This header adds:
+ *   - the library version and a distinct error-code enum with faissx_strerror;
+ *   - constructors for binary indexes (1.7.3 can only read them from disk)
+ *     and a binary index factory;
+ *   - search with per-call parameters and IDSelector combinators.
+ * Where a later FAISS release added a C function for the same purpose, the
+ * name and signature are upstream's (faiss_...), so code written for newer
+ * FAISS compiles against faissx. Everything else is prefixed faissx_.
+ * Anything not declared in a public header is not API.
+ *
+ * Error model: like FAISS, functions return int, 0 on success; on failure
+ * a message is available through faiss_get_last_error() in the calling
+ * thread until the next faiss/faissx call in that thread.
+ *
+ * Ownership: a pointer returned through an out-parameter of a *_new function
+ * belongs to the caller, who releases it with the matching *_free function.
+ * Every *_free accepts NULL.
+ */
+#ifndef FAISSX_H
+#define FAISSX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <faiss/c_api/faiss_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/IndexBinary_c.h>
+#include <faiss/c_api/IndexFlat_c.h>
+#include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/IndexIVFFlat_c.h>
+#include <faiss/c_api/IndexLSH_c.h>
+#include <faiss/c_api/IndexPreTransform_c.h>
+#include <faiss/c_api/IndexReplicas_c.h>
+#include <faiss/c_api/IndexScalarQuantizer_c.h>
+#include <faiss/c_api/IndexShards_c.h>
+#include <faiss/c_api/MetaIndexes_c.h>
+#include <faiss/c_api/VectorTransform_c.h>
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/Clustering_c.h>
+#include <faiss/c_api/clone_index_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/index_io_c.h>
+#include <faiss/c_api/impl/AuxIndexStructures_c.h>
+#include <faiss/c_api/utils/distances_c.h>
+
+#include "faissx_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------ */
+
+/** The faissx version as "MAJOR.MINOR.PATCH". Static storage; never free. */
+const char* faissx_version_string(void);
+
+/** The faissx version as MAJOR*10000 + MINOR*100 + PATCH. */
+int faissx_version(void);
+
+/** The version of the faiss C++ library faissx runs on ("1.7.3").
+ *  Upstream name and signature (faiss >= 1.8 utils_c.h). Static storage. */
+const char* faiss_get_version(void);
+
+/* ------------------------------------------------------------------------
+ * Errors
+ *
+ * Every faiss_* and faissx_* function that returns int returns 0 on success
+ * or one of these negative codes. The first three values are FAISS's own
+ * (FaissErrorCode in error_c.h); the rest are faissx's finer distinctions.
+ * ------------------------------------------------------------------------ */
+typedef enum FaissxError {
+    FAISSX_OK = 0,
+    FAISSX_E_UNKNOWN = -1,   /**< unknown exception (FAISS UNKNOWN_EXCEPT) */
+    FAISSX_E_FAISS = -2,     /**< faiss refused the operation (FAISS_EXCEPT) */
+    FAISSX_E_STD = -4,       /**< C++ standard exception (FAISS STD_EXCEPT) */
+    FAISSX_E_INVALID = -5,   /**< an argument is invalid (NULL, k <= 0, NaN...) */
+    FAISSX_E_NOMEM = -6,     /**< out of memory */
+    FAISSX_E_IO = -7,        /**< file or stream error, corrupt file */
+    FAISSX_E_UNSUPPORTED = -8, /**< the index type does not support this */
+} FaissxError;
+
+/** A static, human-readable description of a code. Never NULL. */
+const char* faissx_strerror(int code);
+
+/** The code of the last failed call in this thread (0 if it succeeded). */
+int faissx_last_error_code(void);
+
+/* ------------------------------------------------------------------------
+ * Search parameters (upstream names, faiss >= 1.7.4 C API)
+ * ------------------------------------------------------------------------ */
+FAISS_DECLARE_CLASS(SearchParameters)
+FAISS_DECLARE_DESTRUCTOR(SearchParameters)
+
+/** New search parameters restricting results to ids selected by `sel`
+ *  (may be NULL: no restriction). `sel` is borrowed: it must outlive every
+ *  search that uses these parameters; the caller frees both. */
+int faiss_SearchParameters_new(FaissSearchParameters** p_sp,
+                               FaissIDSelector* sel);
+
+/** k-NN search with per-call parameters (`params` may be NULL). Supported
+ *  by Flat, IVF, HNSW, IDMap (selector) indexes; others fail with a clear
+ *  error. Same outputs as faiss_Index_search. */
+int faiss_Index_search_with_params(const FaissIndex* index,
+                                   idx_t n,
+                                   const float* x,
+                                   idx_t k,
+                                   const FaissSearchParameters* params,
+                                   float* distances,
+                                   idx_t* labels);
+
+FAISS_DECLARE_CLASS_INHERITED(SearchParametersIVF, SearchParameters)
+FAISS_DECLARE_DESTRUCTOR(SearchParametersIVF)
+/** Returns `sp` if it is an IVF parameter set, NULL otherwise. */
+FaissSearchParametersIVF* faiss_SearchParametersIVF_cast(
+        FaissSearchParameters* sp);
+int faiss_SearchParametersIVF_new(FaissSearchParametersIVF** p_sp);
+/** `sel` is borrowed (may be NULL); nprobe >= 1; max_codes 0 = unlimited. */
+int faiss_SearchParametersIVF_new_with(FaissSearchParametersIVF** p_sp,
+                                       FaissIDSelector* sel,
+                                       size_t nprobe,
+                                       size_t max_codes);
+FAISS_DECLARE_GETTER(SearchParametersIVF, const FaissIDSelector*, sel)
+FAISS_DECLARE_GETTER_SETTER(SearchParametersIVF, size_t, nprobe)
+FAISS_DECLARE_GETTER_SETTER(SearchParametersIVF, size_t, max_codes)
+
+/* ------------------------------------------------------------------------
+ * IDSelector combinators and bitmap (upstream names, faiss >= 1.8 C API).
+ * Operands are borrowed: they must outlive the combinator.
+ * ------------------------------------------------------------------------ */
+FAISS_DECLARE_CLASS(IDSelectorNot)
+int faiss_IDSelectorNot_new(FaissIDSelectorNot** p_sel,
+                            const FaissIDSelector* sel);
+FAISS_DECLARE_CLASS(IDSelectorAnd)
+int faiss_IDSelectorAnd_new(FaissIDSelectorAnd** p_sel,
+                            const FaissIDSelector* lhs_sel,
+                            const FaissIDSelector* rhs_sel);
+FAISS_DECLARE_CLASS(IDSelectorOr)
+int faiss_IDSelectorOr_new(FaissIDSelectorOr** p_sel,
+                           const FaissIDSelector* lhs_sel,
+                           const FaissIDSelector* rhs_sel);
+FAISS_DECLARE_CLASS(IDSelectorXOr)
+int faiss_IDSelectorXOr_new(FaissIDSelectorXOr** p_sel,
+                            const FaissIDSelector* lhs_sel,
+                            const FaissIDSelector* rhs_sel);
+/** Selects id i when bit (i % 8) of bitmap[i / 8] is set, for i < 8 * n.
+ *  The bitmap is borrowed. */
+FAISS_DECLARE_CLASS(IDSelectorBitmap)
+int faiss_IDSelectorBitmap_new(FaissIDSelectorBitmap** p_sel,
+                               size_t n,
+                               const uint8_t* bitmap);
+/* The selector handles above are all FaissIDSelector underneath: cast with
+ * (FaissIDSelector*) to use them, and free with faiss_IDSelector_free. */
+
+/* ------------------------------------------------------------------------
+ * Binary indexes: constructors (faiss 1.7.3's C API has none) and factory.
+ * The returned indexes are used through the IndexBinary_c.h calls and freed
+ * with faiss_IndexBinary_free. d is in bits and must be a multiple of 8.
+ * ------------------------------------------------------------------------ */
+
+/** Upstream name (faiss >= 1.8): builds e.g. "BFlat", "BIVF1024",
+ *  "BHNSW32", "BHash64", "IDMap,BFlat". */
+int faiss_index_binary_factory(FaissIndexBinary** p_index,
+                               int d,
+                               const char* description);
+
+FAISS_DECLARE_CLASS_INHERITED(IndexBinaryFlat, IndexBinary)
+int faiss_IndexBinaryFlat_new(FaissIndexBinaryFlat** p_index);
+int faiss_IndexBinaryFlat_new_with(FaissIndexBinaryFlat** p_index, idx_t d);
+FaissIndexBinaryFlat* faiss_IndexBinaryFlat_cast(FaissIndexBinary* index);
+FAISS_DECLARE_DESTRUCTOR(IndexBinaryFlat)
+
+FAISS_DECLARE_CLASS_INHERITED(IndexBinaryIVF, IndexBinary)
+FaissIndexBinaryIVF* faiss_IndexBinaryIVF_cast(FaissIndexBinary* index);
+FAISS_DECLARE_DESTRUCTOR(IndexBinaryIVF)
+FAISS_DECLARE_GETTER(IndexBinaryIVF, size_t, nlist)
+FAISS_DECLARE_GETTER_SETTER(IndexBinaryIVF, size_t, nprobe)
+FAISS_DECLARE_GETTER(IndexBinaryIVF, FaissIndexBinary*, quantizer)
+FAISS_DECLARE_GETTER_SETTER(IndexBinaryIVF, int, own_fields)
+/** Binary inverted file over `quantizer` (a binary index of dimension d,
+ *  typically a BinaryFlat). The IVF takes ownership of the quantizer
+ *  (own_fields = 1): free only the IVF. */
+int faissx_IndexBinaryIVF_new(FaissIndexBinaryIVF** p_index,
+                              FaissIndexBinary* quantizer,
+                              idx_t d,
+                              size_t nlist);
+
+/** Multi-hash binary index on the first `b` bits of each code. */
+int faissx_IndexBinaryHash_new(FaissIndexBinary** p_index, int d, int b);
+
+/** HNSW graph over a binary flat storage, M links per node. */
+int faissx_IndexBinaryHNSW_new(FaissIndexBinary** p_index, int d, int M);
+/** efSearch of a binary HNSW index (errors if `index` is not one). */
+int faissx_IndexBinaryHNSW_set_efSearch(FaissIndexBinary* index, int ef);
+int faissx_IndexBinaryHNSW_get_efSearch(const FaissIndexBinary* index,
+                                        int* ef);
+
+/** Like faiss_clone_index for a binary index. */
+int faissx_clone_index_binary(const FaissIndexBinary* index,
+                              FaissIndexBinary** p_out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FAISSX_H */
