@@ -13,6 +13,7 @@
 #include <faiss/IndexBinary.h>
 #include <faiss/impl/FaissException.h>
 
+#include <cmath>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>

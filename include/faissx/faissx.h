@@ -159,6 +159,21 @@ int faiss_IDSelectorBitmap_new(FaissIDSelectorBitmap** p_sel,
  * (FaissIDSelector*) to use them, and free with faiss_IDSelector_free. */
 
 /* ------------------------------------------------------------------------
+ * Auxiliary structures the 1.7.3 C API declares but cannot create or free.
+ * ------------------------------------------------------------------------ */
+
+/** A distance computer over `index`'s stored vectors (Flat, SQ, HNSW, ...;
+ *  indexes without one fail). Use it with the faiss_DistanceComputer_*
+ *  calls, which reject vector ids outside [0, ntotal at creation); free it
+ *  with faiss_DistanceComputer_free before modifying or freeing the index. */
+int faissx_Index_get_distance_computer(const FaissIndex* index,
+                                       FaissDistanceComputer** p_dc);
+
+/** Frees a partial result made by faiss_RangeSearchPartialResult_new (the
+ *  RangeSearchResult it fills is not freed). Accepts NULL. */
+void faissx_RangeSearchPartialResult_free(FaissRangeSearchPartialResult* obj);
+
+/* ------------------------------------------------------------------------
  * Binary indexes: constructors (faiss 1.7.3's C API has none) and factory.
  * The returned indexes are used through the IndexBinary_c.h calls and freed
  * with faiss_IndexBinary_free. d is in bits and must be a multiple of 8.

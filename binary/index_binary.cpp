@@ -1,0 +1,324 @@
+/* index_binary.cpp -- IndexBinary_c.h, plus the binary constructors of
+ * faissx.h (faiss 1.7.3's C API can only read binary indexes from disk). */
+#include "core/core.h"
+
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryHNSW.h>
+#include <faiss/IndexBinaryHash.h>
+#include <faiss/IndexBinaryIVF.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/IDSelector.h>
+
+#include <limits>
+
+namespace {
+
+using bidx = faiss::IndexBinary::idx_t;
+
+/* Binary indexes whose keys are positions 0..ntotal-1. */
+bool positional(const faiss::IndexBinary* ix) {
+    return dynamic_cast<const faiss::IndexBinaryFlat*>(ix) ||
+           dynamic_cast<const faiss::IndexBinaryHNSW*>(ix);
+}
+
+int check_codes(const char* func, idx_t n, const uint8_t* x) {
+    if (n < 0)
+        return fx::fail(FAISSX_E_INVALID, func, "n must be >= 0 (got %lld)",
+                        (long long)n);
+    if (n > 0 && !x)
+        return fx::fail(FAISSX_E_INVALID, func, "argument 'x' is NULL");
+    return 0;
+}
+
+int check_bin_dim(const char* func, long long d) {
+    if (int rc = fx::check_dim(func, d)) return rc;
+    if (d % 8 != 0)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "binary dimension d must be a multiple of 8 (got "
+                        "%lld)",
+                        d);
+    return 0;
+}
+
+template <class T>
+T* bas(FaissIndexBinary* p) {
+    return fx::asb<T>(p);
+}
+
+} // namespace
+
+#define FX_BCAST(var, T, h)                                              \
+    auto var = fx::asb<T>(reinterpret_cast<FaissIndexBinary*>(h));       \
+    if (!var)                                                            \
+        return fx::fail(FAISSX_E_INVALID, __func__,                      \
+                        "argument '%s' is NULL or not a " #T, #h);
+
+#define FX_BGETTER(cls, T, ty, name, expr)                               \
+    ty faiss_##cls##_##name(const Faiss##cls* obj) {                     \
+        auto o = fx::asb<T>(reinterpret_cast<const FaissIndexBinary*>(obj)); \
+        FX_REQUIRE_RET(o != nullptr, (ty)0,                              \
+                       "handle is NULL or not a " #T);                   \
+        return (ty)(expr);                                               \
+    }
+#define FX_BSETTER(cls, T, ty, name, stmt)                               \
+    void faiss_##cls##_set_##name(Faiss##cls* obj, ty val) {             \
+        auto o = fx::asb<T>(reinterpret_cast<FaissIndexBinary*>(obj));   \
+        FX_REQUIRE_RET(o != nullptr, , "handle is NULL or not a " #T);   \
+        stmt;                                                            \
+    }
+
+extern "C" {
+
+void faiss_IndexBinary_free(FaissIndexBinary* obj) {
+    delete fx::bindex(obj);
+}
+
+FX_BGETTER(IndexBinary, faiss::IndexBinary, int, d, o->d)
+FX_BGETTER(IndexBinary, faiss::IndexBinary, int, is_trained, o->is_trained)
+FX_BGETTER(IndexBinary, faiss::IndexBinary, idx_t, ntotal, o->ntotal)
+FX_BGETTER(IndexBinary, faiss::IndexBinary, FaissMetricType, metric_type,
+           static_cast<FaissMetricType>(o->metric_type))
+FX_BGETTER(IndexBinary, faiss::IndexBinary, int, verbose, o->verbose)
+FX_BSETTER(IndexBinary, faiss::IndexBinary, int, verbose,
+           o->verbose = val != 0)
+
+int faiss_IndexBinary_train(FaissIndexBinary* index, idx_t n,
+                            const uint8_t* x) {
+    FX_NOT_NULL(index);
+    if (int rc = check_codes(__func__, n, x)) return rc;
+    FX_TRY
+    fx::bindex(index)->train(n, x);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinary_add(FaissIndexBinary* index, idx_t n,
+                          const uint8_t* x) {
+    FX_NOT_NULL(index);
+    if (int rc = check_codes(__func__, n, x)) return rc;
+    FX_REQUIRE(fx::bindex(index)->is_trained,
+               "index is not trained: call faiss_IndexBinary_train first");
+    FX_TRY
+    fx::bindex(index)->add(n, x);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinary_add_with_ids(FaissIndexBinary* index, idx_t n,
+                                   const uint8_t* x, const idx_t* xids) {
+    FX_NOT_NULL(index);
+    if (int rc = check_codes(__func__, n, x)) return rc;
+    FX_REQUIRE(n == 0 || xids, "argument 'xids' is NULL");
+    FX_REQUIRE(fx::bindex(index)->is_trained,
+               "index is not trained: call faiss_IndexBinary_train first");
+    FX_TRY
+    fx::bindex(index)->add_with_ids(n, x, xids);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinary_search(const FaissIndexBinary* index, idx_t n,
+                             const uint8_t* x, idx_t k, int32_t* distances,
+                             idx_t* labels) {
+    FX_NOT_NULL(index);
+    if (int rc = check_codes(__func__, n, x)) return rc;
+    if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
+    FX_REQUIRE(fx::bindex(index)->is_trained, "index is not trained");
+    FX_TRY
+    fx::bindex(index)->search(n, x, k, distances, labels);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinary_range_search(const FaissIndexBinary* index, idx_t n,
+                                   const uint8_t* x, int radius,
+                                   FaissRangeSearchResult* result) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(result);
+    if (int rc = check_codes(__func__, n, x)) return rc;
+    auto res = reinterpret_cast<faiss::RangeSearchResult*>(result);
+    FX_REQUIRE((idx_t)res->nq == n,
+               "result was allocated for %zu queries, but n = %lld", res->nq,
+               (long long)n);
+    FX_REQUIRE(fx::bindex(index)->is_trained, "index is not trained");
+    FX_TRY
+    fx::bindex(index)->range_search(n, x, radius, res);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinary_assign(FaissIndexBinary* index, idx_t n,
+                             const uint8_t* x, idx_t* labels, idx_t k) {
+    FX_NOT_NULL(index);
+    if (int rc = check_codes(__func__, n, x)) return rc;
+    FX_REQUIRE(k > 0, "k must be > 0 (got %lld)", (long long)k);
+    FX_REQUIRE(n == 0 || labels, "argument 'labels' is NULL");
+    FX_REQUIRE(n == 0 || k <= std::numeric_limits<idx_t>::max() / n,
+               "n * k overflows");
+    FX_REQUIRE(fx::bindex(index)->is_trained, "index is not trained");
+    FX_TRY
+    fx::bindex(index)->assign(n, x, labels, k);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinary_reset(FaissIndexBinary* index) {
+    FX_NOT_NULL(index);
+    FX_TRY
+    fx::bindex(index)->reset();
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinary_remove_ids(FaissIndexBinary* index,
+                                 const FaissIDSelector* sel,
+                                 size_t* n_removed) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(sel);
+    FX_TRY
+    size_t r = fx::bindex(index)->remove_ids(
+            *reinterpret_cast<const faiss::IDSelector*>(sel));
+    if (n_removed) *n_removed = r;
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinary_reconstruct(const FaissIndexBinary* index, idx_t key,
+                                  uint8_t* recons) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(recons);
+    auto ix = fx::bindex(index);
+    FX_REQUIRE(!positional(ix) || (key >= 0 && key < ix->ntotal),
+               "key %lld out of range [0, %lld)", (long long)key,
+               (long long)ix->ntotal);
+    FX_TRY
+    ix->reconstruct(key, recons);
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinary_reconstruct_n(const FaissIndexBinary* index, idx_t i0,
+                                    idx_t ni, uint8_t* recons) {
+    FX_NOT_NULL(index);
+    auto ix = fx::bindex(index);
+    FX_REQUIRE(ni >= 0, "ni must be >= 0 (got %lld)", (long long)ni);
+    FX_REQUIRE(ni == 0 || recons, "argument 'recons' is NULL");
+    FX_REQUIRE(!positional(ix) || (i0 >= 0 && i0 <= ix->ntotal &&
+                                   ni <= ix->ntotal - i0),
+               "range [%lld, %lld) is outside [0, %lld)", (long long)i0,
+               (long long)(i0 + ni), (long long)ix->ntotal);
+    FX_TRY
+    ix->reconstruct_n(i0, ni, recons);
+    return 0;
+    FX_CATCH
+}
+
+/* ---- constructors and typed accessors (faissx.h) ---- */
+
+int faiss_IndexBinaryFlat_new(FaissIndexBinaryFlat** p_index) {
+    FX_NOT_NULL(p_index);
+    FX_TRY
+    *p_index = fx::handle<FaissIndexBinaryFlat>(
+            static_cast<faiss::IndexBinary*>(new faiss::IndexBinaryFlat()));
+    return 0;
+    FX_CATCH
+}
+
+int faiss_IndexBinaryFlat_new_with(FaissIndexBinaryFlat** p_index, idx_t d) {
+    FX_NOT_NULL(p_index);
+    if (int rc = check_bin_dim(__func__, d)) return rc;
+    FX_TRY
+    *p_index = fx::handle<FaissIndexBinaryFlat>(
+            static_cast<faiss::IndexBinary*>(new faiss::IndexBinaryFlat(d)));
+    return 0;
+    FX_CATCH
+}
+
+FaissIndexBinaryFlat* faiss_IndexBinaryFlat_cast(FaissIndexBinary* index) {
+    return reinterpret_cast<FaissIndexBinaryFlat*>(static_cast<
+            faiss::IndexBinary*>(bas<faiss::IndexBinaryFlat>(index)));
+}
+
+void faiss_IndexBinaryFlat_free(FaissIndexBinaryFlat* obj) {
+    delete fx::bindex(obj);
+}
+
+FaissIndexBinaryIVF* faiss_IndexBinaryIVF_cast(FaissIndexBinary* index) {
+    return reinterpret_cast<FaissIndexBinaryIVF*>(static_cast<
+            faiss::IndexBinary*>(bas<faiss::IndexBinaryIVF>(index)));
+}
+
+void faiss_IndexBinaryIVF_free(FaissIndexBinaryIVF* obj) {
+    delete fx::bindex(obj);
+}
+
+FX_BGETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, size_t, nlist, o->nlist)
+FX_BGETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, size_t, nprobe, o->nprobe)
+FX_BSETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, size_t, nprobe,
+           o->nprobe = val)
+FX_BGETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, FaissIndexBinary*,
+           quantizer, reinterpret_cast<FaissIndexBinary*>(o->quantizer))
+FX_BGETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, int, own_fields,
+           o->own_fields)
+FX_BSETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, int, own_fields,
+           o->own_fields = val != 0)
+
+int faissx_IndexBinaryIVF_new(FaissIndexBinaryIVF** p_index,
+                              FaissIndexBinary* quantizer, idx_t d,
+                              size_t nlist) {
+    FX_NOT_NULL(p_index);
+    FX_NOT_NULL(quantizer);
+    if (int rc = check_bin_dim(__func__, d)) return rc;
+    FX_REQUIRE(nlist > 0, "nlist must be > 0");
+    FX_REQUIRE(fx::bindex(quantizer)->d == d,
+               "quantizer dimension %d differs from d = %lld",
+               fx::bindex(quantizer)->d, (long long)d);
+    FX_TRY
+    auto ivf = new faiss::IndexBinaryIVF(fx::bindex(quantizer), d, nlist);
+    ivf->own_fields = true;
+    *p_index = fx::handle<FaissIndexBinaryIVF>(
+            static_cast<faiss::IndexBinary*>(ivf));
+    return 0;
+    FX_CATCH
+}
+
+int faissx_IndexBinaryHash_new(FaissIndexBinary** p_index, int d, int b) {
+    FX_NOT_NULL(p_index);
+    if (int rc = check_bin_dim(__func__, d)) return rc;
+    FX_REQUIRE(b > 0 && b <= d && b <= 64, "b must be in [1, min(d, 64)] "
+                                           "(got %d)", b);
+    FX_TRY
+    *p_index = fx::handle<FaissIndexBinary>(
+            static_cast<faiss::IndexBinary*>(new faiss::IndexBinaryHash(d, b)));
+    return 0;
+    FX_CATCH
+}
+
+int faissx_IndexBinaryHNSW_new(FaissIndexBinary** p_index, int d, int M) {
+    FX_NOT_NULL(p_index);
+    if (int rc = check_bin_dim(__func__, d)) return rc;
+    FX_REQUIRE(M > 0, "M must be > 0 (got %d)", M);
+    FX_TRY
+    *p_index = fx::handle<FaissIndexBinary>(
+            static_cast<faiss::IndexBinary*>(new faiss::IndexBinaryHNSW(d, M)));
+    return 0;
+    FX_CATCH
+}
+
+int faissx_IndexBinaryHNSW_set_efSearch(FaissIndexBinary* index, int ef) {
+    FX_BCAST(h, faiss::IndexBinaryHNSW, index);
+    FX_REQUIRE(ef > 0, "efSearch must be > 0 (got %d)", ef);
+    h->hnsw.efSearch = ef;
+    return 0;
+}
+
+int faissx_IndexBinaryHNSW_get_efSearch(const FaissIndexBinary* index,
+                                        int* ef) {
+    auto h = fx::asb<faiss::IndexBinaryHNSW>(index);
+    FX_REQUIRE(h, "argument 'index' is NULL or not a faiss::IndexBinaryHNSW");
+    FX_NOT_NULL(ef);
+    *ef = h->hnsw.efSearch;
+    return 0;
+}
+
+} // extern "C"
