@@ -1,0 +1,41 @@
+#!/bin/sh
+# Set up a fresh Debian 12 machine, build faissx, and run every test:
+#   1. the normal build's suites (C API vs faiss C++, errors, exports, install);
+#   2. the same C API suites under AddressSanitizer + UBSan (LeakSanitizer on);
+#   3. faissx consumed as a meson subproject.
+# Prints a final "N passed, N failed" line.
+set -u
+cd "$(dirname "$0")/.."
+sh tools/deps.sh || exit 1
+pass=0
+fail=0
+step() { # name, command...
+    name=$1
+    shift
+    echo "=== $name"
+    if "$@"; then pass=$((pass + 1)); echo "=== $name: passed"; else fail=$((fail + 1)); echo "=== $name: FAILED"; fi
+}
+
+build() {
+    [ -d build ] || meson setup build || return 1
+    ninja -C build
+}
+unit() { meson test -C build --no-rebuild --print-errorlogs --num-processes 2; }
+
+asan_build() {
+    [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined \
+        -Db_lundef=false -Dbench=false -Dexamples=false || return 1
+    ninja -C build-asan
+}
+asan_unit() {
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0 \
+        meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 2 --suite capi
+}
+
+step "build" build && step "tests" unit
+step "asan+ubsan build" asan_build && step "asan+ubsan tests" asan_unit
+step "meson subproject" sh tools/test-subproject.sh
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
