@@ -115,7 +115,9 @@ int faiss_IndexIVF_search_preassigned(const FaissIndexIVF* index, idx_t n,
     FX_REQUIRE(n == 0 || centroid_dis != nullptr,
                "argument 'centroid_dis' is NULL");
     FX_REQUIRE(ivf->is_trained, "index is not trained");
-    if (int rc = check_assign(__func__, ivf, (size_t)n * ivf->nprobe, assign))
+    // faiss reads min(nprobe, nlist) list numbers per query, no more.
+    size_t np = ivf->nprobe < ivf->nlist ? ivf->nprobe : ivf->nlist;
+    if (int rc = check_assign(__func__, ivf, (size_t)n * np, assign))
         return rc;
     FX_TRY
     ivf->search_preassigned(n, x, k, assign, centroid_dis, distances, labels,
