@@ -164,6 +164,7 @@ typedef struct {
     int ncentres;
     double sigma;
     int rounds;
+    int build_rounds; /* IVF training and HNSW construction */
     int warmup;
     int threads;
     unsigned long long seed;
@@ -188,6 +189,7 @@ static void usage(FILE* f, const char* prog) {
             "  --centres N      data clusters (1000)\n"
             "  --sigma X        cluster std-dev; centres are N(0,1) (0.25)\n"
             "  --rounds N       measured rounds per side (5)\n"
+            "  --build-rounds N rounds for IVF train / HNSW build (1)\n"
             "  --warmup N       unmeasured rounds first (1)\n"
             "  --threads N      OpenMP and OpenBLAS threads (1)\n"
             "  --seed N         data seed (1234)\n"
@@ -209,7 +211,7 @@ static int parse_args(int argc, char** argv, options* o) {
         .d = 128, .nb = 100000, .nt = 50000, .nq = 1000, .nsingle = 200,
         .hnsw_nb = 20000, .k = 10, .nlist = 1024, .nprobe = 16,
         .hnsw_m = 32, .ef_search = 64, .ncentres = 1000, .sigma = 0.25,
-        .rounds = 5, .warmup = 1, .threads = 1, .seed = 1234,
+        .rounds = 5, .build_rounds = 1, .warmup = 1, .threads = 1, .seed = 1234,
         .do_flat = 1, .do_ivf = 1, .do_hnsw = 1,
     };
     /* --quick first, so explicit sizes after it still apply. */
@@ -263,6 +265,7 @@ static int parse_args(int argc, char** argv, options* o) {
         INTOPT("--ef", ef_search, 1)
         INTOPT("--centres", ncentres, 1)
         INTOPT("--rounds", rounds, 1)
+        INTOPT("--build-rounds", build_rounds, 1)
         INTOPT("--warmup", warmup, 0)
         INTOPT("--threads", threads, 1)
         INTOPT("--seed", seed, 0)
@@ -515,20 +518,33 @@ static void run_rounds(const options* o, void* ix[2], int64_t nb,
     }
 }
 
-/* Time a one-off build step `fn` on both sides (C API first, then C++,
- * then C++ again and C API again when `twice`). */
-static void run_build(row* rw, void* ix[2], int twice,
+/* Time a build step (training, or adding to a graph) on both sides over
+ * o->build_rounds alternating rounds; every round starts from a fresh
+ * index made by `make` (not timed). The last round's indexes are left in
+ * ix[]. */
+static void run_build(const options* o, row* rw, void* ix[2],
+                      void* (*make)(int s, const options* o),
                       int (*step)(int s, void* ix, void* ctx), void* ctx) {
-    int n = twice ? 2 : 1;
-    for (int r = 0; r < n; r++) {
+    for (int r = 0; r < o->build_rounds; r++) {
         for (int pos = 0; pos < 2; pos++) {
             int s = side_at(r, pos);
+            if (ix[s])
+                sides[s]->free_index(ix[s]);
+            ix[s] = MUSTP(make(s, o));
             double t0 = now();
             MUST(step(s, ix[s], ctx));
             rw->t[s][r] = now() - t0;
         }
     }
-    rw->n = n;
+    rw->n = o->build_rounds;
+}
+
+static void* make_ivf(int s, const options* o) {
+    return sides[s]->ivf_new(o->d, o->nlist);
+}
+
+static void* make_hnsw(int s, const options* o) {
+    return sides[s]->hnsw_new(o->d, o->hnsw_m);
 }
 
 typedef struct {
@@ -569,14 +585,12 @@ static void bench_flat(const options* o, const float* xb, const float* xq) {
 static void bench_ivf(const options* o, const float* xt, const float* xb,
                       const float* xq) {
     char name[64];
-    void* ix[2];
-    for (int s = 0; s < 2; s++)
-        ix[s] = MUSTP(sides[s]->ivf_new(o->d, o->nlist));
+    void* ix[2] = {NULL, NULL};
     snprintf(name, sizeof name, "IVF%zu,Flat train %lld", o->nlist,
              (long long)o->nt);
     row* rtrain = new_row(name, "ms", 1e3);
     step_data sd = {o->nt, xt};
-    run_build(rtrain, ix, 0, step_train, &sd);
+    run_build(o, rtrain, ix, make_ivf, step_train, &sd);
     for (int s = 0; s < 2; s++)
         MUST(sides[s]->set_nprobe(ix[s], o->nprobe));
     snprintf(name, sizeof name, "IVF%zu,Flat add %lld", o->nlist,
@@ -596,14 +610,12 @@ static void bench_ivf(const options* o, const float* xt, const float* xb,
 
 static void bench_hnsw(const options* o, const float* xb, const float* xq) {
     char name[64];
-    void* ix[2];
-    for (int s = 0; s < 2; s++)
-        ix[s] = MUSTP(sides[s]->hnsw_new(o->d, o->hnsw_m));
+    void* ix[2] = {NULL, NULL};
     snprintf(name, sizeof name, "HNSW%d add (build) %lld", o->hnsw_m,
              (long long)o->hnsw_nb);
     row* rbuild = new_row(name, "ms", 1e3);
     step_data sd = {o->hnsw_nb, xb};
-    run_build(rbuild, ix, 0, step_add, &sd);
+    run_build(o, rbuild, ix, make_hnsw, step_add, &sd);
     for (int s = 0; s < 2; s++)
         MUST(sides[s]->set_ef_search(ix[s], o->ef_search));
     snprintf(name, sizeof name, "HNSW search batch %lld, efSearch %d",
@@ -646,7 +658,7 @@ int main(int argc, char** argv) {
         usage(stderr, argv[0]);
         return 2;
     }
-    if (o.rounds > MAX_ROUNDS) {
+    if (o.rounds > MAX_ROUNDS || o.build_rounds > MAX_ROUNDS) {
         fprintf(stderr, "at most %d rounds\n", MAX_ROUNDS);
         return 2;
     }
@@ -661,9 +673,9 @@ int main(int argc, char** argv) {
     printf("sizes: nb=%lld nt=%lld nq=%lld nsingle=%lld hnsw-nb=%lld k=%lld\n",
            (long long)o.nb, (long long)o.nt, (long long)o.nq,
            (long long)o.nsingle, (long long)o.hnsw_nb, (long long)o.k);
-    printf("rounds: %d measured (+%d warm-up), sides alternate first; "
-           "median per side\n",
-           o.rounds, o.warmup);
+    printf("rounds: %d measured (+%d warm-up), %d for IVF train / HNSW "
+           "build; sides alternate first; median per side\n",
+           o.rounds, o.warmup, o.build_rounds);
     fflush(stdout);
 
     double t_start = now();

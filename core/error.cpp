@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -54,8 +55,25 @@ int handle_exception(const char* func) {
     }
 }
 
+/* A float is NaN or +-inf exactly when its exponent bits are all ones.
+ * Fixed-size blocks checked without branches let the compiler vectorize
+ * this at -O2; it runs over every vector given to add/search, so it is on
+ * the C API's hot path (see bench/, docs/benchmarks.md). */
+static bool block_has_nonfinite(const float* x) {
+    uint32_t any = 0;
+    for (size_t i = 0; i < 256; i++) {
+        uint32_t u;
+        std::memcpy(&u, x + i, sizeof u);
+        any |= (~u & 0x7f800000u) == 0;
+    }
+    return any != 0;
+}
+
 bool all_finite(const float* x, size_t n, size_t* bad) {
-    for (size_t i = 0; i < n; i++) {
+    size_t i0 = 0;
+    while (i0 + 256 <= n && !block_has_nonfinite(x + i0))
+        i0 += 256;
+    for (size_t i = i0; i < n; i++) {
         if (!std::isfinite(x[i])) {
             *bad = i;
             return false;
