@@ -180,7 +180,7 @@ static void usage(FILE* f, const char* prog) {
             "  --nt N           IVF training points (50000)\n"
             "  --nq N           batch queries (1000)\n"
             "  --nsingle N      queries searched one at a time (200)\n"
-            "  --hnsw-nb N      HNSW base size (20000)\n"
+            "  --hnsw-nb N      HNSW base size (100000)\n"
             "  --k N            neighbours (10)\n"
             "  --nlist N        IVF lists (1024)\n"
             "  --nprobe N       IVF nprobe (16)\n"
@@ -189,7 +189,7 @@ static void usage(FILE* f, const char* prog) {
             "  --centres N      data clusters (1000)\n"
             "  --sigma X        cluster std-dev; centres are N(0,1) (0.25)\n"
             "  --rounds N       measured rounds per side (5)\n"
-            "  --build-rounds N rounds for IVF train / HNSW build (1)\n"
+            "  --build-rounds N rounds for IVF train / HNSW build (2)\n"
             "  --warmup N       unmeasured rounds first (1)\n"
             "  --threads N      OpenMP and OpenBLAS threads (1)\n"
             "  --seed N         data seed (1234)\n"
@@ -209,9 +209,10 @@ static int parse_ll(const char* s, long long lo, long long* out) {
 static int parse_args(int argc, char** argv, options* o) {
     *o = (options){
         .d = 128, .nb = 100000, .nt = 50000, .nq = 1000, .nsingle = 200,
-        .hnsw_nb = 20000, .k = 10, .nlist = 1024, .nprobe = 16,
+        .hnsw_nb = 100000, .k = 10, .nlist = 1024, .nprobe = 16,
         .hnsw_m = 32, .ef_search = 64, .ncentres = 1000, .sigma = 0.25,
-        .rounds = 5, .build_rounds = 1, .warmup = 1, .threads = 1, .seed = 1234,
+        .rounds = 5, .build_rounds = 2, .warmup = 1, .threads = 1,
+        .seed = 1234,
         .do_flat = 1, .do_ivf = 1, .do_hnsw = 1,
     };
     /* --quick first, so explicit sizes after it still apply. */
@@ -226,6 +227,7 @@ static int parse_args(int argc, char** argv, options* o) {
             o->nprobe = 8;
             o->ncentres = 100;
             o->rounds = 3;
+            o->build_rounds = 1;
             o->warmup = 0;
         }
     }
