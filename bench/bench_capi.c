@@ -144,6 +144,8 @@ static const bench_ops capi_ops = {
 
 /* Side 0 is the C API, side 1 faiss C++. */
 static const bench_ops* sides[2] = {&capi_ops, &bench_cpp_ops};
+/* --aa replaces side 0 by a copy of the C++ side. */
+static bench_ops aa_ops;
 
 /* ------------------------------------------------------------------------
  * Options
@@ -168,7 +170,10 @@ typedef struct {
     int warmup;
     int threads;
     unsigned long long seed;
-    int do_flat, do_ivf, do_hnsw;
+    int64_t ncalls;   /* calls in the per-call overhead loop */
+    int aa;           /* A/A control: faiss C++ on both sides */
+    int samples;      /* print every sample */
+    int do_flat, do_ivf, do_hnsw, do_calls;
 } options;
 
 static void usage(FILE* f, const char* prog) {
@@ -193,7 +198,11 @@ static void usage(FILE* f, const char* prog) {
             "  --warmup N       unmeasured rounds first (1)\n"
             "  --threads N      OpenMP and OpenBLAS threads (1)\n"
             "  --seed N         data seed (1234)\n"
-            "  --only LIST      comma list of flat,ivf,hnsw (all)\n",
+            "  --ncalls N       calls in the per-call overhead loop (100000)\n"
+            "  --only LIST      comma list of calls,flat,ivf,hnsw (all)\n"
+            "  --aa             A/A control: faiss C++ on both sides (shows\n"
+            "                   the noise floor of the ratios)\n"
+            "  --samples        also print every sample\n",
             prog);
 }
 
@@ -213,7 +222,8 @@ static int parse_args(int argc, char** argv, options* o) {
         .hnsw_m = 32, .ef_search = 64, .ncentres = 1000, .sigma = 0.25,
         .rounds = 5, .build_rounds = 2, .warmup = 1, .threads = 1,
         .seed = 1234,
-        .do_flat = 1, .do_ivf = 1, .do_hnsw = 1,
+        .ncalls = 100000, .aa = 0,
+        .do_flat = 1, .do_ivf = 1, .do_hnsw = 1, .do_calls = 1,
     };
     /* --quick first, so explicit sizes after it still apply. */
     for (int i = 1; i < argc; i++) {
@@ -223,6 +233,7 @@ static int parse_args(int argc, char** argv, options* o) {
             o->nq = 100;
             o->nsingle = 20;
             o->hnsw_nb = 2000;
+            o->ncalls = 2000;
             o->nlist = 64;
             o->nprobe = 8;
             o->ncentres = 100;
@@ -235,6 +246,14 @@ static int parse_args(int argc, char** argv, options* o) {
         const char* a = argv[i];
         if (strcmp(a, "--quick") == 0)
             continue;
+        if (strcmp(a, "--aa") == 0) {
+            o->aa = 1;
+            continue;
+        }
+        if (strcmp(a, "--samples") == 0) {
+            o->samples = 1;
+            continue;
+        }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout, argv[0]);
             exit(0);
@@ -259,6 +278,7 @@ static int parse_args(int argc, char** argv, options* o) {
         INTOPT("--nt", nt, 1)
         INTOPT("--nq", nq, 1)
         INTOPT("--nsingle", nsingle, 1)
+        INTOPT("--ncalls", ncalls, 1)
         INTOPT("--hnsw-nb", hnsw_nb, 1)
         INTOPT("--k", k, 1)
         INTOPT("--nlist", nlist, 1)
@@ -279,7 +299,8 @@ static int parse_args(int argc, char** argv, options* o) {
             o->do_flat = strstr(v, "flat") != NULL;
             o->do_ivf = strstr(v, "ivf") != NULL;
             o->do_hnsw = strstr(v, "hnsw") != NULL;
-            bad = !(o->do_flat || o->do_ivf || o->do_hnsw);
+            o->do_calls = strstr(v, "calls") != NULL;
+            bad = !(o->do_flat || o->do_ivf || o->do_hnsw || o->do_calls);
         } else {
             fprintf(stderr, "%s: unknown option %s\n", argv[0], a);
             return -1;
@@ -361,7 +382,7 @@ enum { MAX_ROUNDS = 64 };
 
 typedef struct {
     char name[64];
-    char unit[8];     /* "ms" or "us" */
+    char unit[8];     /* "ms", "us" or "ns" */
     double scale;     /* seconds -> unit, divided per item when per-item */
     int n;            /* samples per side */
     double t[2][MAX_ROUNDS];
@@ -568,6 +589,50 @@ static int step_add(int s, void* ix, void* ctx) {
  * The three benchmarks
  * ------------------------------------------------------------------------ */
 
+/* The fixed cost of one call: 1-NN of one query in a 16-vector Flat index,
+ * ncalls times, cycling through the queries. */
+static void bench_calls(const options* o, const float* xb, const float* xq) {
+    enum { NB = 16 };
+    char name[64];
+    void* ix[2];
+    float* D[2];
+    int64_t* I[2];
+    int64_t nq = o->nq < 256 ? o->nq : 256;
+    for (int s = 0; s < 2; s++) {
+        ix[s] = MUSTP(sides[s]->flat_new(o->d));
+        MUST(sides[s]->add(ix[s], NB, xb));
+        D[s] = xmalloc(sizeof(float) * nq);
+        I[s] = (int64_t*)xmalloc(sizeof(int64_t) * nq);
+    }
+    snprintf(name, sizeof name, "call: Flat %d vectors, 1 query, k=1", NB);
+    row* rw = new_row(name, "ns", 1e9 / o->ncalls);
+    for (int r = 0; r < o->warmup + o->rounds; r++) {
+        int m = r - o->warmup;
+        for (int pos = 0; pos < 2; pos++) {
+            int s = side_at(r, pos);
+            int (*search)(void*, int64_t, const float*, int64_t, float*,
+                          int64_t*) = sides[s]->search;
+            double t0 = now();
+            for (int64_t i = 0; i < o->ncalls; i++) {
+                int64_t q = i % nq;
+                MUST(search(ix[s], 1, xq + (size_t)q * o->d, 1, D[s] + q,
+                            I[s] + q));
+            }
+            double t1 = now();
+            if (m >= 0)
+                rw->t[s][m] = t1 - t0;
+        }
+        check_same(rw, I[0], I[1], sizeof(int64_t) * nq);
+        check_same(rw, D[0], D[1], sizeof(float) * nq);
+    }
+    rw->n = o->rounds;
+    for (int s = 0; s < 2; s++) {
+        sides[s]->free_index(ix[s]);
+        free(D[s]);
+        free(I[s]);
+    }
+}
+
 static void bench_flat(const options* o, const float* xb, const float* xq) {
     char name[64];
     void* ix[2];
@@ -634,9 +699,23 @@ static void bench_hnsw(const options* o, const float* xb, const float* xq) {
 
 /* ------------------------------------------------------------------------ */
 
+static void print_samples(void) {
+    printf("\nsamples (in round order; side 0 ran first in even rounds):\n");
+    for (int i = 0; i < nrows; i++) {
+        row* r = &rows[i];
+        for (int s = 0; s < 2; s++) {
+            printf("  %-44s %-14s", s == 0 ? r->name : "", sides[s]->name);
+            for (int j = 0; j < r->n; j++)
+                printf(" %9.1f", r->t[s][j] * r->scale);
+            printf(" %s\n", r->unit);
+        }
+    }
+}
+
 static void print_table(void) {
-    printf("\n| operation | samples | C API | faiss C++ | C API / C++ "
-           "| C++ spread | identical |\n");
+    printf("\n| operation | samples | %s | %s | ratio | C++ spread "
+           "| identical |\n",
+           sides[0]->name, sides[1]->name);
     printf("|---|---:|---:|---:|---:|---:|:---:|\n");
     for (int i = 0; i < nrows; i++) {
         row* r = &rows[i];
@@ -664,9 +743,15 @@ int main(int argc, char** argv) {
         fprintf(stderr, "at most %d rounds\n", MAX_ROUNDS);
         return 2;
     }
+    if (o.aa) {
+        aa_ops = bench_cpp_ops;
+        aa_ops.name = "faiss C++ (A)";
+        sides[0] = &aa_ops;
+    }
     int threads = bench_set_threads(o.threads);
 
-    printf("faissx bench: C API (libfaissx) vs faiss C++, same process\n");
+    printf("faissx bench: %s vs %s, same process\n", sides[0]->name,
+           sides[1]->name);
     printf("%s\n", bench_faiss_info());
     printf("threads: OpenMP %d, OpenBLAS %d (set by the program)\n", threads,
            o.threads);
@@ -688,6 +773,10 @@ int main(int argc, char** argv) {
     float* xt = o.do_ivf ? make_points(&o, centres, o.nt, 3) : NULL;
     free(centres);
 
+    if (o.do_calls) {
+        bench_calls(&o, xb, xq);
+        fprintf(stderr, "calls done (%.0f s)\n", now() - t_start);
+    }
     if (o.do_flat) {
         bench_flat(&o, xb, xq);
         fprintf(stderr, "flat done (%.0f s)\n", now() - t_start);
@@ -700,8 +789,10 @@ int main(int argc, char** argv) {
         bench_hnsw(&o, xb, xq);
         fprintf(stderr, "hnsw done (%.0f s)\n", now() - t_start);
     }
+    if (o.samples)
+        print_samples();
     print_table();
-    printf("\ntimes are medians; C++ spread = (max - min) / median of the "
+    printf("\ntimes are medians; ratio = first column / second; C++ spread = (max - min) / median of the "
            "C++ samples; identical = labels and distances byte-equal "
            "between the sides in every round\n");
     printf("total %.1f s; %s\n", now() - t_start,
