@@ -115,6 +115,11 @@ int faiss_IndexRefineFlat_new(FaissIndexRefineFlat** p_index,
                               FaissIndex* base_index) {
     FX_NOT_NULL(p_index);
     FX_NOT_NULL(base_index);
+    // faiss checks this only after allocating the refine storage, which
+    // then leaks when it throws.
+    FX_REQUIRE(fx::index(base_index)->ntotal == 0,
+               "base_index must be empty (ntotal = %lld)",
+               (long long)fx::index(base_index)->ntotal);
     FX_TRY
     *p_index = fx::handle<FaissIndexRefineFlat>(static_cast<faiss::Index*>(
             new faiss::IndexRefineFlat(fx::index(base_index))));

@@ -10,9 +10,12 @@
 #include <faiss/IndexNSG.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexRefine.h>
+#include <faiss/IndexShards.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/IDSelector.h>
 
+#include <algorithm>
+#include <cfloat>
 #include <limits>
 
 namespace fx {
@@ -51,6 +54,43 @@ int check_knn(const char* func, idx n, idx k, const void* distances,
     if (n > 0 && labels == nullptr)
         return fail(FAISSX_E_INVALID, func, "argument 'labels' is NULL");
     return 0;
+}
+
+/* k-NN search that never leaves the outputs unwritten. faiss 1.7.3's
+ * IndexFlat returns early without touching distances/labels when it is empty
+ * and n >= distance_compute_blas_threshold (20), so an empty index (or a
+ * wrapper over one: IDMap, PreTransform...) hands back garbage, and an
+ * IndexShards with an empty shard merges that shard's zero-filled buffer as
+ * real hits (label 0 at distance 0). An empty index yields the "no result"
+ * padding faiss uses elsewhere; empty shards are left out of the search
+ * (they hold nothing, so ids and results are those faiss would give). */
+static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
+                float* distances, idx* labels,
+                const faiss::SearchParameters* params) {
+    if (n > 0 && ix->ntotal == 0) {
+        float none = ix->metric_type == faiss::METRIC_INNER_PRODUCT
+                ? -FLT_MAX
+                : FLT_MAX;
+        for (idx i = 0; i < n * k; i++) {
+            distances[i] = none;
+            labels[i] = -1;
+        }
+        return;
+    }
+    if (auto sh = dynamic_cast<const faiss::IndexShards*>(ix)) {
+        bool some_empty = false;
+        for (int i = 0; i < sh->count(); i++)
+            some_empty |= sh->at(i)->ntotal == 0;
+        if (some_empty) {
+            faiss::IndexShards full(sh->d, false, sh->successive_ids);
+            for (int i = 0; i < sh->count(); i++)
+                if (sh->at(i)->ntotal > 0)
+                    full.add_shard(const_cast<faiss::Index*>(sh->at(i)));
+            full.search(n, x, k, distances, labels, params);
+            return;
+        }
+    }
+    ix->search(n, x, k, distances, labels, params);
 }
 
 } // namespace fx
@@ -135,7 +175,7 @@ int faiss_Index_search(const FaissIndex* index, idx_t n, const float* x,
     if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
     FX_REQUIRE(ix->is_trained, "index is not trained");
     FX_TRY
-    ix->search(n, x, k, distances, labels);
+    fx::knn_search(ix, n, x, k, distances, labels, nullptr);
     return 0;
     FX_CATCH
 }
@@ -150,8 +190,8 @@ int faiss_Index_search_with_params(const FaissIndex* index, idx_t n,
     if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
     FX_REQUIRE(ix->is_trained, "index is not trained");
     FX_TRY
-    ix->search(n, x, k, distances, labels,
-               reinterpret_cast<const faiss::SearchParameters*>(params));
+    fx::knn_search(ix, n, x, k, distances, labels,
+                   reinterpret_cast<const faiss::SearchParameters*>(params));
     return 0;
     FX_CATCH
 }
@@ -186,6 +226,10 @@ int faiss_Index_assign(FaissIndex* index, idx_t n, const float* x,
                "n * k overflows");
     FX_REQUIRE(ix->is_trained, "index is not trained");
     FX_TRY
+    if (ix->ntotal == 0) { // see knn_search
+        std::fill(labels, labels + n * k, idx_t(-1));
+        return 0;
+    }
     ix->assign(n, x, labels, k);
     return 0;
     FX_CATCH
