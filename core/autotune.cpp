@@ -3,6 +3,9 @@
 
 #include <faiss/AutoTune.h>
 
+#include <sstream>
+#include <string>
+
 #include <cstring>
 
 namespace {
@@ -81,6 +84,24 @@ int faiss_ParameterSpace_set_index_parameters(const FaissParameterSpace* space,
     FX_NOT_NULL(index);
     FX_NOT_NULL(params);
     FX_TRY
+    if (auto r = fx::as_remote(fx::index(index))) {
+        // "nprobe=16,efSearch=64": each assignment travels separately.
+        std::stringstream ss(params);
+        std::string item;
+        while (std::getline(ss, item, ',')) {
+            if (item.empty()) continue;
+            size_t eq = item.find('=');
+            FX_REQUIRE(eq != std::string::npos && eq > 0,
+                       "expected name=value, got '%s'", item.c_str());
+            char* end = nullptr;
+            std::string val = item.substr(eq + 1);
+            double v = strtod(val.c_str(), &end);
+            FX_REQUIRE(end && *end == '\0' && !val.empty(),
+                       "bad value in '%s'", item.c_str());
+            r->set_param(item.substr(0, eq).c_str(), v);
+        }
+        return 0;
+    }
     ps(space)->set_index_parameters(fx::index(index), params);
     return 0;
     FX_CATCH
@@ -93,6 +114,11 @@ int faiss_ParameterSpace_set_index_parameters_cno(
     FX_TRY
     size_t n = ps(space)->n_combinations();
     FX_REQUIRE(cno < n, "combination %zu is outside [0, %zu)", cno, n);
+    if (fx::as_remote(fx::index(index))) {
+        std::string name = ps(space)->combination_name(cno);
+        return faiss_ParameterSpace_set_index_parameters(space, index,
+                                                         name.c_str());
+    }
     ps(space)->set_index_parameters(fx::index(index), cno);
     return 0;
     FX_CATCH
@@ -106,6 +132,10 @@ int faiss_ParameterSpace_set_index_parameter(const FaissParameterSpace* space,
     FX_NOT_NULL(name);
     FX_REQUIRE(!std::isnan(value), "value of '%s' is NaN", name);
     FX_TRY
+    if (auto r = fx::as_remote(fx::index(index))) {
+        r->set_param(name, value);
+        return 0;
+    }
     ps(space)->set_index_parameter(fx::index(index), name, value);
     return 0;
     FX_CATCH

@@ -8,6 +8,7 @@
 #include <faiss/impl/IDSelector.h>
 
 #include <memory>
+#include <vector>
 
 namespace {
 
@@ -45,29 +46,6 @@ inline faiss::DistanceComputer* dcomp(FaissDistanceComputer* p) {
     return reinterpret_cast<faiss::DistanceComputer*>(p);
 }
 
-/* Binary selector combinators: faiss 1.7.3 only has IDSelectorNot. */
-struct SelAnd : IDSelector {
-    const IDSelector *a, *b;
-    SelAnd(const IDSelector* a, const IDSelector* b) : a(a), b(b) {}
-    bool is_member(faiss::Index::idx_t id) const override {
-        return a->is_member(id) && b->is_member(id);
-    }
-};
-struct SelOr : IDSelector {
-    const IDSelector *a, *b;
-    SelOr(const IDSelector* a, const IDSelector* b) : a(a), b(b) {}
-    bool is_member(faiss::Index::idx_t id) const override {
-        return a->is_member(id) || b->is_member(id);
-    }
-};
-struct SelXOr : IDSelector {
-    const IDSelector *a, *b;
-    SelXOr(const IDSelector* a, const IDSelector* b) : a(a), b(b) {}
-    bool is_member(faiss::Index::idx_t id) const override {
-        return a->is_member(id) != b->is_member(id);
-    }
-};
-
 /* A distance computer that knows how many vectors its index holds, so the
  * C calls can refuse out-of-range ids instead of reading out of bounds. */
 struct CheckedDC : faiss::DistanceComputer {
@@ -95,6 +73,28 @@ int check_dc_id(const char* func, faiss::DistanceComputer* dc, idx_t i) {
             return fx::fail(FAISSX_E_INVALID, func,
                             "vector id %lld is outside [0, %lld)",
                             (long long)i, (long long)c->ntotal);
+    return 0;
+}
+
+/* set_lims/copy_result write res->lims[qno] and, per query, the entries
+ * at res->lims[qno]: they need lims, and each query at most once (a
+ * repeated query would make copy_result overflow the labels array). */
+int check_partial(const char* func, const faiss::RangeSearchPartialResult* p) {
+    if (!p->res || !p->res->lims)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "the RangeSearchResult has no lims (made with "
+                        "alloc_lims = 0)");
+    std::vector<char> seen(p->res->nq, 0);
+    for (const auto& q : p->queries) {
+        if (q.qno < 0 || (size_t)q.qno >= p->res->nq)
+            return fx::fail(FAISSX_E_INVALID, func,
+                            "query number %lld is outside [0, %zu)",
+                            (long long)q.qno, p->res->nq);
+        if (seen[q.qno]++)
+            return fx::fail(FAISSX_E_INVALID, func,
+                            "query %lld was started twice with new_result",
+                            (long long)q.qno);
+    }
     return 0;
 }
 
@@ -256,7 +256,7 @@ int faiss_IDSelectorAnd_new(FaissIDSelectorAnd** p_sel,
     FX_NOT_NULL(rhs_sel);
     FX_TRY
     *p_sel = sel_handle<FaissIDSelectorAnd>(
-            new SelAnd(sel(lhs_sel), sel(rhs_sel)));
+            new fx::SelBinary(fx::SelBinary::AND, sel(lhs_sel), sel(rhs_sel)));
     return 0;
     FX_CATCH
 }
@@ -269,7 +269,7 @@ int faiss_IDSelectorOr_new(FaissIDSelectorOr** p_sel,
     FX_NOT_NULL(rhs_sel);
     FX_TRY
     *p_sel = sel_handle<FaissIDSelectorOr>(
-            new SelOr(sel(lhs_sel), sel(rhs_sel)));
+            new fx::SelBinary(fx::SelBinary::OR, sel(lhs_sel), sel(rhs_sel)));
     return 0;
     FX_CATCH
 }
@@ -282,7 +282,7 @@ int faiss_IDSelectorXOr_new(FaissIDSelectorXOr** p_sel,
     FX_NOT_NULL(rhs_sel);
     FX_TRY
     *p_sel = sel_handle<FaissIDSelectorXOr>(
-            new SelXOr(sel(lhs_sel), sel(rhs_sel)));
+            new fx::SelBinary(fx::SelBinary::XOR, sel(lhs_sel), sel(rhs_sel)));
     return 0;
     FX_CATCH
 }
@@ -405,8 +405,18 @@ int faiss_RangeSearchPartialResult_new(FaissRangeSearchPartialResult** p_res,
 int faiss_RangeSearchPartialResult_finalize(
         FaissRangeSearchPartialResult* res) {
     FX_NOT_NULL(res);
+    if (int rc = check_partial(__func__, pres(res))) return rc;
+    FX_REQUIRE(pres(res)->res->labels == nullptr &&
+                       pres(res)->res->distances == nullptr,
+               "the result is already allocated (finalize runs once)");
     FX_TRY
-    pres(res)->finalize();
+    /* faiss's finalize() runs do_allocation inside `omp single`, from
+     * which an exception cannot propagate (std::terminate). The same
+     * steps, outside any OpenMP construct: */
+    auto p = pres(res);
+    p->set_lims();
+    p->res->do_allocation();
+    p->copy_result();
     return 0;
     FX_CATCH
 }
@@ -414,6 +424,7 @@ int faiss_RangeSearchPartialResult_finalize(
 int faiss_RangeSearchPartialResult_set_lims(
         FaissRangeSearchPartialResult* res) {
     FX_NOT_NULL(res);
+    if (int rc = check_partial(__func__, pres(res))) return rc;
     FX_TRY
     pres(res)->set_lims();
     return 0;

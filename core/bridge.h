@@ -30,9 +30,19 @@ static_assert(static_cast<int>(METRIC_L2) == faiss::METRIC_L2 &&
                               faiss::METRIC_JensenShannon,
               "C and C++ metric enums must agree");
 
+#include <stdexcept>
+#include <string>
+
 namespace fx {
 
 using idx = faiss::Index::idx_t;
+
+/* Thrown inside faissx (remote calls, server handlers) to carry a specific
+ * FaissxError code through faiss's C++ call paths to the C boundary. */
+struct Error : std::runtime_error {
+    int code;
+    Error(int code, const std::string& msg) : std::runtime_error(msg), code(code) {}
+};
 
 /* Record a failure for faiss_get_last_error(): "func: message". Returns
  * `code` so callers can `return fail(...)`. */

@@ -3,6 +3,9 @@
 #define FX_CORE_H
 
 #include "core/bridge.h"
+#include "net/remote.h"
+
+#include <faiss/impl/IDSelector.h>
 
 namespace faiss {
 struct IndexIVF;
@@ -28,11 +31,103 @@ int check_metric(const char* func, int metric);
 /* Validates a dimension given to a constructor (1 .. INT_MAX). */
 int check_dim(const char* func, long long d);
 
+/* Selector combinators (faiss 1.7.3 only has IDSelectorNot); the operands
+ * are borrowed. */
+struct SelBinary : faiss::IDSelector {
+    enum Op { AND, OR, XOR } op;
+    const faiss::IDSelector* a;
+    const faiss::IDSelector* b;
+    SelBinary(Op op, const faiss::IDSelector* a, const faiss::IDSelector* b)
+            : op(op), a(a), b(b) {}
+    bool is_member(idx id) const override {
+        switch (op) {
+        case AND: return a->is_member(id) && b->is_member(id);
+        case OR: return a->is_member(id) || b->is_member(id);
+        default: return a->is_member(id) != b->is_member(id);
+        }
+    }
+};
+
 /* IVF add_core with its inputs validated (list numbers, finiteness). */
 int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
                          const float* x, const idx_t* xids,
                          const idx_t* precomputed_idx);
 
 } // namespace fx
+
+/* Typed getters/setters that also work on a remote index whose
+ * server-side type matches `kindbits`: the value travels as parameter
+ * `pname`. */
+#define FX_GETTER_R(cls, T, ty, name, expr, kindbits, pname)                 \
+    ty faiss_##cls##_##name(const Faiss##cls* obj) {                        \
+        auto base = fx::index(reinterpret_cast<const FaissIndex*>(obj));     \
+        if (base && fx::remote_is(base, kindbits)) {                        \
+            FX_TRY                                                          \
+            return (ty)fx::as_remote(base)->get_param(pname);               \
+            FX_CATCH_RET((ty)0)                                             \
+        }                                                                   \
+        auto o = fx::as<T>(reinterpret_cast<const FaissIndex*>(obj));       \
+        FX_REQUIRE_RET(o != nullptr, (ty)0,                                 \
+                       "handle is NULL or not a " #T);                      \
+        return (ty)(expr);                                                  \
+    }
+#define FX_SETTER_R(cls, T, ty, name, stmt, kindbits, pname)                 \
+    void faiss_##cls##_set_##name(Faiss##cls* obj, ty val) {                \
+        auto base = fx::index(reinterpret_cast<FaissIndex*>(obj));           \
+        if (base && fx::remote_is(base, kindbits)) {                        \
+            FX_TRY                                                          \
+            fx::as_remote(base)->set_param(pname, (double)val);             \
+            return;                                                         \
+            FX_CATCH_RET()                                                  \
+        }                                                                   \
+        auto o = fx::as<T>(reinterpret_cast<FaissIndex*>(obj));             \
+        FX_REQUIRE_RET(o != nullptr, , "handle is NULL or not a " #T);      \
+        stmt;                                                               \
+    }
+#define FX_DOWNCAST_R(cls, T, kindbits)                                      \
+    Faiss##cls* faiss_##cls##_cast(FaissIndex* index) {                     \
+        if (index && fx::remote_is(fx::index(index), kindbits))             \
+            return reinterpret_cast<Faiss##cls*>(index);                    \
+        return reinterpret_cast<Faiss##cls*>(                               \
+                static_cast<faiss::Index*>(fx::as<T>(index)));              \
+    }
+
+/* In remote mode, create the index on the server from a factory string and
+ * return from the calling constructor. */
+#define FX_REMOTE_CREATE(p_index, d, desc, metric)                           \
+    do {                                                                    \
+        std::shared_ptr<fx::Conn> fx_conn_;                                 \
+        if (int fx_rc_ = fx::remote_conn(__func__, &fx_conn_)) return fx_rc_; \
+        if (fx_conn_) {                                                     \
+            FaissIndex* fx_out_ = nullptr;                                  \
+            int fx_rc_ = fx::remote_create(__func__, fx_conn_, nullptr,     \
+                                           (int)(d), (desc), (metric),      \
+                                           &fx_out_);                       \
+            if (fx_rc_ == 0)                                                \
+                *(p_index) = reinterpret_cast<std::remove_reference_t<decltype(*(p_index))>>(fx_out_); \
+            return fx_rc_;                                                  \
+        }                                                                   \
+    } while (0)
+
+/* In remote mode, build `expr` (a new faiss::Index*) locally, send it to
+ * the server, and return from the calling constructor. */
+#define FX_REMOTE_UPLOAD(p_index, expr)                                      \
+    do {                                                                    \
+        std::shared_ptr<fx::Conn> fx_conn_;                                 \
+        if (int fx_rc_ = fx::remote_conn(__func__, &fx_conn_)) return fx_rc_; \
+        if (fx_conn_) {                                                     \
+            FaissIndex* fx_out_ = nullptr;                                  \
+            faiss::Index* fx_local_ = nullptr;                              \
+            FX_TRY                                                          \
+            fx_local_ = (expr);                                             \
+            FX_CATCH                                                        \
+            int fx_rc_ = fx::remote_upload_new(__func__, fx_conn_,          \
+                                               fx_local_, &fx_out_);        \
+            if (fx_rc_ == 0)                                                \
+                *(p_index) = reinterpret_cast<                              \
+                        std::remove_reference_t<decltype(*(p_index))>>(fx_out_); \
+            return fx_rc_;                                                  \
+        }                                                                   \
+    } while (0)
 
 #endif

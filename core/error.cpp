@@ -44,6 +44,8 @@ void note_error(int code, const char* func, const char* fmt, ...) {
 int handle_exception(const char* func) {
     try {
         throw;
+    } catch (const Error& e) {
+        return fail(e.code, func, "%s", e.what());
     } catch (const faiss::FaissException& e) {
         return fail(FAISSX_E_FAISS, func, "%s", e.what());
     } catch (const std::bad_alloc&) {
@@ -120,6 +122,14 @@ const char* faissx_strerror(int code) {
     case FAISSX_E_NOMEM: return "out of memory";
     case FAISSX_E_IO: return "I/O error or corrupt data";
     case FAISSX_E_UNSUPPORTED: return "operation not supported by this index";
+    case FAISSX_E_AUTH: return "authentication failed (missing or unknown API key)";
+    case FAISSX_E_NOT_FOUND: return "no such index";
+    case FAISSX_E_PERMISSION: return "permission denied";
+    case FAISSX_E_LIMIT: return "server limit exceeded";
+    case FAISSX_E_NET: return "cannot reach the server";
+    case FAISSX_E_TIMEOUT: return "timed out waiting for the server";
+    case FAISSX_E_EXISTS: return "an index with that name already exists";
+    case FAISSX_E_PROTOCOL: return "protocol error";
     default: return "unrecognised error code";
     }
 }

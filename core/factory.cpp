@@ -16,6 +16,7 @@ int faiss_index_factory(FaissIndex** p_index, int d, const char* description,
     if (int rc = fx::check_dim(__func__, d)) return rc;
     if (int rc = fx::check_metric(__func__, metric)) return rc;
     FX_REQUIRE(description[0] != '\0', "description is empty");
+    FX_REMOTE_CREATE(p_index, d, description, metric);
     FX_TRY
     *p_index = fx::handle<FaissIndex>(faiss::index_factory(
             d, description, static_cast<faiss::MetricType>(metric)));
@@ -26,6 +27,8 @@ int faiss_index_factory(FaissIndex** p_index, int d, const char* description,
 int faiss_clone_index(const FaissIndex* index, FaissIndex** p_out) {
     FX_NOT_NULL(index);
     FX_NOT_NULL(p_out);
+    if (auto r = fx::as_remote(fx::index(index)))
+        return fx::remote_clone(__func__, r, p_out);
     FX_TRY
     *p_out = fx::handle<FaissIndex>(faiss::clone_index(fx::index(index)));
     return 0;

@@ -23,6 +23,7 @@ int faiss_IndexFlat_new_with(FaissIndexFlat** p_index, idx_t d,
     FX_NOT_NULL(p_index);
     if (int rc = fx::check_dim(__func__, d)) return rc;
     if (int rc = fx::check_metric(__func__, metric)) return rc;
+    FX_REMOTE_CREATE(p_index, d, "Flat", metric);
     FX_TRY
     *p_index = fx::handle<FaissIndexFlat>(static_cast<faiss::Index*>(
             new faiss::IndexFlat(d, static_cast<faiss::MetricType>(metric))));
@@ -43,7 +44,7 @@ void faiss_IndexFlat_xb(FaissIndexFlat* index, float** p_xb, size_t* p_size) {
     if (p_size) *p_size = f->codes.size() / sizeof(float);
 }
 
-FX_DOWNCAST(IndexFlat, faiss::IndexFlat)
+FX_DOWNCAST_R(IndexFlat, faiss::IndexFlat, FX_KIND_FLAT)
 FX_INDEX_FREE(IndexFlat)
 
 int faiss_IndexFlat_compute_distance_subset(FaissIndex* index, idx_t n,
@@ -65,7 +66,7 @@ int faiss_IndexFlat_compute_distance_subset(FaissIndex* index, idx_t n,
 
 /* ---- IndexFlatIP / IndexFlatL2 ---- */
 
-FX_DOWNCAST(IndexFlatIP, faiss::IndexFlatIP)
+FX_DOWNCAST_R(IndexFlatIP, faiss::IndexFlatIP, FX_KIND_FLAT_IP)
 FX_INDEX_FREE(IndexFlatIP)
 
 int faiss_IndexFlatIP_new(FaissIndexFlatIP** p_index) {
@@ -80,6 +81,7 @@ int faiss_IndexFlatIP_new(FaissIndexFlatIP** p_index) {
 int faiss_IndexFlatIP_new_with(FaissIndexFlatIP** p_index, idx_t d) {
     FX_NOT_NULL(p_index);
     if (int rc = fx::check_dim(__func__, d)) return rc;
+    FX_REMOTE_CREATE(p_index, d, "Flat", METRIC_INNER_PRODUCT);
     FX_TRY
     *p_index = fx::handle<FaissIndexFlatIP>(
             static_cast<faiss::Index*>(new faiss::IndexFlatIP(d)));
@@ -87,7 +89,7 @@ int faiss_IndexFlatIP_new_with(FaissIndexFlatIP** p_index, idx_t d) {
     FX_CATCH
 }
 
-FX_DOWNCAST(IndexFlatL2, faiss::IndexFlatL2)
+FX_DOWNCAST_R(IndexFlatL2, faiss::IndexFlatL2, FX_KIND_FLAT_L2)
 FX_INDEX_FREE(IndexFlatL2)
 
 int faiss_IndexFlatL2_new(FaissIndexFlatL2** p_index) {
@@ -102,6 +104,7 @@ int faiss_IndexFlatL2_new(FaissIndexFlatL2** p_index) {
 int faiss_IndexFlatL2_new_with(FaissIndexFlatL2** p_index, idx_t d) {
     FX_NOT_NULL(p_index);
     if (int rc = fx::check_dim(__func__, d)) return rc;
+    FX_REMOTE_CREATE(p_index, d, "Flat", METRIC_L2);
     FX_TRY
     *p_index = fx::handle<FaissIndexFlatL2>(
             static_cast<faiss::Index*>(new faiss::IndexFlatL2(d)));

@@ -5,6 +5,7 @@
 
 #include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexHNSW.h>
+#include <faiss/IndexLSH.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexNNDescent.h>
 #include <faiss/IndexNSG.h>
@@ -95,6 +96,19 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
 
 } // namespace fx
 
+/* Remote: ntotal and is_trained are fetched from the server, since other
+ * clients may have written; on failure the last known value is returned
+ * and the error recorded. */
+static void sync_remote(const FaissIndex* obj, const char* func) {
+    if (auto r = fx::as_remote(fx::index(obj))) {
+        try {
+            r->sync();
+        } catch (...) {
+            fx::handle_exception(func);
+        }
+    }
+}
+
 extern "C" {
 
 void faiss_Index_free(FaissIndex* obj) {
@@ -108,11 +122,13 @@ int faiss_Index_d(const FaissIndex* obj) {
 
 int faiss_Index_is_trained(const FaissIndex* obj) {
     FX_REQUIRE_RET(obj, 0, "index is NULL");
+    sync_remote(obj, __func__);
     return fx::index(obj)->is_trained;
 }
 
 idx_t faiss_Index_ntotal(const FaissIndex* obj) {
     FX_REQUIRE_RET(obj, 0, "index is NULL");
+    sync_remote(obj, __func__);
     return fx::index(obj)->ntotal;
 }
 
@@ -128,6 +144,12 @@ int faiss_Index_verbose(const FaissIndex* obj) {
 
 void faiss_Index_set_verbose(FaissIndex* obj, int verbose) {
     FX_REQUIRE_RET(obj, , "index is NULL");
+    if (auto r = fx::as_remote(fx::index(obj))) {
+        FX_TRY
+        r->set_param("verbose", verbose != 0);
+        return;
+        FX_CATCH_RET()
+    }
     fx::index(obj)->verbose = verbose != 0;
 }
 
@@ -353,6 +375,11 @@ int faiss_Index_sa_decode(const FaissIndex* index, idx_t n,
                        (long long)i, (long long)list_no, ivf->nlist);
         }
     }
+    // IndexLSH without rotation keeps nbits < d components; faiss decodes
+    // only those and leaves the rest of each output vector unwritten.
+    if (auto lsh = dynamic_cast<const faiss::IndexLSH*>(ix))
+        if (!lsh->rotate_data && lsh->nbits < lsh->d)
+            std::fill(x, x + (size_t)n * lsh->d, 0.0f);
     ix->sa_decode(n, bytes, x);
     return 0;
     FX_CATCH

@@ -2,6 +2,7 @@
  * and SearchParametersIVF (faissx.h). */
 #include "core/core.h"
 
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFlat.h>
 
@@ -62,14 +63,14 @@ extern "C" {
 /* ---- IndexIVF ---- */
 
 FX_INDEX_FREE(IndexIVF)
-FX_DOWNCAST(IndexIVF, faiss::IndexIVF)
-FX_GETTER(IndexIVF, faiss::IndexIVF, size_t, nlist, o->nlist)
-FX_GETTER(IndexIVF, faiss::IndexIVF, size_t, nprobe, o->nprobe)
-FX_SETTER(IndexIVF, faiss::IndexIVF, size_t, nprobe, o->nprobe = val)
+FX_DOWNCAST_R(IndexIVF, faiss::IndexIVF, FX_KIND_IVF)
+FX_GETTER_R(IndexIVF, faiss::IndexIVF, size_t, nlist, o->nlist, FX_KIND_IVF, "nlist")
+FX_GETTER_R(IndexIVF, faiss::IndexIVF, size_t, nprobe, o->nprobe, FX_KIND_IVF, "nprobe")
+FX_SETTER_R(IndexIVF, faiss::IndexIVF, size_t, nprobe, o->nprobe = val, FX_KIND_IVF, "nprobe")
 FX_GETTER(IndexIVF, faiss::IndexIVF, FaissIndex*, quantizer,
           reinterpret_cast<FaissIndex*>(o->quantizer))
-FX_GETTER(IndexIVF, faiss::IndexIVF, char, quantizer_trains_alone,
-          o->quantizer_trains_alone)
+FX_GETTER_R(IndexIVF, faiss::IndexIVF, char, quantizer_trains_alone,
+          o->quantizer_trains_alone, FX_KIND_IVF, "quantizer_trains_alone")
 FX_GETTER(IndexIVF, faiss::IndexIVF, int, own_fields, o->own_fields)
 FX_SETTER(IndexIVF, faiss::IndexIVF, int, own_fields,
           o->own_fields = val != 0)
@@ -183,14 +184,14 @@ FaissIndexIVFStats* faiss_get_indexIVF_stats() {
 /* ---- IndexIVFFlat ---- */
 
 FX_INDEX_FREE(IndexIVFFlat)
-FX_DOWNCAST(IndexIVFFlat, faiss::IndexIVFFlat)
-FX_GETTER(IndexIVFFlat, faiss::IndexIVFFlat, size_t, nlist, o->nlist)
-FX_GETTER(IndexIVFFlat, faiss::IndexIVFFlat, size_t, nprobe, o->nprobe)
-FX_SETTER(IndexIVFFlat, faiss::IndexIVFFlat, size_t, nprobe, o->nprobe = val)
+FX_DOWNCAST_R(IndexIVFFlat, faiss::IndexIVFFlat, FX_KIND_IVFFLAT)
+FX_GETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, size_t, nlist, o->nlist, FX_KIND_IVFFLAT, "nlist")
+FX_GETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, size_t, nprobe, o->nprobe, FX_KIND_IVFFLAT, "nprobe")
+FX_SETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, size_t, nprobe, o->nprobe = val, FX_KIND_IVFFLAT, "nprobe")
 FX_GETTER(IndexIVFFlat, faiss::IndexIVFFlat, FaissIndex*, quantizer,
           reinterpret_cast<FaissIndex*>(o->quantizer))
-FX_GETTER(IndexIVFFlat, faiss::IndexIVFFlat, char, quantizer_trains_alone,
-          o->quantizer_trains_alone)
+FX_GETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, char, quantizer_trains_alone,
+          o->quantizer_trains_alone, FX_KIND_IVFFLAT, "quantizer_trains_alone")
 FX_GETTER(IndexIVFFlat, faiss::IndexIVFFlat, int, own_fields, o->own_fields)
 FX_SETTER(IndexIVFFlat, faiss::IndexIVFFlat, int, own_fields,
           o->own_fields = val != 0)
@@ -215,6 +216,19 @@ int faiss_IndexIVFFlat_new_with_metric(FaissIndexIVFFlat** p_index,
     FX_REQUIRE(fx::index(quantizer)->d == (int)d,
                "quantizer dimension %d differs from d = %zu",
                fx::index(quantizer)->d, d);
+    if (auto rq = fx::as_remote(fx::index(quantizer))) {
+        FX_REQUIRE(rq->ntotal == 0 && (rq->kind & FX_KIND_FLAT),
+                   "a remote quantizer must be an empty flat index");
+        FX_REMOTE_UPLOAD(p_index,
+                         [&] {
+                             auto q = new faiss::IndexFlat(d, rq->metric_type);
+                             auto ivf = new faiss::IndexIVFFlat(
+                                     q, d, nlist,
+                                     static_cast<faiss::MetricType>(metric));
+                             ivf->own_fields = true;
+                             return static_cast<faiss::Index*>(ivf);
+                         }());
+    }
     FX_TRY
     *p_index = fx::handle<FaissIndexIVFFlat>(
             static_cast<faiss::Index*>(new faiss::IndexIVFFlat(

@@ -5,6 +5,7 @@
  * header's exact signatures. */
 #include "core/core.h"
 
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexScalarQuantizer.h>
 
 namespace {
@@ -39,6 +40,9 @@ int faiss_IndexScalarQuantizer_new_with(FaissIndexScalarQuantizer** p_index,
     if (int rc = fx::check_dim(__func__, d)) return rc;
     if (int rc = check_qt(__func__, qt)) return rc;
     if (int rc = fx::check_metric(__func__, metric)) return rc;
+    FX_REMOTE_UPLOAD(p_index, new faiss::IndexScalarQuantizer(
+                                      d, static_cast<QT>(qt),
+                                      static_cast<faiss::MetricType>(metric)));
     FX_TRY
     *p_index = fx::handle<FaissIndexScalarQuantizer>(
             static_cast<faiss::Index*>(new faiss::IndexScalarQuantizer(
@@ -48,10 +52,10 @@ int faiss_IndexScalarQuantizer_new_with(FaissIndexScalarQuantizer** p_index,
     FX_CATCH
 }
 
-FX_DOWNCAST(IndexScalarQuantizer, faiss::IndexScalarQuantizer)
+FX_DOWNCAST_R(IndexScalarQuantizer, faiss::IndexScalarQuantizer, FX_KIND_SQ)
 FX_INDEX_FREE(IndexScalarQuantizer)
 
-FX_DOWNCAST(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer)
+FX_DOWNCAST_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, FX_KIND_IVFSQ)
 FX_INDEX_FREE(IndexIVFScalarQuantizer)
 
 int faiss_IndexIVFScalarQuantizer_new(FaissIndexIVFScalarQuantizer** p_index) {
@@ -76,6 +80,22 @@ int faiss_IndexIVFScalarQuantizer_new_with_metric(
     FX_REQUIRE(fx::index(quantizer)->d == (int)d,
                "quantizer dimension %d differs from d = %zu",
                fx::index(quantizer)->d, d);
+    // A remote quantizer makes a remote IVF (built with an equivalent,
+    // fresh flat quantizer, since the server cannot adopt the client's).
+    if (auto rq = fx::as_remote(fx::index(quantizer))) {
+        FX_REQUIRE(rq->ntotal == 0 && (rq->kind & FX_KIND_FLAT),
+                   "a remote quantizer must be an empty flat index");
+        FX_REMOTE_UPLOAD(p_index,
+                         [&] {
+                             auto q = new faiss::IndexFlat(d, rq->metric_type);
+                             auto ivf = new faiss::IndexIVFScalarQuantizer(
+                                     q, d, nlist, static_cast<QT>(qt),
+                                     static_cast<faiss::MetricType>(metric),
+                                     encode_residual != 0);
+                             ivf->own_fields = true;
+                             return static_cast<faiss::Index*>(ivf);
+                         }());
+    }
     FX_TRY
     *p_index = fx::handle<FaissIndexIVFScalarQuantizer>(
             static_cast<faiss::Index*>(new faiss::IndexIVFScalarQuantizer(
@@ -94,12 +114,12 @@ int faiss_IndexIVFScalarQuantizer_new_with(
             p_index, quantizer, (size_t)d, nlist, qt, METRIC_L2, 1);
 }
 
-FX_GETTER(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, size_t,
-          nlist, o->nlist)
-FX_GETTER(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, size_t,
-          nprobe, o->nprobe)
-FX_SETTER(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, size_t,
-          nprobe, o->nprobe = val)
+FX_GETTER_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, size_t,
+            nlist, o->nlist, FX_KIND_IVFSQ, "nlist")
+FX_GETTER_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, size_t,
+            nprobe, o->nprobe, FX_KIND_IVFSQ, "nprobe")
+FX_SETTER_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, size_t,
+            nprobe, o->nprobe = val, FX_KIND_IVFSQ, "nprobe")
 FX_GETTER(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer,
           FaissIndex*, quantizer, reinterpret_cast<FaissIndex*>(o->quantizer))
 FX_GETTER(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, int,

@@ -60,11 +60,23 @@ int io_exception(const char* func) {
 
 extern "C" {
 
+/* A remote index is written as the faiss bytes of its server-side index,
+ * so the file is readable by any faiss. */
+static void write_remote(const fx::RemoteIndex* r, FILE* f) {
+    std::vector<uint8_t> bytes = r->serialize();
+    if (fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size())
+        throw fx::Error(FAISSX_E_IO, std::string("write failed: ") +
+                                             std::strerror(errno));
+}
+
 int faiss_write_index(const FaissIndex* idx, FILE* f) {
     FX_NOT_NULL(idx);
     FX_NOT_NULL(f);
     FX_TRY
-    faiss::write_index(fx::index(idx), f);
+    if (auto r = fx::as_remote(fx::index(idx)))
+        write_remote(r, f);
+    else
+        faiss::write_index(fx::index(idx), f);
     if (fflush(f) != 0)
         return fx::fail(FAISSX_E_IO, __func__, "flush failed: %s",
                         std::strerror(errno));
@@ -76,6 +88,22 @@ int faiss_write_index_fname(const FaissIndex* idx, const char* fname) {
     FX_NOT_NULL(idx);
     FX_NOT_NULL(fname);
     FX_TRY
+    if (auto r = fx::as_remote(fx::index(idx))) {
+        FILE* f = fopen(fname, "wb");
+        if (!f)
+            return fx::fail(FAISSX_E_IO, __func__, "cannot open '%s': %s",
+                            fname, std::strerror(errno));
+        try {
+            write_remote(r, f);
+        } catch (...) {
+            fclose(f);
+            throw;
+        }
+        if (fclose(f) != 0)
+            return fx::fail(FAISSX_E_IO, __func__, "close of '%s' failed: %s",
+                            fname, std::strerror(errno));
+        return 0;
+    }
     faiss::write_index(fx::index(idx), fname);
     return 0;
     } catch (...) {

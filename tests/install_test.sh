@@ -30,7 +30,7 @@ $CC "$SRC/examples/example_c.c" -I"$root/include" -L"$libdir" -lfaiss_c -lm -o "
 
 echo "== static libfaiss_c.a"
 $CC "$SRC/examples/example_c.c" -I"$root/include" "$libdir/libfaiss_c.a" \
-    -lfaiss -lopenblas -lgomp -lstdc++ -lm -lpthread -o "$D/ex_static"
+    -lfaiss -lopenblas -l:libnng.a -lmbedtls -lmbedx509 -lmbedcrypto -lgomp -lstdc++ -lm -lpthread -o "$D/ex_static"
 if ldd "$D/ex_static" | grep -q faiss_c; then echo "static build still links libfaiss_c.so"; exit 1; fi
 (cd "$D" && OMP_NUM_THREADS=1 ./ex_static "$D/c.faiss" >/dev/null)
 

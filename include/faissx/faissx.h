@@ -84,6 +84,14 @@ typedef enum FaissxError {
     FAISSX_E_NOMEM = -6,     /**< out of memory */
     FAISSX_E_IO = -7,        /**< file or stream error, corrupt file */
     FAISSX_E_UNSUPPORTED = -8, /**< the index type does not support this */
+    FAISSX_E_AUTH = -9,      /**< missing or unknown API key */
+    FAISSX_E_NOT_FOUND = -10, /**< no such index (or not yours) */
+    FAISSX_E_PERMISSION = -11, /**< read-only key, or not allowed */
+    FAISSX_E_LIMIT = -12,    /**< a server limit (k, batch, size) exceeded */
+    FAISSX_E_NET = -13,      /**< cannot reach the server / transport error */
+    FAISSX_E_TIMEOUT = -14,  /**< no reply within the timeout */
+    FAISSX_E_EXISTS = -15,   /**< a named index with that name exists */
+    FAISSX_E_PROTOCOL = -16, /**< malformed or unexpected message */
 } FaissxError;
 
 /** A static, human-readable description of a code. Never NULL. */
@@ -91,6 +99,61 @@ const char* faissx_strerror(int code);
 
 /** The code of the last failed call in this thread (0 if it succeeded). */
 int faissx_last_error_code(void);
+
+/* ------------------------------------------------------------------------
+ * Remote mode
+ *
+ * When a server is configured -- by faissx_configure() or, at the first
+ * index construction, by the environment variables FAISSX_SERVER (URL),
+ * FAISSX_API_KEY and FAISSX_TIMEOUT_MS -- faiss_index_factory and the
+ * constructors with a dimension (faiss_IndexFlatL2_new_with, ...) create the
+ * index on the server, and every faiss_* call on it runs there. A program
+ * becomes a remote client without code changes. See docs/remote.md for
+ * which calls are supported on remote indexes.
+ * ------------------------------------------------------------------------ */
+
+/** Use the server at `url` (e.g. "tcp://127.0.0.1:45678"), authenticating
+ *  with `api_key` (NULL or "" when the server has no keys), waiting at most
+ *  `timeout_ms` for each reply (0: the default, 30000). Connects at once and
+ *  fails with FAISSX_E_NET if the server cannot be reached. url = NULL
+ *  returns to local mode. Indexes already created keep their home. */
+int faissx_configure(const char* url, const char* api_key, int timeout_ms);
+
+/** 1 when new indexes will be created on a server, 0 when locally. */
+int faissx_is_remote(void);
+
+/** Ignore FAISSX_SERVER and stay local (what faissx-server itself does). */
+void faissx_remote_disable(void);
+
+/** 1 if `index` lives on a server, 0 if it is a local faiss index. */
+int faissx_index_is_remote(const FaissIndex* index);
+
+/** Create a named index on the server, in your tenant's namespace
+ *  (faiss_index_factory syntax for `description`). Names are 1-128
+ *  characters from [A-Za-z0-9._-], not starting with '.'. Fails with
+ *  FAISSX_E_EXISTS if the name is taken. Freeing the handle does not delete
+ *  the index: faissx_index_drop does. */
+int faissx_index_create(FaissIndex** p_index, const char* name, int d,
+                        const char* description, FaissMetricType metric);
+
+/** Open an existing named index (FAISSX_E_NOT_FOUND if none). */
+int faissx_index_open(FaissIndex** p_index, const char* name);
+
+/** Names of your tenant's named indexes, sorted. *p_names is an array of
+ *  *p_count malloc'd strings; release it with faissx_index_list_free. */
+int faissx_index_list(char*** p_names, size_t* p_count);
+void faissx_index_list_free(char** names, size_t count);
+
+/** Delete a named index on the server. Handles to it become invalid. */
+int faissx_index_drop(const char* name);
+
+/** Copy a local index to the server (name NULL: an unnamed index that lives
+ *  until freed). *p_index is the remote handle; `local` is unchanged. */
+int faissx_index_upload(const FaissIndex* local, const char* name,
+                        FaissIndex** p_index);
+
+/** A local copy of a remote index (or a clone of a local one). */
+int faissx_index_download(const FaissIndex* index, FaissIndex** p_local);
 
 /* ------------------------------------------------------------------------
  * Search parameters (upstream names, faiss >= 1.7.4 C API)

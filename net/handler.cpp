@@ -1,0 +1,1036 @@
+/* handler.cpp -- fx_state: keys and tenants, the registry of indexes, and
+ * the request handler of faissx-server (see server.h, docs/protocol.md).
+ *
+ * Every request is decoded with the bounds-checked codec, authenticated,
+ * checked against the limits, and executed through faissx's own C API on
+ * server-local indexes -- so the server validates exactly like the library
+ * (NaN, k, dimensions, ...) and replies with the same messages.
+ *
+ * Concurrency: the registry has one mutex, held only to look entries up or
+ * change the maps. Each entry has a reader/writer lock: searches share it,
+ * mutations take it alone. An entry is reference counted (shared_ptr), so a
+ * DROP while a search runs frees the index when the search finishes. */
+#include "net/server.h"
+
+#include "core/core.h"
+
+#include <faiss/AutoTune.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexLSH.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/IndexRefine.h>
+#include <faiss/IndexReplicas.h>
+#include <faiss/IndexScalarQuantizer.h>
+#include <faiss/IndexShards.h>
+#include <faiss/clone_index.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+using idx = faiss::Index::idx_t;
+using fx::Error;
+
+constexpr size_t kMaxName = 128;
+constexpr size_t kMaxDescription = 1024;
+constexpr size_t kMaxKey = 256;
+constexpr size_t kMaxParamName = 64;
+constexpr int64_t kMaxDim = 1 << 20;
+
+uint64_t now_ms() {
+    return (uint64_t)std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+}
+
+struct Key {
+    std::string tenant;
+    bool read_only = false;
+};
+
+struct Entry {
+    uint64_t handle = 0;
+    std::string tenant;
+    std::string name; // empty: anonymous
+    uint64_t client_id = 0;
+    uint64_t conn_id = 0;
+    std::unique_ptr<faiss::Index> index;
+    std::shared_mutex mu;
+    bool orphan = false;
+};
+using EntryP = std::shared_ptr<Entry>;
+
+} // namespace
+
+struct fx_state {
+    fx_server_conf conf;
+    bool auth = false;
+    std::unordered_map<std::string, Key> keys;
+
+    std::mutex mu;
+    std::unordered_map<uint64_t, EntryP> by_handle;
+    std::map<std::pair<std::string, std::string>, uint64_t> by_name;
+    std::unordered_map<uint64_t, uint64_t> client_seen; // client -> ms
+    std::unordered_map<uint64_t, uint64_t> client_conn; // client -> conn
+    uint64_t next_handle = 1;
+};
+
+namespace {
+
+/* ---- keys ---- */
+
+bool valid_tenant(const std::string& t) {
+    if (t.empty() || t.size() > 63 || t[0] == '.') return false;
+    for (char c : t)
+        if (!(isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.'))
+            return false;
+    return true;
+}
+
+/* "KEY:TENANT[:ro]" */
+bool parse_key(const std::string& item, fx_state* s, std::string* why) {
+    size_t c1 = item.find(':');
+    if (c1 == std::string::npos || c1 == 0) {
+        *why = "expected KEY:TENANT[:ro], got '" + item + "'";
+        return false;
+    }
+    std::string key = item.substr(0, c1), rest = item.substr(c1 + 1);
+    Key k;
+    size_t c2 = rest.find(':');
+    if (c2 != std::string::npos) {
+        std::string mode = rest.substr(c2 + 1);
+        rest = rest.substr(0, c2);
+        if (mode == "ro")
+            k.read_only = true;
+        else if (mode != "rw") {
+            *why = "unknown key mode '" + mode + "' (expected ro or rw)";
+            return false;
+        }
+    }
+    if (key.size() > kMaxKey) {
+        *why = "API key longer than 256 bytes";
+        return false;
+    }
+    if (!valid_tenant(rest)) {
+        *why = "invalid tenant name '" + rest +
+               "' (1-63 characters of [A-Za-z0-9._-], not starting with '.')";
+        return false;
+    }
+    if (s->keys.count(key)) {
+        *why = "API key listed twice";
+        return false;
+    }
+    k.tenant = rest;
+    s->keys[key] = k;
+    return true;
+}
+
+std::string trim(const std::string& x) {
+    size_t a = x.find_first_not_of(" \t\r\n");
+    if (a == std::string::npos) return "";
+    size_t b = x.find_last_not_of(" \t\r\n");
+    return x.substr(a, b - a + 1);
+}
+
+/* ---- registry ---- */
+
+bool valid_name(const char* n) {
+    size_t len = strlen(n);
+    if (len == 0 || len > kMaxName || n[0] == '.') return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)n[i];
+        if (!(isalnum(c) || c == '_' || c == '-' || c == '.')) return false;
+    }
+    return true;
+}
+
+EntryP lookup(fx_state* s, const std::string& tenant, uint64_t handle) {
+    std::lock_guard<std::mutex> g(s->mu);
+    auto it = s->by_handle.find(handle);
+    // Another tenant's index is indistinguishable from a missing one.
+    if (it == s->by_handle.end() || it->second->tenant != tenant)
+        throw Error(FAISSX_E_NOT_FOUND,
+                    "unknown index handle " + std::to_string(handle));
+    return it->second;
+}
+
+uint64_t insert(fx_state* s, EntryP e) {
+    std::lock_guard<std::mutex> g(s->mu);
+    if (!e->name.empty()) {
+        auto key = std::make_pair(e->tenant, e->name);
+        if (s->by_name.count(key))
+            throw Error(FAISSX_E_EXISTS,
+                        "an index named '" + e->name + "' already exists");
+        s->by_name[key] = 0;
+    }
+    e->handle = s->next_handle++;
+    s->by_handle[e->handle] = e;
+    if (!e->name.empty()) s->by_name[{e->tenant, e->name}] = e->handle;
+    return e->handle;
+}
+
+/* Faiss index kind bits (proto.h fx_kind) for typed client calls. */
+int64_t kind_of(const faiss::Index* ix) {
+    int64_t k = 0;
+    if (dynamic_cast<const faiss::IndexFlat*>(ix)) k |= FX_KIND_FLAT;
+    if (dynamic_cast<const faiss::IndexFlatL2*>(ix)) k |= FX_KIND_FLAT_L2;
+    if (dynamic_cast<const faiss::IndexFlatIP*>(ix)) k |= FX_KIND_FLAT_IP;
+    if (dynamic_cast<const faiss::IndexIVF*>(ix)) k |= FX_KIND_IVF;
+    if (dynamic_cast<const faiss::IndexIVFFlat*>(ix)) k |= FX_KIND_IVFFLAT;
+    if (dynamic_cast<const faiss::IndexIVFScalarQuantizer*>(ix))
+        k |= FX_KIND_IVFSQ;
+    if (dynamic_cast<const faiss::IndexHNSW*>(ix)) k |= FX_KIND_HNSW;
+    if (dynamic_cast<const faiss::IndexIDMap*>(ix)) k |= FX_KIND_IDMAP;
+    if (dynamic_cast<const faiss::IndexIDMap2*>(ix)) k |= FX_KIND_IDMAP2;
+    if (dynamic_cast<const faiss::IndexPreTransform*>(ix))
+        k |= FX_KIND_PRETRANSFORM;
+    if (dynamic_cast<const faiss::IndexScalarQuantizer*>(ix)) k |= FX_KIND_SQ;
+    if (dynamic_cast<const faiss::IndexLSH*>(ix)) k |= FX_KIND_LSH;
+    if (dynamic_cast<const faiss::IndexShards*>(ix)) k |= FX_KIND_SHARDS;
+    if (dynamic_cast<const faiss::IndexReplicas*>(ix)) k |= FX_KIND_REPLICAS;
+    if (dynamic_cast<const faiss::IndexRefine*>(ix)) k |= FX_KIND_REFINE;
+    return k;
+}
+
+std::string class_name(const faiss::Index* ix) {
+    const char* n = typeid(*ix).name();
+    // Itanium mangling of faiss::X is "N5faiss<len>XE"; show X.
+    std::string s = n;
+    const std::string pre = "N5faiss";
+    if (s.compare(0, pre.size(), pre) == 0) {
+        size_t i = pre.size(), len = 0;
+        while (i < s.size() && isdigit((unsigned char)s[i]))
+            len = len * 10 + (size_t)(s[i++] - '0');
+        if (i + len <= s.size()) return s.substr(i, len);
+    }
+    return s;
+}
+
+void write_info(fx_wbuf* w, Entry* e) {
+    const faiss::Index* ix = e->index.get();
+    fx_w_u64(w, e->handle);
+    fx_w_i64(w, ix->d);
+    fx_w_i64(w, ix->metric_type);
+    fx_w_i64(w, ix->is_trained);
+    fx_w_i64(w, ix->ntotal);
+    fx_w_i64(w, kind_of(ix));
+    fx_w_str(w, class_name(ix).c_str());
+}
+
+void write_state(fx_wbuf* w, const faiss::Index* ix) {
+    fx_w_i64(w, ix->ntotal);
+    fx_w_i64(w, ix->is_trained);
+}
+
+/* The IVF or HNSW index inside wrappers, for nprobe/efSearch. */
+faiss::Index* unwrap(faiss::Index* ix) {
+    for (int depth = 0; ix && depth < 8; depth++) {
+        if (auto p = dynamic_cast<faiss::IndexPreTransform*>(ix))
+            ix = p->index;
+        else if (auto m = dynamic_cast<faiss::IndexIDMap*>(ix))
+            ix = m->index;
+        else if (auto r = dynamic_cast<faiss::IndexRefine*>(ix))
+            ix = r->base_index;
+        else
+            return ix;
+    }
+    return ix;
+}
+
+/* ---- request decoding helpers ---- */
+
+struct Req {
+    fx_state* s;
+    fx_rbuf r;
+    std::string tenant;
+    bool read_only = false;
+    uint64_t client_id = 0;
+    uint64_t conn_id = 0;
+};
+
+void check(fx_rbuf* r) {
+    if (r->err) throw Error(FAISSX_E_PROTOCOL, std::string("bad request: ") + r->err);
+}
+
+uint64_t rd_u64(Req& q) {
+    uint64_t v;
+    fx_r_u64(&q.r, &v);
+    check(&q.r);
+    return v;
+}
+int64_t rd_i64(Req& q) {
+    int64_t v;
+    fx_r_i64(&q.r, &v);
+    check(&q.r);
+    return v;
+}
+double rd_f64(Req& q) {
+    double v;
+    fx_r_f64(&q.r, &v);
+    check(&q.r);
+    return v;
+}
+std::string rd_str(Req& q, size_t maxlen) {
+    std::vector<char> buf(maxlen + 1);
+    fx_r_str(&q.r, buf.data(), maxlen);
+    check(&q.r);
+    return std::string(buf.data());
+}
+template <class T>
+const T* rd_array(Req& q, uint64_t expect, const char* what) {
+    const void* p;
+    uint64_t n;
+    fx_r_array(&q.r, sizeof(T), UINT64_MAX / sizeof(T), &p, &n);
+    check(&q.r);
+    if (n != expect)
+        throw Error(FAISSX_E_INVALID,
+                    std::string(what) + " has " + std::to_string(n) +
+                            " elements, expected " + std::to_string(expect));
+    if ((uintptr_t)p % alignof(T) != 0)
+        throw Error(FAISSX_E_PROTOCOL, std::string(what) + " is misaligned");
+    return static_cast<const T*>(p);
+}
+void end(Req& q) {
+    fx_r_end(&q.r);
+    check(&q.r);
+}
+
+void need_write(Req& q) {
+    if (q.read_only)
+        throw Error(FAISSX_E_PERMISSION,
+                    "this API key is read-only: writes are refused");
+}
+
+int64_t rd_n(Req& q) {
+    int64_t n = rd_i64(q);
+    if (n < 0) throw Error(FAISSX_E_INVALID, "n must be >= 0");
+    if (n > q.s->conf.max_batch)
+        throw Error(FAISSX_E_LIMIT, "batch of " + std::to_string(n) +
+                                            " vectors exceeds the server "
+                                            "limit of " +
+                                            std::to_string(q.s->conf.max_batch));
+    return n;
+}
+
+/* Wraps a C API call made on a server-local index: a failure becomes an
+ * Error with the library's own code and message. */
+void api(int rc) {
+    if (rc != 0) {
+        const char* m = faiss_get_last_error();
+        throw Error(rc, m ? m : "failed");
+    }
+}
+
+FaissIndex* h(Entry* e) {
+    return reinterpret_cast<FaissIndex*>(e->index.get());
+}
+
+std::unique_ptr<faiss::IDSelector> rd_selector(
+        Req& q, int depth, std::vector<std::unique_ptr<faiss::IDSelector>>& keep) {
+    if (depth > FX_SEL_MAX_DEPTH)
+        throw Error(FAISSX_E_INVALID, "selector nested too deeply");
+    int64_t type = rd_i64(q);
+    switch (type) {
+    case FX_SEL_RANGE: {
+        int64_t a = rd_i64(q), b = rd_i64(q);
+        if (a > b) throw Error(FAISSX_E_INVALID, "range selector imin > imax");
+        return std::make_unique<faiss::IDSelectorRange>(a, b);
+    }
+    case FX_SEL_BATCH: {
+        const void* p;
+        uint64_t n;
+        fx_r_array(&q.r, 8, (uint64_t)q.s->conf.max_batch, &p, &n);
+        check(&q.r);
+        return std::make_unique<faiss::IDSelectorBatch>(
+                n, static_cast<const idx*>(p));
+    }
+    case FX_SEL_BITMAP: {
+        const void* p;
+        uint64_t n;
+        fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
+        check(&q.r);
+        // The bitmap points into the request, which outlives the call.
+        return std::make_unique<faiss::IDSelectorBitmap>(
+                n, static_cast<const uint8_t*>(p));
+    }
+    case FX_SEL_NOT: {
+        keep.push_back(rd_selector(q, depth + 1, keep));
+        return std::make_unique<faiss::IDSelectorNot>(keep.back().get());
+    }
+    case FX_SEL_AND:
+    case FX_SEL_OR:
+    case FX_SEL_XOR: {
+        keep.push_back(rd_selector(q, depth + 1, keep));
+        auto a = keep.back().get();
+        keep.push_back(rd_selector(q, depth + 1, keep));
+        auto b = keep.back().get();
+        auto op = type == FX_SEL_AND ? fx::SelBinary::AND
+                : type == FX_SEL_OR  ? fx::SelBinary::OR
+                                     : fx::SelBinary::XOR;
+        return std::make_unique<fx::SelBinary>(op, a, b);
+    }
+    default:
+        throw Error(FAISSX_E_INVALID,
+                    "unknown selector type " + std::to_string(type));
+    }
+}
+
+/* ---- operations ---- */
+
+void op_create(Req& q, fx_wbuf* w) {
+    need_write(q);
+    std::string name = rd_str(q, kMaxName);
+    int64_t d = rd_i64(q), metric = rd_i64(q);
+    std::string desc = rd_str(q, kMaxDescription);
+    end(q);
+    if (!name.empty() && !valid_name(name.c_str()))
+        throw Error(FAISSX_E_INVALID,
+                    "invalid index name '" + name +
+                            "' (1-128 characters of [A-Za-z0-9._-], not "
+                            "starting with '.')");
+    if (d <= 0 || d > kMaxDim)
+        throw Error(FAISSX_E_INVALID,
+                    "dimension must be in [1, " + std::to_string(kMaxDim) +
+                            "] (got " + std::to_string(d) + ")");
+    FaissIndex* ix = nullptr;
+    api(faiss_index_factory(&ix, (int)d, desc.c_str(),
+                            (FaissMetricType)metric));
+    auto e = std::make_shared<Entry>();
+    e->index.reset(fx::index(ix));
+    e->tenant = q.tenant;
+    e->name = name;
+    e->client_id = q.client_id;
+    e->conn_id = q.conn_id;
+    insert(q.s, e);
+    write_info(w, e.get());
+}
+
+void op_open(Req& q, fx_wbuf* w) {
+    std::string name = rd_str(q, kMaxName);
+    end(q);
+    EntryP e;
+    {
+        std::lock_guard<std::mutex> g(q.s->mu);
+        auto it = q.s->by_name.find({q.tenant, name});
+        if (it == q.s->by_name.end())
+            throw Error(FAISSX_E_NOT_FOUND, "no index named '" + name + "'");
+        e = q.s->by_handle.at(it->second);
+    }
+    std::shared_lock<std::shared_mutex> l(e->mu);
+    write_info(w, e.get());
+}
+
+void op_list(Req& q, fx_wbuf* w) {
+    end(q);
+    std::vector<EntryP> mine;
+    {
+        std::lock_guard<std::mutex> g(q.s->mu);
+        auto it = q.s->by_name.lower_bound({q.tenant, ""});
+        for (; it != q.s->by_name.end() && it->first.first == q.tenant; ++it)
+            mine.push_back(q.s->by_handle.at(it->second));
+    }
+    fx_w_u64(w, mine.size());
+    for (auto& e : mine) {
+        std::shared_lock<std::shared_mutex> l(e->mu);
+        fx_w_str(w, e->name.c_str());
+        fx_w_i64(w, e->index->d);
+        fx_w_i64(w, e->index->ntotal);
+    }
+}
+
+void op_drop(Req& q, fx_wbuf*) {
+    need_write(q);
+    std::string name = rd_str(q, kMaxName);
+    end(q);
+    std::lock_guard<std::mutex> g(q.s->mu);
+    auto it = q.s->by_name.find({q.tenant, name});
+    if (it == q.s->by_name.end())
+        throw Error(FAISSX_E_NOT_FOUND, "no index named '" + name + "'");
+    q.s->by_handle.erase(it->second);
+    q.s->by_name.erase(it);
+}
+
+void op_release(Req& q, fx_wbuf*) {
+    uint64_t handle = rd_u64(q);
+    end(q);
+    std::lock_guard<std::mutex> g(q.s->mu);
+    auto it = q.s->by_handle.find(handle);
+    if (it == q.s->by_handle.end() || it->second->tenant != q.tenant)
+        throw Error(FAISSX_E_NOT_FOUND,
+                    "unknown index handle " + std::to_string(handle));
+    if (it->second->name.empty()) q.s->by_handle.erase(it);
+}
+
+void op_info(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    end(q);
+    std::shared_lock<std::shared_mutex> l(e->mu);
+    write_info(w, e.get());
+}
+
+void op_train_add(Req& q, fx_wbuf* w, int op) {
+    need_write(q);
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t n = rd_n(q);
+    std::unique_lock<std::shared_mutex> l(e->mu);
+    const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
+    const idx* ids = nullptr;
+    if (op == FX_OP_ADD_WITH_IDS) ids = rd_array<idx>(q, (uint64_t)n, "ids");
+    end(q);
+    if (op == FX_OP_TRAIN)
+        api(faiss_Index_train(h(e.get()), n, x));
+    else if (op == FX_OP_ADD)
+        api(faiss_Index_add(h(e.get()), n, x));
+    else
+        api(faiss_Index_add_with_ids(h(e.get()), n, x, ids));
+    write_state(w, e->index.get());
+}
+
+void op_search(Req& q, fx_wbuf* w, bool labels_only) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t n = rd_n(q), k = rd_i64(q);
+    if (k <= 0)
+        throw Error(FAISSX_E_INVALID, "k must be > 0 (got " + std::to_string(k) + ")");
+    if (k > q.s->conf.max_k)
+        throw Error(FAISSX_E_LIMIT, "k = " + std::to_string(k) +
+                                            " exceeds the server limit of " +
+                                            std::to_string(q.s->conf.max_k));
+    std::shared_lock<std::shared_mutex> l(e->mu);
+    const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
+    end(q);
+    uint64_t nk = (uint64_t)n * (uint64_t)k;
+    if (labels_only) {
+        auto I = static_cast<idx*>(fx_w_array_reserve(w, nk, sizeof(idx)));
+        if (!I) throw std::bad_alloc();
+        api(faiss_Index_assign(h(e.get()), n, x, I, k));
+        return;
+    }
+    size_t offD = w->len + 8;
+    if (!fx_w_array_reserve(w, nk, sizeof(float))) throw std::bad_alloc();
+    size_t offI = w->len + 8;
+    if (!fx_w_array_reserve(w, nk, sizeof(idx))) throw std::bad_alloc();
+    api(faiss_Index_search(h(e.get()), n, x, k,
+                           reinterpret_cast<float*>(w->data + offD),
+                           reinterpret_cast<idx*>(w->data + offI)));
+}
+
+void op_range(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t n = rd_n(q);
+    double radius = rd_f64(q);
+    std::shared_lock<std::shared_mutex> l(e->mu);
+    const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
+    end(q);
+    faiss::RangeSearchResult res(n);
+    api(faiss_Index_range_search(h(e.get()), n, x, (float)radius,
+                                 reinterpret_cast<FaissRangeSearchResult*>(&res)));
+    size_t tot = res.lims[n];
+    static_assert(sizeof(size_t) == 8, "lims travel as u64");
+    fx_w_array(w, res.lims, (uint64_t)n + 1, 8);
+    fx_w_array(w, res.labels, tot, sizeof(idx));
+    fx_w_array(w, res.distances, tot, sizeof(float));
+}
+
+void op_reset(Req& q, fx_wbuf* w) {
+    need_write(q);
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    end(q);
+    std::unique_lock<std::shared_mutex> l(e->mu);
+    api(faiss_Index_reset(h(e.get())));
+    write_state(w, e->index.get());
+}
+
+void op_remove(Req& q, fx_wbuf* w) {
+    need_write(q);
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    std::vector<std::unique_ptr<faiss::IDSelector>> keep;
+    auto sel = rd_selector(q, 0, keep);
+    end(q);
+    std::unique_lock<std::shared_mutex> l(e->mu);
+    size_t removed = 0;
+    api(faiss_Index_remove_ids(h(e.get()),
+                               reinterpret_cast<FaissIDSelector*>(sel.get()),
+                               &removed));
+    fx_w_u64(w, removed);
+    write_state(w, e->index.get());
+}
+
+void op_reconstruct_n(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t i0 = rd_i64(q);
+    int64_t ni = rd_n(q);
+    end(q);
+    std::shared_lock<std::shared_mutex> l(e->mu);
+    auto out = static_cast<float*>(
+            fx_w_array_reserve(w, (uint64_t)ni * e->index->d, sizeof(float)));
+    if (!out && ni) throw std::bad_alloc();
+    api(faiss_Index_reconstruct_n(h(e.get()), i0, ni, out));
+}
+
+void op_reconstruct_keys(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    const void* p;
+    uint64_t n;
+    fx_r_array(&q.r, 8, (uint64_t)q.s->conf.max_batch, &p, &n);
+    check(&q.r);
+    end(q);
+    auto keys = static_cast<const idx*>(p);
+    std::shared_lock<std::shared_mutex> l(e->mu);
+    int d = e->index->d;
+    auto out = static_cast<float*>(fx_w_array_reserve(w, n * d, sizeof(float)));
+    if (!out && n) throw std::bad_alloc();
+    for (uint64_t i = 0; i < n; i++)
+        api(faiss_Index_reconstruct(h(e.get()), keys[i], out + i * d));
+}
+
+void op_residual(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t n = rd_n(q);
+    std::shared_lock<std::shared_mutex> l(e->mu);
+    int d = e->index->d;
+    const float* x = rd_array<float>(q, (uint64_t)n * d, "x");
+    const idx* keys = rd_array<idx>(q, (uint64_t)n, "keys");
+    end(q);
+    auto out = static_cast<float*>(fx_w_array_reserve(w, (uint64_t)n * d, sizeof(float)));
+    if (!out && n) throw std::bad_alloc();
+    api(faiss_Index_compute_residual_n(h(e.get()), n, x, out, keys));
+}
+
+void op_sa(Req& q, fx_wbuf* w, int op) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    std::shared_lock<std::shared_mutex> l(e->mu);
+    size_t cs = 0;
+    if (op == FX_OP_SA_CODE_SIZE) {
+        end(q);
+        api(faiss_Index_sa_code_size(h(e.get()), &cs));
+        fx_w_u64(w, cs);
+        return;
+    }
+    int64_t n = rd_n(q);
+    api(faiss_Index_sa_code_size(h(e.get()), &cs));
+    int d = e->index->d;
+    if (op == FX_OP_SA_ENCODE) {
+        const float* x = rd_array<float>(q, (uint64_t)n * d, "x");
+        end(q);
+        auto out = static_cast<uint8_t*>(fx_w_array_reserve(w, (uint64_t)n * cs, 1));
+        if (!out && n) throw std::bad_alloc();
+        api(faiss_Index_sa_encode(h(e.get()), n, x, out));
+    } else {
+        const uint8_t* codes = rd_array<uint8_t>(q, (uint64_t)n * cs, "codes");
+        end(q);
+        auto out = static_cast<float*>(fx_w_array_reserve(w, (uint64_t)n * d, sizeof(float)));
+        if (!out && n) throw std::bad_alloc();
+        api(faiss_Index_sa_decode(h(e.get()), n, codes, out));
+    }
+}
+
+void op_set_param(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    std::string name = rd_str(q, kMaxParamName);
+    double v = rd_f64(q);
+    end(q);
+    if (!std::isfinite(v))
+        throw Error(FAISSX_E_INVALID, "value of '" + name + "' is not finite");
+    // Search-time parameters are allowed with read-only keys: they do not
+    // change the stored data.
+    std::unique_lock<std::shared_mutex> l(e->mu);
+    faiss::Index* ix = e->index.get();
+    if (name == "verbose") {
+        ix->verbose = v != 0;
+    } else {
+        faiss::ParameterSpace ps;
+        try {
+            ps.set_index_parameter(ix, name, v);
+        } catch (const faiss::FaissException& ex) {
+            throw Error(FAISSX_E_INVALID, "cannot set parameter '" + name +
+                                                  "' on " + class_name(ix) +
+                                                  ": " + ex.what());
+        }
+    }
+    write_state(w, ix);
+}
+
+void op_get_param(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    std::string name = rd_str(q, kMaxParamName);
+    end(q);
+    std::shared_lock<std::shared_mutex> l(e->mu);
+    faiss::Index* ix = e->index.get();
+    faiss::Index* in = unwrap(ix);
+    double v;
+    if (name == "verbose")
+        v = ix->verbose;
+    else if (name == "nprobe" && dynamic_cast<faiss::IndexIVF*>(in))
+        v = (double)dynamic_cast<faiss::IndexIVF*>(in)->nprobe;
+    else if (name == "nlist" && dynamic_cast<faiss::IndexIVF*>(in))
+        v = (double)dynamic_cast<faiss::IndexIVF*>(in)->nlist;
+    else if (name == "quantizer_trains_alone" && dynamic_cast<faiss::IndexIVF*>(in))
+        v = dynamic_cast<faiss::IndexIVF*>(in)->quantizer_trains_alone;
+    else if (name == "efSearch" && dynamic_cast<faiss::IndexHNSW*>(in))
+        v = dynamic_cast<faiss::IndexHNSW*>(in)->hnsw.efSearch;
+    else if (name == "efConstruction" && dynamic_cast<faiss::IndexHNSW*>(in))
+        v = dynamic_cast<faiss::IndexHNSW*>(in)->hnsw.efConstruction;
+    else if (name == "k_factor" && dynamic_cast<faiss::IndexRefine*>(ix))
+        v = dynamic_cast<faiss::IndexRefine*>(ix)->k_factor;
+    else if (name == "nbits" && dynamic_cast<faiss::IndexLSH*>(in))
+        v = dynamic_cast<faiss::IndexLSH*>(in)->nbits;
+    else if (name == "code_size" && dynamic_cast<faiss::IndexLSH*>(in))
+        v = (double)dynamic_cast<faiss::IndexLSH*>(in)->code_size;
+    else if (name == "rotate_data" && dynamic_cast<faiss::IndexLSH*>(in))
+        v = dynamic_cast<faiss::IndexLSH*>(in)->rotate_data;
+    else if (name == "train_thresholds" && dynamic_cast<faiss::IndexLSH*>(in))
+        v = dynamic_cast<faiss::IndexLSH*>(in)->train_thresholds;
+    else
+        throw Error(FAISSX_E_UNSUPPORTED, "parameter '" + name +
+                                                  "' is not readable on " +
+                                                  class_name(ix));
+    fx_w_f64(w, v);
+}
+
+void op_serialize(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    end(q);
+    faiss::VectorIOWriter out;
+    {
+        std::shared_lock<std::shared_mutex> l(e->mu);
+        faiss::write_index(e->index.get(), &out);
+    }
+    if (out.data.size() > q.s->conf.max_message_bytes)
+        throw Error(FAISSX_E_LIMIT,
+                    "serialized index (" + std::to_string(out.data.size()) +
+                            " bytes) exceeds the message limit");
+    fx_w_array(w, out.data.data(), out.data.size(), 1);
+}
+
+void op_upload(Req& q, fx_wbuf* w) {
+    need_write(q);
+    std::string name = rd_str(q, kMaxName);
+    const void* p;
+    uint64_t n;
+    fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
+    check(&q.r);
+    end(q);
+    if (!name.empty() && !valid_name(name.c_str()))
+        throw Error(FAISSX_E_INVALID, "invalid index name '" + name + "'");
+    faiss::VectorIOReader in;
+    in.data.assign(static_cast<const uint8_t*>(p),
+                   static_cast<const uint8_t*>(p) + n);
+    std::unique_ptr<faiss::Index> ix;
+    try {
+        ix.reset(faiss::read_index(&in));
+    } catch (const std::exception& ex) {
+        throw Error(FAISSX_E_IO, std::string("uploaded bytes are not a "
+                                             "readable faiss index: ") +
+                                         ex.what());
+    }
+    auto e = std::make_shared<Entry>();
+    e->index = std::move(ix);
+    e->tenant = q.tenant;
+    e->name = name;
+    e->client_id = q.client_id;
+    e->conn_id = q.conn_id;
+    insert(q.s, e);
+    write_info(w, e.get());
+}
+
+void op_clone(Req& q, fx_wbuf* w) {
+    need_write(q);
+    EntryP src = lookup(q.s, q.tenant, rd_u64(q));
+    end(q);
+    auto e = std::make_shared<Entry>();
+    {
+        std::shared_lock<std::shared_mutex> l(src->mu);
+        FaissIndex* out = nullptr;
+        api(faiss_clone_index(h(src.get()), &out));
+        e->index.reset(fx::index(out));
+    }
+    e->tenant = q.tenant;
+    e->client_id = q.client_id;
+    e->conn_id = q.conn_id;
+    insert(q.s, e);
+    write_info(w, e.get());
+}
+
+void op_merge(Req& q, fx_wbuf* w) {
+    need_write(q);
+    EntryP a = lookup(q.s, q.tenant, rd_u64(q));
+    EntryP b = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t add_id = rd_i64(q);
+    end(q);
+    if (a == b) throw Error(FAISSX_E_INVALID, "cannot merge an index into itself");
+    // Lock in handle order so two opposite merges cannot deadlock.
+    Entry* first = a->handle < b->handle ? a.get() : b.get();
+    Entry* second = first == a.get() ? b.get() : a.get();
+    std::unique_lock<std::shared_mutex> l1(first->mu), l2(second->mu);
+    try {
+        a->index->merge_from(*b->index, add_id);
+    } catch (const faiss::FaissException& ex) {
+        throw Error(FAISSX_E_FAISS, ex.what());
+    }
+    write_state(w, a->index.get());
+}
+
+void dispatch(Req& q, int op, fx_wbuf* w) {
+    switch (op) {
+    case FX_OP_PING:
+        end(q);
+        fx_w_u64(w, (uint64_t)faissx_version());
+        fx_w_str(w, q.tenant.c_str());
+        return;
+    case FX_OP_CREATE: return op_create(q, w);
+    case FX_OP_OPEN: return op_open(q, w);
+    case FX_OP_LIST: return op_list(q, w);
+    case FX_OP_DROP: return op_drop(q, w);
+    case FX_OP_RELEASE: return op_release(q, w);
+    case FX_OP_INFO: return op_info(q, w);
+    case FX_OP_TRAIN:
+    case FX_OP_ADD:
+    case FX_OP_ADD_WITH_IDS: return op_train_add(q, w, op);
+    case FX_OP_SEARCH: return op_search(q, w, false);
+    case FX_OP_ASSIGN: return op_search(q, w, true);
+    case FX_OP_RANGE_SEARCH: return op_range(q, w);
+    case FX_OP_RESET: return op_reset(q, w);
+    case FX_OP_REMOVE_IDS: return op_remove(q, w);
+    case FX_OP_RECONSTRUCT_N: return op_reconstruct_n(q, w);
+    case FX_OP_RECONSTRUCT_KEYS: return op_reconstruct_keys(q, w);
+    case FX_OP_RESIDUAL: return op_residual(q, w);
+    case FX_OP_SA_CODE_SIZE:
+    case FX_OP_SA_ENCODE:
+    case FX_OP_SA_DECODE: return op_sa(q, w, op);
+    case FX_OP_SET_PARAM: return op_set_param(q, w);
+    case FX_OP_GET_PARAM: return op_get_param(q, w);
+    case FX_OP_SERIALIZE: return op_serialize(q, w);
+    case FX_OP_UPLOAD: return op_upload(q, w);
+    case FX_OP_CLONE: return op_clone(q, w);
+    case FX_OP_MERGE_FROM: return op_merge(q, w);
+    default:
+        throw Error(FAISSX_E_UNSUPPORTED, "unknown operation " + std::to_string(op));
+    }
+}
+
+void error_reply(fx_wbuf* w, const fx_hdr& req, int code, const char* msg) {
+    fx_w_free(w);
+    fx_w_init(w);
+    fx_w_header_space(w);
+    fx_w_str(w, msg);
+    fx_hdr r{};
+    r.op = req.op;
+    r.flags = FX_FLAG_REPLY;
+    r.request_id = req.request_id;
+    r.client_id = req.client_id;
+    r.status = code;
+    fx_w_finish(w, &r);
+}
+
+} // namespace
+
+extern "C" {
+
+void fx_server_conf_init(fx_server_conf* c) {
+    memset(c, 0, sizeof *c);
+    c->workers = 4;
+    c->threads = 1;
+    c->max_message_bytes = (size_t)256 << 20;
+    c->max_connections = 256;
+    c->max_k = 10000;
+    c->max_batch = 10000000;
+    c->log_level = 2;
+}
+
+int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
+                 size_t errsz) {
+    try {
+        std::unique_ptr<fx_state> s(new fx_state());
+        s->conf = *c;
+        if (s->conf.max_k <= 0) s->conf.max_k = 10000;
+        if (s->conf.max_batch <= 0) s->conf.max_batch = 10000000;
+        if (s->conf.max_message_bytes == 0)
+            s->conf.max_message_bytes = (size_t)256 << 20;
+        std::string why;
+        if (c->auth_keys && *c->auth_keys) {
+            std::stringstream ss(c->auth_keys);
+            std::string item;
+            while (std::getline(ss, item, ','))
+                if (!trim(item).empty() && !parse_key(trim(item), s.get(), &why)) {
+                    snprintf(err, errsz, "--auth-keys: %s", why.c_str());
+                    return FAISSX_E_INVALID;
+                }
+        }
+        if (c->auth_file && *c->auth_file) {
+            std::ifstream f(c->auth_file);
+            if (!f) {
+                snprintf(err, errsz, "--auth-file: cannot read '%s'",
+                         c->auth_file);
+                return FAISSX_E_IO;
+            }
+            std::string line;
+            int lineno = 0;
+            while (std::getline(f, line)) {
+                lineno++;
+                line = trim(line);
+                if (line.empty() || line[0] == '#') continue;
+                if (!parse_key(line, s.get(), &why)) {
+                    snprintf(err, errsz, "%s:%d: %s", c->auth_file, lineno,
+                             why.c_str());
+                    return FAISSX_E_INVALID;
+                }
+            }
+        }
+        s->auth = !s->keys.empty();
+        if (c->require_auth && !s->auth) {
+            snprintf(err, errsz, "authentication is required but no API keys "
+                     "were given (--auth-keys or --auth-file)");
+            return FAISSX_E_AUTH;
+        }
+        // Handles start at a random point so they are not guessable
+        // across restarts (they are tenant-checked regardless).
+        s->next_handle = (now_ms() & 0xffffff) << 20 | 1;
+        *out = s.release();
+        return 0;
+    } catch (const std::exception& e) {
+        snprintf(err, errsz, "%s", e.what());
+        return FAISSX_E_NOMEM;
+    }
+}
+
+void fx_state_free(fx_state* s) {
+    delete s;
+}
+
+void fx_state_handle(fx_state* s, const uint8_t* msg, size_t len,
+                     uint64_t conn_id, fx_wbuf* reply, fx_req_meta* meta) {
+    fx_hdr req{};
+    char err[256];
+    fx_req_meta m{};
+    int rc = fx_hdr_decode(msg, len, &req, err, sizeof err);
+    m.op = req.op;
+    m.request_id = req.request_id;
+    m.client_id = req.client_id;
+    if (rc != 0) {
+        error_reply(reply, req, rc, err);
+        m.status = rc;
+        if (meta) *meta = m;
+        return;
+    }
+    if (req.flags & FX_FLAG_REPLY) {
+        error_reply(reply, req, FAISSX_E_PROTOCOL, "a reply is not a request");
+        m.status = FAISSX_E_PROTOCOL;
+        if (meta) *meta = m;
+        return;
+    }
+    Req q;
+    q.s = s;
+    q.client_id = req.client_id;
+    q.conn_id = conn_id;
+    fx_r_init(&q.r, msg + FX_HDR_SIZE, len - FX_HDR_SIZE);
+    fx_w_free(reply);
+    fx_w_init(reply);
+    fx_w_header_space(reply);
+    try {
+        std::string key = rd_str(q, kMaxKey);
+        if (s->auth) {
+            auto it = s->keys.find(key);
+            if (it == s->keys.end())
+                throw Error(FAISSX_E_AUTH, key.empty()
+                                                   ? "this server requires an API key"
+                                                   : "unknown API key");
+            q.tenant = it->second.tenant;
+            q.read_only = it->second.read_only;
+        } else {
+            q.tenant = "default";
+        }
+        snprintf(m.tenant, sizeof m.tenant, "%s", q.tenant.c_str());
+        {
+            std::lock_guard<std::mutex> g(s->mu);
+            s->client_seen[q.client_id] = now_ms();
+            s->client_conn[q.client_id] = conn_id;
+        }
+        dispatch(q, req.op, reply);
+        if (reply->oom) throw std::bad_alloc();
+        if (reply->len > s->conf.max_message_bytes)
+            throw Error(FAISSX_E_LIMIT,
+                        "reply of " + std::to_string(reply->len) +
+                                " bytes exceeds the message limit");
+        fx_hdr r{};
+        r.op = req.op;
+        r.flags = FX_FLAG_REPLY;
+        r.request_id = req.request_id;
+        r.client_id = req.client_id;
+        fx_w_finish(reply, &r);
+        m.status = 0;
+    } catch (...) {
+        int code = fx::handle_exception(fx_op_name(req.op));
+        const char* msg = faiss_get_last_error();
+        error_reply(reply, req, code, msg ? msg : "failed");
+        m.status = code;
+    }
+    if (meta) *meta = m;
+}
+
+void fx_state_conn_closed(fx_state* s, uint64_t conn_id) {
+    std::lock_guard<std::mutex> g(s->mu);
+    for (auto& kv : s->by_handle) {
+        Entry* e = kv.second.get();
+        if (!e->name.empty()) continue;
+        auto c = s->client_conn.find(e->client_id);
+        // Orphaned only if its client's latest connection is this one.
+        if (e->conn_id == conn_id &&
+            (c == s->client_conn.end() || c->second == conn_id))
+            e->orphan = true;
+    }
+}
+
+size_t fx_state_reap(fx_state* s, uint64_t grace_ms) {
+    std::vector<EntryP> dead; // freed outside the registry lock
+    {
+        std::lock_guard<std::mutex> g(s->mu);
+        uint64_t now = now_ms();
+        for (auto it = s->by_handle.begin(); it != s->by_handle.end();) {
+            Entry* e = it->second.get();
+            if (e->orphan) {
+                auto c = s->client_conn.find(e->client_id);
+                auto seen = s->client_seen.find(e->client_id);
+                bool back = c != s->client_conn.end() && c->second != e->conn_id;
+                if (back) {
+                    // The client came back on another connection.
+                    e->orphan = false;
+                    e->conn_id = c->second;
+                } else if (seen == s->client_seen.end() ||
+                           now - seen->second >= grace_ms) {
+                    dead.push_back(it->second);
+                    it = s->by_handle.erase(it);
+                    continue;
+                }
+            }
+            ++it;
+        }
+    }
+    return dead.size();
+}
+
+size_t fx_state_index_count(fx_state* s) {
+    std::lock_guard<std::mutex> g(s->mu);
+    return s->by_handle.size();
+}
+
+} // extern "C"

@@ -1,0 +1,202 @@
+/* proto.h -- internal: the faissx wire protocol, version 1.
+ *
+ * docs/protocol.md is the prose specification; this header is its code.
+ * The codec is pure (no I/O, no allocation beyond the writer's buffer) and
+ * bounds-checks every read, so it can be fuzzed on its own.
+ *
+ * A message is a 40-byte header followed by `body_len` bytes of body. All
+ * integers are little-endian. Every body field occupies a multiple of 8
+ * bytes, so arrays inside a body that starts 8-aligned are 8-aligned too:
+ *
+ *   u64 / i64 / f64       8 bytes
+ *   str                   u64 length, bytes, zero padding to 8
+ *   array<T>              u64 count, count * sizeof(T) bytes, padding to 8
+ *
+ * A request body starts with the API key (a str, possibly empty), then the
+ * operation's fields. A reply with status 0 carries the operation's result
+ * fields; a reply with a negative status (a FaissxError) carries one str,
+ * the error message. */
+#ifndef FX_PROTO_H
+#define FX_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FX_PROTO_MAGIC 0x58534146u /* "FASX" on the wire */
+#define FX_PROTO_VERSION 1
+#define FX_HDR_SIZE 40
+
+/* Header flags. */
+#define FX_FLAG_REPLY 0x1u
+
+/* Operations. Numbers are part of the protocol: never reuse one. */
+enum fx_op {
+    FX_OP_PING = 1,          /* -> u64 server version, str tenant */
+    FX_OP_CREATE = 2,        /* str name, i64 d, i64 metric, str description
+                                -> index info (see below) */
+    FX_OP_OPEN = 3,          /* str name -> index info */
+    FX_OP_LIST = 4,          /* -> u64 count, count * (str name, i64 d,
+                                i64 ntotal) */
+    FX_OP_DROP = 5,          /* str name -> (nothing) */
+    FX_OP_RELEASE = 6,       /* u64 handle -> (nothing) */
+    FX_OP_INFO = 7,          /* u64 handle -> index info */
+    FX_OP_TRAIN = 8,         /* u64 handle, i64 n, array<f32> x */
+    FX_OP_ADD = 9,           /* u64 handle, i64 n, array<f32> x */
+    FX_OP_ADD_WITH_IDS = 10, /* u64 handle, i64 n, array<f32> x,
+                                array<i64> ids */
+    FX_OP_SEARCH = 11,       /* u64 handle, i64 n, i64 k, array<f32> x
+                                -> array<f32> D, array<i64> I */
+    FX_OP_RANGE_SEARCH = 12, /* u64 handle, i64 n, f64 radius, array<f32> x
+                                -> array<u64> lims, array<i64> I,
+                                   array<f32> D */
+    FX_OP_ASSIGN = 13,       /* u64 handle, i64 n, i64 k, array<f32> x
+                                -> array<i64> I */
+    FX_OP_RESET = 14,        /* u64 handle */
+    FX_OP_REMOVE_IDS = 15,   /* u64 handle, selector -> u64 n_removed */
+    FX_OP_RECONSTRUCT_N = 16, /* u64 handle, i64 i0, i64 ni
+                                 -> array<f32> */
+    FX_OP_RECONSTRUCT_KEYS = 17, /* u64 handle, array<i64> keys
+                                    -> array<f32> */
+    FX_OP_RESIDUAL = 18,     /* u64 handle, i64 n, array<f32> x,
+                                array<i64> keys -> array<f32> */
+    FX_OP_SA_CODE_SIZE = 19, /* u64 handle -> u64 */
+    FX_OP_SA_ENCODE = 20,    /* u64 handle, i64 n, array<f32> x
+                                -> array<u8> */
+    FX_OP_SA_DECODE = 21,    /* u64 handle, i64 n, array<u8> codes
+                                -> array<f32> */
+    FX_OP_SET_PARAM = 22,    /* u64 handle, str name, f64 value */
+    FX_OP_GET_PARAM = 23,    /* u64 handle, str name -> f64 */
+    FX_OP_SERIALIZE = 24,    /* u64 handle -> array<u8> faiss index bytes */
+    FX_OP_UPLOAD = 25,       /* str name, array<u8> faiss index bytes
+                                -> index info */
+    FX_OP_CLONE = 26,        /* u64 handle -> index info */
+    FX_OP_MERGE_FROM = 27,   /* u64 handle, u64 other, i64 add_id */
+    FX_OP_MAX_ = 28
+};
+
+/* Mutations (TRAIN, ADD, ADD_WITH_IDS, RESET, MERGE_FROM, SET_PARAM) reply
+ * with the index state after the call: i64 ntotal, i64 is_trained.
+ * REMOVE_IDS replies u64 n_removed, then the same two fields.
+ *
+ * "index info", the reply to CREATE/OPEN/INFO/UPLOAD/CLONE:
+ *   u64 handle, i64 d, i64 metric, i64 is_trained, i64 ntotal,
+ *   i64 kind (FX_KIND_* bits), str description (faiss class name)
+ *
+ * A selector (REMOVE_IDS) is i64 type followed by type-specific fields:
+ *   FX_SEL_RANGE: i64 imin, i64 imax
+ *   FX_SEL_BATCH: array<i64> ids
+ *   FX_SEL_NOT:   selector
+ *   FX_SEL_AND/OR/XOR: selector, selector
+ *   FX_SEL_BITMAP: array<u8> bitmap
+ * nested at most FX_SEL_MAX_DEPTH deep. */
+enum fx_sel_type {
+    FX_SEL_RANGE = 1,
+    FX_SEL_BATCH = 2,
+    FX_SEL_NOT = 3,
+    FX_SEL_AND = 4,
+    FX_SEL_OR = 5,
+    FX_SEL_XOR = 6,
+    FX_SEL_BITMAP = 7,
+};
+#define FX_SEL_MAX_DEPTH 8
+
+/* What the server-side index is, so typed C calls (faiss_IndexIVF_cast,
+ * ..._set_nprobe) can work on a remote handle. */
+enum fx_kind {
+    FX_KIND_FLAT = 1 << 0,
+    FX_KIND_IVF = 1 << 1,
+    FX_KIND_HNSW = 1 << 2,
+    FX_KIND_IDMAP = 1 << 3,
+    FX_KIND_IDMAP2 = 1 << 4,
+    FX_KIND_PRETRANSFORM = 1 << 5,
+    FX_KIND_SQ = 1 << 6,
+    FX_KIND_LSH = 1 << 7,
+    FX_KIND_IVFFLAT = 1 << 8,
+    FX_KIND_IVFSQ = 1 << 9,
+    FX_KIND_SHARDS = 1 << 10,
+    FX_KIND_REPLICAS = 1 << 11,
+    FX_KIND_REFINE = 1 << 12,
+    FX_KIND_FLAT_L2 = 1 << 13,
+    FX_KIND_FLAT_IP = 1 << 14,
+};
+
+typedef struct fx_hdr {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t op;
+    uint32_t flags;
+    uint32_t body_len;
+    uint64_t request_id;
+    uint64_t client_id;
+    uint32_t timeout_ms; /* requests: how long the client waits; 0 = none */
+    int32_t status;      /* replies: 0 or a negative FaissxError */
+} fx_hdr;
+
+/* Writes the 40-byte encoding of h to out. */
+void fx_hdr_encode(const fx_hdr* h, uint8_t out[FX_HDR_SIZE]);
+
+/* Decodes and validates a header at the start of a message of `len` bytes:
+ * magic, version, known op, and body_len == len - 40. Returns 0, or a
+ * negative FaissxError with a reason in err (errsz bytes). */
+int fx_hdr_decode(const uint8_t* buf, size_t len, fx_hdr* h, char* err,
+                  size_t errsz);
+
+/* ---- writer: a growable buffer ---- */
+typedef struct fx_wbuf {
+    uint8_t* data;
+    size_t len;
+    size_t cap;
+    int oom; /* sticky: an allocation failed, the buffer is incomplete */
+} fx_wbuf;
+
+void fx_w_init(fx_wbuf* w);
+void fx_w_free(fx_wbuf* w);
+/* Reserve the header space so the body starts 8-aligned at offset 40. */
+void fx_w_header_space(fx_wbuf* w);
+void fx_w_u64(fx_wbuf* w, uint64_t v);
+void fx_w_i64(fx_wbuf* w, int64_t v);
+void fx_w_f64(fx_wbuf* w, double v);
+void fx_w_str(fx_wbuf* w, const char* s);
+void fx_w_strn(fx_wbuf* w, const char* s, size_t n);
+void fx_w_array(fx_wbuf* w, const void* data, uint64_t count, size_t elem);
+/* Reserve an array of count*elem bytes and return where to fill it in
+ * (NULL when out of memory). The pointer is invalidated by later writes. */
+void* fx_w_array_reserve(fx_wbuf* w, uint64_t count, size_t elem);
+/* Fill in the header at the start of the buffer (body_len from w->len). */
+void fx_w_finish(fx_wbuf* w, fx_hdr* h);
+
+/* ---- reader: a bounds-checked cursor over a body ---- */
+typedef struct fx_rbuf {
+    const uint8_t* p;
+    size_t len;
+    size_t pos;
+    const char* err; /* first failure, static text; NULL while fine */
+} fx_rbuf;
+
+void fx_r_init(fx_rbuf* r, const uint8_t* body, size_t len);
+int fx_r_u64(fx_rbuf* r, uint64_t* v);
+int fx_r_i64(fx_rbuf* r, int64_t* v);
+/* An i64 that must lie in [lo, hi]. */
+int fx_r_range(fx_rbuf* r, int64_t lo, int64_t hi, int64_t* v);
+int fx_r_f64(fx_rbuf* r, double* v);
+/* A string of at most maxlen bytes, copied NUL-terminated into out, which
+ * has room for maxlen + 1 bytes. */
+int fx_r_str(fx_rbuf* r, char* out, size_t maxlen);
+/* An array of elem-byte items, at most max_count of them. *data points into
+ * the message (aligned to 8 when the body is). */
+int fx_r_array(fx_rbuf* r, size_t elem, uint64_t max_count,
+               const void** data, uint64_t* count);
+/* 0 when every byte of the body has been consumed. */
+int fx_r_end(fx_rbuf* r);
+
+const char* fx_op_name(int op);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,658 @@
+/* remote.cpp -- RemoteIndex (a faiss::Index living on a faissx-server), the
+ * client configuration (faissx_configure, FAISSX_SERVER) and the named-index
+ * API of faissx.h. */
+#include "net/remote.h"
+
+#include "core/core.h"
+
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+namespace fx {
+
+namespace {
+
+std::mutex g_mu;
+std::shared_ptr<Conn> g_conn;
+bool g_disabled = false;
+bool g_env_read = false;
+std::string g_url, g_key;
+uint32_t g_timeout = 0;
+
+[[noreturn]] void proto_error(const char* what, const fx_rbuf* r) {
+    throw Error(FAISSX_E_PROTOCOL, std::string("malformed reply to ") + what +
+                                           (r->err ? std::string(": ") + r->err : ""));
+}
+
+/* One request/reply round trip: build() writes the fields after the key,
+ * parse() reads the reply body. Failures throw fx::Error. */
+template <class B, class P>
+void rcall(const Conn* c, int op, B build, P parse) {
+    fx_wbuf w;
+    fx_client_begin(c->c, &w);
+    build(&w);
+    fx_reply rep;
+    char err[1400];
+    int rc = fx_client_call(c->c, op, &w, &rep, err, sizeof err);
+    fx_w_free(&w);
+    if (rc != 0) throw Error(rc, err);
+    try {
+        parse(&rep.r);
+        if (fx_r_end(&rep.r) != 0) proto_error(fx_op_name(op), &rep.r);
+    } catch (...) {
+        fx_reply_free(&rep);
+        throw;
+    }
+    fx_reply_free(&rep);
+}
+
+void no_fields(fx_wbuf*) {}
+void no_reply(fx_rbuf*) {}
+
+template <class T>
+void read_into(fx_rbuf* r, T* out, uint64_t expect, const char* what) {
+    const void* p;
+    uint64_t n;
+    if (fx_r_array(r, sizeof(T), expect, &p, &n) != 0 || n != expect)
+        proto_error(what, r);
+    if (n) std::memcpy(out, p, n * sizeof(T));
+}
+
+int64_t rd_i64(fx_rbuf* r, const char* what) {
+    int64_t v;
+    if (fx_r_i64(r, &v)) proto_error(what, r);
+    return v;
+}
+
+void read_state(fx_rbuf* r, RemoteIndex* ix, const char* what) {
+    ix->ntotal = rd_i64(r, what);
+    ix->is_trained = rd_i64(r, what) != 0;
+}
+
+/* Reads "index info" into a new RemoteIndex. */
+RemoteIndex* read_info(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
+                       bool named) {
+    std::unique_ptr<RemoteIndex> ix(new RemoteIndex());
+    uint64_t h;
+    char cls[256];
+    if (fx_r_u64(r, &h)) proto_error("index info", r);
+    ix->handle = h;
+    ix->d = (int)rd_i64(r, "index info");
+    ix->metric_type = (faiss::MetricType)rd_i64(r, "index info");
+    ix->is_trained = rd_i64(r, "index info") != 0;
+    ix->ntotal = rd_i64(r, "index info");
+    ix->kind = rd_i64(r, "index info");
+    if (fx_r_str(r, cls, sizeof cls - 1)) proto_error("index info", r);
+    ix->cls = cls;
+    ix->conn = conn;
+    ix->named = named;
+    return ix.release();
+}
+
+void write_selector(fx_wbuf* w, const faiss::IDSelector* s, int depth) {
+    if (depth > FX_SEL_MAX_DEPTH)
+        throw Error(FAISSX_E_INVALID, "selector nested too deeply");
+    if (auto r = dynamic_cast<const faiss::IDSelectorRange*>(s)) {
+        fx_w_i64(w, FX_SEL_RANGE);
+        fx_w_i64(w, r->imin);
+        fx_w_i64(w, r->imax);
+    } else if (auto b = dynamic_cast<const faiss::IDSelectorBatch*>(s)) {
+        std::vector<idx> ids(b->set.begin(), b->set.end());
+        fx_w_i64(w, FX_SEL_BATCH);
+        fx_w_array(w, ids.data(), ids.size(), sizeof(idx));
+    } else if (auto a = dynamic_cast<const faiss::IDSelectorArray*>(s)) {
+        fx_w_i64(w, FX_SEL_BATCH);
+        fx_w_array(w, a->ids, a->n, sizeof(idx));
+    } else if (auto m = dynamic_cast<const faiss::IDSelectorBitmap*>(s)) {
+        fx_w_i64(w, FX_SEL_BITMAP);
+        fx_w_array(w, m->bitmap, m->n, 1);
+    } else if (auto n = dynamic_cast<const faiss::IDSelectorNot*>(s)) {
+        fx_w_i64(w, FX_SEL_NOT);
+        write_selector(w, n->sel, depth + 1);
+    } else if (auto c = dynamic_cast<const SelBinary*>(s)) {
+        fx_w_i64(w, c->op == SelBinary::AND  ? FX_SEL_AND
+                    : c->op == SelBinary::OR ? FX_SEL_OR
+                                             : FX_SEL_XOR);
+        write_selector(w, c->a, depth + 1);
+        write_selector(w, c->b, depth + 1);
+    } else if (dynamic_cast<const faiss::IDSelectorAll*>(s)) {
+        fx_w_i64(w, FX_SEL_NOT); // all = not(empty range)
+        fx_w_i64(w, FX_SEL_RANGE);
+        fx_w_i64(w, 0);
+        fx_w_i64(w, 0);
+    } else {
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "this IDSelector type cannot be sent to a server");
+    }
+}
+
+} // namespace
+
+/* ---- RemoteIndex ---- */
+
+RemoteIndex::~RemoteIndex() {
+    if (named || !conn) return;
+    try {
+        rcall(conn.get(), FX_OP_RELEASE,
+              [&](fx_wbuf* w) { fx_w_u64(w, handle); }, no_reply);
+    } catch (...) {
+        // The server may be gone; it reclaims orphans itself.
+    }
+}
+
+void RemoteIndex::train(idx_t n, const float* x) {
+    rcall(conn.get(), FX_OP_TRAIN,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, n);
+              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+          },
+          [&](fx_rbuf* r) { read_state(r, this, "train"); });
+}
+
+void RemoteIndex::add(idx_t n, const float* x) {
+    rcall(conn.get(), FX_OP_ADD,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, n);
+              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+          },
+          [&](fx_rbuf* r) { read_state(r, this, "add"); });
+}
+
+void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
+    rcall(conn.get(), FX_OP_ADD_WITH_IDS,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, n);
+              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+              fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
+          },
+          [&](fx_rbuf* r) { read_state(r, this, "add_with_ids"); });
+}
+
+void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
+                         idx_t* labels,
+                         const faiss::SearchParameters* params) const {
+    if (params)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "search parameters are not supported on remote indexes; "
+                    "set nprobe/efSearch with faiss_ParameterSpace");
+    rcall(conn.get(), FX_OP_SEARCH,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, n);
+              fx_w_i64(w, k);
+              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+          },
+          [&](fx_rbuf* r) {
+              read_into(r, distances, (uint64_t)n * k, "search");
+              read_into(r, labels, (uint64_t)n * k, "search");
+          });
+}
+
+void RemoteIndex::range_search(idx_t n, const float* x, float radius,
+                               faiss::RangeSearchResult* result,
+                               const faiss::SearchParameters* params) const {
+    if (params)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "search parameters are not supported on remote indexes");
+    rcall(conn.get(), FX_OP_RANGE_SEARCH,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, n);
+              fx_w_f64(w, radius);
+              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+          },
+          [&](fx_rbuf* r) {
+              std::vector<uint64_t> lims(n + 1);
+              read_into(r, lims.data(), (uint64_t)n + 1, "range_search");
+              uint64_t tot = lims[n];
+              for (idx_t i = 0; i < n; i++) {
+                  if (lims[i + 1] < lims[i]) proto_error("range_search", r);
+                  result->lims[i] = lims[i + 1] - lims[i];
+              }
+              result->do_allocation();
+              read_into(r, result->labels, tot, "range_search");
+              read_into(r, result->distances, tot, "range_search");
+          });
+}
+
+void RemoteIndex::assign(idx_t n, const float* x, idx_t* labels,
+                         idx_t k) const {
+    rcall(conn.get(), FX_OP_ASSIGN,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, n);
+              fx_w_i64(w, k);
+              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+          },
+          [&](fx_rbuf* r) { read_into(r, labels, (uint64_t)n * k, "assign"); });
+}
+
+void RemoteIndex::reset() {
+    rcall(conn.get(), FX_OP_RESET, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+          [&](fx_rbuf* r) { read_state(r, this, "reset"); });
+}
+
+size_t RemoteIndex::remove_ids(const faiss::IDSelector& sel) {
+    uint64_t removed = 0;
+    rcall(conn.get(), FX_OP_REMOVE_IDS,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              write_selector(w, &sel, 0);
+          },
+          [&](fx_rbuf* r) {
+              if (fx_r_u64(r, &removed)) proto_error("remove_ids", r);
+              read_state(r, this, "remove_ids");
+          });
+    return removed;
+}
+
+void RemoteIndex::reconstruct(idx_t key, float* recons) const {
+    rcall(conn.get(), FX_OP_RECONSTRUCT_KEYS,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_array(w, &key, 1, sizeof(idx_t));
+          },
+          [&](fx_rbuf* r) { read_into(r, recons, (uint64_t)d, "reconstruct"); });
+}
+
+void RemoteIndex::reconstruct_n(idx_t i0, idx_t ni, float* recons) const {
+    rcall(conn.get(), FX_OP_RECONSTRUCT_N,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, i0);
+              fx_w_i64(w, ni);
+          },
+          [&](fx_rbuf* r) {
+              read_into(r, recons, (uint64_t)ni * d, "reconstruct_n");
+          });
+}
+
+void RemoteIndex::compute_residual(const float* x, float* residual,
+                                   idx_t key) const {
+    compute_residual_n(1, x, residual, &key);
+}
+
+void RemoteIndex::compute_residual_n(idx_t n, const float* xs,
+                                     float* residuals,
+                                     const idx_t* keys) const {
+    rcall(conn.get(), FX_OP_RESIDUAL,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, n);
+              fx_w_array(w, xs, (uint64_t)n * d, sizeof(float));
+              fx_w_array(w, keys, (uint64_t)n, sizeof(idx_t));
+          },
+          [&](fx_rbuf* r) {
+              read_into(r, residuals, (uint64_t)n * d, "compute_residual");
+          });
+}
+
+size_t RemoteIndex::sa_code_size() const {
+    uint64_t cs = 0;
+    rcall(conn.get(), FX_OP_SA_CODE_SIZE,
+          [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+          [&](fx_rbuf* r) {
+              if (fx_r_u64(r, &cs)) proto_error("sa_code_size", r);
+          });
+    return (size_t)cs;
+}
+
+void RemoteIndex::sa_encode(idx_t n, const float* x, uint8_t* bytes) const {
+    size_t cs = sa_code_size();
+    rcall(conn.get(), FX_OP_SA_ENCODE,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, n);
+              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+          },
+          [&](fx_rbuf* r) { read_into(r, bytes, (uint64_t)n * cs, "sa_encode"); });
+}
+
+void RemoteIndex::sa_decode(idx_t n, const uint8_t* bytes, float* x) const {
+    size_t cs = sa_code_size();
+    rcall(conn.get(), FX_OP_SA_DECODE,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, n);
+              fx_w_array(w, bytes, (uint64_t)n * cs, 1);
+          },
+          [&](fx_rbuf* r) { read_into(r, x, (uint64_t)n * d, "sa_decode"); });
+}
+
+void RemoteIndex::merge_from(faiss::Index& other, idx_t add_id) {
+    auto o = as_remote(&other);
+    if (!o || o->conn != conn)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "merge_from needs two indexes on the same server");
+    rcall(conn.get(), FX_OP_MERGE_FROM,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_u64(w, o->handle);
+              fx_w_i64(w, add_id);
+          },
+          [&](fx_rbuf* r) { read_state(r, this, "merge_from"); });
+    o->sync();
+}
+
+void RemoteIndex::sync() {
+    rcall(conn.get(), FX_OP_INFO, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+          [&](fx_rbuf* r) {
+              std::unique_ptr<RemoteIndex> tmp(read_info(r, nullptr, true));
+              ntotal = tmp->ntotal;
+              is_trained = tmp->is_trained;
+              kind = tmp->kind;
+          });
+}
+
+void RemoteIndex::set_param(const char* name, double value) {
+    rcall(conn.get(), FX_OP_SET_PARAM,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_str(w, name);
+              fx_w_f64(w, value);
+          },
+          [&](fx_rbuf* r) { read_state(r, this, "set_param"); });
+    if (!std::strcmp(name, "verbose")) verbose = value != 0;
+}
+
+double RemoteIndex::get_param(const char* name) const {
+    double v = 0;
+    rcall(conn.get(), FX_OP_GET_PARAM,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_str(w, name);
+          },
+          [&](fx_rbuf* r) {
+              if (fx_r_f64(r, &v)) proto_error("get_param", r);
+          });
+    return v;
+}
+
+std::vector<uint8_t> RemoteIndex::serialize() const {
+    std::vector<uint8_t> out;
+    rcall(conn.get(), FX_OP_SERIALIZE, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+          [&](fx_rbuf* r) {
+              const void* p;
+              uint64_t n;
+              if (fx_r_array(r, 1, UINT64_MAX, &p, &n)) proto_error("serialize", r);
+              out.assign(static_cast<const uint8_t*>(p),
+                         static_cast<const uint8_t*>(p) + n);
+          });
+    return out;
+}
+
+RemoteIndex* as_remote(const faiss::Index* ix) {
+    return const_cast<RemoteIndex*>(dynamic_cast<const RemoteIndex*>(ix));
+}
+
+bool remote_is(const faiss::Index* ix, int64_t kind) {
+    auto r = as_remote(ix);
+    return r && (r->kind & kind) != 0;
+}
+
+/* ---- configuration ---- */
+
+static int connect_locked(const char* func) {
+    fx_client* c = nullptr;
+    char err[512];
+    int rc = fx_client_open(g_url.c_str(), g_key.c_str(), g_timeout, &c, err,
+                            sizeof err);
+    if (rc != 0) return fail(rc, func, "%s", err);
+    auto conn = std::make_shared<Conn>();
+    conn->c = c;
+    g_conn = conn;
+    return 0;
+}
+
+int remote_conn(const char* func, std::shared_ptr<Conn>* out) {
+    std::lock_guard<std::mutex> g(g_mu);
+    out->reset();
+    if (g_disabled) return 0;
+    if (!g_env_read && !g_conn && g_url.empty()) {
+        g_env_read = true;
+        const char* url = getenv("FAISSX_SERVER");
+        if (url && *url) {
+            g_url = url;
+            const char* key = getenv("FAISSX_API_KEY");
+            g_key = key ? key : "";
+            const char* t = getenv("FAISSX_TIMEOUT_MS");
+            g_timeout = t ? (uint32_t)strtoul(t, nullptr, 10) : 0;
+        }
+    }
+    if (g_url.empty()) return 0;
+    if (!g_conn)
+        if (int rc = connect_locked(func)) return rc;
+    *out = g_conn;
+    return 0;
+}
+
+int remote_create(const char* func, const std::shared_ptr<Conn>& conn,
+                  const char* name, int d, const char* description,
+                  int metric, FaissIndex** out) {
+    try {
+        RemoteIndex* ix = nullptr;
+        rcall(conn.get(), FX_OP_CREATE,
+              [&](fx_wbuf* w) {
+                  fx_w_str(w, name ? name : "");
+                  fx_w_i64(w, d);
+                  fx_w_i64(w, metric);
+                  fx_w_str(w, description);
+              },
+              [&](fx_rbuf* r) { ix = read_info(r, conn, name != nullptr); });
+        *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+        return 0;
+    } catch (...) {
+        return handle_exception(func);
+    }
+}
+
+int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
+                      faiss::Index* local, FaissIndex** out) {
+    std::unique_ptr<faiss::Index> owned(local);
+    try {
+        faiss::VectorIOWriter bytes;
+        faiss::write_index(local, &bytes);
+        owned.reset();
+        RemoteIndex* ix = nullptr;
+        rcall(conn.get(), FX_OP_UPLOAD,
+              [&](fx_wbuf* w) {
+                  fx_w_str(w, "");
+                  fx_w_array(w, bytes.data.data(), bytes.data.size(), 1);
+              },
+              [&](fx_rbuf* r) { ix = read_info(r, conn, false); });
+        *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+        return 0;
+    } catch (...) {
+        return handle_exception(func);
+    }
+}
+
+int remote_clone(const char* func, const RemoteIndex* src, FaissIndex** out) {
+    try {
+        RemoteIndex* ix = nullptr;
+        rcall(src->conn.get(), FX_OP_CLONE,
+              [&](fx_wbuf* w) { fx_w_u64(w, src->handle); },
+              [&](fx_rbuf* r) { ix = read_info(r, src->conn, false); });
+        *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+        return 0;
+    } catch (...) {
+        return handle_exception(func);
+    }
+}
+
+} // namespace fx
+
+/* ---- faissx.h remote API ---- */
+
+extern "C" {
+
+int faissx_configure(const char* url, const char* api_key, int timeout_ms) {
+    FX_REQUIRE(timeout_ms >= 0, "timeout_ms must be >= 0 (got %d)", timeout_ms);
+    std::lock_guard<std::mutex> g(fx::g_mu);
+    fx::g_env_read = true; // explicit configuration wins over FAISSX_SERVER
+    fx::g_conn.reset();    // indexes keep their own reference
+    fx::g_url = url ? url : "";
+    fx::g_key = api_key ? api_key : "";
+    fx::g_timeout = (uint32_t)timeout_ms;
+    if (!url) return 0;
+    fx::g_disabled = false;
+    int rc = fx::connect_locked(__func__);
+    if (rc != 0) fx::g_url.clear();
+    return rc;
+}
+
+int faissx_is_remote(void) {
+    std::shared_ptr<fx::Conn> c;
+    if (fx::remote_conn(__func__, &c) != 0) return 1; // configured, unreachable
+    return c != nullptr;
+}
+
+void faissx_remote_disable(void) {
+    std::lock_guard<std::mutex> g(fx::g_mu);
+    fx::g_disabled = true;
+    fx::g_conn.reset();
+    fx::g_url.clear();
+}
+
+int faissx_index_is_remote(const FaissIndex* index) {
+    return index && fx::as_remote(fx::index(index)) != nullptr;
+}
+
+static int need_conn(const char* func, std::shared_ptr<fx::Conn>* c) {
+    if (int rc = fx::remote_conn(func, c)) return rc;
+    if (!*c)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "no server configured: call faissx_configure or set "
+                        "FAISSX_SERVER");
+    return 0;
+}
+
+int faissx_index_create(FaissIndex** p_index, const char* name, int d,
+                        const char* description, FaissMetricType metric) {
+    FX_NOT_NULL(p_index);
+    FX_NOT_NULL(name);
+    FX_NOT_NULL(description);
+    if (int rc = fx::check_dim(__func__, d)) return rc;
+    if (int rc = fx::check_metric(__func__, metric)) return rc;
+    std::shared_ptr<fx::Conn> c;
+    if (int rc = need_conn(__func__, &c)) return rc;
+    return fx::remote_create(__func__, c, name, d, description, metric, p_index);
+}
+
+int faissx_index_open(FaissIndex** p_index, const char* name) {
+    FX_NOT_NULL(p_index);
+    FX_NOT_NULL(name);
+    std::shared_ptr<fx::Conn> c;
+    if (int rc = need_conn(__func__, &c)) return rc;
+    FX_TRY
+    fx::RemoteIndex* ix = nullptr;
+    fx::rcall(c.get(), FX_OP_OPEN, [&](fx_wbuf* w) { fx_w_str(w, name); },
+              [&](fx_rbuf* r) { ix = fx::read_info(r, c, true); });
+    *p_index = fx::handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+    return 0;
+    FX_CATCH
+}
+
+int faissx_index_list(char*** p_names, size_t* p_count) {
+    FX_NOT_NULL(p_names);
+    FX_NOT_NULL(p_count);
+    std::shared_ptr<fx::Conn> c;
+    if (int rc = need_conn(__func__, &c)) return rc;
+    FX_TRY
+    std::vector<std::string> names;
+    fx::rcall(c.get(), FX_OP_LIST, fx::no_fields, [&](fx_rbuf* r) {
+        uint64_t n;
+        if (fx_r_u64(r, &n) || n > (1u << 24)) fx::proto_error("list", r);
+        for (uint64_t i = 0; i < n; i++) {
+            char name[256];
+            int64_t d, nt;
+            if (fx_r_str(r, name, sizeof name - 1) || fx_r_i64(r, &d) ||
+                fx_r_i64(r, &nt))
+                fx::proto_error("list", r);
+            names.push_back(name);
+        }
+    });
+    char** out = static_cast<char**>(calloc(names.size() + 1, sizeof(char*)));
+    if (!out) throw std::bad_alloc();
+    for (size_t i = 0; i < names.size(); i++) {
+        out[i] = strdup(names[i].c_str());
+        if (!out[i]) {
+            faissx_index_list_free(out, i);
+            throw std::bad_alloc();
+        }
+    }
+    *p_names = out;
+    *p_count = names.size();
+    return 0;
+    FX_CATCH
+}
+
+void faissx_index_list_free(char** names, size_t count) {
+    if (!names) return;
+    for (size_t i = 0; i < count; i++) free(names[i]);
+    free(names);
+}
+
+int faissx_index_drop(const char* name) {
+    FX_NOT_NULL(name);
+    std::shared_ptr<fx::Conn> c;
+    if (int rc = need_conn(__func__, &c)) return rc;
+    FX_TRY
+    fx::rcall(c.get(), FX_OP_DROP, [&](fx_wbuf* w) { fx_w_str(w, name); },
+              fx::no_reply);
+    return 0;
+    FX_CATCH
+}
+
+int faissx_index_upload(const FaissIndex* local, const char* name,
+                        FaissIndex** p_index) {
+    FX_NOT_NULL(local);
+    FX_NOT_NULL(p_index);
+    FX_REQUIRE(!fx::as_remote(fx::index(local)),
+               "the index is already remote (use faiss_clone_index)");
+    std::shared_ptr<fx::Conn> c;
+    if (int rc = need_conn(__func__, &c)) return rc;
+    FX_TRY
+    faiss::VectorIOWriter bytes;
+    faiss::write_index(fx::index(local), &bytes);
+    fx::RemoteIndex* ix = nullptr;
+    fx::rcall(c.get(), FX_OP_UPLOAD,
+              [&](fx_wbuf* w) {
+                  fx_w_str(w, name ? name : "");
+                  fx_w_array(w, bytes.data.data(), bytes.data.size(), 1);
+              },
+              [&](fx_rbuf* r) { ix = fx::read_info(r, c, name != nullptr); });
+    *p_index = fx::handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+    return 0;
+    FX_CATCH
+}
+
+int faissx_index_download(const FaissIndex* index, FaissIndex** p_local) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(p_local);
+    FX_TRY
+    auto r = fx::as_remote(fx::index(index));
+    faiss::VectorIOReader in;
+    if (r) {
+        in.data = r->serialize();
+    } else {
+        faiss::VectorIOWriter w;
+        faiss::write_index(fx::index(index), &w);
+        in.data.swap(w.data);
+    }
+    *p_local = fx::handle<FaissIndex>(faiss::read_index(&in));
+    return 0;
+    FX_CATCH
+}
+
+} // extern "C"

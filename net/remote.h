@@ -1,0 +1,89 @@
+/* remote.h -- internal: remote indexes. A RemoteIndex is a faiss::Index
+ * whose methods run on a faissx-server, so every C API call -- and faiss's
+ * own composites -- work on it unchanged. */
+#ifndef FX_REMOTE_H
+#define FX_REMOTE_H
+
+#include "core/bridge.h"
+#include "net/client.h"
+
+#include <memory>
+#include <string>
+
+namespace fx {
+
+/* A connection shared by the indexes created through it. */
+struct Conn {
+    fx_client* c = nullptr;
+    ~Conn() { fx_client_close(c); }
+};
+
+struct RemoteIndex : faiss::Index {
+    std::shared_ptr<Conn> conn;
+    uint64_t handle = 0;
+    bool named = false;
+    int64_t kind = 0;      /* FX_KIND_* bits of the server-side index */
+    std::string cls;       /* its faiss class name */
+
+    ~RemoteIndex() override;
+    void train(idx_t n, const float* x) override;
+    void add(idx_t n, const float* x) override;
+    void add_with_ids(idx_t n, const float* x, const idx_t* xids) override;
+    void search(idx_t n, const float* x, idx_t k, float* distances,
+                idx_t* labels,
+                const faiss::SearchParameters* params = nullptr) const override;
+    void range_search(idx_t n, const float* x, float radius,
+                      faiss::RangeSearchResult* result,
+                      const faiss::SearchParameters* params = nullptr) const override;
+    void assign(idx_t n, const float* x, idx_t* labels,
+                idx_t k = 1) const override;
+    void reset() override;
+    size_t remove_ids(const faiss::IDSelector& sel) override;
+    void reconstruct(idx_t key, float* recons) const override;
+    void reconstruct_n(idx_t i0, idx_t ni, float* recons) const override;
+    void compute_residual(const float* x, float* residual,
+                          idx_t key) const override;
+    void compute_residual_n(idx_t n, const float* xs, float* residuals,
+                            const idx_t* keys) const override;
+    size_t sa_code_size() const override;
+    void sa_encode(idx_t n, const float* x, uint8_t* bytes) const override;
+    void sa_decode(idx_t n, const uint8_t* bytes, float* x) const override;
+    void merge_from(faiss::Index& other, idx_t add_id = 0) override;
+
+    /* Refresh ntotal/is_trained from the server (other clients write too). */
+    void sync();
+    void set_param(const char* name, double value);
+    double get_param(const char* name) const;
+    /* The faiss bytes of the server-side index. */
+    std::vector<uint8_t> serialize() const;
+};
+
+/* The remote index behind a handle, or NULL for a local one. */
+RemoteIndex* as_remote(const faiss::Index* ix);
+
+/* The connection new indexes go to: 0 with *out empty in local mode, 0 with
+ * a connection in remote mode, or a FaissxError (recorded for func) when a
+ * server is configured but cannot be reached. */
+int remote_conn(const char* func, std::shared_ptr<Conn>* out);
+
+/* Creates an (anonymous when name is NULL) index on the server. */
+int remote_create(const char* func, const std::shared_ptr<Conn>& conn,
+                  const char* name, int d, const char* description,
+                  int metric, FaissIndex** out);
+
+/* Sends a freshly built local index to the server (for constructors that a
+ * factory string cannot express) and returns the remote handle. Takes
+ * ownership of `local` and frees it. */
+int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
+                      faiss::Index* local, FaissIndex** out);
+
+/* Clone (server-side copy) of a remote index. */
+int remote_clone(const char* func, const RemoteIndex* r, FaissIndex** out);
+
+/* True when the handle is remote and its server-side index has any of the
+ * FX_KIND bits in `kind`. */
+bool remote_is(const faiss::Index* ix, int64_t kind);
+
+} // namespace fx
+
+#endif

@@ -1,0 +1,101 @@
+/* server.h -- internal: the faissx server, in two layers.
+ *
+ *   fx_state   what the server knows and does: API keys and tenants, the
+ *              registry of indexes, limits, and the handler that turns one
+ *              request message into one reply message (net/handler.cpp).
+ *              Pure with respect to I/O, so tests and the fuzz target drive
+ *              it directly. Thread-safe: many requests may be handled at
+ *              once; readers of an index run in parallel, writers alone.
+ *   transport  NNG rep0 contexts feeding a libuv loop that runs handlers in
+ *              its work pool (net/server.c), and the executable's flags
+ *              (net/server_main.c). */
+#ifndef FX_SERVER_H
+#define FX_SERVER_H
+
+#include "net/proto.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FX_MAX_LISTEN 8
+#define FX_DEFAULT_URL "tcp://127.0.0.1:45678"
+
+typedef struct fx_server_conf {
+    const char* listen[FX_MAX_LISTEN]; /* NNG URLs; none => FX_DEFAULT_URL */
+    int nlisten;
+    const char* tls_cert;  /* PEM files for tls+tcp:// listeners */
+    const char* tls_key;
+    const char* auth_keys; /* "KEY:TENANT[:ro],..."; NULL = no auth */
+    const char* auth_file; /* one KEY:TENANT[:ro] per line, # comments */
+    int require_auth;      /* refuse to start without keys */
+    int workers;           /* requests run at once (work pool size) */
+    int threads;           /* OpenMP threads per request */
+    size_t max_message_bytes;
+    int max_connections;
+    int64_t max_k;         /* largest k a search may ask for */
+    int64_t max_batch;     /* most vectors in one request */
+    int log_level;         /* 0 error, 1 warn, 2 info, 3 debug */
+    int log_json;
+    uint64_t orphan_grace_ms; /* how long a closed connection's anonymous
+                                 indexes wait for their client */
+} fx_server_conf;
+
+#define FX_DEFAULT_ORPHAN_GRACE_MS 30000
+
+/* Defaults for every field (as documented in docs/operations.md). */
+void fx_server_conf_init(fx_server_conf* c);
+
+typedef struct fx_state fx_state;
+
+/* Builds the server state: parses keys (auth_keys and auth_file), applies
+ * limits. Returns 0, or a FaissxError with a message in err. */
+int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
+                 size_t errsz);
+void fx_state_free(fx_state* s);
+
+/* What a handled request was, for the access log. */
+typedef struct fx_req_meta {
+    int op;
+    int status;          /* 0 or a negative FaissxError */
+    char tenant[64];
+    uint64_t request_id;
+    uint64_t client_id;
+} fx_req_meta;
+
+/* Handles one request message (header + body, as received) and writes the
+ * complete reply message (header + body) into `reply`, which the caller
+ * initialised with fx_w_init and frees. Never fails: malformed input gets an
+ * error reply. `conn_id` identifies the connection the request came on. */
+void fx_state_handle(fx_state* s, const uint8_t* msg, size_t len,
+                     uint64_t conn_id, fx_wbuf* reply, fx_req_meta* meta);
+
+/* The connection `conn_id` closed: the anonymous indexes of the clients
+ * seen on it become orphans (named indexes are never orphaned). */
+void fx_state_conn_closed(fx_state* s, uint64_t conn_id);
+
+/* Frees orphans whose client has not been seen for `grace_ms` (a client
+ * that reconnects within the grace period keeps its indexes). Call it
+ * periodically (the server does, every second). Returns how many were
+ * freed. */
+size_t fx_state_reap(fx_state* s, uint64_t grace_ms);
+
+/* Number of live indexes (all tenants), for logs and tests. */
+size_t fx_state_index_count(fx_state* s);
+
+/* Runs the server until SIGINT/SIGTERM (then drains in-flight requests) or
+ * fx_server_stop. Returns 0 on a clean stop, or a FaissxError with a message
+ * in err (bind failure, bad TLS files, ...). */
+int fx_server_run(const fx_server_conf* c, char* err, size_t errsz);
+
+/* Asks a running fx_server_run to drain and return (async-signal-safe). */
+void fx_server_stop(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
