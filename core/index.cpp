@@ -5,6 +5,7 @@
 
 #include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexHNSW.h>
+#include <faiss/IndexIDMap.h>
 #include <faiss/IndexLSH.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexNNDescent.h>
@@ -13,11 +14,15 @@
 #include <faiss/IndexRefine.h>
 #include <faiss/IndexShards.h>
 #include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/IDSelector.h>
 
 #include <algorithm>
 #include <cfloat>
 #include <limits>
+#include <memory>
+#include <typeinfo>
+#include <vector>
 
 namespace fx {
 
@@ -57,6 +62,17 @@ int check_knn(const char* func, idx n, idx k, const void* distances,
     return 0;
 }
 
+/* Selects the sub-index positions whose external id `sel` selects. */
+struct IDMapSelector : faiss::IDSelector {
+    const std::vector<idx>& id_map;
+    const faiss::IDSelector* sel;
+    IDMapSelector(const std::vector<idx>& id_map, const faiss::IDSelector* sel)
+            : id_map(id_map), sel(sel) {}
+    bool is_member(idx i) const override {
+        return i >= 0 && (size_t)i < id_map.size() && sel->is_member(id_map[i]);
+    }
+};
+
 /* k-NN search that never leaves the outputs unwritten. faiss 1.7.3's
  * IndexFlat returns early without touching distances/labels when it is empty
  * and n >= distance_compute_blas_threshold (20), so an empty index (or a
@@ -88,6 +104,31 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
                 if (sh->at(i)->ntotal > 0)
                     full.add_shard(const_cast<faiss::Index*>(sh->at(i)));
             full.search(n, x, k, distances, labels, params);
+            return;
+        }
+    }
+    if (params) {
+        if (auto m = dynamic_cast<const faiss::IndexIDMap*>(ix)) {
+            // faiss 1.7.3's IndexIDMap refuses search parameters. Search the
+            // sub-index with them, its selector seeing external ids, and
+            // translate the labels as IndexIDMap::search does.
+            IDMapSelector tr(m->id_map, params->sel);
+            std::unique_ptr<faiss::SearchParameters> sub;
+            if (params->sel) {
+                if (auto pi = dynamic_cast<const faiss::SearchParametersIVF*>(
+                            params))
+                    sub.reset(new faiss::SearchParametersIVF(*pi));
+                else if (typeid(*params) == typeid(faiss::SearchParameters))
+                    sub.reset(new faiss::SearchParameters(*params));
+                else
+                    FAISS_THROW_MSG("this kind of search parameters with a "
+                                    "selector is not supported on IndexIDMap");
+                sub->sel = &tr;
+            }
+            knn_search(m->index, n, x, k, distances, labels,
+                       sub ? sub.get() : params);
+            for (idx i = 0; i < n * k; i++)
+                if (labels[i] >= 0) labels[i] = m->id_map[labels[i]];
             return;
         }
     }

@@ -13,6 +13,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -88,6 +89,33 @@ int oracle_search_sel(const char* factory, int d, int metric, idx_t nt,
         p.sel = s.get();
         ix->search(nq, xq, k, D, I, &p);
     }
+    return 0;
+    OCATCH
+}
+
+int oracle_idmap_search_sel(const char* sub, int d, int metric, idx_t nt,
+                            const float* xt, idx_t nb, const float* xb,
+                            const idx_t* xids, OracleSel sel, size_t nprobe,
+                            idx_t nq, const float* xq, idx_t k, float* D,
+                            idx_t* I) {
+    OTRY
+    auto ix = build(sub, d, metric, nt, xt, nb, xb);
+    auto s = make_sel(sel);
+    std::vector<idx_t> pos;
+    for (idx_t i = 0; i < nb; i++)
+        if (s->is_member(xids[i])) pos.push_back(i);
+    faiss::IDSelectorBatch bp(pos.size(), pos.data());
+    faiss::SearchParametersIVF pi;
+    faiss::SearchParameters p;
+    faiss::SearchParameters* pp = &p;
+    if (dynamic_cast<faiss::IndexIVF*>(ix.get())) {
+        pi.nprobe = nprobe;
+        pp = &pi;
+    }
+    pp->sel = &bp;
+    ix->search(nq, xq, k, D, I, pp);
+    for (idx_t i = 0; i < nq * k; i++)
+        if (I[i] >= 0) I[i] = xids[I[i]];
     return 0;
     OCATCH
 }

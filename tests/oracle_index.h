@@ -40,6 +40,17 @@ int oracle_search_sel(const char* factory, int d, int metric, idx_t nt,
                       const idx_t* xids, OracleSel sel, size_t nprobe, idx_t nq,
                       const float* xq, idx_t k, float* D, idx_t* I);
 
+/* The faiss C++ equivalent of a selector over external ids on an IDMap
+ * (which faiss 1.7.3 refuses): index_factory(d, sub, metric) trained and
+ * filled with xb, searched with a batch selector of the positions whose id
+ * (xids) `sel` selects (SearchParametersIVF with nprobe for an IVF), the
+ * labels then mapped through xids. */
+int oracle_idmap_search_sel(const char* sub, int d, int metric, idx_t nt,
+                            const float* xt, idx_t nb, const float* xb,
+                            const idx_t* xids, OracleSel sel, size_t nprobe,
+                            idx_t nq, const float* xq, idx_t k, float* D,
+                            idx_t* I);
+
 /* compute_residual_n(n, x, residuals, keys). */
 int oracle_residual_n(const char* factory, int d, int metric, idx_t nt,
                       const float* xt, idx_t nb, const float* xb, idx_t n,

@@ -413,14 +413,17 @@ Test(errors, bad_dimension) {
     faiss_IndexFlatL2_free(q);
 }
 
+/* Invalid metrics are taken from inside the enum's value range (0..31):
+ * converting a number outside it to the C++ enum parameter would be
+ * undefined behaviour that UBSan reports. */
 Test(errors, bad_metric) {
     FaissIndexFlat* f = NULL;
-    FXT_CODE(faiss_IndexFlat_new_with(&f, D, (FaissMetricType)99),
+    FXT_CODE(faiss_IndexFlat_new_with(&f, D, (FaissMetricType)19),
              FAISSX_E_INVALID, "metric");
-    FXT_ERR(faiss_IndexFlat_new_with(&f, D, (FaissMetricType)-1), "metric");
+    FXT_ERR(faiss_IndexFlat_new_with(&f, D, (FaissMetricType)23), "metric");
     FXT_ERR(faiss_IndexFlat_new_with(&f, D, (FaissMetricType)5), "metric");
     FXT_ERR(faiss_IndexScalarQuantizer_new_with(&f, D, QT_8bit,
-                                                (FaissMetricType)42),
+                                                (FaissMetricType)30),
             "metric");
     FaissIndexFlatL2* q = NULL;
     FXT_OK(faiss_IndexFlatL2_new_with(&q, D));
@@ -713,7 +716,7 @@ static void* thread_main(void* p) {
 Test(errors, last_error_is_per_thread) {
     /* the main thread has its own error first */
     FaissIndexFlat* f = NULL;
-    FXT_ERR(faiss_IndexFlat_new_with(&f, D, (FaissMetricType)77), "77");
+    FXT_ERR(faiss_IndexFlat_new_with(&f, D, (FaissMetricType)29), "29");
     char mine[256];
     snprintf(mine, sizeof mine, "%s", faiss_get_last_error());
 

@@ -750,6 +750,77 @@ Test(index, search_with_params_batch_ivf) {
     check_search_sel(&K_IVF, (OracleSel){0, 0, 9, batch_pos}, 16);
 }
 
+/* faissx.h promises selectors on IDMap (faiss 1.7.3 refuses any search
+ * parameters there): the selector sees external ids. */
+static void check_idmap_sel(const char* sub, int metric, OracleSel s,
+                            size_t nprobe) {
+    Data D = data();
+    FaissIndex *inner = NULL, *ix = NULL;
+    if (strcmp(sub, "Flat") == 0) {
+        FXT_OK(faiss_IndexFlat_new_with(&inner, D.d, metric));
+    } else {
+        inner = make(&K_IVF, D.d);
+    }
+    FXT_OK(faiss_IndexIDMap2_new(&ix, inner));
+    faiss_IndexIDMap2_set_own_fields(ix, 1);
+    FXT_OK(faiss_Index_train(ix, D.nb, D.xb));
+    FXT_OK(faiss_Index_add_with_ids(ix, D.nb, D.xb, D.ids));
+    FaissIDSelector* sel = make_sel(s);
+    FaissSearchParameters* sp = NULL;
+    if (nprobe) {
+        FaissSearchParametersIVF* spi = NULL;
+        FXT_OK(faiss_SearchParametersIVF_new_with(&spi, sel, nprobe, 0));
+        sp = (FaissSearchParameters*)spi;
+    } else {
+        FXT_OK(faiss_SearchParameters_new(&sp, sel));
+    }
+    size_t n = (size_t)(D.nq * D.k);
+    float *Dc = malloc(n * sizeof(float)), *Do = malloc(n * sizeof(float));
+    idx_t *Ic = malloc(n * sizeof(idx_t)), *Io = malloc(n * sizeof(idx_t));
+    FXT_OK(faiss_Index_search_with_params(ix, D.nq, D.xq, D.k, sp, Dc, Ic));
+    ORC(oracle_idmap_search_sel(sub, D.d, metric, D.nb, D.xb, D.nb, D.xb,
+                                D.ids, s, nprobe, D.nq, D.xq, D.k, Do, Io));
+    FXT_SAME(Ic, Io, n * sizeof(idx_t));
+    FXT_SAME(Dc, Do, n * sizeof(float));
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (Ic[i] < 0) continue;
+        found++;
+        cr_assert(faiss_IDSelector_is_member(sel, Ic[i]),
+                  "label %lld is not selected", (long long)Ic[i]);
+    }
+    cr_assert_gt(found, 0);
+    /* parameters without a selector: the plain answer */
+    FaissSearchParameters* none = NULL;
+    FXT_OK(faiss_SearchParameters_new(&none, NULL));
+    if (!nprobe) {
+        FXT_OK(faiss_Index_search_with_params(ix, D.nq, D.xq, D.k, none, Dc,
+                                              Ic));
+        FXT_OK(faiss_Index_search(ix, D.nq, D.xq, D.k, Do, Io));
+        FXT_SAME(Ic, Io, n * sizeof(idx_t));
+        FXT_SAME(Dc, Do, n * sizeof(float));
+    }
+    faiss_SearchParameters_free(none);
+    faiss_SearchParameters_free(sp);
+    faiss_IDSelector_free(sel);
+    free(Dc), free(Do), free(Ic), free(Io);
+    faiss_Index_free(ix);
+    data_free(&D);
+}
+
+Test(index, search_with_params_idmap_flat_range) {
+    check_idmap_sel("Flat", METRIC_L2, (OracleSel){100300, 101100, 0, NULL},
+                    0);
+}
+Test(index, search_with_params_idmap_flat_ip_batch) {
+    check_idmap_sel("Flat", METRIC_INNER_PRODUCT,
+                    (OracleSel){0, 0, 7, batch_ext}, 0);
+}
+Test(index, search_with_params_idmap_ivf) {
+    check_idmap_sel("IVF16,Flat", METRIC_L2,
+                    (OracleSel){100000, 100900, 0, NULL}, 4);
+}
+
 Test(index, search_with_params_ivf_needs_ivf_params) {
     Data D = data();
     FaissIndex* ix = build(&K_IVF, &D);
