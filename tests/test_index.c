@@ -184,6 +184,56 @@ Test(index, search_ivf_ip) { check_search(&K_IVFIP); }
 Test(index, search_sq8) { check_search(&K_SQ8); }
 Test(index, search_idmap) { check_search(&K_IDMAP); }
 
+/* The same indexes made by faiss_index_factory: getters, training and
+ * search as in C++. */
+static void check_factory(const Kind* k, int trained_at_birth) {
+    Data D = data();
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, D.d, k->factory, k->metric));
+    cr_assert_not_null(ix);
+    cr_assert_eq(faiss_Index_d(ix), D.d);
+    cr_assert_eq(faiss_Index_metric_type(ix), k->metric);
+    cr_assert_eq(faiss_Index_is_trained(ix), trained_at_birth);
+    cr_assert_eq(faiss_Index_ntotal(ix), 0);
+    if (strncmp(k->factory, "IVF", 3) == 0) {
+        cr_assert_not_null(faiss_IndexIVF_cast(ix));
+        cr_assert_not_null(faiss_IndexIVFFlat_cast(ix));
+        cr_assert_eq(faiss_IndexIVF_nlist(ix), 16);
+        cr_assert_eq(faiss_IndexIVF_nprobe(ix), 1);
+    }
+    FXT_OK(faiss_Index_train(ix, D.nb, D.xb));
+    cr_assert(faiss_Index_is_trained(ix));
+    if (is_idmap(k))
+        FXT_OK(faiss_Index_add_with_ids(ix, D.nb, D.xb, D.ids));
+    else
+        FXT_OK(faiss_Index_add(ix, D.nb, D.xb));
+    cr_assert_eq(faiss_Index_ntotal(ix), D.nb);
+    size_t n = (size_t)(D.nq * D.k);
+    float *Dc = malloc(n * sizeof(float)), *Do = malloc(n * sizeof(float));
+    idx_t *Ic = malloc(n * sizeof(idx_t)), *Io = malloc(n * sizeof(idx_t));
+    FXT_OK(faiss_Index_search(ix, D.nq, D.xq, D.k, Dc, Ic));
+    ORC(oracle_factory_search(k->factory, D.d, k->metric, D.nb, D.xb, D.nb,
+                              D.xb, ids_of(k, &D), NULL, D.nq, D.xq, D.k, Do,
+                              Io));
+    FXT_SAME(Ic, Io, n * sizeof(idx_t));
+    FXT_SAME(Dc, Do, n * sizeof(float));
+    /* and the hand-built twin answers the same */
+    FaissIndex* twin = build(k, &D);
+    FXT_OK(faiss_Index_search(twin, D.nq, D.xq, D.k, Dc, Ic));
+    FXT_SAME(Ic, Io, n * sizeof(idx_t));
+    FXT_SAME(Dc, Do, n * sizeof(float));
+    faiss_Index_free(twin);
+    free(Dc), free(Do), free(Ic), free(Io);
+    faiss_Index_free(ix);
+    data_free(&D);
+}
+
+Test(index, factory_ivf) { check_factory(&K_IVF, 0); }
+Test(index, factory_ivf_ip) { check_factory(&K_IVFIP, 0); }
+Test(index, factory_sq8) { check_factory(&K_SQ8, 0); }
+Test(index, factory_flat) { check_factory(&K_FLATIP, 1); }
+Test(index, factory_idmap) { check_factory(&K_IDMAP, 1); }
+
 Test(index, search_k_larger_than_ntotal_pads) {
     const int d = 8;
     float* x = fxt_uniform(5, d, 4);
