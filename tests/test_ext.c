@@ -1,0 +1,380 @@
+/* test_ext.c -- faissx.h: version, error codes and per-thread errors,
+ * search with SearchParametersIVF, against faiss C++. */
+#include "common.h"
+#include "oracle.h"
+#include "oracle_ext.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define ORC(call)                                                          \
+    cr_assert_eq((call), 0, "oracle %s failed: %s%s", #call,               \
+                 oracle_ext_error(), oracle_last_error())
+
+/* ---- version ----------------------------------------------------------- */
+
+Test(ext, version_matches_macros) {
+    cr_assert_eq(faissx_version(), FAISSX_VERSION_MAJOR * 10000 +
+                                           FAISSX_VERSION_MINOR * 100 +
+                                           FAISSX_VERSION_PATCH);
+    const char* s = faissx_version_string();
+    cr_assert_not_null(s);
+    cr_assert_str_eq(s, FAISSX_VERSION_STRING);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%d.%d.%d", FAISSX_VERSION_MAJOR,
+             FAISSX_VERSION_MINOR, FAISSX_VERSION_PATCH);
+    cr_assert_str_eq(s, buf);
+    cr_assert_eq(faissx_version_string(), s, "not static storage");
+    cr_assert_geq(FAISSX_VERSION_MINOR, 0);
+    cr_assert_lt(FAISSX_VERSION_MINOR, 100);
+    cr_assert_lt(FAISSX_VERSION_PATCH, 100);
+}
+
+Test(ext, faiss_version_is_the_linked_faiss) {
+    const char* v = faiss_get_version();
+    cr_assert_not_null(v);
+    cr_assert_str_eq(v, oracle_faiss_version());
+    cr_assert_str_eq(v, "1.7.3");
+    cr_assert_eq(faiss_get_version(), v);
+}
+
+/* ---- error codes -------------------------------------------------------- */
+
+static const int CODES[] = {
+        FAISSX_OK,          FAISSX_E_UNKNOWN,    FAISSX_E_FAISS,
+        FAISSX_E_STD,       FAISSX_E_INVALID,    FAISSX_E_NOMEM,
+        FAISSX_E_IO,        FAISSX_E_UNSUPPORTED, FAISSX_E_AUTH,
+        FAISSX_E_NOT_FOUND, FAISSX_E_PERMISSION, FAISSX_E_LIMIT,
+        FAISSX_E_NET,       FAISSX_E_TIMEOUT,    FAISSX_E_EXISTS,
+        FAISSX_E_PROTOCOL,
+};
+#define NCODES (sizeof CODES / sizeof *CODES)
+
+Test(ext, error_codes_extend_faiss) {
+    cr_assert_eq(FAISSX_OK, OK);
+    cr_assert_eq(FAISSX_E_UNKNOWN, UNKNOWN_EXCEPT);
+    cr_assert_eq(FAISSX_E_FAISS, FAISS_EXCEPT);
+    cr_assert_eq(FAISSX_E_STD, STD_EXCEPT);
+    /* every failure code is negative and distinct */
+    for (size_t i = 0; i < NCODES; i++) {
+        if (CODES[i] != FAISSX_OK) cr_assert_lt(CODES[i], 0);
+        for (size_t j = 0; j < i; j++)
+            cr_assert_neq(CODES[i], CODES[j]);
+    }
+}
+
+Test(ext, strerror_every_code) {
+    const char* unknown = faissx_strerror(-3);
+    cr_assert_not_null(unknown);
+    cr_assert_neq(unknown[0], '\0');
+    for (size_t i = 0; i < NCODES; i++) {
+        const char* s = faissx_strerror(CODES[i]);
+        cr_assert_not_null(s, "code %d", CODES[i]);
+        cr_assert_neq(s[0], '\0', "code %d", CODES[i]);
+        cr_assert_str_neq(s, unknown, "code %d has no text", CODES[i]);
+        for (size_t j = 0; j < i; j++)
+            cr_assert_str_neq(s, faissx_strerror(CODES[j]),
+                              "codes %d and %d share a text", CODES[i],
+                              CODES[j]);
+        cr_assert_eq(faissx_strerror(CODES[i]), s, "not static");
+    }
+    cr_assert(strstr(faissx_strerror(FAISSX_E_INVALID), "invalid"));
+    cr_assert(strstr(faissx_strerror(FAISSX_E_NOMEM), "memory"));
+}
+
+Test(ext, strerror_unknown_codes) {
+    const char* unknown = faissx_strerror(-3);
+    const int odd[] = {-3, 1, 2, 100, -1000, INT_MIN, INT_MAX, -17, -99};
+    for (size_t i = 0; i < sizeof odd / sizeof *odd; i++) {
+        const char* s = faissx_strerror(odd[i]);
+        cr_assert_not_null(s, "code %d", odd[i]);
+        cr_assert_str_eq(s, unknown, "code %d", odd[i]);
+    }
+    /* every code in a wide range has some text */
+    for (int c = -300; c <= 300; c++) {
+        const char* s = faissx_strerror(c);
+        cr_assert(s != NULL && s[0] != '\0', "code %d", c);
+    }
+}
+
+/* ---- last error: code and per-thread message ---------------------------- */
+
+Test(ext, last_error_code_tracks_failures) {
+    /* an invalid argument */
+    FaissParameterSpace* ps = NULL;
+    int rc = faiss_ParameterSpace_new(NULL);
+    cr_assert_eq(rc, FAISSX_E_INVALID);
+    cr_assert_eq(faissx_last_error_code(), rc);
+    /* faiss refused the operation (a FaissException) */
+    FXT_OK(faiss_ParameterSpace_new(&ps));
+    FaissIndexFlatL2* flat = NULL;
+    FXT_OK(faiss_IndexFlatL2_new_with(&flat, 4));
+    rc = faiss_ParameterSpace_set_index_parameter(ps, flat, "nprobe", 3);
+    cr_assert_eq(rc, FAISSX_E_FAISS, "rc %d: %s", rc, faiss_get_last_error());
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_FAISS);
+    cr_assert(strstr(faiss_get_last_error(), "nprobe"));
+    /* an I/O error */
+    FaissIndex* rd = NULL;
+    rc = faiss_read_index_fname(fxt_tmp_path("does-not-exist.index"), 0,
+                                &rd);
+    cr_assert_eq(rc, FAISSX_E_IO, "rc %d: %s", rc, faiss_get_last_error());
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
+    cr_assert(strstr(faiss_get_last_error(), "does-not-exist"));
+    /* and back to an invalid argument, from a void function */
+    faiss_fvec_renorm_L2(4, 2, NULL);
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_INVALID);
+    cr_assert(strstr(faiss_get_last_error(), "faiss_fvec_renorm_L2"));
+    /* every code the library returned has a specific text */
+    cr_assert_str_neq(faissx_strerror(FAISSX_E_IO), faissx_strerror(-3));
+    faiss_IndexFlatL2_free(flat);
+    faiss_ParameterSpace_free(ps);
+}
+
+typedef struct ThreadOut {
+    pthread_barrier_t* barrier;
+    int which;           /* 0 or 1: which error to provoke */
+    int initial_code;    /* before any call in the thread */
+    int had_message;     /* faiss_get_last_error() != NULL initially */
+    int rc;
+    int code;
+    char msg[512];
+} ThreadOut;
+
+static void* thread_body(void* arg) {
+    ThreadOut* o = arg;
+    o->initial_code = faissx_last_error_code();
+    o->had_message = faiss_get_last_error() != NULL;
+    if (o->which == 0) {
+        FaissRangeSearchResult* r = NULL;
+        o->rc = faiss_RangeSearchResult_new(&r, -7);
+    } else {
+        FaissIDSelectorRange* s = NULL;
+        o->rc = faiss_IDSelectorRange_new(&s, 9, 2);
+    }
+    /* both threads have failed before either reads its message */
+    pthread_barrier_wait(o->barrier);
+    o->code = faissx_last_error_code();
+    const char* m = faiss_get_last_error();
+    snprintf(o->msg, sizeof o->msg, "%s", m ? m : "");
+    pthread_barrier_wait(o->barrier);
+    return NULL;
+}
+
+Test(ext, last_error_is_per_thread) {
+    /* the main thread's own error */
+    int rc = faiss_ParameterSpace_new(NULL);
+    cr_assert_neq(rc, 0);
+    char mine[512];
+    snprintf(mine, sizeof mine, "%s", faiss_get_last_error());
+    cr_assert(strstr(mine, "faiss_ParameterSpace_new"));
+
+    pthread_barrier_t barrier;
+    cr_assert_eq(pthread_barrier_init(&barrier, NULL, 2), 0);
+    ThreadOut out[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].barrier = &barrier;
+        out[i].which = i;
+        cr_assert_eq(pthread_create(&th[i], NULL, thread_body, &out[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&barrier);
+
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(out[i].initial_code, 0, "thread %d inherited a code", i);
+        cr_assert_eq(out[i].had_message, 0,
+                     "thread %d inherited a message", i);
+        cr_assert_eq(out[i].rc, FAISSX_E_INVALID);
+        cr_assert_eq(out[i].code, FAISSX_E_INVALID);
+    }
+    cr_assert(strstr(out[0].msg, "faiss_RangeSearchResult_new"),
+              "thread 0: '%s'", out[0].msg);
+    cr_assert(strstr(out[0].msg, "IDSelectorRange") == NULL);
+    cr_assert(strstr(out[1].msg, "faiss_IDSelectorRange_new"),
+              "thread 1: '%s'", out[1].msg);
+    cr_assert(strstr(out[1].msg, "RangeSearchResult") == NULL);
+    /* the main thread's message survived */
+    cr_assert_str_eq(faiss_get_last_error(), mine);
+    cr_assert_eq(faissx_last_error_code(), rc);
+}
+
+/* ---- search with SearchParametersIVF ----------------------------------- */
+
+enum { D = 16, NB = 1500, NQ = 12, K = 8 };
+
+static FaissIndex* make_ivf(const float* xb) {
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, D, "IVF16,Flat", METRIC_L2));
+    FXT_OK(faiss_Index_train(ix, NB, xb));
+    FXT_OK(faiss_Index_add(ix, NB, xb));
+    return ix;
+}
+
+static void ivf_params_match(const FaissIndex* ix, const float* xb,
+                             const float* xq,
+                             const FaissSearchParametersIVF* sp,
+                             size_t nprobe, size_t max_codes,
+                             const uint8_t* member) {
+    float Dc[NQ * K], Dr[NQ * K];
+    idx_t Ic[NQ * K], Ir[NQ * K];
+    FXT_OK(faiss_Index_search_with_params(ix, NQ, xq, K,
+                                          (const FaissSearchParameters*)sp,
+                                          Dc, Ic));
+    ORC(oracle_ivf_search_params("IVF16,Flat", D, NB, xb, NB, xb, nprobe,
+                                 max_codes, member, NQ, xq, K, Dr, Ir));
+    cr_assert(memcmp(Ic, Ir, sizeof Ic) == 0,
+              "labels differ (nprobe %zu, max_codes %zu, sel %d)", nprobe,
+              max_codes, member != NULL);
+    cr_assert(memcmp(Dc, Dr, sizeof Dc) == 0,
+              "distances differ (nprobe %zu, max_codes %zu, sel %d)",
+              nprobe, max_codes, member != NULL);
+    if (member)
+        for (int i = 0; i < NQ * K; i++)
+            cr_assert(Ic[i] == -1 || member[Ic[i]]);
+}
+
+Test(ext, search_params_ivf_nprobe_matches_cpp) {
+    float* xb = fxt_clustered(NB, D, 24, 0.05f, 1);
+    float* xq = fxt_clustered(NQ, D, 24, 0.05f, 2);
+    FaissIndex* ix = make_ivf(xb);
+    const size_t probes[] = {1, 3, 16};
+    for (size_t i = 0; i < 3; i++) {
+        FaissSearchParametersIVF* sp = NULL;
+        FXT_OK(faiss_SearchParametersIVF_new_with(&sp, NULL, probes[i], 0));
+        cr_assert_eq(faiss_SearchParametersIVF_nprobe(sp), probes[i]);
+        ivf_params_match(ix, xb, xq, sp, probes[i], 0, NULL);
+        faiss_SearchParametersIVF_free(sp);
+    }
+    /* per call: the index's own nprobe is untouched */
+    cr_assert_eq(faiss_IndexIVF_nprobe(ix), 1);
+    /* and the parameter matters on this data */
+    float D1[NQ * K], D16[NQ * K];
+    idx_t I1[NQ * K], I16[NQ * K];
+    ORC(oracle_ivf_search_params("IVF16,Flat", D, NB, xb, NB, xb, 1, 0,
+                                 NULL, NQ, xq, K, D1, I1));
+    ORC(oracle_ivf_search_params("IVF16,Flat", D, NB, xb, NB, xb, 16, 0,
+                                 NULL, NQ, xq, K, D16, I16));
+    cr_assert(memcmp(I1, I16, sizeof I1) != 0, "nprobe has no effect here");
+    faiss_Index_free(ix);
+    free(xb);
+    free(xq);
+}
+
+Test(ext, search_params_ivf_selector_and_max_codes_match_cpp) {
+    float* xb = fxt_clustered(NB, D, 24, 0.05f, 3);
+    float* xq = fxt_clustered(NQ, D, 24, 0.05f, 4);
+    FaissIndex* ix = make_ivf(xb);
+    FaissIDSelectorRange* range = NULL;
+    FXT_OK(faiss_IDSelectorRange_new(&range, 200, 900));
+    FaissIDSelectorNot* notr = NULL;
+    FXT_OK(faiss_IDSelectorNot_new(&notr, (const FaissIDSelector*)range));
+    uint8_t member[NB];
+    for (int i = 0; i < NB; i++) member[i] = i >= 200 && i < 900;
+
+    FaissSearchParametersIVF* sp = NULL;
+    FXT_OK(faiss_SearchParametersIVF_new_with(&sp, (FaissIDSelector*)range,
+                                              8, 0));
+    cr_assert_eq(faiss_SearchParametersIVF_sel(sp),
+                 (const FaissIDSelector*)range);
+    ivf_params_match(ix, xb, xq, sp, 8, 0, member);
+    /* setters change later searches */
+    faiss_SearchParametersIVF_set_nprobe(sp, 2);
+    cr_assert_eq(faiss_SearchParametersIVF_nprobe(sp), 2);
+    ivf_params_match(ix, xb, xq, sp, 2, 0, member);
+    faiss_SearchParametersIVF_set_max_codes(sp, 60);
+    cr_assert_eq(faiss_SearchParametersIVF_max_codes(sp), 60);
+    ivf_params_match(ix, xb, xq, sp, 2, 60, member);
+    faiss_SearchParametersIVF_free(sp);
+
+    /* the complement through a combinator */
+    FXT_OK(faiss_SearchParametersIVF_new_with(&sp, (FaissIDSelector*)notr,
+                                              16, 0));
+    for (int i = 0; i < NB; i++) member[i] = !member[i];
+    ivf_params_match(ix, xb, xq, sp, 16, 0, member);
+    faiss_SearchParametersIVF_free(sp);
+
+    /* max_codes alone */
+    FXT_OK(faiss_SearchParametersIVF_new_with(&sp, NULL, 16, 40));
+    ivf_params_match(ix, xb, xq, sp, 16, 40, NULL);
+    faiss_SearchParametersIVF_free(sp);
+
+    faiss_IDSelector_free((FaissIDSelector*)notr);
+    faiss_IDSelector_free((FaissIDSelector*)range);
+    faiss_Index_free(ix);
+    free(xb);
+    free(xq);
+}
+
+Test(ext, search_params_ivf_defaults_and_casts) {
+    FaissSearchParametersIVF* sp = NULL;
+    FXT_OK(faiss_SearchParametersIVF_new(&sp));
+    size_t np = 0, mc = 1;
+    oracle_sp_ivf_defaults(&np, &mc);
+    cr_assert_eq(faiss_SearchParametersIVF_nprobe(sp), np);
+    cr_assert_eq(faiss_SearchParametersIVF_max_codes(sp), mc);
+    cr_assert_null(faiss_SearchParametersIVF_sel(sp));
+    cr_assert_eq(faiss_SearchParametersIVF_cast((FaissSearchParameters*)sp),
+                 sp);
+    FaissSearchParameters* plain = NULL;
+    FXT_OK(faiss_SearchParameters_new(&plain, NULL));
+    cr_assert_null(faiss_SearchParametersIVF_cast(plain));
+    cr_assert_null(faiss_SearchParametersIVF_cast(NULL));
+    /* IVF getters on a plain parameter set: 0 and an error */
+    cr_assert_eq(faiss_SearchParametersIVF_nprobe(
+                         (FaissSearchParametersIVF*)plain),
+                 0);
+    cr_assert(strstr(faiss_get_last_error(), "SearchParametersIVF"));
+    cr_assert_eq(faiss_SearchParametersIVF_nprobe(NULL), 0);
+    cr_assert(strstr(faiss_get_last_error(), "NULL"));
+    FaissSearchParametersIVF* bad = NULL;
+    FXT_ERR(faiss_SearchParametersIVF_new_with(&bad, NULL, 0, 0), "nprobe");
+    cr_assert_null(bad);
+    FXT_ERR(faiss_SearchParametersIVF_new(NULL), "NULL");
+    FXT_ERR(faiss_SearchParameters_new(NULL, NULL), "NULL");
+    faiss_SearchParameters_free(plain);
+    faiss_SearchParametersIVF_free(sp);
+    faiss_SearchParameters_free(NULL);
+    faiss_SearchParametersIVF_free(NULL);
+}
+
+Test(ext, search_params_wrong_type_on_ivf_is_an_error) {
+    float* xb = fxt_clustered(NB, D, 24, 0.05f, 5);
+    float* xq = fxt_clustered(NQ, D, 24, 0.05f, 6);
+    FaissIndex* ix = make_ivf(xb);
+    FaissSearchParameters* plain = NULL;
+    FXT_OK(faiss_SearchParameters_new(&plain, NULL));
+    char ref[1024];
+    ORC(oracle_ivf_wrong_params_message(ref, sizeof ref));
+    float Dc[NQ * K];
+    idx_t Ic[NQ * K];
+    FXT_ERR(faiss_Index_search_with_params(ix, NQ, xq, K, plain, Dc, Ic),
+            ref);
+    cr_assert(strstr(faiss_get_last_error(),
+                     "faiss_Index_search_with_params"));
+    /* NULL parameters: the plain search */
+    float Dr[NQ * K];
+    idx_t Ir[NQ * K];
+    FXT_OK(faiss_Index_search_with_params(ix, NQ, xq, K, NULL, Dc, Ic));
+    FXT_OK(faiss_Index_search(ix, NQ, xq, K, Dr, Ir));
+    FXT_SAME(Ic, Ir, sizeof Ic);
+    FXT_SAME(Dc, Dr, sizeof Dc);
+    /* argument checks */
+    FaissSearchParametersIVF* sp = NULL;
+    FXT_OK(faiss_SearchParametersIVF_new_with(&sp, NULL, 4, 0));
+    const FaissSearchParameters* p = (const FaissSearchParameters*)sp;
+    FXT_ERR(faiss_Index_search_with_params(NULL, NQ, xq, K, p, Dc, Ic),
+            "NULL");
+    FXT_ERR(faiss_Index_search_with_params(ix, NQ, NULL, K, p, Dc, Ic),
+            "NULL");
+    FXT_ERR(faiss_Index_search_with_params(ix, NQ, xq, 0, p, Dc, Ic), "k");
+    FXT_ERR(faiss_Index_search_with_params(ix, NQ, xq, K, p, NULL, Ic), "");
+    FXT_ERR(faiss_Index_search_with_params(ix, NQ, xq, K, p, Dc, NULL), "");
+    faiss_SearchParametersIVF_free(sp);
+    faiss_SearchParameters_free(plain);
+    faiss_Index_free(ix);
+    free(xb);
+    free(xq);
+}
