@@ -834,7 +834,8 @@ void error_reply(fx_wbuf* w, const fx_hdr& req, int code, const char* msg) {
     fx_w_header_space(w);
     fx_w_str(w, msg);
     fx_hdr r{};
-    r.op = req.op;
+    // An op this server does not know is answered as op 0.
+    r.op = req.op < FX_OP_MAX_ ? req.op : 0;
     r.flags = FX_FLAG_REPLY;
     r.request_id = req.request_id;
     r.client_id = req.client_id;
@@ -855,6 +856,7 @@ void fx_server_conf_init(fx_server_conf* c) {
     c->max_k = 10000;
     c->max_batch = 10000000;
     c->log_level = 2;
+    c->orphan_grace_ms = FX_DEFAULT_ORPHAN_GRACE_MS;
 }
 
 int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,

@@ -70,7 +70,9 @@ int fx_hdr_decode(const uint8_t* buf, size_t len, fx_hdr* h, char* err,
                  "speaks %d)", h->version, FX_PROTO_VERSION);
         return FAISSX_E_INVALID;
     }
-    if (h->op == 0 || h->op >= FX_OP_MAX_) {
+    /* op 0 appears only in the error reply to an undecodable request. */
+    int error_reply = (h->flags & FX_FLAG_REPLY) && h->status < 0;
+    if ((h->op == 0 && !error_reply) || h->op >= FX_OP_MAX_) {
         snprintf(err, errsz, "unknown operation %u", h->op);
         return FAISSX_E_UNSUPPORTED;
     }
@@ -224,7 +226,8 @@ int fx_r_str(fx_rbuf* r, char* out, size_t maxlen) {
     uint64_t n;
     if (fx_r_u64(r, &n)) return -1;
     if (n > maxlen) return fail(r, "string field too long");
-    uint64_t padded = n + pad8(n);
+    if (n > r->len - r->pos) return fail(r, "truncated string field");
+    uint64_t padded = n + pad8(n); /* cannot wrap: n <= len */
     if (padded > r->len - r->pos) return fail(r, "truncated string field");
     if (memchr(r->p + r->pos, '\0', (size_t)n))
         return fail(r, "string field contains a NUL byte");

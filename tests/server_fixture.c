@@ -1,0 +1,129 @@
+#include "server_fixture.h"
+
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int can_dial(const char* url) {
+    nng_socket s;
+    if (nng_req0_open(&s) != 0) return 0;
+    int rv = nng_dial(s, url, NULL, 0);
+    nng_close(s);
+    return rv == 0;
+}
+
+void fxt_server_start(fxt_server* s, const char* const* extra_args) {
+    const char* bin = getenv("FAISSX_SERVER_BIN");
+    cr_assert(bin != NULL && *bin, "FAISSX_SERVER_BIN is not set");
+    static unsigned seq;
+    for (int attempt = 0; attempt < 20; attempt++) {
+        unsigned r = (unsigned)getpid() * 7919u + (unsigned)time(NULL) +
+                     (seq++) * 104729u + (unsigned)attempt * 31u;
+        s->port = 20000 + (int)(r % 30000u);
+        snprintf(s->url, sizeof s->url, "tcp://127.0.0.1:%d", s->port);
+        snprintf(s->log, sizeof s->log, "%s", fxt_tmp_path("server-XXXX.log"));
+        char* x = strstr(s->log, "XXXX");
+        snprintf(x, 32, "%d-%d.log", s->port, attempt);
+        const char* argv[64];
+        int argc = 0;
+        argv[argc++] = bin;
+        argv[argc++] = "--listen";
+        argv[argc++] = s->url;
+        argv[argc++] = "--log-level";
+        argv[argc++] = "info";
+        for (int i = 0; extra_args && extra_args[i] && argc < 60; i++)
+            argv[argc++] = extra_args[i];
+        argv[argc] = NULL;
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+            int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                dup2(fd, 2);
+                dup2(fd, 1);
+                close(fd);
+            }
+            /* The server must not become a client of itself. */
+            unsetenv("FAISSX_SERVER");
+            execv(bin, (char* const*)argv);
+            _exit(127);
+        }
+        s->pid = pid;
+        for (int i = 0; i < 300; i++) { /* up to ~6 s */
+            int st;
+            if (waitpid(pid, &st, WNOHANG) == pid) {
+                s->pid = 0;
+                break; /* exited: port taken? try another */
+            }
+            if (can_dial(s->url)) return;
+            sleep_ms(20);
+        }
+        if (s->pid) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+            s->pid = 0;
+        }
+    }
+    cr_assert_fail("faissx-server did not start; last log %s:\n%s", s->log,
+                   fxt_server_log(s));
+}
+
+int fxt_server_alive(const fxt_server* s) {
+    return s->pid > 0 && kill(s->pid, 0) == 0;
+}
+
+void fxt_server_stop(fxt_server* s) {
+    if (s->pid <= 0) return;
+    kill(s->pid, SIGTERM);
+    int st = 0;
+    for (int i = 0; i < 500; i++) {
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->pid = 0;
+            cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                      "server did not exit cleanly on SIGTERM (status 0x%x); "
+                      "log:\n%s",
+                      st, fxt_server_log(s));
+            return;
+        }
+        sleep_ms(10);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    cr_assert_fail("server did not stop within 5 s of SIGTERM");
+}
+
+void fxt_server_kill(fxt_server* s) {
+    if (s->pid <= 0) return;
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+}
+
+const char* fxt_server_log(const fxt_server* s) {
+    static char buf[16384];
+    buf[0] = '\0';
+    FILE* f = fopen(s->log, "r");
+    if (!f) return "(no log)";
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}

@@ -1,0 +1,543 @@
+/* test_remote.c -- remote indexes end to end: a real faissx-server started
+ * by each test, driven through the ordinary FAISS C API and faissx.h. */
+#include "common.h"
+#include "server_fixture.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "net/proto.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static fxt_server srv;
+
+static void start_plain(void) {
+    fxt_server_start(&srv, NULL);
+}
+static void stop(void) {
+    faissx_configure(NULL, NULL, 0);
+    fxt_server_stop(&srv);
+}
+
+/* A local and a remote index built the same way answer bit-identically. */
+static void same_as_local(const char* factory, FaissMetricType metric,
+                          const char* params) {
+    const int d = 24;
+    const idx_t nt = 2000, nb = 3000, nq = 20, k = 7;
+    float* xt = fxt_clustered(nt, d, 30, 0.05f, 11);
+    float* xb = fxt_clustered(nb, d, 30, 0.05f, 12);
+    float* xq = fxt_clustered(nq, d, 30, 0.05f, 13);
+    FaissIndex *loc = NULL, *rem = NULL;
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_factory(&loc, d, factory, metric));
+    cr_assert(!faissx_index_is_remote(loc));
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FXT_OK(faiss_index_factory(&rem, d, factory, metric));
+    cr_assert(faissx_index_is_remote(rem));
+    FaissIndex* both[2] = {loc, rem};
+    float D[2][20 * 7];
+    idx_t I[2][20 * 7];
+    for (int i = 0; i < 2; i++) {
+        if (!faiss_Index_is_trained(both[i]))
+            FXT_OK(faiss_Index_train(both[i], nt, xt));
+        FXT_OK(faiss_Index_add(both[i], nb, xb));
+        if (params) {
+            FaissParameterSpace* ps = NULL;
+            FXT_OK(faiss_ParameterSpace_new(&ps));
+            FXT_OK(faiss_ParameterSpace_set_index_parameters(ps, both[i], params));
+            faiss_ParameterSpace_free(ps);
+        }
+        FXT_OK(faiss_Index_search(both[i], nq, xq, k, D[i], I[i]));
+    }
+    cr_assert_eq(faiss_Index_ntotal(rem), nb);
+    cr_assert_eq(faiss_Index_d(rem), d);
+    cr_assert_eq(faiss_Index_metric_type(rem), metric);
+    FXT_SAME(I[0], I[1], sizeof I[0]);
+    FXT_SAME(D[0], D[1], sizeof D[0]);
+    faiss_Index_free(loc);
+    faiss_Index_free(rem);
+    free(xt);
+    free(xb);
+    free(xq);
+}
+
+Test(remote, flat_ivf_hnsw_sq_equal_local, .init = start_plain, .fini = stop) {
+    same_as_local("Flat", METRIC_L2, NULL);
+    same_as_local("Flat", METRIC_INNER_PRODUCT, NULL);
+    same_as_local("IVF32,Flat", METRIC_L2, "nprobe=4");
+    same_as_local("IVF16,SQ8", METRIC_L2, "nprobe=3");
+    same_as_local("HNSW16", METRIC_L2, "efSearch=32");
+    same_as_local("PCA16,IVF16,Flat", METRIC_L2, "nprobe=5");
+}
+
+/* An unmodified FAISS C program (examples/example_c.c) becomes a remote
+ * client through FAISSX_SERVER alone. Child processes exec, since NNG may
+ * not be used across fork(). */
+static int run_child(const char* const* argv, const char* server) {
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        if (server) setenv("FAISSX_SERVER", server, 1);
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        execv(argv[0], (char* const*)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+Test(remote, example_program_runs_against_server, .init = start_plain,
+     .fini = stop) {
+    const char* ex = getenv("FAISSX_EXAMPLE_BIN");
+    cr_assert(ex && *ex, "FAISSX_EXAMPLE_BIN is not set");
+    const char* argv[] = {ex, fxt_tmp_path("example-remote.faiss"), NULL};
+    cr_assert_eq(run_child(argv, srv.url), 0, "example failed against %s; server log:\n%s",
+                 srv.url, fxt_server_log(&srv));
+    /* it really went to the server: the server logged its requests */
+}
+
+Test(remote, every_index_call_runs_remotely, .init = start_plain, .fini = stop) {
+    const int d = 16;
+    float* xb = fxt_uniform(500, d, 3);
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FaissIndex *r = NULL, *l = NULL;
+    FXT_OK(faiss_index_factory(&r, d, "IDMap2,Flat", METRIC_L2));
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_factory(&l, d, "IDMap2,Flat", METRIC_L2));
+    idx_t ids[500];
+    for (int i = 0; i < 500; i++) ids[i] = 1000 + 3 * i;
+    FaissIndex* both[2] = {r, l};
+    for (int i = 0; i < 2; i++)
+        FXT_OK(faiss_Index_add_with_ids(both[i], 500, xb, ids));
+
+    /* range search */
+    FaissRangeSearchResult *rr[2];
+    for (int i = 0; i < 2; i++) {
+        FXT_OK(faiss_RangeSearchResult_new(&rr[i], 5));
+        FXT_OK(faiss_Index_range_search(both[i], 5, xb, 0.5f, rr[i]));
+    }
+    size_t *l0, *l1;
+    faiss_RangeSearchResult_lims(rr[0], &l0);
+    faiss_RangeSearchResult_lims(rr[1], &l1);
+    FXT_SAME(l0, l1, 6 * sizeof(size_t));
+    idx_t *i0, *i1;
+    float *d0, *d1;
+    faiss_RangeSearchResult_labels(rr[0], &i0, &d0);
+    faiss_RangeSearchResult_labels(rr[1], &i1, &d1);
+    FXT_SAME(i0, i1, l0[5] * sizeof(idx_t));
+    FXT_SAME(d0, d1, l0[5] * sizeof(float));
+    faiss_RangeSearchResult_free(rr[0]);
+    faiss_RangeSearchResult_free(rr[1]);
+
+    /* assign, reconstruct by external id */
+    idx_t a[2][10];
+    float rec[2][16];
+    for (int i = 0; i < 2; i++) {
+        FXT_OK(faiss_Index_assign(both[i], 5, xb, a[i], 2));
+        FXT_OK(faiss_Index_reconstruct(both[i], 1003, rec[i]));
+    }
+    FXT_SAME(a[0], a[1], sizeof a[0]);
+    FXT_SAME(rec[0], rec[1], sizeof rec[0]);
+    FXT_SAME(rec[0], xb + d, sizeof rec[0]);
+
+    /* remove_ids with a combined selector */
+    FaissIDSelectorRange *lo = NULL, *hi = NULL;
+    FaissIDSelectorOr* either = NULL;
+    FXT_OK(faiss_IDSelectorRange_new(&lo, 0, 1100));
+    FXT_OK(faiss_IDSelectorRange_new(&hi, 2000, 3000));
+    FXT_OK(faiss_IDSelectorOr_new(&either, (FaissIDSelector*)lo, (FaissIDSelector*)hi));
+    size_t nr[2];
+    for (int i = 0; i < 2; i++)
+        FXT_OK(faiss_Index_remove_ids(both[i], (FaissIDSelector*)either, &nr[i]));
+    cr_assert_eq(nr[0], nr[1]);
+    cr_assert_gt(nr[0], 0);
+    cr_assert_eq(faiss_Index_ntotal(r), faiss_Index_ntotal(l));
+    faiss_IDSelector_free((FaissIDSelector*)either);
+    faiss_IDSelector_free((FaissIDSelector*)lo);
+    faiss_IDSelector_free((FaissIDSelector*)hi);
+
+    /* errors come back with the server's message */
+    FXT_ERR(faiss_Index_search(r, 1, xb, 0, (float[1]){0}, (idx_t[1]){0}), "k must be > 0");
+    float nan[16];
+    for (int j = 0; j < 16; j++) nan[j] = 0.f / 0.f;
+    FXT_ERR(faiss_Index_add_with_ids(r, 1, nan, ids), "non-finite");
+    FXT_ERR(faiss_Index_reconstruct(r, 5, rec[0]), "");
+
+    /* reset */
+    FXT_OK(faiss_Index_reset(r));
+    cr_assert_eq(faiss_Index_ntotal(r), 0);
+    faiss_Index_free(r);
+    faiss_Index_free(l);
+    free(xb);
+}
+
+Test(remote, typed_calls_and_parameters, .init = start_plain, .fini = stop) {
+    const int d = 16;
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, d, "IVF8,Flat", METRIC_L2));
+    FaissIndexIVF* ivf = faiss_IndexIVF_cast(ix);
+    cr_assert(ivf != NULL, "IVF cast of a remote IVF index");
+    cr_assert(faiss_IndexFlat_cast(ix) == NULL);
+    cr_assert_eq(faiss_IndexIVF_nlist(ivf), 8);
+    faiss_IndexIVF_set_nprobe(ivf, 5);
+    cr_assert_eq(faiss_IndexIVF_nprobe(ivf), 5);
+    FaissParameterSpace* ps = NULL;
+    FXT_OK(faiss_ParameterSpace_new(&ps));
+    FXT_OK(faiss_ParameterSpace_set_index_parameter(ps, ix, "nprobe", 3));
+    cr_assert_eq(faiss_IndexIVF_nprobe(ivf), 3);
+    FXT_ERR(faiss_ParameterSpace_set_index_parameter(ps, ix, "efSearch", 3), "");
+    faiss_ParameterSpace_free(ps);
+    /* raw pointers into a remote index are refused, not faked */
+    float* xb = NULL;
+    size_t sz = 7;
+    faiss_IndexFlat_xb((FaissIndexFlat*)ix, &xb, &sz);
+    cr_assert(xb == NULL && sz == 0);
+    /* untrained add refused by the server's validation */
+    float x[16] = {0};
+    FXT_ERR(faiss_Index_add(ix, 1, x), "not trained");
+    faiss_Index_free(ix);
+}
+
+Test(remote, named_indexes, .init = start_plain, .fini = stop) {
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FaissIndex *a = NULL, *b = NULL, *c = NULL;
+    FXT_OK(faissx_index_create(&a, "products", 8, "Flat", METRIC_L2));
+    FXT_ERR(faissx_index_create(&b, "products", 8, "Flat", METRIC_L2), "already exists");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_EXISTS);
+    FXT_ERR(faissx_index_create(&b, "../etc", 8, "Flat", METRIC_L2), "invalid index name");
+    FXT_OK(faissx_index_create(&b, "users", 4, "Flat", METRIC_INNER_PRODUCT));
+    char** names = NULL;
+    size_t n = 0;
+    FXT_OK(faissx_index_list(&names, &n));
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(names[0], "products");
+    cr_assert_str_eq(names[1], "users");
+    faissx_index_list_free(names, n);
+
+    /* Writes through one handle are visible through another connection. */
+    float x[8 * 3] = {0};
+    FXT_OK(faiss_Index_add(a, 3, x));
+    FXT_OK(faissx_configure(srv.url, NULL, 0)); /* a second connection */
+    FXT_OK(faissx_index_open(&c, "products"));
+    cr_assert_eq(faiss_Index_ntotal(c), 3);
+    FXT_OK(faiss_Index_add(c, 2, x));
+    cr_assert_eq(faiss_Index_ntotal(a), 5, "ntotal reflects other clients' writes");
+
+    /* Freeing a handle does not delete a named index. */
+    faiss_Index_free(a);
+    FXT_OK(faissx_index_open(&a, "products"));
+    cr_assert_eq(faiss_Index_ntotal(a), 5);
+    FXT_OK(faissx_index_drop("products"));
+    FXT_ERR(faissx_index_open(&b, "products"), "no index named");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_NOT_FOUND);
+    FXT_ERR(faiss_Index_add(a, 1, x), "unknown index");
+    faiss_Index_free(a);
+    faiss_Index_free(c);
+    FXT_OK(faissx_index_drop("users"));
+    FXT_ERR(faissx_index_drop("users"), "no index named");
+}
+
+static const char* const keyed[] = {
+        "--auth-keys", "ka:alice,kb:bob,kr:alice:ro", NULL};
+static void start_keyed(void) {
+    fxt_server_start(&srv, keyed);
+}
+
+Test(remote, auth_and_tenant_isolation, .init = start_keyed, .fini = stop) {
+    FaissIndex *x = NULL, *y = NULL;
+    /* no key / wrong key */
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FXT_ERR(faiss_index_factory(&x, 4, "Flat", METRIC_L2), "requires an API key");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_AUTH);
+    FXT_OK(faissx_configure(srv.url, "nope", 0));
+    FXT_ERR(faiss_index_factory(&x, 4, "Flat", METRIC_L2), "unknown API key");
+
+    /* alice creates "shared-name"; bob cannot see it, and can use the name */
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FXT_OK(faissx_index_create(&x, "shared-name", 4, "Flat", METRIC_L2));
+    float v[4] = {1, 2, 3, 4};
+    FXT_OK(faiss_Index_add(x, 1, v));
+    FXT_OK(faissx_configure(srv.url, "kb", 0));
+    char** names;
+    size_t n;
+    FXT_OK(faissx_index_list(&names, &n));
+    cr_assert_eq(n, 0, "bob sees alice's indexes");
+    faissx_index_list_free(names, n);
+    FXT_ERR(faissx_index_open(&y, "shared-name"), "no index named 'shared-name'");
+    const char* missing_msg = faiss_get_last_error();
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s", missing_msg);
+    FXT_ERR(faissx_index_open(&y, "never-existed"), "no index named");
+    FXT_ERR(faissx_index_drop("shared-name"), "no index named 'shared-name'");
+    FXT_OK(faissx_index_create(&y, "shared-name", 4, "Flat", METRIC_L2));
+    cr_assert_eq(faiss_Index_ntotal(y), 0);
+    /* bob cannot reach alice's handle either: x's connection is alice's,
+     * so use a raw handle number through y's connection */
+    faiss_Index_free(y);
+
+    /* read-only key: search allowed, writes refused */
+    FXT_OK(faissx_configure(srv.url, "kr", 0));
+    FaissIndex* ro = NULL;
+    FXT_OK(faissx_index_open(&ro, "shared-name"));
+    float D[1];
+    idx_t I[1];
+    FXT_OK(faiss_Index_search(ro, 1, v, 1, D, I));
+    cr_assert_eq(I[0], 0);
+    FXT_ERR(faiss_Index_add(ro, 1, v), "read-only");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_PERMISSION);
+    FXT_ERR(faissx_index_drop("shared-name"), "read-only");
+    faiss_Index_free(ro);
+    faiss_Index_free(x);
+}
+
+Test(remote, refuses_to_start_without_keys_when_required) {
+    const char* bin = getenv("FAISSX_SERVER_BIN");
+    cr_assert(bin);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", 1);
+        dup2(fd, 2);
+        execl(bin, bin, "--listen", "tcp://127.0.0.1:1", "--require-auth", (char*)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 127);
+}
+
+Test(remote, persist_upload_download_clone, .init = start_plain, .fini = stop) {
+    const int d = 8;
+    float* xb = fxt_uniform(300, d, 5);
+    float* xq = fxt_uniform(4, d, 6);
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FaissIndex* r = NULL;
+    FXT_OK(faiss_index_factory(&r, d, "Flat", METRIC_L2));
+    FXT_OK(faiss_Index_add(r, 300, xb));
+    /* write_index of a remote index: the bytes land in the client's file */
+    const char* path = fxt_tmp_path("remote.faiss");
+    FXT_OK(faiss_write_index_fname(r, path));
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FaissIndex* back = NULL;
+    FXT_OK(faiss_read_index_fname(path, 0, &back));
+    cr_assert(!faissx_index_is_remote(back));
+    float D[2][12];
+    idx_t I[2][12];
+    FXT_OK(faiss_Index_search(r, 4, xq, 3, D[0], I[0]));
+    FXT_OK(faiss_Index_search(back, 4, xq, 3, D[1], I[1]));
+    FXT_SAME(I[0], I[1], sizeof I[0]);
+    FXT_SAME(D[0], D[1], sizeof D[0]);
+    /* upload a local index, under a name */
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FaissIndex* up = NULL;
+    FXT_OK(faissx_index_upload(back, "uploaded", &up));
+    cr_assert_eq(faiss_Index_ntotal(up), 300);
+    /* download and clone */
+    FaissIndex *down = NULL, *cl = NULL;
+    FXT_OK(faissx_index_download(up, &down));
+    cr_assert(!faissx_index_is_remote(down));
+    cr_assert_eq(faiss_Index_ntotal(down), 300);
+    FXT_OK(faiss_clone_index(up, &cl));
+    cr_assert(faissx_index_is_remote(cl));
+    FXT_OK(faiss_Index_reset(cl));
+    cr_assert_eq(faiss_Index_ntotal(cl), 0);
+    cr_assert_eq(faiss_Index_ntotal(up), 300, "clone is independent");
+    faiss_Index_free(cl);
+    faiss_Index_free(down);
+    faiss_Index_free(up);
+    faiss_Index_free(back);
+    faiss_Index_free(r);
+    free(xb);
+    free(xq);
+}
+
+Test(remote, unreachable_server_is_a_clear_error) {
+    int rc = faissx_configure("tcp://127.0.0.1:1", NULL, 500);
+    cr_assert_eq(rc, FAISSX_E_NET);
+    cr_assert(strstr(faiss_get_last_error(), "tcp://127.0.0.1:1") != NULL);
+    cr_assert(!faissx_is_remote());
+}
+
+Test(remote, shards_over_two_servers, .init = start_plain, .fini = stop) {
+    fxt_server two;
+    fxt_server_start(&two, NULL);
+    const int d = 12;
+    float* xb = fxt_uniform(400, d, 8);
+    float* xq = fxt_uniform(5, d, 9);
+    FaissIndex *r1 = NULL, *r2 = NULL, *l1 = NULL, *l2 = NULL;
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FXT_OK(faiss_index_factory(&r1, d, "Flat", METRIC_L2));
+    FXT_OK(faissx_configure(two.url, NULL, 0));
+    FXT_OK(faiss_index_factory(&r2, d, "Flat", METRIC_L2));
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_factory(&l1, d, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_factory(&l2, d, "Flat", METRIC_L2));
+    FaissIndexShards *rs = NULL, *ls = NULL;
+    FXT_OK(faiss_IndexShards_new(&rs, d));
+    FXT_OK(faiss_IndexShards_new(&ls, d));
+    FXT_OK(faiss_IndexShards_add_shard(rs, r1));
+    FXT_OK(faiss_IndexShards_add_shard(rs, r2));
+    FXT_OK(faiss_IndexShards_add_shard(ls, l1));
+    FXT_OK(faiss_IndexShards_add_shard(ls, l2));
+    FXT_OK(faiss_Index_add(rs, 400, xb));
+    FXT_OK(faiss_Index_add(ls, 400, xb));
+    cr_assert_eq(faiss_Index_ntotal(r1), 200);
+    cr_assert_eq(faiss_Index_ntotal(r2), 200);
+    float D[2][25];
+    idx_t I[2][25];
+    FXT_OK(faiss_Index_search(rs, 5, xq, 5, D[0], I[0]));
+    FXT_OK(faiss_Index_search(ls, 5, xq, 5, D[1], I[1]));
+    FXT_SAME(I[0], I[1], sizeof I[0]);
+    FXT_SAME(D[0], D[1], sizeof D[0]);
+    faiss_IndexShards_free(rs);
+    faiss_IndexShards_free(ls);
+    faiss_Index_free(r1);
+    faiss_Index_free(r2);
+    faiss_Index_free(l1);
+    faiss_Index_free(l2);
+    fxt_server_stop(&two);
+    free(xb);
+    free(xq);
+}
+
+/* ---- raw protocol abuse: each gets an error reply or is dropped, and the
+ * server keeps serving ---- */
+
+static int raw_call(const char* url, const void* msg, size_t len,
+                    int timeout_ms, fx_hdr* out) {
+    nng_socket s;
+    cr_assert_eq(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    int rv = nng_send(s, (void*)msg, len, 0);
+    char* buf = NULL;
+    size_t n = 0;
+    if (rv == 0) rv = nng_recv(s, &buf, &n, NNG_FLAG_ALLOC);
+    if (rv == 0) {
+        char err[128];
+        cr_assert_eq(fx_hdr_decode((uint8_t*)buf, n, out, err, sizeof err), 0,
+                     "server reply does not decode: %s", err);
+        nng_free(buf, n);
+    }
+    nng_close(s);
+    return rv;
+}
+
+static void ping_ok(const char* url) {
+    fx_wbuf w;
+    fx_w_init(&w);
+    fx_w_header_space(&w);
+    fx_w_str(&w, "");
+    fx_hdr h = {0};
+    h.op = FX_OP_PING;
+    h.request_id = 99;
+    fx_w_finish(&w, &h);
+    fx_hdr r;
+    cr_assert_eq(raw_call(url, w.data, w.len, 2000, &r), 0, "server stopped serving");
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.request_id, 99);
+    fx_w_free(&w);
+}
+
+static const char* const small_limit[] = {"--max-message-bytes", "65536", NULL};
+static void start_small(void) {
+    fxt_server_start(&srv, small_limit);
+}
+
+Test(remote, malformed_messages_get_errors, .init = start_small, .fini = stop) {
+    fx_hdr r;
+    uint8_t junk[7] = {1, 2, 3, 4, 5, 6, 7};
+    cr_assert_eq(raw_call(srv.url, junk, sizeof junk, 2000, &r), 0);
+    cr_assert_lt(r.status, 0);
+    ping_ok(srv.url);
+
+    fx_wbuf w;
+    fx_w_init(&w);
+    fx_w_header_space(&w);
+    fx_w_str(&w, "");
+    fx_hdr h = {0};
+    h.op = FX_OP_PING;
+    fx_w_finish(&w, &h);
+    /* wrong version */
+    w.data[4] = 9;
+    cr_assert_eq(raw_call(srv.url, w.data, w.len, 2000, &r), 0);
+    cr_assert_eq(r.status, FAISSX_E_INVALID);
+    w.data[4] = 1;
+    /* unknown op */
+    w.data[6] = 200;
+    cr_assert_eq(raw_call(srv.url, w.data, w.len, 2000, &r), 0);
+    cr_assert_eq(r.status, FAISSX_E_UNSUPPORTED);
+    w.data[6] = FX_OP_PING;
+    /* header lying about the body length */
+    w.data[12] += 8;
+    cr_assert_eq(raw_call(srv.url, w.data, w.len, 2000, &r), 0);
+    cr_assert_eq(r.status, FAISSX_E_INVALID);
+    w.data[12] -= 8;
+    /* truncated body */
+    cr_assert_eq(raw_call(srv.url, w.data, w.len - 8, 2000, &r), 0);
+    cr_assert_lt(r.status, 0);
+    ping_ok(srv.url);
+    fx_w_free(&w);
+
+    /* over the message limit: dropped by NNG, the server lives on */
+    size_t big = 200000;
+    uint8_t* huge = calloc(1, big);
+    cr_assert_neq(raw_call(srv.url, huge, big, 500, &r), 0, "oversized message got a reply");
+    free(huge);
+    ping_ok(srv.url);
+
+    /* huge k and wrong dimension through the C API */
+    FXT_OK(faissx_configure(srv.url, NULL, 2000));
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, 4, "Flat", METRIC_L2));
+    float x[4] = {0};
+    FXT_OK(faiss_Index_add(ix, 1, x));
+    float* D = malloc(sizeof(float) * 1000000);
+    idx_t* I = malloc(sizeof(idx_t) * 1000000);
+    FXT_ERR(faiss_Index_search(ix, 1, x, 1000000, D, I), "exceeds the server limit");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_LIMIT);
+    /* wrong dimension cannot be expressed through the C API (d is the
+     * index's); the raw handler test covers it */
+    free(D);
+    free(I);
+    faiss_Index_free(ix);
+    ping_ok(srv.url);
+}
+
+Test(remote, client_killed_mid_request, .init = start_plain, .fini = stop) {
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FaissIndex* ix = NULL;
+    FXT_OK(faissx_index_create(&ix, "big", 64, "Flat", METRIC_L2));
+    float* xb = fxt_uniform(20000, 64, 1);
+    FXT_OK(faiss_Index_add(ix, 20000, xb));
+    const char* helper = getenv("FAISSX_REMOTE_HELPER");
+    cr_assert(helper && *helper);
+    for (int round = 0; round < 3; round++) {
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+            execl(helper, helper, "search-forever", srv.url, "big", (char*)NULL);
+            _exit(127);
+        }
+        usleep(100000 + round * 50000);
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        cr_assert(WIFSIGNALED(st), "helper exited early (status %d)", WEXITSTATUS(st));
+    }
+    cr_assert(fxt_server_alive(&srv));
+    ping_ok(srv.url);
+    float D[10];
+    idx_t I[10];
+    FXT_OK(faiss_Index_search(ix, 1, xb, 10, D, I));
+    cr_assert_eq(I[0], 0);
+    faiss_Index_free(ix);
+    free(xb);
+}
