@@ -338,8 +338,8 @@ int faiss_Index_reconstruct_n(const FaissIndex* index, idx_t i0, idx_t ni,
     FX_REQUIRE(ni == 0 || recons != nullptr, "argument 'recons' is NULL");
     if (fx::positional(ix))
         FX_REQUIRE(i0 >= 0 && i0 <= ix->ntotal && ni <= ix->ntotal - i0,
-                   "range [%lld, %lld) is outside [0, %lld)", (long long)i0,
-                   (long long)(i0 + ni), (long long)ix->ntotal);
+                   "range of %lld vectors from %lld is outside [0, %lld)",
+                   (long long)ni, (long long)i0, (long long)ix->ntotal);
     FX_TRY
     ix->reconstruct_n(i0, ni, recons);
     return 0;
