@@ -743,6 +743,17 @@ void op_upload(Req& q, fx_wbuf* w) {
                                              "readable faiss index: ") +
                                          ex.what());
     }
+    // faiss's file format drops IndexIVF::cp (k-means parameters), and
+    // read_index leaves the default-constructed ones (niter 25, never
+    // spherical), while the real constructors set niter 10 and spherical
+    // k-means for inner product. Restore the constructor's values, or
+    // training the uploaded index would differ from training the original.
+    if (auto ivf = dynamic_cast<faiss::IndexIVF*>(unwrap(ix.get()))) {
+        faiss::Level1Quantizer ctor(nullptr, ivf->nlist);
+        ivf->cp = ctor.cp;
+        if (ivf->metric_type == faiss::METRIC_INNER_PRODUCT)
+            ivf->cp.spherical = true;
+    }
     auto e = std::make_shared<Entry>();
     e->index = std::move(ix);
     e->tenant = q.tenant;

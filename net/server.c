@@ -22,6 +22,9 @@
  * holding mu across those calls cannot deadlock. */
 #include "net/server.h"
 
+/* OpenBLAS's own entry point (cblas.h declares it, but pulls in more). */
+extern void openblas_set_num_threads(int num_threads);
+
 #include <faissx/faissx.h>
 
 #include <nng/nng.h>
@@ -742,6 +745,11 @@ static void log_startup(server* s) {
 }
 
 int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
+    /* Requests already run in parallel on the work pool, each with its own
+     * OpenMP threads; BLAS threads on top would oversubscribe the cores and
+     * make results depend on the machine's core count. */
+    openblas_set_num_threads(1);
+
     server* s;
     int rv;
     char buf[32];

@@ -70,6 +70,7 @@ Test(remote, flat_ivf_hnsw_sq_equal_local, .init = start_plain, .fini = stop) {
     same_as_local("Flat", METRIC_L2, NULL);
     same_as_local("Flat", METRIC_INNER_PRODUCT, NULL);
     same_as_local("IVF32,Flat", METRIC_L2, "nprobe=4");
+    same_as_local("IVF32,Flat", METRIC_INNER_PRODUCT, "nprobe=4");
     same_as_local("IVF16,SQ8", METRIC_L2, "nprobe=3");
     same_as_local("HNSW16", METRIC_L2, "efSearch=32");
     same_as_local("PCA16,IVF16,Flat", METRIC_L2, "nprobe=5");
