@@ -474,6 +474,10 @@ static void* must_ptr(void* p, const char* what) {
 }
 #define MUSTP(call) must_ptr((call), #call)
 
+/* Single-query loops alternate sides every SLICE queries, the per-call
+ * loop every CALL_SLICE calls. */
+enum { SLICE = 10, CALL_SLICE = 1000 };
+
 /* The side that runs at position `pos` (0 or 1) of round `r`. */
 static int side_at(int r, int pos) {
     return (r % 2 == 0) ? pos : 1 - pos;
@@ -513,16 +517,24 @@ static void run_rounds(const options* o, void* ix[2], int64_t nb,
             if (m >= 0)
                 rbatch->t[s][m] = t1 - t0;
         }
-        for (int pos = 0; pos < 2; pos++) {
-            int s = side_at(r, pos);
-            double t0 = now();
-            for (int64_t i = 0; i < o->nsingle; i++)
-                MUST(sides[s]->search(ix[s], 1, xq + (size_t)i * o->d, o->k,
-                                      single[s].D + i * o->k,
-                                      single[s].I + i * o->k));
-            double t1 = now();
-            if (m >= 0)
-                rsingle->t[s][m] = t1 - t0;
+        /* Single queries: the sides take turns every SLICE queries (who
+         * goes first alternates too), so background load hits both. */
+        double tsum[2] = {0, 0};
+        for (int64_t i0 = 0; i0 < o->nsingle; i0 += SLICE) {
+            int64_t i1 = i0 + SLICE < o->nsingle ? i0 + SLICE : o->nsingle;
+            for (int pos = 0; pos < 2; pos++) {
+                int s = side_at(r + (int)(i0 / SLICE), pos);
+                double t0 = now();
+                for (int64_t i = i0; i < i1; i++)
+                    MUST(sides[s]->search(ix[s], 1, xq + (size_t)i * o->d,
+                                          o->k, single[s].D + i * o->k,
+                                          single[s].I + i * o->k));
+                tsum[s] += now() - t0;
+            }
+        }
+        if (m >= 0) {
+            rsingle->t[0][m] = tsum[0];
+            rsingle->t[1][m] = tsum[1];
         }
         size_t nbk = (size_t)(o->nq * o->k), nsk = (size_t)(o->nsingle * o->k);
         check_same(rbatch, batch[0].I, batch[1].I, nbk * sizeof(int64_t));
@@ -608,19 +620,26 @@ static void bench_calls(const options* o, const float* xb, const float* xq) {
     row* rw = new_row(name, "ns", 1e9 / o->ncalls);
     for (int r = 0; r < o->warmup + o->rounds; r++) {
         int m = r - o->warmup;
-        for (int pos = 0; pos < 2; pos++) {
-            int s = side_at(r, pos);
-            int (*search)(void*, int64_t, const float*, int64_t, float*,
-                          int64_t*) = sides[s]->search;
-            double t0 = now();
-            for (int64_t i = 0; i < o->ncalls; i++) {
-                int64_t q = i % nq;
-                MUST(search(ix[s], 1, xq + (size_t)q * o->d, 1, D[s] + q,
-                            I[s] + q));
+        double tsum[2] = {0, 0};
+        for (int64_t i0 = 0; i0 < o->ncalls; i0 += CALL_SLICE) {
+            int64_t i1 = i0 + CALL_SLICE < o->ncalls ? i0 + CALL_SLICE
+                                                     : o->ncalls;
+            for (int pos = 0; pos < 2; pos++) {
+                int s = side_at(r + (int)(i0 / CALL_SLICE), pos);
+                int (*search)(void*, int64_t, const float*, int64_t, float*,
+                              int64_t*) = sides[s]->search;
+                double t0 = now();
+                for (int64_t i = i0; i < i1; i++) {
+                    int64_t q = i % nq;
+                    MUST(search(ix[s], 1, xq + (size_t)q * o->d, 1, D[s] + q,
+                                I[s] + q));
+                }
+                tsum[s] += now() - t0;
             }
-            double t1 = now();
-            if (m >= 0)
-                rw->t[s][m] = t1 - t0;
+        }
+        if (m >= 0) {
+            rw->t[0][m] = tsum[0];
+            rw->t[1][m] = tsum[1];
         }
         check_same(rw, I[0], I[1], sizeof(int64_t) * nq);
         check_same(rw, D[0], D[1], sizeof(float) * nq);
