@@ -109,6 +109,28 @@ int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
         }                                                                   \
     } while (0)
 
+/* own_fields getter/setter that also works on remote composites (where it
+ * decides whether freeing the handle frees the client-side children). */
+#define FX_OWN_FIELDS_R(cls, T)                                              \
+    int faiss_##cls##_own_fields(const Faiss##cls* obj) {                   \
+        auto base = fx::index(reinterpret_cast<const FaissIndex*>(obj));     \
+        if (auto r = base ? fx::as_remote(base) : nullptr)                  \
+            return r->own_children;                                         \
+        auto o = fx::as<T>(reinterpret_cast<const FaissIndex*>(obj));       \
+        FX_REQUIRE_RET(o != nullptr, 0, "handle is NULL or not a " #T);     \
+        return o->own_fields;                                               \
+    }                                                                       \
+    void faiss_##cls##_set_own_fields(Faiss##cls* obj, int val) {           \
+        auto base = fx::index(reinterpret_cast<FaissIndex*>(obj));           \
+        if (auto r = base ? fx::as_remote(base) : nullptr) {                \
+            r->own_children = val != 0;                                     \
+            return;                                                         \
+        }                                                                   \
+        auto o = fx::as<T>(reinterpret_cast<FaissIndex*>(obj));             \
+        FX_REQUIRE_RET(o != nullptr, , "handle is NULL or not a " #T);      \
+        o->own_fields = val != 0;                                           \
+    }
+
 /* In remote mode, build `expr` (a new faiss::Index*) locally, send it to
  * the server, and return from the calling constructor. */
 #define FX_REMOTE_UPLOAD(p_index, expr)                                      \

@@ -71,9 +71,7 @@ FX_GETTER(IndexIVF, faiss::IndexIVF, FaissIndex*, quantizer,
           reinterpret_cast<FaissIndex*>(o->quantizer))
 FX_GETTER_R(IndexIVF, faiss::IndexIVF, char, quantizer_trains_alone,
           o->quantizer_trains_alone, FX_KIND_IVF, "quantizer_trains_alone")
-FX_GETTER(IndexIVF, faiss::IndexIVF, int, own_fields, o->own_fields)
-FX_SETTER(IndexIVF, faiss::IndexIVF, int, own_fields,
-          o->own_fields = val != 0)
+FX_OWN_FIELDS_R(IndexIVF, faiss::IndexIVF)
 
 int faiss_IndexIVF_merge_from(FaissIndexIVF* index, FaissIndexIVF* other,
                               idx_t add_id) {
@@ -192,9 +190,7 @@ FX_GETTER(IndexIVFFlat, faiss::IndexIVFFlat, FaissIndex*, quantizer,
           reinterpret_cast<FaissIndex*>(o->quantizer))
 FX_GETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, char, quantizer_trains_alone,
           o->quantizer_trains_alone, FX_KIND_IVFFLAT, "quantizer_trains_alone")
-FX_GETTER(IndexIVFFlat, faiss::IndexIVFFlat, int, own_fields, o->own_fields)
-FX_SETTER(IndexIVFFlat, faiss::IndexIVFFlat, int, own_fields,
-          o->own_fields = val != 0)
+FX_OWN_FIELDS_R(IndexIVFFlat, faiss::IndexIVFFlat)
 
 int faiss_IndexIVFFlat_new(FaissIndexIVFFlat** p_index) {
     FX_NOT_NULL(p_index);
@@ -216,19 +212,18 @@ int faiss_IndexIVFFlat_new_with_metric(FaissIndexIVFFlat** p_index,
     FX_REQUIRE(fx::index(quantizer)->d == (int)d,
                "quantizer dimension %d differs from d = %zu",
                fx::index(quantizer)->d, d);
-    if (auto rq = fx::as_remote(fx::index(quantizer))) {
-        FX_REQUIRE(rq->ntotal == 0 && (rq->kind & FX_KIND_FLAT),
-                   "a remote quantizer must be an empty flat index");
-        FX_REMOTE_UPLOAD(p_index,
-                         [&] {
-                             auto q = new faiss::IndexFlat(d, rq->metric_type);
-                             auto ivf = new faiss::IndexIVFFlat(
-                                     q, d, nlist,
-                                     static_cast<faiss::MetricType>(metric));
-                             ivf->own_fields = true;
-                             return static_cast<faiss::Index*>(ivf);
-                         }());
-    }
+    // A remote quantizer makes a remote IVF, built over a copy of the
+    // (empty) quantizer and sent to its server.
+    if (auto rq = fx::as_remote(fx::index(quantizer)))
+        return fx::remote_wrap(
+                __func__, rq,
+                [&](faiss::Index* q) {
+                    auto ivf = new faiss::IndexIVFFlat(
+                            q, d, nlist, static_cast<faiss::MetricType>(metric));
+                    ivf->own_fields = true;
+                    return static_cast<faiss::Index*>(ivf);
+                },
+                reinterpret_cast<FaissIndex**>(p_index));
     FX_TRY
     *p_index = fx::handle<FaissIndexIVFFlat>(
             static_cast<faiss::Index*>(new faiss::IndexIVFFlat(

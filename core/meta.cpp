@@ -32,6 +32,15 @@ int idmap_new(const char* func, FaissIndex** p_index, FaissIndex* index) {
         return fx::fail(FAISSX_E_INVALID, func,
                         "the wrapped index must be empty (ntotal = %lld)",
                         (long long)fx::index(index)->ntotal);
+    if (auto r = fx::as_remote(fx::index(index)))
+        return fx::remote_wrap(
+                func, r,
+                [](faiss::Index* sub) {
+                    auto m = new T(sub);
+                    m->own_fields = true;
+                    return static_cast<faiss::Index*>(m);
+                },
+                p_index);
     try {
         *p_index = fx::handle<FaissIndex>(
                 static_cast<faiss::Index*>(new T(fx::index(index))));
@@ -60,9 +69,7 @@ extern "C" {
 
 /* ---- IndexIDMap ---- */
 
-FX_GETTER(IndexIDMap, faiss::IndexIDMap, int, own_fields, o->own_fields)
-FX_SETTER(IndexIDMap, faiss::IndexIDMap, int, own_fields,
-          o->own_fields = val != 0)
+FX_OWN_FIELDS_R(IndexIDMap, faiss::IndexIDMap)
 
 int faiss_IndexIDMap_new(FaissIndexIDMap** p_index, FaissIndex* index) {
     return idmap_new<faiss::IndexIDMap>(__func__, p_index, index);
@@ -82,9 +89,7 @@ FaissIndex* faiss_IndexIDMap_sub_index(FaissIndexIDMap* index) {
 
 /* ---- IndexIDMap2 ---- */
 
-FX_GETTER(IndexIDMap2, faiss::IndexIDMap2, int, own_fields, o->own_fields)
-FX_SETTER(IndexIDMap2, faiss::IndexIDMap2, int, own_fields,
-          o->own_fields = val != 0)
+FX_OWN_FIELDS_R(IndexIDMap2, faiss::IndexIDMap2)
 
 int faiss_IndexIDMap2_new(FaissIndexIDMap2** p_index, FaissIndex* index) {
     return idmap_new<faiss::IndexIDMap2>(__func__, p_index, index);

@@ -80,22 +80,20 @@ int faiss_IndexIVFScalarQuantizer_new_with_metric(
     FX_REQUIRE(fx::index(quantizer)->d == (int)d,
                "quantizer dimension %d differs from d = %zu",
                fx::index(quantizer)->d, d);
-    // A remote quantizer makes a remote IVF (built with an equivalent,
-    // fresh flat quantizer, since the server cannot adopt the client's).
-    if (auto rq = fx::as_remote(fx::index(quantizer))) {
-        FX_REQUIRE(rq->ntotal == 0 && (rq->kind & FX_KIND_FLAT),
-                   "a remote quantizer must be an empty flat index");
-        FX_REMOTE_UPLOAD(p_index,
-                         [&] {
-                             auto q = new faiss::IndexFlat(d, rq->metric_type);
-                             auto ivf = new faiss::IndexIVFScalarQuantizer(
-                                     q, d, nlist, static_cast<QT>(qt),
-                                     static_cast<faiss::MetricType>(metric),
-                                     encode_residual != 0);
-                             ivf->own_fields = true;
-                             return static_cast<faiss::Index*>(ivf);
-                         }());
-    }
+    // A remote quantizer makes a remote IVF, built over a copy of the
+    // (empty) quantizer and sent to its server.
+    if (auto rq = fx::as_remote(fx::index(quantizer)))
+        return fx::remote_wrap(
+                __func__, rq,
+                [&](faiss::Index* q) {
+                    auto ivf = new faiss::IndexIVFScalarQuantizer(
+                            q, d, nlist, static_cast<QT>(qt),
+                            static_cast<faiss::MetricType>(metric),
+                            encode_residual != 0);
+                    ivf->own_fields = true;
+                    return static_cast<faiss::Index*>(ivf);
+                },
+                reinterpret_cast<FaissIndex**>(p_index));
     FX_TRY
     *p_index = fx::handle<FaissIndexIVFScalarQuantizer>(
             static_cast<faiss::Index*>(new faiss::IndexIVFScalarQuantizer(
@@ -122,10 +120,7 @@ FX_SETTER_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, size_t,
             nprobe, o->nprobe = val, FX_KIND_IVFSQ, "nprobe")
 FX_GETTER(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer,
           FaissIndex*, quantizer, reinterpret_cast<FaissIndex*>(o->quantizer))
-FX_GETTER(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, int,
-          own_fields, o->own_fields)
-FX_SETTER(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, int,
-          own_fields, o->own_fields = val != 0)
+FX_OWN_FIELDS_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer)
 
 int faiss_IndexIVFScalarQuantizer_add_core(
         FaissIndexIVFScalarQuantizer* index, idx_t n, const float* x,

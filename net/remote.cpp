@@ -138,6 +138,10 @@ void write_selector(fx_wbuf* w, const faiss::IDSelector* s, int depth) {
 /* ---- RemoteIndex ---- */
 
 RemoteIndex::~RemoteIndex() {
+    if (own_children) {
+        for (auto c : children) delete c;
+        for (auto t : child_transforms) delete t;
+    }
     if (named || !conn) return;
     try {
         rcall(conn.get(), FX_OP_RELEASE,
@@ -475,6 +479,29 @@ int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
     } catch (...) {
         return handle_exception(func);
     }
+}
+
+int remote_wrap(const char* func, RemoteIndex* child,
+                const std::function<faiss::Index*(faiss::Index*)>& build,
+                FaissIndex** out) {
+    faiss::Index* local = nullptr;
+    try {
+        if (child->ntotal != 0)
+            throw Error(FAISSX_E_INVALID,
+                        "the remote child index must be empty when it is "
+                        "wrapped (ntotal = " + std::to_string(child->ntotal) + ")");
+        faiss::VectorIOReader in;
+        in.data = child->serialize();
+        std::unique_ptr<faiss::Index> copy(faiss::read_index(&in));
+        local = build(copy.get());
+        copy.release(); // owned by `local` now
+    } catch (...) {
+        return handle_exception(func);
+    }
+    int rc = remote_upload_new(func, child->conn, local, out);
+    if (rc == 0)
+        as_remote(index(*out))->children.push_back(child);
+    return rc;
 }
 
 int remote_clone(const char* func, const RemoteIndex* src, FaissIndex** out) {

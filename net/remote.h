@@ -7,7 +7,11 @@
 #include "core/bridge.h"
 #include "net/client.h"
 
+#include <faiss/VectorTransform.h>
+
+#include <functional>
 #include <memory>
+#include <vector>
 #include <string>
 
 namespace fx {
@@ -24,6 +28,13 @@ struct RemoteIndex : faiss::Index {
     bool named = false;
     int64_t kind = 0;      /* FX_KIND_* bits of the server-side index */
     std::string cls;       /* its faiss class name */
+    /* Client-side handles this composite was built from (the quantizer of
+     * an IVF, the sub-index of an IDMap, ...): with own_children set
+     * (faiss_X_set_own_fields), freeing this handle frees them, as faiss's
+     * own_fields would. The server-side composite holds its own copies. */
+    std::vector<faiss::Index*> children;
+    std::vector<faiss::VectorTransform*> child_transforms;
+    bool own_children = false;
 
     ~RemoteIndex() override;
     void train(idx_t n, const float* x) override;
@@ -76,6 +87,14 @@ int remote_create(const char* func, const std::shared_ptr<Conn>& conn,
  * ownership of `local` and frees it. */
 int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
                       faiss::Index* local, FaissIndex** out);
+
+/* Builds a composite over a remote child: fetches a local copy of the
+ * child's (empty) index, lets `build` wrap it (the result must own it),
+ * uploads the composite to the child's server, and records the child as
+ * the composite's child handle. */
+int remote_wrap(const char* func, RemoteIndex* child,
+                const std::function<faiss::Index*(faiss::Index*)>& build,
+                FaissIndex** out);
 
 /* Clone (server-side copy) of a remote index. */
 int remote_clone(const char* func, const RemoteIndex* r, FaissIndex** out);

@@ -5,6 +5,8 @@
 
 #include <faiss/IndexPreTransform.h>
 #include <faiss/VectorTransform.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
 
 namespace {
 inline faiss::VectorTransform* vt(FaissVectorTransform* p) {
@@ -18,10 +20,7 @@ FX_INDEX_FREE(IndexPreTransform)
 FX_DOWNCAST(IndexPreTransform, faiss::IndexPreTransform)
 FX_GETTER(IndexPreTransform, faiss::IndexPreTransform, FaissIndex*, index,
           reinterpret_cast<FaissIndex*>(o->index))
-FX_GETTER(IndexPreTransform, faiss::IndexPreTransform, int, own_fields,
-          o->own_fields)
-FX_SETTER(IndexPreTransform, faiss::IndexPreTransform, int, own_fields,
-          o->own_fields = val != 0)
+FX_OWN_FIELDS_R(IndexPreTransform, faiss::IndexPreTransform)
 
 int faiss_IndexPreTransform_new(FaissIndexPreTransform** p_index) {
     FX_NOT_NULL(p_index);
@@ -36,6 +35,15 @@ int faiss_IndexPreTransform_new_with(FaissIndexPreTransform** p_index,
                                      FaissIndex* index) {
     FX_NOT_NULL(p_index);
     FX_NOT_NULL(index);
+    if (auto r = fx::as_remote(fx::index(index)))
+        return fx::remote_wrap(
+                __func__, r,
+                [](faiss::Index* sub) {
+                    auto pt = new faiss::IndexPreTransform(sub);
+                    pt->own_fields = true;
+                    return static_cast<faiss::Index*>(pt);
+                },
+                reinterpret_cast<FaissIndex**>(p_index));
     FX_TRY
     *p_index = fx::handle<FaissIndexPreTransform>(static_cast<faiss::Index*>(
             new faiss::IndexPreTransform(fx::index(index))));
@@ -53,6 +61,28 @@ int faiss_IndexPreTransform_new_with_transform(
                "transform output dimension %d differs from index dimension "
                "%d",
                vt(ltrans)->d_out, fx::index(index)->d);
+    // Over a remote index the transform is copied to the server with it;
+    // the caller's transform stays the caller's (freed by own_fields only
+    // for a local chain).
+    if (auto r = fx::as_remote(fx::index(index))) {
+        int rc = fx::remote_wrap(
+                __func__, r,
+                [&](faiss::Index* sub) {
+                    faiss::VectorIOWriter w;
+                    faiss::write_VectorTransform(vt(ltrans), &w);
+                    faiss::VectorIOReader rd;
+                    rd.data.swap(w.data);
+                    auto pt = new faiss::IndexPreTransform(
+                            faiss::read_VectorTransform(&rd), sub);
+                    pt->own_fields = true;
+                    return static_cast<faiss::Index*>(pt);
+                },
+                reinterpret_cast<FaissIndex**>(p_index));
+        if (rc == 0)
+            fx::as_remote(fx::index(*p_index))
+                    ->child_transforms.push_back(vt(ltrans));
+        return rc;
+    }
     FX_TRY
     *p_index = fx::handle<FaissIndexPreTransform>(static_cast<faiss::Index*>(
             new faiss::IndexPreTransform(vt(ltrans), fx::index(index))));
