@@ -476,17 +476,49 @@ static void* must_ptr(void* p, const char* what) {
 
 /* Single-query loops alternate sides every SLICE queries, the per-call
  * loop every CALL_SLICE calls. */
-enum { SLICE = 10, CALL_SLICE = 1000 };
+enum { SLICE = 50, CALL_SLICE = 1000 };
 
 /* The side that runs at position `pos` (0 or 1) of round `r`. */
 static int side_at(int r, int pos) {
     return (r % 2 == 0) ? pos : 1 - pos;
 }
 
-/* Index `ix[s]` of each side; time reset+add of xb (row `radd`, may be
- * NULL: no add), a batch search (row `rbatch`) and single-query searches
- * (row `rsingle`), over warmup + rounds rounds. */
-static void run_rounds(const options* o, void* ix[2], int64_t nb,
+/* Search the nq queries on each side's own index and compare: the C API
+ * built the same index as faiss C++. The result goes to every row given. */
+static void verify_builds(const options* o, void* ix[2], const float* xq,
+                          row* r1, row* r2, row* r3, row* r4) {
+    results res[2];
+    for (int s = 0; s < 2; s++) {
+        results_alloc(&res[s], o->nq, o->k);
+        MUST(sides[s]->search(ix[s], o->nq, xq, o->k, res[s].D, res[s].I));
+    }
+    size_t nk = (size_t)(o->nq * o->k);
+    int same = memcmp(res[0].I, res[1].I, nk * sizeof(int64_t)) == 0 &&
+            memcmp(res[0].D, res[1].D, nk * sizeof(float)) == 0;
+    if (!same)
+        mismatches++;
+    row* rows4[4] = {r1, r2, r3, r4};
+    for (int i = 0; i < 4; i++)
+        if (rows4[i])
+            rows4[i]->identical = same;
+    for (int s = 0; s < 2; s++)
+        results_free(&res[s]);
+}
+
+/* From here on both sides work on side 0's index (a faissx handle is the
+ * faiss::Index*), so the timings compare the two call paths on the very
+ * same object and memory. */
+static void share(void* ix[2]) {
+    if (ix[1] != ix[0])
+        sides[1]->free_index(ix[1]);
+    ix[1] = ix[0];
+}
+
+/* On the shared index ix: time reset+add of xb (row `radd`, may be NULL:
+ * no add), a batch search (row `rbatch`) and single-query searches (row
+ * `rsingle`), over warmup + rounds rounds; results of the two sides are
+ * compared every round. */
+static void run_rounds(const options* o, void* ix, int64_t nb,
                        const float* xb, const float* xq, row* radd,
                        row* rbatch, row* rsingle) {
     results batch[2], single[2];
@@ -500,9 +532,9 @@ static void run_rounds(const options* o, void* ix[2], int64_t nb,
         if (radd) {
             for (int pos = 0; pos < 2; pos++) {
                 int s = side_at(r, pos);
-                MUST(sides[s]->reset(ix[s]));
+                MUST(sides[s]->reset(ix));
                 double t0 = now();
-                MUST(sides[s]->add(ix[s], nb, xb));
+                MUST(sides[s]->add(ix, nb, xb));
                 double t1 = now();
                 if (m >= 0)
                     radd->t[s][m] = t1 - t0;
@@ -511,14 +543,14 @@ static void run_rounds(const options* o, void* ix[2], int64_t nb,
         for (int pos = 0; pos < 2; pos++) {
             int s = side_at(r, pos);
             double t0 = now();
-            MUST(sides[s]->search(ix[s], o->nq, xq, o->k, batch[s].D,
+            MUST(sides[s]->search(ix, o->nq, xq, o->k, batch[s].D,
                                   batch[s].I));
             double t1 = now();
             if (m >= 0)
                 rbatch->t[s][m] = t1 - t0;
         }
-        /* Single queries: the sides take turns every SLICE queries (who
-         * goes first alternates too), so background load hits both. */
+        /* Single queries: the sides take turns every SLICE queries, who
+         * goes first alternating, so background load hits both alike. */
         double tsum[2] = {0, 0};
         for (int64_t i0 = 0; i0 < o->nsingle; i0 += SLICE) {
             int64_t i1 = i0 + SLICE < o->nsingle ? i0 + SLICE : o->nsingle;
@@ -526,7 +558,7 @@ static void run_rounds(const options* o, void* ix[2], int64_t nb,
                 int s = side_at(r + (int)(i0 / SLICE), pos);
                 double t0 = now();
                 for (int64_t i = i0; i < i1; i++)
-                    MUST(sides[s]->search(ix[s], 1, xq + (size_t)i * o->d,
+                    MUST(sides[s]->search(ix, 1, xq + (size_t)i * o->d,
                                           o->k, single[s].D + i * o->k,
                                           single[s].I + i * o->k));
                 tsum[s] += now() - t0;
@@ -541,11 +573,11 @@ static void run_rounds(const options* o, void* ix[2], int64_t nb,
         check_same(rbatch, batch[0].D, batch[1].D, nbk * sizeof(float));
         check_same(rsingle, single[0].I, single[1].I, nsk * sizeof(int64_t));
         check_same(rsingle, single[0].D, single[1].D, nsk * sizeof(float));
+        if (radd && rbatch->identical == 0)
+            radd->identical = 0;
     }
-    if (radd) {
+    if (radd)
         radd->n = o->rounds;
-        radd->identical = rbatch->identical; /* same index => same results */
-    }
     rbatch->n = rsingle->n = o->rounds;
     for (int s = 0; s < 2; s++) {
         results_free(&batch[s]);
@@ -555,8 +587,8 @@ static void run_rounds(const options* o, void* ix[2], int64_t nb,
 
 /* Time a build step (training, or adding to a graph) on both sides over
  * o->build_rounds alternating rounds; every round starts from a fresh
- * index made by `make` (not timed). The last round's indexes are left in
- * ix[]. */
+ * index made by `make` (not timed), so here each side has its own index.
+ * The last round's indexes are left in ix[]. */
 static void run_build(const options* o, row* rw, void* ix[2],
                       void* (*make)(int s, const options* o),
                       int (*step)(int s, void* ix, void* ctx), void* ctx) {
@@ -598,7 +630,7 @@ static int step_add(int s, void* ix, void* ctx) {
 }
 
 /* ------------------------------------------------------------------------
- * The three benchmarks
+ * The benchmarks
  * ------------------------------------------------------------------------ */
 
 /* The fixed cost of one call: 1-NN of one query in a 16-vector Flat index,
@@ -606,13 +638,12 @@ static int step_add(int s, void* ix, void* ctx) {
 static void bench_calls(const options* o, const float* xb, const float* xq) {
     enum { NB = 16 };
     char name[64];
-    void* ix[2];
     float* D[2];
     int64_t* I[2];
     int64_t nq = o->nq < 256 ? o->nq : 256;
+    void* ix = MUSTP(sides[0]->flat_new(o->d));
+    MUST(sides[0]->add(ix, NB, xb));
     for (int s = 0; s < 2; s++) {
-        ix[s] = MUSTP(sides[s]->flat_new(o->d));
-        MUST(sides[s]->add(ix[s], NB, xb));
         D[s] = xmalloc(sizeof(float) * nq);
         I[s] = (int64_t*)xmalloc(sizeof(int64_t) * nq);
     }
@@ -631,7 +662,7 @@ static void bench_calls(const options* o, const float* xb, const float* xq) {
                 double t0 = now();
                 for (int64_t i = i0; i < i1; i++) {
                     int64_t q = i % nq;
-                    MUST(search(ix[s], 1, xq + (size_t)q * o->d, 1, D[s] + q,
+                    MUST(search(ix, 1, xq + (size_t)q * o->d, 1, D[s] + q,
                                 I[s] + q));
                 }
                 tsum[s] += now() - t0;
@@ -645,8 +676,8 @@ static void bench_calls(const options* o, const float* xb, const float* xq) {
         check_same(rw, D[0], D[1], sizeof(float) * nq);
     }
     rw->n = o->rounds;
+    sides[0]->free_index(ix);
     for (int s = 0; s < 2; s++) {
-        sides[s]->free_index(ix[s]);
         free(D[s]);
         free(I[s]);
     }
@@ -655,17 +686,20 @@ static void bench_calls(const options* o, const float* xb, const float* xq) {
 static void bench_flat(const options* o, const float* xb, const float* xq) {
     char name[64];
     void* ix[2];
-    for (int s = 0; s < 2; s++)
-        ix[s] = MUSTP(sides[s]->flat_new(o->d));
     snprintf(name, sizeof name, "Flat add %lld", (long long)o->nb);
     row* radd = new_row(name, "ms", 1e3);
     snprintf(name, sizeof name, "Flat search batch %lld", (long long)o->nq);
     row* rbatch = new_row(name, "ms", 1e3);
     snprintf(name, sizeof name, "Flat search single (per query)");
     row* rsingle = new_row(name, "us", 1e6 / o->nsingle);
-    run_rounds(o, ix, o->nb, xb, xq, radd, rbatch, rsingle);
-    for (int s = 0; s < 2; s++)
-        sides[s]->free_index(ix[s]);
+    for (int s = 0; s < 2; s++) {
+        ix[s] = MUSTP(sides[s]->flat_new(o->d));
+        MUST(sides[s]->add(ix[s], o->nb, xb));
+    }
+    verify_builds(o, ix, xq, radd, rbatch, rsingle, NULL);
+    share(ix);
+    run_rounds(o, ix[0], o->nb, xb, xq, radd, rbatch, rsingle);
+    sides[0]->free_index(ix[0]);
 }
 
 static void bench_ivf(const options* o, const float* xt, const float* xb,
@@ -675,10 +709,6 @@ static void bench_ivf(const options* o, const float* xt, const float* xb,
     snprintf(name, sizeof name, "IVF%zu,Flat train %lld", o->nlist,
              (long long)o->nt);
     row* rtrain = new_row(name, "ms", 1e3);
-    step_data sd = {o->nt, xt};
-    run_build(o, rtrain, ix, make_ivf, step_train, &sd);
-    for (int s = 0; s < 2; s++)
-        MUST(sides[s]->set_nprobe(ix[s], o->nprobe));
     snprintf(name, sizeof name, "IVF%zu,Flat add %lld", o->nlist,
              (long long)o->nb);
     row* radd = new_row(name, "ms", 1e3);
@@ -688,10 +718,16 @@ static void bench_ivf(const options* o, const float* xt, const float* xb,
     snprintf(name, sizeof name, "IVF search single, nprobe %zu (per query)",
              o->nprobe);
     row* rsingle = new_row(name, "us", 1e6 / o->nsingle);
-    run_rounds(o, ix, o->nb, xb, xq, radd, rbatch, rsingle);
-    rtrain->identical = rbatch->identical; /* same centroids => same lists */
-    for (int s = 0; s < 2; s++)
-        sides[s]->free_index(ix[s]);
+    step_data sd = {o->nt, xt};
+    run_build(o, rtrain, ix, make_ivf, step_train, &sd);
+    for (int s = 0; s < 2; s++) {
+        MUST(sides[s]->set_nprobe(ix[s], o->nprobe));
+        MUST(sides[s]->add(ix[s], o->nb, xb));
+    }
+    verify_builds(o, ix, xq, rtrain, radd, rbatch, rsingle);
+    share(ix);
+    run_rounds(o, ix[0], o->nb, xb, xq, radd, rbatch, rsingle);
+    sides[0]->free_index(ix[0]);
 }
 
 static void bench_hnsw(const options* o, const float* xb, const float* xq) {
@@ -700,20 +736,20 @@ static void bench_hnsw(const options* o, const float* xb, const float* xq) {
     snprintf(name, sizeof name, "HNSW%d add (build) %lld", o->hnsw_m,
              (long long)o->hnsw_nb);
     row* rbuild = new_row(name, "ms", 1e3);
-    step_data sd = {o->hnsw_nb, xb};
-    run_build(o, rbuild, ix, make_hnsw, step_add, &sd);
-    for (int s = 0; s < 2; s++)
-        MUST(sides[s]->set_ef_search(ix[s], o->ef_search));
     snprintf(name, sizeof name, "HNSW search batch %lld, efSearch %d",
              (long long)o->nq, o->ef_search);
     row* rbatch = new_row(name, "ms", 1e3);
     snprintf(name, sizeof name, "HNSW search single, efSearch %d (per query)",
              o->ef_search);
     row* rsingle = new_row(name, "us", 1e6 / o->nsingle);
-    run_rounds(o, ix, 0, NULL, xq, NULL, rbatch, rsingle);
-    rbuild->identical = rbatch->identical; /* same graph => same results */
+    step_data sd = {o->hnsw_nb, xb};
+    run_build(o, rbuild, ix, make_hnsw, step_add, &sd);
     for (int s = 0; s < 2; s++)
-        sides[s]->free_index(ix[s]);
+        MUST(sides[s]->set_ef_search(ix[s], o->ef_search));
+    verify_builds(o, ix, xq, rbuild, rbatch, rsingle, NULL);
+    share(ix);
+    run_rounds(o, ix[0], 0, NULL, xq, NULL, rbatch, rsingle);
+    sides[0]->free_index(ix[0]);
 }
 
 /* ------------------------------------------------------------------------ */
