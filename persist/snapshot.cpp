@@ -1,0 +1,156 @@
+/* snapshot.cpp -- the snapshot container (see docs/format.md):
+ *
+ *   off size field
+ *     0   8  magic "FXSNAP\r\n" (the CR LF catches text-mode mangling)
+ *     8   4  format version (1)
+ *    12   4  header size (64)
+ *    16   4  kind (1 = faiss::Index)
+ *    20   4  d
+ *    24   4  metric (faiss MetricType)
+ *    28   4  flags (0)
+ *    32   8  seq: the last log record the snapshot includes
+ *    40   8  ntotal
+ *    48   8  payload length in bytes
+ *    56   4  CRC-32C of the payload
+ *    60   4  CRC-32C of bytes 0..59
+ *    64   -  payload: faiss::write_index bytes
+ * All integers little-endian. */
+#include "persist/snapshot.h"
+
+#include "core/bridge.h"
+#include "persist/bytes.h"
+#include "persist/crc32c.h"
+#include "persist/fileio.h"
+
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+namespace fx {
+namespace snap {
+
+namespace {
+
+void encode_header(const Header& h, uint8_t* p) {
+    std::memset(p, 0, HEADER_SIZE);
+    std::memcpy(p, MAGIC, 8);
+    fx_put_u32(p + 8, h.version);
+    fx_put_u32(p + 12, HEADER_SIZE);
+    fx_put_u32(p + 16, h.kind);
+    fx_put_u32(p + 20, (uint32_t)h.d);
+    fx_put_u32(p + 24, (uint32_t)h.metric);
+    fx_put_u32(p + 28, 0);
+    fx_put_u64(p + 32, h.seq);
+    fx_put_u64(p + 40, (uint64_t)h.ntotal);
+    fx_put_u64(p + 48, h.payload_len);
+    fx_put_u32(p + 56, h.payload_crc);
+    fx_put_u32(p + 60, fx_crc32c(0, p, 60));
+}
+
+} // namespace
+
+void write(const std::string& path, const faiss::Index* ix, uint64_t seq) {
+    faiss::VectorIOWriter w;
+    faiss::write_index(ix, &w);
+    Header h;
+    h.d = ix->d;
+    h.metric = (int32_t)ix->metric_type;
+    h.seq = seq;
+    h.ntotal = ix->ntotal;
+    h.payload_len = w.data.size();
+    h.payload_crc = fx_crc32c(0, w.data.data(), w.data.size());
+    uint8_t hdr[HEADER_SIZE];
+    encode_header(h, hdr);
+    const void* parts[2] = {hdr, w.data.data()};
+    size_t sizes[2] = {HEADER_SIZE, w.data.size()};
+    if (fx_write_file_durable(path.c_str(), parts, sizes, 2) != 0)
+        throw Error(FAISSX_E_IO, "cannot write snapshot '" + path +
+                                         "': " + std::strerror(errno));
+}
+
+bool verify(const uint8_t* p, size_t n, Header* h, const uint8_t** payload,
+            std::string* err) {
+    if (n < HEADER_SIZE) {
+        *err = "truncated snapshot header (" + std::to_string(n) +
+               " bytes, need " + std::to_string(HEADER_SIZE) + ")";
+        return false;
+    }
+    if (std::memcmp(p, MAGIC, 8) != 0) {
+        *err = "not a faissx snapshot (bad magic)";
+        return false;
+    }
+    if (fx_get_u32(p + 60) != fx_crc32c(0, p, 60)) {
+        *err = "snapshot header checksum mismatch";
+        return false;
+    }
+    h->version = fx_get_u32(p + 8);
+    if (h->version != VERSION) {
+        *err = "unsupported snapshot format version " +
+               std::to_string(h->version);
+        return false;
+    }
+    if (fx_get_u32(p + 12) != HEADER_SIZE) {
+        *err = "bad snapshot header size";
+        return false;
+    }
+    h->kind = fx_get_u32(p + 16);
+    if (h->kind != KIND_INDEX) {
+        *err = "unknown snapshot kind " + std::to_string(h->kind);
+        return false;
+    }
+    h->d = (int32_t)fx_get_u32(p + 20);
+    h->metric = (int32_t)fx_get_u32(p + 24);
+    h->seq = fx_get_u64(p + 32);
+    h->ntotal = (int64_t)fx_get_u64(p + 40);
+    h->payload_len = fx_get_u64(p + 48);
+    h->payload_crc = fx_get_u32(p + 56);
+    if (h->payload_len != n - HEADER_SIZE) {
+        *err = "snapshot payload length " + std::to_string(h->payload_len) +
+               " does not match the file (" + std::to_string(n - HEADER_SIZE) +
+               " bytes after the header)";
+        return false;
+    }
+    if (fx_crc32c(0, p + HEADER_SIZE, h->payload_len) != h->payload_crc) {
+        *err = "snapshot payload checksum mismatch";
+        return false;
+    }
+    if (h->d <= 0 || h->ntotal < 0) {
+        *err = "snapshot header has an invalid dimension or count";
+        return false;
+    }
+    *payload = p + HEADER_SIZE;
+    return true;
+}
+
+faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
+                     Header* h) {
+    const uint8_t* payload = nullptr;
+    std::string err;
+    if (!verify(data, n, h, &payload, &err))
+        throw Error(FAISSX_E_IO, "corrupt snapshot '" + what + "': " + err);
+    faiss::VectorIOReader r;
+    r.data.assign(payload, payload + h->payload_len);
+    std::unique_ptr<faiss::Index> ix(faiss::read_index(&r));
+    if (ix->d != h->d || (int32_t)ix->metric_type != h->metric ||
+        ix->ntotal != h->ntotal)
+        throw Error(FAISSX_E_IO, "corrupt snapshot '" + what +
+                                         "': index does not match its header");
+    return ix.release();
+}
+
+faiss::Index* load(const std::string& path, Header* h) {
+    uint8_t* data = nullptr;
+    size_t n = 0;
+    if (fx_read_file(path.c_str(), &data, &n) != 0)
+        throw Error(FAISSX_E_IO, "cannot read snapshot '" + path +
+                                         "': " + std::strerror(errno));
+    std::unique_ptr<uint8_t, decltype(&std::free)> own(data, &std::free);
+    return decode(data, n, path, h);
+}
+
+} // namespace snap
+} // namespace fx

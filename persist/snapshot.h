@@ -1,0 +1,56 @@
+/* snapshot.h -- internal: the snapshot container around faiss index bytes
+ * (layout in docs/format.md). The checksum is verified before faiss parses
+ * a byte: faiss 1.7.3's read_index trusts its input. Not API. */
+#ifndef FX_SNAPSHOT_H
+#define FX_SNAPSHOT_H
+
+#include <faiss/Index.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fx {
+namespace snap {
+
+constexpr char MAGIC[9] = "FXSNAP\r\n";
+constexpr uint32_t VERSION = 1;
+constexpr uint32_t HEADER_SIZE = 64;
+constexpr uint32_t KIND_INDEX = 1; /* a faiss::Index (float vectors) */
+
+struct Header {
+    uint32_t version = VERSION;
+    uint32_t kind = KIND_INDEX;
+    int32_t d = 0;
+    int32_t metric = 0;
+    uint64_t seq = 0;     /* last log sequence number the snapshot includes */
+    int64_t ntotal = 0;
+    uint64_t payload_len = 0;
+    uint32_t payload_crc = 0;
+};
+
+/* Durably writes a snapshot of `ix` covering log records up to `seq`
+ * (temp file, fsync, rename, directory fsync). Throws fx::Error
+ * (FAISSX_E_IO) naming the path and errno text. */
+void write(const std::string& path, const faiss::Index* ix, uint64_t seq);
+
+/* Checks the container in memory: magic, version, kind, header checksum,
+ * length and payload checksum. Never calls faiss. On success *h and
+ * *payload (pointing into data) are set; otherwise *err says what is wrong. */
+bool verify(const uint8_t* data, size_t n, Header* h, const uint8_t** payload,
+            std::string* err);
+
+/* verify() then faiss::read_index; checks the index agrees with the header
+ * (d, metric, ntotal). Throws fx::Error(FAISSX_E_IO) with `what` (a path)
+ * and the reason. The caller owns the result. */
+faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
+                     Header* h);
+
+/* Reads the file and decode()s it. */
+faiss::Index* load(const std::string& path, Header* h);
+
+} // namespace snap
+} // namespace fx
+
+#endif
