@@ -48,6 +48,14 @@ struct SelBinary : faiss::IDSelector {
     }
 };
 
+/* The quantizer handle of an IVF index: for a remote IVF, the client handle
+ * it was built from (the same server object), else NULL with an error. */
+FaissIndex* quantizer_of(const char* func, const FaissIndex* h);
+
+/* The child handle a remote composite was built from, or NULL with an
+ * error. */
+FaissIndex* child_of(const char* func, RemoteIndex* r);
+
 /* IVF add_core with its inputs validated (list numbers, finiteness). */
 int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
                          const float* x, const idx_t* xids,

@@ -4,6 +4,9 @@
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexRefine.h>
+#include <faiss/utils/distances.h>
+
+#include <vector>
 
 extern "C" {
 
@@ -31,7 +34,22 @@ int faiss_IndexFlat_new_with(FaissIndexFlat** p_index, idx_t d,
     FX_CATCH
 }
 
+/* On a remote flat index the vectors are copied to the client: the pointer
+ * stays valid until the next faiss_IndexFlat_xb call on that handle or its
+ * free, and reflects the index at the time of the call. */
 void faiss_IndexFlat_xb(FaissIndexFlat* index, float** p_xb, size_t* p_size) {
+    if (auto r = index ? fx::as_remote(fx::index(index)) : nullptr) {
+        try {
+            r->xb_copy = r->fetch("xb");
+            if (p_xb) *p_xb = reinterpret_cast<float*>(r->xb_copy.data());
+            if (p_size) *p_size = r->xb_copy.size() / sizeof(float);
+        } catch (...) {
+            fx::handle_exception(__func__);
+            if (p_xb) *p_xb = nullptr;
+            if (p_size) *p_size = 0;
+        }
+        return;
+    }
     auto f = fx::as<faiss::IndexFlat>(reinterpret_cast<FaissIndex*>(index));
     if (!f) {
         fx::note_error(FAISSX_E_INVALID, __func__,
@@ -51,6 +69,31 @@ int faiss_IndexFlat_compute_distance_subset(FaissIndex* index, idx_t n,
                                             const float* x, idx_t k,
                                             float* distances,
                                             const idx_t* labels) {
+    if (auto r = index && fx::remote_is(fx::index(index), FX_KIND_FLAT)
+                         ? fx::as_remote(fx::index(index))
+                         : nullptr) {
+        // The vectors come over once; the distances are computed here with
+        // the same kernels faiss's IndexFlat uses, so results are identical.
+        if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
+        if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
+        FX_TRY
+        r->sync();
+        for (idx_t i = 0; i < n * k; i++)
+            FX_REQUIRE(labels[i] >= 0 && labels[i] < r->ntotal,
+                       "labels[%lld] = %lld is outside [0, %lld)", (long long)i,
+                       (long long)labels[i], (long long)r->ntotal);
+        std::vector<float> y((size_t)(n * k) * r->d);
+        r->reconstruct_batch(n * k, labels, y.data());
+        for (idx_t i = 0; i < n * k; i++) {
+            const float* xi = x + (i / k) * r->d;
+            const float* yi = y.data() + (size_t)i * r->d;
+            distances[i] = r->metric_type == faiss::METRIC_INNER_PRODUCT
+                    ? faiss::fvec_inner_product(xi, yi, r->d)
+                    : faiss::fvec_L2sqr(xi, yi, r->d);
+        }
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(f, faiss::IndexFlat, index);
     if (int rc = fx::check_vectors(__func__, n, x, f->d, "x")) return rc;
     if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
@@ -81,7 +124,7 @@ int faiss_IndexFlatIP_new(FaissIndexFlatIP** p_index) {
 int faiss_IndexFlatIP_new_with(FaissIndexFlatIP** p_index, idx_t d) {
     FX_NOT_NULL(p_index);
     if (int rc = fx::check_dim(__func__, d)) return rc;
-    FX_REMOTE_CREATE(p_index, d, "Flat", METRIC_INNER_PRODUCT);
+    FX_REMOTE_UPLOAD(p_index, new faiss::IndexFlatIP(d));
     FX_TRY
     *p_index = fx::handle<FaissIndexFlatIP>(
             static_cast<faiss::Index*>(new faiss::IndexFlatIP(d)));
@@ -104,7 +147,7 @@ int faiss_IndexFlatL2_new(FaissIndexFlatL2** p_index) {
 int faiss_IndexFlatL2_new_with(FaissIndexFlatL2** p_index, idx_t d) {
     FX_NOT_NULL(p_index);
     if (int rc = fx::check_dim(__func__, d)) return rc;
-    FX_REMOTE_CREATE(p_index, d, "Flat", METRIC_L2);
+    FX_REMOTE_UPLOAD(p_index, new faiss::IndexFlatL2(d));
     FX_TRY
     *p_index = fx::handle<FaissIndexFlatL2>(
             static_cast<faiss::Index*>(new faiss::IndexFlatL2(d)));
@@ -131,7 +174,7 @@ int faiss_IndexRefineFlat_new(FaissIndexRefineFlat** p_index,
 }
 
 FX_INDEX_FREE(IndexRefineFlat)
-FX_DOWNCAST(IndexRefineFlat, faiss::IndexRefineFlat)
+FX_DOWNCAST_R(IndexRefineFlat, faiss::IndexRefineFlat, FX_KIND_REFINE)
 FX_GETTER(IndexRefineFlat, faiss::IndexRefineFlat, int, own_fields,
           o->own_fields)
 FX_SETTER(IndexRefineFlat, faiss::IndexRefineFlat, int, own_fields,

@@ -7,6 +7,8 @@
 #include <faiss/IndexIVFFlat.h>
 
 #include <cstddef>
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 static_assert(sizeof(FaissIndexIVFStats) == sizeof(faiss::IndexIVFStats),
@@ -51,6 +53,30 @@ int ivf_add_core(const char* func, faiss::IndexIVF* ivf, idx_t n,
 } // namespace
 
 namespace fx {
+FaissIndex* child_of(const char* func, RemoteIndex* r) {
+    if (!r->children.empty()) return handle<FaissIndex>(r->children[0]);
+    note_error(FAISSX_E_UNSUPPORTED, func,
+               "the inner index of this remote index is not reachable from "
+               "the client (it was not built from a client handle)");
+    return nullptr;
+}
+
+FaissIndex* quantizer_of(const char* func, const FaissIndex* h) {
+    if (auto r = h ? as_remote(index(h)) : nullptr) {
+        if (!r->children.empty()) return handle<FaissIndex>(r->children[0]);
+        note_error(FAISSX_E_UNSUPPORTED, func,
+                   "the quantizer of this remote index is not reachable from "
+                   "the client (it was not built from a client handle)");
+        return nullptr;
+    }
+    auto ivf = as<faiss::IndexIVF>(h);
+    if (!ivf) {
+        note_error(FAISSX_E_INVALID, func, "handle is NULL or not an IndexIVF");
+        return nullptr;
+    }
+    return handle<FaissIndex>(ivf->quantizer);
+}
+
 int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
                          const float* x, const idx_t* xids,
                          const idx_t* precomputed_idx) {
@@ -67,14 +93,22 @@ FX_DOWNCAST_R(IndexIVF, faiss::IndexIVF, FX_KIND_IVF)
 FX_GETTER_R(IndexIVF, faiss::IndexIVF, size_t, nlist, o->nlist, FX_KIND_IVF, "nlist")
 FX_GETTER_R(IndexIVF, faiss::IndexIVF, size_t, nprobe, o->nprobe, FX_KIND_IVF, "nprobe")
 FX_SETTER_R(IndexIVF, faiss::IndexIVF, size_t, nprobe, o->nprobe = val, FX_KIND_IVF, "nprobe")
-FX_GETTER(IndexIVF, faiss::IndexIVF, FaissIndex*, quantizer,
-          reinterpret_cast<FaissIndex*>(o->quantizer))
+FaissIndex* faiss_IndexIVF_quantizer(const FaissIndexIVF* obj) {
+    return fx::quantizer_of(__func__, reinterpret_cast<const FaissIndex*>(obj));
+}
 FX_GETTER_R(IndexIVF, faiss::IndexIVF, char, quantizer_trains_alone,
           o->quantizer_trains_alone, FX_KIND_IVF, "quantizer_trains_alone")
 FX_OWN_FIELDS_R(IndexIVF, faiss::IndexIVF)
 
 int faiss_IndexIVF_merge_from(FaissIndexIVF* index, FaissIndexIVF* other,
                               idx_t add_id) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        FX_NOT_NULL(other);
+        FX_TRY
+        r->merge_from(*fx::index(reinterpret_cast<FaissIndex*>(other)), add_id);
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(a, faiss::IndexIVF, index);
     FX_CAST(b, faiss::IndexIVF, other);
     FX_REQUIRE(a != b, "cannot merge an index into itself");
@@ -87,6 +121,26 @@ int faiss_IndexIVF_merge_from(FaissIndexIVF* index, FaissIndexIVF* other,
 int faiss_IndexIVF_copy_subset_to(const FaissIndexIVF* index,
                                   FaissIndexIVF* other, int subset_type,
                                   idx_t a1, idx_t a2) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        auto o = other ? fx::as_remote(fx::index(reinterpret_cast<FaissIndex*>(other))) : nullptr;
+        FX_REQUIRE(o && o->conn == r->conn,
+                   "copy_subset_to needs two indexes on the same server");
+        FX_REQUIRE(subset_type >= 0 && subset_type <= 2,
+                   "subset_type must be 0, 1 or 2 (got %d)", subset_type);
+        FX_TRY
+        r->ivf_call(FX_IVF_COPY_SUBSET_TO,
+                    [&](fx_wbuf* w) {
+                        fx_w_u64(w, o->handle);
+                        fx_w_i64(w, subset_type);
+                        fx_w_i64(w, a1);
+                        fx_w_i64(w, a2);
+                    },
+                    [](fx_rbuf*) { /* state of the source: ignored */ });
+        // The request was sent on the source's behalf; refresh both.
+        o->sync();
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(a, faiss::IndexIVF, index);
     FX_CAST(b, faiss::IndexIVF, other);
     FX_REQUIRE(subset_type >= 0 && subset_type <= 2,
@@ -107,6 +161,36 @@ int faiss_IndexIVF_search_preassigned(const FaissIndexIVF* index, idx_t n,
                                       const float* centroid_dis,
                                       float* distances, idx_t* labels,
                                       int store_pairs) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
+        if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
+        FX_REQUIRE(n == 0 || (assign && centroid_dis),
+                   "assign and centroid_dis must not be NULL");
+        FX_TRY
+        size_t np = std::min((size_t)r->get_param("nprobe"),
+                             (size_t)r->get_param("nlist"));
+        r->ivf_call(FX_IVF_SEARCH_PREASSIGNED,
+                    [&](fx_wbuf* w) {
+                        fx_w_i64(w, n);
+                        fx_w_i64(w, k);
+                        fx_w_i64(w, store_pairs != 0);
+                        fx_w_array(w, x, (uint64_t)n * r->d, sizeof(float));
+                        fx_w_array(w, assign, (uint64_t)n * np, sizeof(idx_t));
+                        fx_w_array(w, centroid_dis, (uint64_t)n * np, sizeof(float));
+                    },
+                    [&](fx_rbuf* rb) {
+                        const void* p;
+                        uint64_t c;
+                        if (fx_r_array(rb, 4, (uint64_t)n * k, &p, &c) || c != (uint64_t)n * k)
+                            throw fx::Error(FAISSX_E_PROTOCOL, "bad search_preassigned reply");
+                        memcpy(distances, p, c * 4);
+                        if (fx_r_array(rb, 8, (uint64_t)n * k, &p, &c) || c != (uint64_t)n * k)
+                            throw fx::Error(FAISSX_E_PROTOCOL, "bad search_preassigned reply");
+                        memcpy(labels, p, c * 8);
+                    });
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(ivf, faiss::IndexIVF, index);
     if (int rc = fx::check_vectors(__func__, n, x, ivf->d, "x")) return rc;
     if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
@@ -127,6 +211,16 @@ int faiss_IndexIVF_search_preassigned(const FaissIndexIVF* index, idx_t n,
 
 size_t faiss_IndexIVF_get_list_size(const FaissIndexIVF* index,
                                     size_t list_no) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        FX_TRY
+        auto b = r->fetch("list_sizes");
+        FX_REQUIRE_RET(list_no < b.size() / 8, 0, "list_no %zu >= nlist %zu",
+                       list_no, b.size() / 8);
+        uint64_t v;
+        memcpy(&v, b.data() + list_no * 8, 8);
+        return (size_t)v;
+        FX_CATCH_RET(0)
+    }
     FX_CAST_RET(ivf, faiss::IndexIVF, index, 0);
     FX_REQUIRE_RET(list_no < ivf->nlist, 0, "list_no %zu >= nlist %zu",
                    list_no, ivf->nlist);
@@ -137,6 +231,13 @@ size_t faiss_IndexIVF_get_list_size(const FaissIndexIVF* index,
 
 int faiss_IndexIVF_make_direct_map(FaissIndexIVF* index,
                                    int new_maintain_direct_map) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        FX_TRY
+        r->ivf_mutate(FX_IVF_MAKE_DIRECT_MAP,
+                      [&](fx_wbuf* w) { fx_w_i64(w, new_maintain_direct_map != 0); });
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(ivf, faiss::IndexIVF, index);
     FX_TRY
     ivf->make_direct_map(new_maintain_direct_map != 0);
@@ -145,6 +246,17 @@ int faiss_IndexIVF_make_direct_map(FaissIndexIVF* index,
 }
 
 double faiss_IndexIVF_imbalance_factor(const FaissIndexIVF* index) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        FX_TRY
+        double v = 0;
+        r->ivf_call(FX_IVF_IMBALANCE, [](fx_wbuf*) {},
+                    [&](fx_rbuf* rb) {
+                        if (fx_r_f64(rb, &v))
+                            throw fx::Error(FAISSX_E_PROTOCOL, "bad imbalance reply");
+                    });
+        return v;
+        FX_CATCH_RET(0.0)
+    }
     FX_CAST_RET(ivf, faiss::IndexIVF, index, 0.0);
     FX_TRY
     return ivf->invlists->imbalance_factor();
@@ -152,6 +264,22 @@ double faiss_IndexIVF_imbalance_factor(const FaissIndexIVF* index) {
 }
 
 void faiss_IndexIVF_print_stats(const FaissIndexIVF* index) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        FX_TRY
+        auto b = r->fetch("list_sizes");
+        size_t nl = b.size() / 8, total = 0, maxl = 0, empty = 0;
+        for (size_t i = 0; i < nl; i++) {
+            uint64_t v;
+            memcpy(&v, b.data() + i * 8, 8);
+            total += v;
+            maxl = v > maxl ? v : maxl;
+            empty += v == 0;
+        }
+        printf("remote IVF index: %zu lists, %zu vectors, largest list %zu, "
+               "%zu empty lists\n", nl, total, maxl, empty);
+        return;
+        FX_CATCH_RET()
+    }
     FX_CAST_RET(ivf, faiss::IndexIVF, index, );
     FX_TRY
     ivf->invlists->print_stats();
@@ -160,6 +288,14 @@ void faiss_IndexIVF_print_stats(const FaissIndexIVF* index) {
 
 void faiss_IndexIVF_invlists_get_ids(const FaissIndexIVF* index,
                                      size_t list_no, idx_t* invlist) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        FX_REQUIRE_RET(invlist != nullptr, , "argument 'invlist' is NULL");
+        FX_TRY
+        auto b = r->fetch("list_ids", (int64_t)list_no);
+        if (!b.empty()) memcpy(invlist, b.data(), b.size());
+        return;
+        FX_CATCH_RET()
+    }
     FX_CAST_RET(ivf, faiss::IndexIVF, index, );
     FX_REQUIRE_RET(list_no < ivf->nlist, , "list_no %zu >= nlist %zu",
                    list_no, ivf->nlist);
@@ -186,8 +322,9 @@ FX_DOWNCAST_R(IndexIVFFlat, faiss::IndexIVFFlat, FX_KIND_IVFFLAT)
 FX_GETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, size_t, nlist, o->nlist, FX_KIND_IVFFLAT, "nlist")
 FX_GETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, size_t, nprobe, o->nprobe, FX_KIND_IVFFLAT, "nprobe")
 FX_SETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, size_t, nprobe, o->nprobe = val, FX_KIND_IVFFLAT, "nprobe")
-FX_GETTER(IndexIVFFlat, faiss::IndexIVFFlat, FaissIndex*, quantizer,
-          reinterpret_cast<FaissIndex*>(o->quantizer))
+FaissIndex* faiss_IndexIVFFlat_quantizer(const FaissIndexIVFFlat* obj) {
+    return fx::quantizer_of(__func__, reinterpret_cast<const FaissIndex*>(obj));
+}
 FX_GETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, char, quantizer_trains_alone,
           o->quantizer_trains_alone, FX_KIND_IVFFLAT, "quantizer_trains_alone")
 FX_OWN_FIELDS_R(IndexIVFFlat, faiss::IndexIVFFlat)
@@ -212,16 +349,14 @@ int faiss_IndexIVFFlat_new_with_metric(FaissIndexIVFFlat** p_index,
     FX_REQUIRE(fx::index(quantizer)->d == (int)d,
                "quantizer dimension %d differs from d = %zu",
                fx::index(quantizer)->d, d);
-    // A remote quantizer makes a remote IVF, built over a copy of the
-    // (empty) quantizer and sent to its server.
+    // A remote quantizer makes a remote IVF on the quantizer's server.
     if (auto rq = fx::as_remote(fx::index(quantizer)))
         return fx::remote_wrap(
-                __func__, rq,
-                [&](faiss::Index* q) {
-                    auto ivf = new faiss::IndexIVFFlat(
-                            q, d, nlist, static_cast<faiss::MetricType>(metric));
-                    ivf->own_fields = true;
-                    return static_cast<faiss::Index*>(ivf);
+                __func__, rq, FX_WRAP_IVFFLAT,
+                [&](fx_wbuf* w) {
+                    fx_w_i64(w, (int64_t)d);
+                    fx_w_i64(w, (int64_t)nlist);
+                    fx_w_i64(w, metric);
                 },
                 reinterpret_cast<FaissIndex**>(p_index));
     FX_TRY
@@ -243,12 +378,38 @@ int faiss_IndexIVFFlat_new_with(FaissIndexIVFFlat** p_index,
 int faiss_IndexIVFFlat_add_core(FaissIndexIVFFlat* index, idx_t n,
                                 const float* x, const idx_t* xids,
                                 const int64_t* precomputed_idx) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
+        FX_REQUIRE(n == 0 || precomputed_idx, "argument 'precomputed_idx' is NULL");
+        FX_TRY
+        r->ivf_mutate(FX_IVF_ADD_CORE, [&](fx_wbuf* w) {
+            fx_w_i64(w, n);
+            fx_w_array(w, x, (uint64_t)n * r->d, sizeof(float));
+            fx_w_i64(w, xids != nullptr);
+            fx_w_array(w, xids, xids ? (uint64_t)n : 0, sizeof(idx_t));
+            fx_w_array(w, precomputed_idx, (uint64_t)n, sizeof(idx_t));
+        });
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(ivf, faiss::IndexIVFFlat, index);
     return ivf_add_core(__func__, ivf, n, x, xids, precomputed_idx);
 }
 
 int faiss_IndexIVFFlat_update_vectors(FaissIndexIVFFlat* index, int nv,
                                       idx_t* idx, const float* v) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        if (int rc = fx::check_vectors(__func__, nv, v, r->d, "v")) return rc;
+        FX_REQUIRE(nv == 0 || idx != nullptr, "argument 'idx' is NULL");
+        FX_TRY
+        r->ivf_mutate(FX_IVF_UPDATE_VECTORS, [&](fx_wbuf* w) {
+            fx_w_i64(w, nv);
+            fx_w_array(w, idx, (uint64_t)nv, sizeof(idx_t));
+            fx_w_array(w, v, (uint64_t)nv * r->d, sizeof(float));
+        });
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(ivf, faiss::IndexIVFFlat, index);
     if (int rc = fx::check_vectors(__func__, nv, v, ivf->d, "v")) return rc;
     FX_REQUIRE(nv == 0 || idx != nullptr, "argument 'idx' is NULL");

@@ -6,10 +6,25 @@
 #include <faiss/IndexReplicas.h>
 #include <faiss/IndexShards.h>
 
+#include <type_traits>
+
 namespace {
 template <class T>
 void id_map_out(const char* func, FaissIndex* index, idx_t** p_id_map,
                 size_t* p_size) {
+    // Remote: a client-side copy, valid until the next call or the free.
+    if (auto r = index ? fx::as_remote(fx::index(index)) : nullptr) {
+        try {
+            r->id_map_copy = r->fetch("id_map");
+            if (p_id_map) *p_id_map = reinterpret_cast<idx_t*>(r->id_map_copy.data());
+            if (p_size) *p_size = r->id_map_copy.size() / sizeof(idx_t);
+        } catch (...) {
+            fx::handle_exception(func);
+            if (p_id_map) *p_id_map = nullptr;
+            if (p_size) *p_size = 0;
+        }
+        return;
+    }
     auto m = fx::as<T>(index);
     if (!m) {
         fx::note_error(FAISSX_E_INVALID, func,
@@ -35,12 +50,9 @@ int idmap_new(const char* func, FaissIndex** p_index, FaissIndex* index) {
     if (auto r = fx::as_remote(fx::index(index)))
         return fx::remote_wrap(
                 func, r,
-                [](faiss::Index* sub) {
-                    auto m = new T(sub);
-                    m->own_fields = true;
-                    return static_cast<faiss::Index*>(m);
-                },
-                p_index);
+                std::is_same<T, faiss::IndexIDMap2>::value ? FX_WRAP_IDMAP2
+                                                           : FX_WRAP_IDMAP,
+                [](fx_wbuf*) {}, p_index);
     try {
         *p_index = fx::handle<FaissIndex>(
                 static_cast<faiss::Index*>(new T(fx::index(index))));
@@ -75,7 +87,7 @@ int faiss_IndexIDMap_new(FaissIndexIDMap** p_index, FaissIndex* index) {
     return idmap_new<faiss::IndexIDMap>(__func__, p_index, index);
 }
 
-FX_DOWNCAST(IndexIDMap, faiss::IndexIDMap)
+FX_DOWNCAST_R(IndexIDMap, faiss::IndexIDMap, FX_KIND_IDMAP)
 
 void faiss_IndexIDMap_id_map(FaissIndexIDMap* index, idx_t** p_id_map,
                              size_t* p_size) {
@@ -83,6 +95,8 @@ void faiss_IndexIDMap_id_map(FaissIndexIDMap* index, idx_t** p_id_map,
 }
 
 FaissIndex* faiss_IndexIDMap_sub_index(FaissIndexIDMap* index) {
+    if (auto r = index ? fx::as_remote(fx::index(index)) : nullptr)
+        return fx::child_of(__func__, r);
     FX_CAST_RET(m, faiss::IndexIDMap, index, nullptr);
     return fx::handle<FaissIndex>(m->index);
 }
@@ -96,6 +110,8 @@ int faiss_IndexIDMap2_new(FaissIndexIDMap2** p_index, FaissIndex* index) {
 }
 
 int faiss_IndexIDMap2_construct_rev_map(FaissIndexIDMap2* index) {
+    // The server's IDMap2 keeps its reverse map current on every change.
+    if (index && fx::remote_is(fx::index(index), FX_KIND_IDMAP2)) return 0;
     FX_CAST(m, faiss::IndexIDMap2, index);
     FX_TRY
     m->construct_rev_map();
@@ -103,7 +119,7 @@ int faiss_IndexIDMap2_construct_rev_map(FaissIndexIDMap2* index) {
     FX_CATCH
 }
 
-FX_DOWNCAST(IndexIDMap2, faiss::IndexIDMap2)
+FX_DOWNCAST_R(IndexIDMap2, faiss::IndexIDMap2, FX_KIND_IDMAP2)
 
 void faiss_IndexIDMap2_id_map(FaissIndexIDMap2* index, idx_t** p_id_map,
                               size_t* p_size) {
@@ -111,6 +127,8 @@ void faiss_IndexIDMap2_id_map(FaissIndexIDMap2* index, idx_t** p_id_map,
 }
 
 FaissIndex* faiss_IndexIDMap2_sub_index(FaissIndexIDMap2* index) {
+    if (auto r = index ? fx::as_remote(fx::index(index)) : nullptr)
+        return fx::child_of(__func__, r);
     FX_CAST_RET(m, faiss::IndexIDMap2, index, nullptr);
     return fx::handle<FaissIndex>(m->index);
 }

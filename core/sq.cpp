@@ -80,18 +80,16 @@ int faiss_IndexIVFScalarQuantizer_new_with_metric(
     FX_REQUIRE(fx::index(quantizer)->d == (int)d,
                "quantizer dimension %d differs from d = %zu",
                fx::index(quantizer)->d, d);
-    // A remote quantizer makes a remote IVF, built over a copy of the
-    // (empty) quantizer and sent to its server.
+    // A remote quantizer makes a remote IVF on the quantizer's server.
     if (auto rq = fx::as_remote(fx::index(quantizer)))
         return fx::remote_wrap(
-                __func__, rq,
-                [&](faiss::Index* q) {
-                    auto ivf = new faiss::IndexIVFScalarQuantizer(
-                            q, d, nlist, static_cast<QT>(qt),
-                            static_cast<faiss::MetricType>(metric),
-                            encode_residual != 0);
-                    ivf->own_fields = true;
-                    return static_cast<faiss::Index*>(ivf);
+                __func__, rq, FX_WRAP_IVFSQ,
+                [&](fx_wbuf* w) {
+                    fx_w_i64(w, (int64_t)d);
+                    fx_w_i64(w, (int64_t)nlist);
+                    fx_w_i64(w, qt);
+                    fx_w_i64(w, metric);
+                    fx_w_i64(w, encode_residual != 0);
                 },
                 reinterpret_cast<FaissIndex**>(p_index));
     FX_TRY
@@ -118,13 +116,29 @@ FX_GETTER_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, size_t,
             nprobe, o->nprobe, FX_KIND_IVFSQ, "nprobe")
 FX_SETTER_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, size_t,
             nprobe, o->nprobe = val, FX_KIND_IVFSQ, "nprobe")
-FX_GETTER(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer,
-          FaissIndex*, quantizer, reinterpret_cast<FaissIndex*>(o->quantizer))
+FaissIndex* faiss_IndexIVFScalarQuantizer_quantizer(
+        const FaissIndexIVFScalarQuantizer* obj) {
+    return fx::quantizer_of(__func__, reinterpret_cast<const FaissIndex*>(obj));
+}
 FX_OWN_FIELDS_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer)
 
 int faiss_IndexIVFScalarQuantizer_add_core(
         FaissIndexIVFScalarQuantizer* index, idx_t n, const float* x,
         const idx_t* xids, const idx_t* precomputed_idx) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
+        FX_REQUIRE(n == 0 || precomputed_idx, "argument 'precomputed_idx' is NULL");
+        FX_TRY
+        r->ivf_mutate(FX_IVF_ADD_CORE, [&](fx_wbuf* w) {
+            fx_w_i64(w, n);
+            fx_w_array(w, x, (uint64_t)n * r->d, sizeof(float));
+            fx_w_i64(w, xids != nullptr);
+            fx_w_array(w, xids, xids ? (uint64_t)n : 0, sizeof(idx_t));
+            fx_w_array(w, precomputed_idx, (uint64_t)n, sizeof(idx_t));
+        });
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(ivf, faiss::IndexIVFScalarQuantizer, index);
     return fx::ivf_add_core_checked(__func__, ivf, n, x, xids,
                                     precomputed_idx);
@@ -132,6 +146,16 @@ int faiss_IndexIVFScalarQuantizer_add_core(
 
 int faiss_IndexIVFScalarQuantizer_train_residual(
         FaissIndexIVFScalarQuantizer* index, idx_t n, const float* x) {
+    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+        if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
+        FX_TRY
+        r->ivf_mutate(FX_IVF_TRAIN_RESIDUAL, [&](fx_wbuf* w) {
+            fx_w_i64(w, n);
+            fx_w_array(w, x, (uint64_t)n * r->d, sizeof(float));
+        });
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(ivf, faiss::IndexIVFScalarQuantizer, index);
     if (int rc = fx::check_vectors(__func__, n, x, ivf->d, "x")) return rc;
     FX_REQUIRE(ivf->quantizer && ivf->quantizer->is_trained &&

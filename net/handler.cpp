@@ -26,6 +26,7 @@
 #include <faiss/IndexReplicas.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/IndexShards.h>
+#include <faiss/VectorTransform.h>
 #include <faiss/clone_index.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/IDSelector.h>
@@ -52,6 +53,7 @@ using idx = faiss::Index::idx_t;
 using fx::Error;
 
 constexpr size_t kMaxName = 128;
+constexpr size_t kMaxNameRead = 1024; // longer: a malformed message
 constexpr size_t kMaxDescription = 1024;
 constexpr size_t kMaxKey = 256;
 constexpr size_t kMaxParamName = 64;
@@ -74,8 +76,14 @@ struct Entry {
     std::string name; // empty: anonymous
     uint64_t client_id = 0;
     uint64_t conn_id = 0;
+    // Entries whose faiss objects this one's index uses (the quantizer of
+    // an IVF built by WRAP, ...). Declared before `index` so the composite
+    // is destroyed first.
+    std::vector<std::shared_ptr<Entry>> deps;
+    std::vector<std::unique_ptr<faiss::VectorTransform>> transforms;
     std::unique_ptr<faiss::Index> index;
-    std::shared_mutex mu;
+    // Shared by a composite and its children: they are one data structure.
+    std::shared_ptr<std::shared_mutex> mu = std::make_shared<std::shared_mutex>();
     bool orphan = false;
 };
 using EntryP = std::shared_ptr<Entry>;
@@ -315,6 +323,12 @@ void end(Req& q) {
     check(&q.r);
 }
 
+/* A name field: read up to kMaxNameRead bytes so that a too-long name gets
+ * the "invalid index name" reply, not a protocol error. */
+std::string rd_name(Req& q) {
+    return rd_str(q, kMaxNameRead);
+}
+
 void need_write(Req& q) {
     if (q.read_only)
         throw Error(FAISSX_E_PERMISSION,
@@ -330,6 +344,18 @@ int64_t rd_n(Req& q) {
                                             "limit of " +
                                             std::to_string(q.s->conf.max_batch));
     return n;
+}
+
+/* Refuses, before allocating it, a reply array of count*elem bytes that
+ * cannot fit in a message (a small request must not make the server
+ * allocate gigabytes only to fail). */
+void reply_fits(Req& q, uint64_t count, size_t elem) {
+    uint64_t lim = q.s->conf.max_message_bytes;
+    if (elem && count > lim / elem)
+        throw Error(FAISSX_E_LIMIT,
+                    "reply of " + std::to_string(count) + " x " +
+                            std::to_string(elem) +
+                            " bytes would exceed the message limit");
 }
 
 /* Wraps a C API call made on a server-local index: a failure becomes an
@@ -399,7 +425,7 @@ std::unique_ptr<faiss::IDSelector> rd_selector(
 
 void op_create(Req& q, fx_wbuf* w) {
     need_write(q);
-    std::string name = rd_str(q, kMaxName);
+    std::string name = rd_name(q);
     int64_t d = rd_i64(q), metric = rd_i64(q);
     std::string desc = rd_str(q, kMaxDescription);
     end(q);
@@ -426,7 +452,7 @@ void op_create(Req& q, fx_wbuf* w) {
 }
 
 void op_open(Req& q, fx_wbuf* w) {
-    std::string name = rd_str(q, kMaxName);
+    std::string name = rd_name(q);
     end(q);
     EntryP e;
     {
@@ -436,7 +462,7 @@ void op_open(Req& q, fx_wbuf* w) {
             throw Error(FAISSX_E_NOT_FOUND, "no index named '" + name + "'");
         e = q.s->by_handle.at(it->second);
     }
-    std::shared_lock<std::shared_mutex> l(e->mu);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
     write_info(w, e.get());
 }
 
@@ -451,7 +477,7 @@ void op_list(Req& q, fx_wbuf* w) {
     }
     fx_w_u64(w, mine.size());
     for (auto& e : mine) {
-        std::shared_lock<std::shared_mutex> l(e->mu);
+        std::shared_lock<std::shared_mutex> l(*e->mu);
         fx_w_str(w, e->name.c_str());
         fx_w_i64(w, e->index->d);
         fx_w_i64(w, e->index->ntotal);
@@ -460,7 +486,7 @@ void op_list(Req& q, fx_wbuf* w) {
 
 void op_drop(Req& q, fx_wbuf*) {
     need_write(q);
-    std::string name = rd_str(q, kMaxName);
+    std::string name = rd_name(q);
     end(q);
     std::lock_guard<std::mutex> g(q.s->mu);
     auto it = q.s->by_name.find({q.tenant, name});
@@ -471,6 +497,7 @@ void op_drop(Req& q, fx_wbuf*) {
 }
 
 void op_release(Req& q, fx_wbuf*) {
+    need_write(q);
     uint64_t handle = rd_u64(q);
     end(q);
     std::lock_guard<std::mutex> g(q.s->mu);
@@ -484,7 +511,7 @@ void op_release(Req& q, fx_wbuf*) {
 void op_info(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     end(q);
-    std::shared_lock<std::shared_mutex> l(e->mu);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
     write_info(w, e.get());
 }
 
@@ -492,7 +519,7 @@ void op_train_add(Req& q, fx_wbuf* w, int op) {
     need_write(q);
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     int64_t n = rd_n(q);
-    std::unique_lock<std::shared_mutex> l(e->mu);
+    std::unique_lock<std::shared_mutex> l(*e->mu);
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
     const idx* ids = nullptr;
     if (op == FX_OP_ADD_WITH_IDS) ids = rd_array<idx>(q, (uint64_t)n, "ids");
@@ -515,10 +542,37 @@ void op_search(Req& q, fx_wbuf* w, bool labels_only) {
         throw Error(FAISSX_E_LIMIT, "k = " + std::to_string(k) +
                                             " exceeds the server limit of " +
                                             std::to_string(q.s->conf.max_k));
-    std::shared_lock<std::shared_mutex> l(e->mu);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
+    // Optional trailing search parameters.
+    std::unique_ptr<faiss::SearchParameters> params;
+    std::vector<std::unique_ptr<faiss::IDSelector>> keep;
+    std::unique_ptr<faiss::IDSelector> sel;
+    if (!labels_only && q.r.pos < q.r.len) {
+        int64_t type = rd_i64(q);
+        if (type == FX_PARAMS_IVF) {
+            params.reset(new faiss::SearchParametersIVF());
+        } else if (type == FX_PARAMS_PLAIN) {
+            params.reset(new faiss::SearchParameters());
+        } else {
+            throw Error(FAISSX_E_INVALID,
+                        "unknown search parameter type " + std::to_string(type));
+        }
+        if (rd_i64(q)) {
+            sel = rd_selector(q, 0, keep);
+            params->sel = sel.get();
+        }
+        if (type == FX_PARAMS_IVF) {
+            auto ivf = static_cast<faiss::SearchParametersIVF*>(params.get());
+            ivf->nprobe = rd_u64(q);
+            ivf->max_codes = rd_u64(q);
+            if (ivf->nprobe == 0)
+                throw Error(FAISSX_E_INVALID, "nprobe must be > 0");
+        }
+    }
     end(q);
     uint64_t nk = (uint64_t)n * (uint64_t)k;
+    reply_fits(q, nk, labels_only ? sizeof(idx) : sizeof(idx) + sizeof(float));
     if (labels_only) {
         auto I = static_cast<idx*>(fx_w_array_reserve(w, nk, sizeof(idx)));
         if (!I) throw std::bad_alloc();
@@ -529,16 +583,23 @@ void op_search(Req& q, fx_wbuf* w, bool labels_only) {
     if (!fx_w_array_reserve(w, nk, sizeof(float))) throw std::bad_alloc();
     size_t offI = w->len + 8;
     if (!fx_w_array_reserve(w, nk, sizeof(idx))) throw std::bad_alloc();
-    api(faiss_Index_search(h(e.get()), n, x, k,
-                           reinterpret_cast<float*>(w->data + offD),
-                           reinterpret_cast<idx*>(w->data + offI)));
+    if (params)
+        api(faiss_Index_search_with_params(
+                h(e.get()), n, x, k,
+                reinterpret_cast<const FaissSearchParameters*>(params.get()),
+                reinterpret_cast<float*>(w->data + offD),
+                reinterpret_cast<idx*>(w->data + offI)));
+    else
+        api(faiss_Index_search(h(e.get()), n, x, k,
+                               reinterpret_cast<float*>(w->data + offD),
+                               reinterpret_cast<idx*>(w->data + offI)));
 }
 
 void op_range(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     int64_t n = rd_n(q);
     double radius = rd_f64(q);
-    std::shared_lock<std::shared_mutex> l(e->mu);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
     end(q);
     faiss::RangeSearchResult res(n);
@@ -555,7 +616,7 @@ void op_reset(Req& q, fx_wbuf* w) {
     need_write(q);
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     end(q);
-    std::unique_lock<std::shared_mutex> l(e->mu);
+    std::unique_lock<std::shared_mutex> l(*e->mu);
     api(faiss_Index_reset(h(e.get())));
     write_state(w, e->index.get());
 }
@@ -566,7 +627,7 @@ void op_remove(Req& q, fx_wbuf* w) {
     std::vector<std::unique_ptr<faiss::IDSelector>> keep;
     auto sel = rd_selector(q, 0, keep);
     end(q);
-    std::unique_lock<std::shared_mutex> l(e->mu);
+    std::unique_lock<std::shared_mutex> l(*e->mu);
     size_t removed = 0;
     api(faiss_Index_remove_ids(h(e.get()),
                                reinterpret_cast<FaissIDSelector*>(sel.get()),
@@ -580,7 +641,8 @@ void op_reconstruct_n(Req& q, fx_wbuf* w) {
     int64_t i0 = rd_i64(q);
     int64_t ni = rd_n(q);
     end(q);
-    std::shared_lock<std::shared_mutex> l(e->mu);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
+    reply_fits(q, (uint64_t)ni * e->index->d, sizeof(float));
     auto out = static_cast<float*>(
             fx_w_array_reserve(w, (uint64_t)ni * e->index->d, sizeof(float)));
     if (!out && ni) throw std::bad_alloc();
@@ -595,7 +657,7 @@ void op_reconstruct_keys(Req& q, fx_wbuf* w) {
     check(&q.r);
     end(q);
     auto keys = static_cast<const idx*>(p);
-    std::shared_lock<std::shared_mutex> l(e->mu);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
     int d = e->index->d;
     auto out = static_cast<float*>(fx_w_array_reserve(w, n * d, sizeof(float)));
     if (!out && n) throw std::bad_alloc();
@@ -606,7 +668,7 @@ void op_reconstruct_keys(Req& q, fx_wbuf* w) {
 void op_residual(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     int64_t n = rd_n(q);
-    std::shared_lock<std::shared_mutex> l(e->mu);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
     int d = e->index->d;
     const float* x = rd_array<float>(q, (uint64_t)n * d, "x");
     const idx* keys = rd_array<idx>(q, (uint64_t)n, "keys");
@@ -618,7 +680,7 @@ void op_residual(Req& q, fx_wbuf* w) {
 
 void op_sa(Req& q, fx_wbuf* w, int op) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
-    std::shared_lock<std::shared_mutex> l(e->mu);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
     size_t cs = 0;
     if (op == FX_OP_SA_CODE_SIZE) {
         end(q);
@@ -653,7 +715,7 @@ void op_set_param(Req& q, fx_wbuf* w) {
         throw Error(FAISSX_E_INVALID, "value of '" + name + "' is not finite");
     // Search-time parameters are allowed with read-only keys: they do not
     // change the stored data.
-    std::unique_lock<std::shared_mutex> l(e->mu);
+    std::unique_lock<std::shared_mutex> l(*e->mu);
     faiss::Index* ix = e->index.get();
     if (name == "verbose") {
         ix->verbose = v != 0;
@@ -674,7 +736,7 @@ void op_get_param(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     std::string name = rd_str(q, kMaxParamName);
     end(q);
-    std::shared_lock<std::shared_mutex> l(e->mu);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
     faiss::Index* ix = e->index.get();
     faiss::Index* in = unwrap(ix);
     double v;
@@ -712,7 +774,7 @@ void op_serialize(Req& q, fx_wbuf* w) {
     end(q);
     faiss::VectorIOWriter out;
     {
-        std::shared_lock<std::shared_mutex> l(e->mu);
+        std::shared_lock<std::shared_mutex> l(*e->mu);
         faiss::write_index(e->index.get(), &out);
     }
     if (out.data.size() > q.s->conf.max_message_bytes)
@@ -724,7 +786,7 @@ void op_serialize(Req& q, fx_wbuf* w) {
 
 void op_upload(Req& q, fx_wbuf* w) {
     need_write(q);
-    std::string name = rd_str(q, kMaxName);
+    std::string name = rd_name(q);
     const void* p;
     uint64_t n;
     fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
@@ -770,7 +832,7 @@ void op_clone(Req& q, fx_wbuf* w) {
     end(q);
     auto e = std::make_shared<Entry>();
     {
-        std::shared_lock<std::shared_mutex> l(src->mu);
+        std::shared_lock<std::shared_mutex> l(*src->mu);
         FaissIndex* out = nullptr;
         api(faiss_clone_index(h(src.get()), &out));
         e->index.reset(fx::index(out));
@@ -792,13 +854,259 @@ void op_merge(Req& q, fx_wbuf* w) {
     // Lock in handle order so two opposite merges cannot deadlock.
     Entry* first = a->handle < b->handle ? a.get() : b.get();
     Entry* second = first == a.get() ? b.get() : a.get();
-    std::unique_lock<std::shared_mutex> l1(first->mu), l2(second->mu);
+    std::unique_lock<std::shared_mutex> l1(*first->mu);
+    std::unique_lock<std::shared_mutex> l2;
+    if (second->mu != first->mu)
+        l2 = std::unique_lock<std::shared_mutex>(*second->mu);
     try {
         a->index->merge_from(*b->index, add_id);
     } catch (const faiss::FaissException& ex) {
         throw Error(FAISSX_E_FAISS, ex.what());
     }
     write_state(w, a->index.get());
+}
+
+void op_wrap(Req& q, fx_wbuf* w) {
+    need_write(q);
+    EntryP child = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t type = rd_i64(q);
+    std::unique_lock<std::shared_mutex> l(*child->mu);
+    faiss::Index* c = child->index.get();
+    if (c->ntotal != 0)
+        throw Error(FAISSX_E_INVALID, "the child index must be empty when it "
+                                      "is wrapped");
+    std::unique_ptr<faiss::Index> comp;
+    std::unique_ptr<faiss::VectorTransform> wrap_vt;
+    switch (type) {
+    case FX_WRAP_IVFFLAT:
+    case FX_WRAP_IVFSQ: {
+        int64_t d = rd_i64(q), nlist = rd_i64(q);
+        int64_t qt = type == FX_WRAP_IVFSQ ? rd_i64(q) : 0;
+        int64_t metric = rd_i64(q);
+        int64_t resid = type == FX_WRAP_IVFSQ ? rd_i64(q) : 0;
+        end(q);
+        if (d != c->d)
+            throw Error(FAISSX_E_INVALID, "quantizer dimension " +
+                                                  std::to_string(c->d) +
+                                                  " differs from d = " +
+                                                  std::to_string(d));
+        if (nlist <= 0 || nlist > (int64_t)1 << 30)
+            throw Error(FAISSX_E_INVALID, "nlist must be in [1, 2^30]");
+        if (fx::check_metric("wrap", (int)metric) != 0)
+            throw Error(FAISSX_E_INVALID, "unknown metric type");
+        if (type == FX_WRAP_IVFFLAT) {
+            comp.reset(new faiss::IndexIVFFlat(
+                    c, d, nlist, static_cast<faiss::MetricType>(metric)));
+        } else {
+            if (qt < 0 || qt > faiss::ScalarQuantizer::QT_6bit)
+                throw Error(FAISSX_E_INVALID, "unknown quantizer type");
+            comp.reset(new faiss::IndexIVFScalarQuantizer(
+                    c, d, nlist,
+                    static_cast<faiss::ScalarQuantizer::QuantizerType>(qt),
+                    static_cast<faiss::MetricType>(metric), resid != 0));
+        }
+        break;
+    }
+    case FX_WRAP_IDMAP:
+        end(q);
+        comp.reset(new faiss::IndexIDMap(c));
+        break;
+    case FX_WRAP_IDMAP2:
+        end(q);
+        comp.reset(new faiss::IndexIDMap2(c));
+        break;
+    case FX_WRAP_REFINE_FLAT:
+        end(q);
+        comp.reset(new faiss::IndexRefineFlat(c));
+        break;
+    case FX_WRAP_PRETRANSFORM: {
+        std::unique_ptr<faiss::VectorTransform> keep_vt;
+        const void* p;
+        uint64_t nbytes;
+        fx_r_array(&q.r, 1, UINT64_MAX, &p, &nbytes);
+        check(&q.r);
+        end(q);
+        auto pt = std::make_unique<faiss::IndexPreTransform>(c);
+        if (nbytes) {
+            faiss::VectorIOReader in;
+            in.data.assign(static_cast<const uint8_t*>(p),
+                           static_cast<const uint8_t*>(p) + nbytes);
+            std::unique_ptr<faiss::VectorTransform> vt;
+            try {
+                vt.reset(faiss::read_VectorTransform(&in));
+            } catch (const std::exception& ex) {
+                throw Error(FAISSX_E_IO, std::string("bad transform: ") + ex.what());
+            }
+            if (vt->d_out != c->d)
+                throw Error(FAISSX_E_INVALID, "transform output dimension "
+                                              "differs from the index's");
+            pt->prepend_transform(vt.get());
+            // faiss's own_fields would free the child index too, so the
+            // entry owns the transform instead.
+            keep_vt = std::move(vt);
+        }
+        comp = std::move(pt);
+        wrap_vt = std::move(keep_vt);
+        break;
+    }
+    default:
+        throw Error(FAISSX_E_INVALID, "unknown wrap type " + std::to_string(type));
+    }
+    auto e = std::make_shared<Entry>();
+    e->deps.push_back(child);
+    if (wrap_vt) e->transforms.push_back(std::move(wrap_vt));
+    e->index = std::move(comp);
+    e->mu = child->mu; // one data structure, one lock
+    e->tenant = q.tenant;
+    e->client_id = q.client_id;
+    e->conn_id = q.conn_id;
+    l.unlock();
+    insert(q.s, e);
+    std::shared_lock<std::shared_mutex> l2(*e->mu);
+    write_info(w, e.get());
+}
+
+void op_fetch(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    std::string what = rd_str(q, 32);
+    int64_t arg = rd_i64(q);
+    end(q);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
+    faiss::Index* ix = e->index.get();
+    if (what == "xb") {
+        auto f = dynamic_cast<faiss::IndexFlat*>(ix);
+        if (!f) throw Error(FAISSX_E_UNSUPPORTED, "xb: not a flat index");
+        reply_fits(q, f->codes.size(), 1);
+        fx_w_i64(w, sizeof(float));
+        fx_w_array(w, f->codes.data(), f->codes.size(), 1);
+    } else if (what == "id_map") {
+        auto m = dynamic_cast<faiss::IndexIDMap*>(ix);
+        if (!m) throw Error(FAISSX_E_UNSUPPORTED, "id_map: not an IDMap index");
+        reply_fits(q, m->id_map.size(), sizeof(idx));
+        fx_w_i64(w, sizeof(idx));
+        fx_w_array(w, m->id_map.data(), m->id_map.size(), sizeof(idx));
+    } else if (what == "list_sizes" || what == "list_ids") {
+        auto ivf = dynamic_cast<faiss::IndexIVF*>(ix);
+        if (!ivf) throw Error(FAISSX_E_UNSUPPORTED, what + ": not an IVF index");
+        if (what == "list_sizes") {
+            std::vector<uint64_t> sz(ivf->nlist);
+            for (size_t i = 0; i < ivf->nlist; i++)
+                sz[i] = ivf->invlists->list_size(i);
+            fx_w_i64(w, 8);
+            fx_w_array(w, sz.data(), sz.size(), 8);
+        } else {
+            if (arg < 0 || (size_t)arg >= ivf->nlist)
+                throw Error(FAISSX_E_INVALID, "list number out of range");
+            size_t n = ivf->invlists->list_size(arg);
+            faiss::InvertedLists::ScopedIds ids(ivf->invlists, arg);
+            fx_w_i64(w, sizeof(idx));
+            fx_w_array(w, ids.get(), n, sizeof(idx));
+        }
+    } else {
+        throw Error(FAISSX_E_UNSUPPORTED, "cannot fetch '" + what + "'");
+    }
+}
+
+void op_ivf(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t op = rd_i64(q);
+    bool writes = op != FX_IVF_IMBALANCE && op != FX_IVF_SEARCH_PREASSIGNED;
+    if (writes) need_write(q);
+    EntryP other;
+    if (op == FX_IVF_COPY_SUBSET_TO) other = lookup(q.s, q.tenant, rd_u64(q));
+    std::shared_lock<std::shared_mutex> rl;
+    std::unique_lock<std::shared_mutex> wl, wl2;
+    if (writes)
+        wl = std::unique_lock<std::shared_mutex>(*e->mu);
+    else
+        rl = std::shared_lock<std::shared_mutex>(*e->mu);
+    if (other && other->mu != e->mu)
+        wl2 = std::unique_lock<std::shared_mutex>(*other->mu);
+    auto ivf = dynamic_cast<faiss::IndexIVF*>(e->index.get());
+    if (!ivf) throw Error(FAISSX_E_UNSUPPORTED, "not an IVF index");
+    auto H = reinterpret_cast<FaissIndexIVF*>(h(e.get()));
+    int d = ivf->d;
+    switch (op) {
+    case FX_IVF_MAKE_DIRECT_MAP: {
+        int64_t on = rd_i64(q);
+        end(q);
+        api(faiss_IndexIVF_make_direct_map(H, on != 0));
+        write_state(w, ivf);
+        return;
+    }
+    case FX_IVF_IMBALANCE:
+        end(q);
+        fx_w_f64(w, faiss_IndexIVF_imbalance_factor(H));
+        return;
+    case FX_IVF_SEARCH_PREASSIGNED: {
+        int64_t n = rd_n(q), k = rd_i64(q), store_pairs = rd_i64(q);
+        if (k <= 0 || k > q.s->conf.max_k)
+            throw Error(FAISSX_E_INVALID, "k out of range");
+        size_t np = std::min(ivf->nprobe, ivf->nlist);
+        const float* x = rd_array<float>(q, (uint64_t)n * d, "x");
+        const idx* assign = rd_array<idx>(q, (uint64_t)n * np, "assign");
+        const float* cd = rd_array<float>(q, (uint64_t)n * np, "centroid_dis");
+        end(q);
+        uint64_t nk = (uint64_t)n * k;
+        reply_fits(q, nk, 12);
+        size_t offD = w->len + 8;
+        if (!fx_w_array_reserve(w, nk, sizeof(float))) throw std::bad_alloc();
+        size_t offI = w->len + 8;
+        if (!fx_w_array_reserve(w, nk, sizeof(idx))) throw std::bad_alloc();
+        api(faiss_IndexIVF_search_preassigned(
+                H, n, x, k, assign, cd, reinterpret_cast<float*>(w->data + offD),
+                reinterpret_cast<idx*>(w->data + offI), store_pairs != 0));
+        return;
+    }
+    case FX_IVF_ADD_CORE: {
+        int64_t n = rd_n(q);
+        const float* x = rd_array<float>(q, (uint64_t)n * d, "x");
+        int64_t has_ids = rd_i64(q);
+        const idx* ids = rd_array<idx>(q, has_ids ? (uint64_t)n : 0, "ids");
+        const idx* lists = rd_array<idx>(q, (uint64_t)n, "list numbers");
+        end(q);
+        api(fx::ivf_add_core_checked("add_core", ivf, n, x,
+                                     has_ids ? ids : nullptr, lists));
+        write_state(w, ivf);
+        return;
+    }
+    case FX_IVF_UPDATE_VECTORS: {
+        int64_t n = rd_n(q);
+        const idx* ids = rd_array<idx>(q, (uint64_t)n, "idx");
+        const float* v = rd_array<float>(q, (uint64_t)n * d, "v");
+        end(q);
+        auto flat = dynamic_cast<faiss::IndexIVFFlat*>(ivf);
+        if (!flat) throw Error(FAISSX_E_UNSUPPORTED, "not an IVFFlat index");
+        std::vector<idx> copy(ids, ids + n);
+        api(faiss_IndexIVFFlat_update_vectors(
+                reinterpret_cast<FaissIndexIVFFlat*>(h(e.get())), (int)n,
+                copy.data(), v));
+        write_state(w, ivf);
+        return;
+    }
+    case FX_IVF_COPY_SUBSET_TO: {
+        int64_t type = rd_i64(q), a1 = rd_i64(q), a2 = rd_i64(q);
+        end(q);
+        api(faiss_IndexIVF_copy_subset_to(
+                H, reinterpret_cast<FaissIndexIVF*>(h(other.get())), (int)type,
+                a1, a2));
+        write_state(w, ivf);
+        return;
+    }
+    case FX_IVF_TRAIN_RESIDUAL: {
+        int64_t n = rd_n(q);
+        const float* x = rd_array<float>(q, (uint64_t)n * d, "x");
+        end(q);
+        auto sq = dynamic_cast<faiss::IndexIVFScalarQuantizer*>(ivf);
+        if (!sq) throw Error(FAISSX_E_UNSUPPORTED, "not an IVFScalarQuantizer");
+        api(faiss_IndexIVFScalarQuantizer_train_residual(
+                reinterpret_cast<FaissIndexIVFScalarQuantizer*>(h(e.get())), n, x));
+        write_state(w, ivf);
+        return;
+    }
+    default:
+        throw Error(FAISSX_E_UNSUPPORTED, "unknown IVF operation " + std::to_string(op));
+    }
 }
 
 void dispatch(Req& q, int op, fx_wbuf* w) {
@@ -834,6 +1142,9 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
     case FX_OP_UPLOAD: return op_upload(q, w);
     case FX_OP_CLONE: return op_clone(q, w);
     case FX_OP_MERGE_FROM: return op_merge(q, w);
+    case FX_OP_WRAP: return op_wrap(q, w);
+    case FX_OP_FETCH: return op_fetch(q, w);
+    case FX_OP_IVF: return op_ivf(q, w);
     default:
         throw Error(FAISSX_E_UNSUPPORTED, "unknown operation " + std::to_string(op));
     }
@@ -951,6 +1262,13 @@ void fx_state_handle(fx_state* s, const uint8_t* msg, size_t len,
         if (meta) *meta = m;
         return;
     }
+    if (req.flags & ~FX_FLAG_REPLY) { // reserved bits must be 0
+        snprintf(err, sizeof err, "unknown header flags 0x%x", req.flags);
+        error_reply(reply, req, FAISSX_E_INVALID, err);
+        m.status = FAISSX_E_INVALID;
+        if (meta) *meta = m;
+        return;
+    }
     Req q;
     q.s = s;
     q.client_id = req.client_id;
@@ -1006,10 +1324,14 @@ void fx_state_conn_closed(fx_state* s, uint64_t conn_id) {
         Entry* e = kv.second.get();
         if (!e->name.empty()) continue;
         auto c = s->client_conn.find(e->client_id);
-        // Orphaned only if its client's latest connection is this one.
-        if (e->conn_id == conn_id &&
-            (c == s->client_conn.end() || c->second == conn_id))
+        // Orphaned when its client's latest connection is this one (the
+        // client may have moved since it created the index); reap then
+        // frees it unless the client shows up on another connection.
+        uint64_t latest = c == s->client_conn.end() ? e->conn_id : c->second;
+        if (latest == conn_id) {
             e->orphan = true;
+            e->conn_id = conn_id;
+        }
     }
 }
 

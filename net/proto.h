@@ -75,8 +75,60 @@ enum fx_op {
                                 -> index info */
     FX_OP_CLONE = 26,        /* u64 handle -> index info */
     FX_OP_MERGE_FROM = 27,   /* u64 handle, u64 other, i64 add_id */
-    FX_OP_MAX_ = 28
+    FX_OP_WRAP = 28,         /* u64 child, i64 wrap type, fields (below)
+                                -> index info of the new composite */
+    FX_OP_FETCH = 29,        /* u64 handle, str what, i64 arg
+                                -> i64 elem size, array<u8> bytes */
+    FX_OP_IVF = 30,          /* u64 handle, i64 ivf op, fields (below) */
+    FX_OP_MAX_ = 31
 };
+
+/* WRAP builds a composite over an existing (empty) index of the same
+ * tenant; the two share one data structure on the server, as they would in
+ * a local faiss program:
+ *   FX_WRAP_IVFFLAT: i64 d, i64 nlist, i64 metric       (child = quantizer)
+ *   FX_WRAP_IVFSQ:   i64 d, i64 nlist, i64 qtype, i64 metric,
+ *                    i64 encode_residual                 (child = quantizer)
+ *   FX_WRAP_IDMAP, FX_WRAP_IDMAP2, FX_WRAP_REFINE_FLAT: nothing
+ *   FX_WRAP_PRETRANSFORM: array<u8> a faiss VectorTransform (may be empty) */
+enum fx_wrap_type {
+    FX_WRAP_IVFFLAT = 1,
+    FX_WRAP_IVFSQ = 2,
+    FX_WRAP_IDMAP = 3,
+    FX_WRAP_IDMAP2 = 4,
+    FX_WRAP_PRETRANSFORM = 5,
+    FX_WRAP_REFINE_FLAT = 6,
+};
+
+/* FETCH returns a copy of an internal array: "xb" (flat index vectors,
+ * f32), "id_map" (IDMap ids, i64), "list_sizes" (IVF, u64 per list),
+ * "list_ids" (IVF list `arg`, i64). */
+
+/* IVF operations (FX_OP_IVF), after u64 handle, i64 op:
+ *   FX_IVF_MAKE_DIRECT_MAP: i64 on                       -> state
+ *   FX_IVF_IMBALANCE:                                    -> f64
+ *   FX_IVF_SEARCH_PREASSIGNED: i64 n, i64 k, i64 store_pairs, array<f32> x,
+ *        array<i64> assign (n*nprobe), array<f32> centroid_dis
+ *                                                        -> array<f32> D, array<i64> I
+ *   FX_IVF_ADD_CORE: i64 n, array<f32> x, i64 has_ids, array<i64> ids,
+ *        array<i64> list numbers                         -> state
+ *   FX_IVF_UPDATE_VECTORS: i64 n, array<i64> idx, array<f32> v -> state
+ *   FX_IVF_COPY_SUBSET_TO: u64 other, i64 type, i64 a1, i64 a2 -> state
+ *   FX_IVF_TRAIN_RESIDUAL: i64 n, array<f32> x           -> state */
+enum fx_ivf_op {
+    FX_IVF_MAKE_DIRECT_MAP = 1,
+    FX_IVF_IMBALANCE = 2,
+    FX_IVF_SEARCH_PREASSIGNED = 3,
+    FX_IVF_ADD_CORE = 4,
+    FX_IVF_UPDATE_VECTORS = 5,
+    FX_IVF_COPY_SUBSET_TO = 6,
+    FX_IVF_TRAIN_RESIDUAL = 7,
+};
+
+/* SEARCH and RANGE_SEARCH may end with search parameters:
+ *   i64 type (FX_PARAMS_PLAIN or FX_PARAMS_IVF), i64 has_selector,
+ *   [selector], and for IVF: u64 nprobe, u64 max_codes. */
+enum fx_params_type { FX_PARAMS_PLAIN = 1, FX_PARAMS_IVF = 2 };
 
 /* Mutations (TRAIN, ADD, ADD_WITH_IDS, RESET, MERGE_FROM, SET_PARAM) reply
  * with the index state after the call: i64 ntotal, i64 is_trained.

@@ -5,6 +5,7 @@
 
 #include "core/core.h"
 
+#include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
@@ -185,16 +186,25 @@ void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
 void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
                          idx_t* labels,
                          const faiss::SearchParameters* params) const {
-    if (params)
+    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(params);
+    if (ivfp && ivfp->quantizer_params)
         throw Error(FAISSX_E_UNSUPPORTED,
-                    "search parameters are not supported on remote indexes; "
-                    "set nprobe/efSearch with faiss_ParameterSpace");
+                    "quantizer search parameters cannot be sent to a server");
     rcall(conn.get(), FX_OP_SEARCH,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, n);
               fx_w_i64(w, k);
               fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+              if (params) {
+                  fx_w_i64(w, ivfp ? FX_PARAMS_IVF : FX_PARAMS_PLAIN);
+                  fx_w_i64(w, params->sel != nullptr);
+                  if (params->sel) write_selector(w, params->sel, 0);
+                  if (ivfp) {
+                      fx_w_u64(w, ivfp->nprobe);
+                      fx_w_u64(w, ivfp->max_codes);
+                  }
+              }
           },
           [&](fx_rbuf* r) {
               read_into(r, distances, (uint64_t)n * k, "search");
@@ -267,6 +277,18 @@ void RemoteIndex::reconstruct(idx_t key, float* recons) const {
               fx_w_array(w, &key, 1, sizeof(idx_t));
           },
           [&](fx_rbuf* r) { read_into(r, recons, (uint64_t)d, "reconstruct"); });
+}
+
+void RemoteIndex::reconstruct_batch(idx_t n, const idx_t* keys,
+                                    float* recons) const {
+    rcall(conn.get(), FX_OP_RECONSTRUCT_KEYS,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_array(w, keys, (uint64_t)n, sizeof(idx_t));
+          },
+          [&](fx_rbuf* r) {
+              read_into(r, recons, (uint64_t)n * d, "reconstruct");
+          });
 }
 
 void RemoteIndex::reconstruct_n(idx_t i0, idx_t ni, float* recons) const {
@@ -346,6 +368,41 @@ void RemoteIndex::merge_from(faiss::Index& other, idx_t add_id) {
           },
           [&](fx_rbuf* r) { read_state(r, this, "merge_from"); });
     o->sync();
+}
+
+std::vector<uint8_t> RemoteIndex::fetch(const char* what, int64_t arg) const {
+    std::vector<uint8_t> out;
+    rcall(conn.get(), FX_OP_FETCH,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_str(w, what);
+              fx_w_i64(w, arg);
+          },
+          [&](fx_rbuf* r) {
+              int64_t elem;
+              const void* p;
+              uint64_t n;
+              if (fx_r_i64(r, &elem) || fx_r_array(r, 1, UINT64_MAX, &p, &n))
+                  proto_error("fetch", r);
+              out.assign(static_cast<const uint8_t*>(p),
+                         static_cast<const uint8_t*>(p) + n);
+          });
+    return out;
+}
+
+void RemoteIndex::ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& build,
+                           const std::function<void(fx_rbuf*)>& parse) {
+    rcall(conn.get(), FX_OP_IVF,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, op);
+              build(w);
+          },
+          parse);
+}
+
+void RemoteIndex::ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& build) {
+    ivf_call(op, build, [&](fx_rbuf* r) { read_state(r, this, "ivf"); });
 }
 
 void RemoteIndex::sync() {
@@ -481,27 +538,23 @@ int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
     }
 }
 
-int remote_wrap(const char* func, RemoteIndex* child,
-                const std::function<faiss::Index*(faiss::Index*)>& build,
-                FaissIndex** out) {
-    faiss::Index* local = nullptr;
+int remote_wrap(const char* func, RemoteIndex* child, int64_t type,
+                const std::function<void(fx_wbuf*)>& fields, FaissIndex** out) {
     try {
-        if (child->ntotal != 0)
-            throw Error(FAISSX_E_INVALID,
-                        "the remote child index must be empty when it is "
-                        "wrapped (ntotal = " + std::to_string(child->ntotal) + ")");
-        faiss::VectorIOReader in;
-        in.data = child->serialize();
-        std::unique_ptr<faiss::Index> copy(faiss::read_index(&in));
-        local = build(copy.get());
-        copy.release(); // owned by `local` now
+        RemoteIndex* ix = nullptr;
+        rcall(child->conn.get(), FX_OP_WRAP,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, child->handle);
+                  fx_w_i64(w, type);
+                  fields(w);
+              },
+              [&](fx_rbuf* r) { ix = read_info(r, child->conn, false); });
+        ix->children.push_back(child);
+        *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+        return 0;
     } catch (...) {
         return handle_exception(func);
     }
-    int rc = remote_upload_new(func, child->conn, local, out);
-    if (rc == 0)
-        as_remote(index(*out))->children.push_back(child);
-    return rc;
 }
 
 int remote_clone(const char* func, const RemoteIndex* src, FaissIndex** out) {

@@ -52,6 +52,8 @@ struct RemoteIndex : faiss::Index {
     size_t remove_ids(const faiss::IDSelector& sel) override;
     void reconstruct(idx_t key, float* recons) const override;
     void reconstruct_n(idx_t i0, idx_t ni, float* recons) const override;
+    /* reconstruct of n keys in one round trip */
+    void reconstruct_batch(idx_t n, const idx_t* keys, float* recons) const;
     void compute_residual(const float* x, float* residual,
                           idx_t key) const override;
     void compute_residual_n(idx_t n, const float* xs, float* residuals,
@@ -67,6 +69,15 @@ struct RemoteIndex : faiss::Index {
     double get_param(const char* name) const;
     /* The faiss bytes of the server-side index. */
     std::vector<uint8_t> serialize() const;
+    /* A copy of an internal array (FX_OP_FETCH: "xb", "id_map", ...). */
+    std::vector<uint8_t> fetch(const char* what, int64_t arg = 0) const;
+    /* FX_OP_IVF calls; ivf_mutate reads the state reply. */
+    void ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& build,
+                  const std::function<void(fx_rbuf*)>& parse);
+    void ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& build);
+    /* Client-side copies handed out by faiss_IndexFlat_xb and
+     * faiss_IndexIDMap_id_map: valid until the next such call or free. */
+    std::vector<uint8_t> xb_copy, id_map_copy;
 };
 
 /* The remote index behind a handle, or NULL for a local one. */
@@ -88,13 +99,12 @@ int remote_create(const char* func, const std::shared_ptr<Conn>& conn,
 int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
                       faiss::Index* local, FaissIndex** out);
 
-/* Builds a composite over a remote child: fetches a local copy of the
- * child's (empty) index, lets `build` wrap it (the result must own it),
- * uploads the composite to the child's server, and records the child as
- * the composite's child handle. */
-int remote_wrap(const char* func, RemoteIndex* child,
-                const std::function<faiss::Index*(faiss::Index*)>& build,
-                FaissIndex** out);
+/* Builds a composite of wrap type `type` (FX_WRAP_*) over a remote child
+ * on the child's server (FX_OP_WRAP: they share one data structure there,
+ * as in a local faiss program); `fields` writes the type's fields. The child
+ * handle is recorded as the composite's child. */
+int remote_wrap(const char* func, RemoteIndex* child, int64_t type,
+                const std::function<void(fx_wbuf*)>& fields, FaissIndex** out);
 
 /* Clone (server-side copy) of a remote index. */
 int remote_clone(const char* func, const RemoteIndex* r, FaissIndex** out);

@@ -17,9 +17,16 @@ inline faiss::VectorTransform* vt(FaissVectorTransform* p) {
 extern "C" {
 
 FX_INDEX_FREE(IndexPreTransform)
-FX_DOWNCAST(IndexPreTransform, faiss::IndexPreTransform)
-FX_GETTER(IndexPreTransform, faiss::IndexPreTransform, FaissIndex*, index,
-          reinterpret_cast<FaissIndex*>(o->index))
+FX_DOWNCAST_R(IndexPreTransform, faiss::IndexPreTransform, FX_KIND_PRETRANSFORM)
+FaissIndex* faiss_IndexPreTransform_index(const FaissIndexPreTransform* obj) {
+    auto base = obj ? fx::index(reinterpret_cast<const FaissIndex*>(obj)) : nullptr;
+    if (auto r = base ? fx::as_remote(base) : nullptr)
+        return fx::child_of(__func__, r);
+    auto o = fx::as<faiss::IndexPreTransform>(reinterpret_cast<const FaissIndex*>(obj));
+    FX_REQUIRE_RET(o != nullptr, nullptr,
+                   "handle is NULL or not a faiss::IndexPreTransform");
+    return reinterpret_cast<FaissIndex*>(o->index);
+}
 FX_OWN_FIELDS_R(IndexPreTransform, faiss::IndexPreTransform)
 
 int faiss_IndexPreTransform_new(FaissIndexPreTransform** p_index) {
@@ -37,12 +44,8 @@ int faiss_IndexPreTransform_new_with(FaissIndexPreTransform** p_index,
     FX_NOT_NULL(index);
     if (auto r = fx::as_remote(fx::index(index)))
         return fx::remote_wrap(
-                __func__, r,
-                [](faiss::Index* sub) {
-                    auto pt = new faiss::IndexPreTransform(sub);
-                    pt->own_fields = true;
-                    return static_cast<faiss::Index*>(pt);
-                },
+                __func__, r, FX_WRAP_PRETRANSFORM,
+                [](fx_wbuf* w) { fx_w_array(w, nullptr, 0, 1); },
                 reinterpret_cast<FaissIndex**>(p_index));
     FX_TRY
     *p_index = fx::handle<FaissIndexPreTransform>(static_cast<faiss::Index*>(
@@ -65,17 +68,14 @@ int faiss_IndexPreTransform_new_with_transform(
     // the caller's transform stays the caller's (freed by own_fields only
     // for a local chain).
     if (auto r = fx::as_remote(fx::index(index))) {
+        faiss::VectorIOWriter bytes;
+        FX_TRY
+        faiss::write_VectorTransform(vt(ltrans), &bytes);
+        FX_CATCH
         int rc = fx::remote_wrap(
-                __func__, r,
-                [&](faiss::Index* sub) {
-                    faiss::VectorIOWriter w;
-                    faiss::write_VectorTransform(vt(ltrans), &w);
-                    faiss::VectorIOReader rd;
-                    rd.data.swap(w.data);
-                    auto pt = new faiss::IndexPreTransform(
-                            faiss::read_VectorTransform(&rd), sub);
-                    pt->own_fields = true;
-                    return static_cast<faiss::Index*>(pt);
+                __func__, r, FX_WRAP_PRETRANSFORM,
+                [&](fx_wbuf* w) {
+                    fx_w_array(w, bytes.data.data(), bytes.data.size(), 1);
                 },
                 reinterpret_cast<FaissIndex**>(p_index));
         if (rc == 0)
