@@ -872,9 +872,8 @@ void op_wrap(Req& q, fx_wbuf* w) {
     int64_t type = rd_i64(q);
     std::unique_lock<std::shared_mutex> l(*child->mu);
     faiss::Index* c = child->index.get();
-    if (c->ntotal != 0)
-        throw Error(FAISSX_E_INVALID, "the child index must be empty when it "
-                                      "is wrapped");
+    // faiss itself refuses what must be empty (an IDMap's sub-index); an
+    // IVF may reuse a trained quantizer, as in a local program.
     std::unique_ptr<faiss::Index> comp;
     std::unique_ptr<faiss::VectorTransform> wrap_vt;
     switch (type) {
@@ -908,16 +907,23 @@ void op_wrap(Req& q, fx_wbuf* w) {
         break;
     }
     case FX_WRAP_IDMAP:
-        end(q);
-        comp.reset(new faiss::IndexIDMap(c));
-        break;
     case FX_WRAP_IDMAP2:
         end(q);
-        comp.reset(new faiss::IndexIDMap2(c));
+        if (c->ntotal != 0)
+            throw Error(FAISSX_E_INVALID, "the wrapped index must be empty "
+                                          "(ntotal = " + std::to_string(c->ntotal) + ")");
+        if (type == FX_WRAP_IDMAP)
+            comp.reset(new faiss::IndexIDMap(c));
+        else
+            comp.reset(new faiss::IndexIDMap2(c));
         break;
     case FX_WRAP_REFINE_FLAT:
         end(q);
-        comp.reset(new faiss::IndexRefineFlat(c));
+        try {
+            comp.reset(new faiss::IndexRefineFlat(c));
+        } catch (const faiss::FaissException& ex) {
+            throw Error(FAISSX_E_INVALID, ex.what());
+        }
         break;
     case FX_WRAP_PRETRANSFORM: {
         std::unique_ptr<faiss::VectorTransform> keep_vt;
