@@ -54,7 +54,7 @@ FaissIndex* quantizer_of(const char* func, const FaissIndex* h);
 
 /* The child handle a remote composite was built from, or NULL with an
  * error. */
-FaissIndex* child_of(const char* func, RemoteIndex* r);
+FaissIndex* child_of(const char* func, RemoteIndex* r, int64_t kind);
 
 /* IVF add_core with its inputs validated (list numbers, finiteness). */
 int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
@@ -123,7 +123,7 @@ int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
     int faiss_##cls##_own_fields(const Faiss##cls* obj) {                   \
         auto base = fx::index(reinterpret_cast<const FaissIndex*>(obj));     \
         if (auto r = base ? fx::as_remote(base) : nullptr)                  \
-            return r->own_children;                                         \
+            return r->children.empty() ? 1 : r->own_children;               \
         auto o = fx::as<T>(reinterpret_cast<const FaissIndex*>(obj));       \
         FX_REQUIRE_RET(o != nullptr, 0, "handle is NULL or not a " #T);     \
         return o->own_fields;                                               \

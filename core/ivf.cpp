@@ -53,7 +53,13 @@ int ivf_add_core(const char* func, faiss::IndexIVF* ivf, idx_t n,
 } // namespace
 
 namespace fx {
-FaissIndex* child_of(const char* func, RemoteIndex* r) {
+FaissIndex* child_of(const char* func, RemoteIndex* r, int64_t kind) {
+    if (!(r->kind & kind)) {
+        note_error(FAISSX_E_INVALID, func,
+                   "the remote index is a %s, not the type this call needs",
+                   r->cls.c_str());
+        return nullptr;
+    }
     if (!r->children.empty()) return handle<FaissIndex>(r->children[0]);
     note_error(FAISSX_E_UNSUPPORTED, func,
                "the inner index of this remote index is not reachable from "
@@ -62,13 +68,8 @@ FaissIndex* child_of(const char* func, RemoteIndex* r) {
 }
 
 FaissIndex* quantizer_of(const char* func, const FaissIndex* h) {
-    if (auto r = h ? as_remote(index(h)) : nullptr) {
-        if (!r->children.empty()) return handle<FaissIndex>(r->children[0]);
-        note_error(FAISSX_E_UNSUPPORTED, func,
-                   "the quantizer of this remote index is not reachable from "
-                   "the client (it was not built from a client handle)");
-        return nullptr;
-    }
+    if (auto r = h ? as_remote(index(h)) : nullptr)
+        return child_of(func, r, FX_KIND_IVF);
     auto ivf = as<faiss::IndexIVF>(h);
     if (!ivf) {
         note_error(FAISSX_E_INVALID, func, "handle is NULL or not an IndexIVF");

@@ -96,7 +96,7 @@ void faiss_IndexIDMap_id_map(FaissIndexIDMap* index, idx_t** p_id_map,
 
 FaissIndex* faiss_IndexIDMap_sub_index(FaissIndexIDMap* index) {
     if (auto r = index ? fx::as_remote(fx::index(index)) : nullptr)
-        return fx::child_of(__func__, r);
+        return fx::child_of(__func__, r, FX_KIND_IDMAP);
     FX_CAST_RET(m, faiss::IndexIDMap, index, nullptr);
     return fx::handle<FaissIndex>(m->index);
 }
@@ -128,7 +128,7 @@ void faiss_IndexIDMap2_id_map(FaissIndexIDMap2* index, idx_t** p_id_map,
 
 FaissIndex* faiss_IndexIDMap2_sub_index(FaissIndexIDMap2* index) {
     if (auto r = index ? fx::as_remote(fx::index(index)) : nullptr)
-        return fx::child_of(__func__, r);
+        return fx::child_of(__func__, r, FX_KIND_IDMAP2);
     FX_CAST_RET(m, faiss::IndexIDMap2, index, nullptr);
     return fx::handle<FaissIndex>(m->index);
 }

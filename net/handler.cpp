@@ -990,7 +990,7 @@ void op_fetch(Req& q, fx_wbuf* w) {
         if (!m) throw Error(FAISSX_E_UNSUPPORTED, "id_map: not an IDMap index");
         reply_fits(q, m->id_map.size(), sizeof(idx));
         fx_w_i64(w, sizeof(idx));
-        fx_w_array(w, m->id_map.data(), m->id_map.size(), sizeof(idx));
+        fx_w_array(w, m->id_map.data(), m->id_map.size() * sizeof(idx), 1);
     } else if (what == "list_sizes" || what == "list_ids") {
         auto ivf = dynamic_cast<faiss::IndexIVF*>(ix);
         if (!ivf) throw Error(FAISSX_E_UNSUPPORTED, what + ": not an IVF index");
@@ -999,14 +999,14 @@ void op_fetch(Req& q, fx_wbuf* w) {
             for (size_t i = 0; i < ivf->nlist; i++)
                 sz[i] = ivf->invlists->list_size(i);
             fx_w_i64(w, 8);
-            fx_w_array(w, sz.data(), sz.size(), 8);
+            fx_w_array(w, sz.data(), sz.size() * 8, 1);
         } else {
             if (arg < 0 || (size_t)arg >= ivf->nlist)
                 throw Error(FAISSX_E_INVALID, "list number out of range");
             size_t n = ivf->invlists->list_size(arg);
             faiss::InvertedLists::ScopedIds ids(ivf->invlists, arg);
             fx_w_i64(w, sizeof(idx));
-            fx_w_array(w, ids.get(), n, sizeof(idx));
+            fx_w_array(w, ids.get(), n * sizeof(idx), 1);
         }
     } else {
         throw Error(FAISSX_E_UNSUPPORTED, "cannot fetch '" + what + "'");

@@ -100,7 +100,8 @@ enum fx_wrap_type {
     FX_WRAP_REFINE_FLAT = 6,
 };
 
-/* FETCH returns a copy of an internal array: "xb" (flat index vectors,
+/* FETCH returns a copy of an internal array as raw bytes (array<u8>,
+ * elements of the announced size): "xb" (flat index vectors,
  * f32), "id_map" (IDMap ids, i64), "list_sizes" (IVF, u64 per list),
  * "list_ids" (IVF list `arg`, i64). */
 

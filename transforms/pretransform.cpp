@@ -21,7 +21,7 @@ FX_DOWNCAST_R(IndexPreTransform, faiss::IndexPreTransform, FX_KIND_PRETRANSFORM)
 FaissIndex* faiss_IndexPreTransform_index(const FaissIndexPreTransform* obj) {
     auto base = obj ? fx::index(reinterpret_cast<const FaissIndex*>(obj)) : nullptr;
     if (auto r = base ? fx::as_remote(base) : nullptr)
-        return fx::child_of(__func__, r);
+        return fx::child_of(__func__, r, FX_KIND_PRETRANSFORM);
     auto o = fx::as<faiss::IndexPreTransform>(reinterpret_cast<const FaissIndex*>(obj));
     FX_REQUIRE_RET(o != nullptr, nullptr,
                    "handle is NULL or not a faiss::IndexPreTransform");
