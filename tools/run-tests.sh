@@ -31,7 +31,7 @@ asan_unit() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0 \
-        meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 2 --suite capi
+        meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 2 --suite capi --suite remote
 }
 
 step "build" build && step "tests" unit
