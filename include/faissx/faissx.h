@@ -283,6 +283,100 @@ int faissx_IndexBinaryHNSW_get_efSearch(const FaissIndexBinary* index,
 int faissx_clone_index_binary(const FaissIndexBinary* index,
                               FaissIndexBinary** p_out);
 
+/* ------------------------------------------------------------------------
+ * Durable store
+ *
+ * A directory of named indexes that survive crashes: every mutation made
+ * through a store handle (faiss_Index_add, _add_with_ids, _remove_ids,
+ * _reset, _train, faissx_store_set_param) is written to a write-ahead log
+ * and the call returns only once it is durable under the sync policy.
+ * Layout and file formats: docs/format.md. One process at a time: the
+ * store directory is locked while open.
+ * ------------------------------------------------------------------------ */
+
+typedef enum FaissxSyncPolicy {
+    FAISSX_SYNC_ALWAYS = 0,   /**< fsync before each mutation returns
+                                   (concurrent writers share fsyncs) */
+    FAISSX_SYNC_INTERVAL = 1, /**< fsync every interval_ms in the background:
+                                   a crash loses at most that much */
+    FAISSX_SYNC_NONE = 2,     /**< leave it to the OS (survives a process
+                                   crash, not a power loss) */
+} FaissxSyncPolicy;
+
+typedef struct FaissxStoreOptions {
+    FaissxSyncPolicy sync;       /**< default FAISSX_SYNC_ALWAYS */
+    int interval_ms;             /**< for FAISSX_SYNC_INTERVAL; default 100 */
+    uint64_t snapshot_log_bytes; /**< checkpoint an index when its log grows
+                                      past this; 0 = only on request.
+                                      Default 64 MiB */
+    int repair;                  /**< 1: open damaged indexes anyway, cutting
+                                      a damaged log at the first bad record
+                                      and rebuilding a bad snapshot from the
+                                      previous generation (losses are in
+                                      faissx_store_report). Default 0 */
+    int reserved[8];             /**< zero; room to grow */
+} FaissxStoreOptions;
+
+/** Fills *opts with the defaults. Call it before setting fields. */
+void faissx_store_options_init(FaissxStoreOptions* opts);
+
+typedef struct FaissxStore FaissxStore;
+
+/** Opens the store in directory `dir` (created if missing; its parent must
+ *  exist) and locks it: another process (or another open in this one)
+ *  fails with FAISSX_E_PERMISSION. `opts` may be NULL (defaults). *out
+ *  belongs to the caller: release it with faissx_store_close. */
+int faissx_store_open(FaissxStore** out, const char* dir,
+                      const FaissxStoreOptions* opts);
+
+/** Syncs and closes every index, unlocks and frees the store. Handles
+ *  still open keep answering searches, but their mutations fail; free them
+ *  with faiss_Index_free. Accepts NULL. */
+void faissx_store_close(FaissxStore* store);
+
+/** Creates a named index (faiss_index_factory syntax for `description`).
+ *  Names are 1-128 characters from [A-Za-z0-9._-], not starting with '.'.
+ *  FAISSX_E_EXISTS if the name is taken. *out is a new handle owned by the
+ *  caller; faiss_Index_free releases the handle, not the index. */
+int faissx_store_create_index(FaissxStore* store, const char* name, int d,
+                              const char* description,
+                              FaissMetricType metric, FaissIndex** out);
+
+/** A new handle to an existing index (FAISSX_E_NOT_FOUND if none). The
+ *  first open in a process recovers it: the snapshot is checked before it
+ *  is read, the log replayed, a torn tail cut (see faissx_store_report);
+ *  a damaged snapshot or log fails with FAISSX_E_IO unless opts.repair.
+ *  Handles to the same index share one in-memory index. */
+int faissx_store_open_index(FaissxStore* store, const char* name,
+                            FaissIndex** out);
+
+/** Names of the store's indexes, sorted: *names is an array of *count
+ *  malloc'd strings; release it with faissx_store_list_free. */
+int faissx_store_list(FaissxStore* store, char*** names, size_t* count);
+void faissx_store_list_free(char** names, size_t count);
+
+/** Deletes an index and its files. Open handles to it keep answering
+ *  searches; their mutations fail with FAISSX_E_NOT_FOUND. */
+int faissx_store_drop(FaissxStore* store, const char* name);
+
+/** Writes a snapshot of index `name` (NULL: of every index opened since
+ *  the store was) and starts a new, empty log. */
+int faissx_store_checkpoint(FaissxStore* store, const char* name);
+
+/** What recovery reported since the store was opened (torn tails cut,
+ *  repairs, with file names and offsets), one event per line; "" when
+ *  nothing happened. *text is malloc'd: release it with free(). */
+int faissx_store_report(FaissxStore* store, char** text);
+
+/** 1 if `index` is a store handle, else 0. */
+int faissx_index_is_stored(const FaissIndex* index);
+
+/** Sets a search-time parameter ("nprobe", "efSearch", ... as
+ *  faiss_ParameterSpace_set_index_parameter names them) on a store handle,
+ *  durably. Typed setters (faiss_IndexIVF_set_nprobe) do not apply to
+ *  store handles. */
+int faissx_store_set_param(FaissIndex* index, const char* name, double value);
+
 #ifdef __cplusplus
 }
 #endif

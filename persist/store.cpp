@@ -1,0 +1,1125 @@
+/* store.cpp -- the durable store of named indexes: layout, manifests,
+ * recovery, checkpoints, the StoredIndex proxy, and faissx_store_* (C API).
+ *
+ * ORDER OF A MUTATION (why "append, apply, then wait for durability").
+ * A faiss index cannot undo an add in general (a flat index has no
+ * remove-by-position that restores ids, an IVF list order changes), so the
+ * proxy never applies a mutation it might have to take back, and never
+ * acknowledges one that is not durable:
+ *   1. under the index's write lock: validate what faiss would refuse
+ *      (trained, dimension), append the record to the log (written, not yet
+ *      synced), apply it to the in-memory index. If faiss throws anyway,
+ *      the record is cut from the log again (undo_last) -- no later record
+ *      exists, the lock is held -- and the call fails;
+ *   2. release the lock, then wait until the record is durable under the
+ *      policy (always: fsync, shared by every writer waiting at that moment
+ *      -- group commit). Only then does the call return 0.
+ * Readers may see a mutation before it is durable (as in Redis); a caller
+ * never hears "done" before it is. If the fsync fails the call fails, but
+ * its effect stays in memory: the log is poisoned, and before any further
+ * mutation the store writes a snapshot from memory into a new segment, so
+ * disk and memory agree again (a failed call may thus still take effect,
+ * like a COMMIT whose outcome is unknown; an acknowledged one is never
+ * lost). Replay applies records in sequence; one that faiss refuses at
+ * replay was refused at run time too (step 1 cut it, unless a crash came
+ * first) and is skipped with a note.
+ *
+ * CHECKPOINT: snapshot (temp, fsync, rename, dir fsync) of the in-memory
+ * index covering the log's last sequence, a new empty segment, then the
+ * manifest (same durable replace) naming both -- the commit point. The
+ * previous generation is kept for repair; the one before it is deleted.
+ * Training is not logged: train() checkpoints. */
+#include "persist/store.h"
+
+#include "core/bridge.h"
+#include "persist/bytes.h"
+#include "persist/crc32c.h"
+#include "persist/fileio.h"
+#include "persist/snapshot.h"
+
+#include <faiss/AutoTune.h>
+#include <faiss/index_factory.h>
+#include <faiss/impl/IDSelector.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace fx {
+namespace store {
+
+namespace {
+
+[[noreturn]] void io_fail(const std::string& msg) {
+    throw Error(FAISSX_E_IO, msg);
+}
+
+std::string errstr() { return std::strerror(errno); }
+
+/* ---- manifest ---- */
+
+struct Manifest {
+    uint64_t gen = 0;   /* current snapshot/log generation */
+    uint64_t prev = 0;  /* previous generation kept for repair (0: none) */
+    int d = 0;
+    int metric = 0;
+    std::string description;
+};
+
+std::string snap_name(uint64_t g) {
+    char b[64];
+    snprintf(b, sizeof b, "snap-%012llu.fxs", (unsigned long long)g);
+    return b;
+}
+std::string wal_name(uint64_t g) {
+    char b[64];
+    snprintf(b, sizeof b, "wal-%012llu.fxl", (unsigned long long)g);
+    return b;
+}
+
+std::string manifest_text(const Manifest& m) {
+    char b[512];
+    snprintf(b, sizeof b,
+             "faissx-manifest 1\ngeneration %llu\nsnapshot %s\nlog %s\n"
+             "previous %llu\nd %d\nmetric %d\n",
+             (unsigned long long)m.gen, snap_name(m.gen).c_str(),
+             wal_name(m.gen).c_str(), (unsigned long long)m.prev, m.d,
+             m.metric);
+    std::string s = b;
+    s += "description " + m.description + "\n";
+    char c[32];
+    snprintf(c, sizeof c, "crc32c %08x\n", fx_crc32c(0, s.data(), s.size()));
+    return s + c;
+}
+
+void write_manifest(const std::string& idir, const Manifest& m) {
+    std::string t = manifest_text(m);
+    const void* parts[1] = {t.data()};
+    size_t sizes[1] = {t.size()};
+    std::string path = idir + "/MANIFEST";
+    if (fx_write_file_durable(path.c_str(), parts, sizes, 1) != 0)
+        io_fail("cannot write manifest '" + path + "': " + errstr());
+}
+
+/* Parses a manifest; false with *why. */
+bool parse_manifest(const std::string& text, Manifest* m, std::string* why) {
+    size_t crc_at = text.rfind("crc32c ");
+    if (crc_at == std::string::npos || (crc_at > 0 && text[crc_at - 1] != '\n')) {
+        *why = "no checksum line";
+        return false;
+    }
+    unsigned crc = 0;
+    if (sscanf(text.c_str() + crc_at, "crc32c %8x", &crc) != 1 ||
+        crc != fx_crc32c(0, text.data(), crc_at)) {
+        *why = "checksum mismatch";
+        return false;
+    }
+    std::string body = text.substr(0, crc_at);
+    unsigned long long gen, prev;
+    char sn[64], wn[64];
+    int n = 0;
+    if (sscanf(body.c_str(),
+               "faissx-manifest 1\ngeneration %llu\nsnapshot %63s\nlog %63s\n"
+               "previous %llu\nd %d\nmetric %d\ndescription %n",
+               &gen, sn, wn, &prev, &m->d, &m->metric, &n) != 6 || n == 0) {
+        *why = "malformed";
+        return false;
+    }
+    m->gen = gen;
+    m->prev = prev;
+    m->description = body.substr(n);
+    if (!m->description.empty() && m->description.back() == '\n')
+        m->description.pop_back();
+    if (snap_name(gen) != sn || wal_name(gen) != wn || gen == 0 ||
+        prev >= gen || m->d <= 0) {
+        *why = "inconsistent fields";
+        return false;
+    }
+    return true;
+}
+
+Manifest read_manifest(const std::string& idir, const std::string& name) {
+    std::string path = idir + "/MANIFEST";
+    uint8_t* data = nullptr;
+    size_t n = 0;
+    if (fx_read_file(path.c_str(), &data, &n) != 0) {
+        if (errno == ENOENT)
+            throw Error(FAISSX_E_NOT_FOUND, "no index named '" + name + "'");
+        io_fail("cannot read manifest '" + path + "': " + errstr());
+    }
+    std::string text(reinterpret_cast<char*>(data), n);
+    free(data);
+    Manifest m;
+    std::string why;
+    if (!parse_manifest(text, &m, &why))
+        io_fail("corrupt manifest '" + path + "': " + why);
+    return m;
+}
+
+/* Removes a directory of plain files (index directories have no
+ * subdirectories). Best effort. */
+void remove_tree(const std::string& path) {
+    if (DIR* d = opendir(path.c_str())) {
+        while (struct dirent* e = readdir(d)) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            fx_io()->unlink((path + "/" + e->d_name).c_str());
+        }
+        closedir(d);
+    }
+    rmdir(path.c_str());
+}
+
+struct Reporter {
+    std::mutex mu;
+    std::string text;
+    void note(const std::string& line) {
+        std::lock_guard<std::mutex> g(mu);
+        text += line + "\n";
+    }
+};
+
+} // namespace
+
+/* ---- record payloads ---- */
+
+namespace {
+
+struct Buf {
+    std::vector<uint8_t> b;
+    void u32(uint32_t v) {
+        size_t o = b.size();
+        b.resize(o + 4);
+        fx_put_u32(&b[o], v);
+    }
+    void u64(uint64_t v) {
+        size_t o = b.size();
+        b.resize(o + 8);
+        fx_put_u64(&b[o], v);
+    }
+};
+
+struct Rd {
+    const uint8_t* p;
+    size_t n;
+    bool take(size_t k, const uint8_t** out) {
+        if (n < k) return false;
+        *out = p;
+        p += k;
+        n -= k;
+        return true;
+    }
+    bool u32(uint32_t* v) {
+        const uint8_t* q;
+        if (!take(4, &q)) return false;
+        *v = fx_get_u32(q);
+        return true;
+    }
+    bool u64(uint64_t* v) {
+        const uint8_t* q;
+        if (!take(8, &q)) return false;
+        *v = fx_get_u64(q);
+        return true;
+    }
+};
+
+constexpr uint32_t SEL_RANGE = 1, SEL_LIST = 2;
+
+/* The selector as a log payload; throws for kinds that cannot be logged. */
+std::vector<uint8_t> encode_selector(const faiss::IDSelector& s) {
+    Buf b;
+    if (auto r = dynamic_cast<const faiss::IDSelectorRange*>(&s)) {
+        b.u32(SEL_RANGE);
+        b.u32(r->assume_sorted ? 1 : 0);
+        b.u64((uint64_t)r->imin);
+        b.u64((uint64_t)r->imax);
+        return b.b;
+    }
+    std::vector<idx> ids;
+    if (auto a = dynamic_cast<const faiss::IDSelectorArray*>(&s)) {
+        ids.assign(a->ids, a->ids + a->n);
+    } else if (auto t = dynamic_cast<const faiss::IDSelectorBatch*>(&s)) {
+        ids.assign(t->set.begin(), t->set.end());
+        std::sort(ids.begin(), ids.end());
+    } else if (auto m = dynamic_cast<const faiss::IDSelectorBitmap*>(&s)) {
+        for (size_t i = 0; i < m->n * 8; i++)
+            if (m->bitmap[i / 8] & (1u << (i % 8))) ids.push_back((idx)i);
+    } else {
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "remove_ids on a stored index takes a range, batch, "
+                    "array or bitmap selector (this kind cannot be logged)");
+    }
+    b.u32(SEL_LIST);
+    b.u32(0);
+    b.u64(ids.size());
+    size_t o = b.b.size();
+    b.b.resize(o + ids.size() * 8);
+    for (size_t i = 0; i < ids.size(); i++) fx_put_u64(&b.b[o + 8 * i], (uint64_t)ids[i]);
+    return b.b;
+}
+
+bool valid_param_value(double v) {
+    return std::isfinite(v) && v >= 0 && v < 2147483648.0;
+}
+
+} // namespace
+
+bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
+                  size_t len, std::string* why) {
+    Rd r{payload, len};
+    switch (type) {
+    case wal::REC_ADD:
+    case wal::REC_ADD_WITH_IDS: {
+        uint64_t n;
+        uint32_t d, pad;
+        if (!r.u64(&n) || !r.u32(&d) || !r.u32(&pad) || (int)d != ix->d ||
+            d == 0) {
+            *why = "add record: bad header or dimension";
+            return false;
+        }
+        size_t per = (size_t)d * 4 + (type == wal::REC_ADD_WITH_IDS ? 8 : 0);
+        if (n > r.n / per || n * per != r.n) {
+            *why = "add record: payload size does not match n";
+            return false;
+        }
+        std::vector<float> x(n * d);
+        if (n) std::memcpy(x.data(), r.p, n * d * 4);
+        if (type == wal::REC_ADD) {
+            ix->add((idx)n, x.data());
+        } else {
+            std::vector<idx> ids(n);
+            for (size_t i = 0; i < n; i++)
+                ids[i] = (idx)fx_get_u64(r.p + n * d * 4 + 8 * i);
+            ix->add_with_ids((idx)n, x.data(), ids.data());
+        }
+        return true;
+    }
+    case wal::REC_REMOVE_IDS: {
+        uint32_t kind, flags;
+        if (!r.u32(&kind) || !r.u32(&flags)) {
+            *why = "remove_ids record: truncated";
+            return false;
+        }
+        if (kind == SEL_RANGE) {
+            uint64_t lo, hi;
+            if (!r.u64(&lo) || !r.u64(&hi) || r.n != 0) {
+                *why = "remove_ids record: bad range";
+                return false;
+            }
+            faiss::IDSelectorRange sel((idx)lo, (idx)hi, flags & 1);
+            ix->remove_ids(sel);
+            return true;
+        }
+        uint64_t cnt;
+        if (kind != SEL_LIST || !r.u64(&cnt) || cnt > r.n / 8 ||
+            cnt * 8 != r.n) {
+            *why = "remove_ids record: bad selector";
+            return false;
+        }
+        std::vector<idx> ids(cnt);
+        for (size_t i = 0; i < cnt; i++) ids[i] = (idx)fx_get_u64(r.p + 8 * i);
+        faiss::IDSelectorBatch sel(ids.size(), ids.data());
+        ix->remove_ids(sel);
+        return true;
+    }
+    case wal::REC_RESET:
+        if (len != 0) {
+            *why = "reset record: unexpected payload";
+            return false;
+        }
+        ix->reset();
+        return true;
+    case wal::REC_SET_PARAM: {
+        uint64_t bits;
+        uint32_t nl;
+        const uint8_t* name;
+        if (!r.u64(&bits) || !r.u32(&nl) || nl == 0 || nl > 64 ||
+            !r.take(nl, &name) || r.n != 0) {
+            *why = "set_param record: malformed";
+            return false;
+        }
+        double v;
+        std::memcpy(&v, &bits, 8);
+        std::string pname(reinterpret_cast<const char*>(name), nl);
+        if (!valid_param_value(v) || pname.find('\0') != std::string::npos) {
+            *why = "set_param record: bad name or value";
+            return false;
+        }
+        faiss::ParameterSpace().set_index_parameter(ix, pname, v);
+        return true;
+    }
+    default:
+        *why = "unknown record type " + std::to_string(type);
+        return false;
+    }
+}
+
+/* ---- recovery ---- */
+
+namespace {
+
+struct Recovered {
+    std::unique_ptr<faiss::Index> ix;
+    uint64_t last_seq = 0;
+    uint64_t wal_end = 0;        /* where appending resumes in the current log */
+    bool rewrite = false;        /* recovered from damage: checkpoint at once */
+};
+
+/* Replays a segment file into ix (records after `from_seq`). Cuts a torn
+ * tail (or, with repair, mid-log damage) when `fix`; otherwise leaves the
+ * file alone. Returns the scan. Throws on refusal. */
+wal::Scan replay_segment(const std::string& path, faiss::Index* ix,
+                         uint64_t from_seq, bool repair, bool fix,
+                         Reporter* rep, const std::string& name) {
+    uint8_t* data = nullptr;
+    size_t n = 0;
+    if (fx_read_file(path.c_str(), &data, &n) != 0)
+        io_fail("cannot read log '" + path + "': " + errstr());
+    std::unique_ptr<uint8_t, decltype(&std::free)> own(data, &std::free);
+    wal::Scan s;
+    uint64_t skipped = 0;
+    wal::scan(data, n, &s,
+              [&](uint16_t type, uint64_t seq, const uint8_t* p, size_t len,
+                  std::string* why) {
+                  if (seq <= from_seq) return true; // inside the snapshot
+                  try {
+                      return apply_record(ix, type, p, len, why);
+                  } catch (const Error& e) {
+                      // refused at run time too (see the top of this file)
+                      (void)e;
+                  } catch (const faiss::FaissException&) {
+                  }
+                  skipped++;
+                  return true;
+              });
+    if (skipped)
+        rep->note("index '" + name + "': log " + path + ": " +
+                  std::to_string(skipped) +
+                  " record(s) that faiss refuses were skipped");
+    if (!s.header_ok) {
+        if (!repair)
+            io_fail("corrupt log '" + path + "': " + s.problem +
+                    " (open with repair to recreate it empty)");
+        return s;
+    }
+    if (!s.bad) return s;
+    std::string where = "offset " + std::to_string(s.good_end) + " (" +
+                        s.problem + ")";
+    if (s.valid_after > 0 && !repair)
+        io_fail("corrupt log '" + path + "': bad record at " + where +
+                " followed by " + std::to_string(s.valid_after) +
+                " valid record(s); open with repair to truncate there "
+                "(losing them)");
+    uint64_t cut = s.file_size - s.good_end;
+    if (fix) {
+        int fd = fx_io()->open(path.c_str(), O_RDWR, 0);
+        if (fd < 0 || fx_io()->ftruncate(fd, (off_t)s.good_end) != 0 ||
+            fx_io()->fsync(fd) != 0) {
+            int e = errno;
+            if (fd >= 0) fx_io()->close(fd);
+            errno = e;
+            io_fail("cannot truncate log '" + path + "': " + errstr());
+        }
+        fx_io()->close(fd);
+    }
+    if (s.valid_after > 0)
+        rep->note("index '" + name + "': repair: log " + path +
+                  " truncated at " + where + ", dropping " +
+                  std::to_string(cut) + " bytes with " +
+                  std::to_string(s.valid_after) + " valid record(s)");
+    else
+        rep->note("index '" + name + "': log " + path + ": torn tail of " +
+                  std::to_string(cut) + " bytes " + (fix ? "cut" : "found") +
+                  " at " + where);
+    return s;
+}
+
+Recovered recover(const std::string& idir, const std::string& name,
+                  const Manifest& m, bool repair, bool fix, Reporter* rep) {
+    Recovered out;
+    std::string cur_snap = idir + "/" + snap_name(m.gen);
+    std::string cur_wal = idir + "/" + wal_name(m.gen);
+    snap::Header h;
+    uint64_t base = 0;
+    try {
+        out.ix.reset(snap::load(cur_snap, &h));
+        base = h.seq;
+    } catch (const Error& e) {
+        if (!repair)
+            throw Error(e.code, std::string(e.what()) +
+                                        " (open with repair to rebuild from "
+                                        "the previous generation)");
+        // Repair: the previous snapshot plus both logs, or for the first
+        // generation an empty index from the description plus the log.
+        if (m.prev) {
+            std::string ps = idir + "/" + snap_name(m.prev);
+            out.ix.reset(snap::load(ps, &h));
+            wal::Scan s = replay_segment(idir + "/" + wal_name(m.prev),
+                                         out.ix.get(), h.seq, true, false,
+                                         rep, name);
+            base = s.last_seq;
+        } else if (m.gen == 1) {
+            out.ix.reset(faiss::index_factory(
+                    m.d, m.description.c_str(), (faiss::MetricType)m.metric));
+            base = 0;
+        } else {
+            throw Error(e.code, std::string(e.what()) +
+                                        "; no previous generation to "
+                                        "repair from");
+        }
+        rep->note("index '" + name + "': repair: snapshot " + cur_snap +
+                  " is damaged (" + e.what() + "); rebuilt from the " +
+                  (m.prev ? "previous generation" : "index description"));
+        out.rewrite = true;
+    }
+    wal::Scan s = replay_segment(cur_wal, out.ix.get(), base, repair, fix,
+                                 rep, name);
+    if (!s.header_ok) {
+        out.rewrite = true;
+        out.last_seq = base;
+        rep->note("index '" + name + "': repair: log " + cur_wal +
+                  " header is damaged; its records are lost");
+        return out;
+    }
+    if (s.base_seq > base) {
+        std::string msg = "log '" + cur_wal + "' starts after sequence " +
+                          std::to_string(s.base_seq) +
+                          " but the snapshot ends at " + std::to_string(base);
+        if (!repair) io_fail(msg);
+        rep->note("index '" + name + "': repair: " + msg);
+        out.rewrite = true;
+    }
+    if (s.valid_after > 0) out.rewrite = true;
+    out.last_seq = std::max(s.last_seq, base);
+    out.wal_end = s.good_end;
+    return out;
+}
+
+/* ---- the loaded index and its proxies ---- */
+
+struct StoredIndex;
+
+struct Entry {
+    std::string name, dir;
+    Options opts;
+    std::shared_ptr<Reporter> rep;
+    std::shared_mutex rw;            /* exclusive: mutations; shared: reads */
+    std::unique_ptr<faiss::Index> inner;
+    std::shared_ptr<wal::Wal> wal;
+    Manifest man;
+    uint64_t next_gen = 0;           /* generations already tried */
+    bool closed = false, dropped = false;
+    bool need_checkpoint = false;    /* memory is ahead of the files */
+    std::string need_reason;
+    std::mutex pmu;
+    std::vector<StoredIndex*> proxies;
+
+    void refresh();
+    void checkpoint_locked();
+    void check_writable();
+};
+
+struct StoredIndex : faiss::Index {
+    std::shared_ptr<Entry> e;
+
+    explicit StoredIndex(const std::shared_ptr<Entry>& en) : e(en) {
+        d = e->inner->d;
+        metric_type = e->inner->metric_type;
+        metric_arg = e->inner->metric_arg;
+        ntotal = e->inner->ntotal;
+        is_trained = e->inner->is_trained;
+        std::lock_guard<std::mutex> g(e->pmu);
+        e->proxies.push_back(this);
+    }
+    ~StoredIndex() override {
+        std::lock_guard<std::mutex> g(e->pmu);
+        e->proxies.erase(std::find(e->proxies.begin(), e->proxies.end(), this));
+    }
+
+    template <class F>
+    void mutate(uint16_t type, const void* const* parts, const size_t* sizes,
+                int nparts, F apply);
+
+    void train(idx_t n, const float* x) override;
+    void add(idx_t n, const float* x) override;
+    void add_with_ids(idx_t n, const float* x, const idx_t* xids) override;
+    void reset() override;
+    size_t remove_ids(const faiss::IDSelector& sel) override;
+    void merge_from(faiss::Index&, idx_t) override {
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "merge_from is not supported on a stored index");
+    }
+
+    void search(idx_t n, const float* x, idx_t k, float* distances,
+                idx_t* labels,
+                const faiss::SearchParameters* params = nullptr) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->inner->search(n, x, k, distances, labels, params);
+    }
+    void range_search(idx_t n, const float* x, float radius,
+                      faiss::RangeSearchResult* result,
+                      const faiss::SearchParameters* params = nullptr) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->inner->range_search(n, x, radius, result, params);
+    }
+    void reconstruct(idx_t key, float* recons) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->inner->reconstruct(key, recons);
+    }
+    void reconstruct_n(idx_t i0, idx_t ni, float* recons) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->inner->reconstruct_n(i0, ni, recons);
+    }
+    void compute_residual(const float* x, float* residual,
+                          idx_t key) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->inner->compute_residual(x, residual, key);
+    }
+    void compute_residual_n(idx_t n, const float* xs, float* residuals,
+                            const idx_t* keys) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->inner->compute_residual_n(n, xs, residuals, keys);
+    }
+    size_t sa_code_size() const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        return e->inner->sa_code_size();
+    }
+    void sa_encode(idx_t n, const float* x, uint8_t* bytes) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->inner->sa_encode(n, x, bytes);
+    }
+    void sa_decode(idx_t n, const uint8_t* bytes, float* x) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->inner->sa_decode(n, bytes, x);
+    }
+};
+
+void Entry::refresh() {
+    std::lock_guard<std::mutex> g(pmu);
+    for (auto p : proxies) {
+        p->ntotal = inner->ntotal;
+        p->is_trained = inner->is_trained;
+    }
+}
+
+void Entry::checkpoint_locked() {
+    std::shared_ptr<wal::Wal> old = wal;
+    uint64_t seq = old->last_seq();
+    try {
+        old->sync_all(); // keeps the previous generation whole, for repair
+    } catch (...) {
+        // the new snapshot covers it; the old log only serves repair
+    }
+    uint64_t g = std::max(man.gen, next_gen) + 1;
+    next_gen = g;
+    std::string sp = dir + "/" + snap_name(g), wp = dir + "/" + wal_name(g);
+    std::shared_ptr<wal::Wal> nw;
+    try {
+        snap::write(sp, inner.get(), seq);
+        nw = wal::Wal::create(wp, seq, opts.sync, opts.interval_ms);
+    } catch (...) {
+        fx_io()->unlink(sp.c_str());
+        fx_io()->unlink(wp.c_str());
+        throw;
+    }
+    Manifest m2 = man;
+    m2.prev = man.gen;
+    m2.gen = g;
+    try {
+        write_manifest(dir, m2);
+    } catch (const Error& ex) {
+        // The rename may have happened: the files on disk may already name
+        // generation g while our log is the old one. Refuse further writes
+        // until a checkpoint succeeds (it will use a newer generation).
+        need_checkpoint = true;
+        need_reason = ex.what();
+        throw;
+    }
+    old->retire();
+    wal = nw;
+    if (man.prev) {
+        fx_io()->unlink((dir + "/" + snap_name(man.prev)).c_str());
+        fx_io()->unlink((dir + "/" + wal_name(man.prev)).c_str());
+    }
+    man = m2;
+    need_checkpoint = false;
+    need_reason.clear();
+}
+
+void Entry::check_writable() {
+    if (closed)
+        throw Error(FAISSX_E_INVALID,
+                    "the store holding index '" + name + "' is closed");
+    if (dropped)
+        throw Error(FAISSX_E_NOT_FOUND, "index '" + name + "' was dropped");
+    if (need_checkpoint || wal->poisoned()) {
+        std::string why = need_checkpoint ? need_reason : wal->poison_reason();
+        try {
+            checkpoint_locked();
+        } catch (const Error& ex) {
+            throw Error(FAISSX_E_IO, "index '" + name +
+                                             "' cannot be written until a "
+                                             "checkpoint succeeds (" + why +
+                                             "); it failed: " + ex.what());
+        }
+        rep->note("index '" + name + "': recovered from a write failure (" +
+                  why + ") by a checkpoint");
+    }
+}
+
+template <class F>
+void StoredIndex::mutate(uint16_t type, const void* const* parts,
+                         const size_t* sizes, int nparts, F apply) {
+    std::shared_ptr<wal::Wal> w;
+    uint64_t ticket;
+    {
+        std::unique_lock<std::shared_mutex> l(e->rw);
+        e->check_writable();
+        w = e->wal;
+        ticket = w->append(type, parts, sizes, nparts);
+        idx before = e->inner->ntotal;
+        try {
+            apply();
+        } catch (...) {
+            w->undo_last();
+            // faiss validates before it modifies; if it changed something
+            // anyway, make disk follow memory before the next write.
+            if (e->inner->ntotal != before) {
+                e->need_checkpoint = true;
+                e->need_reason = "a failed mutation left partial changes";
+            }
+            e->refresh();
+            throw;
+        }
+        e->refresh();
+    }
+    w->commit(ticket); // the acknowledgement waits for durability
+    if (e->opts.snapshot_log_bytes && w->size() > e->opts.snapshot_log_bytes) {
+        std::unique_lock<std::shared_mutex> l(e->rw);
+        if (!e->closed && !e->dropped && e->wal == w) {
+            try {
+                e->checkpoint_locked();
+            } catch (const std::exception& ex) {
+                // The mutation is durable; the log just keeps growing.
+                e->rep->note("index '" + e->name +
+                             "': automatic checkpoint failed: " + ex.what());
+            }
+        }
+    }
+}
+
+void require_trained(const Entry* e) {
+    if (!e->inner->is_trained)
+        throw Error(FAISSX_E_INVALID,
+                    "index '" + e->name + "' is not trained: call "
+                    "faiss_Index_train first");
+}
+
+void StoredIndex::train(idx_t n, const float* x) {
+    std::unique_lock<std::shared_mutex> l(e->rw);
+    e->check_writable();
+    e->inner->train(n, x);
+    e->need_checkpoint = true;
+    e->need_reason = "trained, not yet snapshotted";
+    e->refresh();
+    e->checkpoint_locked();
+}
+
+void StoredIndex::add(idx_t n, const float* x) {
+    require_trained(e.get());
+    uint8_t h[16];
+    fx_put_u64(h, (uint64_t)n);
+    fx_put_u32(h + 8, (uint32_t)d);
+    fx_put_u32(h + 12, 0);
+    const void* parts[2] = {h, x};
+    size_t sizes[2] = {16, (size_t)n * d * sizeof(float)};
+    mutate(wal::REC_ADD, parts, sizes, 2, [&] { e->inner->add(n, x); });
+}
+
+void StoredIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
+    require_trained(e.get());
+    uint8_t h[16];
+    fx_put_u64(h, (uint64_t)n);
+    fx_put_u32(h + 8, (uint32_t)d);
+    fx_put_u32(h + 12, 0);
+    std::vector<uint8_t> ids((size_t)n * 8);
+    for (idx_t i = 0; i < n; i++) fx_put_u64(&ids[i * 8], (uint64_t)xids[i]);
+    const void* parts[3] = {h, x, ids.data()};
+    size_t sizes[3] = {16, (size_t)n * d * sizeof(float), ids.size()};
+    mutate(wal::REC_ADD_WITH_IDS, parts, sizes, 3,
+           [&] { e->inner->add_with_ids(n, x, xids); });
+}
+
+void StoredIndex::reset() {
+    mutate(wal::REC_RESET, nullptr, nullptr, 0, [&] { e->inner->reset(); });
+}
+
+size_t StoredIndex::remove_ids(const faiss::IDSelector& sel) {
+    std::vector<uint8_t> p = encode_selector(sel);
+    const void* parts[1] = {p.data()};
+    size_t sizes[1] = {p.size()};
+    size_t removed = 0;
+    mutate(wal::REC_REMOVE_IDS, parts, sizes, 1,
+           [&] { removed = e->inner->remove_ids(sel); });
+    return removed;
+}
+
+} // namespace
+
+/* ---- the store ---- */
+
+struct Store {
+    std::string dir;
+    Options opts;
+    int lock_fd = -1;
+    std::shared_ptr<Reporter> rep = std::make_shared<Reporter>();
+    std::mutex mu;
+    std::map<std::string, std::shared_ptr<Entry>> loaded;
+    uint64_t drops = 0;
+};
+
+bool valid_name(const char* name, std::string* why) {
+    size_t n = name ? std::strlen(name) : 0;
+    if (n == 0 || n > 128) {
+        *why = "index names are 1-128 characters";
+        return false;
+    }
+    if (name[0] == '.') {
+        *why = "index names cannot start with '.'";
+        return false;
+    }
+    if (!std::strcmp(name, "LOCK")) {
+        *why = "'LOCK' is reserved (the store's lock file)";
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
+            *why = "index names may contain only [A-Za-z0-9._-]";
+            return false;
+        }
+    }
+    return true;
+}
+
+static void require_name(const char* name) {
+    std::string why;
+    if (!valid_name(name, &why))
+        throw Error(FAISSX_E_INVALID, "invalid index name '" +
+                                              std::string(name ? name : "") +
+                                              "': " + why);
+}
+
+Store* open(const std::string& dir, const Options& opts) {
+    if (opts.sync != wal::SYNC_ALWAYS && opts.sync != wal::SYNC_INTERVAL &&
+        opts.sync != wal::SYNC_NONE)
+        throw Error(FAISSX_E_INVALID, "unknown sync policy");
+    if (opts.sync == wal::SYNC_INTERVAL && opts.interval_ms <= 0)
+        throw Error(FAISSX_E_INVALID, "interval_ms must be > 0");
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+        io_fail("cannot create store directory '" + dir + "': " + errstr());
+    std::unique_ptr<Store> s(new Store());
+    s->dir = dir;
+    s->opts = opts;
+    std::string lp = dir + "/LOCK";
+    int fd = fx_io()->open(lp.c_str(), O_RDWR | O_CREAT, 0644);
+    if (fd < 0) io_fail("cannot open lock file '" + lp + "': " + errstr());
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = {0};
+        ssize_t r = pread(fd, pid, sizeof pid - 1, 0);
+        fx_io()->close(fd);
+        throw Error(FAISSX_E_PERMISSION,
+                    "store '" + dir + "' is locked by another process" +
+                            (r > 0 ? " (pid " + std::string(pid) + ")" : "") +
+                            " or another open in this one");
+    }
+    char pid[32];
+    int pn = snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    if (fx_io()->ftruncate(fd, 0) == 0) fx_pwrite_all(fd, pid, (size_t)pn, 0);
+    s->lock_fd = fd;
+    // Leftovers of interrupted creates and drops.
+    if (DIR* d = opendir(dir.c_str())) {
+        while (struct dirent* e = readdir(d))
+            if (!strncmp(e->d_name, ".tmp-", 5) || !strncmp(e->d_name, ".drop-", 6))
+                remove_tree(dir + "/" + e->d_name);
+        closedir(d);
+    }
+    return s.release();
+}
+
+void close(Store* s) {
+    if (!s) return;
+    for (auto& kv : s->loaded) {
+        Entry* e = kv.second.get();
+        std::unique_lock<std::shared_mutex> l(e->rw);
+        e->closed = true;
+        try {
+            e->wal->sync_all();
+        } catch (...) {
+        }
+        e->wal.reset();
+    }
+    s->loaded.clear();
+    if (s->lock_fd >= 0) fx_io()->close(s->lock_fd); // releases the flock
+    delete s;
+}
+
+static std::shared_ptr<Entry> load_locked(Store* s, const std::string& name) {
+    auto it = s->loaded.find(name);
+    if (it != s->loaded.end()) return it->second;
+    std::string idir = s->dir + "/" + name;
+    Manifest m = read_manifest(idir, name);
+    Recovered r = recover(idir, name, m, s->opts.repair, true, s->rep.get());
+    auto e = std::make_shared<Entry>();
+    e->name = name;
+    e->dir = idir;
+    e->opts = s->opts;
+    e->rep = s->rep;
+    e->man = m;
+    e->next_gen = m.gen;
+    e->inner = std::move(r.ix);
+    // Files no manifest names: leftovers of interrupted checkpoints.
+    if (DIR* d = opendir(idir.c_str())) {
+        std::vector<std::string> keep = {"MANIFEST", snap_name(m.gen),
+                                         wal_name(m.gen)};
+        if (m.prev) {
+            keep.push_back(snap_name(m.prev));
+            keep.push_back(wal_name(m.prev));
+        }
+        while (struct dirent* de = readdir(d)) {
+            std::string f = de->d_name;
+            if (f == "." || f == "..") continue;
+            if (std::find(keep.begin(), keep.end(), f) == keep.end()) {
+                unsigned long long g = 0;
+                if (sscanf(f.c_str(), "%*[a-z]-%12llu", &g) == 1 && g > e->next_gen)
+                    e->next_gen = g; // never reuse a generation number
+                fx_io()->unlink((idir + "/" + f).c_str());
+            }
+        }
+        closedir(d);
+    }
+    if (r.rewrite || !r.wal_end) {
+        // Damaged files: start a clean generation from what was recovered.
+        e->wal = wal::Wal::open_append(idir + "/" + wal_name(m.gen),
+                                       r.wal_end ? r.wal_end : wal::SEG_HEADER,
+                                       r.last_seq, s->opts.sync,
+                                       s->opts.interval_ms);
+        if (!r.wal_end) e->wal->retire(); // header damaged: never append to it
+        std::unique_lock<std::shared_mutex> l(e->rw);
+        e->checkpoint_locked();
+    } else {
+        e->wal = wal::Wal::open_append(idir + "/" + wal_name(m.gen), r.wal_end,
+                                       r.last_seq, s->opts.sync,
+                                       s->opts.interval_ms);
+    }
+    s->loaded[name] = e;
+    return e;
+}
+
+faiss::Index* create_index(Store* s, const char* name, int d,
+                           const char* description, int metric) {
+    require_name(name);
+    if (!description || std::strchr(description, '\n'))
+        throw Error(FAISSX_E_INVALID, "invalid index description");
+    std::lock_guard<std::mutex> g(s->mu);
+    std::string idir = s->dir + "/" + name;
+    struct stat st;
+    if (stat(idir.c_str(), &st) == 0)
+        throw Error(FAISSX_E_EXISTS, "an index named '" + std::string(name) +
+                                             "' exists");
+    std::unique_ptr<faiss::Index> ix(
+            faiss::index_factory(d, description, (faiss::MetricType)metric));
+    std::string tmp = s->dir + "/.tmp-" + name;
+    remove_tree(tmp);
+    if (mkdir(tmp.c_str(), 0755) != 0)
+        io_fail("cannot create '" + tmp + "': " + errstr());
+    Manifest m;
+    m.gen = 1;
+    m.d = d;
+    m.metric = metric;
+    m.description = description;
+    try {
+        snap::write(tmp + "/" + snap_name(1), ix.get(), 0);
+        wal::Wal::create(tmp + "/" + wal_name(1), 0, wal::SYNC_NONE, 0);
+        write_manifest(tmp, m);
+        if (fx_io()->rename(tmp.c_str(), idir.c_str()) != 0)
+            io_fail("cannot rename '" + tmp + "': " + errstr());
+    } catch (...) {
+        remove_tree(tmp);
+        throw;
+    }
+    if (fx_io()->fsync_dir(s->dir.c_str()) != 0)
+        io_fail("cannot sync store directory '" + s->dir + "': " + errstr());
+    auto e = std::make_shared<Entry>();
+    e->name = name;
+    e->dir = idir;
+    e->opts = s->opts;
+    e->rep = s->rep;
+    e->man = m;
+    e->next_gen = 1;
+    e->inner = std::move(ix);
+    e->wal = wal::Wal::open_append(idir + "/" + wal_name(1), wal::SEG_HEADER,
+                                   0, s->opts.sync, s->opts.interval_ms);
+    s->loaded[name] = e;
+    return new StoredIndex(e);
+}
+
+faiss::Index* open_index(Store* s, const char* name) {
+    require_name(name);
+    std::lock_guard<std::mutex> g(s->mu);
+    return new StoredIndex(load_locked(s, name));
+}
+
+std::vector<std::string> list(Store* s) {
+    std::vector<std::string> out;
+    DIR* d = opendir(s->dir.c_str());
+    if (!d) io_fail("cannot read store directory '" + s->dir + "': " + errstr());
+    while (struct dirent* e = readdir(d)) {
+        std::string why;
+        if (!valid_name(e->d_name, &why)) continue;
+        struct stat st;
+        if (stat((s->dir + "/" + e->d_name + "/MANIFEST").c_str(), &st) == 0)
+            out.push_back(e->d_name);
+    }
+    closedir(d);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+void drop(Store* s, const char* name) {
+    require_name(name);
+    std::lock_guard<std::mutex> g(s->mu);
+    std::string idir = s->dir + "/" + name;
+    struct stat st;
+    if (stat((idir + "/MANIFEST").c_str(), &st) != 0)
+        throw Error(FAISSX_E_NOT_FOUND, "no index named '" + std::string(name) + "'");
+    auto it = s->loaded.find(name);
+    if (it != s->loaded.end()) {
+        Entry* e = it->second.get();
+        std::unique_lock<std::shared_mutex> l(e->rw);
+        e->dropped = true;
+        e->wal->retire();
+        e->wal.reset();
+    }
+    std::string gone = s->dir + "/.drop-" + name + "-" + std::to_string(++s->drops);
+    if (fx_io()->rename(idir.c_str(), gone.c_str()) != 0)
+        io_fail("cannot remove '" + idir + "': " + errstr());
+    if (it != s->loaded.end()) s->loaded.erase(it);
+    if (fx_io()->fsync_dir(s->dir.c_str()) != 0)
+        io_fail("cannot sync store directory '" + s->dir + "': " + errstr());
+    remove_tree(gone);
+}
+
+void checkpoint(Store* s, const char* name) {
+    std::lock_guard<std::mutex> g(s->mu);
+    std::vector<std::shared_ptr<Entry>> todo;
+    if (name) {
+        require_name(name);
+        todo.push_back(load_locked(s, name));
+    } else {
+        for (auto& kv : s->loaded) todo.push_back(kv.second);
+    }
+    for (auto& e : todo) {
+        std::unique_lock<std::shared_mutex> l(e->rw);
+        e->checkpoint_locked();
+    }
+}
+
+std::string report(Store* s) {
+    std::lock_guard<std::mutex> g(s->rep->mu);
+    return s->rep->text;
+}
+
+bool is_stored(const faiss::Index* ix) {
+    return dynamic_cast<const StoredIndex*>(ix) != nullptr;
+}
+
+void set_param(faiss::Index* ix, const char* name, double value) {
+    auto si = dynamic_cast<StoredIndex*>(ix);
+    if (!si) throw Error(FAISSX_E_INVALID, "the index is not a stored index");
+    size_t nl = std::strlen(name);
+    if (nl == 0 || nl > 64)
+        throw Error(FAISSX_E_INVALID, "parameter names are 1-64 characters");
+    if (!valid_param_value(value))
+        throw Error(FAISSX_E_INVALID, "parameter value must be in [0, 2^31)");
+    uint8_t h[12];
+    uint64_t bits;
+    std::memcpy(&bits, &value, 8);
+    fx_put_u64(h, bits);
+    fx_put_u32(h + 8, (uint32_t)nl);
+    const void* parts[2] = {h, name};
+    size_t sizes[2] = {12, nl};
+    si->mutate(wal::REC_SET_PARAM, parts, sizes, 2, [&] {
+        faiss::ParameterSpace().set_index_parameter(si->e->inner.get(), name,
+                                                    value);
+    });
+}
+
+int check(const std::string& dir, bool repair, FILE* out) {
+    int worst = 0;
+    DIR* d = opendir(dir.c_str());
+    if (!d) {
+        fprintf(out, "%s: cannot read: %s\n", dir.c_str(), std::strerror(errno));
+        return 2;
+    }
+    std::vector<std::string> names;
+    while (struct dirent* e = readdir(d)) {
+        std::string why;
+        if (valid_name(e->d_name, &why)) names.push_back(e->d_name);
+    }
+    closedir(d);
+    std::sort(names.begin(), names.end());
+    // Take the store lock: checking a store in use would race its writers.
+    std::string lp = dir + "/LOCK";
+    int lfd = ::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(out, "%s: store is in use (locked): stop its owner first\n",
+                dir.c_str());
+        if (lfd >= 0) ::close(lfd);
+        return 2;
+    }
+    for (auto& name : names) {
+        std::string idir = dir + "/" + name;
+        Reporter rep;
+        try {
+            Manifest m = read_manifest(idir, name);
+            Recovered r = recover(idir, name, m, repair, repair, &rep);
+            bool dirty = !rep.text.empty();
+            if (repair && dirty) {
+                // Rewrite as a clean generation, as an open with repair does.
+                Store tmp;
+                tmp.dir = dir;
+                tmp.opts.repair = true;
+                tmp.rep = std::make_shared<Reporter>();
+                r.ix.reset();
+                load_locked(&tmp, name);
+                tmp.loaded.clear();
+            }
+            fprintf(out, "%s: ok, %lld vectors, d=%d, sequence %llu%s\n",
+                    name.c_str(), (long long)(r.ix ? r.ix->ntotal : -1), m.d,
+                    (unsigned long long)r.last_seq,
+                    dirty ? (repair ? " (repaired)" : " (repairable)") : "");
+            if (dirty) worst = std::max(worst, 1);
+            fputs(rep.text.c_str(), out);
+        } catch (const std::exception& ex) {
+            fputs(rep.text.c_str(), out);
+            fprintf(out, "%s: DAMAGED: %s\n", name.c_str(), ex.what());
+            worst = 2;
+        }
+    }
+    ::close(lfd);
+    return worst;
+}
+
+} // namespace store
+} // namespace fx

@@ -1,0 +1,89 @@
+/* store.h -- internal: the durable store of named indexes (docs/format.md).
+ *
+ * A store is a locked directory; each named index is a subdirectory with a
+ * MANIFEST naming its current snapshot and log segment (and the previous
+ * pair, kept for repair). Indexes are recovered when first opened and stay
+ * loaded until the store is closed. Handles are proxies (StoredIndex) that
+ * log each mutation and return only when it is durable under the policy.
+ * The public C API (faissx_store_*, include/faissx/faissx.h) wraps this;
+ * faissx-server uses it through either. Functions throw fx::Error. Not API. */
+#ifndef FX_STORE_H
+#define FX_STORE_H
+
+#include "persist/wal.h"
+
+#include <faiss/Index.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace fx {
+namespace store {
+
+struct Options {
+    wal::Sync sync = wal::SYNC_ALWAYS;
+    int interval_ms = 100;             /* for SYNC_INTERVAL */
+    uint64_t snapshot_log_bytes = 64u << 20; /* checkpoint past this log size; 0: never */
+    bool repair = false;               /* cut mid-log damage, fall back past a bad snapshot */
+};
+
+struct Store;
+
+/* True when `name` is a valid index name ([A-Za-z0-9._-], 1..128, no
+ * leading '.'); otherwise *why says what is wrong. */
+bool valid_name(const char* name, std::string* why);
+
+/* Opens (creating the directory if needed) and locks a store. */
+Store* open(const std::string& dir, const Options& opts);
+
+/* Syncs and closes every loaded index, unlocks, frees. Live handles keep
+ * answering reads; their mutations fail. Accepts NULL. */
+void close(Store* s);
+
+/* Creates a named index from a faiss factory string; returns a new handle
+ * (the caller frees it; freeing does not delete the index). */
+faiss::Index* create_index(Store* s, const char* name, int d,
+                           const char* description, int metric);
+
+/* A new handle to an existing index, recovering it on first open. */
+faiss::Index* open_index(Store* s, const char* name);
+
+/* Names of the indexes in the store, sorted. */
+std::vector<std::string> list(Store* s);
+
+/* Deletes an index; open handles stop accepting mutations. */
+void drop(Store* s, const char* name);
+
+/* Snapshot + new log segment for one loaded index, or all (name NULL). */
+void checkpoint(Store* s, const char* name);
+
+/* What recovery has reported so far (torn tails cut, repairs), one line
+ * per event. */
+std::string report(Store* s);
+
+/* The store handle behind an index handle, or NULL if it is not one. */
+bool is_stored(const faiss::Index* ix);
+
+/* Sets a search-time parameter (nprobe, efSearch, ... as
+ * faiss::ParameterSpace names them) durably. */
+void set_param(faiss::Index* stored, const char* name, double value);
+
+/* Decodes one log record and applies it to `ix` (recovery and the fuzz
+ * target). Returns false with *why for a malformed payload (corruption);
+ * faiss exceptions from applying it propagate. */
+bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
+                  size_t len, std::string* why);
+
+/* faissx-check: validates every index of the store at `dir` with the
+ * recovery parser (snapshot checksums, log records, replay), printing one
+ * line per finding to `out`. With repair, cuts torn tails and mid-log
+ * damage and rewrites each damaged index as a fresh snapshot. Returns 0
+ * when clean, 1 when only repairable problems were found (or all were
+ * repaired), 2 on damage that was not repaired or cannot be. */
+int check(const std::string& dir, bool repair, FILE* out);
+
+} // namespace store
+} // namespace fx
+
+#endif
