@@ -919,6 +919,11 @@ void op_wrap(Req& q, fx_wbuf* w) {
         break;
     case FX_WRAP_REFINE_FLAT:
         end(q);
+        // faiss's IndexRefine constructor throws on a non-empty base after
+        // IndexRefineFlat has allocated the refine index, leaking it.
+        if (c->ntotal != 0)
+            throw Error(FAISSX_E_INVALID, "the wrapped index must be empty "
+                                          "(ntotal = " + std::to_string(c->ntotal) + ")");
         try {
             comp.reset(new faiss::IndexRefineFlat(c));
         } catch (const faiss::FaissException& ex) {

@@ -2224,3 +2224,41 @@ Test(handler, auth_file) {
     const char* empty = write_file("keys_empty.txt", "# nothing\n\n");
     state_fails(NULL, empty, 1, FAISSX_E_AUTH, "no API keys");
 }
+
+/* ---- WRAP (composites over an existing index) ----------------------------- */
+
+Test(handler, wrap_needs_an_empty_child) {
+    fx_state* s = new_state(NULL, 0, 0);
+    const int d = 4;
+    float* x = fxt_uniform(10, d, 90);
+    uint64_t full = create(s, "", "", d, METRIC_L2, "Flat", NULL);
+    add(s, "", full, 10, x, d);
+    uint64_t empty = create(s, "", "", d, METRIC_L2, "Flat", NULL);
+    const int64_t types[] = {FX_WRAP_IDMAP, FX_WRAP_IDMAP2,
+                             FX_WRAP_REFINE_FLAT};
+    rep_t p;
+    for (size_t i = 0; i < 3; i++) {
+        fx_wbuf w;
+        begin(&w, "");
+        fx_w_u64(&w, full);
+        fx_w_i64(&w, types[i]);
+        /* Refused before faiss builds anything (faiss's IndexRefineFlat
+         * leaks its refine index when its constructor throws). */
+        EXPECT_ERR(call(s, &w, FX_OP_WRAP, &p), p, FAISSX_E_INVALID,
+                   "must be empty (ntotal = 10)");
+        rep_free(&p);
+    }
+    cr_assert_eq(fx_state_index_count(s), 2);
+    fx_wbuf w;
+    begin(&w, "");
+    fx_w_u64(&w, empty);
+    fx_w_i64(&w, FX_WRAP_REFINE_FLAT);
+    EXPECT_OK(call(s, &w, FX_OP_WRAP, &p), p);
+    info_t i;
+    r_info(&p, &i);
+    rep_free(&p);
+    cr_assert(i.kind & FX_KIND_REFINE);
+    cr_assert_eq(fx_state_index_count(s), 3);
+    free(x);
+    fx_state_free(s);
+}

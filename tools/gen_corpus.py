@@ -32,8 +32,12 @@ OPS = {name: i + 1 for i, name in enumerate([
     "ADD", "ADD_WITH_IDS", "SEARCH", "RANGE_SEARCH", "ASSIGN", "RESET",
     "REMOVE_IDS", "RECONSTRUCT_N", "RECONSTRUCT_KEYS", "RESIDUAL",
     "SA_CODE_SIZE", "SA_ENCODE", "SA_DECODE", "SET_PARAM", "GET_PARAM",
-    "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM"])}
+    "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM", "WRAP", "FETCH", "IVF"])}
 
+WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
+    WRAP_REFINE_FLAT = range(1, 7)
+IVF_MAKE_DIRECT_MAP, IVF_IMBALANCE, IVF_SEARCH_PREASSIGNED, IVF_ADD_CORE, \
+    IVF_UPDATE_VECTORS, IVF_COPY_SUBSET_TO, IVF_TRAIN_RESIDUAL = range(1, 8)
 SEL_RANGE, SEL_BATCH, SEL_NOT, SEL_AND, SEL_OR, SEL_XOR, SEL_BITMAP = range(1, 8)
 
 
@@ -164,6 +168,26 @@ def seeds():
     m["clone"] = message(O["CLONE"], u64(H_IDMAP))
     m["merge-from"] = message(O["MERGE_FROM"], u64(H_FLAT) + u64(H_FLAT2) +
                               i64(0))
+    m["wrap-ivfflat"] = message(O["WRAP"], u64(H_FLAT2) + i64(WRAP_IVFFLAT) +
+                                i64(D) + i64(16) + i64(1))
+    m["wrap-refine"] = message(O["WRAP"], u64(H_IVF) + i64(WRAP_REFINE_FLAT))
+    m["fetch-xb"] = message(O["FETCH"], u64(H_FLAT2) + string("xb") + i64(0))
+    m["fetch-id-map"] = message(O["FETCH"], u64(H_IDMAP) + string("id_map") +
+                                i64(0))
+    m["fetch-list-ids"] = message(O["FETCH"], u64(H_IVF) +
+                                  string("list_ids") + i64(1))
+    m["ivf-imbalance"] = message(O["IVF"], u64(H_IVF) + i64(IVF_IMBALANCE))
+    m["ivf-direct-map"] = message(O["IVF"], u64(H_IVF) +
+                                  i64(IVF_MAKE_DIRECT_MAP) + i64(1))
+    m["ivf-search-preassigned"] = message(
+        O["IVF"], u64(H_IVF) + i64(IVF_SEARCH_PREASSIGNED) + i64(1) + i64(3) +
+        i64(0) + f32s(x2[:D]) + i64s([2]) + f32s([0.25]))
+    m["ivf-add-core"] = message(O["IVF"], u64(H_IVF) + i64(IVF_ADD_CORE) +
+                                i64(2) + f32s(x2) + i64(1) + i64s([50, 51]) +
+                                i64s([0, 3]))
+    m["ivf-copy-subset"] = message(O["IVF"], u64(H_IVF) +
+                                   i64(IVF_COPY_SUBSET_TO) + u64(H_IVF) +
+                                   i64(0) + i64(0) + i64(10))
     # ---- malformed or refused
     ping = m["ping"]
     m["bad-short"] = ping[:21]
