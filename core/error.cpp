@@ -61,9 +61,10 @@ int handle_exception(const char* func) {
  * Fixed-size blocks checked without branches let the compiler vectorize
  * this at -O2; it runs over every vector given to add/search, so it is on
  * the C API's hot path (see bench/, docs/benchmarks.md). */
+/* Whether x[0..63] holds a NaN or an infinity. */
 static bool block_has_nonfinite(const float* x) {
     uint32_t any = 0;
-    for (size_t i = 0; i < 256; i++) {
+    for (size_t i = 0; i < 64; i++) {
         uint32_t u;
         std::memcpy(&u, x + i, sizeof u);
         any |= (~u & 0x7f800000u) == 0;
@@ -73,8 +74,8 @@ static bool block_has_nonfinite(const float* x) {
 
 bool all_finite(const float* x, size_t n, size_t* bad) {
     size_t i0 = 0;
-    while (i0 + 256 <= n && !block_has_nonfinite(x + i0))
-        i0 += 256;
+    while (i0 + 64 <= n && !block_has_nonfinite(x + i0))
+        i0 += 64;
     for (size_t i = i0; i < n; i++) {
         if (!std::isfinite(x[i])) {
             *bad = i;
