@@ -13,21 +13,32 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
-static int can_dial(const char* url) {
-    nng_socket s;
-    if (nng_req0_open(&s) != 0) return 0;
-    int rv = nng_dial(s, url, NULL, 0);
-    nng_close(s);
-    return rv == 0;
+/* Readiness: the port accepts TCP connections (works for tcp:// and
+ * tls+tcp:// alike, and keeps NNG out of the parent until the test uses
+ * it). */
+static int can_dial(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = connect(fd, (struct sockaddr*)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
 }
+
+const char* fxt_server_scheme = "tcp";
 
 void fxt_server_start(fxt_server* s, const char* const* extra_args) {
     const char* bin = getenv("FAISSX_SERVER_BIN");
@@ -37,7 +48,8 @@ void fxt_server_start(fxt_server* s, const char* const* extra_args) {
         unsigned r = (unsigned)getpid() * 7919u + (unsigned)time(NULL) +
                      (seq++) * 104729u + (unsigned)attempt * 31u;
         s->port = 20000 + (int)(r % 30000u);
-        snprintf(s->url, sizeof s->url, "tcp://127.0.0.1:%d", s->port);
+        snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d", fxt_server_scheme,
+                 s->port);
         snprintf(s->log, sizeof s->log, "%s", fxt_tmp_path("server-XXXX.log"));
         char* x = strstr(s->log, "XXXX");
         snprintf(x, 32, "%d-%d.log", s->port, attempt);
@@ -72,7 +84,7 @@ void fxt_server_start(fxt_server* s, const char* const* extra_args) {
                 s->pid = 0;
                 break; /* exited: port taken? try another */
             }
-            if (can_dial(s->url)) return;
+            if (can_dial(s->port)) return;
             sleep_ms(20);
         }
         if (s->pid) {

@@ -13,6 +13,9 @@ typedef struct fxt_server {
     char log[256]; /* the server's stderr */
 } fxt_server;
 
+/* URL scheme of the next server started: "tcp" (default) or "tls+tcp". */
+extern const char* fxt_server_scheme;
+
 /* Starts the server with extra flags (NULL-terminated list, may be NULL)
  * and waits until it accepts connections. Asserts on failure. */
 void fxt_server_start(fxt_server* s, const char* const* extra_args);

@@ -542,3 +542,64 @@ Test(remote, client_killed_mid_request, .init = start_plain, .fini = stop) {
     faiss_Index_free(ix);
     free(xb);
 }
+
+/* ---- TLS ---- */
+
+static char tls_dir[512];
+
+static int sh(const char* cmd) {
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static void make_cert(const char* name) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout '%s/%s.key' -out '%s/%s.crt' "
+             ">/dev/null 2>&1",
+             tls_dir, name, tls_dir, name);
+    cr_assert_eq(sh(cmd), 0, "openssl could not make a test certificate");
+}
+
+static void start_tls(void) {
+    snprintf(tls_dir, sizeof tls_dir, "%s", fxt_tmp_path("tls"));
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", tls_dir);
+    cr_assert_eq(sh(cmd), 0);
+    make_cert("server");
+    make_cert("other");
+    static char cert[600], key[600];
+    snprintf(cert, sizeof cert, "%s/server.crt", tls_dir);
+    snprintf(key, sizeof key, "%s/server.key", tls_dir);
+    const char* args[] = {"--tls-cert", cert, "--tls-key", key, NULL};
+    fxt_server_scheme = "tls+tcp";
+    fxt_server_start(&srv, args);
+    fxt_server_scheme = "tcp";
+}
+
+Test(remote, tls_with_verified_certificate, .init = start_tls, .fini = stop) {
+    char ca[600];
+    snprintf(ca, sizeof ca, "%s/server.crt", tls_dir);
+    setenv("FAISSX_TLS_CA", ca, 1);
+    FXT_OK(faissx_configure(srv.url, NULL, 5000));
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, 4, "Flat", METRIC_L2));
+    float x[8] = {0, 0, 0, 0, 1, 1, 1, 1};
+    FXT_OK(faiss_Index_add(ix, 2, x));
+    float D;
+    idx_t I;
+    FXT_OK(faiss_Index_search(ix, 1, x + 4, 1, &D, &I));
+    cr_assert_eq(I, 1);
+    faiss_Index_free(ix);
+
+    /* a CA that did not sign the server's certificate: no connection */
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    snprintf(ca, sizeof ca, "%s/other.crt", tls_dir);
+    setenv("FAISSX_TLS_CA", ca, 1);
+    int rc = faissx_configure(srv.url, NULL, 1000);
+    FaissIndex* bad = NULL;
+    if (rc == 0) rc = faiss_index_factory(&bad, 4, "Flat", METRIC_L2);
+    cr_assert_neq(rc, 0, "a server with an untrusted certificate was accepted");
+    unsetenv("FAISSX_TLS_CA");
+}

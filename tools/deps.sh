@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential clang cmake meson ninja-build pkg-config python3
       libfaiss-dev libopenblas-dev liblapack-dev
       libnng-dev libmbedtls-dev libuv1-dev libcriterion-dev
-      python3-faiss python3-numpy"
+      python3-faiss python3-numpy openssl"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 missing=""
