@@ -330,6 +330,19 @@ int faiss_Index_reconstruct(const FaissIndex* index, idx_t key,
     FX_CATCH
 }
 
+/* faiss's default Index::reconstruct_n calls reconstruct() inside an OpenMP
+ * loop, where an exception (IndexIDMap has no reconstruct, IndexIDMap2 an
+ * unknown id, ...) terminates the process. Only these override it without
+ * that loop; the others are reconstructed one by one (same values). */
+static bool own_reconstruct_n(const faiss::Index* ix) {
+    if (dynamic_cast<const faiss::IndexFlatCodes*>(ix) ||
+        dynamic_cast<const faiss::IndexIVF*>(ix))
+        return true;
+    if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix))
+        return pt->index && own_reconstruct_n(pt->index);
+    return false;
+}
+
 int faiss_Index_reconstruct_n(const FaissIndex* index, idx_t i0, idx_t ni,
                               float* recons) {
     FX_NOT_NULL(index);
@@ -341,7 +354,11 @@ int faiss_Index_reconstruct_n(const FaissIndex* index, idx_t i0, idx_t ni,
                    "range of %lld vectors from %lld is outside [0, %lld)",
                    (long long)ni, (long long)i0, (long long)ix->ntotal);
     FX_TRY
-    ix->reconstruct_n(i0, ni, recons);
+    if (own_reconstruct_n(ix))
+        ix->reconstruct_n(i0, ni, recons);
+    else
+        for (idx_t i = 0; i < ni; i++)
+            ix->reconstruct(i0 + i, recons + i * ix->d);
     return 0;
     FX_CATCH
 }

@@ -2262,3 +2262,41 @@ Test(handler, wrap_needs_an_empty_child) {
     free(x);
     fx_state_free(s);
 }
+
+/* faiss's default reconstruct_n runs reconstruct() in an OpenMP loop; an
+ * index without reconstruct (IndexIDMap) used to terminate the server from
+ * there. Found by tests/fuzz_handler.c. */
+Test(handler, reconstruct_n_without_reconstruct) {
+    fx_state* s = new_state(NULL, 0, 0);
+    const int d = 4;
+    float* x = fxt_uniform(10, d, 91);
+    idx_t ids[10] = {10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
+    uint64_t h = create(s, "", "", d, METRIC_L2, "IDMap,Flat", NULL);
+    add_ids(s, "", h, 10, x, d, ids);
+    fx_wbuf w;
+    rep_t p;
+    begin(&w, "");
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 0);
+    fx_w_i64(&w, 4);
+    EXPECT_ERR(call(s, &w, FX_OP_RECONSTRUCT_N, &p), p, FAISSX_E_FAISS,
+               "reconstruct not implemented");
+    rep_free(&p);
+    /* Same through the C API directly; IDMap2 with unknown ids too. */
+    FaissIndex* loc = local_index(d, "IDMap,Flat", METRIC_L2);
+    FXT_OK(faiss_Index_add_with_ids(loc, 10, x, ids));
+    float out[4 * 4];
+    FXT_ERR(faiss_Index_reconstruct_n(loc, 0, 4, out),
+            "reconstruct not implemented");
+    faiss_Index_free(loc);
+    loc = local_index(d, "IDMap2,Flat", METRIC_L2);
+    FXT_OK(faiss_Index_add_with_ids(loc, 10, x, ids));
+    FXT_ERR(faiss_Index_reconstruct_n(loc, 8, 4, out), "");
+    FXT_OK(faiss_Index_reconstruct_n(loc, 12, 4, out));
+    FXT_SAME(out, x + 2 * d, sizeof out);
+    faiss_Index_free(loc);
+    /* The server still serves. */
+    ping_ok(s, "", CLIENT, CONN, "default");
+    free(x);
+    fx_state_free(s);
+}
