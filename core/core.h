@@ -18,6 +18,9 @@ namespace fx {
  * that range would read out of bounds inside faiss. */
 bool positional(const faiss::Index* ix);
 
+/* is_trained, refreshed from the server for a remote handle that says no. */
+bool trained_now(const faiss::Index* ix);
+
 /* Fails unless key is valid for reconstruct-like calls on ix. */
 int check_key(const char* func, const faiss::Index* ix, idx key);
 

@@ -26,6 +26,22 @@
 
 namespace fx {
 
+/* is_trained, asking the server when a remote handle's cached value says
+ * no (another client, or a composite sharing the object, may have trained
+ * it). */
+bool trained_now(const faiss::Index* ix) {
+    if (ix->is_trained) return true;
+    if (auto r = as_remote(ix)) {
+        try {
+            r->sync();
+        } catch (...) {
+            return true; // let the real call reach the server and report
+        }
+        return r->is_trained;
+    }
+    return false;
+}
+
 bool positional(const faiss::Index* ix) {
     if (dynamic_cast<const faiss::IndexFlatCodes*>(ix) ||
         dynamic_cast<const faiss::IndexHNSW*>(ix) ||
@@ -84,7 +100,8 @@ struct IDMapSelector : faiss::IDSelector {
 static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
                 float* distances, idx* labels,
                 const faiss::SearchParameters* params) {
-    if (n > 0 && ix->ntotal == 0) {
+    // (A remote index answers for itself: its cached ntotal may be stale.)
+    if (n > 0 && ix->ntotal == 0 && !fx::as_remote(ix)) {
         float none = ix->metric_type == faiss::METRIC_INNER_PRODUCT
                 ? -FLT_MAX
                 : FLT_MAX;
@@ -96,8 +113,10 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
     }
     if (auto sh = dynamic_cast<const faiss::IndexShards*>(ix)) {
         bool some_empty = false;
-        for (int i = 0; i < sh->count(); i++)
+        for (int i = 0; i < sh->count(); i++) {
+            if (auto r = fx::as_remote(sh->at(i))) r->sync(); // inside FX_TRY
             some_empty |= sh->at(i)->ntotal == 0;
+        }
         if (some_empty) {
             faiss::IndexShards full(sh->d, false, sh->successive_ids);
             for (int i = 0; i < sh->count(); i++)
@@ -208,7 +227,7 @@ int faiss_Index_add(FaissIndex* index, idx_t n, const float* x) {
     FX_NOT_NULL(index);
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
-    FX_REQUIRE(ix->is_trained,
+    FX_REQUIRE(fx::trained_now(ix),
                "index is not trained: call faiss_Index_train first");
     FX_TRY
     ix->add(n, x);
@@ -222,7 +241,7 @@ int faiss_Index_add_with_ids(FaissIndex* index, idx_t n, const float* x,
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
     FX_REQUIRE(n == 0 || xids != nullptr, "argument 'xids' is NULL");
-    FX_REQUIRE(ix->is_trained,
+    FX_REQUIRE(fx::trained_now(ix),
                "index is not trained: call faiss_Index_train first");
     FX_TRY
     ix->add_with_ids(n, x, xids);
@@ -236,7 +255,7 @@ int faiss_Index_search(const FaissIndex* index, idx_t n, const float* x,
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
     if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
-    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
     FX_TRY
     fx::knn_search(ix, n, x, k, distances, labels, nullptr);
     return 0;
@@ -251,7 +270,7 @@ int faiss_Index_search_with_params(const FaissIndex* index, idx_t n,
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
     if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
-    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
     FX_TRY
     fx::knn_search(ix, n, x, k, distances, labels,
                    reinterpret_cast<const faiss::SearchParameters*>(params));
@@ -271,7 +290,7 @@ int faiss_Index_range_search(const FaissIndex* index, idx_t n,
     FX_REQUIRE((idx_t)res->nq == n,
                "result was allocated for %zu queries, but n = %lld", res->nq,
                (long long)n);
-    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
     FX_TRY
     ix->range_search(n, x, radius, res);
     return 0;
@@ -287,9 +306,9 @@ int faiss_Index_assign(FaissIndex* index, idx_t n, const float* x,
     FX_REQUIRE(n == 0 || labels != nullptr, "argument 'labels' is NULL");
     FX_REQUIRE(n == 0 || k <= std::numeric_limits<idx_t>::max() / n,
                "n * k overflows");
-    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
     FX_TRY
-    if (ix->ntotal == 0) { // see knn_search
+    if (ix->ntotal == 0 && !fx::as_remote(ix)) { // see knn_search
         std::fill(labels, labels + n * k, idx_t(-1));
         return 0;
     }
@@ -407,7 +426,7 @@ int faiss_Index_sa_encode(const FaissIndex* index, idx_t n, const float* x,
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
     FX_REQUIRE(n == 0 || bytes != nullptr, "argument 'bytes' is NULL");
-    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
     FX_TRY
     ix->sa_encode(n, x, bytes);
     return 0;
@@ -421,7 +440,7 @@ int faiss_Index_sa_decode(const FaissIndex* index, idx_t n,
     FX_REQUIRE(n >= 0, "n must be >= 0 (got %lld)", (long long)n);
     FX_REQUIRE(n == 0 || bytes != nullptr, "argument 'bytes' is NULL");
     FX_REQUIRE(n == 0 || x != nullptr, "argument 'x' is NULL");
-    FX_REQUIRE(ix->is_trained, "index is not trained");
+    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
     FX_TRY
     // An IVF code starts with its list number; faiss trusts it blindly.
     if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix)) {

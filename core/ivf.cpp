@@ -123,7 +123,8 @@ int faiss_IndexIVF_copy_subset_to(const FaissIndexIVF* index,
                                   FaissIndexIVF* other, int subset_type,
                                   idx_t a1, idx_t a2) {
     if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
-        auto o = other ? fx::as_remote(fx::index(reinterpret_cast<FaissIndex*>(other))) : nullptr;
+        FX_NOT_NULL(other);
+        auto o = fx::as_remote(fx::index(reinterpret_cast<FaissIndex*>(other)));
         FX_REQUIRE(o && o->conn == r->conn,
                    "copy_subset_to needs two indexes on the same server");
         FX_REQUIRE(subset_type >= 0 && subset_type <= 2,
@@ -136,7 +137,11 @@ int faiss_IndexIVF_copy_subset_to(const FaissIndexIVF* index,
                         fx_w_i64(w, a1);
                         fx_w_i64(w, a2);
                     },
-                    [](fx_rbuf*) { /* state of the source: ignored */ });
+                    [&](fx_rbuf* rb) {
+                        int64_t nt, tr;
+                        if (fx_r_i64(rb, &nt) || fx_r_i64(rb, &tr))
+                            throw fx::Error(FAISSX_E_PROTOCOL, "bad copy_subset_to reply");
+                    });
         // The request was sent on the source's behalf; refresh both.
         o->sync();
         return 0;
