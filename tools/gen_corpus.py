@@ -151,6 +151,10 @@ def seeds():
                               selector_all_types())
     m["reconstruct-n"] = message(O["RECONSTRUCT_N"], u64(H_FLAT) + i64(3) +
                                  i64(4))
+    # IndexIDMap has no reconstruct: an error (this used to terminate the
+    # server from inside faiss's OpenMP loop).
+    m["reconstruct-n-idmap"] = message(O["RECONSTRUCT_N"], u64(H_IDMAP) +
+                                       i64(3) + i64(4))
     m["reconstruct-keys"] = message(O["RECONSTRUCT_KEYS"], u64(H_FLAT) +
                                     i64s([0, 5, 63]))
     m["residual"] = message(O["RESIDUAL"], u64(H_FLAT) + i64(2) + f32s(x2) +
