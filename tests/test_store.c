@@ -1015,3 +1015,79 @@ Test(store, crash_kill9_loses_no_acknowledged_write, .timeout = 3600) {
     }
     free(bs);
 }
+
+/* ---- faissx-check ------------------------------------------------------- */
+
+/* Runs faissx-check with args, returns its exit status and output. */
+static int run_check(const char* a1, const char* a2, char* out, size_t cap) {
+    const char* bin = getenv("FAISSX_CHECK_BIN");
+    cr_assert(bin != NULL, "FAISSX_CHECK_BIN is not set (run through meson test)");
+    char* argv[] = {"faissx-check", (char*)a1, (char*)a2, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    int p[2];
+    cr_assert(pipe(p) == 0);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    posix_spawn_file_actions_addclose(&fa, p[0]);
+    posix_spawn_file_actions_addclose(&fa, p[1]);
+    pid_t pid;
+    int rc = posix_spawn(&pid, bin, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "cannot run %s", bin);
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(p[0], out + n, cap - 1 - n)) > 0) n += (size_t)r;
+    out[n] = 0;
+    close(p[0]);
+    int st;
+    cr_assert(waitpid(pid, &st, 0) == pid && WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+Test(store, faissx_check_validates_and_repairs) {
+    const char* base = fxt_tmp_path("chk");
+    char dir[512], idir[600], saved[600], wal[700], out[8192];
+    snprintf(dir, sizeof dir, "%s", base);
+    snprintf(idir, sizeof idir, "%s/t", dir);
+    snprintf(saved, sizeof saved, "%s.saved", dir);
+    make_logged(dir, 1);
+    copy_dir(idir, saved);
+    cr_assert_eq(run_check(dir, NULL, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "t: ok, 9 vectors") != NULL, "%s", out);
+    // While the store is open, the checker keeps out.
+    FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    cr_assert_eq(run_check(dir, NULL, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "in use") != NULL, "%s", out);
+    faissx_store_close(s);
+    // Torn tail: reported (1) and left alone; --repair cuts it; then clean.
+    manifest_file(dir, "t", "log", wal, sizeof wal);
+    size_t n;
+    uint8_t* full = slurp(wal, &n);
+    spit(wal, full, n - 5);
+    cr_assert_eq(run_check(dir, NULL, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "torn tail") != NULL && strstr(out, "repairable") != NULL, "%s", out);
+    struct stat st;
+    cr_assert(stat(wal, &st) == 0 && (size_t)st.st_size == n - 5, "check without --repair changed the log");
+    cr_assert_eq(run_check("--repair", dir, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "repaired") != NULL, "%s", out);
+    cr_assert_eq(run_check(dir, NULL, out, sizeof out), 0, "%s", out);
+    free(full);
+    // Mid-log damage: 2 (DAMAGED) until --repair.
+    remove_dir(idir);
+    copy_dir(saved, idir);
+    size_t sts[16], ens[16];
+    full = slurp(wal, &n);
+    records(full, n, sts, ens, 16);
+    free(full);
+    flip(wal, sts[0] + 30, 2);
+    cr_assert_eq(run_check(dir, NULL, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "DAMAGED") != NULL && strstr(out, "followed by") != NULL, "%s", out);
+    cr_assert_eq(run_check("--repair", dir, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(run_check(dir, NULL, out, sizeof out), 0, "%s", out);
+    s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    FaissIndex* ix = open_ix(s, "t");
+    cr_assert_eq(count_present(ix, 0, kBatch[0]), kBatch[0], "the snapshot's batch survives");
+    faiss_Index_free(ix);
+    faissx_store_close(s);
+}
