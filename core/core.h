@@ -18,6 +18,12 @@ namespace fx {
  * that range would read out of bounds inside faiss. */
 bool positional(const faiss::Index* ix);
 
+/* The remote index behind h if its server-side type has a `kind` bit;
+ * NULL otherwise (local handles then fail their type check as usual). */
+inline RemoteIndex* remote_of_kind(const FaissIndex* h, int64_t kind) {
+    return h && remote_is(index(h), kind) ? as_remote(index(h)) : nullptr;
+}
+
 /* is_trained, refreshed from the server for a remote handle that says no. */
 bool trained_now(const faiss::Index* ix);
 
@@ -122,10 +128,11 @@ int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
 
 /* own_fields getter/setter that also works on remote composites (where it
  * decides whether freeing the handle frees the client-side children). */
-#define FX_OWN_FIELDS_R(cls, T)                                              \
+#define FX_OWN_FIELDS_R(cls, T, kindbits)                                    \
     int faiss_##cls##_own_fields(const Faiss##cls* obj) {                   \
         auto base = fx::index(reinterpret_cast<const FaissIndex*>(obj));     \
-        if (auto r = base ? fx::as_remote(base) : nullptr)                  \
+        if (auto r = base && fx::remote_is(base, kindbits)                  \
+                             ? fx::as_remote(base) : nullptr)               \
             return r->children.empty() ? 1 : r->own_children;               \
         auto o = fx::as<T>(reinterpret_cast<const FaissIndex*>(obj));       \
         FX_REQUIRE_RET(o != nullptr, 0, "handle is NULL or not a " #T);     \
@@ -133,7 +140,8 @@ int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
     }                                                                       \
     void faiss_##cls##_set_own_fields(Faiss##cls* obj, int val) {           \
         auto base = fx::index(reinterpret_cast<FaissIndex*>(obj));           \
-        if (auto r = base ? fx::as_remote(base) : nullptr) {                \
+        if (auto r = base && fx::remote_is(base, kindbits)                  \
+                             ? fx::as_remote(base) : nullptr) {             \
             r->own_children = val != 0;                                     \
             return;                                                         \
         }                                                                   \

@@ -355,7 +355,8 @@ int faiss_Index_reconstruct(const FaissIndex* index, idx_t key,
  * that loop; the others are reconstructed one by one (same values). */
 static bool own_reconstruct_n(const faiss::Index* ix) {
     if (dynamic_cast<const faiss::IndexFlatCodes*>(ix) ||
-        dynamic_cast<const faiss::IndexIVF*>(ix))
+        dynamic_cast<const faiss::IndexIVF*>(ix) ||
+        fx::as_remote(ix)) // the server applies this same rule
         return true;
     if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix))
         return pt->index && own_reconstruct_n(pt->index);

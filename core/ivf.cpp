@@ -99,11 +99,11 @@ FaissIndex* faiss_IndexIVF_quantizer(const FaissIndexIVF* obj) {
 }
 FX_GETTER_R(IndexIVF, faiss::IndexIVF, char, quantizer_trains_alone,
           o->quantizer_trains_alone, FX_KIND_IVF, "quantizer_trains_alone")
-FX_OWN_FIELDS_R(IndexIVF, faiss::IndexIVF)
+FX_OWN_FIELDS_R(IndexIVF, faiss::IndexIVF, FX_KIND_IVF)
 
 int faiss_IndexIVF_merge_from(FaissIndexIVF* index, FaissIndexIVF* other,
                               idx_t add_id) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVF)) {
         FX_NOT_NULL(other);
         FX_TRY
         r->merge_from(*fx::index(reinterpret_cast<FaissIndex*>(other)), add_id);
@@ -122,7 +122,7 @@ int faiss_IndexIVF_merge_from(FaissIndexIVF* index, FaissIndexIVF* other,
 int faiss_IndexIVF_copy_subset_to(const FaissIndexIVF* index,
                                   FaissIndexIVF* other, int subset_type,
                                   idx_t a1, idx_t a2) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVF)) {
         FX_NOT_NULL(other);
         auto o = fx::as_remote(fx::index(reinterpret_cast<FaissIndex*>(other)));
         FX_REQUIRE(o && o->conn == r->conn,
@@ -167,7 +167,7 @@ int faiss_IndexIVF_search_preassigned(const FaissIndexIVF* index, idx_t n,
                                       const float* centroid_dis,
                                       float* distances, idx_t* labels,
                                       int store_pairs) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVF)) {
         if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
         if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
         FX_REQUIRE(n == 0 || (assign && centroid_dis),
@@ -217,7 +217,7 @@ int faiss_IndexIVF_search_preassigned(const FaissIndexIVF* index, idx_t n,
 
 size_t faiss_IndexIVF_get_list_size(const FaissIndexIVF* index,
                                     size_t list_no) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVF)) {
         FX_TRY
         auto b = r->fetch("list_sizes");
         FX_REQUIRE_RET(list_no < b.size() / 8, 0, "list_no %zu >= nlist %zu",
@@ -237,7 +237,7 @@ size_t faiss_IndexIVF_get_list_size(const FaissIndexIVF* index,
 
 int faiss_IndexIVF_make_direct_map(FaissIndexIVF* index,
                                    int new_maintain_direct_map) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVF)) {
         FX_TRY
         r->ivf_mutate(FX_IVF_MAKE_DIRECT_MAP,
                       [&](fx_wbuf* w) { fx_w_i64(w, new_maintain_direct_map != 0); });
@@ -252,7 +252,7 @@ int faiss_IndexIVF_make_direct_map(FaissIndexIVF* index,
 }
 
 double faiss_IndexIVF_imbalance_factor(const FaissIndexIVF* index) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVF)) {
         FX_TRY
         double v = 0;
         r->ivf_call(FX_IVF_IMBALANCE, [](fx_wbuf*) {},
@@ -270,7 +270,7 @@ double faiss_IndexIVF_imbalance_factor(const FaissIndexIVF* index) {
 }
 
 void faiss_IndexIVF_print_stats(const FaissIndexIVF* index) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVF)) {
         FX_TRY
         auto b = r->fetch("list_sizes");
         size_t nl = b.size() / 8, total = 0, maxl = 0, empty = 0;
@@ -294,7 +294,7 @@ void faiss_IndexIVF_print_stats(const FaissIndexIVF* index) {
 
 void faiss_IndexIVF_invlists_get_ids(const FaissIndexIVF* index,
                                      size_t list_no, idx_t* invlist) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVF)) {
         FX_REQUIRE_RET(invlist != nullptr, , "argument 'invlist' is NULL");
         FX_TRY
         auto b = r->fetch("list_ids", (int64_t)list_no);
@@ -333,7 +333,7 @@ FaissIndex* faiss_IndexIVFFlat_quantizer(const FaissIndexIVFFlat* obj) {
 }
 FX_GETTER_R(IndexIVFFlat, faiss::IndexIVFFlat, char, quantizer_trains_alone,
           o->quantizer_trains_alone, FX_KIND_IVFFLAT, "quantizer_trains_alone")
-FX_OWN_FIELDS_R(IndexIVFFlat, faiss::IndexIVFFlat)
+FX_OWN_FIELDS_R(IndexIVFFlat, faiss::IndexIVFFlat, FX_KIND_IVFFLAT)
 
 int faiss_IndexIVFFlat_new(FaissIndexIVFFlat** p_index) {
     FX_NOT_NULL(p_index);
@@ -384,7 +384,7 @@ int faiss_IndexIVFFlat_new_with(FaissIndexIVFFlat** p_index,
 int faiss_IndexIVFFlat_add_core(FaissIndexIVFFlat* index, idx_t n,
                                 const float* x, const idx_t* xids,
                                 const int64_t* precomputed_idx) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVFFLAT)) {
         if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
         FX_REQUIRE(n == 0 || precomputed_idx, "argument 'precomputed_idx' is NULL");
         FX_TRY
@@ -404,7 +404,7 @@ int faiss_IndexIVFFlat_add_core(FaissIndexIVFFlat* index, idx_t n,
 
 int faiss_IndexIVFFlat_update_vectors(FaissIndexIVFFlat* index, int nv,
                                       idx_t* idx, const float* v) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVFFLAT)) {
         if (int rc = fx::check_vectors(__func__, nv, v, r->d, "v")) return rc;
         FX_REQUIRE(nv == 0 || idx != nullptr, "argument 'idx' is NULL");
         FX_TRY

@@ -81,7 +81,7 @@ extern "C" {
 
 /* ---- IndexIDMap ---- */
 
-FX_OWN_FIELDS_R(IndexIDMap, faiss::IndexIDMap)
+FX_OWN_FIELDS_R(IndexIDMap, faiss::IndexIDMap, FX_KIND_IDMAP)
 
 int faiss_IndexIDMap_new(FaissIndexIDMap** p_index, FaissIndex* index) {
     return idmap_new<faiss::IndexIDMap>(__func__, p_index, index);
@@ -103,7 +103,7 @@ FaissIndex* faiss_IndexIDMap_sub_index(FaissIndexIDMap* index) {
 
 /* ---- IndexIDMap2 ---- */
 
-FX_OWN_FIELDS_R(IndexIDMap2, faiss::IndexIDMap2)
+FX_OWN_FIELDS_R(IndexIDMap2, faiss::IndexIDMap2, FX_KIND_IDMAP2)
 
 int faiss_IndexIDMap2_new(FaissIndexIDMap2** p_index, FaissIndex* index) {
     return idmap_new<faiss::IndexIDMap2>(__func__, p_index, index);

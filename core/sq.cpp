@@ -120,12 +120,12 @@ FaissIndex* faiss_IndexIVFScalarQuantizer_quantizer(
         const FaissIndexIVFScalarQuantizer* obj) {
     return fx::quantizer_of(__func__, reinterpret_cast<const FaissIndex*>(obj));
 }
-FX_OWN_FIELDS_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer)
+FX_OWN_FIELDS_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, FX_KIND_IVFSQ)
 
 int faiss_IndexIVFScalarQuantizer_add_core(
         FaissIndexIVFScalarQuantizer* index, idx_t n, const float* x,
         const idx_t* xids, const idx_t* precomputed_idx) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVFSQ)) {
         if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
         FX_REQUIRE(n == 0 || precomputed_idx, "argument 'precomputed_idx' is NULL");
         FX_TRY
@@ -146,7 +146,7 @@ int faiss_IndexIVFScalarQuantizer_add_core(
 
 int faiss_IndexIVFScalarQuantizer_train_residual(
         FaissIndexIVFScalarQuantizer* index, idx_t n, const float* x) {
-    if (auto r = fx::as_remote(fx::index(reinterpret_cast<const FaissIndex*>(index)))) {
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVFSQ)) {
         if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
         FX_TRY
         r->ivf_mutate(FX_IVF_TRAIN_RESIDUAL, [&](fx_wbuf* w) {

@@ -565,9 +565,7 @@ void op_search(Req& q, fx_wbuf* w, bool labels_only) {
         if (type == FX_PARAMS_IVF) {
             auto ivf = static_cast<faiss::SearchParametersIVF*>(params.get());
             ivf->nprobe = rd_u64(q);
-            ivf->max_codes = rd_u64(q);
-            if (ivf->nprobe == 0)
-                throw Error(FAISSX_E_INVALID, "nprobe must be > 0");
+            ivf->max_codes = rd_u64(q); // faiss itself refuses nprobe 0
         }
     }
     end(q);
@@ -1007,7 +1005,9 @@ void op_fetch(Req& q, fx_wbuf* w) {
             fx_w_array(w, sz.data(), sz.size() * 8, 1);
         } else {
             if (arg < 0 || (size_t)arg >= ivf->nlist)
-                throw Error(FAISSX_E_INVALID, "list number out of range");
+                throw Error(FAISSX_E_INVALID,
+                            "list_no " + std::to_string(arg) + " >= nlist " +
+                                    std::to_string(ivf->nlist));
             size_t n = ivf->invlists->list_size(arg);
             faiss::InvertedLists::ScopedIds ids(ivf->invlists, arg);
             fx_w_i64(w, sizeof(idx));

@@ -27,7 +27,7 @@ FaissIndex* faiss_IndexPreTransform_index(const FaissIndexPreTransform* obj) {
                    "handle is NULL or not a faiss::IndexPreTransform");
     return reinterpret_cast<FaissIndex*>(o->index);
 }
-FX_OWN_FIELDS_R(IndexPreTransform, faiss::IndexPreTransform)
+FX_OWN_FIELDS_R(IndexPreTransform, faiss::IndexPreTransform, FX_KIND_PRETRANSFORM)
 
 int faiss_IndexPreTransform_new(FaissIndexPreTransform** p_index) {
     FX_NOT_NULL(p_index);
