@@ -119,7 +119,9 @@ bool valid_tenant(const std::string& t) {
 bool parse_key(const std::string& item, fx_state* s, std::string* why) {
     size_t c1 = item.find(':');
     if (c1 == std::string::npos || c1 == 0) {
-        *why = "expected KEY:TENANT[:ro], got '" + item + "'";
+        // The entry holds a secret: never echo it.
+        *why = "expected KEY:TENANT[:ro] (the entry is not shown: it may "
+               "contain a key)";
         return false;
     }
     std::string key = item.substr(0, c1), rest = item.substr(c1 + 1);
@@ -1027,12 +1029,18 @@ void op_ivf(Req& q, fx_wbuf* w) {
     if (op == FX_IVF_COPY_SUBSET_TO) other = lookup(q.s, q.tenant, rd_u64(q));
     std::shared_lock<std::shared_mutex> rl;
     std::unique_lock<std::shared_mutex> wl, wl2;
-    if (writes)
+    if (other && other->mu != e->mu) {
+        // Two indexes: lock in handle order, as MERGE_FROM does, so two
+        // opposite copies cannot deadlock.
+        Entry* first = e->handle < other->handle ? e.get() : other.get();
+        Entry* second = first == e.get() ? other.get() : e.get();
+        wl = std::unique_lock<std::shared_mutex>(*first->mu);
+        wl2 = std::unique_lock<std::shared_mutex>(*second->mu);
+    } else if (writes) {
         wl = std::unique_lock<std::shared_mutex>(*e->mu);
-    else
+    } else {
         rl = std::shared_lock<std::shared_mutex>(*e->mu);
-    if (other && other->mu != e->mu)
-        wl2 = std::unique_lock<std::shared_mutex>(*other->mu);
+    }
     auto ivf = dynamic_cast<faiss::IndexIVF*>(e->index.get());
     if (!ivf) throw Error(FAISSX_E_UNSUPPORTED, "not an IVF index");
     auto H = reinterpret_cast<FaissIndexIVF*>(h(e.get()));
@@ -1351,6 +1359,22 @@ size_t fx_state_reap(fx_state* s, uint64_t grace_ms) {
     {
         std::lock_guard<std::mutex> g(s->mu);
         uint64_t now = now_ms();
+        // Forget clients silent for a long time that own no unnamed index,
+        // so the per-client maps do not grow with every client ever seen.
+        uint64_t forget_ms = grace_ms * 4 + 600000;
+        if (s->client_seen.size() > 1024) {
+            std::unordered_map<uint64_t, int> owners;
+            for (auto& kv : s->by_handle)
+                if (kv.second->name.empty()) owners[kv.second->client_id]++;
+            for (auto it = s->client_seen.begin(); it != s->client_seen.end();) {
+                if (now - it->second > forget_ms && !owners.count(it->first)) {
+                    s->client_conn.erase(it->first);
+                    it = s->client_seen.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
         for (auto it = s->by_handle.begin(); it != s->by_handle.end();) {
             Entry* e = it->second.get();
             if (e->orphan) {

@@ -622,6 +622,8 @@ int faissx_index_create(FaissIndex** p_index, const char* name, int d,
     FX_NOT_NULL(p_index);
     FX_NOT_NULL(name);
     FX_NOT_NULL(description);
+    FX_REQUIRE(name[0] != '\0', "name is empty (use faiss_index_factory for "
+                                 "an unnamed index)");
     if (int rc = fx::check_dim(__func__, d)) return rc;
     if (int rc = fx::check_metric(__func__, metric)) return rc;
     std::shared_ptr<fx::Conn> c;
@@ -698,6 +700,7 @@ int faissx_index_upload(const FaissIndex* local, const char* name,
                         FaissIndex** p_index) {
     FX_NOT_NULL(local);
     FX_NOT_NULL(p_index);
+    if (name && !name[0]) name = nullptr; // "" means unnamed, as NULL
     FX_REQUIRE(!fx::as_remote(fx::index(local)),
                "the index is already remote (use faiss_clone_index)");
     std::shared_ptr<fx::Conn> c;
