@@ -208,7 +208,28 @@ int faiss_IndexBinary_reconstruct_n(const FaissIndexBinary* index, idx_t i0,
                "range [%lld, %lld) is outside [0, %lld)", (long long)i0,
                (long long)(i0 + ni), (long long)ix->ntotal);
     FX_TRY
-    ix->reconstruct_n(i0, ni, recons);
+    /* faiss 1.7.3's IndexBinary::reconstruct_n and its IndexBinaryIVF
+     * override both step through recons by d (bits) instead of code_size
+     * (bytes), writing 8x past the caller's buffer: done here instead. */
+    const size_t cs = ix->code_size;
+    if (auto ivf = dynamic_cast<const faiss::IndexBinaryIVF*>(ix)) {
+        FX_REQUIRE(ni == 0 || (i0 >= 0 && i0 + ni <= ix->ntotal),
+                   "range [%lld, %lld) is outside [0, %lld)", (long long)i0,
+                   (long long)(i0 + ni), (long long)ix->ntotal);
+        for (size_t l = 0; l < ivf->nlist; l++) {
+            size_t ls = ivf->invlists->list_size(l);
+            faiss::InvertedLists::ScopedIds ids(ivf->invlists, l);
+            for (size_t o = 0; o < ls; o++) {
+                idx_t id = ids[o];
+                if (id >= i0 && id < i0 + ni)
+                    ivf->reconstruct_from_offset(l, o,
+                                                 recons + (id - i0) * cs);
+            }
+        }
+    } else {
+        for (idx_t i = 0; i < ni; i++)
+            ix->reconstruct(i0 + i, recons + (size_t)i * cs);
+    }
     return 0;
     FX_CATCH
 }
