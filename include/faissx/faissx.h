@@ -242,8 +242,9 @@ void faissx_RangeSearchPartialResult_free(FaissRangeSearchPartialResult* obj);
  * with faiss_IndexBinary_free. d is in bits and must be a multiple of 8.
  * ------------------------------------------------------------------------ */
 
-/** Upstream name (faiss >= 1.8): builds e.g. "BFlat", "BIVF1024",
- *  "BHNSW32", "BHash64", "IDMap,BFlat". */
+/** Upstream name (faiss >= 1.8): builds what faiss 1.7.3 knows: "BFlat",
+ *  "BIVF1024", "BIVF1024_HNSW32", "BHNSW32", "BHash64", "BHash2x32"
+ *  (no "IDMap," wrappers in 1.7.3). */
 int faiss_index_binary_factory(FaissIndexBinary** p_index,
                                int d,
                                const char* description);
