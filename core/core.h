@@ -7,6 +7,8 @@
 
 #include <faiss/impl/IDSelector.h>
 
+#include <cstring>
+
 namespace faiss {
 struct IndexIVF;
 }
@@ -33,6 +35,17 @@ int check_key(const char* func, const faiss::Index* ix, idx key);
 /* Validates k and the output buffers of a k-NN search of n queries. */
 int check_knn(const char* func, idx n, idx k, const void* distances,
               const void* labels);
+
+/* The int value of an enum argument that came from C. C callers may pass
+ * any int; reading it as the C++ enum type would be undefined when it is
+ * out of the enum's range (UBSan: -fsanitize=enum), so copy the bits. */
+template <class E>
+inline int raw_enum(const E& e) {
+    static_assert(sizeof(E) == sizeof(int), "enums are int-sized");
+    int v;
+    std::memcpy(&v, &e, sizeof v);
+    return v;
+}
 
 /* Validates a metric value from C. */
 int check_metric(const char* func, int metric);

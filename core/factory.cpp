@@ -14,7 +14,7 @@ int faiss_index_factory(FaissIndex** p_index, int d, const char* description,
     FX_NOT_NULL(p_index);
     FX_NOT_NULL(description);
     if (int rc = fx::check_dim(__func__, d)) return rc;
-    if (int rc = fx::check_metric(__func__, metric)) return rc;
+    if (int rc = fx::check_metric(__func__, fx::raw_enum(metric))) return rc;
     FX_REQUIRE(description[0] != '\0', "description is empty");
     FX_REMOTE_CREATE(p_index, d, description, metric);
     FX_TRY

@@ -25,7 +25,7 @@ int faiss_IndexFlat_new_with(FaissIndexFlat** p_index, idx_t d,
                              FaissMetricType metric) {
     FX_NOT_NULL(p_index);
     if (int rc = fx::check_dim(__func__, d)) return rc;
-    if (int rc = fx::check_metric(__func__, metric)) return rc;
+    if (int rc = fx::check_metric(__func__, fx::raw_enum(metric))) return rc;
     FX_REMOTE_CREATE(p_index, d, "Flat", metric);
     FX_TRY
     *p_index = fx::handle<FaissIndexFlat>(static_cast<faiss::Index*>(

@@ -350,7 +350,7 @@ int faiss_IndexIVFFlat_new_with_metric(FaissIndexIVFFlat** p_index,
     FX_NOT_NULL(p_index);
     FX_NOT_NULL(quantizer);
     if (int rc = fx::check_dim(__func__, (long long)d)) return rc;
-    if (int rc = fx::check_metric(__func__, metric)) return rc;
+    if (int rc = fx::check_metric(__func__, fx::raw_enum(metric))) return rc;
     FX_REQUIRE(nlist > 0, "nlist must be > 0");
     FX_REQUIRE(fx::index(quantizer)->d == (int)d,
                "quantizer dimension %d differs from d = %zu",

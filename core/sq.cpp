@@ -38,8 +38,8 @@ int faiss_IndexScalarQuantizer_new_with(FaissIndexScalarQuantizer** p_index,
                                         FaissMetricType metric) {
     FX_NOT_NULL(p_index);
     if (int rc = fx::check_dim(__func__, d)) return rc;
-    if (int rc = check_qt(__func__, qt)) return rc;
-    if (int rc = fx::check_metric(__func__, metric)) return rc;
+    if (int rc = check_qt(__func__, fx::raw_enum(qt))) return rc;
+    if (int rc = fx::check_metric(__func__, fx::raw_enum(metric))) return rc;
     FX_REMOTE_UPLOAD(p_index, new faiss::IndexScalarQuantizer(
                                       d, static_cast<QT>(qt),
                                       static_cast<faiss::MetricType>(metric)));
@@ -74,8 +74,8 @@ int faiss_IndexIVFScalarQuantizer_new_with_metric(
     FX_NOT_NULL(p_index);
     FX_NOT_NULL(quantizer);
     if (int rc = fx::check_dim(__func__, (long long)d)) return rc;
-    if (int rc = check_qt(__func__, qt)) return rc;
-    if (int rc = fx::check_metric(__func__, metric)) return rc;
+    if (int rc = check_qt(__func__, fx::raw_enum(qt))) return rc;
+    if (int rc = fx::check_metric(__func__, fx::raw_enum(metric))) return rc;
     FX_REQUIRE(nlist > 0, "nlist must be > 0");
     FX_REQUIRE(fx::index(quantizer)->d == (int)d,
                "quantizer dimension %d differs from d = %zu",
@@ -106,6 +106,7 @@ int faiss_IndexIVFScalarQuantizer_new_with(
         FaissIndexIVFScalarQuantizer** p_index, FaissIndex* quantizer, idx_t d,
         size_t nlist, FaissQuantizerType qt) {
     if (d <= 0) return fx::check_dim(__func__, d);
+    if (int rc = check_qt(__func__, fx::raw_enum(qt))) return rc;
     return faiss_IndexIVFScalarQuantizer_new_with_metric(
             p_index, quantizer, (size_t)d, nlist, qt, METRIC_L2, 1);
 }

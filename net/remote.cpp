@@ -625,7 +625,7 @@ int faissx_index_create(FaissIndex** p_index, const char* name, int d,
     FX_REQUIRE(name[0] != '\0', "name is empty (use faiss_index_factory for "
                                  "an unnamed index)");
     if (int rc = fx::check_dim(__func__, d)) return rc;
-    if (int rc = fx::check_metric(__func__, metric)) return rc;
+    if (int rc = fx::check_metric(__func__, fx::raw_enum(metric))) return rc;
     std::shared_ptr<fx::Conn> c;
     if (int rc = need_conn(__func__, &c)) return rc;
     return fx::remote_create(__func__, c, name, d, description, metric, p_index);

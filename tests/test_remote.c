@@ -222,6 +222,8 @@ Test(remote, named_indexes, .init = start_plain, .fini = stop) {
     cr_assert_str_eq(names[0], "products");
     cr_assert_str_eq(names[1], "users");
     faissx_index_list_free(names, n);
+    faiss_Index_free(b); /* a named index outlives its handle */
+    b = NULL;
 
     /* Writes through one handle are visible through another connection. */
     float x[8 * 3] = {0};

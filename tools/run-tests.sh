@@ -24,7 +24,7 @@ unit() { meson test -C build --no-rebuild --print-errorlogs --num-processes 2; }
 
 asan_build() {
     [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined \
-        -Db_lundef=false -Dbench=false -Dexamples=false || return 1
+        -Db_lundef=false -Dbench=false || return 1
     ninja -C build-asan
 }
 asan_unit() {
