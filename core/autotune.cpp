@@ -161,3 +161,16 @@ int faiss_ParameterSpace_add_range(FaissParameterSpace* space,
 }
 
 } // extern "C"
+
+extern "C" int faissx_ParameterSpace_initialize(FaissParameterSpace* space,
+                                                const FaissIndex* index) {
+    FX_NOT_NULL(space);
+    FX_NOT_NULL(index);
+    if (fx::as_remote(fx::index(index)))
+        return fx::fail(FAISSX_E_UNSUPPORTED, __func__,
+                        "cannot enumerate the parameters of a remote index");
+    FX_TRY
+    ps(space)->initialize(fx::index(index));
+    return 0;
+    FX_CATCH
+}

@@ -378,3 +378,22 @@ Test(ext, search_params_wrong_type_on_ivf_is_an_error) {
     free(xb);
     free(xq);
 }
+
+/* faissx_ParameterSpace_initialize fills the space as faiss C++ does. */
+Test(ext, parameter_space_initialize_enumerates) {
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, 8, "IVF16,Flat", METRIC_L2));
+    FaissParameterSpace* ps = NULL;
+    FXT_OK(faiss_ParameterSpace_new(&ps));
+    cr_assert_eq(faiss_ParameterSpace_n_combinations(ps), 1);
+    FXT_OK(faissx_ParameterSpace_initialize(ps, ix));
+    size_t n = faiss_ParameterSpace_n_combinations(ps);
+    cr_assert_gt(n, 1, "IVF16 has nprobe values to try");
+    char name[128];
+    FXT_OK(faiss_ParameterSpace_combination_name(ps, n - 1, name, sizeof name));
+    cr_assert(strstr(name, "nprobe=") != NULL, "%s", name);
+    FXT_OK(faiss_ParameterSpace_set_index_parameters_cno(ps, ix, n - 1));
+    FXT_ERR(faissx_ParameterSpace_initialize(NULL, ix), "space");
+    faiss_ParameterSpace_free(ps);
+    faiss_Index_free(ix);
+}

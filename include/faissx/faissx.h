@@ -97,8 +97,16 @@ typedef enum FaissxError {
 /** A static, human-readable description of a code. Never NULL. */
 const char* faissx_strerror(int code);
 
-/** The code of the last failed call in this thread (0 if it succeeded). */
+/** The code of the most recent failed call in this thread (0 if no call
+ *  has failed yet). A successful call does not reset it. */
 int faissx_last_error_code(void);
+
+/** Fills `space` with the parameter ranges faiss knows for `index` (nprobe,
+ *  efSearch, ht, ...), as faiss::ParameterSpace::initialize does -- the
+ *  1.7.3 C API cannot, so its ParameterSpace is otherwise always empty.
+ *  Local indexes only (FAISSX_E_UNSUPPORTED for a remote one). */
+int faissx_ParameterSpace_initialize(FaissParameterSpace* space,
+                                     const FaissIndex* index);
 
 /* ------------------------------------------------------------------------
  * Remote mode
