@@ -1,0 +1,1049 @@
+/* bench_remote.c -- a faissx-server on loopback against the same index in
+ * this process, as ratios measured in one run (docs/benchmarks.md,
+ * "Remote vs local").
+ *
+ * The program starts its own faissx-server (--server PATH, else
+ * $FAISSX_SERVER_BIN, else ../faissx-server next to this program) on a free
+ * 127.0.0.1 port with --threads 1 --workers 2, and measures on clustered
+ * data (a mixture of Gaussians):
+ *
+ *   1. batch search (nq queries, k) on Flat over nb vectors;
+ *   2. add throughput (nb vectors in batches);
+ *   3. single-query latency p50/p99 on Flat nb and HNSW<M> over hnsw-nb
+ *      vectors at efSearch ef, next to
+ *   4. the floor: a raw NNG req/rep round trip carrying the same bytes as
+ *      one single-query search (request and reply sizes of the faissx
+ *      protocol) to an echo thread of this program; reported as
+ *      (remote - local) / raw round trip;
+ *   5. total queries/s of 1, 4, 16 (--clients) threads doing single-query
+ *      searches on one shared index handle, hence one shared connection.
+ *
+ * Every measurement alternates the sides (who goes first changes every
+ * round, and every slice of single queries), takes medians over rounds,
+ * and compares remote and local labels and distances byte for byte; any
+ * difference makes the exit status 1.
+ *
+ * Threads: the program calls omp_set_num_threads(--threads, default 1) in
+ * every thread that searches and openblas_set_num_threads(--threads), and
+ * gives the server the same --threads, so both sides compute alike. */
+#define _GNU_SOURCE
+
+#include <faissx/faissx.h>
+
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/IndexFlat_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/index_factory_c.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include <omp.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* OpenBLAS's own entry point (its cblas.h pulls in more than this). */
+extern void openblas_set_num_threads(int num_threads);
+
+enum { LOCAL = 0, REMOTE = 1, RAW = 2 };
+
+enum { MAX_ROUNDS = 64, MAX_CLIENTS = 8, SLICE = 25 };
+
+/* ------------------------------------------------------------------------
+ * Options
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char* server;
+    int d;
+    int64_t nb;           /* Flat base, added in batches */
+    int64_t add_batch;
+    int64_t nq;           /* batch queries (and the query pool) */
+    int64_t k;
+    int64_t nsingle;      /* Flat single queries per round */
+    int64_t hnsw_nb;
+    int hnsw_m;
+    int ef;
+    int64_t hnsw_nsingle; /* HNSW single queries per round */
+    int64_t scale_hnsw;   /* queries per scaling run, HNSW */
+    int64_t scale_flat;   /* queries per scaling run, Flat */
+    int clients[MAX_CLIENTS];
+    int nclients;
+    int ncentres;
+    double sigma;
+    int rounds;
+    int warmup;
+    int threads;
+    unsigned long long seed;
+} options;
+
+static void usage(FILE* f, const char* prog) {
+    fprintf(f,
+            "usage: %s [options]\n"
+            "  --quick            smoke-run sizes (a few seconds)\n"
+            "  --server PATH      faissx-server binary (else $FAISSX_SERVER_BIN,\n"
+            "                     else ../faissx-server beside this program)\n"
+            "  --d N              dimension (128)\n"
+            "  --nb N             Flat base size (100000)\n"
+            "  --add-batch N      vectors per add call (10000)\n"
+            "  --nq N             batch queries, also the query pool (1000)\n"
+            "  --k N              neighbours (10)\n"
+            "  --nsingle N        Flat single queries per round (300)\n"
+            "  --hnsw-nb N        HNSW base size (20000)\n"
+            "  --hnsw-m N         HNSW M (32)\n"
+            "  --ef N             HNSW efSearch (64)\n"
+            "  --hnsw-nsingle N   HNSW single queries per round (1000)\n"
+            "  --scale-hnsw N     queries per concurrency run, HNSW (4000)\n"
+            "  --scale-flat N     queries per concurrency run, Flat (300)\n"
+            "  --clients LIST     concurrent client threads (1,4,16)\n"
+            "  --centres N        data clusters (1000)\n"
+            "  --sigma X          cluster std-dev; centres are N(0,1) (0.25)\n"
+            "  --rounds N         measured rounds (5)\n"
+            "  --warmup N         unmeasured rounds first (1)\n"
+            "  --threads N        OpenMP/OpenBLAS threads, local and server (1)\n"
+            "  --seed N           data seed (1234)\n",
+            prog);
+}
+
+static int parse_ll(const char* s, long long lo, long long* out) {
+    char* end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno || v < lo) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_clients(const char* s, options* o) {
+    o->nclients = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char* tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        long long v;
+        if (o->nclients == MAX_CLIENTS || parse_ll(tok, 1, &v) || v > 256)
+            return -1;
+        o->clients[o->nclients++] = (int)v;
+    }
+    return o->nclients ? 0 : -1;
+}
+
+static int parse_args(int argc, char** argv, options* o) {
+    *o = (options){
+            .d = 128, .nb = 100000, .add_batch = 10000, .nq = 1000, .k = 10,
+            .nsingle = 300, .hnsw_nb = 20000, .hnsw_m = 32, .ef = 64,
+            .hnsw_nsingle = 1000, .scale_hnsw = 4000, .scale_flat = 300,
+            .clients = {1, 4, 16}, .nclients = 3, .ncentres = 1000,
+            .sigma = 0.25, .rounds = 5, .warmup = 1, .threads = 1,
+            .seed = 1234,
+    };
+    /* --quick first, so explicit sizes after it still apply. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            o->nb = 5000;
+            o->add_batch = 1000;
+            o->nq = 100;
+            o->nsingle = 50;
+            o->hnsw_nb = 2000;
+            o->hnsw_nsingle = 100;
+            o->scale_hnsw = 200;
+            o->scale_flat = 50;
+            o->ncentres = 100;
+            o->rounds = 2;
+            o->warmup = 0;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (strcmp(a, "--quick") == 0) continue;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout, argv[0]);
+            exit(0);
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "%s: unknown option or missing value: %s\n",
+                    argv[0], a);
+            return -1;
+        }
+        const char* v = argv[++i];
+        long long n = 0;
+        int bad = 0;
+#define INTOPT(flag, field, lo)                                                \
+    else if (strcmp(a, flag) == 0) {                                           \
+        bad = parse_ll(v, lo, &n);                                             \
+        o->field = n;                                                          \
+    }
+        if (strcmp(a, "--server") == 0) {
+            o->server = v;
+        }
+        INTOPT("--d", d, 1)
+        INTOPT("--nb", nb, 1)
+        INTOPT("--add-batch", add_batch, 1)
+        INTOPT("--nq", nq, 1)
+        INTOPT("--k", k, 1)
+        INTOPT("--nsingle", nsingle, 1)
+        INTOPT("--hnsw-nb", hnsw_nb, 1)
+        INTOPT("--hnsw-m", hnsw_m, 2)
+        INTOPT("--ef", ef, 1)
+        INTOPT("--hnsw-nsingle", hnsw_nsingle, 1)
+        INTOPT("--scale-hnsw", scale_hnsw, 1)
+        INTOPT("--scale-flat", scale_flat, 1)
+        INTOPT("--centres", ncentres, 1)
+        INTOPT("--rounds", rounds, 1)
+        INTOPT("--warmup", warmup, 0)
+        INTOPT("--threads", threads, 1)
+        INTOPT("--seed", seed, 0)
+        else if (strcmp(a, "--clients") == 0) {
+            bad = parse_clients(v, o);
+        } else if (strcmp(a, "--sigma") == 0) {
+            char* end;
+            o->sigma = strtod(v, &end);
+            bad = *v == '\0' || *end != '\0' || !(o->sigma >= 0);
+        } else {
+            fprintf(stderr, "%s: unknown option %s\n", argv[0], a);
+            return -1;
+        }
+#undef INTOPT
+        if (bad) {
+            fprintf(stderr, "%s: bad value for %s: %s\n", argv[0], a, v);
+            return -1;
+        }
+    }
+    if (o->rounds > MAX_ROUNDS) {
+        fprintf(stderr, "%s: at most %d rounds\n", argv[0], MAX_ROUNDS);
+        return -1;
+    }
+    if (o->add_batch > o->nb) o->add_batch = o->nb;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------ */
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void* xmalloc(size_t bytes) {
+    void* p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "bench_remote: out of memory (%zu bytes)\n", bytes);
+        exit(2);
+    }
+    return p;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static pid_t server_pid;
+static char server_log[128];
+
+static void stop_server(void);
+
+/* A failed call ends the run: the numbers would mean nothing. */
+static void die(const char* what) {
+    const char* e = faiss_get_last_error();
+    fprintf(stderr, "bench_remote: %s failed: %s\n", what,
+            e ? e : "(no message)");
+    stop_server();
+    exit(2);
+}
+
+#define MUST(call)                                                             \
+    do {                                                                       \
+        if ((call) != 0) die(#call);                                           \
+    } while (0)
+
+static int cmp_double(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts t in place; nearest-rank percentile p in (0, 1]. */
+static double percentile(double* t, size_t n, double p) {
+    qsort(t, n, sizeof *t, cmp_double);
+    size_t r = (size_t)ceil(p * (double)n);
+    return t[r ? r - 1 : 0];
+}
+
+static double median(const double* t, int n) {
+    double s[MAX_ROUNDS];
+    memcpy(s, t, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+/* Who runs at position pos of a two-sided turn t. */
+static int side2(int t, int pos) {
+    return t % 2 == 0 ? pos : 1 - pos;
+}
+
+static int mismatches;
+
+/* 1 if the two sides' results are the same bytes (counted otherwise). */
+static int same(const float* D0, const int64_t* I0, const float* D1,
+                const int64_t* I1, size_t nk) {
+    int ok = memcmp(I0, I1, nk * sizeof *I0) == 0 &&
+             memcmp(D0, D1, nk * sizeof *D0) == 0;
+    if (!ok) mismatches++;
+    return ok;
+}
+
+static const char* yes_no(int identical) {
+    return identical ? "yes" : "NO";
+}
+
+/* ------------------------------------------------------------------------
+ * Data: centres N(0,1) per component, points centre + sigma * N(0,1),
+ * deterministic from the seed (xorshift-multiply generator, Box-Muller).
+ * ------------------------------------------------------------------------ */
+
+static uint64_t rng_next(uint64_t* s) {
+    uint64_t x = (*s += 0x9E3779B97F4A7C15ULL);
+    x = (x ^ (x >> 31)) * 0xD6E8FEB86659FD93ULL;
+    x = (x ^ (x >> 29)) * 0xC2B2AE3D27D4EB4FULL;
+    return x ^ (x >> 32);
+}
+
+static double rng_unit(uint64_t* s) { /* in (0, 1) */
+    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double rng_normal(uint64_t* s) {
+    double u = rng_unit(s), v = rng_unit(s);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static float* make_points(const options* o, const float* centres, int64_t n,
+                          uint64_t stream) {
+    uint64_t s = o->seed * 0x100000001B3ULL + stream * 0x51ED27ULL;
+    float* x = xmalloc(sizeof(float) * (size_t)n * (size_t)o->d);
+    for (int64_t i = 0; i < n; i++) {
+        const float* c =
+                centres + (size_t)(rng_next(&s) % (uint64_t)o->ncentres) * o->d;
+        for (int j = 0; j < o->d; j++)
+            x[(size_t)i * o->d + j] =
+                    c[j] + (float)(o->sigma * rng_normal(&s));
+    }
+    return x;
+}
+
+/* ------------------------------------------------------------------------
+ * The server: a child process on a free loopback port
+ * ------------------------------------------------------------------------ */
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr*)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr*)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static int port_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = connect(fd, (struct sockaddr*)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static void print_server_log(void) {
+    FILE* f = fopen(server_log, "r");
+    if (!f) return;
+    char buf[4096];
+    size_t n;
+    fprintf(stderr, "--- server log %s ---\n", server_log);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, n, stderr);
+    fclose(f);
+}
+
+/* The server binary: the option, the variable, or ../faissx-server. */
+static const char* server_binary(const options* o, const char* argv0) {
+    static char guess[4096];
+    if (o->server) return o->server;
+    const char* env = getenv("FAISSX_SERVER_BIN");
+    if (env && *env) return env;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", argv0);
+    snprintf(guess, sizeof guess, "%s/../faissx-server", dirname(tmp));
+    return guess;
+}
+
+/* Starts the server; fills url. Called before this process uses NNG or
+ * starts threads, and the child execs at once. */
+static void start_server(const char* bin, int threads, char* url,
+                         size_t urlsz) {
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "bench_remote: no faissx-server at %s (give "
+                        "--server PATH or FAISSX_SERVER_BIN)\n", bin);
+        exit(2);
+    }
+    char nthreads[16];
+    snprintf(nthreads, sizeof nthreads, "%d", threads);
+    snprintf(server_log, sizeof server_log, "/tmp/fx-bench-remote-%d.log",
+             (int)getpid());
+    for (int attempt = 0; attempt < 10; attempt++) {
+        int port = free_port();
+        if (port <= 0) continue;
+        snprintf(url, urlsz, "tcp://127.0.0.1:%d", port);
+        const char* argv[] = {bin,        "--listen",  url,
+                              "--threads", nthreads,   "--workers",
+                              "2",        "--log-level", "warn",
+                              NULL};
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("bench_remote: fork");
+            exit(2);
+        }
+        if (pid == 0) {
+            int fd = open(server_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+                close(fd);
+            }
+            unsetenv("FAISSX_SERVER"); /* never a client of itself */
+            execv(bin, (char* const*)argv);
+            _exit(127);
+        }
+        server_pid = pid;
+        for (int i = 0; i < 500; i++) { /* up to ~10 s */
+            int st;
+            if (waitpid(pid, &st, WNOHANG) == pid) {
+                server_pid = 0; /* port taken meanwhile? another one */
+                break;
+            }
+            if (port_open(port)) return;
+            sleep_ms(20);
+        }
+        if (server_pid) {
+            kill(server_pid, SIGKILL);
+            waitpid(server_pid, NULL, 0);
+            server_pid = 0;
+        }
+    }
+    fprintf(stderr, "bench_remote: faissx-server did not start\n");
+    print_server_log();
+    exit(2);
+}
+
+/* SIGTERM, then wait; returns 0 when it exited cleanly. */
+static int server_exit_status(void) {
+    if (server_pid <= 0) return 0;
+    kill(server_pid, SIGTERM);
+    for (int i = 0; i < 1000; i++) {
+        int st;
+        if (waitpid(server_pid, &st, WNOHANG) == server_pid) {
+            server_pid = 0;
+            return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+        }
+        sleep_ms(10);
+    }
+    kill(server_pid, SIGKILL);
+    waitpid(server_pid, NULL, 0);
+    server_pid = 0;
+    return -1;
+}
+
+static void stop_server(void) {
+    if (server_pid > 0 && server_exit_status() != 0) print_server_log();
+}
+
+/* ------------------------------------------------------------------------
+ * The floor: NNG req/rep with the bytes of one single-query search
+ * ------------------------------------------------------------------------ */
+
+/* Protocol sizes (docs/protocol.md): 40-byte header; request body = str
+ * api_key (empty) + u64 handle + i64 n + i64 k + array<f32> x; reply body
+ * = array<f32> D + array<i64> I. */
+static size_t pad8(size_t n) {
+    return (n + 7) & ~(size_t)7;
+}
+static size_t search_request_bytes(int d, int64_t n) {
+    return 40 + 8 + 8 + 8 + 8 + 8 + pad8((size_t)n * d * sizeof(float));
+}
+static size_t search_reply_bytes(int64_t n, int64_t k) {
+    return 40 + 8 + pad8((size_t)(n * k) * sizeof(float)) + 8 +
+           (size_t)(n * k) * sizeof(int64_t);
+}
+
+typedef struct {
+    nng_socket rep;
+    nng_socket req;
+    pthread_t thread;
+    size_t req_bytes, reply_bytes;
+    uint8_t* req_data;
+} echo;
+
+/* The echo thread: every request gets a reply of reply_bytes. */
+static void* echo_main(void* arg) {
+    echo* e = arg;
+    for (;;) {
+        nng_msg* m;
+        if (nng_recvmsg(e->rep, &m, 0) != 0) break; /* closed */
+        if (nng_msg_realloc(m, e->reply_bytes) != 0 ||
+            nng_sendmsg(e->rep, m, 0) != 0)
+            nng_msg_free(m);
+    }
+    return NULL;
+}
+
+static void echo_start(echo* e, int d, int64_t k) {
+    nng_listener l;
+    int port = 0, rv;
+    char url[64];
+    e->req_bytes = search_request_bytes(d, 1);
+    e->reply_bytes = search_reply_bytes(1, k);
+    e->req_data = xmalloc(e->req_bytes);
+    memset(e->req_data, 0x5a, e->req_bytes);
+    if ((rv = nng_rep0_open(&e->rep)) != 0 ||
+        (rv = nng_listen(e->rep, "tcp://127.0.0.1:0", &l, 0)) != 0 ||
+        (rv = nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port)) != 0 ||
+        (rv = nng_req0_open(&e->req)) != 0) {
+        fprintf(stderr, "bench_remote: echo: %s\n", nng_strerror(rv));
+        exit(2);
+    }
+    nng_socket_set_ms(e->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    nng_socket_set_ms(e->req, NNG_OPT_RECVTIMEO, 30000);
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    if ((rv = nng_dial(e->req, url, NULL, 0)) != 0) {
+        fprintf(stderr, "bench_remote: echo dial: %s\n", nng_strerror(rv));
+        exit(2);
+    }
+    if (pthread_create(&e->thread, NULL, echo_main, e) != 0) {
+        fprintf(stderr, "bench_remote: echo thread\n");
+        exit(2);
+    }
+}
+
+/* One round trip: a request message of req_bytes (filled as a search
+ * request would be), its reply received and released. */
+static void echo_call(echo* e) {
+    nng_msg* m;
+    int rv;
+    if ((rv = nng_msg_alloc(&m, 0)) != 0 ||
+        (rv = nng_msg_append(m, e->req_data, e->req_bytes)) != 0 ||
+        (rv = nng_sendmsg(e->req, m, 0)) != 0 ||
+        (rv = nng_recvmsg(e->req, &m, 0)) != 0) {
+        fprintf(stderr, "bench_remote: echo call: %s\n", nng_strerror(rv));
+        exit(2);
+    }
+    if (nng_msg_len(m) != e->reply_bytes) {
+        fprintf(stderr, "bench_remote: echo reply of %zu bytes\n",
+                nng_msg_len(m));
+        exit(2);
+    }
+    nng_msg_free(m);
+}
+
+static void echo_stop(echo* e) {
+    nng_close(e->req);
+    nng_close(e->rep);
+    pthread_join(e->thread, NULL);
+    free(e->req_data);
+}
+
+/* ------------------------------------------------------------------------
+ * Index helpers
+ * ------------------------------------------------------------------------ */
+
+static void set_ef(FaissIndex* ix, int ef) {
+    FaissParameterSpace* ps = NULL;
+    MUST(faiss_ParameterSpace_new(&ps));
+    MUST(faiss_ParameterSpace_set_index_parameter(ps, ix, "efSearch", ef));
+    faiss_ParameterSpace_free(ps);
+}
+
+static void add_batches(FaissIndex* ix, const options* o, const float* xb) {
+    for (int64_t i0 = 0; i0 < o->nb; i0 += o->add_batch) {
+        int64_t n = o->nb - i0 < o->add_batch ? o->nb - i0 : o->add_batch;
+        MUST(faiss_Index_add(ix, n, xb + (size_t)i0 * o->d));
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Result tables
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    char name[80];
+    int n;
+    double t[2][MAX_ROUNDS]; /* seconds per round, local / remote */
+    double target;           /* local/remote must be >= this */
+    int identical;
+} thru_row;
+
+typedef struct {
+    char name[64];
+    int64_t n;            /* queries per side */
+    double p50[3], p99[3]; /* seconds */
+    double excess;         /* median of remote - local, paired by query */
+    int identical;
+} lat_row;
+
+typedef struct {
+    char name[32];
+    int clients;
+    int64_t queries;
+    double qps[2]; /* medians */
+    int identical;
+} scale_row;
+
+static thru_row thru[4];
+static int nthru;
+static lat_row lat[2];
+static int nlat;
+static scale_row scale[2 * MAX_CLIENTS];
+static int nscale;
+
+/* ------------------------------------------------------------------------
+ * 1 + 2: add and batch search on Flat
+ * ------------------------------------------------------------------------ */
+
+static void bench_flat_batch(const options* o, FaissIndex* ix[2],
+                             const float* xb, const float* xq) {
+    thru_row* radd = &thru[nthru++];
+    thru_row* rsearch = &thru[nthru++];
+    snprintf(radd->name, sizeof radd->name,
+             "Flat add %lld x %d, batches of %lld", (long long)o->nb, o->d,
+             (long long)o->add_batch);
+    snprintf(rsearch->name, sizeof rsearch->name,
+             "Flat search batch %lld, k=%lld, nb=%lld", (long long)o->nq,
+             (long long)o->k, (long long)o->nb);
+    radd->target = 0.8;
+    rsearch->target = 0.95;
+    radd->identical = rsearch->identical = 1;
+    size_t nk = (size_t)(o->nq * o->k);
+    float* D[2];
+    int64_t* I[2];
+    for (int s = 0; s < 2; s++) {
+        D[s] = xmalloc(nk * sizeof(float));
+        I[s] = xmalloc(nk * sizeof(int64_t));
+    }
+    for (int r = 0; r < o->warmup + o->rounds; r++) {
+        int m = r - o->warmup;
+        for (int pos = 0; pos < 2; pos++) {
+            int s = side2(r, pos);
+            MUST(faiss_Index_reset(ix[s]));
+            double t0 = now();
+            add_batches(ix[s], o, xb);
+            double t1 = now();
+            if (m >= 0) radd->t[s][m] = t1 - t0;
+            if (faiss_Index_ntotal(ix[s]) != o->nb) die("ntotal after add");
+        }
+        for (int pos = 0; pos < 2; pos++) {
+            int s = side2(r + 1, pos);
+            double t0 = now();
+            MUST(faiss_Index_search(ix[s], o->nq, xq, o->k, D[s], I[s]));
+            double t1 = now();
+            if (m >= 0) rsearch->t[s][m] = t1 - t0;
+        }
+        int ok = same(D[0], I[0], D[1], I[1], nk);
+        rsearch->identical &= ok;
+        radd->identical &= ok; /* what was added gives the same answers */
+    }
+    radd->n = rsearch->n = o->rounds;
+    for (int s = 0; s < 2; s++) {
+        free(D[s]);
+        free(I[s]);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * 3 + 4: single-query latency, with the raw round trip interleaved
+ * ------------------------------------------------------------------------ */
+
+static void bench_latency(const options* o, const char* name,
+                          FaissIndex* ix[2], echo* e, const float* xq,
+                          int64_t nsingle) {
+    lat_row* row = &lat[nlat++];
+    snprintf(row->name, sizeof row->name, "%s", name);
+    row->identical = 1;
+    size_t total = (size_t)nsingle * (size_t)o->rounds;
+    double* t[3];
+    for (int s = 0; s < 3; s++) t[s] = xmalloc(total * sizeof(double));
+    double* diff = xmalloc(total * sizeof(double));
+    size_t nk = (size_t)(nsingle * o->k);
+    float* D[2];
+    int64_t* I[2];
+    for (int s = 0; s < 2; s++) {
+        D[s] = xmalloc(nk * sizeof(float));
+        I[s] = xmalloc(nk * sizeof(int64_t));
+    }
+    for (int r = 0; r < o->warmup + o->rounds; r++) {
+        int m = r - o->warmup;
+        for (int64_t i0 = 0; i0 < nsingle; i0 += SLICE) {
+            int64_t i1 = i0 + SLICE < nsingle ? i0 + SLICE : nsingle;
+            int first = (int)((r + i0 / SLICE) % 3);
+            for (int pos = 0; pos < 3; pos++) {
+                int s = (first + pos) % 3;
+                for (int64_t i = i0; i < i1; i++) {
+                    const float* q = xq + (size_t)(i % o->nq) * o->d;
+                    double t0 = now();
+                    if (s == RAW)
+                        echo_call(e);
+                    else
+                        MUST(faiss_Index_search(ix[s], 1, q, o->k,
+                                                D[s] + i * o->k,
+                                                I[s] + i * o->k));
+                    double dt = now() - t0;
+                    if (m >= 0) t[s][(size_t)m * nsingle + i] = dt;
+                }
+            }
+        }
+        row->identical &= same(D[0], I[0], D[1], I[1], nk);
+    }
+    for (size_t i = 0; i < total; i++) diff[i] = t[REMOTE][i] - t[LOCAL][i];
+    row->excess = percentile(diff, total, 0.5);
+    for (int s = 0; s < 3; s++) {
+        row->p50[s] = percentile(t[s], total, 0.5);
+        row->p99[s] = percentile(t[s], total, 0.99);
+        free(t[s]);
+    }
+    row->n = (int64_t)total;
+    free(diff);
+    for (int s = 0; s < 2; s++) {
+        free(D[s]);
+        free(I[s]);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * 5: concurrent clients, one shared index handle per side
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    FaissIndex* ix;
+    const options* o;
+    const float* xq;
+    int64_t total;
+    atomic_llong next;
+    float* D;
+    int64_t* I;
+    pthread_barrier_t* start;
+    atomic_int failed;
+} scale_job;
+
+static void* scale_worker(void* arg) {
+    scale_job* j = arg;
+    omp_set_num_threads(j->o->threads); /* per thread in libgomp */
+    pthread_barrier_wait(j->start);
+    for (;;) {
+        int64_t i = atomic_fetch_add(&j->next, 1);
+        if (i >= j->total) break;
+        const float* q = j->xq + (size_t)(i % j->o->nq) * j->o->d;
+        if (faiss_Index_search(j->ix, 1, q, j->o->k, j->D + i * j->o->k,
+                               j->I + i * j->o->k) != 0) {
+            if (atomic_fetch_add(&j->failed, 1) == 0)
+                fprintf(stderr, "bench_remote: search in a client thread: "
+                                "%s\n", faiss_get_last_error());
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* Seconds for `clients` threads to run j->total single-query searches. */
+static double run_clients(scale_job* j, int clients) {
+    pthread_t th[256];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, (unsigned)clients + 1);
+    atomic_store(&j->next, 0);
+    atomic_store(&j->failed, 0);
+    j->start = &start;
+    for (int c = 0; c < clients; c++)
+        if (pthread_create(&th[c], NULL, scale_worker, j) != 0) {
+            fprintf(stderr, "bench_remote: cannot start %d threads\n",
+                    clients);
+            exit(2);
+        }
+    /* Every worker is parked at the barrier: the clock starts before the
+     * main thread releases them (it may well be scheduled after them). */
+    double t0 = now();
+    pthread_barrier_wait(&start);
+    for (int c = 0; c < clients; c++) pthread_join(th[c], NULL);
+    double dt = now() - t0;
+    pthread_barrier_destroy(&start);
+    if (atomic_load(&j->failed)) die("concurrent search");
+    return dt;
+}
+
+static void bench_scaling(const options* o, const char* name,
+                          FaissIndex* ix[2], const float* xq, int64_t total) {
+    size_t nk = (size_t)(total * o->k);
+    scale_job j[2];
+    for (int s = 0; s < 2; s++) {
+        memset(&j[s], 0, sizeof j[s]);
+        j[s].ix = ix[s];
+        j[s].o = o;
+        j[s].xq = xq;
+        j[s].total = total;
+        j[s].D = xmalloc(nk * sizeof(float));
+        j[s].I = xmalloc(nk * sizeof(int64_t));
+    }
+    for (int c = 0; c < o->nclients; c++) {
+        scale_row* row = &scale[nscale++];
+        double t[2][MAX_ROUNDS];
+        snprintf(row->name, sizeof row->name, "%s", name);
+        row->clients = o->clients[c];
+        row->queries = total;
+        row->identical = 1;
+        for (int r = 0; r < o->warmup + o->rounds; r++) {
+            int m = r - o->warmup;
+            for (int pos = 0; pos < 2; pos++) {
+                int s = side2(r + c, pos);
+                double dt = run_clients(&j[s], o->clients[c]);
+                if (m >= 0) t[s][m] = dt;
+            }
+            row->identical &= same(j[0].D, j[0].I, j[1].D, j[1].I, nk);
+        }
+        for (int s = 0; s < 2; s++)
+            row->qps[s] = (double)total / median(t[s], o->rounds);
+    }
+    for (int s = 0; s < 2; s++) {
+        free(j[s].D);
+        free(j[s].I);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Report
+ * ------------------------------------------------------------------------ */
+
+static const char* met(double value, double target, int at_least) {
+    return (at_least ? value >= target : value <= target) ? "met" : "NOT met";
+}
+
+static void print_tables(void) {
+    printf("\nThroughput (medians; ratio = local time / remote time, i.e. "
+           "remote throughput as a fraction of local):\n\n");
+    printf("| operation | rounds | local | remote | ratio | target | "
+           "identical |\n|---|---:|---:|---:|---:|---|:---:|\n");
+    for (int i = 0; i < nthru; i++) {
+        thru_row* r = &thru[i];
+        double l = median(r->t[LOCAL], r->n), m = median(r->t[REMOTE], r->n);
+        printf("| %s | %d | %.1f ms | %.1f ms | %.3f | >= %.2f %s | %s |\n",
+               r->name, r->n, l * 1e3, m * 1e3, l / m, r->target,
+               met(l / m, r->target, 1), yes_no(r->identical));
+    }
+
+    printf("\nSingle-query latency (every query of every round; excess = "
+           "median over queries of remote - local for the same query; "
+           "floor = raw NNG round trip of the same bytes):\n\n");
+    printf("| index | queries | local p50 / p99 | remote p50 / p99 | "
+           "raw NNG p50 / p99 | excess | excess / raw p50 | target | "
+           "identical |\n|---|---:|---:|---:|---:|---:|---:|---|:---:|\n");
+    for (int i = 0; i < nlat; i++) {
+        lat_row* r = &lat[i];
+        double q = r->excess / r->p50[RAW];
+        printf("| %s | %lld | %.1f / %.1f us | %.1f / %.1f us | "
+               "%.1f / %.1f us | %.1f us | %.2f | <= 1.3 %s | %s |\n",
+               r->name, (long long)r->n, r->p50[LOCAL] * 1e6,
+               r->p99[LOCAL] * 1e6, r->p50[REMOTE] * 1e6,
+               r->p99[REMOTE] * 1e6, r->p50[RAW] * 1e6, r->p99[RAW] * 1e6,
+               r->excess * 1e6, q, met(q, 1.3, 0), yes_no(r->identical));
+    }
+
+    printf("\nConcurrent clients (threads sharing one index handle per "
+           "side; total queries/s, median over rounds):\n\n");
+    printf("| index | clients | queries | local q/s | remote q/s | "
+           "remote / local | identical |\n|---|---:|---:|---:|---:|---:|:---:|\n");
+    for (int i = 0; i < nscale; i++) {
+        scale_row* r = &scale[i];
+        printf("| %s | %d | %lld | %.0f | %.0f | %.3f | %s |\n", r->name,
+               r->clients, (long long)r->queries, r->qps[LOCAL],
+               r->qps[REMOTE], r->qps[REMOTE] / r->qps[LOCAL],
+               yes_no(r->identical));
+    }
+}
+
+static void print_machine(void) {
+    char model[256] = "?";
+    FILE* f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "model name", 10) == 0) {
+                char* c = strchr(line, ':');
+                if (c) {
+                    c += 1 + (c[1] == ' ');
+                    c[strcspn(c, "\n")] = '\0';
+                    snprintf(model, sizeof model, "%s", c);
+                }
+                break;
+            }
+        }
+        fclose(f);
+    }
+    printf("machine: %ld online CPUs, %s\n", sysconf(_SC_NPROCESSORS_ONLN),
+           model);
+}
+
+/* ------------------------------------------------------------------------ */
+
+int main(int argc, char** argv) {
+    options o;
+    if (parse_args(argc, argv, &o)) {
+        usage(stderr, argv[0]);
+        return 2;
+    }
+    /* Local mode unless told otherwise, whatever FAISSX_SERVER says. */
+    const char* bin = server_binary(&o, argv[0]);
+    char url[64];
+    start_server(bin, o.threads, url, sizeof url); /* before NNG/threads */
+
+    omp_set_num_threads(o.threads);
+    openblas_set_num_threads(o.threads);
+    if (faissx_configure(NULL, NULL, 0)) die("faissx_configure(NULL)");
+
+    printf("faissx bench: remote (faissx-server on loopback) vs local, "
+           "same process, same data\n");
+    print_machine();
+    printf("server: %s --listen %s --threads %d --workers 2\n", bin, url,
+           o.threads);
+    printf("threads: omp_set_num_threads(%d) (OpenMP max now %d) and "
+           "openblas_set_num_threads(%d) in this program; --threads %d on "
+           "the server\n",
+           o.threads, omp_get_max_threads(), o.threads, o.threads);
+    printf("data: d=%d, %d clusters, centres N(0,1), sigma %.3g, seed %llu\n",
+           o.d, o.ncentres, o.sigma, o.seed);
+    printf("sizes: nb=%lld add-batch=%lld nq=%lld k=%lld nsingle=%lld "
+           "hnsw: M=%d nb=%lld ef=%d nsingle=%lld; scaling: %lld (HNSW), "
+           "%lld (Flat) queries\n",
+           (long long)o.nb, (long long)o.add_batch, (long long)o.nq,
+           (long long)o.k, (long long)o.nsingle, o.hnsw_m,
+           (long long)o.hnsw_nb, o.ef, (long long)o.hnsw_nsingle,
+           (long long)o.scale_hnsw, (long long)o.scale_flat);
+    printf("rounds: %d measured (+%d warm-up); sides alternate first\n",
+           o.rounds, o.warmup);
+    fflush(stdout);
+
+    double t_start = now();
+    uint64_t cs = o.seed ^ 0xC0FFEEULL;
+    float* centres = xmalloc(sizeof(float) * (size_t)o.ncentres * o.d);
+    for (size_t i = 0; i < (size_t)o.ncentres * o.d; i++)
+        centres[i] = (float)rng_normal(&cs);
+    int64_t nbmax = o.nb > o.hnsw_nb ? o.nb : o.hnsw_nb;
+    float* xb = make_points(&o, centres, nbmax, 1);
+    float* xq = make_points(&o, centres, o.nq, 2);
+    free(centres);
+
+    echo e;
+    echo_start(&e, o.d, o.k);
+    printf("raw round trip: %zu-byte request, %zu-byte reply (one "
+           "single-query search, d=%d k=%lld)\n",
+           e.req_bytes, e.reply_bytes, o.d, (long long)o.k);
+
+    /* Flat: local, then remote (configured, created, back to local). */
+    FaissIndex* flat[2];
+    FaissIndexFlatL2* fl = NULL;
+    MUST(faiss_IndexFlatL2_new_with(&fl, o.d));
+    flat[LOCAL] = (FaissIndex*)fl;
+    MUST(faissx_configure(url, NULL, 600000));
+    MUST(faiss_IndexFlatL2_new_with(&fl, o.d));
+    flat[REMOTE] = (FaissIndex*)fl;
+    MUST(faissx_configure(NULL, NULL, 0));
+    if (faissx_index_is_remote(flat[LOCAL]) ||
+        !faissx_index_is_remote(flat[REMOTE])) {
+        fprintf(stderr, "bench_remote: index homes are not as intended\n");
+        stop_server();
+        return 2;
+    }
+
+    bench_flat_batch(&o, flat, xb, xq);
+    fprintf(stderr, "flat add/batch done (%.0f s)\n", now() - t_start);
+    char name[64];
+    snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
+    bench_latency(&o, name, flat, &e, xq, o.nsingle);
+    fprintf(stderr, "flat latency done (%.0f s)\n", now() - t_start);
+
+    /* HNSW: built once locally, uploaded, so both sides search the very
+     * same graph. */
+    FaissIndex* hnsw[2];
+    char desc[32];
+    snprintf(desc, sizeof desc, "HNSW%d", o.hnsw_m);
+    MUST(faiss_index_factory(&hnsw[LOCAL], o.d, desc, METRIC_L2));
+    double tb = now();
+    MUST(faiss_Index_add(hnsw[LOCAL], o.hnsw_nb, xb));
+    double tbuild = now() - tb;
+    MUST(faissx_configure(url, NULL, 600000));
+    tb = now();
+    MUST(faissx_index_upload(hnsw[LOCAL], NULL, &hnsw[REMOTE]));
+    double tupload = now() - tb;
+    MUST(faissx_configure(NULL, NULL, 0));
+    set_ef(hnsw[LOCAL], o.ef);
+    set_ef(hnsw[REMOTE], o.ef);
+    fprintf(stderr, "hnsw built in %.1f s, uploaded in %.2f s\n", tbuild,
+            tupload);
+    snprintf(name, sizeof name, "HNSW%d %lld, efSearch %d", o.hnsw_m,
+             (long long)o.hnsw_nb, o.ef);
+    bench_latency(&o, name, hnsw, &e, xq, o.hnsw_nsingle);
+    fprintf(stderr, "hnsw latency done (%.0f s)\n", now() - t_start);
+
+    snprintf(name, sizeof name, "HNSW%d %lld", o.hnsw_m, (long long)o.hnsw_nb);
+    bench_scaling(&o, name, hnsw, xq, o.scale_hnsw);
+    snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
+    bench_scaling(&o, name, flat, xq, o.scale_flat);
+    fprintf(stderr, "scaling done (%.0f s)\n", now() - t_start);
+
+    for (int s = 0; s < 2; s++) {
+        faiss_Index_free(flat[s]);
+        faiss_Index_free(hnsw[s]);
+    }
+    echo_stop(&e);
+    print_tables();
+    printf("\nHNSW build %.1f s locally (not compared), upload %.2f s\n",
+           tbuild, tupload);
+
+    int server_ok = server_exit_status() == 0;
+    if (!server_ok) {
+        fprintf(stderr, "bench_remote: the server did not exit cleanly\n");
+        print_server_log();
+    } else {
+        unlink(server_log);
+    }
+    printf("total %.1f s; remote and local results: %s\n", now() - t_start,
+           mismatches ? "DIFFER" : "identical (labels and distances, "
+                                   "byte for byte, every round)");
+    free(xb);
+    free(xq);
+    return mismatches || !server_ok ? 1 : 0;
+}
