@@ -9,10 +9,24 @@
  * Concurrency: the registry has one mutex, held only to look entries up or
  * change the maps. Each entry has a reader/writer lock: searches share it,
  * mutations take it alone. An entry is reference counted (shared_ptr), so a
- * DROP while a search runs frees the index when the search finishes. */
+ * DROP while a search runs frees the index when the search finishes.
+ *
+ * Durable store (conf.data_dir, docs/operations.md): each tenant has its
+ * own store (persist/store.h) in DIR/tenants/TENANT/, and the server's lock
+ * is DIR/LOCK. Every named index then lives in its tenant's store: the
+ * registry entry holds a store handle (a proxy that logs each mutation and
+ * returns once it is durable), so every mutation below that goes through
+ * the C API on h(e) is acknowledged only when durable. Operations that
+ * would change a stored index behind the log's back (WRAP, MERGE_FROM, the
+ * IVF-specific writes) are refused on it; reads the proxy does not forward
+ * use the index behind it (target()). The registry's named entries are
+ * exactly the stores' indexes: they are all loaded at start, and named
+ * CREATE/UPLOAD/DROP change store and registry together under store_mu.
+ * Unnamed indexes stay in memory. */
 #include "net/server.h"
 
 #include "core/core.h"
+#include "persist/store.h"
 
 #include <faiss/AutoTune.h>
 #include <faiss/IndexFlat.h>
@@ -33,7 +47,9 @@
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -41,11 +57,18 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <sstream>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace {
 
@@ -85,6 +108,7 @@ struct Entry {
     // Shared by a composite and its children: they are one data structure.
     std::shared_ptr<std::shared_mutex> mu = std::make_shared<std::shared_mutex>();
     bool orphan = false;
+    bool stored = false; // `index` is a durable store handle
 };
 using EntryP = std::shared_ptr<Entry>;
 
@@ -101,6 +125,27 @@ struct fx_state {
     std::unordered_map<uint64_t, uint64_t> client_seen; // client -> ms
     std::unordered_map<uint64_t, uint64_t> client_conn; // client -> conn
     uint64_t next_handle = 1;
+
+    // Durable store: empty data_dir = in-memory. store_mu guards `stores`
+    // and serialises named CREATE/UPLOAD/DROP (store first, then registry).
+    std::string data_dir;
+    int lock_fd = -1;
+    fx::store::Options store_opts;
+    std::mutex store_mu;
+    std::map<std::string, fx::store::Store*> stores; // tenant -> store
+    std::map<std::string, size_t> report_seen;       // tenant -> bytes noted
+    std::mutex notes_mu;
+    std::string notes;
+
+    ~fx_state() {
+        // Handles first (they only borrow their store entries), then the
+        // stores (each syncs its logs), then the lock.
+        by_handle.clear();
+        by_name.clear();
+        for (auto& kv : stores) fx::store::close(kv.second);
+        stores.clear();
+        if (lock_fd >= 0) ::close(lock_fd);
+    }
 };
 
 namespace {
@@ -199,6 +244,76 @@ uint64_t insert(fx_state* s, EntryP e) {
     return e->handle;
 }
 
+/* ---- durable store ---- */
+
+bool durable(const fx_state* s) {
+    return !s->data_dir.empty();
+}
+
+void note(fx_state* s, const std::string& line) {
+    std::lock_guard<std::mutex> g(s->notes_mu);
+    s->notes += line + "\n";
+}
+
+/* Copies what the tenant's store reported since the last call (recovery:
+ * torn tails cut; failed automatic checkpoints) into the notes. Caller
+ * holds s->store_mu. */
+void take_report(fx_state* s, fx::store::Store* st, const std::string& tenant) {
+    std::string r = fx::store::report(st);
+    size_t& seen = s->report_seen[tenant];
+    if (r.size() <= seen) return;
+    std::string fresh = r.substr(seen);
+    seen = r.size();
+    size_t a = 0, b;
+    while ((b = fresh.find('\n', a)) != std::string::npos) {
+        note(s, "tenant '" + tenant + "': " + fresh.substr(a, b - a));
+        a = b + 1;
+    }
+}
+
+std::string tenant_dir(const fx_state* s, const std::string& tenant) {
+    return s->data_dir + "/tenants/" + tenant;
+}
+
+/* The store of `tenant`, opened (and its directory created) on first use.
+ * Caller holds s->store_mu. */
+fx::store::Store* tenant_store(fx_state* s, const std::string& tenant) {
+    auto it = s->stores.find(tenant);
+    if (it != s->stores.end()) return it->second;
+    // Tenant names were validated with the keys ([A-Za-z0-9._-], no
+    // leading '.'); check again before the name becomes a path.
+    if (!valid_tenant(tenant) || tenant.find('/') != std::string::npos)
+        throw Error(FAISSX_E_INVALID, "tenant '" + tenant +
+                                              "' cannot name a directory");
+    fx::store::Store* st = fx::store::open(tenant_dir(s, tenant), s->store_opts);
+    s->stores[tenant] = st;
+    return st;
+}
+
+/* The faiss index an entry serves: for a stored index the one behind the
+ * store handle, passed to f under the store's read lock (for what the
+ * handle does not forward: class, typed fields, serialisation, clone). */
+template <class F>
+void target(Entry* e, F f) {
+    if (!e->stored) {
+        f(e->index.get());
+        return;
+    }
+    fx::store::read_inner(e->index.get(), [&](const faiss::Index* in) {
+        f(const_cast<faiss::Index*>(in)); // callers only read
+    });
+}
+
+void refuse_stored(const Entry* e, const char* what) {
+    if (e->stored)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    std::string(what) + " is not supported on index '" +
+                            e->name +
+                            "': it is kept in the durable store, and this "
+                            "change could not be logged (CLONE it to get an "
+                            "in-memory copy)");
+}
+
 /* Faiss index kind bits (proto.h fx_kind) for typed client calls. */
 int64_t kind_of(const faiss::Index* ix) {
     int64_t k = 0;
@@ -237,14 +352,21 @@ std::string class_name(const faiss::Index* ix) {
 }
 
 void write_info(fx_wbuf* w, Entry* e) {
+    // A stored index shows the kind and class of the index it keeps.
+    int64_t kind = 0;
+    std::string cls;
+    target(e, [&](faiss::Index* in) {
+        kind = kind_of(in);
+        cls = class_name(in);
+    });
     const faiss::Index* ix = e->index.get();
     fx_w_u64(w, e->handle);
     fx_w_i64(w, ix->d);
     fx_w_i64(w, ix->metric_type);
     fx_w_i64(w, ix->is_trained);
     fx_w_i64(w, ix->ntotal);
-    fx_w_i64(w, kind_of(ix));
-    fx_w_str(w, class_name(ix).c_str());
+    fx_w_i64(w, kind);
+    fx_w_str(w, cls.c_str());
 }
 
 void write_state(fx_wbuf* w, const faiss::Index* ix) {
@@ -441,10 +563,28 @@ void op_create(Req& q, fx_wbuf* w) {
                     "dimension must be in [1, " + std::to_string(kMaxDim) +
                             "] (got " + std::to_string(d) + ")");
     FaissIndex* ix = nullptr;
+    std::unique_lock<std::mutex> sl;
+    bool store = !name.empty() && durable(q.s);
+    if (store) {
+        sl = std::unique_lock<std::mutex>(q.s->store_mu);
+        std::lock_guard<std::mutex> g(q.s->mu);
+        if (q.s->by_name.count({q.tenant, name}))
+            throw Error(FAISSX_E_EXISTS,
+                        "an index named '" + name + "' already exists");
+    }
+    fx::store::Store* st = store ? tenant_store(q.s, q.tenant) : nullptr;
     api(faiss_index_factory(&ix, (int)d, desc.c_str(),
                             (FaissMetricType)metric));
     auto e = std::make_shared<Entry>();
-    e->index.reset(fx::index(ix));
+    if (store) {
+        // The store takes the new index over (and frees it on failure).
+        e->index.reset(fx::store::create_index_from(st, name.c_str(),
+                                                    fx::index(ix),
+                                                    desc.c_str()));
+        e->stored = true;
+    } else {
+        e->index.reset(fx::index(ix));
+    }
     e->tenant = q.tenant;
     e->name = name;
     e->client_id = q.client_id;
@@ -490,12 +630,35 @@ void op_drop(Req& q, fx_wbuf*) {
     need_write(q);
     std::string name = rd_name(q);
     end(q);
+    std::unique_lock<std::mutex> sl;
+    if (durable(q.s)) sl = std::unique_lock<std::mutex>(q.s->store_mu);
+    EntryP e;
+    {
+        std::lock_guard<std::mutex> g(q.s->mu);
+        auto it = q.s->by_name.find({q.tenant, name});
+        if (it == q.s->by_name.end())
+            throw Error(FAISSX_E_NOT_FOUND, "no index named '" + name + "'");
+        e = q.s->by_handle.at(it->second);
+    }
+    if (e->stored) {
+        fx::store::Store* st = tenant_store(q.s, q.tenant);
+        try {
+            fx::store::drop(st, name.c_str());
+        } catch (...) {
+            // A failure after the rename still dropped it (the store stops
+            // listing it): the registry must follow the disk.
+            auto names = fx::store::list(st);
+            if (std::find(names.begin(), names.end(), name) != names.end())
+                throw;
+            std::lock_guard<std::mutex> g(q.s->mu);
+            q.s->by_handle.erase(e->handle);
+            q.s->by_name.erase({q.tenant, name});
+            throw;
+        }
+    }
     std::lock_guard<std::mutex> g(q.s->mu);
-    auto it = q.s->by_name.find({q.tenant, name});
-    if (it == q.s->by_name.end())
-        throw Error(FAISSX_E_NOT_FOUND, "no index named '" + name + "'");
-    q.s->by_handle.erase(it->second);
-    q.s->by_name.erase(it);
+    q.s->by_handle.erase(e->handle);
+    q.s->by_name.erase({q.tenant, name});
 }
 
 void op_release(Req& q, fx_wbuf*) {
@@ -720,24 +883,35 @@ void op_set_param(Req& q, fx_wbuf* w) {
     if (name == "verbose") {
         ix->verbose = v != 0;
     } else {
-        faiss::ParameterSpace ps;
         try {
-            ps.set_index_parameter(ix, name, v);
+            if (e->stored) // logged, acknowledged once durable
+                fx::store::set_param(ix, name.c_str(), v);
+            else
+                faiss::ParameterSpace().set_index_parameter(ix, name, v);
         } catch (const faiss::FaissException& ex) {
+            std::string cls;
+            target(e.get(), [&](faiss::Index* in) { cls = class_name(in); });
             throw Error(FAISSX_E_INVALID, "cannot set parameter '" + name +
-                                                  "' on " + class_name(ix) +
-                                                  ": " + ex.what());
+                                                  "' on " + cls + ": " +
+                                                  ex.what());
         }
     }
     write_state(w, ix);
 }
+
+double get_param(faiss::Index* ix, const std::string& name);
 
 void op_get_param(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     std::string name = rd_str(q, kMaxParamName);
     end(q);
     std::shared_lock<std::shared_mutex> l(*e->mu);
-    faiss::Index* ix = e->index.get();
+    double v = 0;
+    target(e.get(), [&](faiss::Index* ix) { v = get_param(ix, name); });
+    fx_w_f64(w, v);
+}
+
+double get_param(faiss::Index* ix, const std::string& name) {
     faiss::Index* in = unwrap(ix);
     double v;
     if (name == "verbose")
@@ -766,7 +940,7 @@ void op_get_param(Req& q, fx_wbuf* w) {
         throw Error(FAISSX_E_UNSUPPORTED, "parameter '" + name +
                                                   "' is not readable on " +
                                                   class_name(ix));
-    fx_w_f64(w, v);
+    return v;
 }
 
 void op_serialize(Req& q, fx_wbuf* w) {
@@ -775,7 +949,7 @@ void op_serialize(Req& q, fx_wbuf* w) {
     faiss::VectorIOWriter out;
     {
         std::shared_lock<std::shared_mutex> l(*e->mu);
-        faiss::write_index(e->index.get(), &out);
+        target(e.get(), [&](faiss::Index* ix) { faiss::write_index(ix, &out); });
     }
     if (out.data.size() > q.s->conf.max_message_bytes)
         throw Error(FAISSX_E_LIMIT,
@@ -817,7 +991,22 @@ void op_upload(Req& q, fx_wbuf* w) {
             ivf->cp.spherical = true;
     }
     auto e = std::make_shared<Entry>();
-    e->index = std::move(ix);
+    std::unique_lock<std::mutex> sl;
+    if (!name.empty() && durable(q.s)) {
+        sl = std::unique_lock<std::mutex>(q.s->store_mu);
+        {
+            std::lock_guard<std::mutex> g(q.s->mu);
+            if (q.s->by_name.count({q.tenant, name}))
+                throw Error(FAISSX_E_EXISTS,
+                            "an index named '" + name + "' already exists");
+        }
+        fx::store::Store* st = tenant_store(q.s, q.tenant);
+        e->index.reset(fx::store::create_index_from(st, name.c_str(),
+                                                    ix.release(), nullptr));
+        e->stored = true;
+    } else {
+        e->index = std::move(ix);
+    }
     e->tenant = q.tenant;
     e->name = name;
     e->client_id = q.client_id;
@@ -834,7 +1023,10 @@ void op_clone(Req& q, fx_wbuf* w) {
     {
         std::shared_lock<std::shared_mutex> l(*src->mu);
         FaissIndex* out = nullptr;
-        api(faiss_clone_index(h(src.get()), &out));
+        // A stored index clones into an in-memory one.
+        target(src.get(), [&](faiss::Index* ix) {
+            api(faiss_clone_index(reinterpret_cast<FaissIndex*>(ix), &out));
+        });
         e->index.reset(fx::index(out));
     }
     e->tenant = q.tenant;
@@ -851,6 +1043,8 @@ void op_merge(Req& q, fx_wbuf* w) {
     int64_t add_id = rd_i64(q);
     end(q);
     if (a == b) throw Error(FAISSX_E_INVALID, "cannot merge an index into itself");
+    refuse_stored(a.get(), "merge_from");
+    refuse_stored(b.get(), "merge_from (which empties the source)");
     // Lock in handle order so two opposite merges cannot deadlock.
     Entry* first = a->handle < b->handle ? a.get() : b.get();
     Entry* second = first == a.get() ? b.get() : a.get();
@@ -870,6 +1064,8 @@ void op_wrap(Req& q, fx_wbuf* w) {
     need_write(q);
     EntryP child = lookup(q.s, q.tenant, rd_u64(q));
     int64_t type = rd_i64(q);
+    // A wrapper would change the stored index through faiss, not its log.
+    refuse_stored(child.get(), "wrapping");
     std::unique_lock<std::shared_mutex> l(*child->mu);
     faiss::Index* c = child->index.get();
     // faiss itself refuses what must be empty (an IDMap's sub-index); an
@@ -977,13 +1173,20 @@ void op_wrap(Req& q, fx_wbuf* w) {
     write_info(w, e.get());
 }
 
+void fetch(Req& q, fx_wbuf* w, faiss::Index* ix, const std::string& what,
+           int64_t arg);
+
 void op_fetch(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     std::string what = rd_str(q, 32);
     int64_t arg = rd_i64(q);
     end(q);
     std::shared_lock<std::shared_mutex> l(*e->mu);
-    faiss::Index* ix = e->index.get();
+    target(e.get(), [&](faiss::Index* ix) { fetch(q, w, ix, what, arg); });
+}
+
+void fetch(Req& q, fx_wbuf* w, faiss::Index* ix, const std::string& what,
+           int64_t arg) {
     if (what == "xb") {
         auto f = dynamic_cast<faiss::IndexFlat*>(ix);
         if (!f) throw Error(FAISSX_E_UNSUPPORTED, "xb: not a flat index");
@@ -1020,30 +1223,13 @@ void op_fetch(Req& q, fx_wbuf* w) {
     }
 }
 
-void op_ivf(Req& q, fx_wbuf* w) {
-    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
-    int64_t op = rd_i64(q);
-    bool writes = op != FX_IVF_IMBALANCE && op != FX_IVF_SEARCH_PREASSIGNED;
-    if (writes) need_write(q);
-    EntryP other;
-    if (op == FX_IVF_COPY_SUBSET_TO) other = lookup(q.s, q.tenant, rd_u64(q));
-    std::shared_lock<std::shared_mutex> rl;
-    std::unique_lock<std::shared_mutex> wl, wl2;
-    if (other && other->mu != e->mu) {
-        // Two indexes: lock in handle order, as MERGE_FROM does, so two
-        // opposite copies cannot deadlock.
-        Entry* first = e->handle < other->handle ? e.get() : other.get();
-        Entry* second = first == e.get() ? other.get() : e.get();
-        wl = std::unique_lock<std::shared_mutex>(*first->mu);
-        wl2 = std::unique_lock<std::shared_mutex>(*second->mu);
-    } else if (writes) {
-        wl = std::unique_lock<std::shared_mutex>(*e->mu);
-    } else {
-        rl = std::shared_lock<std::shared_mutex>(*e->mu);
-    }
-    auto ivf = dynamic_cast<faiss::IndexIVF*>(e->index.get());
+/* The IVF operation `op` on ix (other_ix: COPY_SUBSET_TO's destination),
+ * with the locks taken. */
+void ivf_op(Req& q, fx_wbuf* w, int64_t op, faiss::Index* ix,
+            faiss::Index* other_ix) {
+    auto ivf = dynamic_cast<faiss::IndexIVF*>(ix);
     if (!ivf) throw Error(FAISSX_E_UNSUPPORTED, "not an IVF index");
-    auto H = reinterpret_cast<FaissIndexIVF*>(h(e.get()));
+    auto H = reinterpret_cast<FaissIndexIVF*>(ix);
     int d = ivf->d;
     switch (op) {
     case FX_IVF_MAKE_DIRECT_MAP: {
@@ -1098,7 +1284,7 @@ void op_ivf(Req& q, fx_wbuf* w) {
         if (!flat) throw Error(FAISSX_E_UNSUPPORTED, "not an IVFFlat index");
         std::vector<idx> copy(ids, ids + n);
         api(faiss_IndexIVFFlat_update_vectors(
-                reinterpret_cast<FaissIndexIVFFlat*>(h(e.get())), (int)n,
+                reinterpret_cast<FaissIndexIVFFlat*>(ix), (int)n,
                 copy.data(), v));
         write_state(w, ivf);
         return;
@@ -1107,7 +1293,7 @@ void op_ivf(Req& q, fx_wbuf* w) {
         int64_t type = rd_i64(q), a1 = rd_i64(q), a2 = rd_i64(q);
         end(q);
         api(faiss_IndexIVF_copy_subset_to(
-                H, reinterpret_cast<FaissIndexIVF*>(h(other.get())), (int)type,
+                H, reinterpret_cast<FaissIndexIVF*>(other_ix), (int)type,
                 a1, a2));
         write_state(w, ivf);
         return;
@@ -1119,13 +1305,44 @@ void op_ivf(Req& q, fx_wbuf* w) {
         auto sq = dynamic_cast<faiss::IndexIVFScalarQuantizer*>(ivf);
         if (!sq) throw Error(FAISSX_E_UNSUPPORTED, "not an IVFScalarQuantizer");
         api(faiss_IndexIVFScalarQuantizer_train_residual(
-                reinterpret_cast<FaissIndexIVFScalarQuantizer*>(h(e.get())), n, x));
+                reinterpret_cast<FaissIndexIVFScalarQuantizer*>(ix), n, x));
         write_state(w, ivf);
         return;
     }
     default:
         throw Error(FAISSX_E_UNSUPPORTED, "unknown IVF operation " + std::to_string(op));
     }
+}
+
+void op_ivf(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t op = rd_i64(q);
+    bool writes = op != FX_IVF_IMBALANCE && op != FX_IVF_SEARCH_PREASSIGNED;
+    if (writes) need_write(q);
+    EntryP other;
+    if (op == FX_IVF_COPY_SUBSET_TO) other = lookup(q.s, q.tenant, rd_u64(q));
+    if (writes) refuse_stored(e.get(), "this IVF operation");
+    if (other) refuse_stored(other.get(), "copy_subset_to");
+    if (e->stored) { // the reads: on the index behind the store handle
+        std::shared_lock<std::shared_mutex> rl(*e->mu);
+        target(e.get(), [&](faiss::Index* in) { ivf_op(q, w, op, in, nullptr); });
+        return;
+    }
+    std::shared_lock<std::shared_mutex> rl;
+    std::unique_lock<std::shared_mutex> wl, wl2;
+    if (other && other->mu != e->mu) {
+        // Two indexes: lock in handle order, as MERGE_FROM does, so two
+        // opposite copies cannot deadlock.
+        Entry* first = e->handle < other->handle ? e.get() : other.get();
+        Entry* second = first == e.get() ? other.get() : e.get();
+        wl = std::unique_lock<std::shared_mutex>(*first->mu);
+        wl2 = std::unique_lock<std::shared_mutex>(*second->mu);
+    } else if (writes) {
+        wl = std::unique_lock<std::shared_mutex>(*e->mu);
+    } else {
+        rl = std::shared_lock<std::shared_mutex>(*e->mu);
+    }
+    ivf_op(q, w, op, e->index.get(), other ? other->index.get() : nullptr);
 }
 
 void dispatch(Req& q, int op, fx_wbuf* w) {
@@ -1169,6 +1386,104 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
     }
 }
 
+/* ---- opening the durable store at start ---- */
+
+/* Creates (if needed) and locks data_dir, then restores the stores of the
+ * tenants that have keys. Throws fx::Error with the reason. */
+void open_data_dir(fx_state* s) {
+    const std::string& dir = s->data_dir;
+    struct stat st;
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+        throw Error(FAISSX_E_IO, "cannot create data directory '" + dir +
+                                         "': " + std::strerror(errno));
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        throw Error(FAISSX_E_IO, "data directory '" + dir +
+                                         "' is not a directory");
+    std::string lp = dir + "/LOCK";
+    int fd = ::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        throw Error(FAISSX_E_IO, "data directory '" + dir +
+                                         "' is not writable: cannot create " +
+                                         lp + ": " + std::strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = {0};
+        ssize_t r = pread(fd, pid, sizeof pid - 1, 0);
+        ::close(fd);
+        throw Error(FAISSX_E_PERMISSION,
+                    "data directory '" + dir +
+                            "' is in use by another faissx-server" +
+                            (r > 0 ? " (pid " + std::string(pid) + ")" : ""));
+    }
+    s->lock_fd = fd;
+    char pid[32];
+    int pn = snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)pn, 0) != pn ||
+        fsync(fd) != 0)
+        throw Error(FAISSX_E_IO, "data directory '" + dir +
+                                         "' is not writable: cannot write " +
+                                         lp + ": " + std::strerror(errno));
+    // On a case-insensitive file system "acme" and "ACME" would share a
+    // directory: refuse rather than mix tenants or indexes.
+    struct stat a, b;
+    if (fstat(fd, &a) == 0 && stat((dir + "/lock").c_str(), &b) == 0 &&
+        a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+        throw Error(FAISSX_E_INVALID,
+                    "data directory '" + dir +
+                            "' is on a case-insensitive file system: "
+                            "names differing only in case would collide");
+    std::string tdir = dir + "/tenants";
+    if (mkdir(tdir.c_str(), 0755) != 0 && errno != EEXIST)
+        throw Error(FAISSX_E_IO, "cannot create '" + tdir +
+                                         "': " + std::strerror(errno));
+    // Whose indexes to serve: the tenants that have a key (or "default").
+    std::set<std::string> tenants;
+    if (s->auth)
+        for (auto& kv : s->keys) tenants.insert(kv.second.tenant);
+    else
+        tenants.insert("default");
+    if (DIR* d = opendir(tdir.c_str())) {
+        while (struct dirent* de = readdir(d)) {
+            std::string t = de->d_name;
+            if (t == "." || t == "..") continue;
+            if (!valid_tenant(t))
+                note(s, "ignored '" + tdir + "/" + t +
+                                "': not a tenant name");
+            else if (!tenants.count(t))
+                note(s, "tenant '" + t +
+                                "' has data but no API key: its indexes "
+                                "are not served");
+        }
+        closedir(d);
+    } else {
+        throw Error(FAISSX_E_IO, "cannot read '" + tdir +
+                                         "': " + std::strerror(errno));
+    }
+    for (const std::string& t : tenants) {
+        std::string td = tenant_dir(s, t);
+        if (stat(td.c_str(), &st) != 0) continue; // created on first CREATE
+        fx::store::Store* store = tenant_store(s, t);
+        for (const std::string& name : fx::store::list(store)) {
+            auto e = std::make_shared<Entry>();
+            try {
+                e->index.reset(fx::store::open_index(store, name.c_str()));
+            } catch (const std::exception& ex) {
+                take_report(s, store, t);
+                throw Error(FAISSX_E_IO,
+                            "cannot restore index '" + name + "' of tenant '" +
+                                    t + "': " + ex.what() +
+                                    ". Stop here and inspect it with "
+                                    "faissx-check " + td +
+                                    " (--repair to repair it)");
+            }
+            e->stored = true;
+            e->tenant = t;
+            e->name = name;
+            insert(s, e);
+        }
+        take_report(s, store, t);
+    }
+}
+
 void error_reply(fx_wbuf* w, const fx_hdr& req, int code, const char* msg) {
     fx_w_free(w);
     fx_w_init(w);
@@ -1198,6 +1513,9 @@ void fx_server_conf_init(fx_server_conf* c) {
     c->max_batch = 10000000;
     c->log_level = 2;
     c->orphan_grace_ms = FX_DEFAULT_ORPHAN_GRACE_MS;
+    c->sync = FAISSX_SYNC_ALWAYS;
+    c->sync_interval_ms = FX_DEFAULT_SYNC_INTERVAL_MS;
+    c->checkpoint_log_bytes = FX_DEFAULT_CHECKPOINT_LOG_BYTES;
 }
 
 int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
@@ -1248,8 +1566,34 @@ int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
         // Handles start at a random point so they are not guessable
         // across restarts (they are tenant-checked regardless).
         s->next_handle = (now_ms() & 0xffffff) << 20 | 1;
+        if (c->data_dir && *c->data_dir) {
+            if (c->sync != FAISSX_SYNC_ALWAYS &&
+                c->sync != FAISSX_SYNC_INTERVAL && c->sync != FAISSX_SYNC_NONE) {
+                snprintf(err, errsz, "unknown sync policy %d", c->sync);
+                return FAISSX_E_INVALID;
+            }
+            if (c->sync == FAISSX_SYNC_INTERVAL && c->sync_interval_ms <= 0) {
+                snprintf(err, errsz, "the sync interval must be > 0 ms");
+                return FAISSX_E_INVALID;
+            }
+            s->data_dir = c->data_dir;
+            while (s->data_dir.size() > 1 && s->data_dir.back() == '/')
+                s->data_dir.pop_back();
+            s->store_opts.sync = (fx::wal::Sync)c->sync;
+            s->store_opts.interval_ms = c->sync_interval_ms;
+            s->store_opts.snapshot_log_bytes = c->checkpoint_log_bytes;
+            try {
+                open_data_dir(s.get());
+            } catch (const Error& e) {
+                snprintf(err, errsz, "%s", e.what());
+                return e.code;
+            }
+        }
         *out = s.release();
         return 0;
+    } catch (const Error& e) {
+        snprintf(err, errsz, "%s", e.what());
+        return e.code;
     } catch (const std::exception& e) {
         snprintf(err, errsz, "%s", e.what());
         return FAISSX_E_NOMEM;
@@ -1401,6 +1745,45 @@ size_t fx_state_reap(fx_state* s, uint64_t grace_ms) {
 size_t fx_state_index_count(fx_state* s) {
     std::lock_guard<std::mutex> g(s->mu);
     return s->by_handle.size();
+}
+
+size_t fx_state_stored_count(fx_state* s) {
+    std::lock_guard<std::mutex> g(s->mu);
+    size_t n = 0;
+    for (auto& kv : s->by_handle) n += kv.second->stored;
+    return n;
+}
+
+char* fx_state_take_notes(fx_state* s) {
+    {
+        std::lock_guard<std::mutex> g(s->store_mu);
+        for (auto& kv : s->stores) take_report(s, kv.second, kv.first);
+    }
+    std::lock_guard<std::mutex> g(s->notes_mu);
+    if (s->notes.empty()) return nullptr;
+    char* out = strdup(s->notes.c_str());
+    if (out) s->notes.clear();
+    return out;
+}
+
+int fx_state_checkpoint(fx_state* s, char* err, size_t errsz) {
+    if (err && errsz) err[0] = '\0';
+    if (!durable(s)) return 0;
+    int rc = 0;
+    std::lock_guard<std::mutex> g(s->store_mu);
+    for (auto& kv : s->stores) {
+        try {
+            fx::store::checkpoint(kv.second, nullptr);
+        } catch (const std::exception& e) {
+            if (rc == 0) {
+                rc = fx::handle_exception("checkpoint");
+                if (err && errsz)
+                    snprintf(err, errsz, "tenant '%s': %s", kv.first.c_str(),
+                             e.what());
+            }
+        }
+    }
+    return rc;
 }
 
 } // extern "C"

@@ -721,6 +721,20 @@ static int setup_nng(server* s, char* err, size_t errsz) {
     return 0;
 }
 
+/* What the durable store reported (recovery cut a torn tail, a tenant
+ * directory without a key, ...), one warning per line. */
+static void log_notes(server* s) {
+    char* notes = fx_state_take_notes(s->state);
+    if (!notes) return;
+    for (char *line = notes, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl) nl = line + strlen(line) - 1;
+        else *nl = '\0';
+        if (*line) fx_log(FX_LOG_WARN, "store: %s", line);
+    }
+    free(notes);
+}
+
 static void log_startup(server* s) {
     const fx_server_conf* c = s->conf;
     for (int i = 0; i < s->nlisten; i++) {
@@ -741,7 +755,21 @@ static void log_startup(server* s) {
     int keys = (c->auth_keys && *c->auth_keys) || (c->auth_file && *c->auth_file);
     fx_log(FX_LOG_INFO, "auth: %s", keys ? "on (API keys required)"
                                          : "off (no API keys configured)");
-    fx_log(FX_LOG_INFO, "in-memory: indexes are not persisted");
+    if (c->data_dir && *c->data_dir) {
+        static const char* const pol[] = {"always", "interval", "none"};
+        char extra[64] = "";
+        if (c->sync == FAISSX_SYNC_INTERVAL)
+            snprintf(extra, sizeof extra, " every %d ms", c->sync_interval_ms);
+        fx_log(FX_LOG_INFO,
+               "durable: named indexes are kept in %s (sync %s%s); %zu "
+               "restored",
+               c->data_dir,
+               c->sync >= 0 && c->sync <= 2 ? pol[c->sync] : "?", extra,
+               fx_state_stored_count(s->state));
+    } else {
+        fx_log(FX_LOG_INFO, "in-memory: indexes are not persisted");
+    }
+    log_notes(s);
 }
 
 int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
@@ -830,9 +858,30 @@ int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
 
     uv_run(&s->loop, UV_RUN_DEFAULT);
     FX_CHECK(uv_loop_close(&s->loop) == 0);
-    fx_log(FX_LOG_INFO, "stopped; %zu index(es) discarded (in-memory)",
-           fx_state_index_count(s->state));
     rv = 0;
+    if (c->data_dir && *c->data_dir) {
+        /* Drained: no request runs. A checkpoint now lets the next start
+         * load snapshots instead of replaying logs. A failure loses
+         * nothing (the logs are durable); say so and exit 1. */
+        char cerr[512];
+        size_t stored = fx_state_stored_count(s->state);
+        if (fx_state_checkpoint(s->state, cerr, sizeof cerr) != 0) {
+            fx_log(FX_LOG_ERROR, "checkpoint at stop failed: %s (the logs "
+                                 "are intact: the next start replays them)",
+                   cerr);
+            snprintf(err, errsz, "checkpoint at stop failed: %s", cerr);
+            rv = FAISSX_E_IO;
+        } else {
+            fx_log(FX_LOG_INFO, "checkpointed %zu stored index(es)", stored);
+        }
+        log_notes(s);
+        fx_log(FX_LOG_INFO, "stopped; %zu named index(es) kept in %s, %zu "
+                            "in-memory index(es) discarded",
+               stored, c->data_dir, fx_state_index_count(s->state) - stored);
+    } else {
+        fx_log(FX_LOG_INFO, "stopped; %zu index(es) discarded (in-memory)",
+               fx_state_index_count(s->state));
+    }
 
 out_nng:
     /* Closing the socket closes the listeners and connections (their

@@ -42,9 +42,18 @@ typedef struct fx_server_conf {
     int log_json;
     uint64_t orphan_grace_ms; /* how long a closed connection's anonymous
                                  indexes wait for their client */
+    const char* data_dir;  /* durable store of named indexes; NULL or "":
+                              in-memory only (docs/operations.md) */
+    int sync;              /* FaissxSyncPolicy of the stores (default
+                              FAISSX_SYNC_ALWAYS) */
+    int sync_interval_ms;  /* for FAISSX_SYNC_INTERVAL */
+    uint64_t checkpoint_log_bytes; /* checkpoint an index when its log
+                                      passes this size; 0: never */
 } fx_server_conf;
 
 #define FX_DEFAULT_ORPHAN_GRACE_MS 30000
+#define FX_DEFAULT_SYNC_INTERVAL_MS 100
+#define FX_DEFAULT_CHECKPOINT_LOG_BYTES ((uint64_t)64 << 20)
 
 /* Defaults for every field (as documented in docs/operations.md). */
 void fx_server_conf_init(fx_server_conf* c);
@@ -52,7 +61,9 @@ void fx_server_conf_init(fx_server_conf* c);
 typedef struct fx_state fx_state;
 
 /* Builds the server state: parses keys (auth_keys and auth_file), applies
- * limits. Returns 0, or a FaissxError with a message in err. */
+ * limits. With a data_dir, locks it and restores every named index of
+ * every tenant that has a key (a damaged index stops the start: run
+ * faissx-check). Returns 0, or a FaissxError with a message in err. */
 int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
                  size_t errsz);
 void fx_state_free(fx_state* s);
@@ -85,6 +96,20 @@ size_t fx_state_reap(fx_state* s, uint64_t grace_ms);
 
 /* Number of live indexes (all tenants), for logs and tests. */
 size_t fx_state_index_count(fx_state* s);
+
+/* Number of named indexes kept in the durable store (0 without one). */
+size_t fx_state_stored_count(fx_state* s);
+
+/* What happened to the durable store since the last call (restored
+ * indexes' recovery reports: torn tails cut, ...; tenant directories
+ * skipped), one line each; NULL when nothing. malloc'd: free() it. */
+char* fx_state_take_notes(fx_state* s);
+
+/* Checkpoints every stored index (snapshot + new empty log), so the next
+ * start replays nothing. The server calls it after draining on
+ * SIGINT/SIGTERM. Returns 0, or a FaissxError with the first failure in
+ * err (the others are still attempted). No-op without a data_dir. */
+int fx_state_checkpoint(fx_state* s, char* err, size_t errsz);
 
 /* Runs the server until SIGINT/SIGTERM (then drains in-flight requests) or
  * fx_server_stop. Returns 0 on a clean stop, or a FaissxError with a message

@@ -41,6 +41,10 @@ enum {
     F_MAX_K,
     F_MAX_BATCH,
     F_ORPHAN_GRACE_MS,
+    F_DATA_DIR,
+    F_SYNC,
+    F_SYNC_INTERVAL_MS,
+    F_CHECKPOINT_LOG_BYTES,
     F_LOG_LEVEL,
     F_LOG_FORMAT,
 };
@@ -60,6 +64,11 @@ static const struct option options[] = {
         {"max-k", required_argument, NULL, F_MAX_K},
         {"max-batch", required_argument, NULL, F_MAX_BATCH},
         {"orphan-grace-ms", required_argument, NULL, F_ORPHAN_GRACE_MS},
+        {"data-dir", required_argument, NULL, F_DATA_DIR},
+        {"sync", required_argument, NULL, F_SYNC},
+        {"sync-interval-ms", required_argument, NULL, F_SYNC_INTERVAL_MS},
+        {"checkpoint-log-bytes", required_argument, NULL,
+         F_CHECKPOINT_LOG_BYTES},
         {"log-level", required_argument, NULL, F_LOG_LEVEL},
         {"log-format", required_argument, NULL, F_LOG_FORMAT},
         {"help", no_argument, NULL, 'h'},
@@ -68,6 +77,8 @@ static const struct option options[] = {
 };
 
 static const char* const log_levels[] = {"error", "warn", "info", "debug"};
+/* In FaissxSyncPolicy order. */
+static const char* const sync_names[] = {"always", "interval", "none"};
 
 /* FAISSX_<NAME> for --<name>. */
 static void env_name(const char* flag, char* out, size_t n) {
@@ -96,6 +107,10 @@ static const struct {
         {"N", "largest k a search may ask for"},
         {"N", "most vectors in one request"},
         {"N", "ms a dropped client's anonymous indexes wait"},
+        {"DIR", "keep named indexes durably in DIR (default: in memory)"},
+        {"POLICY", "always, interval or none (with --data-dir)"},
+        {"N", "ms between fsyncs under --sync interval"},
+        {"N", "checkpoint an index when its log passes N bytes (0 never)"},
         {"LEVEL", "error, warn, info, debug (debug: every request)"},
         {"FORMAT", "text or json"},
 };
@@ -118,6 +133,11 @@ static void usage(FILE* f) {
     snprintf(defs[F_MAX_BATCH - F_LISTEN], 64, "%" PRId64, d.max_batch);
     snprintf(defs[F_ORPHAN_GRACE_MS - F_LISTEN], 64, "%" PRIu64,
              d.orphan_grace_ms);
+    snprintf(defs[F_SYNC - F_LISTEN], 64, "%s", sync_names[d.sync]);
+    snprintf(defs[F_SYNC_INTERVAL_MS - F_LISTEN], 64, "%d",
+             d.sync_interval_ms);
+    snprintf(defs[F_CHECKPOINT_LOG_BYTES - F_LISTEN], 64, "%" PRIu64,
+             d.checkpoint_log_bytes);
     snprintf(defs[F_LOG_LEVEL - F_LISTEN], 64, "%s",
              log_levels[d.log_level >= 0 && d.log_level <= 3 ? d.log_level
                                                                : 2]);
@@ -125,7 +145,8 @@ static void usage(FILE* f) {
              d.log_json ? "json" : "text");
 
     fprintf(f, "Usage: " PROG " [OPTION]...\n"
-               "Serve faissx indexes over NNG request/reply. Indexes live in "
+               "Serve faissx indexes over NNG request/reply. Named indexes "
+               "are kept\ndurably with --data-dir, else everything lives in "
                "memory only.\n"
                "Each option can also be set by the environment variable "
                "shown in [ ];\n"
@@ -142,7 +163,7 @@ static void usage(FILE* f) {
     fprintf(f, "  -h, --help                 print this help and exit\n"
                "  -V, --version              print versions and exit\n\n"
                "SIGINT or SIGTERM: stop taking requests, finish those in "
-               "flight, exit 0;\n"
+               "flight, checkpoint\nthe stored indexes (--data-dir), exit 0;\n"
                "a second signal exits at once with status 1.\n"
                "Exit status: 0 clean stop, 1 cannot start, 2 bad option.\n"
                "See docs/operations.md.\n");
@@ -253,6 +274,24 @@ static void apply(settings* st, int id, const char* src, char* v) {
     case F_ORPHAN_GRACE_MS:
         c->orphan_grace_ms =
                 (uint64_t)parse_int(src, v, 0, (int64_t)1 << 40, 0);
+        break;
+    case F_DATA_DIR:
+        if (!*v) bad(src, "expected a directory, got ''");
+        c->data_dir = v;
+        break;
+    case F_SYNC: {
+        int i = 0;
+        while (i < 3 && strcasecmp(v, sync_names[i])) i++;
+        if (i == 3) bad(src, "expected always, interval or none, got '%s'", v);
+        c->sync = i;
+        break;
+    }
+    case F_SYNC_INTERVAL_MS:
+        c->sync_interval_ms = (int)parse_int(src, v, 1, 3600000, 0);
+        break;
+    case F_CHECKPOINT_LOG_BYTES:
+        c->checkpoint_log_bytes =
+                (uint64_t)parse_int(src, v, 0, (int64_t)1 << 50, 1);
         break;
     case F_LOG_LEVEL: {
         int i = 0;

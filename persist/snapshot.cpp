@@ -22,6 +22,10 @@
 #include "persist/crc32c.h"
 #include "persist/fileio.h"
 
+#include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/IndexRefine.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 
@@ -126,6 +130,30 @@ bool verify(const uint8_t* p, size_t n, Header* h, const uint8_t** payload,
     return true;
 }
 
+/* faiss's file format drops IndexIVF::cp (the k-means settings): read_index
+ * leaves default-constructed ones (25 iterations, never spherical) where
+ * the constructors set 10 iterations and spherical k-means for inner
+ * product. Put the constructor's values back, so that an index trained
+ * after it was reloaded trains exactly as it would have in memory. */
+static void restore_ivf_training(faiss::Index* ix) {
+    for (int depth = 0; ix && depth < 8; depth++) {
+        if (auto p = dynamic_cast<faiss::IndexPreTransform*>(ix))
+            ix = p->index;
+        else if (auto m = dynamic_cast<faiss::IndexIDMap*>(ix))
+            ix = m->index;
+        else if (auto r = dynamic_cast<faiss::IndexRefine*>(ix))
+            ix = r->base_index;
+        else
+            break;
+    }
+    if (auto ivf = dynamic_cast<faiss::IndexIVF*>(ix)) {
+        faiss::Level1Quantizer ctor(nullptr, ivf->nlist);
+        ivf->cp = ctor.cp;
+        if (ivf->metric_type == faiss::METRIC_INNER_PRODUCT)
+            ivf->cp.spherical = true;
+    }
+}
+
 faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
                      Header* h) {
     const uint8_t* payload = nullptr;
@@ -139,6 +167,7 @@ faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
         ix->ntotal != h->ntotal)
         throw Error(FAISSX_E_IO, "corrupt snapshot '" + what +
                                          "': index does not match its header");
+    restore_ivf_training(ix.get());
     return ix.release();
 }
 

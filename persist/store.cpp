@@ -32,6 +32,7 @@
 #include "persist/store.h"
 
 #include "core/bridge.h"
+#include "core/core.h"
 #include "persist/bytes.h"
 #include "persist/crc32c.h"
 #include "persist/fileio.h"
@@ -467,7 +468,7 @@ Recovered recover(const std::string& idir, const std::string& name,
                                          out.ix.get(), h.seq, true, false,
                                          rep, name);
             base = s.last_seq;
-        } else if (m.gen == 1) {
+        } else if (m.gen == 1 && !m.description.empty()) {
             out.ix.reset(faiss::index_factory(
                     m.d, m.description.c_str(), (faiss::MetricType)m.metric));
             base = 0;
@@ -528,6 +529,16 @@ struct Entry {
     void check_writable();
 };
 
+/* The C API checks keys against ntotal only for index types that address
+ * vectors by position (fx::positional), which a proxy is not: check them
+ * against the index behind it, or faiss reads past its arrays. */
+void check_key_of(const faiss::Index* in, faiss::Index::idx_t key) {
+    if (positional(in) && (key < 0 || key >= in->ntotal))
+        throw Error(FAISSX_E_INVALID,
+                    "key " + std::to_string(key) + " out of range [0, " +
+                            std::to_string(in->ntotal) + ")");
+}
+
 struct StoredIndex : faiss::Index {
     std::shared_ptr<Entry> e;
 
@@ -573,20 +584,27 @@ struct StoredIndex : faiss::Index {
     }
     void reconstruct(idx_t key, float* recons) const override {
         std::shared_lock<std::shared_mutex> l(e->rw);
+        check_key_of(e->inner.get(), key);
         e->inner->reconstruct(key, recons);
     }
     void reconstruct_n(idx_t i0, idx_t ni, float* recons) const override {
         std::shared_lock<std::shared_mutex> l(e->rw);
+        if (ni > 0) {
+            check_key_of(e->inner.get(), i0);
+            check_key_of(e->inner.get(), i0 + ni - 1);
+        }
         e->inner->reconstruct_n(i0, ni, recons);
     }
     void compute_residual(const float* x, float* residual,
                           idx_t key) const override {
         std::shared_lock<std::shared_mutex> l(e->rw);
+        check_key_of(e->inner.get(), key);
         e->inner->compute_residual(x, residual, key);
     }
     void compute_residual_n(idx_t n, const float* xs, float* residuals,
                             const idx_t* keys) const override {
         std::shared_lock<std::shared_mutex> l(e->rw);
+        for (idx_t i = 0; i < n; i++) check_key_of(e->inner.get(), keys[i]);
         e->inner->compute_residual_n(n, xs, residuals, keys);
     }
     size_t sa_code_size() const override {
@@ -926,27 +944,24 @@ static std::shared_ptr<Entry> load_locked(Store* s, const std::string& name) {
     return e;
 }
 
-faiss::Index* create_index(Store* s, const char* name, int d,
-                           const char* description, int metric) {
-    require_name(name);
-    if (!description || std::strchr(description, '\n'))
-        throw Error(FAISSX_E_INVALID, "invalid index description");
-    std::lock_guard<std::mutex> g(s->mu);
+/* Builds index directory `name` around `ix` (in .tmp-NAME, renamed into
+ * place, store directory fsynced) and loads it. */
+static std::shared_ptr<Entry> create_locked(Store* s, const char* name,
+                                            std::unique_ptr<faiss::Index> ix,
+                                            const std::string& description) {
     std::string idir = s->dir + "/" + name;
     struct stat st;
     if (stat(idir.c_str(), &st) == 0)
         throw Error(FAISSX_E_EXISTS, "an index named '" + std::string(name) +
                                              "' exists");
-    std::unique_ptr<faiss::Index> ix(
-            faiss::index_factory(d, description, (faiss::MetricType)metric));
     std::string tmp = s->dir + "/.tmp-" + name;
     remove_tree(tmp);
     if (mkdir(tmp.c_str(), 0755) != 0)
         io_fail("cannot create '" + tmp + "': " + errstr());
     Manifest m;
     m.gen = 1;
-    m.d = d;
-    m.metric = metric;
+    m.d = ix->d;
+    m.metric = (int)ix->metric_type;
     m.description = description;
     try {
         snap::write(tmp + "/" + snap_name(1), ix.get(), 0);
@@ -971,6 +986,47 @@ faiss::Index* create_index(Store* s, const char* name, int d,
     e->wal = wal::Wal::open_append(idir + "/" + wal_name(1), wal::SEG_HEADER,
                                    0, s->opts.sync, s->opts.interval_ms);
     s->loaded[name] = e;
+    return e;
+}
+
+faiss::Index* create_index(Store* s, const char* name, int d,
+                           const char* description, int metric) {
+    require_name(name);
+    if (!description || std::strchr(description, '\n'))
+        throw Error(FAISSX_E_INVALID, "invalid index description");
+    std::lock_guard<std::mutex> g(s->mu);
+    struct stat st;
+    if (stat((s->dir + "/" + name).c_str(), &st) == 0)
+        throw Error(FAISSX_E_EXISTS, "an index named '" + std::string(name) +
+                                             "' exists");
+    std::unique_ptr<faiss::Index> ix(
+            faiss::index_factory(d, description, (faiss::MetricType)metric));
+    return new StoredIndex(create_locked(s, name, std::move(ix), description));
+}
+
+faiss::Index* create_index_from(Store* s, const char* name, faiss::Index* ix,
+                                const char* description) {
+    std::unique_ptr<faiss::Index> own(ix);
+    require_name(name);
+    if (!own) throw Error(FAISSX_E_INVALID, "no index to store");
+    std::string desc = description ? description : "";
+    if (desc.find('\n') != std::string::npos)
+        throw Error(FAISSX_E_INVALID, "invalid index description");
+    std::lock_guard<std::mutex> g(s->mu);
+    std::shared_ptr<Entry> e = create_locked(s, name, std::move(own), desc);
+    if (desc.empty()) {
+        // Generation 2 at once, so that generation 1 (the same data)
+        // remains for repair: there is no description to rebuild from.
+        std::unique_lock<std::shared_mutex> l(e->rw);
+        try {
+            e->checkpoint_locked();
+        } catch (const std::exception& ex) {
+            // The index exists and is whole; only the repair fallback is
+            // missing until the next checkpoint.
+            e->rep->note("index '" + e->name +
+                         "': checkpoint after upload failed: " + ex.what());
+        }
+    }
     return new StoredIndex(e);
 }
 
@@ -1042,6 +1098,14 @@ std::string report(Store* s) {
 
 bool is_stored(const faiss::Index* ix) {
     return dynamic_cast<const StoredIndex*>(ix) != nullptr;
+}
+
+void read_inner(const faiss::Index* ix,
+                const std::function<void(const faiss::Index*)>& f) {
+    auto si = dynamic_cast<const StoredIndex*>(ix);
+    if (!si) throw Error(FAISSX_E_INVALID, "the index is not a stored index");
+    std::shared_lock<std::shared_mutex> l(si->e->rw);
+    f(si->e->inner.get());
 }
 
 void set_param(faiss::Index* ix, const char* name, double value) {

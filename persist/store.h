@@ -15,6 +15,7 @@
 #include <faiss/Index.h>
 
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,15 @@ void close(Store* s);
 faiss::Index* create_index(Store* s, const char* name, int d,
                            const char* description, int metric);
 
+/* Creates a named index holding `ix` (the store takes `ix` over, also
+ * when it throws). `description` is the factory string `ix` was built
+ * from, kept to rebuild a damaged first snapshot; NULL or "" for an index
+ * that has none (an upload): such an index is checkpointed into a second
+ * generation at once, so that repair can fall back to the first.
+ * Returns a new handle, like create_index. */
+faiss::Index* create_index_from(Store* s, const char* name, faiss::Index* ix,
+                                const char* description);
+
 /* A new handle to an existing index, recovering it on first open. */
 faiss::Index* open_index(Store* s, const char* name);
 
@@ -64,6 +74,12 @@ std::string report(Store* s);
 
 /* The store handle behind an index handle, or NULL if it is not one. */
 bool is_stored(const faiss::Index* ix);
+
+/* Calls f with the faiss index behind a store handle, under the index's
+ * read lock: for reads the proxy does not forward (its class, typed
+ * fields, serialisation, clone). f must not call back into the handle. */
+void read_inner(const faiss::Index* stored,
+                const std::function<void(const faiss::Index*)>& f);
 
 /* Sets a search-time parameter (nprobe, efSearch, ... as
  * faiss::ParameterSpace names them) durably. */
