@@ -112,7 +112,7 @@ static void usage(FILE* f, const char* prog) {
             "  --ef N             HNSW efSearch (64)\n"
             "  --hnsw-nsingle N   HNSW single queries per round (1000)\n"
             "  --scale-hnsw N     queries per concurrency run, HNSW (4000)\n"
-            "  --scale-flat N     queries per concurrency run, Flat (300)\n"
+            "  --scale-flat N     queries per concurrency run, Flat (200)\n"
             "  --clients LIST     concurrent client threads (1,4,16)\n"
             "  --centres N        data clusters (1000)\n"
             "  --sigma X          cluster std-dev; centres are N(0,1) (0.25)\n"
@@ -149,7 +149,7 @@ static int parse_args(int argc, char** argv, options* o) {
     *o = (options){
             .d = 128, .nb = 100000, .add_batch = 10000, .nq = 1000, .k = 10,
             .nsingle = 300, .hnsw_nb = 20000, .hnsw_m = 32, .ef = 64,
-            .hnsw_nsingle = 1000, .scale_hnsw = 4000, .scale_flat = 300,
+            .hnsw_nsingle = 1000, .scale_hnsw = 4000, .scale_flat = 200,
             .clients = {1, 4, 16}, .nclients = 3, .ncentres = 1000,
             .sigma = 0.25, .rounds = 5, .warmup = 1, .threads = 1,
             .seed = 1234,
@@ -917,6 +917,18 @@ static void print_machine(void) {
            model);
 }
 
+/* Other processes' load skews every row: say how busy the machine was. */
+static void print_load(const char* when) {
+    char buf[128] = "?";
+    FILE* f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f)) snprintf(buf, sizeof buf, "?");
+        fclose(f);
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    printf("load average %s: %s\n", when, buf);
+}
+
 /* ------------------------------------------------------------------------ */
 
 int main(int argc, char** argv) {
@@ -937,6 +949,7 @@ int main(int argc, char** argv) {
     printf("faissx bench: remote (faissx-server on loopback) vs local, "
            "same process, same data\n");
     print_machine();
+    print_load("at start");
     printf("server: %s --listen %s --threads %d --workers 2\n", bin, url,
            o.threads);
     printf("threads: omp_set_num_threads(%d) (OpenMP max now %d) and "
@@ -1032,6 +1045,7 @@ int main(int argc, char** argv) {
     print_tables();
     printf("\nHNSW build %.1f s locally (not compared), upload %.2f s\n",
            tbuild, tupload);
+    print_load("at end");
 
     int server_ok = server_exit_status() == 0;
     if (!server_ok) {
