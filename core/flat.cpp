@@ -38,7 +38,9 @@ int faiss_IndexFlat_new_with(FaissIndexFlat** p_index, idx_t d,
  * stays valid until the next faiss_IndexFlat_xb call on that handle or its
  * free, and reflects the index at the time of the call. */
 void faiss_IndexFlat_xb(FaissIndexFlat* index, float** p_xb, size_t* p_size) {
-    if (auto r = index ? fx::as_remote(fx::index(index)) : nullptr) {
+    if (auto r = index && fx::remote_is(fx::index(index), FX_KIND_FLAT)
+                         ? fx::as_remote(fx::index(index))
+                         : nullptr) {
         try {
             r->xb_copy = r->fetch("xb");
             if (p_xb) *p_xb = reinterpret_cast<float*>(r->xb_copy.data());

@@ -26,6 +26,7 @@
 #include "net/server.h"
 
 #include "core/core.h"
+#include "net/dedupe.h"
 #include "persist/store.h"
 
 #include <faiss/AutoTune.h>
@@ -118,6 +119,7 @@ struct fx_state {
     fx_server_conf conf;
     bool auth = false;
     std::unordered_map<std::string, Key> keys;
+    fx::ReplyCache replies; // recent mutation replies, for retries
 
     std::mutex mu;
     std::unordered_map<uint64_t, EntryP> by_handle;
@@ -802,9 +804,23 @@ void op_remove(Req& q, fx_wbuf* w) {
 void op_reconstruct_n(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     int64_t i0 = rd_i64(q);
-    int64_t ni = rd_n(q);
+    int64_t ni = rd_i64(q);
     end(q);
     std::shared_lock<std::shared_mutex> l(*e->mu);
+    // The range check the library makes, before any limit, so a bad range
+    // gets the same answer remotely as locally.
+    const faiss::Index* ix = e->index.get();
+    if (ni >= 0 && fx::positional(ix) &&
+        !(i0 >= 0 && i0 <= ix->ntotal && ni <= ix->ntotal - i0))
+        throw Error(FAISSX_E_INVALID,
+                    "range of " + std::to_string(ni) + " vectors from " +
+                            std::to_string(i0) + " is outside [0, " +
+                            std::to_string(ix->ntotal) + ")");
+    if (ni < 0) throw Error(FAISSX_E_INVALID, "ni must be >= 0");
+    if (ni > q.s->conf.max_batch)
+        throw Error(FAISSX_E_LIMIT, "batch of " + std::to_string(ni) +
+                                            " vectors exceeds the server limit of " +
+                                            std::to_string(q.s->conf.max_batch));
     reply_fits(q, (uint64_t)ni * e->index->d, sizeof(float));
     auto out = static_cast<float*>(
             fx_w_array_reserve(w, (uint64_t)ni * e->index->d, sizeof(float)));
@@ -891,9 +907,10 @@ void op_set_param(Req& q, fx_wbuf* w) {
         } catch (const faiss::FaissException& ex) {
             std::string cls;
             target(e.get(), [&](faiss::Index* in) { cls = class_name(in); });
-            throw Error(FAISSX_E_INVALID, "cannot set parameter '" + name +
-                                                  "' on " + cls + ": " +
-                                                  ex.what());
+            // FAISSX_E_FAISS, as the same refusal is locally.
+            throw Error(FAISSX_E_FAISS, "cannot set parameter '" + name +
+                                                "' on " + cls + ": " +
+                                                ex.what());
         }
     }
     write_state(w, ix);
@@ -1499,6 +1516,44 @@ void error_reply(fx_wbuf* w, const fx_hdr& req, int code, const char* msg) {
     fx_w_finish(w, &r);
 }
 
+/* Whether a request's reply is remembered for its retries: every op that
+ * may change something (reads are simply run again). FX_OP_IVF is both:
+ * its sub-op, after the handle, decides. */
+bool remembered(int op, const fx_rbuf& body) {
+    switch (op) {
+    case FX_OP_PING: case FX_OP_OPEN: case FX_OP_LIST: case FX_OP_INFO:
+    case FX_OP_SEARCH: case FX_OP_RANGE_SEARCH: case FX_OP_ASSIGN:
+    case FX_OP_RECONSTRUCT_N: case FX_OP_RECONSTRUCT_KEYS:
+    case FX_OP_RESIDUAL: case FX_OP_SA_CODE_SIZE: case FX_OP_SA_ENCODE:
+    case FX_OP_SA_DECODE: case FX_OP_GET_PARAM: case FX_OP_SERIALIZE:
+    case FX_OP_FETCH:
+        return false;
+    case FX_OP_IVF: {
+        fx_rbuf r = body; // a copy: the handler reads the body again
+        uint64_t h;
+        int64_t sub = 0;
+        fx_r_u64(&r, &h);
+        fx_r_i64(&r, &sub);
+        return sub != FX_IVF_IMBALANCE && sub != FX_IVF_SEARCH_PREASSIGNED;
+    }
+    default:
+        return op > 0 && op < FX_OP_MAX_;
+    }
+}
+
+/* Replaces w's contents with a copy of a remembered reply. */
+void copy_reply(fx_wbuf* w, const std::vector<uint8_t>& bytes) {
+    fx_w_free(w);
+    fx_w_init(w);
+    w->data = static_cast<uint8_t*>(malloc(bytes.size()));
+    if (!w->data) {
+        w->oom = 1;
+        return;
+    }
+    memcpy(w->data, bytes.data(), bytes.size());
+    w->len = w->cap = bytes.size();
+}
+
 } // namespace
 
 extern "C" {
@@ -1606,6 +1661,20 @@ void fx_state_free(fx_state* s) {
 
 void fx_state_handle(fx_state* s, const uint8_t* msg, size_t len,
                      uint64_t conn_id, fx_wbuf* reply, fx_req_meta* meta) {
+    fx_req_info info{};
+    info.conn_id = conn_id;
+    fx_state_handle_req(s, msg, len, &info, reply, meta);
+}
+
+void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
+                         const fx_req_info* info, fx_wbuf* reply,
+                         fx_req_meta* meta) {
+    uint64_t conn_id = info ? info->conn_id : 0;
+    // The request's deadline, on ReplyCache::now_ms()'s clock (the
+    // steady clock is CLOCK_MONOTONIC, as recv_ns is); 0 = none.
+    uint64_t arrived = info && info->recv_ns ? info->recv_ns / 1000000
+                                             : fx::ReplyCache::now_ms();
+    bool remember = false;
     fx_hdr req{};
     char err[256];
     fx_req_meta m{};
@@ -1659,6 +1728,32 @@ void fx_state_handle(fx_state* s, const uint8_t* msg, size_t len,
             s->client_seen[q.client_id] = now_ms();
             s->client_conn[q.client_id] = conn_id;
         }
+        uint64_t deadline = req.timeout_ms ? arrived + req.timeout_ms : 0;
+        uint64_t now = fx::ReplyCache::now_ms();
+        if (deadline && now >= deadline)
+            throw Error(FAISSX_E_TIMEOUT,
+                        "not run: its deadline passed while it waited " +
+                                std::to_string(now - arrived) +
+                                " ms in the server's queue (the client "
+                                "waits " + std::to_string(req.timeout_ms) +
+                                " ms)");
+        if (req.request_id != 0 && remembered(req.op, q.r)) {
+            std::vector<uint8_t> old;
+            int st = 0;
+            switch (s->replies.begin(q.tenant, q.client_id, req.request_id,
+                                     req.op, deadline, &old, &st)) {
+            case fx::ReplyCache::REPLAY: // a retry: the original reply
+                copy_reply(reply, old);
+                m.status = st;
+                if (meta) *meta = m;
+                return;
+            case fx::ReplyCache::EXPIRED:
+                throw Error(FAISSX_E_TIMEOUT,
+                            "a retry of a request that is still running, "
+                            "and its deadline passed");
+            case fx::ReplyCache::RUN: remember = true; break;
+            }
+        }
         dispatch(q, req.op, reply);
         if (reply->oom) throw std::bad_alloc();
         if (reply->len > s->conf.max_message_bytes)
@@ -1678,7 +1773,18 @@ void fx_state_handle(fx_state* s, const uint8_t* msg, size_t len,
         error_reply(reply, req, code, msg ? msg : "failed");
         m.status = code;
     }
+    if (remember) {
+        if (!reply->oom && reply->len >= FX_HDR_SIZE)
+            s->replies.finish(q.tenant, q.client_id, req.request_id, req.op,
+                              reply->data, reply->len, m.status);
+        else
+            s->replies.abandon(q.tenant, q.client_id, req.request_id);
+    }
     if (meta) *meta = m;
+}
+
+size_t fx_state_remembered_replies(fx_state* s) {
+    return s->replies.entries();
 }
 
 void fx_state_conn_closed(fx_state* s, uint64_t conn_id) {

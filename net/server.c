@@ -224,6 +224,7 @@ struct server {
     uv_work_t reap_work;
     size_t reaped;
     int reaping;
+    unsigned replies; /* sent or dropped, for --test-drop-replies */
     int draining;
     int closing;
     int retired; /* slots that reached IDLE */
@@ -381,8 +382,9 @@ static void work_cb(uv_work_t* w) {
     fx_w_init(&r);
     const uint8_t* body = aligned_body(req, &copy);
     if (body) {
-        fx_state_handle(s->state, body, nng_msg_len(req), sl->conn_id, &r,
-                        &sl->meta);
+        fx_req_info info = {sl->conn_id, sl->t_recv};
+        fx_state_handle_req(s->state, body, nng_msg_len(req), &info, &r,
+                            &sl->meta);
     } else {
         r.oom = 1;
         sl->meta.status = FAISSX_E_NOMEM;
@@ -437,6 +439,19 @@ static void after_work_cb(uv_work_t* w, int status) {
     server* s = sl->srv;
     FX_CHECK(status == 0); /* work is never cancelled */
     access_log(sl);
+    int n = s->conf->test_drop_replies;
+    if (sl->msg && n > 0 && ++s->replies % (unsigned)n == 0) {
+        fx_log(FX_LOG_WARN,
+               "test: dropping the reply to request %" PRIu64 " of client %"
+               PRIu64 " (--test-drop-replies %d)",
+               sl->meta.request_id, sl->meta.client_id, n);
+        nng_msg_free(sl->msg);
+        sl->msg = NULL;
+        pthread_mutex_lock(&s->mu);
+        rearm_or_retire_locked(s, sl);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
     pthread_mutex_lock(&s->mu);
     if (sl->msg) {
         sl->state = SLOT_SEND;
@@ -755,6 +770,11 @@ static void log_startup(server* s) {
     int keys = (c->auth_keys && *c->auth_keys) || (c->auth_file && *c->auth_file);
     fx_log(FX_LOG_INFO, "auth: %s", keys ? "on (API keys required)"
                                          : "off (no API keys configured)");
+    if (c->test_drop_replies > 0)
+        fx_log(FX_LOG_WARN, "test mode: one reply in %d is dropped "
+                            "(--test-drop-replies); never use this in "
+                            "production",
+               c->test_drop_replies);
     if (c->data_dir && *c->data_dir) {
         static const char* const pol[] = {"always", "interval", "none"};
         char extra[64] = "";

@@ -38,6 +38,8 @@ typedef struct fx_server_conf {
     int max_connections;
     int64_t max_k;         /* largest k a search may ask for */
     int64_t max_batch;     /* most vectors in one request */
+    int test_drop_replies; /* testing aid: drop every Nth reply after
+                              running its request; 0 = never */
     int log_level;         /* 0 error, 1 warn, 2 info, 3 debug */
     int log_json;
     uint64_t orphan_grace_ms; /* how long a closed connection's anonymous
@@ -83,6 +85,25 @@ typedef struct fx_req_meta {
  * error reply. `conn_id` identifies the connection the request came on. */
 void fx_state_handle(fx_state* s, const uint8_t* msg, size_t len,
                      uint64_t conn_id, fx_wbuf* reply, fx_req_meta* meta);
+
+/* Where and when a request arrived. */
+typedef struct fx_req_info {
+    uint64_t conn_id; /* the connection it came on */
+    uint64_t recv_ns; /* CLOCK_MONOTONIC ns at arrival (uv_hrtime());
+                         0 = now */
+} fx_req_info;
+
+/* fx_state_handle with the arrival time: a request whose deadline
+ * (arrival + header timeout_ms) passed while it was queued is not run; it
+ * gets FAISSX_E_TIMEOUT. A retried mutation (same tenant, client id and
+ * request id) is not run again: it gets the original reply. */
+void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
+                         const fx_req_info* info, fx_wbuf* reply,
+                         fx_req_meta* meta);
+
+/* How many mutation replies are remembered for retries (net/dedupe.h
+ * bounds them), for tests. */
+size_t fx_state_remembered_replies(fx_state* s);
 
 /* The connection `conn_id` closed: the anonymous indexes of the clients
  * seen on it become orphans (named indexes are never orphaned). */

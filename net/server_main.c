@@ -47,6 +47,7 @@ enum {
     F_CHECKPOINT_LOG_BYTES,
     F_LOG_LEVEL,
     F_LOG_FORMAT,
+    F_TEST_DROP_REPLIES, /* testing aid, not in --help */
 };
 
 /* The settable flags, in --help order; each also reads FAISSX_<NAME>. */
@@ -73,6 +74,8 @@ static const struct option options[] = {
         {"log-format", required_argument, NULL, F_LOG_FORMAT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        /* After --version: --help does not list testing aids. */
+        {"test-drop-replies", required_argument, NULL, F_TEST_DROP_REPLIES},
         {NULL, 0, NULL, 0},
 };
 
@@ -308,6 +311,9 @@ static void apply(settings* st, int id, const char* src, char* v) {
             c->log_json = 1;
         else
             bad(src, "expected text or json, got '%s'", v);
+        break;
+    case F_TEST_DROP_REPLIES:
+        c->test_drop_replies = (int)parse_int(src, v, 0, 1000000, 0);
         break;
     default: abort();
     }

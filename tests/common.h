@@ -7,6 +7,7 @@
 #include <faissx/faissx.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Asserts a C API call succeeded, printing faiss_get_last_error() if not. */
@@ -29,6 +30,17 @@
                   "%s failed without a message", #call);                    \
         cr_assert(strstr(fxt_m_, (needle)) != NULL,                         \
                   "%s: message '%s' lacks '%s'", #call, fxt_m_, (needle));  \
+    } while (0)
+
+/* Marks a white-box or local-only test -- it inspects the faiss object
+ * behind a handle, this process's heap or globals, or a feature that is
+ * local by nature -- so that, when a suite runs again in remote mode
+ * (FAISSX_SERVER set), the test is skipped visibly, with the reason, instead
+ * of failing for the wrong reason. */
+#define FXT_LOCAL_ONLY(why)                                                 \
+    do {                                                                    \
+        const char* fxt_srv_ = getenv("FAISSX_SERVER");                      \
+        if (fxt_srv_ && *fxt_srv_) cr_skip_test("local only: %s", (why));   \
     } while (0)
 
 /* Deterministic uniform [0,1) vectors (splitmix64). Caller frees. */

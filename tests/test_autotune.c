@@ -142,15 +142,18 @@ static void enumeration_matches(const char* factory) {
 }
 
 Test(autotune, enumeration_ivf_matches_cpp) {
+    FXT_LOCAL_ONLY("enumerates or reads parameters on the local faiss object");
     enumeration_matches("IVF16,Flat");
 }
 
 Test(autotune, enumeration_hnsw_matches_cpp) {
+    FXT_LOCAL_ONLY("enumerates or reads parameters on the local faiss object");
     enumeration_matches("HNSW16");
 }
 
 /* Values edited through the pointer drive the names and set_*_cno. */
 Test(autotune, range_values_are_live) {
+    FXT_LOCAL_ONLY("enumerates or reads parameters on the local faiss object");
     float* xb = fxt_clustered(NB, D, 20, 0.05f, 3);
     float* xq = fxt_clustered(NQ, D, 20, 0.05f, 4);
     FaissIndex* ix = make_trained("IVF16,Flat", xb);
@@ -237,6 +240,7 @@ Test(autotune, set_nprobe_on_ivf_matches_cpp) {
 }
 
 Test(autotune, set_efsearch_on_hnsw_matches_cpp) {
+    FXT_LOCAL_ONLY("enumerates or reads parameters on the local faiss object");
     float* xb = fxt_clustered(NB, D, 20, 0.05f, 7);
     float* xq = fxt_uniform(NQ, D, 8);
     FaissIndex* ix = NULL;
@@ -318,6 +322,7 @@ Test(autotune, parameter_errors) {
 }
 
 Test(autotune, combination_name_small_buffer_truncates) {
+    FXT_LOCAL_ONLY("enumerates or reads parameters on the local faiss object");
     float* xb = fxt_clustered(NB, D, 20, 0.05f, 10);
     FaissIndex* ix = make_trained("IVF16,Flat", xb);
     FaissParameterSpace* ps = NULL;

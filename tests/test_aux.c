@@ -809,12 +809,14 @@ Test(aux, distance_computer_flat_l2_matches_cpp) {
     dc_matches("Flat", METRIC_L2);
 }
 Test(aux, distance_computer_flat_ip_matches_cpp) {
+    FXT_LOCAL_ONLY("a distance computer is a local object");
     dc_matches("Flat", METRIC_INNER_PRODUCT);
 }
 Test(aux, distance_computer_sq8_matches_cpp) {
     dc_matches("SQ8", METRIC_L2);
 }
 Test(aux, distance_computer_sq4_ip_matches_cpp) {
+    FXT_LOCAL_ONLY("a distance computer is a local object");
     dc_matches("SQ4", METRIC_INNER_PRODUCT);
 }
 Test(aux, distance_computer_hnsw_matches_cpp) {
@@ -846,6 +848,7 @@ Test(aux, distance_computer_flat_values) {
 }
 
 Test(aux, distance_computer_errors) {
+    FXT_LOCAL_ONLY("a distance computer is a local object");
     const int d = 8;
     const idx_t nb = 50;
     float* xb = fxt_uniform(nb, d, 60);

@@ -332,6 +332,7 @@ Test(distances, blas_block_sizes_reject_nonpositive) {
 /* The threshold selects faiss's BLAS or direct k-NN path: a flat search
  * follows faiss C++ on both sides of it. */
 Test(distances, blas_threshold_drives_flat_search) {
+    FXT_LOCAL_ONLY("the BLAS threshold is a process global; a server has its own");
     const int d = 32;
     const idx_t nb = 400, nq = 30, k = 5;
     float* xb = fxt_uniform(nb, d, 70);

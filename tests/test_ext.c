@@ -381,6 +381,7 @@ Test(ext, search_params_wrong_type_on_ivf_is_an_error) {
 
 /* faissx_ParameterSpace_initialize fills the space as faiss C++ does. */
 Test(ext, parameter_space_initialize_enumerates) {
+    FXT_LOCAL_ONLY("enumerating parameters needs the local faiss object");
     FaissIndex* ix = NULL;
     FXT_OK(faiss_index_factory(&ix, 8, "IVF16,Flat", METRIC_L2));
     FaissParameterSpace* ps = NULL;

@@ -146,6 +146,7 @@ Test(flat, casts_follow_the_cpp_type) {
 /* ---- xb --------------------------------------------------------------- */
 
 Test(flat, xb_is_the_added_data) {
+    FXT_LOCAL_ONLY("a remote xb is a client-side copy, not the live storage");
     const int d = 12;
     float* x = fxt_uniform(300, d, 5);
     FaissIndexFlat* f = NULL;

@@ -115,6 +115,7 @@ Test(lsh, new_defaults_getters_and_search_match_cpp) {
 }
 
 Test(lsh, options_all_combinations_match_cpp) {
+    FXT_LOCAL_ONLY("reads the trained thresholds from the faiss object");
     const int nbits[] = {8, 20, 32, 48};
     for (int b = 0; b < 4; b++)
         for (int rot = 0; rot < 2; rot++)
@@ -152,6 +153,7 @@ Test(lsh, options_all_combinations_match_cpp) {
 }
 
 Test(lsh, trained_thresholds_change_the_codes) {
+    FXT_LOCAL_ONLY("reads the trained thresholds from the faiss object");
     /* shift the data off zero: trained thresholds follow it, fixed ones
      * (at 0) put every vector in the same bucket */
     float* x = malloc((size_t)NB * D * sizeof(float));

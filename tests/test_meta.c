@@ -155,6 +155,7 @@ Test(meta, idmap_requires_empty_sub_index) {
 /* Freeing an IDMap with own_fields = 1 releases the sub-index; with 0 it
  * does not, and the caller frees it. */
 static void check_idmap_ownership(int idmap2) {
+    FXT_LOCAL_ONLY("measures this process's heap");
     float* x = fxt_uniform(BIG_N, BIG_D, 3);
     idx_t* ids = seq_ids(BIG_N, 10, 1);
     for (int own = 0; own <= 1; own++) {
@@ -543,6 +544,7 @@ Test(meta, shards_remove_and_at) {
 }
 
 Test(meta, shards_own_fields_frees_children) {
+    FXT_LOCAL_ONLY("measures this process's heap");
     float* x = fxt_uniform(BIG_N, BIG_D, 14);
     for (int own = 0; own <= 1; own++) {
         size_t base = heap_used();

@@ -109,6 +109,7 @@ static void same_trained(const FaissIndex* c, const OIx* o) {
 /* ---- IndexScalarQuantizer ---- */
 
 Test(sq, every_quantizer_type_l2_and_ip_matches_cpp) {
+    FXT_LOCAL_ONLY("reads the faiss object behind the handle");
     const int metrics[] = {METRIC_L2, METRIC_INNER_PRODUCT};
     for (int m = 0; m < 2; m++) {
         for (int t = 0; t < NQT; t++) {
@@ -227,6 +228,7 @@ static FaissIndexIVFScalarQuantizer* c_ivfsq(int metric, FaissQuantizerType qt,
 }
 
 Test(sq, ivfsq_new_with_defaults_to_residual_l2) {
+    FXT_LOCAL_ONLY("reads the faiss object behind the handle");
     FaissIndexFlatL2* q = NULL;
     FXT_OK(faiss_IndexFlatL2_new_with(&q, D));
     FaissIndexIVFScalarQuantizer* ix = NULL;
@@ -267,6 +269,7 @@ Test(sq, ivfsq_new_with_defaults_to_residual_l2) {
 }
 
 Test(sq, ivfsq_new_with_metric_residual_and_not_match_cpp) {
+    FXT_LOCAL_ONLY("reads the faiss object behind the handle");
     const int metrics[] = {METRIC_L2, METRIC_INNER_PRODUCT};
     const FaissQuantizerType qts[] = {QT_8bit, QT_4bit, QT_fp16, QT_6bit,
                                       QT_8bit_uniform};
@@ -364,6 +367,7 @@ static FaissIndex* preset_quantizer(void) {
 }
 
 Test(sq, train_residual_matches_cpp_and_train) {
+    FXT_LOCAL_ONLY("reads the faiss object behind the handle");
     const FaissQuantizerType qts[] = {QT_8bit, QT_4bit_uniform, QT_6bit};
     for (int t = 0; t < 3; t++) {
         FaissIndexIVFScalarQuantizer* a = NULL;
