@@ -609,7 +609,7 @@ Test(server_store, kill9_under_load_loses_no_acknowledged_write,
         /* Sometimes while the helpers connect and create, mostly mid-load. */
         useconds_t wait = (useconds_t)(rand_r(&seed) % 4 == 0
                                                ? rand_r(&seed) % 30000
-                                               : 30000 + rand_r(&seed) % 250000);
+                                               : 60000 + rand_r(&seed) % 250000);
         usleep(wait);
         fxt_server_kill(&srv);
         /* The helpers must be gone before the next server listens: a
@@ -652,6 +652,10 @@ Test(server_store, kill9_under_load_loses_no_acknowledged_write,
             expect += c;
         }
         ntotal = faiss_Index_ntotal(ix);
+        cr_log_info("round %d (%s, %d client%s, killed after %u ms): %d of %d "
+                    "batches acknowledged, %lld vectors", round,
+                    pol[(round + 3) % 4], nhelpers, nhelpers > 1 ? "s" : "",
+                    (unsigned)(wait / 1000), acked, nb, ntotal);
         cr_assert_eq(ntotal, expect, "round %d (seed %u): %lld vectors, "
                      "expected %lld", round, seed, ntotal, expect);
         faiss_Index_free(ix);
