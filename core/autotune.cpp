@@ -1,5 +1,6 @@
 /* autotune.cpp -- AutoTune_c.h: ParameterSpace and ParameterRange. */
 #include "core/core.h"
+#include "persist/store.h"
 
 #include <faiss/AutoTune.h>
 
@@ -14,6 +15,29 @@ inline faiss::ParameterSpace* ps(FaissParameterSpace* p) {
 }
 inline const faiss::ParameterSpace* ps(const FaissParameterSpace* p) {
     return reinterpret_cast<const faiss::ParameterSpace*>(p);
+}
+/* Calls set(name, value) for each "name=value" of a comma-separated list
+ * (for indexes faiss's own parser cannot reach: remote and store
+ * handles). Returns 0 or an error code. */
+template <class F>
+int each_assignment(const char* func, const char* params, F set) {
+    std::stringstream ss(params);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        if (item.empty()) continue;
+        size_t eq = item.find('=');
+        if (eq == std::string::npos || eq == 0)
+            return fx::fail(FAISSX_E_INVALID, func,
+                            "expected name=value, got '%s'", item.c_str());
+        char* end = nullptr;
+        std::string val = item.substr(eq + 1);
+        double v = strtod(val.c_str(), &end);
+        if (!end || *end != '\0' || val.empty())
+            return fx::fail(FAISSX_E_INVALID, func, "bad value in '%s'",
+                            item.c_str());
+        set(item.substr(0, eq).c_str(), v);
+    }
+    return 0;
 }
 } // namespace
 
@@ -86,21 +110,15 @@ int faiss_ParameterSpace_set_index_parameters(const FaissParameterSpace* space,
     FX_TRY
     if (auto r = fx::as_remote(fx::index(index))) {
         // "nprobe=16,efSearch=64": each assignment travels separately.
-        std::stringstream ss(params);
-        std::string item;
-        while (std::getline(ss, item, ',')) {
-            if (item.empty()) continue;
-            size_t eq = item.find('=');
-            FX_REQUIRE(eq != std::string::npos && eq > 0,
-                       "expected name=value, got '%s'", item.c_str());
-            char* end = nullptr;
-            std::string val = item.substr(eq + 1);
-            double v = strtod(val.c_str(), &end);
-            FX_REQUIRE(end && *end == '\0' && !val.empty(),
-                       "bad value in '%s'", item.c_str());
-            r->set_param(item.substr(0, eq).c_str(), v);
-        }
-        return 0;
+        return each_assignment(__func__, params, [&](const char* n, double v) {
+            r->set_param(n, v);
+        });
+    }
+    if (fx::store::is_stored(fx::index(index))) {
+        // Each assignment is logged separately, durable when it returns.
+        return each_assignment(__func__, params, [&](const char* n, double v) {
+            fx::store::set_param(fx::index(index), n, v);
+        });
     }
     ps(space)->set_index_parameters(fx::index(index), params);
     return 0;
@@ -114,7 +132,8 @@ int faiss_ParameterSpace_set_index_parameters_cno(
     FX_TRY
     size_t n = ps(space)->n_combinations();
     FX_REQUIRE(cno < n, "combination %zu is outside [0, %zu)", cno, n);
-    if (fx::as_remote(fx::index(index))) {
+    if (fx::as_remote(fx::index(index)) ||
+        fx::store::is_stored(fx::index(index))) {
         std::string name = ps(space)->combination_name(cno);
         return faiss_ParameterSpace_set_index_parameters(space, index,
                                                          name.c_str());
@@ -134,6 +153,10 @@ int faiss_ParameterSpace_set_index_parameter(const FaissParameterSpace* space,
     FX_TRY
     if (auto r = fx::as_remote(fx::index(index))) {
         r->set_param(name, value);
+        return 0;
+    }
+    if (fx::store::is_stored(fx::index(index))) {
+        fx::store::set_param(fx::index(index), name, value); // logged
         return 0;
     }
     ps(space)->set_index_parameter(fx::index(index), name, value);

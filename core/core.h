@@ -4,6 +4,7 @@
 
 #include "core/bridge.h"
 #include "net/remote.h"
+#include "persist/store.h"
 
 #include <faiss/impl/IDSelector.h>
 
@@ -24,6 +25,19 @@ bool positional(const faiss::Index* ix);
  * NULL otherwise (local handles then fail their type check as usual). */
 inline RemoteIndex* remote_of_kind(const FaissIndex* h, int64_t kind) {
     return h && remote_is(index(h), kind) ? as_remote(index(h)) : nullptr;
+}
+
+/* True when h is a durable-store handle (persist/store.h) whose index is a
+ * T: typed getters and setters then reach that index (setters durably,
+ * through the store's log, as ParameterSpace parameters). */
+template <class T>
+inline bool stored_is(const faiss::Index* h) {
+    bool yes = false;
+    if (h && store::is_stored(h))
+        store::read_inner(h, [&](const faiss::Index* in) {
+            yes = dynamic_cast<const T*>(in) != nullptr;
+        });
+    return yes;
 }
 
 /* is_trained, refreshed from the server for a remote handle that says no. */
@@ -86,8 +100,9 @@ int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
 } // namespace fx
 
 /* Typed getters/setters that also work on a remote index whose
- * server-side type matches `kindbits`: the value travels as parameter
- * `pname`. */
+ * server-side type matches `kindbits` (the value travels as parameter
+ * `pname`), and on a store handle whose index is a T (the setter logs
+ * `pname` through the store, durably). */
 #define FX_GETTER_R(cls, T, ty, name, expr, kindbits, pname)                 \
     ty faiss_##cls##_##name(const Faiss##cls* obj) {                        \
         auto base = fx::index(reinterpret_cast<const FaissIndex*>(obj));     \
@@ -95,6 +110,14 @@ int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
             FX_TRY                                                          \
             return (ty)fx::as_remote(base)->get_param(pname);               \
             FX_CATCH_RET((ty)0)                                             \
+        }                                                                   \
+        if (fx::stored_is<T>(base)) {                                       \
+            ty fx_v_ = (ty)0;                                               \
+            fx::store::read_inner(base, [&](const faiss::Index* fx_in_) {   \
+                auto o = dynamic_cast<const T*>(fx_in_);                    \
+                fx_v_ = (ty)(expr);                                         \
+            });                                                             \
+            return fx_v_;                                                   \
         }                                                                   \
         auto o = fx::as<T>(reinterpret_cast<const FaissIndex*>(obj));       \
         FX_REQUIRE_RET(o != nullptr, (ty)0,                                 \
@@ -110,13 +133,20 @@ int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
             return;                                                         \
             FX_CATCH_RET()                                                  \
         }                                                                   \
+        if (fx::stored_is<T>(base)) {                                       \
+            FX_TRY                                                          \
+            fx::store::set_param(base, pname, (double)val);                 \
+            return;                                                         \
+            FX_CATCH_RET()                                                  \
+        }                                                                   \
         auto o = fx::as<T>(reinterpret_cast<FaissIndex*>(obj));             \
         FX_REQUIRE_RET(o != nullptr, , "handle is NULL or not a " #T);      \
         stmt;                                                               \
     }
 #define FX_DOWNCAST_R(cls, T, kindbits)                                      \
     Faiss##cls* faiss_##cls##_cast(FaissIndex* index) {                     \
-        if (index && fx::remote_is(fx::index(index), kindbits))             \
+        if (index && (fx::remote_is(fx::index(index), kindbits) ||          \
+                      fx::stored_is<T>(fx::index(index))))                  \
             return reinterpret_cast<Faiss##cls*>(index);                    \
         return reinterpret_cast<Faiss##cls*>(                               \
                 static_cast<faiss::Index*>(fx::as<T>(index)));              \

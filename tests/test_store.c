@@ -204,13 +204,13 @@ Test(store, round_trip_matches_plain_index_and_survives_reopen) {
         size_t removed = 0;
         FXT_OK(faiss_Index_remove_ids(t, (FaissIDSelector*)r, &removed));
         cr_assert_eq(removed, 30);
-        faiss_IDSelector_free(r);
+        faiss_IDSelector_free((FaissIDSelector*)r);
         idx_t some[3] = {5000, 5003, 77};
         FaissIDSelectorBatch* b = NULL;
         FXT_OK(faiss_IDSelectorBatch_new(&b, 3, some));
         FXT_OK(faiss_Index_remove_ids(t, (FaissIDSelector*)b, &removed));
         cr_assert_eq(removed, 3);
-        faiss_IDSelector_free(b);
+        faiss_IDSelector_free((FaissIDSelector*)b);
     }
     FaissParameterSpace* ps = NULL;
     FXT_OK(faiss_ParameterSpace_new(&ps));
@@ -1090,4 +1090,68 @@ Test(store, faissx_check_validates_and_repairs) {
     cr_assert_eq(count_present(ix, 0, kBatch[0]), kBatch[0], "the snapshot's batch survives");
     faiss_Index_free(ix);
     faissx_store_close(s);
+}
+
+/* ---- parameters --------------------------------------------------------- */
+
+/* ParameterSpace and the typed IVF setters reach a store handle's index,
+ * durably (each change is a logged set_param); getters and the downcast
+ * see the index behind the handle. */
+Test(store, parameter_space_and_typed_setters_are_durable) {
+    const char* d0 = fxt_tmp_path("params");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", d0);
+    const int d = 8, nb = 600, nq = 10, k = 4;
+    float* xb = fxt_clustered(nb, d, 12, 0.05f, 21);
+    float* xq = fxt_clustered(nq, d, 12, 0.05f, 22);
+    FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    FaissIndex *ix = NULL, *loc = NULL, *flat = NULL;
+    FXT_OK(faissx_store_create_index(s, "p", d, "IVF8,Flat", METRIC_L2, &ix));
+    FXT_OK(faissx_store_create_index(s, "f", d, "Flat", METRIC_L2, &flat));
+    FXT_OK(faiss_index_factory(&loc, d, "IVF8,Flat", METRIC_L2));
+    FXT_OK(faiss_Index_train(ix, nb, xb));
+    FXT_OK(faiss_Index_train(loc, nb, xb));
+    FXT_OK(faiss_Index_add(ix, nb, xb));
+    FXT_OK(faiss_Index_add(loc, nb, xb));
+    FaissIndexIVF* ivf = faiss_IndexIVF_cast(ix);
+    cr_assert(ivf != NULL, "a stored IVF does not downcast");
+    cr_assert(faiss_IndexIVF_cast(flat) == NULL);
+    cr_assert_eq(faiss_IndexIVF_nlist(ivf), 8);
+    faiss_IndexIVF_set_nprobe(ivf, 3);
+    cr_assert_eq(faiss_IndexIVF_nprobe(ivf), 3, "%s", faiss_get_last_error());
+    FaissParameterSpace* ps = NULL;
+    FXT_OK(faiss_ParameterSpace_new(&ps));
+    FXT_OK(faiss_ParameterSpace_set_index_parameter(ps, ix, "nprobe", 5));
+    cr_assert_eq(faiss_IndexIVF_nprobe(ivf), 5);
+    FXT_OK(faiss_ParameterSpace_set_index_parameters(ps, ix, "nprobe=6"));
+    cr_assert_eq(faiss_IndexIVF_nprobe(ivf), 6);
+    FXT_ERR(faiss_ParameterSpace_set_index_parameters(ps, ix, "nprobe"),
+            "expected name=value");
+    FXT_ERR(faiss_ParameterSpace_set_index_parameter(ps, ix, "no_such", 1), "no_such");
+    FXT_ERR(faiss_ParameterSpace_set_index_parameter(ps, flat, "nprobe", 2), "nprobe");
+    cr_assert_eq(faiss_IndexIVF_nprobe(ivf), 6);
+    /* The parameter took effect: same answers as a local index. */
+    FXT_OK(faiss_ParameterSpace_set_index_parameter(ps, loc, "nprobe", 6));
+    float D1[10 * 4], D2[10 * 4];
+    idx_t I1[10 * 4], I2[10 * 4];
+    FXT_OK(faiss_Index_search(ix, nq, xq, k, D1, I1));
+    FXT_OK(faiss_Index_search(loc, nq, xq, k, D2, I2));
+    FXT_SAME(I1, I2, sizeof I1);
+    FXT_SAME(D1, D2, sizeof D1);
+    faiss_Index_free(ix);
+    faiss_Index_free(flat);
+    faissx_store_close(s);
+    /* Reopened (log replay, no checkpoint since training): still 6. */
+    s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    ix = open_ix(s, "p");
+    cr_assert_eq(faiss_IndexIVF_nprobe(faiss_IndexIVF_cast(ix)), 6);
+    FXT_OK(faiss_Index_search(ix, nq, xq, k, D1, I1));
+    FXT_SAME(I1, I2, sizeof I1);
+    FXT_SAME(D1, D2, sizeof D1);
+    faiss_ParameterSpace_free(ps);
+    faiss_Index_free(ix);
+    faiss_Index_free(loc);
+    faissx_store_close(s);
+    free(xb);
+    free(xq);
 }
