@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -624,6 +625,8 @@ typedef struct {
     int clients;
     int64_t queries;
     double qps[2]; /* medians */
+    double cpu[2]; /* CPU seconds per query, medians; remote: client +
+                      server process */
     int identical;
 } scale_row;
 
@@ -781,6 +784,33 @@ static void* scale_worker(void* arg) {
     return NULL;
 }
 
+/* CPU time (user + system) of this process, in seconds. */
+static double self_cpu(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+/* CPU time of the server process (/proc/PID/stat utime + stime), in
+ * seconds; clock-tick resolution (usually 10 ms). */
+static double server_cpu(void) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)server_pid);
+    FILE* f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char* p = strrchr(buf, ')'); /* the name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    /* after ")": state(3) ... utime is field 14, stime 15 */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                            "%llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Seconds for `clients` threads to run j->total single-query searches. */
 static double run_clients(scale_job* j, int clients) {
     pthread_t th[256];
@@ -821,7 +851,7 @@ static void bench_scaling(const options* o, const char* name,
     }
     for (int c = 0; c < o->nclients; c++) {
         scale_row* row = &scale[nscale++];
-        double t[2][MAX_ROUNDS];
+        double t[2][MAX_ROUNDS], cpu[2][MAX_ROUNDS];
         snprintf(row->name, sizeof row->name, "%s", name);
         row->clients = o->clients[c];
         row->queries = total;
@@ -830,13 +860,20 @@ static void bench_scaling(const options* o, const char* name,
             int m = r - o->warmup;
             for (int pos = 0; pos < 2; pos++) {
                 int s = side2(r + c, pos);
+                double c0 = self_cpu() + (s == REMOTE ? server_cpu() : 0);
                 double dt = run_clients(&j[s], o->clients[c]);
-                if (m >= 0) t[s][m] = dt;
+                double c1 = self_cpu() + (s == REMOTE ? server_cpu() : 0);
+                if (m >= 0) {
+                    t[s][m] = dt;
+                    cpu[s][m] = (c1 - c0) / (double)total;
+                }
             }
             row->identical &= same(j[0].D, j[0].I, j[1].D, j[1].I, nk);
         }
-        for (int s = 0; s < 2; s++)
+        for (int s = 0; s < 2; s++) {
             row->qps[s] = (double)total / median(t[s], o->rounds);
+            row->cpu[s] = median(cpu[s], o->rounds);
+        }
     }
     for (int s = 0; s < 2; s++) {
         free(j[s].D);
@@ -883,14 +920,18 @@ static void print_tables(void) {
     }
 
     printf("\nConcurrent clients (threads sharing one index handle per "
-           "side; total queries/s, median over rounds):\n\n");
+           "side; total queries/s and CPU time per query, medians over "
+           "rounds; remote CPU = this process + the server):\n\n");
     printf("| index | clients | queries | local q/s | remote q/s | "
-           "remote / local | identical |\n|---|---:|---:|---:|---:|---:|:---:|\n");
+           "remote / local | local CPU/query | remote CPU/query | "
+           "identical |\n|---|---:|---:|---:|---:|---:|---:|---:|:---:|\n");
     for (int i = 0; i < nscale; i++) {
         scale_row* r = &scale[i];
-        printf("| %s | %d | %lld | %.0f | %.0f | %.3f | %s |\n", r->name,
-               r->clients, (long long)r->queries, r->qps[LOCAL],
+        printf("| %s | %d | %lld | %.0f | %.0f | %.3f | %.0f us | %.0f us "
+               "| %s |\n",
+               r->name, r->clients, (long long)r->queries, r->qps[LOCAL],
                r->qps[REMOTE], r->qps[REMOTE] / r->qps[LOCAL],
+               r->cpu[LOCAL] * 1e6, r->cpu[REMOTE] * 1e6,
                yes_no(r->identical));
     }
 }
