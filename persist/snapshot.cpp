@@ -154,14 +154,29 @@ static void restore_ivf_training(faiss::Index* ix) {
     }
 }
 
+/* faiss reads the payload in place (a VectorIOReader would copy it first:
+ * for a large index, a second full copy and its page faults). */
+struct SpanReader : faiss::IOReader {
+    const uint8_t* p;
+    size_t n, pos = 0;
+    SpanReader(const uint8_t* data, size_t len) : p(data), n(len) {}
+    size_t operator()(void* ptr, size_t size, size_t nitems) override {
+        if (size == 0 || nitems == 0) return 0;
+        size_t avail = (n - pos) / size;
+        if (nitems > avail) nitems = avail;
+        std::memcpy(ptr, p + pos, size * nitems);
+        pos += size * nitems;
+        return nitems;
+    }
+};
+
 faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
                      Header* h) {
     const uint8_t* payload = nullptr;
     std::string err;
     if (!verify(data, n, h, &payload, &err))
         throw Error(FAISSX_E_IO, "corrupt snapshot '" + what + "': " + err);
-    faiss::VectorIOReader r;
-    r.data.assign(payload, payload + h->payload_len);
+    SpanReader r(payload, h->payload_len);
     std::unique_ptr<faiss::Index> ix(faiss::read_index(&r));
     if (ix->d != h->d || (int32_t)ix->metric_type != h->metric ||
         ix->ntotal != h->ntotal)

@@ -292,15 +292,23 @@ bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
             *why = "add record: payload size does not match n";
             return false;
         }
-        std::vector<float> x(n * d);
-        if (n) std::memcpy(x.data(), r.p, n * d * 4);
+        // Records start 8-byte aligned (docs/format.md), so the vectors
+        // (payload + 16) are float-aligned and are read in place; a copy
+        // only for a buffer that is not.
+        std::vector<float> copy;
+        const float* x = reinterpret_cast<const float*>(r.p);
+        if ((uintptr_t)r.p % alignof(float) != 0) {
+            copy.resize(n * d);
+            if (n) std::memcpy(copy.data(), r.p, n * d * 4);
+            x = copy.data();
+        }
         if (type == wal::REC_ADD) {
-            ix->add((idx)n, x.data());
+            ix->add((idx)n, x);
         } else {
             std::vector<idx> ids(n);
             for (size_t i = 0; i < n; i++)
                 ids[i] = (idx)fx_get_u64(r.p + n * d * 4 + 8 * i);
-            ix->add_with_ids((idx)n, x.data(), ids.data());
+            ix->add_with_ids((idx)n, x, ids.data());
         }
         return true;
     }
