@@ -98,6 +98,7 @@ int faiss_IndexBinary_add(FaissIndexBinary* index, idx_t n,
     if (int rc = check_codes(__func__, n, x)) return rc;
     FX_REQUIRE(fx::bindex(index)->is_trained,
                "index is not trained: call faiss_IndexBinary_train first");
+    FX_REQUIRE_WRITABLE(fx::bindex(index));
     FX_TRY
     fx::bindex(index)->add(n, x);
     return 0;
@@ -111,6 +112,7 @@ int faiss_IndexBinary_add_with_ids(FaissIndexBinary* index, idx_t n,
     FX_REQUIRE(n == 0 || xids, "argument 'xids' is NULL");
     FX_REQUIRE(fx::bindex(index)->is_trained,
                "index is not trained: call faiss_IndexBinary_train first");
+    FX_REQUIRE_WRITABLE(fx::bindex(index));
     FX_TRY
     fx::bindex(index)->add_with_ids(n, x, xids);
     return 0;
@@ -175,6 +177,7 @@ int faiss_IndexBinary_remove_ids(FaissIndexBinary* index,
                                  size_t* n_removed) {
     FX_NOT_NULL(index);
     FX_NOT_NULL(sel);
+    FX_REQUIRE_WRITABLE(fx::bindex(index));
     FX_TRY
     size_t r = fx::bindex(index)->remove_ids(
             *reinterpret_cast<const faiss::IDSelector*>(sel));

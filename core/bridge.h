@@ -62,6 +62,10 @@ void note_error(int code, const char* func, const char* fmt, ...)
  * position. */
 bool all_finite(const float* x, size_t n, size_t* bad);
 
+/* Copies n values, stopping at the first non-finite one (its position in
+ * *bad, return false). */
+bool copy_finite(float* dst, const float* src, size_t n, size_t* bad);
+
 /* The mutable/const faiss object behind a C handle. */
 inline faiss::Index* index(FaissIndex* p) {
     return reinterpret_cast<faiss::Index*>(p);

@@ -43,6 +43,21 @@ inline bool stored_is(const faiss::Index* h) {
 /* is_trained, refreshed from the server for a remote handle that says no. */
 bool trained_now(const faiss::Index* ix);
 
+/* True when ix (or the index it wraps) has inverted lists mapped read-only
+ * (read with FAISS_IO_FLAG_MMAP). faiss modifies lists inside OpenMP
+ * regions, where its "read only" exception terminates the process, so
+ * mutators must refuse such indexes first. Defined in persist/index_io.cpp. */
+bool read_only_lists(const faiss::Index* ix);
+bool read_only_lists(const faiss::IndexBinary* ix);
+
+#define FX_REQUIRE_WRITABLE(ix)                                            \
+    do {                                                                   \
+        if (fx::read_only_lists(ix))                                       \
+            return fx::fail(FAISSX_E_UNSUPPORTED, __func__,                \
+                            "the index's inverted lists are mapped "       \
+                            "read-only (read with FAISS_IO_FLAG_MMAP)");   \
+    } while (0)
+
 /* Fails unless key is valid for reconstruct-like calls on ix. */
 int check_key(const char* func, const faiss::Index* ix, idx key);
 

@@ -85,6 +85,22 @@ bool all_finite(const float* x, size_t n, size_t* bad) {
     return true;
 }
 
+bool copy_finite(float* dst, const float* src, size_t n, size_t* bad) {
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        std::memcpy(dst + i, src + i, 64 * sizeof(float));
+        if (block_has_nonfinite(dst + i)) break; // the tail loop finds it
+    }
+    for (; i < n; i++) {
+        dst[i] = src[i];
+        if (!std::isfinite(src[i])) {
+            *bad = i;
+            return false;
+        }
+    }
+    return true;
+}
+
 int check_vectors(const char* func, idx n, const float* x, int d,
                   const char* xname) {
     if (n < 0)

@@ -3,6 +3,7 @@
 #include "core/bridge.h"
 #include "core/core.h"
 
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
@@ -226,9 +227,33 @@ int faiss_Index_train(FaissIndex* index, idx_t n, const float* x) {
 int faiss_Index_add(FaissIndex* index, idx_t n, const float* x) {
     FX_NOT_NULL(index);
     auto ix = fx::index(index);
+    // Plain flat indexes: faiss's add is a copy into `codes`, so check the
+    // values while copying them (one pass over memory instead of two; the
+    // result is the one faiss's IndexFlatCodes::add produces).
+    if (n > 0 && x && ix->d > 0 &&
+        (typeid(*ix) == typeid(faiss::IndexFlat) ||
+         typeid(*ix) == typeid(faiss::IndexFlatL2) ||
+         typeid(*ix) == typeid(faiss::IndexFlatIP))) {
+        auto f = static_cast<faiss::IndexFlat*>(ix);
+        FX_TRY
+        size_t cnt = (size_t)n * (size_t)f->d, old = f->codes.size(), bad;
+        f->codes.resize(old + cnt * sizeof(float));
+        if (!fx::copy_finite(reinterpret_cast<float*>(f->codes.data() + old),
+                             x, cnt, &bad)) {
+            f->codes.resize(old);
+            return fx::fail(FAISSX_E_INVALID, __func__,
+                            "x contains a non-finite value (NaN or inf) at "
+                            "vector %zu, component %zu",
+                            bad / (size_t)f->d, bad % (size_t)f->d);
+        }
+        f->ntotal += n;
+        return 0;
+        FX_CATCH
+    }
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
     FX_REQUIRE(fx::trained_now(ix),
                "index is not trained: call faiss_Index_train first");
+    FX_REQUIRE_WRITABLE(ix);
     FX_TRY
     ix->add(n, x);
     return 0;
@@ -243,6 +268,7 @@ int faiss_Index_add_with_ids(FaissIndex* index, idx_t n, const float* x,
     FX_REQUIRE(n == 0 || xids != nullptr, "argument 'xids' is NULL");
     FX_REQUIRE(fx::trained_now(ix),
                "index is not trained: call faiss_Index_train first");
+    FX_REQUIRE_WRITABLE(ix);
     FX_TRY
     ix->add_with_ids(n, x, xids);
     return 0;
@@ -329,6 +355,7 @@ int faiss_Index_remove_ids(FaissIndex* index, const FaissIDSelector* sel,
                            size_t* n_removed) {
     FX_NOT_NULL(index);
     FX_NOT_NULL(sel);
+    FX_REQUIRE_WRITABLE(fx::index(index));
     FX_TRY
     size_t r = fx::index(index)->remove_ids(
             *reinterpret_cast<const faiss::IDSelector*>(sel));

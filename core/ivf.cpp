@@ -40,6 +40,10 @@ int ivf_add_core(const char* func, faiss::IndexIVF* ivf, idx_t n,
                         "argument 'precomputed_idx' is NULL");
     if (!ivf->is_trained)
         return fx::fail(FAISSX_E_INVALID, func, "index is not trained");
+    if (fx::read_only_lists(ivf))
+        return fx::fail(FAISSX_E_UNSUPPORTED, func,
+                        "the index's inverted lists are mapped read-only "
+                        "(read with FAISS_IO_FLAG_MMAP)");
     if (int rc = check_assign(func, ivf, (size_t)n, precomputed_idx))
         return rc;
     try {
@@ -113,6 +117,8 @@ int faiss_IndexIVF_merge_from(FaissIndexIVF* index, FaissIndexIVF* other,
     FX_CAST(a, faiss::IndexIVF, index);
     FX_CAST(b, faiss::IndexIVF, other);
     FX_REQUIRE(a != b, "cannot merge an index into itself");
+    FX_REQUIRE_WRITABLE(a);
+    FX_REQUIRE_WRITABLE(b);
     FX_TRY
     a->merge_from(*b, add_id);
     return 0;

@@ -1,27 +1,136 @@
-/* client.c -- the client transport: NNG req0, one context per call. */
+/* client.c -- the client transport: a pool of NNG req0 sockets, one
+ * context per call attempt, deadlines and retries (see client.h).
+ *
+ * A call has one request id and a deadline (its class's timeout, or the
+ * thread's override). Each attempt opens a context on the next connected
+ * socket, sends the request with the time left in the header's timeout_ms,
+ * and waits at most attempt_timeout_ms for the reply. An attempt that timed
+ * out or failed in transport is retried after a random backoff in
+ * [0, min(cap, base * 2^(attempt-1))] while attempts and time remain. NNG
+ * itself resends a request whose connection closed before the reply came
+ * (req0 does so, whatever NNG_OPT_REQ_RESENDTIME says); its own timer-based
+ * resend is off. Either way the copies carry the same request id, and the
+ * server replays its reply to a retried mutation instead of running it
+ * again.
+ *
+ * Threads: calls run on the caller's thread. NNG's threads run the pipe
+ * callbacks (connection state) and the heartbeat aio's callback; neither
+ * blocks. faissx starts no thread of its own. At process exit an atexit
+ * handler closes every client's sockets, so NNG stops dialing and the
+ * server sees the connections close. */
 #include "net/client.h"
-
-#include <faissx/faissx.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
+#include <nng/supplemental/util/platform.h>
 
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+/* ------------------------------------------------------------------------
+ * Log
+ * ------------------------------------------------------------------------ */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static FaissxLogCallback log_cb;
+static void* log_user;
+static atomic_int log_level = -1; /* -1: not yet read from the environment */
+
+static int env_log_level(void) {
+    static const char* const names[] = {"error", "warn", "info", "debug"};
+    const char* v = getenv("FAISSX_CLIENT_LOG_LEVEL");
+    for (int i = 0; v && i < 4; i++)
+        if (!strcasecmp(v, names[i])) return i;
+    return FAISSX_LOG_WARN;
+}
+
+void fx_log_set_level(int level) {
+    atomic_store(&log_level, level < 0 ? 0 : level > 3 ? 3 : level);
+}
+
+void fx_log_set_callback(FaissxLogCallback cb, void* user) {
+    pthread_mutex_lock(&log_mu);
+    log_cb = cb;
+    log_user = user;
+    pthread_mutex_unlock(&log_mu);
+}
+
+void fx_clog(int level, const char* fmt, ...) {
+    int max = atomic_load(&log_level);
+    if (max < 0) {
+        int want = env_log_level();
+        atomic_compare_exchange_strong(&log_level, &max, want);
+        max = atomic_load(&log_level);
+    }
+    if (level > max) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&log_mu);
+    if (log_cb)
+        log_cb((FaissxLogLevel)level, msg, log_user);
+    else
+        fprintf(stderr, "faissx: %s\n", msg);
+    pthread_mutex_unlock(&log_mu);
+}
+
+/* ------------------------------------------------------------------------
+ * The client
+ * ------------------------------------------------------------------------ */
+
+enum { HB_IDLE, HB_SLEEP, HB_SEND, HB_RECV };
+
+typedef struct fx_sock {
+    struct fx_client* c;
+    nng_socket s;
+    atomic_int pipes;    /* open connections of this socket (0 or 1) */
+    atomic_uint last_pipe; /* id of the latest, for the heartbeat */
+} fx_sock;
+
 struct fx_client {
-    nng_socket sock;
+    fx_sock* socks;
+    int nsock;
     char* url;
     char* key;
-    uint32_t timeout_ms;
+    _Atomic uint32_t timeout_ms[FAISSX_OP_CLASS_COUNT];
+    uint32_t attempt_timeout_ms;
+    int max_attempts;
+    uint32_t backoff_base_ms, backoff_cap_ms;
     uint64_t client_id;
     _Atomic uint64_t next_id;
+    _Atomic unsigned next_sock;
+    atomic_int npipes;    /* over all sockets */
+    atomic_int failed;    /* a call (or the dial) could not reach it */
+    atomic_int reported;  /* the state last reported to the callback */
+    atomic_int closed;
+    _Atomic uint64_t last_reply_ms;
+
+    /* heartbeat: one aio cycling SLEEP -> SEND -> RECV -> SLEEP */
+    uint32_t heartbeat_ms;
+    nng_aio* hb_timer;
+    nng_aio* hb_io;
+    nng_ctx hb_ctx;
+    int hb_state;  /* only touched by the aio's callback */
+    int hb_sock;
+
+    struct fx_client* next; /* live clients, for the atexit handler */
 };
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static uint64_t random_id(void) {
     uint64_t v = 0;
@@ -39,39 +148,239 @@ static uint64_t random_id(void) {
     return v | 1;
 }
 
-int fx_client_open(const char* url, const char* api_key, uint32_t timeout_ms,
-                   fx_client** out, char* err, size_t errsz) {
-    fx_client* c = calloc(1, sizeof *c);
-    if (!c) {
-        snprintf(err, errsz, "out of memory");
-        return FAISSX_E_NOMEM;
+/* ---- live clients and process exit ---- */
+
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static fx_client* live;
+static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
+
+static void close_sockets(fx_client* c);
+
+/* At exit: close every socket (calls still running fail at once, NNG stops
+ * redialing, the server sees the connections close). The clients' memory
+ * is freed by their owners (static destructors run after this). */
+static void close_all_at_exit(void) {
+    pthread_mutex_lock(&live_mu);
+    for (fx_client* c = live; c; c = c->next) close_sockets(c);
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void register_atexit(void) {
+    atexit(close_all_at_exit);
+}
+
+static void live_add(fx_client* c) {
+    pthread_once(&atexit_once, register_atexit);
+    pthread_mutex_lock(&live_mu);
+    c->next = live;
+    live = c;
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(fx_client* c) {
+    pthread_mutex_lock(&live_mu);
+    for (fx_client** p = &live; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    pthread_mutex_unlock(&live_mu);
+}
+
+/* ---- connection state ---- */
+
+static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
+static FaissxConnStateCallback state_cb;
+static void* state_user;
+
+void fx_client_set_state_callback(FaissxConnStateCallback cb, void* user) {
+    pthread_mutex_lock(&state_mu);
+    state_cb = cb;
+    state_user = user;
+    pthread_mutex_unlock(&state_mu);
+}
+
+FaissxConnState fx_client_state(fx_client* c) {
+    if (!c) return FAISSX_CONN_FAILED;
+    if (atomic_load(&c->npipes) > 0) return FAISSX_CONN_CONNECTED;
+    return atomic_load(&c->failed) ? FAISSX_CONN_FAILED
+                                   : FAISSX_CONN_CONNECTING;
+}
+
+static const char* state_name(int s) {
+    switch (s) {
+    case FAISSX_CONN_CONNECTED: return "connected";
+    case FAISSX_CONN_CONNECTING: return "connecting";
+    case FAISSX_CONN_FAILED: return "failed";
+    default: return "none";
     }
-    c->url = strdup(url);
-    c->key = strdup(api_key ? api_key : "");
-    c->timeout_ms = timeout_ms ? timeout_ms : 30000;
-    c->client_id = random_id();
-    atomic_init(&c->next_id, 1);
+}
+
+/* Reports a state change (if any) to the log and the callback, one at a
+ * time (state_mu), so callbacks see changes in order. */
+static void state_maybe_changed(fx_client* c) {
+    if (atomic_load(&c->closed)) return;
+    pthread_mutex_lock(&state_mu);
+    int now = (int)fx_client_state(c);
+    int before = atomic_exchange(&c->reported, now);
+    if (now != before) {
+        fx_clog(FAISSX_LOG_INFO, "%s: %s (was %s)", c->url, state_name(now),
+                state_name(before));
+        if (state_cb) state_cb((FaissxConnState)now, c->url, state_user);
+    }
+    pthread_mutex_unlock(&state_mu);
+}
+
+static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void* arg) {
+    fx_sock* s = arg;
+    fx_client* c = s->c;
+    unsigned id = (unsigned)nng_pipe_id(p);
+    /* One dialer per socket: at most one pipe at a time. */
+    if (ev == NNG_PIPE_EV_ADD_POST) {
+        atomic_store(&s->last_pipe, id);
+        atomic_fetch_add(&s->pipes, 1);
+        atomic_fetch_add(&c->npipes, 1);
+        atomic_store(&c->failed, 0);
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        /* REM_POST also comes for a pipe that never got to ADD_POST. */
+        if (!atomic_compare_exchange_strong(&s->last_pipe, &id, 0u)) return;
+        atomic_fetch_sub(&s->pipes, 1);
+        atomic_fetch_sub(&c->npipes, 1);
+    } else {
+        return;
+    }
+    state_maybe_changed(c);
+}
+
+/* ---- heartbeat (NNG threads) ---- */
+
+static int build_ping(fx_client* c, nng_msg** out) {
+    fx_wbuf w;
+    fx_client_begin(c, &w);
+    fx_hdr h;
+    memset(&h, 0, sizeof h);
+    h.op = FX_OP_PING;
+    h.request_id = atomic_fetch_add(&c->next_id, 1);
+    h.client_id = c->client_id;
+    h.timeout_ms = c->heartbeat_ms;
+    fx_w_finish(&w, &h);
+    int rv = w.oom ? NNG_ENOMEM : nng_msg_alloc(out, 0);
+    if (rv == 0 && (rv = nng_msg_append(*out, w.data, w.len)) != 0)
+        nng_msg_free(*out);
+    fx_w_free(&w);
+    return rv;
+}
+
+/* Two aios: NNG 1.5 reports an expired receive as success (with no
+ * message) on an aio that was last used for nng_sleep_aio, so the timer
+ * and the ping each have their own. */
+static void hb_sleep(fx_client* c) {
+    c->hb_state = HB_SLEEP;
+    nng_sleep_aio((nng_duration)c->heartbeat_ms, c->hb_timer);
+}
+
+/* The timer fired: ping the next connected socket if it has been idle. */
+static void hb_timer_cb(void* arg) {
+    fx_client* c = arg;
+    int rv = nng_aio_result(c->hb_timer);
+    if (atomic_load(&c->closed) || rv != 0) {
+        c->hb_state = HB_IDLE;
+        return; /* stopping */
+    }
+    if (mono_ms() - atomic_load(&c->last_reply_ms) < c->heartbeat_ms) {
+        hb_sleep(c); /* calls got replies lately: nothing to check */
+        return;
+    }
+    int i = -1;
+    for (int k = 0; k < c->nsock; k++) {
+        int j = (c->hb_sock + 1 + k) % c->nsock;
+        if (atomic_load(&c->socks[j].pipes) > 0) {
+            i = j;
+            break;
+        }
+    }
+    nng_msg* m = NULL;
+    if (i < 0 || nng_ctx_open(&c->hb_ctx, c->socks[i].s) != 0) {
+        hb_sleep(c); /* no connection to check: NNG is redialing */
+        return;
+    }
+    if (build_ping(c, &m) != 0) {
+        nng_ctx_close(c->hb_ctx);
+        hb_sleep(c);
+        return;
+    }
+    c->hb_sock = i;
+    c->hb_state = HB_SEND;
+    nng_aio_set_msg(c->hb_io, m);
+    nng_aio_set_timeout(c->hb_io, (nng_duration)c->heartbeat_ms);
+    nng_ctx_send(c->hb_ctx, c->hb_io);
+}
+
+/* The ping's send or receive completed. */
+static void hb_io_cb(void* arg) {
+    fx_client* c = arg;
+    int rv = nng_aio_result(c->hb_io);
+    nng_msg* m = nng_aio_get_msg(c->hb_io);
+    nng_aio_set_msg(c->hb_io, NULL);
+    if (c->hb_state == HB_SEND && rv == 0) m = NULL; /* NNG's now */
+    if (m) nng_msg_free(m);
+    if (atomic_load(&c->closed) || rv == NNG_ECANCELED || rv == NNG_ECLOSED) {
+        nng_ctx_close(c->hb_ctx);
+        c->hb_state = HB_IDLE;
+        return; /* stopping */
+    }
+    if (c->hb_state == HB_SEND && rv == 0) {
+        c->hb_state = HB_RECV;
+        nng_aio_set_timeout(c->hb_io, (nng_duration)c->heartbeat_ms);
+        nng_ctx_recv(c->hb_ctx, c->hb_io);
+        return;
+    }
+    nng_ctx_close(c->hb_ctx);
+    if (c->hb_state == HB_RECV && rv == 0 && m) {
+        atomic_store(&c->last_reply_ms, mono_ms());
+    } else if (c->hb_state == HB_RECV) {
+        /* A connection that answers nothing is dead (a half-open TCP
+         * connection, a stopped server): close it and let NNG redial. */
+        fx_sock* s = &c->socks[c->hb_sock];
+        unsigned id = atomic_load(&s->last_pipe);
+        fx_clog(FAISSX_LOG_INFO,
+                "%s: no reply to a heartbeat within %u ms (%s): dropping "
+                "the connection", c->url, c->heartbeat_ms,
+                rv ? nng_strerror(rv) : "timed out");
+        if (id) {
+            nng_pipe p = NNG_PIPE_INITIALIZER;
+            p.id = id;
+            nng_pipe_close(p);
+        }
+    }
+    /* A failed send (no connection any more) just waits for the next. */
+    hb_sleep(c);
+}
+
+/* ---- open / close ---- */
+
+static int open_socket(fx_client* c, fx_sock* s, const FaissxClientOptions* o,
+                       int flags) {
     int rv;
-    if (!c->url || !c->key) {
-        rv = NNG_ENOMEM;
-        goto fail;
-    }
-    if ((rv = nng_req0_open(&c->sock)) != 0) goto fail;
-    /* A mutation must never be applied twice, so NNG may not resend a
-     * request on its own (its default is to resend after 60 s). */
-    nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 100);
-    nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 2000);
-    nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 0); /* replies: no cap */
-    if (strncmp(url, "tls+tcp://", 10) == 0) {
+    if ((rv = nng_req0_open(&s->s)) != 0) return rv;
+    /* NNG must not resend on a timer: the deadline and retries are ours. */
+    nng_socket_set_ms(s->s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    nng_socket_set_ms(s->s, NNG_OPT_RECONNMINT,
+                      (nng_duration)c->backoff_base_ms);
+    nng_socket_set_ms(s->s, NNG_OPT_RECONNMAXT,
+                      (nng_duration)c->backoff_cap_ms);
+    nng_socket_set_size(s->s, NNG_OPT_RECVMAXSZ, 0); /* replies: no cap */
+    if ((rv = nng_pipe_notify(s->s, NNG_PIPE_EV_ADD_POST, pipe_cb, s)) != 0 ||
+        (rv = nng_pipe_notify(s->s, NNG_PIPE_EV_REM_POST, pipe_cb, s)) != 0)
+        return rv;
+    if (strncmp(o->url, "tls+tcp://", 10) == 0) {
         nng_dialer d;
         nng_tls_config* cfg = NULL;
-        if ((rv = nng_dialer_create(&d, c->sock, url)) != 0) goto fail;
+        if ((rv = nng_dialer_create(&d, s->s, o->url)) != 0) return rv;
         if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT)) != 0)
-            goto fail;
-        const char* ca = getenv("FAISSX_TLS_CA");
-        if (ca && *ca) {
-            rv = nng_tls_config_ca_file(cfg, ca);
+            return rv;
+        if (o->tls_ca && *o->tls_ca) {
+            rv = nng_tls_config_ca_file(cfg, o->tls_ca);
             if (rv == 0)
                 rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED);
         } else {
@@ -79,35 +388,160 @@ int fx_client_open(const char* url, const char* api_key, uint32_t timeout_ms,
         }
         if (rv == 0) rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
         nng_tls_config_free(cfg);
-        if (rv == 0) rv = nng_dialer_start(d, 0);
-        if (rv != 0) goto fail;
-    } else if ((rv = nng_dial(c->sock, url, NULL, 0)) != 0) {
-        goto fail;
+        if (rv == 0) rv = nng_dialer_start(d, flags);
+        return rv;
     }
-    *out = c;
-    return 0;
-fail:
-    snprintf(err, errsz, "cannot connect to %s: %s", url ? url : "(null)",
-             nng_strerror(rv));
-    if (c->sock.id) nng_close(c->sock);
+    return nng_dial(s->s, o->url, NULL, flags);
+}
+
+static void free_client(fx_client* c) {
+    if (c->hb_timer) nng_aio_free(c->hb_timer);
+    if (c->hb_io) nng_aio_free(c->hb_io);
+    free(c->socks);
     free(c->url);
     free(c->key);
     free(c);
-    return rv == NNG_ENOMEM ? FAISSX_E_NOMEM
-           : rv == NNG_EINVAL || rv == NNG_EADDRINVAL ? FAISSX_E_INVALID
-                                                       : FAISSX_E_NET;
+}
+
+int fx_client_open(const FaissxClientOptions* o, int background,
+                   fx_client** out, char* err, size_t errsz) {
+    fx_client* c = calloc(1, sizeof *c);
+    int rv = 0, n = o->pool_size > 0 ? o->pool_size : 1;
+    if (!c) {
+        snprintf(err, errsz, "out of memory");
+        return FAISSX_E_NOMEM;
+    }
+    c->url = strdup(o->url);
+    c->key = strdup(o->api_key ? o->api_key : "");
+    c->socks = calloc((size_t)n, sizeof *c->socks);
+    if (!c->url || !c->key || !c->socks) {
+        free_client(c);
+        snprintf(err, errsz, "out of memory");
+        return FAISSX_E_NOMEM;
+    }
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++)
+        atomic_init(&c->timeout_ms[i],
+                    o->timeout_ms[i] > 0 ? (uint32_t)o->timeout_ms[i] : 30000);
+    c->attempt_timeout_ms = o->attempt_timeout_ms > 0
+                                    ? (uint32_t)o->attempt_timeout_ms : 0;
+    c->max_attempts = o->max_attempts > 0 ? o->max_attempts : 1;
+    c->backoff_base_ms = o->backoff_base_ms > 0 ? (uint32_t)o->backoff_base_ms : 1;
+    c->backoff_cap_ms = o->backoff_cap_ms > (int)c->backoff_base_ms
+                                ? (uint32_t)o->backoff_cap_ms
+                                : c->backoff_base_ms;
+    c->heartbeat_ms = o->heartbeat_ms > 0 ? (uint32_t)o->heartbeat_ms : 0;
+    c->client_id = random_id();
+    atomic_init(&c->next_id, 1);
+    atomic_init(&c->next_sock, 0);
+    atomic_init(&c->npipes, 0);
+    atomic_init(&c->failed, 0);
+    atomic_init(&c->reported, FAISSX_CONN_CONNECTING);
+    atomic_init(&c->closed, 0);
+    atomic_init(&c->last_reply_ms, mono_ms());
+    c->nsock = n;
+    for (int i = 0; i < n; i++) {
+        c->socks[i].c = c;
+        atomic_init(&c->socks[i].pipes, 0);
+        atomic_init(&c->socks[i].last_pipe, 0u);
+    }
+
+    /* Dial the first socket synchronously: an unreachable server is
+     * reported now (or, in background mode, leaves NNG dialing). */
+    int opened = 0;
+    for (int i = 0; i < n; i++) {
+        rv = open_socket(c, &c->socks[i], o, i == 0 ? 0 : NNG_FLAG_NONBLOCK);
+        if (nng_socket_id(c->socks[i].s) > 0) opened = i + 1;
+        if (rv != 0 && i == 0 && background &&
+            (rv == NNG_ECONNREFUSED || rv == NNG_ETIMEDOUT ||
+             rv == NNG_EUNREACHABLE || rv == NNG_ECONNRESET ||
+             rv == NNG_ECONNSHUT || rv == NNG_ECONNABORTED)) {
+            char why[160];
+            snprintf(why, sizeof why, "%s", nng_strerror(rv));
+            /* Keep dialing in the background. */
+            nng_close(c->socks[0].s);
+            rv = open_socket(c, &c->socks[0], o, NNG_FLAG_NONBLOCK);
+            if (rv == 0) {
+                atomic_store(&c->failed, 1);
+                fx_clog(FAISSX_LOG_WARN,
+                        "cannot connect to %s (%s): new indexes are "
+                        "created locally until it is reachable",
+                        o->url, why);
+            }
+        }
+        if (rv != 0) break;
+    }
+    if (rv == 0 && c->heartbeat_ms &&
+        (rv = nng_aio_alloc(&c->hb_timer, hb_timer_cb, c)) == 0 &&
+        (rv = nng_aio_alloc(&c->hb_io, hb_io_cb, c)) == 0)
+        hb_sleep(c);
+    if (rv != 0) {
+        snprintf(err, errsz, "cannot connect to %s: %s", o->url,
+                 nng_strerror(rv));
+        atomic_store(&c->closed, 1);
+        for (int i = 0; i < opened; i++) nng_close(c->socks[i].s);
+        free_client(c);
+        return rv == NNG_ENOMEM ? FAISSX_E_NOMEM
+               : rv == NNG_EINVAL || rv == NNG_EADDRINVAL ||
+                                 rv == NNG_ENOTSUP
+                       ? FAISSX_E_INVALID
+                       : FAISSX_E_NET;
+    }
+    atomic_store(&c->reported, (int)fx_client_state(c));
+    live_add(c);
+    *out = c;
+    return 0;
+}
+
+/* Stops the heartbeat and closes the sockets, once. */
+static void close_sockets(fx_client* c) {
+    if (atomic_exchange(&c->closed, 1)) return;
+    /* Stopping waits for a running callback; a stopped aio starts nothing
+     * new, so the cycle ends. */
+    if (c->hb_timer) nng_aio_stop(c->hb_timer);
+    if (c->hb_io) nng_aio_stop(c->hb_io);
+    if (c->hb_timer) nng_aio_stop(c->hb_timer);
+    for (int i = 0; i < c->nsock; i++) nng_close(c->socks[i].s);
 }
 
 void fx_client_close(fx_client* c) {
     if (!c) return;
-    nng_close(c->sock);
-    free(c->url);
-    free(c->key);
-    free(c);
+    live_remove(c);
+    close_sockets(c);
+    free_client(c);
 }
 
 const char* fx_client_url(const fx_client* c) {
     return c->url;
+}
+
+void fx_client_set_timeout(fx_client* c, int op_class, uint32_t ms) {
+    if (op_class >= 0 && op_class < FAISSX_OP_CLASS_COUNT)
+        atomic_store(&c->timeout_ms[op_class], ms);
+}
+
+uint32_t fx_client_timeout(const fx_client* c, int op_class) {
+    return atomic_load(&((fx_client*)c)->timeout_ms[op_class]);
+}
+
+int fx_op_class(int op) {
+    switch (op) {
+    case FX_OP_SEARCH:
+    case FX_OP_RANGE_SEARCH:
+    case FX_OP_ASSIGN:
+    case FX_OP_RECONSTRUCT_N:
+    case FX_OP_RECONSTRUCT_KEYS:
+    case FX_OP_RESIDUAL:
+    case FX_OP_SA_ENCODE:
+    case FX_OP_SA_DECODE:
+    case FX_OP_FETCH: return FAISSX_OP_SEARCH;
+    case FX_OP_ADD:
+    case FX_OP_ADD_WITH_IDS:
+    case FX_OP_REMOVE_IDS:
+    case FX_OP_RESET:
+    case FX_OP_MERGE_FROM: return FAISSX_OP_ADD;
+    case FX_OP_TRAIN: return FAISSX_OP_TRAIN;
+    default: return FAISSX_OP_ADMIN;
+    }
 }
 
 void fx_client_begin(fx_client* c, fx_wbuf* w) {
@@ -121,8 +555,69 @@ void fx_reply_free(fx_reply* rep) {
     if (rep) rep->msg = NULL;
 }
 
-int fx_client_call(fx_client* c, int op, fx_wbuf* w, fx_reply* rep,
-                   char* err, size_t errsz) {
+/* ---- calls ---- */
+
+static _Thread_local int thread_timeout_ms;
+
+int fx_client_thread_timeout(int ms) {
+    int old = thread_timeout_ms;
+    thread_timeout_ms = ms;
+    return old;
+}
+
+/* The next socket in turn, preferring connected ones. */
+static nng_socket pick_socket(fx_client* c) {
+    unsigned start = atomic_fetch_add(&c->next_sock, 1);
+    for (int k = 0; k < c->nsock; k++) {
+        fx_sock* s = &c->socks[(start + (unsigned)k) % (unsigned)c->nsock];
+        if (atomic_load(&s->pipes) > 0) return s->s;
+    }
+    return c->socks[start % (unsigned)c->nsock].s;
+}
+
+/* One attempt: send w on a new context, wait up to wait_ms in all. */
+static int attempt(fx_client* c, const fx_wbuf* w, uint64_t wait_ms,
+                   nng_msg** reply) {
+    nng_ctx ctx;
+    nng_aio* aio = NULL;
+    nng_msg* msg = NULL;
+    uint64_t t0 = mono_ms();
+    int rv = nng_ctx_open(&ctx, pick_socket(c));
+    if (rv != 0) return rv;
+    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) goto out;
+    if ((rv = nng_msg_alloc(&msg, 0)) != 0) goto out;
+    if ((rv = nng_msg_append(msg, w->data, w->len)) != 0) goto out;
+    nng_aio_set_timeout(aio, (nng_duration)wait_ms);
+    nng_aio_set_msg(aio, msg);
+    nng_ctx_send(ctx, aio);
+    nng_aio_wait(aio);
+    if ((rv = nng_aio_result(aio)) != 0) goto out; /* msg still ours */
+    msg = NULL;                                     /* NNG's now */
+    uint64_t spent = mono_ms() - t0;
+    if (spent >= wait_ms) {
+        rv = NNG_ETIMEDOUT;
+        goto out;
+    }
+    nng_aio_set_timeout(aio, (nng_duration)(wait_ms - spent));
+    nng_ctx_recv(ctx, aio);
+    nng_aio_wait(aio);
+    if ((rv = nng_aio_result(aio)) == 0) *reply = nng_aio_get_msg(aio);
+out:
+    if (msg) nng_msg_free(msg);
+    if (aio) nng_aio_free(aio);
+    nng_ctx_close(ctx); /* drops the request if it never went out */
+    return rv;
+}
+
+/* Worth another attempt: no reply, or the connection failed. */
+static int retryable(int rv) {
+    return rv == NNG_ETIMEDOUT || rv == NNG_ECONNREFUSED ||
+           rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT ||
+           rv == NNG_ECONNABORTED || rv == NNG_EUNREACHABLE;
+}
+
+int fx_client_call(fx_client* c, int op, int op_class, fx_wbuf* w,
+                   fx_reply* rep, char* err, size_t errsz) {
     rep->msg = NULL;
     if (w->oom) {
         snprintf(err, errsz, "out of memory building the request");
@@ -133,33 +628,77 @@ int fx_client_call(fx_client* c, int op, fx_wbuf* w, fx_reply* rep,
                  "message", w->len);
         return FAISSX_E_LIMIT;
     }
-    fx_hdr h = {0};
+    if (op_class < 0 || op_class >= FAISSX_OP_CLASS_COUNT)
+        op_class = fx_op_class(op);
+    uint32_t total = thread_timeout_ms > 0
+                             ? (uint32_t)thread_timeout_ms
+                             : atomic_load(&c->timeout_ms[op_class]);
+    uint64_t start = mono_ms(), deadline = start + total;
+    fx_hdr h;
+    memset(&h, 0, sizeof h);
     h.op = (uint16_t)op;
     h.request_id = atomic_fetch_add(&c->next_id, 1);
     h.client_id = c->client_id;
-    h.timeout_ms = c->timeout_ms;
-    fx_w_finish(w, &h);
 
-    nng_ctx ctx;
-    nng_aio* aio = NULL;
+    int rv = NNG_ETIMEDOUT, tries = 0;
     nng_msg* msg = NULL;
-    int rv = nng_ctx_open(&ctx, c->sock);
-    if (rv != 0) goto net_fail;
-    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) goto ctx_fail;
-    nng_aio_set_timeout(aio, (nng_duration)c->timeout_ms);
-    if ((rv = nng_msg_alloc(&msg, 0)) != 0) goto ctx_fail;
-    if ((rv = nng_msg_append(msg, w->data, w->len)) != 0) goto ctx_fail;
-    nng_aio_set_msg(aio, msg);
-    nng_ctx_send(ctx, aio);
-    nng_aio_wait(aio);
-    if ((rv = nng_aio_result(aio)) != 0) goto ctx_fail; /* msg still ours */
-    msg = NULL; /* owned by NNG now */
-    nng_ctx_recv(ctx, aio);
-    nng_aio_wait(aio);
-    if ((rv = nng_aio_result(aio)) != 0) goto ctx_fail;
-    msg = nng_aio_get_msg(aio);
-    nng_aio_free(aio);
-    nng_ctx_close(ctx);
+    for (;;) {
+        uint64_t now = mono_ms();
+        if (atomic_load(&c->closed)) {
+            rv = NNG_ECLOSED;
+            break;
+        }
+        if (now >= deadline) {
+            rv = NNG_ETIMEDOUT;
+            break;
+        }
+        uint64_t left = deadline - now;
+        h.timeout_ms = (uint32_t)left; /* the server skips it after this */
+        fx_w_finish(w, &h);
+        uint64_t wait = c->attempt_timeout_ms && c->attempt_timeout_ms < left
+                                ? c->attempt_timeout_ms : left;
+        tries++;
+        rv = attempt(c, w, wait, &msg);
+        if (rv == 0 || !retryable(rv) || tries >= c->max_attempts) break;
+        uint64_t cap = c->backoff_base_ms;
+        for (int i = 1; i < tries && cap < c->backoff_cap_ms; i++) cap *= 2;
+        if (cap > c->backoff_cap_ms) cap = c->backoff_cap_ms;
+        uint64_t pause = nng_random() % (cap + 1);
+        now = mono_ms();
+        if (now + pause >= deadline) {
+            rv = NNG_ETIMEDOUT; /* no time left for another attempt */
+            break;
+        }
+        fx_clog(FAISSX_LOG_DEBUG,
+                "%s: %s attempt %d failed (%s); retrying in %llu ms",
+                c->url, fx_op_name(op), tries, nng_strerror(rv),
+                (unsigned long long)pause);
+        nng_msleep((nng_duration)pause);
+    }
+
+    if (rv != 0) {
+        if (rv != NNG_ECLOSED && atomic_load(&c->npipes) == 0) {
+            atomic_store(&c->failed, 1);
+            state_maybe_changed(c);
+        }
+        if (rv == NNG_ETIMEDOUT) {
+            snprintf(err, errsz, "%s to %s: no reply within %u ms (%d "
+                     "attempt%s%s)", fx_op_name(op), c->url, total, tries,
+                     tries == 1 ? "" : "s",
+                     atomic_load(&c->npipes) ? ""
+                                             : "; not connected");
+            return FAISSX_E_TIMEOUT;
+        }
+        if (rv == NNG_ECLOSED) {
+            snprintf(err, errsz, "%s to %s: the connection is closed (the "
+                     "process is exiting)", fx_op_name(op), c->url);
+            return FAISSX_E_NET;
+        }
+        snprintf(err, errsz, "%s to %s failed: %s", fx_op_name(op), c->url,
+                 nng_strerror(rv));
+        return rv == NNG_ENOMEM ? FAISSX_E_NOMEM : FAISSX_E_NET;
+    }
+    atomic_store(&c->last_reply_ms, mono_ms());
 
     const uint8_t* body = nng_msg_body(msg);
     size_t len = nng_msg_len(msg);
@@ -184,18 +723,4 @@ int fx_client_call(fx_client* c, int op, fx_wbuf* w, fx_reply* rep,
     }
     rep->msg = msg;
     return 0;
-
-ctx_fail:
-    if (msg) nng_msg_free(msg);
-    if (aio) nng_aio_free(aio);
-    nng_ctx_close(ctx);
-net_fail:
-    if (rv == NNG_ETIMEDOUT) {
-        snprintf(err, errsz, "no reply from %s within %u ms (%s)", c->url,
-                 c->timeout_ms, fx_op_name(op));
-        return FAISSX_E_TIMEOUT;
-    }
-    snprintf(err, errsz, "%s to %s failed: %s", fx_op_name(op), c->url,
-             nng_strerror(rv));
-    return rv == NNG_ENOMEM ? FAISSX_E_NOMEM : FAISSX_E_NET;
 }

@@ -1,10 +1,14 @@
 /* client.h -- internal: the client transport (NNG req0). One fx_client is
- * one connection to one server, safe to use from many threads at once: each
- * call runs on its own NNG context. */
+ * one configured server: a pool of NNG sockets (connections), safe to use
+ * from many threads at once (each call runs on its own NNG context), with
+ * deadlines, retries, connection state and an optional heartbeat (see
+ * FaissxClientOptions in faissx.h and docs/client.md). */
 #ifndef FX_CLIENT_H
 #define FX_CLIENT_H
 
 #include "net/proto.h"
+
+#include <faissx/faissx.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -21,24 +25,45 @@ typedef struct fx_reply {
     void* msg; /* nng_msg*, released by fx_reply_free */
 } fx_reply;
 
-/* Connects to `url` (dialing now, so an unreachable server is reported
- * here). `api_key` may be NULL. timeout_ms 0 means 30000. Returns 0 or a
- * FaissxError with the message in err. */
-int fx_client_open(const char* url, const char* api_key, uint32_t timeout_ms,
+/* Connects to o->url with o's settings (validated by the caller), dialing
+ * now so an unreachable server is reported here -- unless `background`,
+ * when a failed dial leaves NNG dialing in the background and the client
+ * starts in FAISSX_CONN_FAILED. Returns 0 or a FaissxError with the
+ * message in err. */
+int fx_client_open(const FaissxClientOptions* o, int background,
                    fx_client** out, char* err, size_t errsz);
+/* Closes the sockets (pending calls fail) and frees c. Accepts NULL. */
 void fx_client_close(fx_client* c);
 
 const char* fx_client_url(const fx_client* c);
+FaissxConnState fx_client_state(fx_client* c);
+void fx_client_set_timeout(fx_client* c, int op_class, uint32_t ms);
+uint32_t fx_client_timeout(const fx_client* c, int op_class);
+
+/* The FaissxOpClass of an op (FX_OP_IVF: FAISSX_OP_ADMIN; the caller
+ * knows better from the sub-op). */
+int fx_op_class(int op);
 
 /* Starts a request in w: header space and the API key. */
 void fx_client_begin(fx_client* c, fx_wbuf* w);
 
-/* Sends the request in w (op) and waits for the reply. On success returns 0
- * and fills rep (release with fx_reply_free). On failure returns a
- * FaissxError and the message (server's or transport's) in err. */
-int fx_client_call(fx_client* c, int op, fx_wbuf* w, fx_reply* rep,
-                   char* err, size_t errsz);
+/* Sends the request in w (op, of class op_class, or -1 for fx_op_class)
+ * and waits for the reply, retrying within the deadline. On success
+ * returns 0 and fills rep (release with fx_reply_free). On failure returns
+ * a FaissxError and the message (server's or transport's) in err. */
+int fx_client_call(fx_client* c, int op, int op_class, fx_wbuf* w,
+                   fx_reply* rep, char* err, size_t errsz);
 void fx_reply_free(fx_reply* rep);
+
+/* The calling thread's timeout override (0 = none); returns the old one. */
+int fx_client_thread_timeout(int ms);
+
+/* Process-wide state-change callback and client log (faissx.h). */
+void fx_client_set_state_callback(FaissxConnStateCallback cb, void* user);
+void fx_log_set_callback(FaissxLogCallback cb, void* user);
+void fx_log_set_level(int level);
+void fx_clog(int level, const char* fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 
 #ifdef __cplusplus
 }

@@ -376,6 +376,28 @@ void write_state(fx_wbuf* w, const faiss::Index* ix) {
     fx_w_i64(w, ix->is_trained);
 }
 
+/* The state after a change, read for a stored index from the index behind
+ * its handle, under the store's lock (other writers may be changing it). */
+void write_state_of(fx_wbuf* w, Entry* e) {
+    target(e, [&](faiss::Index* in) { write_state(w, in); });
+}
+
+/* The lock a change holds on its entry: an in-memory index is changed
+ * alone; a stored one under the shared lock, because its handle
+ * serialises changes itself and then waits for durability with its own
+ * lock released -- so concurrent writers share fsyncs (group commit) and
+ * searches are not held up by a disk. */
+struct WriteLock {
+    std::unique_lock<std::shared_mutex> alone;
+    std::shared_lock<std::shared_mutex> shared;
+    explicit WriteLock(Entry* e, bool stored_shares = true) {
+        if (e->stored && stored_shares)
+            shared = std::shared_lock<std::shared_mutex>(*e->mu);
+        else
+            alone = std::unique_lock<std::shared_mutex>(*e->mu);
+    }
+};
+
 /* The IVF or HNSW index inside wrappers, for nprobe/efSearch. */
 faiss::Index* unwrap(faiss::Index* ix) {
     for (int depth = 0; ix && depth < 8; depth++) {
@@ -686,7 +708,7 @@ void op_train_add(Req& q, fx_wbuf* w, int op) {
     need_write(q);
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     int64_t n = rd_n(q);
-    std::unique_lock<std::shared_mutex> l(*e->mu);
+    WriteLock l(e.get());
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
     const idx* ids = nullptr;
     if (op == FX_OP_ADD_WITH_IDS) ids = rd_array<idx>(q, (uint64_t)n, "ids");
@@ -697,7 +719,7 @@ void op_train_add(Req& q, fx_wbuf* w, int op) {
         api(faiss_Index_add(h(e.get()), n, x));
     else
         api(faiss_Index_add_with_ids(h(e.get()), n, x, ids));
-    write_state(w, e->index.get());
+    write_state_of(w, e.get());
 }
 
 void op_search(Req& q, fx_wbuf* w, bool labels_only) {
@@ -781,9 +803,9 @@ void op_reset(Req& q, fx_wbuf* w) {
     need_write(q);
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     end(q);
-    std::unique_lock<std::shared_mutex> l(*e->mu);
+    WriteLock l(e.get());
     api(faiss_Index_reset(h(e.get())));
-    write_state(w, e->index.get());
+    write_state_of(w, e.get());
 }
 
 void op_remove(Req& q, fx_wbuf* w) {
@@ -792,13 +814,13 @@ void op_remove(Req& q, fx_wbuf* w) {
     std::vector<std::unique_ptr<faiss::IDSelector>> keep;
     auto sel = rd_selector(q, 0, keep);
     end(q);
-    std::unique_lock<std::shared_mutex> l(*e->mu);
+    WriteLock l(e.get());
     size_t removed = 0;
     api(faiss_Index_remove_ids(h(e.get()),
                                reinterpret_cast<FaissIDSelector*>(sel.get()),
                                &removed));
     fx_w_u64(w, removed);
-    write_state(w, e->index.get());
+    write_state_of(w, e.get());
 }
 
 void op_reconstruct_n(Req& q, fx_wbuf* w) {
@@ -893,8 +915,9 @@ void op_set_param(Req& q, fx_wbuf* w) {
     if (!std::isfinite(v))
         throw Error(FAISSX_E_INVALID, "value of '" + name + "' is not finite");
     // Search-time parameters are allowed with read-only keys: they do not
-    // change the stored data.
-    std::unique_lock<std::shared_mutex> l(*e->mu);
+    // change the stored data. (verbose is not logged: the handle's flag is
+    // changed alone.)
+    WriteLock l(e.get(), name != "verbose");
     faiss::Index* ix = e->index.get();
     if (name == "verbose") {
         ix->verbose = v != 0;
@@ -913,7 +936,7 @@ void op_set_param(Req& q, fx_wbuf* w) {
                                                 ex.what());
         }
     }
-    write_state(w, ix);
+    write_state_of(w, e.get());
 }
 
 double get_param(faiss::Index* ix, const std::string& name);

@@ -11,8 +11,10 @@
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <strings.h>
 #include <mutex>
 #include <vector>
 
@@ -20,12 +22,35 @@ namespace fx {
 
 namespace {
 
+/* The configuration new indexes use, guarded by g_mu. g_opts' strings
+ * point into g_url, g_key, g_ca. */
 std::mutex g_mu;
 std::shared_ptr<Conn> g_conn;
 bool g_disabled = false;
 bool g_env_read = false;
-std::string g_url, g_key;
-uint32_t g_timeout = 0;
+std::string g_env_error; /* a malformed FAISSX_* variable, sticky */
+std::string g_url, g_key, g_ca;
+FaissxClientOptions g_opts;
+bool g_opts_set = false;
+
+/* g_opts with defaults (and the environment's knobs) until configured. */
+void ensure_opts_locked() {
+    if (g_opts_set) return;
+    faissx_client_options_init(&g_opts);
+    g_opts_set = true;
+}
+
+/* Takes a copy of o (strings included) as the configuration. */
+void store_opts_locked(const FaissxClientOptions& o) {
+    g_url = o.url ? o.url : "";
+    g_key = o.api_key ? o.api_key : "";
+    g_ca = o.tls_ca ? o.tls_ca : "";
+    g_opts = o;
+    g_opts.url = g_url.empty() ? nullptr : g_url.c_str();
+    g_opts.api_key = g_key.c_str();
+    g_opts.tls_ca = g_ca.empty() ? nullptr : g_ca.c_str();
+    g_opts_set = true;
+}
 
 [[noreturn]] void proto_error(const char* what, const fx_rbuf* r) {
     throw Error(FAISSX_E_PROTOCOL, std::string("malformed reply to ") + what +
@@ -33,15 +58,16 @@ uint32_t g_timeout = 0;
 }
 
 /* One request/reply round trip: build() writes the fields after the key,
- * parse() reads the reply body. Failures throw fx::Error. */
+ * parse() reads the reply body; op_class -1 = the op's (fx_op_class).
+ * Failures throw fx::Error. */
 template <class B, class P>
-void rcall(const Conn* c, int op, B build, P parse) {
+void rcall(const Conn* c, int op, B build, P parse, int op_class = -1) {
     fx_wbuf w;
     fx_client_begin(c->c, &w);
     build(&w);
     fx_reply rep;
     char err[1400];
-    int rc = fx_client_call(c->c, op, &w, &rep, err, sizeof err);
+    int rc = fx_client_call(c->c, op, op_class, &w, &rep, err, sizeof err);
     fx_w_free(&w);
     if (rc != 0) throw Error(rc, err);
     try {
@@ -143,7 +169,10 @@ RemoteIndex::~RemoteIndex() {
         for (auto c : children) delete c;
         for (auto t : child_transforms) delete t;
     }
-    if (named || !conn) return;
+    // Without a connection the server reclaims orphans itself: do not
+    // make faiss_Index_free wait for a deadline.
+    if (named || !conn || fx_client_state(conn->c) != FAISSX_CONN_CONNECTED)
+        return;
     try {
         rcall(conn.get(), FX_OP_RELEASE,
               [&](fx_wbuf* w) { fx_w_u64(w, handle); }, no_reply);
@@ -392,13 +421,19 @@ std::vector<uint8_t> RemoteIndex::fetch(const char* what, int64_t arg) const {
 
 void RemoteIndex::ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& build,
                            const std::function<void(fx_rbuf*)>& parse) {
+    int cls = op == FX_IVF_SEARCH_PREASSIGNED ? FAISSX_OP_SEARCH
+              : op == FX_IVF_ADD_CORE || op == FX_IVF_UPDATE_VECTORS ||
+                              op == FX_IVF_COPY_SUBSET_TO
+                      ? FAISSX_OP_ADD
+              : op == FX_IVF_TRAIN_RESIDUAL ? FAISSX_OP_TRAIN
+                                            : FAISSX_OP_ADMIN;
     rcall(conn.get(), FX_OP_IVF,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, op);
               build(w);
           },
-          parse);
+          parse, cls);
 }
 
 void RemoteIndex::ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& build) {
@@ -466,7 +501,7 @@ bool remote_is(const faiss::Index* ix, int64_t kind) {
 static int connect_locked(const char* func) {
     fx_client* c = nullptr;
     char err[512];
-    int rc = fx_client_open(g_url.c_str(), g_key.c_str(), g_timeout, &c, err,
+    int rc = fx_client_open(&g_opts, g_opts.fallback_local, &c, err,
                             sizeof err);
     if (rc != 0) return fail(rc, func, "%s", err);
     auto conn = std::make_shared<Conn>();
@@ -475,25 +510,54 @@ static int connect_locked(const char* func) {
     return 0;
 }
 
-int remote_conn(const char* func, std::shared_ptr<Conn>* out) {
-    std::lock_guard<std::mutex> g(g_mu);
+/* Reads FAISSX_SERVER and its companions once, unless configured by API. */
+static void read_env_locked() {
+    if (g_env_read || g_conn || !g_url.empty()) return;
+    g_env_read = true;
+    const char* url = getenv("FAISSX_SERVER");
+    if (!url || !*url) return;
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    if (faissx_client_options_from_env(&o) != 0) {
+        const char* m = faiss_get_last_error();
+        g_env_error = m ? m : "malformed FAISSX_* variable";
+        return;
+    }
+    store_opts_locked(o);
+}
+
+/* The connection for named-index calls: 0 with *out empty in local mode,
+ * or the configured server's connection (whatever its state). */
+static int server_conn_locked(const char* func, std::shared_ptr<Conn>* out) {
     out->reset();
     if (g_disabled) return 0;
-    if (!g_env_read && !g_conn && g_url.empty()) {
-        g_env_read = true;
-        const char* url = getenv("FAISSX_SERVER");
-        if (url && *url) {
-            g_url = url;
-            const char* key = getenv("FAISSX_API_KEY");
-            g_key = key ? key : "";
-            const char* t = getenv("FAISSX_TIMEOUT_MS");
-            g_timeout = t ? (uint32_t)strtoul(t, nullptr, 10) : 0;
-        }
-    }
+    read_env_locked();
+    if (!g_env_error.empty())
+        return fail(FAISSX_E_INVALID, func, "%s", g_env_error.c_str());
     if (g_url.empty()) return 0;
     if (!g_conn)
         if (int rc = connect_locked(func)) return rc;
     *out = g_conn;
+    return 0;
+}
+
+int remote_conn(const char* func, std::shared_ptr<Conn>* out, bool warn) {
+    std::lock_guard<std::mutex> g(g_mu);
+    if (int rc = server_conn_locked(func, out)) return rc;
+    // Graceful degradation: a constructor makes a local index while the
+    // server cannot be reached.
+    if (*out && g_opts.fallback_local &&
+        fx_client_state((*out)->c) != FAISSX_CONN_CONNECTED) {
+        if (warn)
+            fx_clog(FAISSX_LOG_WARN,
+                "%s: server %s is unreachable (%s): the index is created "
+                "locally (fallback_local)",
+                func, fx_client_url((*out)->c),
+                fx_client_state((*out)->c) == FAISSX_CONN_FAILED
+                        ? "connection failed"
+                        : "reconnecting");
+        out->reset();
+    }
     return 0;
 }
 
@@ -576,24 +640,216 @@ int remote_clone(const char* func, const RemoteIndex* src, FaissIndex** out) {
 
 extern "C" {
 
+void faissx_client_options_init(FaissxClientOptions* o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o->timeout_ms[i] = 30000;
+    o->attempt_timeout_ms = 0;
+    o->max_attempts = 3;
+    o->backoff_base_ms = 50;
+    o->backoff_cap_ms = 2000;
+    o->pool_size = 1;
+}
+
+/* An integer variable in [lo, hi]; 0 when unset, 1 when read, or a
+ * FaissxError recorded for func. */
+static int env_int(const char* func, const char* name, long lo, long hi,
+                   int* out) {
+    const char* v = getenv(name);
+    if (!v || !*v) return 0;
+    char* end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || errno || n < lo || n > hi)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "%s: expected an integer in %ld..%ld, got '%s'", name,
+                        lo, hi, v);
+    *out = (int)n;
+    return 1;
+}
+
+int faissx_client_options_from_env(FaissxClientOptions* o) {
+    FX_NOT_NULL(o);
+    const char* f = __func__;
+    const long kMaxMs = 24L * 3600 * 1000; // a day
+    auto str = [](const char* name, const char** out) {
+        const char* v = getenv(name);
+        if (v && *v) *out = v;
+    };
+    str("FAISSX_SERVER", &o->url);
+    str("FAISSX_API_KEY", &o->api_key);
+    str("FAISSX_TLS_CA", &o->tls_ca);
+    int v, rc;
+    if ((rc = env_int(f, "FAISSX_TIMEOUT_MS", 1, kMaxMs, &v)) < 0) return rc;
+    if (rc)
+        for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o->timeout_ms[i] = v;
+    static const char* const per_class[FAISSX_OP_CLASS_COUNT] = {
+            "FAISSX_TIMEOUT_SEARCH_MS", "FAISSX_TIMEOUT_ADD_MS",
+            "FAISSX_TIMEOUT_TRAIN_MS", "FAISSX_TIMEOUT_ADMIN_MS"};
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++)
+        if ((rc = env_int(f, per_class[i], 1, kMaxMs, &o->timeout_ms[i])) < 0)
+            return rc;
+    struct {
+        const char* name;
+        long lo, hi;
+        int* field;
+    } ints[] = {
+            {"FAISSX_ATTEMPT_TIMEOUT_MS", 0, kMaxMs, &o->attempt_timeout_ms},
+            {"FAISSX_RETRY_MAX_ATTEMPTS", 1, 100, &o->max_attempts},
+            {"FAISSX_RETRY_BASE_MS", 1, 60000, &o->backoff_base_ms},
+            {"FAISSX_RETRY_CAP_MS", 1, 600000, &o->backoff_cap_ms},
+            {"FAISSX_POOL_SIZE", 1, 64, &o->pool_size},
+            {"FAISSX_HEARTBEAT_MS", 0, kMaxMs, &o->heartbeat_ms},
+    };
+    for (auto& e : ints)
+        if ((rc = env_int(f, e.name, e.lo, e.hi, e.field)) < 0) return rc;
+    const char* fb = getenv("FAISSX_FALLBACK_LOCAL");
+    if (fb && *fb) {
+        static const char* const yes[] = {"1", "true", "yes", "on"};
+        static const char* const no[] = {"0", "false", "no", "off"};
+        int val = -1;
+        for (int i = 0; i < 4; i++) {
+            if (!strcasecmp(fb, yes[i])) val = 1;
+            if (!strcasecmp(fb, no[i])) val = 0;
+        }
+        if (val < 0)
+            return fx::fail(FAISSX_E_INVALID, f,
+                            "FAISSX_FALLBACK_LOCAL: expected 1/0, true/false, "
+                            "yes/no or on/off, got '%s'", fb);
+        o->fallback_local = val;
+    }
+    return 0;
+}
+
+/* Checks every field of o; the message names the field. */
+static int check_options(const char* func, const FaissxClientOptions* o) {
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++)
+        if (o->timeout_ms[i] <= 0)
+            return fx::fail(FAISSX_E_INVALID, func,
+                            "timeout_ms[%d] must be > 0 (got %d)", i,
+                            o->timeout_ms[i]);
+    if (o->attempt_timeout_ms < 0)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "attempt_timeout_ms must be >= 0 (got %d)",
+                        o->attempt_timeout_ms);
+    if (o->max_attempts < 1 || o->max_attempts > 100)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "max_attempts must be in 1..100 (got %d)",
+                        o->max_attempts);
+    if (o->backoff_base_ms < 1 || o->backoff_cap_ms < o->backoff_base_ms)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "backoff_base_ms must be >= 1 and backoff_cap_ms >= "
+                        "backoff_base_ms (got %d, %d)",
+                        o->backoff_base_ms, o->backoff_cap_ms);
+    if (o->pool_size < 1 || o->pool_size > 64)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "pool_size must be in 1..64 (got %d)", o->pool_size);
+    if (o->heartbeat_ms < 0)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "heartbeat_ms must be >= 0 (got %d)", o->heartbeat_ms);
+    if (o->fallback_local != 0 && o->fallback_local != 1)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "fallback_local must be 0 or 1 (got %d)",
+                        o->fallback_local);
+    for (int r : o->reserved)
+        if (r != 0)
+            return fx::fail(FAISSX_E_INVALID, func,
+                            "reserved fields must be zero (call "
+                            "faissx_client_options_init first)");
+    return 0;
+}
+
+static int configure_locked(const char* func, const FaissxClientOptions* o) {
+    fx::g_env_read = true; // explicit configuration wins over FAISSX_SERVER
+    fx::g_env_error.clear();
+    fx::g_conn.reset();    // indexes keep their own reference
+    fx::store_opts_locked(*o);
+    if (!o->url) return 0;
+    fx::g_disabled = false;
+    int rc = fx::connect_locked(func);
+    if (rc != 0) {
+        fx::g_url.clear();
+        fx::g_opts.url = nullptr;
+    }
+    return rc;
+}
+
+int faissx_configure_ex(const FaissxClientOptions* opts) {
+    FX_NOT_NULL(opts);
+    if (int rc = check_options(__func__, opts)) return rc;
+    std::lock_guard<std::mutex> g(fx::g_mu);
+    return configure_locked(__func__, opts);
+}
+
 int faissx_configure(const char* url, const char* api_key, int timeout_ms) {
     FX_REQUIRE(timeout_ms >= 0, "timeout_ms must be >= 0 (got %d)", timeout_ms);
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    if (int rc = faissx_client_options_from_env(&o)) return rc;
+    o.url = url;
+    o.api_key = api_key;
+    if (timeout_ms > 0)
+        for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++)
+            o.timeout_ms[i] = timeout_ms;
+    if (int rc = check_options(__func__, &o)) return rc;
     std::lock_guard<std::mutex> g(fx::g_mu);
-    fx::g_env_read = true; // explicit configuration wins over FAISSX_SERVER
-    fx::g_conn.reset();    // indexes keep their own reference
-    fx::g_url = url ? url : "";
-    fx::g_key = api_key ? api_key : "";
-    fx::g_timeout = (uint32_t)timeout_ms;
-    if (!url) return 0;
-    fx::g_disabled = false;
-    int rc = fx::connect_locked(__func__);
-    if (rc != 0) fx::g_url.clear();
-    return rc;
+    return configure_locked(__func__, &o);
+}
+
+int faissx_set_timeout(FaissxOpClass op_class, int timeout_ms) {
+    int cls = fx::raw_enum(op_class);
+    FX_REQUIRE(cls >= 0 && cls < FAISSX_OP_CLASS_COUNT,
+               "op_class must be a FaissxOpClass (got %d)", cls);
+    FX_REQUIRE(timeout_ms > 0, "timeout_ms must be > 0 (got %d)", timeout_ms);
+    std::lock_guard<std::mutex> g(fx::g_mu);
+    fx::ensure_opts_locked();
+    fx::g_opts.timeout_ms[cls] = timeout_ms;
+    if (fx::g_conn) fx_client_set_timeout(fx::g_conn->c, cls, (uint32_t)timeout_ms);
+    return 0;
+}
+
+int faissx_get_timeout(FaissxOpClass op_class) {
+    int cls = fx::raw_enum(op_class);
+    FX_REQUIRE(cls >= 0 && cls < FAISSX_OP_CLASS_COUNT,
+               "op_class must be a FaissxOpClass (got %d)", cls);
+    std::lock_guard<std::mutex> g(fx::g_mu);
+    if (fx::g_conn) return (int)fx_client_timeout(fx::g_conn->c, cls);
+    fx::ensure_opts_locked();
+    return fx::g_opts.timeout_ms[cls];
+}
+
+int faissx_set_thread_timeout(int timeout_ms) {
+    FX_REQUIRE(timeout_ms >= 0, "timeout_ms must be >= 0 (got %d)",
+               timeout_ms);
+    return fx_client_thread_timeout(timeout_ms);
+}
+
+FaissxConnState faissx_connection_state(void) {
+    std::lock_guard<std::mutex> g(fx::g_mu);
+    if (fx::g_disabled) return FAISSX_CONN_NONE;
+    fx::read_env_locked();
+    if (fx::g_conn) return fx_client_state(fx::g_conn->c);
+    // Configured (by the environment), but the dial failed or has not
+    // been tried yet: no index was created since.
+    return fx::g_url.empty() ? FAISSX_CONN_NONE : FAISSX_CONN_FAILED;
+}
+
+void faissx_set_connection_callback(FaissxConnStateCallback cb, void* user) {
+    fx_client_set_state_callback(cb, user);
+}
+
+void faissx_set_log_callback(FaissxLogCallback cb, void* user) {
+    fx_log_set_callback(cb, user);
+}
+
+void faissx_set_log_level(FaissxLogLevel level) {
+    fx_log_set_level(fx::raw_enum(level));
 }
 
 int faissx_is_remote(void) {
     std::shared_ptr<fx::Conn> c;
-    if (fx::remote_conn(__func__, &c) != 0) return 1; // configured, unreachable
+    if (fx::remote_conn(__func__, &c, false) != 0)
+        return 1; // configured, unreachable
     return c != nullptr;
 }
 
@@ -602,6 +858,7 @@ void faissx_remote_disable(void) {
     fx::g_disabled = true;
     fx::g_conn.reset();
     fx::g_url.clear();
+    fx::g_opts.url = nullptr;
 }
 
 int faissx_index_is_remote(const FaissIndex* index) {
@@ -609,7 +866,10 @@ int faissx_index_is_remote(const FaissIndex* index) {
 }
 
 static int need_conn(const char* func, std::shared_ptr<fx::Conn>* c) {
-    if (int rc = fx::remote_conn(func, c)) return rc;
+    {
+        std::lock_guard<std::mutex> g(fx::g_mu);
+        if (int rc = fx::server_conn_locked(func, c)) return rc;
+    }
     if (!*c)
         return fx::fail(FAISSX_E_INVALID, func,
                         "no server configured: call faissx_configure or set "

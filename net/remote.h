@@ -83,10 +83,12 @@ struct RemoteIndex : faiss::Index {
 /* The remote index behind a handle, or NULL for a local one. */
 RemoteIndex* as_remote(const faiss::Index* ix);
 
-/* The connection new indexes go to: 0 with *out empty in local mode, 0 with
- * a connection in remote mode, or a FaissxError (recorded for func) when a
- * server is configured but cannot be reached. */
-int remote_conn(const char* func, std::shared_ptr<Conn>* out);
+/* The connection new indexes go to: 0 with *out empty in local mode (or,
+ * with fallback_local, while the server is unreachable: then a warning is
+ * logged when `warn`), 0 with a connection in remote mode, or a FaissxError
+ * (recorded for func) when a server is configured but cannot be reached. */
+int remote_conn(const char* func, std::shared_ptr<Conn>* out,
+                bool warn = true);
 
 /* Creates an (anonymous when name is NULL) index on the server. */
 int remote_create(const char* func, const std::shared_ptr<Conn>& conn,

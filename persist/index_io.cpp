@@ -5,9 +5,28 @@
  * translated here; upstream passed them through unchanged. */
 #include "core/core.h"
 
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryHNSW.h>
+#include <faiss/IndexBinaryHash.h>
+#include <faiss/IndexBinaryIVF.h>
+#include <faiss/IndexFlatCodes.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexLSH.h>
+#include <faiss/IndexPQ.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/IndexScalarQuantizer.h>
+#include <faiss/IndexRefine.h>
+#include <faiss/VectorTransform.h>
 #include <faiss/index_io.h>
+#include <faiss/invlists/OnDiskInvertedLists.h>
 
 #include <cerrno>
+#include <functional>
+#include <memory>
 #include <cstring>
 #include <sys/stat.h>
 
@@ -56,7 +75,255 @@ int io_exception(const char* func) {
     return rc;
 }
 
+/* ---- consistency of an index just read ---------------------------------
+ *
+ * faiss 1.7.3 checks little of what it reads: a flipped bit in a header
+ * can give an index whose ntotal disagrees with its stored codes (the
+ * IndexFlatCodes check multiplies ntotal * code_size and overflows), or a
+ * wrapper whose d differs from the index it wraps. Searching such an index
+ * reads out of bounds, so these are refused as corrupt files. */
+
+bool metric_known(int m) {
+    return (m >= faiss::METRIC_INNER_PRODUCT && m <= faiss::METRIC_Lp) ||
+           (m >= faiss::METRIC_Canberra && m <= faiss::METRIC_JensenShannon);
+}
+
+/* n items of `size` bytes fill exactly `bytes`. */
+bool fills(size_t bytes, faiss::Index::idx_t n, size_t size) {
+    if (n < 0) return false;
+    if (size == 0) return bytes == 0;
+    return bytes % size == 0 && bytes / size == (size_t)n;
+}
+
+template <class IVF>
+const char* check_lists(const IVF* ivf) {
+    if (!ivf->invlists) return "IVF without inverted lists";
+    if (ivf->invlists->nlist != ivf->nlist)
+        return "inverted lists disagree with nlist";
+    if (ivf->invlists->code_size != (size_t)ivf->code_size)
+        return "inverted lists disagree with code_size";
+    /* every stored vector is in one list (faiss counts vectors the
+     * quantizer could not assign in ntotal, which a flat quantizer never
+     * produces) */
+    size_t sum = 0;
+    for (size_t l = 0; l < ivf->nlist; l++) sum += ivf->invlists->list_size(l);
+    if ((faiss::Index::idx_t)sum != ivf->ntotal)
+        return "inverted list sizes disagree with ntotal";
+    return nullptr;
+}
+
+template <class HNSWIndex>
+const char* check_hnsw(const HNSWIndex* h) {
+    if (!h->storage) return "HNSW without storage";
+    if (h->storage->d != h->d || h->storage->ntotal != h->ntotal)
+        return "HNSW storage disagrees with the index";
+    if ((faiss::Index::idx_t)h->hnsw.levels.size() != h->ntotal ||
+        (faiss::Index::idx_t)h->hnsw.offsets.size() != h->ntotal + 1)
+        return "HNSW graph disagrees with ntotal";
+    return nullptr;
+}
+
+/* The quantizer of a codec index agrees with the index's d and code_size
+ * (both are stored twice in the file). */
+const char* check_codec(const faiss::Index* ix, size_t code_size) {
+    const faiss::Quantizer* q = nullptr;
+    if (auto sq = dynamic_cast<const faiss::IndexScalarQuantizer*>(ix))
+        q = &sq->sq;
+    else if (auto pq = dynamic_cast<const faiss::IndexPQ*>(ix))
+        q = &pq->pq;
+    else if (auto ivq = dynamic_cast<const faiss::IndexIVFScalarQuantizer*>(ix))
+        q = &ivq->sq;
+    else if (auto ivp = dynamic_cast<const faiss::IndexIVFPQ*>(ix))
+        q = &ivp->pq;
+    if (q && (q->d != (size_t)ix->d || q->code_size != code_size))
+        return "quantizer disagrees with the index's d or code size";
+    bool flat = dynamic_cast<const faiss::IndexFlat*>(ix) ||
+                dynamic_cast<const faiss::IndexIVFFlat*>(ix);
+    if (flat && code_size != (size_t)ix->d * sizeof(float))
+        return "code size disagrees with d";
+    if (auto lsh = dynamic_cast<const faiss::IndexLSH*>(ix)) {
+        if (lsh->nbits <= 0 || code_size != (size_t)(lsh->nbits + 7) / 8)
+            return "LSH code size disagrees with nbits";
+        if (lsh->rotate_data &&
+            (lsh->rrot.d_in != lsh->d || lsh->rrot.d_out != lsh->nbits))
+            return "LSH rotation disagrees with d or nbits";
+        if (!lsh->rotate_data && lsh->nbits > lsh->d)
+            return "LSH nbits exceeds d without rotation";
+        if (lsh->train_thresholds && lsh->is_trained &&
+            lsh->thresholds.size() != (size_t)lsh->nbits)
+            return "LSH thresholds disagree with nbits";
+    }
+    return nullptr;
+}
+
+const char* check_index(const faiss::Index* ix) {
+    if (!ix) return "missing sub-index";
+    if (ix->d < 0 || ix->ntotal < 0) return "negative d or ntotal";
+    if (!metric_known(ix->metric_type)) return "unknown metric type";
+    if (auto fc = dynamic_cast<const faiss::IndexFlatCodes*>(ix)) {
+        if (const char* w = check_codec(ix, fc->code_size)) return w;
+    } else if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix)) {
+        if (const char* w = check_codec(ix, ivf->code_size)) return w;
+    }
+    if (auto fc = dynamic_cast<const faiss::IndexFlatCodes*>(ix)) {
+        if (!fills(fc->codes.size(), fc->ntotal, fc->code_size))
+            return "stored codes disagree with ntotal";
+    } else if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix)) {
+        if (!ivf->quantizer || ivf->quantizer->d != ivf->d)
+            return "IVF quantizer disagrees with the index";
+        if (ivf->is_trained && ivf->quantizer->ntotal != (faiss::Index::idx_t)ivf->nlist)
+            return "IVF quantizer size disagrees with nlist";
+        if (const char* w = check_lists(ivf)) return w;
+        return check_index(ivf->quantizer);
+    } else if (auto im = dynamic_cast<const faiss::IndexIDMap*>(ix)) {
+        if (!im->index || im->index->d != im->d ||
+            im->index->ntotal != im->ntotal ||
+            (faiss::Index::idx_t)im->id_map.size() != im->ntotal)
+            return "IDMap disagrees with the index it maps";
+        return check_index(im->index);
+    } else if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix)) {
+        if (!pt->index || pt->index->ntotal != pt->ntotal)
+            return "pre-transform disagrees with its index";
+        int din = pt->d;
+        for (auto t : pt->chain) {
+            if (!t || t->d_in != din)
+                return "transform chain dimensions do not match";
+            din = t->d_out;
+        }
+        if (din != pt->index->d)
+            return "transform chain output differs from the index dimension";
+        return check_index(pt->index);
+    } else if (auto h = dynamic_cast<const faiss::IndexHNSW*>(ix)) {
+        if (const char* w = check_hnsw(h)) return w;
+        return check_index(h->storage);
+    } else if (auto rf = dynamic_cast<const faiss::IndexRefine*>(ix)) {
+        if (!rf->base_index || !rf->refine_index ||
+            rf->base_index->d != rf->d || rf->refine_index->d != rf->d ||
+            rf->base_index->ntotal != rf->ntotal ||
+            rf->refine_index->ntotal != rf->ntotal)
+            return "refine index disagrees with its parts";
+        if (const char* w = check_index(rf->base_index)) return w;
+        return check_index(rf->refine_index);
+    }
+    return nullptr;
+}
+
+const char* check_index(const faiss::IndexBinary* ix) {
+    if (!ix) return "missing sub-index";
+    if (ix->d < 0 || ix->d % 8 != 0 || ix->code_size != ix->d / 8 ||
+        ix->ntotal < 0)
+        return "inconsistent d, code_size or ntotal";
+    if (auto f = dynamic_cast<const faiss::IndexBinaryFlat*>(ix)) {
+        if (!fills(f->xb.size(), f->ntotal, f->code_size))
+            return "stored codes disagree with ntotal";
+    } else if (auto ivf = dynamic_cast<const faiss::IndexBinaryIVF*>(ix)) {
+        if (!ivf->quantizer || ivf->quantizer->d != ivf->d)
+            return "IVF quantizer disagrees with the index";
+        if (ivf->is_trained && ivf->quantizer->ntotal != (faiss::Index::idx_t)ivf->nlist)
+            return "IVF quantizer size disagrees with nlist";
+        if (const char* w = check_lists(ivf)) return w;
+        return check_index(ivf->quantizer);
+    } else if (auto h = dynamic_cast<const faiss::IndexBinaryHNSW*>(ix)) {
+        if (const char* w = check_hnsw(h)) return w;
+        return check_index(h->storage);
+    } else if (auto hs = dynamic_cast<const faiss::IndexBinaryHash*>(ix)) {
+        if (hs->b <= 0 || hs->b > 64 || hs->b > hs->d || hs->nflip < 0)
+            return "hash parameters disagree with d";
+        size_t n = 0;
+        for (const auto& l : hs->invlists) {
+            if (!fills(l.second.vecs.size(), l.second.ids.size(),
+                       hs->code_size))
+                return "hash list codes disagree with its ids";
+            n += l.second.ids.size();
+        }
+        if ((faiss::Index::idx_t)n != hs->ntotal)
+            return "hash list sizes disagree with ntotal";
+    } else if (auto mh = dynamic_cast<const faiss::IndexBinaryMultiHash*>(ix)) {
+        if (!mh->storage || mh->storage->d != mh->d ||
+            mh->storage->ntotal != mh->ntotal)
+            return "multi-hash storage disagrees with the index";
+        if (mh->b <= 0 || mh->nhash <= 0 || (size_t)mh->nhash != mh->maps.size() ||
+            (long long)mh->nhash * mh->b > mh->d || mh->nflip < 0)
+            return "multi-hash parameters disagree with d";
+        for (const auto& m : mh->maps)
+            for (const auto& l : m)
+                for (auto id : l.second)
+                    if (id < 0 || id >= mh->ntotal)
+                        return "multi-hash id outside the storage";
+        return check_index(mh->storage);
+    } else if (auto im = dynamic_cast<const faiss::IndexBinaryIDMap*>(ix)) {
+        if (!im->index || im->index->d != im->d ||
+            im->index->ntotal != im->ntotal ||
+            (faiss::Index::idx_t)im->id_map.size() != im->ntotal)
+            return "IDMap disagrees with the index it maps";
+        return check_index(im->index);
+    }
+    return nullptr;
+}
+
+/* Hands a freshly read index to the caller, or refuses it as corrupt. */
+template <class T, class H>
+int deliver(const char* func, T* ix, H** p_out) {
+    std::unique_ptr<T> owned(ix);
+    if (const char* why = check_index(ix))
+        return fx::fail(FAISSX_E_IO, func, "corrupt index: %s", why);
+    *p_out = fx::handle<H>(owned.release());
+    return 0;
+}
+
+/* Writes through `write` into a file we open and close ourselves: faiss's
+ * own writer ignores a failing fclose (a full disk then looks like
+ * success). */
+int write_path(const char* func, const char* fname,
+               const std::function<void(FILE*)>& write) {
+    FILE* f = fopen(fname, "wb");
+    if (!f)
+        return fx::fail(FAISSX_E_IO, func, "cannot open '%s' for writing: %s",
+                        fname, std::strerror(errno));
+    try {
+        write(f);
+    } catch (...) {
+        fclose(f);
+        return io_exception(func);
+    }
+    if (fclose(f) != 0)
+        return fx::fail(FAISSX_E_IO, func, "writing '%s' failed: %s", fname,
+                        std::strerror(errno));
+    return 0;
+}
+
+template <class IVF>
+bool lists_read_only(const IVF* ivf) {
+    auto od = dynamic_cast<const faiss::OnDiskInvertedLists*>(ivf->invlists);
+    return od && od->read_only;
+}
+
 } // namespace
+
+namespace fx {
+
+bool read_only_lists(const faiss::Index* ix) {
+    if (!ix) return false;
+    if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix))
+        return lists_read_only(ivf);
+    if (auto im = dynamic_cast<const faiss::IndexIDMap*>(ix))
+        return read_only_lists(im->index);
+    if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix))
+        return read_only_lists(pt->index);
+    if (auto rf = dynamic_cast<const faiss::IndexRefine*>(ix))
+        return read_only_lists(rf->base_index);
+    return false;
+}
+
+bool read_only_lists(const faiss::IndexBinary* ix) {
+    if (auto ivf = dynamic_cast<const faiss::IndexBinaryIVF*>(ix))
+        return lists_read_only(ivf);
+    if (auto im = dynamic_cast<const faiss::IndexBinaryIDMap*>(ix))
+        return read_only_lists(im->index);
+    return false;
+}
+
+} // namespace fx
 
 extern "C" {
 
@@ -104,8 +371,9 @@ int faiss_write_index_fname(const FaissIndex* idx, const char* fname) {
                             fname, std::strerror(errno));
         return 0;
     }
-    faiss::write_index(fx::index(idx), fname);
-    return 0;
+    return write_path(__func__, fname, [&](FILE* f) {
+        faiss::write_index(fx::index(idx), f);
+    });
     } catch (...) {
         return io_exception(__func__);
     }
@@ -114,11 +382,10 @@ int faiss_write_index_fname(const FaissIndex* idx, const char* fname) {
 int faiss_read_index(FILE* f, int io_flags, FaissIndex** p_out) {
     FX_NOT_NULL(f);
     FX_NOT_NULL(p_out);
-    int flags;
+    int flags = 0;
     if (int rc = translate_flags(__func__, io_flags, &flags)) return rc;
     try {
-        *p_out = fx::handle<FaissIndex>(faiss::read_index(f, flags));
-        return 0;
+        return deliver(__func__, faiss::read_index(f, flags), p_out);
     } catch (...) {
         return io_exception(__func__);
     }
@@ -128,12 +395,11 @@ int faiss_read_index_fname(const char* fname, int io_flags,
                            FaissIndex** p_out) {
     FX_NOT_NULL(fname);
     FX_NOT_NULL(p_out);
-    int flags;
+    int flags = 0;
     if (int rc = translate_flags(__func__, io_flags, &flags)) return rc;
     if (int rc = check_readable(__func__, fname)) return rc;
     try {
-        *p_out = fx::handle<FaissIndex>(faiss::read_index(fname, flags));
-        return 0;
+        return deliver(__func__, faiss::read_index(fname, flags), p_out);
     } catch (...) {
         return io_exception(__func__);
     }
@@ -155,23 +421,18 @@ int faiss_write_index_binary_fname(const FaissIndexBinary* idx,
                                    const char* fname) {
     FX_NOT_NULL(idx);
     FX_NOT_NULL(fname);
-    try {
-        faiss::write_index_binary(fx::bindex(idx), fname);
-        return 0;
-    } catch (...) {
-        return io_exception(__func__);
-    }
+    return write_path(__func__, fname, [&](FILE* f) {
+        faiss::write_index_binary(fx::bindex(idx), f);
+    });
 }
 
 int faiss_read_index_binary(FILE* f, int io_flags, FaissIndexBinary** p_out) {
     FX_NOT_NULL(f);
     FX_NOT_NULL(p_out);
-    int flags;
+    int flags = 0;
     if (int rc = translate_flags(__func__, io_flags, &flags)) return rc;
     try {
-        *p_out = fx::handle<FaissIndexBinary>(
-                faiss::read_index_binary(f, flags));
-        return 0;
+        return deliver(__func__, faiss::read_index_binary(f, flags), p_out);
     } catch (...) {
         return io_exception(__func__);
     }
@@ -181,13 +442,12 @@ int faiss_read_index_binary_fname(const char* fname, int io_flags,
                                   FaissIndexBinary** p_out) {
     FX_NOT_NULL(fname);
     FX_NOT_NULL(p_out);
-    int flags;
+    int flags = 0;
     if (int rc = translate_flags(__func__, io_flags, &flags)) return rc;
     if (int rc = check_readable(__func__, fname)) return rc;
     try {
-        *p_out = fx::handle<FaissIndexBinary>(
-                faiss::read_index_binary(fname, flags));
-        return 0;
+        return deliver(__func__, faiss::read_index_binary(fname, flags),
+                       p_out);
     } catch (...) {
         return io_exception(__func__);
     }

@@ -40,14 +40,15 @@ static int can_dial(int port) {
 
 const char* fxt_server_scheme = "tcp";
 
-void fxt_server_start(fxt_server* s, const char* const* extra_args) {
+static void start_at(fxt_server* s, const char* const* extra_args,
+                     int fixed_port) {
     const char* bin = getenv("FAISSX_SERVER_BIN");
     cr_assert(bin != NULL && *bin, "FAISSX_SERVER_BIN is not set");
     static unsigned seq;
     for (int attempt = 0; attempt < 20; attempt++) {
         unsigned r = (unsigned)getpid() * 7919u + (unsigned)time(NULL) +
                      (seq++) * 104729u + (unsigned)attempt * 31u;
-        s->port = 20000 + (int)(r % 30000u);
+        s->port = fixed_port ? fixed_port : 20000 + (int)(r % 30000u);
         snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d", fxt_server_scheme,
                  s->port);
         snprintf(s->log, sizeof s->log, "%s", fxt_tmp_path("server-XXXX.log"));
@@ -92,9 +93,19 @@ void fxt_server_start(fxt_server* s, const char* const* extra_args) {
             waitpid(s->pid, NULL, 0);
             s->pid = 0;
         }
+        if (fixed_port) sleep_ms(250); /* the port may still be held */
     }
     cr_assert_fail("faissx-server did not start; last log %s:\n%s", s->log,
                    fxt_server_log(s));
+}
+
+void fxt_server_start(fxt_server* s, const char* const* extra_args) {
+    start_at(s, extra_args, 0);
+}
+
+void fxt_server_restart(fxt_server* s, const char* const* extra_args) {
+    cr_assert(s->port > 0 && s->pid == 0, "restart needs a stopped server");
+    start_at(s, extra_args, s->port);
 }
 
 int fxt_server_alive(const fxt_server* s) {

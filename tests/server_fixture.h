@@ -20,6 +20,10 @@ extern const char* fxt_server_scheme;
  * and waits until it accepts connections. Asserts on failure. */
 void fxt_server_start(fxt_server* s, const char* const* extra_args);
 
+/* Starts the server again on the port it had (after fxt_server_kill),
+ * retrying for a few seconds while the port is still held. */
+void fxt_server_restart(fxt_server* s, const char* const* extra_args);
+
 /* SIGTERM, wait, and assert a clean exit (status 0). */
 void fxt_server_stop(fxt_server* s);
 

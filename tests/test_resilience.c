@@ -373,3 +373,657 @@ Test(dedupe, retry_waits_for_the_running_copy) {
     fx_w_free(&add);
     fx_state_free(s);
 }
+
+/* =======================================================================
+ * A real server and the client library
+ * ======================================================================= */
+
+/* Options with every class's deadline `ms`. */
+static void opts_for(FaissxClientOptions* o, const char* url, int ms) {
+    faissx_client_options_init(o);
+    o->url = url;
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o->timeout_ms[i] = ms;
+}
+
+/* The whole server log (fxt_server_log keeps only its start). */
+static char* whole_log(const fxt_server* s) {
+    FILE* f = fopen(s->log, "r");
+    cr_assert(f, "no server log %s", s->log);
+    size_t cap = 1 << 16, n = 0;
+    char* buf = malloc(cap + 1);
+    size_t k;
+    while ((k = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) buf = realloc(buf, (cap *= 2) + 1);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static int count_of(const char* hay, const char* needle) {
+    int n = 0;
+    for (const char* p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+Test(retry, dropped_replies_are_applied_once, .fini = stop) {
+    const char* args[] = {"--test-drop-replies", "3", NULL};
+    fxt_server_start(&srv, args);
+    FaissxClientOptions o;
+    opts_for(&o, srv.url, 20000);
+    o.attempt_timeout_ms = 200; /* a lost reply costs 200 ms */
+    o.max_attempts = 6;
+    o.backoff_base_ms = 5;
+    o.backoff_cap_ms = 20;
+    FXT_OK(faissx_configure_ex(&o));
+
+    enum { D = 8, NBATCH = 30, BS = 10, N = NBATCH * BS };
+    float* x = fxt_uniform(N, D, 21);
+    idx_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = 1000 + 7 * i;
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, D, "IDMap2,Flat", METRIC_L2));
+    cr_assert(faissx_index_is_remote(ix));
+    for (int b = 0; b < NBATCH; b++)
+        FXT_OK(faiss_Index_add_with_ids(ix, BS, x + (size_t)b * BS * D,
+                                        ids + b * BS));
+    cr_assert_eq(faiss_Index_ntotal(ix), N, "ntotal %lld: a batch was "
+                 "applied twice or lost", (long long)faiss_Index_ntotal(ix));
+
+    /* Exactly the vectors and ids added, in order, once each. */
+    FaissIndex* down = NULL;
+    FXT_OK(faissx_index_download(ix, &down));
+    idx_t* map = NULL;
+    size_t nmap = 0;
+    faiss_IndexIDMap2_id_map((FaissIndexIDMap2*)down, &map, &nmap);
+    cr_assert_eq(nmap, (size_t)N);
+    FXT_SAME(map, ids, sizeof ids);
+    FaissIndexFlat* flat =
+            faiss_IndexFlat_cast(faiss_IndexIDMap2_sub_index(
+                    (FaissIndexIDMap2*)down));
+    cr_assert_not_null(flat);
+    float* xb = NULL;
+    size_t nxb = 0;
+    faiss_IndexFlat_xb(flat, &xb, &nxb);
+    cr_assert_eq(nxb, (size_t)N * D);
+    FXT_SAME(xb, x, sizeof(float) * N * D);
+
+    /* Reads are retried too: every vector finds itself. */
+    float dist[N];
+    idx_t lab[N];
+    FXT_OK(faiss_Index_search(ix, N, x, 1, dist, lab));
+    FXT_SAME(lab, ids, sizeof ids);
+
+    /* The server did drop replies (it logs each). */
+    char* log = whole_log(&srv);
+    int dropped = count_of(log, "dropping the reply");
+    cr_assert(dropped >= NBATCH / 3, "only %d replies dropped:\n%s", dropped,
+              log);
+    free(log);
+    faiss_Index_free(down);
+    faiss_Index_free(ix);
+    free(x);
+}
+
+/* A long request occupies the only worker; requests behind it whose
+ * deadline passes are answered FAISSX_E_TIMEOUT on time, and not run. */
+typedef struct {
+    FaissIndex* ix;
+    const float* x;
+    int n;
+    int rc;
+    uint64_t ms;
+} long_add;
+
+static void* do_long_add(void* arg) {
+    long_add* a = arg;
+    uint64_t t0 = mono_ms();
+    a->rc = faiss_Index_add(a->ix, a->n, a->x);
+    a->ms = mono_ms() - t0;
+    return NULL;
+}
+
+Test(deadline, busy_server_skips_expired_requests, .fini = stop) {
+    const char* args[] = {"--workers", "1", NULL};
+    fxt_server_start(&srv, args);
+    FaissxClientOptions o;
+    opts_for(&o, srv.url, 60000);
+    FXT_OK(faissx_configure_ex(&o));
+    FaissIndex *big = NULL, *small = NULL;
+    FXT_OK(faiss_index_factory(&big, 32, "HNSW32", METRIC_L2));
+    FXT_OK(faiss_index_factory(&small, 4, "Flat", METRIC_L2));
+    long_add la = {big, NULL, 16000, -1, 0};
+    float* x = fxt_uniform((size_t)la.n, 32, 5);
+    la.x = x;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, do_long_add, &la), 0);
+    sleep_ms(150); /* the HNSW add runs on the only worker */
+
+    /* The add class's timeout: 150 ms. */
+    FXT_OK(faissx_set_timeout(FAISSX_OP_ADD, 150));
+    cr_assert_eq(faissx_get_timeout(FAISSX_OP_ADD), 150);
+    float v[4] = {1, 2, 3, 4};
+    uint64_t t0 = mono_ms();
+    int rc = faiss_Index_add(small, 1, v);
+    uint64_t add_ms = mono_ms() - t0;
+    cr_assert_eq(rc, FAISSX_E_TIMEOUT, "add: %d %s", rc,
+                 faiss_get_last_error());
+    cr_assert(strstr(faiss_get_last_error(), "150 ms"), "%s",
+              faiss_get_last_error());
+    cr_assert(add_ms >= 140 && add_ms < 650, "add returned after %llu ms",
+              (unsigned long long)add_ms);
+
+    /* A per-thread override, for a search (whose class says 60 s). */
+    int old = faissx_set_thread_timeout(100);
+    cr_assert_eq(old, 0);
+    float dd[1];
+    idx_t ll[1];
+    t0 = mono_ms();
+    rc = faiss_Index_search(small, 1, v, 1, dd, ll);
+    uint64_t search_ms = mono_ms() - t0;
+    cr_assert_eq(faissx_set_thread_timeout(old), 100);
+    cr_assert_eq(rc, FAISSX_E_TIMEOUT, "search: %d %s", rc,
+                 faiss_get_last_error());
+    cr_assert(search_ms >= 90 && search_ms < 600,
+              "search returned after %llu ms",
+              (unsigned long long)search_ms);
+
+    pthread_join(t, NULL);
+    cr_assert_eq(la.rc, 0, "long add failed: %s", faiss_get_last_error());
+    cr_assert(la.ms > add_ms + search_ms + 150,
+              "the long add took only %llu ms: it did not cover the test",
+              (unsigned long long)la.ms);
+    /* The expired add was not run when the worker got to it. */
+    FXT_OK(faissx_set_timeout(FAISSX_OP_ADD, 60000));
+    cr_assert_eq(faiss_Index_ntotal(small), 0, "the expired add ran");
+    cr_assert_eq(faiss_Index_ntotal(big), la.n);
+    faiss_Index_free(big);
+    faiss_Index_free(small);
+    free(x);
+}
+
+/* ---- server killed and restarted under load ---- */
+
+static atomic_int seen_state[4];
+
+static void on_state(FaissxConnState st, const char* url, void* user) {
+    (void)url;
+    (void)user;
+    if ((int)st >= 0 && (int)st < 4) atomic_fetch_add(&seen_state[st], 1);
+}
+
+typedef struct {
+    atomic_int* phase; /* 0 up, 1 down, 2 back, 3 stop */
+    int ok[3], fail[3];
+    int bad_code;
+    uint64_t worst_ms;
+    const float* q;
+} loader;
+
+enum { LD = 8, LNB = 200, CALL_MS = 800 };
+
+static void* load_loop(void* arg) {
+    loader* l = arg;
+    float dist[5 * 3];
+    idx_t lab[5 * 3];
+    int ph;
+    while ((ph = atomic_load(l->phase)) != 3) {
+        uint64_t t0 = mono_ms();
+        FaissIndex* ix = NULL;
+        int rc = faissx_index_open(&ix, "shared");
+        if (rc == 0) rc = faiss_Index_search(ix, 3, l->q, 5, dist, lab);
+        uint64_t ms = mono_ms() - t0;
+        faiss_Index_free(ix);
+        if (ms > l->worst_ms) l->worst_ms = ms;
+        if (rc == 0) {
+            l->ok[ph]++;
+        } else {
+            l->fail[ph]++;
+            if (rc != FAISSX_E_TIMEOUT && rc != FAISSX_E_NET &&
+                rc != FAISSX_E_NOT_FOUND)
+                l->bad_code = rc;
+            sleep_ms(10);
+        }
+    }
+    return NULL;
+}
+
+static void make_shared(const float* xb) {
+    FaissIndex* ix = NULL;
+    uint64_t t0 = mono_ms();
+    int rc;
+    /* Right after a restart the client may still be redialing. */
+    while ((rc = faissx_index_create(&ix, "shared", LD, "Flat",
+                                     METRIC_L2)) != 0 &&
+           mono_ms() - t0 < 8000)
+        sleep_ms(50);
+    cr_assert_eq(rc, 0, "cannot create the index: %s",
+                 faiss_get_last_error());
+    FXT_OK(faiss_Index_add(ix, LNB, xb));
+    faiss_Index_free(ix);
+}
+
+static int wait_state(int want, int ms) {
+    uint64_t t0 = mono_ms();
+    while ((int)faissx_connection_state() != want) {
+        if (mono_ms() - t0 > (uint64_t)ms) return 0;
+        sleep_ms(10);
+    }
+    return 1;
+}
+
+Test(reconnect, server_killed_and_restarted_under_load, .fini = stop) {
+    fxt_server_start(&srv, NULL);
+    FaissxClientOptions o;
+    opts_for(&o, srv.url, CALL_MS);
+    o.backoff_base_ms = 20;
+    o.backoff_cap_ms = 200;
+    FXT_OK(faissx_configure_ex(&o));
+    faissx_set_connection_callback(on_state, NULL);
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_CONNECTED);
+    float* xb = fxt_uniform(LNB, LD, 8);
+    make_shared(xb);
+
+    atomic_int phase;
+    atomic_init(&phase, 0);
+    loader l[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&l[i], 0, sizeof l[i]);
+        l[i].phase = &phase;
+        l[i].q = xb + i * 3 * LD;
+        cr_assert_eq(pthread_create(&t[i], NULL, load_loop, &l[i]), 0);
+    }
+    sleep_ms(300);
+    fxt_server_kill(&srv);
+    atomic_store(&phase, 1);
+    cr_assert(wait_state(FAISSX_CONN_CONNECTING, 2000) ||
+                      faissx_connection_state() == FAISSX_CONN_FAILED,
+              "state %d after the kill", (int)faissx_connection_state());
+    sleep_ms(1500); /* calls fail, each within its deadline */
+    fxt_server_restart(&srv, NULL);
+    atomic_store(&phase, 2);
+    make_shared(xb); /* an in-memory server: the test re-creates it */
+    uint64_t t0 = mono_ms();
+    while ((l[0].ok[2] < 5 || l[1].ok[2] < 5) && mono_ms() - t0 < 10000)
+        sleep_ms(20);
+    atomic_store(&phase, 3);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+
+    for (int i = 0; i < 2; i++) {
+        cr_assert(l[i].ok[0] > 0, "thread %d: no call before the kill", i);
+        cr_assert(l[i].fail[1] > 0, "thread %d: no failure while down", i);
+        cr_assert(l[i].ok[2] >= 5, "thread %d: %d calls after the restart",
+                  i, l[i].ok[2]);
+        cr_assert_eq(l[i].bad_code, 0, "thread %d: unexpected code %d", i,
+                     l[i].bad_code);
+        /* open + search: two calls, each within CALL_MS (+ slack). */
+        cr_assert(l[i].worst_ms <= 2 * CALL_MS + 400,
+                  "thread %d: a call took %llu ms", i,
+                  (unsigned long long)l[i].worst_ms);
+    }
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_CONNECTED);
+    cr_assert(atomic_load(&seen_state[FAISSX_CONN_CONNECTING]) +
+                      atomic_load(&seen_state[FAISSX_CONN_FAILED]) > 0,
+              "no disconnection reported");
+    cr_assert(atomic_load(&seen_state[FAISSX_CONN_CONNECTED]) > 0,
+              "no reconnection reported");
+    free(xb);
+}
+
+Test(heartbeat, stopped_server_is_detected, .fini = stop) {
+    fxt_server_start(&srv, NULL);
+    FaissxClientOptions o;
+    opts_for(&o, srv.url, 2000);
+    o.heartbeat_ms = 100;
+    o.backoff_base_ms = 20;
+    o.backoff_cap_ms = 200;
+    FXT_OK(faissx_configure_ex(&o));
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_CONNECTED);
+    /* A stopped server keeps its TCP connections open but answers
+     * nothing: only the heartbeat can tell. */
+    kill(srv.pid, SIGSTOP);
+    int lost = wait_state(FAISSX_CONN_CONNECTING, 3000);
+    kill(srv.pid, SIGCONT);
+    cr_assert(lost, "state %d 3 s after SIGSTOP",
+              (int)faissx_connection_state());
+    cr_assert(wait_state(FAISSX_CONN_CONNECTED, 15000),
+              "not reconnected after SIGCONT (state %d)",
+              (int)faissx_connection_state());
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, 4, "Flat", METRIC_L2));
+    cr_assert(faissx_index_is_remote(ix));
+    faiss_Index_free(ix);
+}
+
+/* ---- graceful degradation ---- */
+
+static pthread_mutex_t logs_mu = PTHREAD_MUTEX_INITIALIZER;
+static char logs[8192];
+
+static void on_log(FaissxLogLevel level, const char* msg, void* user) {
+    (void)user;
+    pthread_mutex_lock(&logs_mu);
+    size_t n = strlen(logs);
+    snprintf(logs + n, sizeof logs - n, "%d %s\n", (int)level, msg);
+    pthread_mutex_unlock(&logs_mu);
+}
+
+static int logged(const char* needle) {
+    pthread_mutex_lock(&logs_mu);
+    int r = strstr(logs, needle) != NULL;
+    pthread_mutex_unlock(&logs_mu);
+    return r;
+}
+
+Test(fallback, unreachable_server_gives_local_indexes, .fini = stop) {
+    /* A port nobody listens on: where a server just ran. */
+    fxt_server_start(&srv, NULL);
+    fxt_server_kill(&srv);
+    faissx_set_log_callback(on_log, NULL);
+
+    /* Off by default: an error. */
+    FXT_ERR(faissx_configure(srv.url, NULL, 500), "cannot connect");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_NET);
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_NONE);
+
+    FaissxClientOptions o;
+    opts_for(&o, srv.url, 500);
+    o.fallback_local = 1;
+    o.backoff_base_ms = 20;
+    o.backoff_cap_ms = 200;
+    FXT_OK(faissx_configure_ex(&o));
+    cr_assert(logged("cannot connect"), "no warning: %s", logs);
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_FAILED);
+    cr_assert_eq(faissx_is_remote(), 0);
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, 4, "Flat", METRIC_L2));
+    cr_assert(!faissx_index_is_remote(ix));
+    cr_assert(logged("created locally"), "no warning: %s", logs);
+    float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float dd[2];
+    idx_t ll[2];
+    FXT_OK(faiss_Index_add(ix, 2, v));
+    FXT_OK(faiss_Index_search(ix, 2, v, 1, dd, ll));
+    cr_assert(ll[0] == 0 && ll[1] == 1);
+    faiss_Index_free(ix);
+    /* Named indexes need the server: they fail within their deadline. */
+    char** names = NULL;
+    size_t n = 0;
+    uint64_t t0 = mono_ms();
+    int rc = faissx_index_list(&names, &n);
+    cr_assert(rc == FAISSX_E_TIMEOUT || rc == FAISSX_E_NET, "%d", rc);
+    cr_assert(mono_ms() - t0 < 1500);
+
+    /* The server comes up: NNG was dialing all along. */
+    fxt_server_restart(&srv, NULL);
+    cr_assert(wait_state(FAISSX_CONN_CONNECTED, 5000), "state %d",
+              (int)faissx_connection_state());
+    FXT_OK(faiss_index_factory(&ix, 4, "Flat", METRIC_L2));
+    cr_assert(faissx_index_is_remote(ix));
+
+    /* It goes away again: new indexes are local while it redials. */
+    fxt_server_kill(&srv);
+    cr_assert(wait_state(FAISSX_CONN_CONNECTING, 3000), "state %d",
+              (int)faissx_connection_state());
+    FaissIndex* ix2 = NULL;
+    FXT_OK(faiss_IndexFlatL2_new_with((FaissIndexFlatL2**)&ix2, 4));
+    cr_assert(!faissx_index_is_remote(ix2));
+    faiss_Index_free(ix2);
+    uint64_t t1 = mono_ms();
+    faiss_Index_free(ix); /* no server: freeing does not wait */
+    cr_assert(mono_ms() - t1 < 100);
+}
+
+/* ---- many threads, one connection or a pool ---- */
+
+enum { PD = 16, PNB = 2000, PNQ = 64, PK = 5, PTHREADS = 8, PITER = 40 };
+
+typedef struct {
+    FaissIndex* ix;
+    const float* q;
+    const float* D;
+    const idx_t* I;
+    int tid;
+    atomic_int* wrong;
+    atomic_int* failed;
+} searcher;
+
+static void* search_loop(void* arg) {
+    searcher* s = arg;
+    float dist[4 * PK];
+    idx_t lab[4 * PK];
+    for (int it = 0; it < PITER; it++) {
+        int q0 = (s->tid * 7 + it * 3) % (PNQ - 4);
+        if (faiss_Index_search(s->ix, 4, s->q + q0 * PD, PK, dist, lab)) {
+            atomic_fetch_add(s->failed, 1);
+            continue;
+        }
+        if (memcmp(lab, s->I + q0 * 4 * PK, sizeof lab) ||
+            memcmp(dist, s->D + q0 * 4 * PK, sizeof dist))
+            atomic_fetch_add(s->wrong, 1);
+    }
+    return NULL;
+}
+
+static void threads_against(int pool) {
+    FaissxClientOptions o;
+    opts_for(&o, srv.url, 20000);
+    o.pool_size = pool;
+    float* xb = fxt_uniform(PNB, PD, 31);
+    float* xq = fxt_uniform(PNQ, PD, 32);
+    /* The expected answer to each 4-query search the threads make (faiss
+     * takes another code path for a batch of 20 queries or more). */
+    static float D[(PNQ - 4) * 4 * PK];
+    static idx_t I[(PNQ - 4) * 4 * PK];
+    FaissIndex *loc = NULL, *rem = NULL;
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_factory(&loc, PD, "Flat", METRIC_L2));
+    FXT_OK(faiss_Index_add(loc, PNB, xb));
+    for (int q0 = 0; q0 < PNQ - 4; q0++)
+        FXT_OK(faiss_Index_search(loc, 4, xq + q0 * PD, PK, D + q0 * 4 * PK,
+                                  I + q0 * 4 * PK));
+    FXT_OK(faissx_configure_ex(&o));
+    FXT_OK(faiss_index_factory(&rem, PD, "Flat", METRIC_L2));
+    cr_assert(faissx_index_is_remote(rem));
+    FXT_OK(faiss_Index_add(rem, PNB, xb));
+    atomic_int wrong, failed;
+    atomic_init(&wrong, 0);
+    atomic_init(&failed, 0);
+    searcher s[PTHREADS];
+    pthread_t t[PTHREADS];
+    for (int i = 0; i < PTHREADS; i++) {
+        s[i] = (searcher){rem, xq, D, I, i, &wrong, &failed};
+        cr_assert_eq(pthread_create(&t[i], NULL, search_loop, &s[i]), 0);
+    }
+    for (int i = 0; i < PTHREADS; i++) pthread_join(t[i], NULL);
+    cr_assert_eq(atomic_load(&failed), 0, "pool %d: %d searches failed",
+                 pool, atomic_load(&failed));
+    cr_assert_eq(atomic_load(&wrong), 0, "pool %d: %d wrong results", pool,
+                 atomic_load(&wrong));
+    faiss_Index_free(loc);
+    faiss_Index_free(rem);
+    free(xb);
+    free(xq);
+}
+
+Test(pool, threads_share_one_connection, .fini = stop) {
+    const char* args[] = {"--log-level", "debug", NULL};
+    fxt_server_start(&srv, args);
+    threads_against(1);
+    char* log = whole_log(&srv);
+    int conns = count_of(log, " from 127.0.0.1:");
+    cr_assert_eq(conns, 1, "%d connections for a pool of 1", conns);
+    free(log);
+}
+
+Test(pool, a_pool_of_connections, .fini = stop) {
+    const char* args[] = {"--log-level", "debug", NULL};
+    fxt_server_start(&srv, args);
+    threads_against(3);
+    char* log = whole_log(&srv);
+    int conns = count_of(log, " from 127.0.0.1:");
+    int searches = count_of(log, "request op=search");
+    cr_assert_eq(conns, 3, "%d connections for a pool of 3", conns);
+    cr_assert_eq(searches, PTHREADS * PITER);
+    free(log);
+}
+
+/* ---- process exit with calls in flight ---- */
+
+Test(shutdown, exit_with_calls_in_flight_is_clean, .fini = stop) {
+    fxt_server_start(&srv, NULL);
+    const char* helper = getenv("FAISSX_RESILIENCE_HELPER");
+    cr_assert(helper && *helper, "FAISSX_RESILIENCE_HELPER is not set");
+    const char* out = fxt_tmp_path("helper.out");
+    uint64_t t0 = mono_ms();
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        /* The helper leaves its index to the exit on purpose. */
+        setenv("LSAN_OPTIONS", "detect_leaks=0", 1);
+        execl(helper, helper, "exit-under-load", srv.url, (char*)NULL);
+        _exit(127);
+    }
+    int st = 0, done = 0;
+    while (mono_ms() - t0 < 10000)
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            done = 1;
+            break;
+        } else {
+            sleep_ms(10);
+        }
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    cr_assert(done, "the client did not exit within 10 s");
+    char buf[4096] = "";
+    FILE* f = fopen(out, "r");
+    if (f) {
+        buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
+        fclose(f);
+    }
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "client status 0x%x; output:\n%s", st, buf);
+    cr_assert(strstr(buf, "exiting"), "output:\n%s", buf);
+    cr_assert(mono_ms() - t0 < 5000);
+}
+
+/* ---- configuration: environment and validation ---- */
+
+Test(config, environment_sets_every_knob) {
+    setenv("FAISSX_SERVER", "tcp://127.0.0.1:1", 1);
+    setenv("FAISSX_API_KEY", "k", 1);
+    setenv("FAISSX_TLS_CA", "/ca.pem", 1);
+    setenv("FAISSX_TIMEOUT_MS", "700", 1);
+    setenv("FAISSX_TIMEOUT_TRAIN_MS", "9000", 1);
+    setenv("FAISSX_ATTEMPT_TIMEOUT_MS", "250", 1);
+    setenv("FAISSX_RETRY_MAX_ATTEMPTS", "5", 1);
+    setenv("FAISSX_RETRY_BASE_MS", "7", 1);
+    setenv("FAISSX_RETRY_CAP_MS", "70", 1);
+    setenv("FAISSX_POOL_SIZE", "4", 1);
+    setenv("FAISSX_HEARTBEAT_MS", "1500", 1);
+    setenv("FAISSX_FALLBACK_LOCAL", "yes", 1);
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    cr_assert(o.url == NULL && o.pool_size == 1 && o.max_attempts == 3 &&
+              o.fallback_local == 0 && o.timeout_ms[0] == 30000);
+    FXT_OK(faissx_client_options_from_env(&o));
+    cr_assert_str_eq(o.url, "tcp://127.0.0.1:1");
+    cr_assert_str_eq(o.api_key, "k");
+    cr_assert_str_eq(o.tls_ca, "/ca.pem");
+    cr_assert_eq(o.timeout_ms[FAISSX_OP_SEARCH], 700);
+    cr_assert_eq(o.timeout_ms[FAISSX_OP_ADD], 700);
+    cr_assert_eq(o.timeout_ms[FAISSX_OP_TRAIN], 9000);
+    cr_assert_eq(o.timeout_ms[FAISSX_OP_ADMIN], 700);
+    cr_assert_eq(o.attempt_timeout_ms, 250);
+    cr_assert_eq(o.max_attempts, 5);
+    cr_assert_eq(o.backoff_base_ms, 7);
+    cr_assert_eq(o.backoff_cap_ms, 70);
+    cr_assert_eq(o.pool_size, 4);
+    cr_assert_eq(o.heartbeat_ms, 1500);
+    cr_assert_eq(o.fallback_local, 1);
+
+    /* Malformed values name the variable. */
+    setenv("FAISSX_POOL_SIZE", "0", 1);
+    FXT_ERR(faissx_client_options_from_env(&o), "FAISSX_POOL_SIZE");
+    setenv("FAISSX_POOL_SIZE", "2", 1);
+    setenv("FAISSX_FALLBACK_LOCAL", "perhaps", 1);
+    FXT_ERR(faissx_client_options_from_env(&o), "FAISSX_FALLBACK_LOCAL");
+    unsetenv("FAISSX_FALLBACK_LOCAL");
+    setenv("FAISSX_TIMEOUT_SEARCH_MS", "fast", 1);
+    FXT_ERR(faissx_client_options_from_env(&o), "FAISSX_TIMEOUT_SEARCH_MS");
+    /* ... also when the environment alone configures the client. */
+    FaissIndex* ix = NULL;
+    FXT_ERR(faiss_index_factory(&ix, 4, "Flat", METRIC_L2),
+            "FAISSX_TIMEOUT_SEARCH_MS");
+    cr_assert_null(ix);
+}
+
+Test(config, environment_configures_a_client, .fini = stop) {
+    fxt_server_start(&srv, NULL);
+    setenv("FAISSX_SERVER", srv.url, 1);
+    setenv("FAISSX_TIMEOUT_SEARCH_MS", "1234", 1);
+    setenv("FAISSX_POOL_SIZE", "2", 1);
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_FAILED,
+                 "configured, not yet connected");
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, 4, "Flat", METRIC_L2));
+    cr_assert(faissx_index_is_remote(ix));
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_CONNECTED);
+    cr_assert_eq(faissx_get_timeout(FAISSX_OP_SEARCH), 1234);
+    cr_assert_eq(faissx_get_timeout(FAISSX_OP_ADD), 30000);
+    faiss_Index_free(ix);
+}
+
+Test(config, invalid_options_are_refused) {
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    o.url = "tcp://127.0.0.1:1";
+    o.pool_size = 0;
+    FXT_ERR(faissx_configure_ex(&o), "pool_size");
+    o.pool_size = 65;
+    FXT_ERR(faissx_configure_ex(&o), "pool_size");
+    o.pool_size = 1;
+    o.timeout_ms[FAISSX_OP_TRAIN] = 0;
+    FXT_ERR(faissx_configure_ex(&o), "timeout_ms[2]");
+    o.timeout_ms[FAISSX_OP_TRAIN] = 10;
+    o.max_attempts = 0;
+    FXT_ERR(faissx_configure_ex(&o), "max_attempts");
+    o.max_attempts = 2;
+    o.backoff_cap_ms = 10;
+    o.backoff_base_ms = 20;
+    FXT_ERR(faissx_configure_ex(&o), "backoff_cap_ms");
+    o.backoff_cap_ms = 20;
+    o.attempt_timeout_ms = -1;
+    FXT_ERR(faissx_configure_ex(&o), "attempt_timeout_ms");
+    o.attempt_timeout_ms = 0;
+    o.heartbeat_ms = -5;
+    FXT_ERR(faissx_configure_ex(&o), "heartbeat_ms");
+    o.heartbeat_ms = 0;
+    o.fallback_local = 2;
+    FXT_ERR(faissx_configure_ex(&o), "fallback_local");
+    o.fallback_local = 0;
+    o.reserved[3] = 1;
+    FXT_ERR(faissx_configure_ex(&o), "reserved");
+    FXT_ERR(faissx_configure_ex(NULL), "opts");
+    FXT_ERR(faissx_configure(NULL, NULL, -1), "timeout_ms");
+
+    FXT_ERR(faissx_set_timeout((FaissxOpClass)7, 10), "op_class");
+    FXT_ERR(faissx_set_timeout(FAISSX_OP_SEARCH, 0), "timeout_ms");
+    cr_assert_eq(faissx_get_timeout((FaissxOpClass)-1), FAISSX_E_INVALID);
+    FXT_OK(faissx_set_timeout(FAISSX_OP_TRAIN, 4321));
+    cr_assert_eq(faissx_get_timeout(FAISSX_OP_TRAIN), 4321);
+    cr_assert_eq(faissx_get_timeout(FAISSX_OP_SEARCH), 30000);
+    cr_assert_eq(faissx_set_thread_timeout(-1), FAISSX_E_INVALID);
+    cr_assert(strstr(faiss_get_last_error(), "timeout_ms"));
+    cr_assert_eq(faissx_set_thread_timeout(50), 0);
+    cr_assert_eq(faissx_set_thread_timeout(0), 50);
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_NONE);
+}
