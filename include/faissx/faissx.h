@@ -531,8 +531,10 @@ int faissx_index_is_stored(const FaissIndex* index);
 
 /** Sets a search-time parameter ("nprobe", "efSearch", ... as
  *  faiss_ParameterSpace_set_index_parameter names them) on a store handle,
- *  durably. Typed setters (faiss_IndexIVF_set_nprobe) do not apply to
- *  store handles. */
+ *  durably. faiss_ParameterSpace_set_index_parameter(s) and the typed
+ *  setters (faiss_IndexIVF_set_nprobe, ...) do the same on a store handle;
+ *  the typed getters and downcasts (faiss_IndexIVF_cast) see the index
+ *  behind it. */
 int faissx_store_set_param(FaissIndex* index, const char* name, double value);
 
 #ifdef __cplusplus
