@@ -497,6 +497,98 @@ Test(server_store, unusable_data_dir_is_a_clear_error_at_start) {
     cr_assert(strstr(out, "expected always, interval or none"), "%s", out);
 }
 
+/* ---- damaged files ------------------------------------------------------ */
+
+/* The log file of index `name` of tenant "default", from its manifest. */
+static void log_of(const char* name, char* out, size_t cap) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/tenants/default/%s/MANIFEST", data_dir, name);
+    FILE* f = fopen(p, "r");
+    cr_assert(f, "no manifest %s", p);
+    char line[256], file[128] = "";
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "log %127s", file) == 1) break;
+    fclose(f);
+    cr_assert(file[0], "manifest names no log");
+    snprintf(out, cap, "%s/tenants/default/%s/%s", data_dir, name, file);
+}
+
+static int run_check(const char* opt, const char* dir, char* out, size_t cap) {
+    const char* bin = getenv("FAISSX_CHECK_BIN");
+    cr_assert(bin && *bin, "FAISSX_CHECK_BIN is not set");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' %s '%s' 2>&1", bin, opt, dir);
+    FILE* p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    cr_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+/* A torn log end is cut at start (and logged); damage in the middle of a
+ * log stops the start with a message naming the index and faissx-check,
+ * whose --repair lets the next start go through. */
+Test(server_store, damaged_index_stops_the_start_until_repaired,
+     .fini = stop_server) {
+    fresh_data_dir("damaged");
+    start_on_data(NULL);
+    float* xb = fxt_uniform(30, 4, 9);
+    FaissIndex* ix = NULL;
+    FXT_OK(faissx_index_create(&ix, "y", 4, "Flat", METRIC_L2));
+    FXT_OK(faiss_Index_add(ix, 5, xb));
+    faiss_Index_free(ix);
+    FXT_OK(faissx_index_create(&ix, "x", 4, "Flat", METRIC_L2));
+    for (int b = 0; b < 3; b++) FXT_OK(faiss_Index_add(ix, 10, xb + b * 10 * 4));
+    faiss_Index_free(ix);
+    faissx_configure(NULL, NULL, 0);
+    fxt_server_kill(&srv); /* no checkpoint: the records stay in the log */
+
+    char wal[1200], out[8192];
+    log_of("x", wal, sizeof wal);
+    FILE* f = fopen(wal, "ab");
+    cr_assert(f);
+    fwrite("\x10\0\0\0garbage!", 1, 12, f); /* a record cut short */
+    fclose(f);
+    start_on_data(NULL);
+    cr_assert(strstr(fxt_server_log(&srv), "torn tail of 12 bytes cut"),
+              "%s", fxt_server_log(&srv));
+    ix = open_named("x");
+    cr_assert_eq(faiss_Index_ntotal(ix), 30);
+    faiss_Index_free(ix);
+    faissx_configure(NULL, NULL, 0);
+    fxt_server_kill(&srv);
+
+    /* Flip a byte of the first record's payload: 2 valid records follow. */
+    f = fopen(wal, "r+b");
+    cr_assert(f);
+    fseek(f, 32 + 24 + 20, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 32 + 24 + 20, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+    const char* const args[] = {"--data-dir", data_dir, NULL};
+    cr_assert_eq(run_failing(args, 0, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "cannot restore index 'x' of tenant 'default'"), "%s", out);
+    cr_assert(strstr(out, "faissx-check"), "%s", out);
+
+    char tdir[700];
+    snprintf(tdir, sizeof tdir, "%s/tenants/default", data_dir);
+    cr_assert_eq(run_check("", tdir, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "x: DAMAGED"), "%s", out);
+    cr_assert(strstr(out, "y: ok, 5 vectors"), "%s", out);
+    cr_assert_eq(run_check("--repair", tdir, out, sizeof out), 1, "%s", out);
+    start_on_data(NULL);
+    ix = open_named("x"); /* cut at the bad record: its batches are lost */
+    cr_assert_eq(faiss_Index_ntotal(ix), 0);
+    faiss_Index_free(ix);
+    ix = open_named("y");
+    cr_assert_eq(faiss_Index_ntotal(ix), 5);
+    faiss_Index_free(ix);
+    free(xb);
+}
+
 /* ---- kill -9 under load ----------------------------------------------------- */
 
 struct batch {
