@@ -43,6 +43,21 @@
         if (fxt_srv_ && *fxt_srv_) cr_skip_test("local only: %s", (why));   \
     } while (0)
 
+/* Skips a test, visibly, in AddressSanitizer builds: for tests that make
+ * faiss attempt enormous allocations on purpose (corrupt size fields).
+ * ASan's operator new aborts on such a request instead of throwing
+ * std::bad_alloc, which the library would turn into FAISSX_E_NOMEM. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FXT_NOT_UNDER_ASAN(why) cr_skip_test("not under ASan: %s", (why))
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FXT_NOT_UNDER_ASAN(why) cr_skip_test("not under ASan: %s", (why))
+#endif
+#endif
+#ifndef FXT_NOT_UNDER_ASAN
+#define FXT_NOT_UNDER_ASAN(why) ((void)0)
+#endif
+
 /* Deterministic uniform [0,1) vectors (splitmix64). Caller frees. */
 float* fxt_uniform(size_t n, int d, uint64_t seed);
 
