@@ -113,6 +113,7 @@ struct fx_client {
     atomic_int failed;    /* a call (or the dial) could not reach it */
     atomic_int reported;  /* the state last reported to the callback */
     atomic_int closed;
+    atomic_int quiet;     /* no callbacks: still opening, or closing */
     _Atomic uint64_t last_reply_ms;
 
     /* heartbeat: one aio cycling SLEEP -> SEND -> RECV -> SLEEP */
@@ -219,7 +220,8 @@ static const char* state_name(int s) {
 /* Reports a state change (if any) to the log and the callback, one at a
  * time (state_mu), so callbacks see changes in order. */
 static void state_maybe_changed(fx_client* c) {
-    if (atomic_load(&c->closed)) return;
+    /* While opening, the caller may hold locks a callback could want. */
+    if (atomic_load(&c->quiet)) return;
     pthread_mutex_lock(&state_mu);
     int now = (int)fx_client_state(c);
     int before = atomic_exchange(&c->reported, now);
@@ -437,6 +439,7 @@ int fx_client_open(const FaissxClientOptions* o, int background,
     atomic_init(&c->failed, 0);
     atomic_init(&c->reported, FAISSX_CONN_CONNECTING);
     atomic_init(&c->closed, 0);
+    atomic_init(&c->quiet, 1);
     atomic_init(&c->last_reply_ms, mono_ms());
     c->nsock = n;
     for (int i = 0; i < n; i++) {
@@ -486,14 +489,18 @@ int fx_client_open(const FaissxClientOptions* o, int background,
                        ? FAISSX_E_INVALID
                        : FAISSX_E_NET;
     }
-    atomic_store(&c->reported, (int)fx_client_state(c));
     live_add(c);
+    /* From here on, changes are reported (from NNG's threads: the caller
+     * may hold locks). The state now is the starting point. */
+    atomic_store(&c->quiet, 0);
+    atomic_store(&c->reported, (int)fx_client_state(c));
     *out = c;
     return 0;
 }
 
 /* Stops the heartbeat and closes the sockets, once. */
 static void close_sockets(fx_client* c) {
+    atomic_store(&c->quiet, 1);
     if (atomic_exchange(&c->closed, 1)) return;
     /* Stopping waits for a running callback; a stopped aio starts nothing
      * new, so the cycle ends. */

@@ -759,10 +759,14 @@ static int check_options(const char* func, const FaissxClientOptions* o) {
     return 0;
 }
 
-static int configure_locked(const char* func, const FaissxClientOptions* o) {
+/* Installs o; the previous connection goes to *old, for the caller to
+ * release after unlocking g_mu (closing it runs NNG callbacks, and a state
+ * callback may call faissx_connection_state, which takes g_mu). */
+static int configure_locked(const char* func, const FaissxClientOptions* o,
+                            std::shared_ptr<fx::Conn>* old) {
     fx::g_env_read = true; // explicit configuration wins over FAISSX_SERVER
     fx::g_env_error.clear();
-    fx::g_conn.reset();    // indexes keep their own reference
+    *old = std::move(fx::g_conn); // indexes keep their own reference
     fx::store_opts_locked(*o);
     if (!o->url) return 0;
     fx::g_disabled = false;
@@ -777,8 +781,9 @@ static int configure_locked(const char* func, const FaissxClientOptions* o) {
 int faissx_configure_ex(const FaissxClientOptions* opts) {
     FX_NOT_NULL(opts);
     if (int rc = check_options(__func__, opts)) return rc;
+    std::shared_ptr<fx::Conn> old;
     std::lock_guard<std::mutex> g(fx::g_mu);
-    return configure_locked(__func__, opts);
+    return configure_locked(__func__, opts, &old);
 }
 
 int faissx_configure(const char* url, const char* api_key, int timeout_ms) {
@@ -792,8 +797,9 @@ int faissx_configure(const char* url, const char* api_key, int timeout_ms) {
         for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++)
             o.timeout_ms[i] = timeout_ms;
     if (int rc = check_options(__func__, &o)) return rc;
+    std::shared_ptr<fx::Conn> old;
     std::lock_guard<std::mutex> g(fx::g_mu);
-    return configure_locked(__func__, &o);
+    return configure_locked(__func__, &o, &old);
 }
 
 int faissx_set_timeout(FaissxOpClass op_class, int timeout_ms) {
@@ -854,9 +860,10 @@ int faissx_is_remote(void) {
 }
 
 void faissx_remote_disable(void) {
+    std::shared_ptr<fx::Conn> old; // released after the lock (see above)
     std::lock_guard<std::mutex> g(fx::g_mu);
     fx::g_disabled = true;
-    fx::g_conn.reset();
+    old = std::move(fx::g_conn);
     fx::g_url.clear();
     fx::g_opts.url = nullptr;
 }

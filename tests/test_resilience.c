@@ -512,7 +512,7 @@ Test(deadline, busy_server_skips_expired_requests, .fini = stop) {
                  faiss_get_last_error());
     cr_assert(strstr(faiss_get_last_error(), "150 ms"), "%s",
               faiss_get_last_error());
-    cr_assert(add_ms >= 140 && add_ms < 650, "add returned after %llu ms",
+    cr_assert(add_ms >= 140 && add_ms < 150 + 1000, "add returned after %llu ms",
               (unsigned long long)add_ms);
 
     /* A per-thread override, for a search (whose class says 60 s). */
@@ -526,7 +526,7 @@ Test(deadline, busy_server_skips_expired_requests, .fini = stop) {
     cr_assert_eq(faissx_set_thread_timeout(old), 100);
     cr_assert_eq(rc, FAISSX_E_TIMEOUT, "search: %d %s", rc,
                  faiss_get_last_error());
-    cr_assert(search_ms >= 90 && search_ms < 600,
+    cr_assert(search_ms >= 90 && search_ms < 100 + 1000,
               "search returned after %llu ms",
               (unsigned long long)search_ms);
 
@@ -660,7 +660,7 @@ Test(reconnect, server_killed_and_restarted_under_load, .fini = stop) {
         cr_assert_eq(l[i].bad_code, 0, "thread %d: unexpected code %d", i,
                      l[i].bad_code);
         /* open + search: two calls, each within CALL_MS (+ slack). */
-        cr_assert(l[i].worst_ms <= 2 * CALL_MS + 400,
+        cr_assert(l[i].worst_ms <= 2 * CALL_MS + 1000,
                   "thread %d: a call took %llu ms", i,
                   (unsigned long long)l[i].worst_ms);
     }
@@ -682,6 +682,17 @@ Test(heartbeat, stopped_server_is_detected, .fini = stop) {
     o.backoff_cap_ms = 200;
     FXT_OK(faissx_configure_ex(&o));
     cr_assert_eq(faissx_connection_state(), FAISSX_CONN_CONNECTED);
+    /* Server-side state made before the disconnection. */
+    enum { HD = 8, HN = 500, HQ = 10, HK = 4 };
+    float* xb = fxt_clustered(HN, HD, 8, 0.1f, 40);
+    FaissIndex* ivf = NULL;
+    FXT_OK(faiss_index_factory(&ivf, HD, "IVF8,Flat", METRIC_L2));
+    FXT_OK(faiss_Index_train(ivf, HN, xb));
+    FXT_OK(faiss_Index_add(ivf, HN, xb));
+    faiss_IndexIVF_set_nprobe(faiss_IndexIVF_cast(ivf), 3);
+    float d1[HQ * HK], d2[HQ * HK];
+    idx_t i1[HQ * HK], i2[HQ * HK];
+    FXT_OK(faiss_Index_search(ivf, HQ, xb, HK, d1, i1));
     /* A stopped server keeps its TCP connections open but answers
      * nothing: only the heartbeat can tell. */
     kill(srv.pid, SIGSTOP);
@@ -692,6 +703,13 @@ Test(heartbeat, stopped_server_is_detected, .fini = stop) {
     cr_assert(wait_state(FAISSX_CONN_CONNECTED, 15000),
               "not reconnected after SIGCONT (state %d)",
               (int)faissx_connection_state());
+    /* The index, its parameters and its handle survived the reconnect. */
+    cr_assert_eq(faiss_IndexIVF_nprobe(faiss_IndexIVF_cast(ivf)), 3);
+    FXT_OK(faiss_Index_search(ivf, HQ, xb, HK, d2, i2));
+    FXT_SAME(i1, i2, sizeof i1);
+    FXT_SAME(d1, d2, sizeof d1);
+    faiss_Index_free(ivf);
+    free(xb);
     FaissIndex* ix = NULL;
     FXT_OK(faiss_index_factory(&ix, 4, "Flat", METRIC_L2));
     cr_assert(faissx_index_is_remote(ix));
@@ -774,7 +792,7 @@ Test(fallback, unreachable_server_gives_local_indexes, .fini = stop) {
     faiss_Index_free(ix2);
     uint64_t t1 = mono_ms();
     faiss_Index_free(ix); /* no server: freeing does not wait */
-    cr_assert(mono_ms() - t1 < 100);
+    cr_assert(mono_ms() - t1 < 500);
 }
 
 /* ---- many threads, one connection or a pool ---- */

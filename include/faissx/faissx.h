@@ -302,6 +302,157 @@ typedef enum FaissxLogLevel {
 } FaissxLogLevel;
 
 /** Where the client library's messages go: cb (NULL: stderr, one line per
+ *  message prefixed "faissx: "). It may be called on any thread, also from
+ *  inside a faissx call, one message at a time: it must not call faissx
+ *  functions. Once this returns, the previous callback is not running and
+ *  will not be called again. */
+typedef void (*FaissxLogCallback)(FaissxLogLevel level, const char* message,
+                                  void* user);
+void faissx_set_log_callback(FaissxLogCallback cb, void* user);
+
+/** Messages above `level` are dropped (default FAISSX_LOG_WARN, or
+ *  FAISSX_CLIENT_LOG_LEVEL = error|warn|info|debug). */
+void faissx_set_log_level(FaissxLogLevel level);
+
+/* ------------------------------------------------------------------------
+ * Remote client: timeouts, retries, reconnection, pooling, fallback
+ *
+ * Every knob below also has a FAISSX_* environment variable (the table in
+ * docs/client.md). A call to the server has a deadline, its operation
+ * class's timeout: it never blocks longer, and the server does not start
+ * work whose deadline passed while it was queued. Within the deadline the
+ * client retries an attempt that got no reply (after attempt_timeout_ms)
+ * or failed in transport, after an exponential backoff with full jitter;
+ * a retry carries the same request id, and the server answers a retried
+ * mutation with the reply it already sent, so an add is applied exactly
+ * once. Expired calls fail with FAISSX_E_TIMEOUT. NNG redials a lost
+ * connection by itself (same backoff); indexes, named handles and their
+ * parameters live on the server and survive a reconnect.
+ * ------------------------------------------------------------------------ */
+
+/** Operation classes, each with its own timeout. */
+typedef enum FaissxOpClass {
+    FAISSX_OP_SEARCH = 0, /**< search, range_search, assign, reconstruct,
+                               compute_residual, sa_encode/decode, reading
+                               xb / id_map / inverted lists */
+    FAISSX_OP_ADD = 1,    /**< add, add_with_ids, remove_ids, reset,
+                               merge_from, IVF add_core/update_vectors/
+                               copy_subset_to */
+    FAISSX_OP_TRAIN = 2,  /**< train, IVF train_residual */
+    FAISSX_OP_ADMIN = 3,  /**< everything else: create, open, list, drop,
+                               free, parameters, upload, download, clone */
+} FaissxOpClass;
+#define FAISSX_OP_CLASS_COUNT 4
+
+/** Client settings. Fill with faissx_client_options_init (and optionally
+ *  faissx_client_options_from_env) before setting fields; the struct may
+ *  grow, reserved fields stay zero. Strings are copied by
+ *  faissx_configure_ex. */
+typedef struct FaissxClientOptions {
+    const char* url;        /**< server URL; NULL = local mode [FAISSX_SERVER] */
+    const char* api_key;    /**< NULL or "" without keys [FAISSX_API_KEY] */
+    const char* tls_ca;     /**< CA file to verify a tls+tcp:// server; NULL:
+                                 not verified [FAISSX_TLS_CA] */
+    int timeout_ms[FAISSX_OP_CLASS_COUNT]; /**< deadline of one call, by
+                                 FaissxOpClass; default 30000 each
+                                 [FAISSX_TIMEOUT_MS sets all four;
+                                 FAISSX_TIMEOUT_{SEARCH,ADD,TRAIN,ADMIN}_MS] */
+    int attempt_timeout_ms; /**< an attempt without a reply after this long
+                                 is retried (if the deadline allows); 0 = an
+                                 attempt may use the whole deadline, so only
+                                 transport failures are retried (default).
+                                 A retried search runs again on the server;
+                                 a retried mutation does not
+                                 [FAISSX_ATTEMPT_TIMEOUT_MS] */
+    int max_attempts;       /**< attempts per call, >= 1; default 3
+                                 [FAISSX_RETRY_MAX_ATTEMPTS] */
+    int backoff_base_ms;    /**< first retry waits up to this (random, "full
+                                 jitter"), doubling per retry; also NNG's
+                                 first redial interval. Default 50
+                                 [FAISSX_RETRY_BASE_MS] */
+    int backoff_cap_ms;     /**< the longest backoff and redial interval;
+                                 default 2000 [FAISSX_RETRY_CAP_MS] */
+    int pool_size;          /**< connections (NNG sockets) used round-robin,
+                                 1..64; default 1 [FAISSX_POOL_SIZE] */
+    int heartbeat_ms;       /**< ping an idle connection this often and drop
+                                 it (so NNG redials) when the ping gets no
+                                 reply within the same time; 0 = off
+                                 (default) [FAISSX_HEARTBEAT_MS] */
+    int fallback_local;     /**< 1: when the server is unreachable, index
+                                 constructors create local indexes (with a
+                                 warning) instead of failing; default 0
+                                 [FAISSX_FALLBACK_LOCAL] */
+    int reserved[16];       /**< zero; room to grow */
+} FaissxClientOptions;
+
+/** Fills *opts with the built-in defaults (url NULL: local mode). */
+void faissx_client_options_init(FaissxClientOptions* opts);
+
+/** Overrides fields of *opts with the FAISSX_* variables that are set (an
+ *  empty variable counts as unset). Fails with FAISSX_E_INVALID, naming
+ *  the variable, on a malformed value; *opts is then partly updated. The
+ *  strings stored in *opts point into the environment. */
+int faissx_client_options_from_env(FaissxClientOptions* opts);
+
+/** Configures the client (as faissx_configure, with every knob): connects
+ *  at once, failing with FAISSX_E_NET if the server cannot be reached --
+ *  unless opts->fallback_local, in which case it succeeds with a warning,
+ *  new indexes are local, and NNG keeps dialing in the background (new
+ *  indexes go to the server once it is reachable). opts->url NULL returns
+ *  to local mode. Indexes already created keep their connection and its
+ *  settings. faissx_configure(url, key, t) is this with
+ *  faissx_client_options_from_env's settings and timeout t for every
+ *  class (t = 0: the environment's or default timeouts). */
+int faissx_configure_ex(const FaissxClientOptions* opts);
+
+/** Changes the timeout of one operation class (ms > 0) for the current
+ *  connection and later ones. */
+int faissx_set_timeout(FaissxOpClass op_class, int timeout_ms);
+
+/** The current timeout of an operation class (its default in local mode),
+ *  or a negative FaissxError for an invalid class. */
+int faissx_get_timeout(FaissxOpClass op_class);
+
+/** Overrides the timeout of every request this thread sends, until called
+ *  again; 0 removes the override. Returns the previous override (0 if
+ *  none), so a scope can restore it:
+ *      int old = faissx_set_thread_timeout(50);
+ *      rc = faiss_Index_search(...);      // deadline 50 ms
+ *      faissx_set_thread_timeout(old);
+ *  A negative timeout_ms is refused (returns FAISSX_E_INVALID). */
+int faissx_set_thread_timeout(int timeout_ms);
+
+typedef enum FaissxConnState {
+    FAISSX_CONN_NONE = 0,       /**< local mode: no server configured */
+    FAISSX_CONN_CONNECTED = 1,  /**< at least one connection is up */
+    FAISSX_CONN_CONNECTING = 2, /**< no connection; NNG is redialing */
+    FAISSX_CONN_FAILED = 3,     /**< no connection, and the last call (or
+                                     the initial dial) could not reach the
+                                     server; NNG keeps redialing */
+} FaissxConnState;
+
+/** The state of the current configuration's connection. */
+FaissxConnState faissx_connection_state(void);
+
+/** Called on every state change of any connection, with the server URL.
+ *  It runs on an NNG thread (or the calling thread), one call at a time:
+ *  keep it short; it may call faissx_connection_state but no function that
+ *  talks to a server, nor faissx_set_connection_callback. */
+typedef void (*FaissxConnStateCallback)(FaissxConnState state,
+                                        const char* url, void* user);
+
+/** Installs the state callback (NULL removes it). Once this returns, the
+ *  previous callback is not running and will not be called again. */
+void faissx_set_connection_callback(FaissxConnStateCallback cb, void* user);
+
+typedef enum FaissxLogLevel {
+    FAISSX_LOG_ERROR = 0,
+    FAISSX_LOG_WARN = 1,  /**< default: falling back to local indexes */
+    FAISSX_LOG_INFO = 2,  /**< connection state changes */
+    FAISSX_LOG_DEBUG = 3, /**< every retry */
+} FaissxLogLevel;
+
+/** Where the client library's messages go: cb (NULL: stderr, one line per
  *  message prefixed "faissx: "). Same threading rules as the state
  *  callback. */
 typedef void (*FaissxLogCallback)(FaissxLogLevel level, const char* message,
