@@ -2,10 +2,94 @@
  * factory/clone extensions of faissx.h. */
 #include "core/core.h"
 
+#include <faiss/IndexBinaryHash.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexNSG.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/IndexRefine.h>
 #include <faiss/clone_index.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+
+#include <cctype>
+#include <memory>
+#include <string>
+
+namespace {
+
+/* faiss 1.7.3's factories accept zero-valued parameters ("PQ0",
+ * "IVF0,Flat", "HNSW0", "OPQ0,PQ8", "PQ8x0", "BIVF0", ...) and build
+ * indexes that divide by zero or fail an assertion (SIGFPE / abort) when
+ * constructed, trained or searched. No factory parameter is meaningful as
+ * 0, so a standalone 0 is refused. Returns the offending position or -1. */
+long zero_parameter(const char* s) {
+    for (const char* p = s; *p;) {
+        if (!std::isdigit((unsigned char)*p)) {
+            p++;
+            continue;
+        }
+        const char* q = p;
+        bool zero = true;
+        while (std::isdigit((unsigned char)*q)) zero &= *q++ == '0';
+        if (zero) return p - s;
+        p = q;
+    }
+    return -1;
+}
+
+/* faiss 1.7.3's clone_index dereferences the graph of an IndexNSG, which
+ * is NULL until the index is built (added to): cloning an empty NSG
+ * segfaults. Looks through the wrappers clone_index recurses into. */
+bool has_unbuilt_nsg(const faiss::Index* ix) {
+    if (!ix) return false;
+    if (auto nsg = dynamic_cast<const faiss::IndexNSG*>(ix))
+        return !nsg->nsg.final_graph;
+    if (auto im = dynamic_cast<const faiss::IndexIDMap*>(ix))
+        return has_unbuilt_nsg(im->index);
+    if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix))
+        return has_unbuilt_nsg(pt->index);
+    if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix))
+        return has_unbuilt_nsg(ivf->quantizer);
+    if (auto rf = dynamic_cast<const faiss::IndexRefine*>(ix))
+        return has_unbuilt_nsg(rf->base_index) ||
+               has_unbuilt_nsg(rf->refine_index);
+    return false;
+}
+
+/* faiss 1.7.3's clone_index turns an IndexHNSWFlat (SQ, PQ...) into a
+ * plain IndexHNSW, which searches but cannot be written ("'h != 0'
+ * failed"). Indexes holding one are cloned through the serialiser, which
+ * keeps the exact type. */
+bool has_hnsw(const faiss::Index* ix) {
+    if (!ix) return false;
+    if (dynamic_cast<const faiss::IndexHNSW*>(ix)) return true;
+    if (auto im = dynamic_cast<const faiss::IndexIDMap*>(ix))
+        return has_hnsw(im->index);
+    if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix))
+        return has_hnsw(pt->index);
+    if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix))
+        return has_hnsw(ivf->quantizer);
+    if (auto rf = dynamic_cast<const faiss::IndexRefine*>(ix))
+        return has_hnsw(rf->base_index) || has_hnsw(rf->refine_index);
+    return false;
+}
+
+faiss::Index* clone_by_serialising(const faiss::Index* ix) {
+    faiss::VectorIOWriter w;
+    try {
+        faiss::write_index(ix, &w);
+    } catch (const faiss::FaissException&) {
+        return faiss::clone_index(ix); // not serialisable: faiss's clone
+    }
+    faiss::VectorIOReader r;
+    r.data.swap(w.data);
+    return faiss::read_index(&r);
+}
+
+} // namespace
 
 extern "C" {
 
@@ -16,6 +100,10 @@ int faiss_index_factory(FaissIndex** p_index, int d, const char* description,
     if (int rc = fx::check_dim(__func__, d)) return rc;
     if (int rc = fx::check_metric(__func__, fx::raw_enum(metric))) return rc;
     FX_REQUIRE(description[0] != '\0', "description is empty");
+    long z = zero_parameter(description);
+    FX_REQUIRE(z < 0, "description '%s': parameter 0 at offset %ld is not "
+                      "valid",
+               description, z);
     FX_REMOTE_CREATE(p_index, d, description, metric);
     FX_TRY
     *p_index = fx::handle<FaissIndex>(faiss::index_factory(
@@ -29,8 +117,13 @@ int faiss_clone_index(const FaissIndex* index, FaissIndex** p_out) {
     FX_NOT_NULL(p_out);
     if (auto r = fx::as_remote(fx::index(index)))
         return fx::remote_clone(__func__, r, p_out);
+    FX_REQUIRE(!has_unbuilt_nsg(fx::index(index)),
+               "cannot clone an NSG index before it is built (add vectors "
+               "first)");
     FX_TRY
-    *p_out = fx::handle<FaissIndex>(faiss::clone_index(fx::index(index)));
+    const faiss::Index* ix = fx::index(index);
+    *p_out = fx::handle<FaissIndex>(has_hnsw(ix) ? clone_by_serialising(ix)
+                                                 : faiss::clone_index(ix));
     return 0;
     FX_CATCH
 }
@@ -43,9 +136,24 @@ int faiss_index_binary_factory(FaissIndexBinary** p_index, int d,
     FX_REQUIRE(d % 8 == 0, "binary dimension d must be a multiple of 8 "
                            "(got %d)", d);
     FX_REQUIRE(description[0] != '\0', "description is empty");
+    long z = zero_parameter(description);
+    FX_REQUIRE(z < 0, "description '%s': parameter 0 at offset %ld is not "
+                      "valid",
+               description, z);
     FX_TRY
-    *p_index = fx::handle<FaissIndexBinary>(
+    std::unique_ptr<faiss::IndexBinary> ix(
             faiss::index_binary_factory(d, description));
+    /* "BHash<b>" is not checked by faiss: hash keys are 64-bit words */
+    int b = 0;
+    if (auto h = dynamic_cast<const faiss::IndexBinaryHash*>(ix.get()))
+        b = h->b;
+    else if (auto mh = dynamic_cast<const faiss::IndexBinaryMultiHash*>(
+                     ix.get()))
+        b = mh->b;
+    FX_REQUIRE(b <= 64 && b <= d,
+               "description '%s': hash of %d bits (at most min(d, 64))",
+               description, b);
+    *p_index = fx::handle<FaissIndexBinary>(ix.release());
     return 0;
     FX_CATCH
 }
