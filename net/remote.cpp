@@ -832,12 +832,11 @@ int faissx_set_thread_timeout(int timeout_ms) {
 
 FaissxConnState faissx_connection_state(void) {
     std::lock_guard<std::mutex> g(fx::g_mu);
-    if (fx::g_disabled) return FAISSX_CONN_NONE;
-    fx::read_env_locked();
-    if (fx::g_conn) return fx_client_state(fx::g_conn->c);
-    // Configured (by the environment), but the dial failed or has not
-    // been tried yet: no index was created since.
-    return fx::g_url.empty() ? FAISSX_CONN_NONE : FAISSX_CONN_FAILED;
+    std::shared_ptr<fx::Conn> c;
+    // Connects if configured (by the environment) and not yet connected,
+    // as the first index construction would.
+    if (fx::server_conn_locked(__func__, &c) != 0) return FAISSX_CONN_FAILED;
+    return c ? fx_client_state(c->c) : FAISSX_CONN_NONE;
 }
 
 void faissx_set_connection_callback(FaissxConnStateCallback cb, void* user) {

@@ -982,6 +982,22 @@ Test(config, environment_sets_every_knob) {
     FXT_ERR(faiss_index_factory(&ix, 4, "Flat", METRIC_L2),
             "FAISSX_TIMEOUT_SEARCH_MS");
     cr_assert_null(ix);
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_FAILED);
+}
+
+Test(config, unreachable_server_from_the_environment) {
+    /* Nothing listens on port 1. */
+    setenv("FAISSX_SERVER", "tcp://127.0.0.1:1", 1);
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_FAILED);
+    FaissIndex* ix = NULL;
+    FXT_ERR(faiss_index_factory(&ix, 4, "Flat", METRIC_L2), "cannot connect");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_NET);
+    /* With the fallback, the same is a local index. */
+    setenv("FAISSX_FALLBACK_LOCAL", "1", 1);
+    FXT_OK(faissx_configure(getenv("FAISSX_SERVER"), NULL, 0));
+    FXT_OK(faiss_index_factory(&ix, 4, "Flat", METRIC_L2));
+    cr_assert(!faissx_index_is_remote(ix));
+    faiss_Index_free(ix);
 }
 
 Test(config, environment_configures_a_client, .fini = stop) {
@@ -989,8 +1005,9 @@ Test(config, environment_configures_a_client, .fini = stop) {
     setenv("FAISSX_SERVER", srv.url, 1);
     setenv("FAISSX_TIMEOUT_SEARCH_MS", "1234", 1);
     setenv("FAISSX_POOL_SIZE", "2", 1);
-    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_FAILED,
-                 "configured, not yet connected");
+    /* The environment is read, and the client connects, at the first
+     * construction or state query. */
+    cr_assert_eq(faissx_connection_state(), FAISSX_CONN_CONNECTED);
     FaissIndex* ix = NULL;
     FXT_OK(faiss_index_factory(&ix, 4, "Flat", METRIC_L2));
     cr_assert(faissx_index_is_remote(ix));

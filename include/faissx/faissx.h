@@ -280,7 +280,9 @@ typedef enum FaissxConnState {
                                      server; NNG keeps redialing */
 } FaissxConnState;
 
-/** The state of the current configuration's connection. */
+/** The state of the current configuration's connection. When only the
+ *  environment configures the client, this connects first (as the first
+ *  index construction would); a failed dial is FAISSX_CONN_FAILED. */
 FaissxConnState faissx_connection_state(void);
 
 /** Called on every state change of any connection, with the server URL.
