@@ -21,7 +21,10 @@ static void* searcher(void* arg) {
     (void)arg;
     float D_[NQ * K];
     idx_t I[NQ * K];
-    for (;;) faiss_Index_search(ix, NQ, xb, K, D_, I); /* errors at exit */
+    /* Until the exit closes the connection under it. */
+    while (faiss_Index_search(ix, NQ, xb, K, D_, I) == 0 ||
+           faissx_last_error_code() != FAISSX_E_NET) {
+    }
     return NULL;
 }
 
