@@ -556,7 +556,7 @@ static void on_state(FaissxConnState st, const char* url, void* user) {
 
 typedef struct {
     atomic_int* phase; /* 0 up, 1 down, 2 back, 3 stop */
-    int ok[3], fail[3];
+    atomic_int ok[3], fail[3];
     int bad_code;
     uint64_t worst_ms;
     const float* q;
@@ -578,9 +578,9 @@ static void* load_loop(void* arg) {
         faiss_Index_free(ix);
         if (ms > l->worst_ms) l->worst_ms = ms;
         if (rc == 0) {
-            l->ok[ph]++;
+            atomic_fetch_add(&l->ok[ph], 1);
         } else {
-            l->fail[ph]++;
+            atomic_fetch_add(&l->fail[ph], 1);
             if (rc != FAISSX_E_TIMEOUT && rc != FAISSX_E_NET &&
                 rc != FAISSX_E_NOT_FOUND)
                 l->bad_code = rc;
@@ -647,16 +647,20 @@ Test(reconnect, server_killed_and_restarted_under_load, .fini = stop) {
     atomic_store(&phase, 2);
     make_shared(xb); /* an in-memory server: the test re-creates it */
     uint64_t t0 = mono_ms();
-    while ((l[0].ok[2] < 5 || l[1].ok[2] < 5) && mono_ms() - t0 < 10000)
+    while ((atomic_load(&l[0].ok[2]) < 5 || atomic_load(&l[1].ok[2]) < 5) &&
+           mono_ms() - t0 < 10000)
         sleep_ms(20);
     atomic_store(&phase, 3);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
 
     for (int i = 0; i < 2; i++) {
-        cr_assert(l[i].ok[0] > 0, "thread %d: no call before the kill", i);
-        cr_assert(l[i].fail[1] > 0, "thread %d: no failure while down", i);
-        cr_assert(l[i].ok[2] >= 5, "thread %d: %d calls after the restart",
-                  i, l[i].ok[2]);
+        cr_assert(atomic_load(&l[i].ok[0]) > 0,
+                  "thread %d: no call before the kill", i);
+        cr_assert(atomic_load(&l[i].fail[1]) > 0,
+                  "thread %d: no failure while down", i);
+        cr_assert(atomic_load(&l[i].ok[2]) >= 5,
+                  "thread %d: %d calls after the restart", i,
+                  atomic_load(&l[i].ok[2]));
         cr_assert_eq(l[i].bad_code, 0, "thread %d: unexpected code %d", i,
                      l[i].bad_code);
         /* open + search: two calls, each within CALL_MS (+ slack). */
