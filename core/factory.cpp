@@ -2,7 +2,6 @@
  * factory/clone extensions of faissx.h. */
 #include "core/core.h"
 
-#include <faiss/IndexBinaryHash.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
@@ -15,6 +14,7 @@
 #include <faiss/index_io.h>
 
 #include <cctype>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -140,20 +140,21 @@ int faiss_index_binary_factory(FaissIndexBinary** p_index, int d,
     FX_REQUIRE(z < 0, "description '%s': parameter 0 at offset %ld is not "
                       "valid",
                description, z);
+    /* Hash widths, parsed as faiss parses them: faiss does not bound
+     * "BHash<b>" (hash keys are 64-bit words), and its check of
+     * "BHash<n>x<b>" throws from a constructor that leaks its storage. */
+    int nhash = 1, b = 0;
+    if (std::sscanf(description, "BHash%dx%d", &nhash, &b) != 2) {
+        nhash = 1;
+        if (std::sscanf(description, "BHash%d", &b) != 1) b = 0;
+    }
+    FX_REQUIRE(b <= 64 && (long long)nhash * b <= d,
+               "description '%s': %d hash(es) of %d bits (each at most 64, "
+               "in total at most d = %d)",
+               description, nhash, b, d);
     FX_TRY
-    std::unique_ptr<faiss::IndexBinary> ix(
+    *p_index = fx::handle<FaissIndexBinary>(
             faiss::index_binary_factory(d, description));
-    /* "BHash<b>" is not checked by faiss: hash keys are 64-bit words */
-    int b = 0;
-    if (auto h = dynamic_cast<const faiss::IndexBinaryHash*>(ix.get()))
-        b = h->b;
-    else if (auto mh = dynamic_cast<const faiss::IndexBinaryMultiHash*>(
-                     ix.get()))
-        b = mh->b;
-    FX_REQUIRE(b <= 64 && b <= d,
-               "description '%s': hash of %d bits (at most min(d, 64))",
-               description, b);
-    *p_index = fx::handle<FaissIndexBinary>(ix.release());
     return 0;
     FX_CATCH
 }

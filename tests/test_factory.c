@@ -238,7 +238,8 @@ Test(factory, zero_parameters_are_refused) {
     FXT_ERR(faiss_index_binary_factory(&bx, 128, "BHash65"), "bits");
     FXT_ERR(faiss_index_binary_factory(&bx, 256, "BHash2x70"), "bits");
     FXT_ERR(faiss_index_binary_factory(&bx, 32, "BHash40"), "bits");
-    FXT_ERR(faiss_index_binary_factory(&bx, 64, "BHash2x40"), "");
+    FXT_ERR(faiss_index_binary_factory(&bx, 64, "BHash2x40"), "bits");
+    FXT_ERR(faiss_index_binary_factory(&bx, 64, "BHash3x24"), "bits");
     cr_assert_null(bx);
     FXT_OK(faiss_index_binary_factory(&bx, 128, "BHash64"));
     faiss_IndexBinary_free(bx);
