@@ -123,7 +123,6 @@ static const Entry TABLE[] = {
         {"RR32,Flat", METRIC_L2, NULL},
         {"L2norm,Flat", METRIC_INNER_PRODUCT, NULL},
         {"Pad64,Flat", METRIC_L2, NULL},
-        {"OPQ4,PQ4np", METRIC_L2, NULL},
         {"OPQ4_16,IVF16,PQ4np", METRIC_L2, "nprobe=4"},
         {"ITQ32,LSHt", METRIC_L2, NULL},
         {"IDMap,Flat", METRIC_L2, NULL},
