@@ -248,43 +248,47 @@ int faiss_IDSelectorNot_new(FaissIDSelectorNot** p_sel,
     FX_CATCH
 }
 
+} // extern "C"
+
+/* The And/Or/XOr constructors differ only in the operation. */
+template <class H>
+static int new_binary_selector(const char* func, fx::SelBinary::Op op,
+                               H** p_sel, const FaissIDSelector* lhs_sel,
+                               const FaissIDSelector* rhs_sel) {
+    if (!p_sel) return fx::fail(FAISSX_E_INVALID, func, "argument 'p_sel' is NULL");
+    if (!lhs_sel)
+        return fx::fail(FAISSX_E_INVALID, func, "argument 'lhs_sel' is NULL");
+    if (!rhs_sel)
+        return fx::fail(FAISSX_E_INVALID, func, "argument 'rhs_sel' is NULL");
+    try {
+        *p_sel = sel_handle<H>(new fx::SelBinary(op, sel(lhs_sel), sel(rhs_sel)));
+        return 0;
+    } catch (...) {
+        return fx::handle_exception(func);
+    }
+}
+
+extern "C" {
+
 int faiss_IDSelectorAnd_new(FaissIDSelectorAnd** p_sel,
                             const FaissIDSelector* lhs_sel,
                             const FaissIDSelector* rhs_sel) {
-    FX_NOT_NULL(p_sel);
-    FX_NOT_NULL(lhs_sel);
-    FX_NOT_NULL(rhs_sel);
-    FX_TRY
-    *p_sel = sel_handle<FaissIDSelectorAnd>(
-            new fx::SelBinary(fx::SelBinary::AND, sel(lhs_sel), sel(rhs_sel)));
-    return 0;
-    FX_CATCH
+    return new_binary_selector(__func__, fx::SelBinary::AND, p_sel, lhs_sel,
+                               rhs_sel);
 }
 
 int faiss_IDSelectorOr_new(FaissIDSelectorOr** p_sel,
                            const FaissIDSelector* lhs_sel,
                            const FaissIDSelector* rhs_sel) {
-    FX_NOT_NULL(p_sel);
-    FX_NOT_NULL(lhs_sel);
-    FX_NOT_NULL(rhs_sel);
-    FX_TRY
-    *p_sel = sel_handle<FaissIDSelectorOr>(
-            new fx::SelBinary(fx::SelBinary::OR, sel(lhs_sel), sel(rhs_sel)));
-    return 0;
-    FX_CATCH
+    return new_binary_selector(__func__, fx::SelBinary::OR, p_sel, lhs_sel,
+                               rhs_sel);
 }
 
 int faiss_IDSelectorXOr_new(FaissIDSelectorXOr** p_sel,
                             const FaissIDSelector* lhs_sel,
                             const FaissIDSelector* rhs_sel) {
-    FX_NOT_NULL(p_sel);
-    FX_NOT_NULL(lhs_sel);
-    FX_NOT_NULL(rhs_sel);
-    FX_TRY
-    *p_sel = sel_handle<FaissIDSelectorXOr>(
-            new fx::SelBinary(fx::SelBinary::XOR, sel(lhs_sel), sel(rhs_sel)));
-    return 0;
-    FX_CATCH
+    return new_binary_selector(__func__, fx::SelBinary::XOR, p_sel, lhs_sel,
+                               rhs_sel);
 }
 
 int faiss_IDSelectorBitmap_new(FaissIDSelectorBitmap** p_sel, size_t n,

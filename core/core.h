@@ -107,6 +107,12 @@ FaissIndex* quantizer_of(const char* func, const FaissIndex* h);
  * error. */
 FaissIndex* child_of(const char* func, RemoteIndex* r, int64_t kind);
 
+/* add_core on a remote IVF index (FX_IVF_ADD_CORE); the server repeats
+ * the list-number checks of ivf_add_core_checked. */
+int remote_ivf_add_core(const char* func, RemoteIndex* r, idx_t n,
+                        const float* x, const idx_t* xids,
+                        const idx_t* precomputed_idx);
+
 /* IVF add_core with its inputs validated (list numbers, finiteness). */
 int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
                          const float* x, const idx_t* xids,

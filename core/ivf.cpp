@@ -31,29 +31,6 @@ int check_assign(const char* func, const faiss::IndexIVF* ivf, size_t count,
     return 0;
 }
 
-int ivf_add_core(const char* func, faiss::IndexIVF* ivf, idx_t n,
-                 const float* x, const idx_t* xids,
-                 const idx_t* precomputed_idx) {
-    if (int rc = fx::check_vectors(func, n, x, ivf->d, "x")) return rc;
-    if (n > 0 && !precomputed_idx)
-        return fx::fail(FAISSX_E_INVALID, func,
-                        "argument 'precomputed_idx' is NULL");
-    if (!ivf->is_trained)
-        return fx::fail(FAISSX_E_INVALID, func, "index is not trained");
-    if (fx::read_only_lists(ivf))
-        return fx::fail(FAISSX_E_UNSUPPORTED, func,
-                        "the index's inverted lists are mapped read-only "
-                        "(read with FAISS_IO_FLAG_MMAP)");
-    if (int rc = check_assign(func, ivf, (size_t)n, precomputed_idx))
-        return rc;
-    try {
-        ivf->add_core(n, x, xids, precomputed_idx);
-        return 0;
-    } catch (...) {
-        return fx::handle_exception(func);
-    }
-}
-
 } // namespace
 
 namespace fx {
@@ -85,7 +62,46 @@ FaissIndex* quantizer_of(const char* func, const FaissIndex* h) {
 int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
                          const float* x, const idx_t* xids,
                          const idx_t* precomputed_idx) {
-    return ivf_add_core(func, ivf, n, x, xids, precomputed_idx);
+    if (int rc = check_vectors(func, n, x, ivf->d, "x")) return rc;
+    if (n > 0 && !precomputed_idx)
+        return fail(FAISSX_E_INVALID, func,
+                        "argument 'precomputed_idx' is NULL");
+    if (!ivf->is_trained)
+        return fail(FAISSX_E_INVALID, func, "index is not trained");
+    if (read_only_lists(ivf))
+        return fail(FAISSX_E_UNSUPPORTED, func,
+                        "the index's inverted lists are mapped read-only "
+                        "(read with FAISS_IO_FLAG_MMAP)");
+    if (int rc = check_assign(func, ivf, (size_t)n, precomputed_idx))
+        return rc;
+    try {
+        ivf->add_core(n, x, xids, precomputed_idx);
+        return 0;
+    } catch (...) {
+        return handle_exception(func);
+    }
+}
+
+
+int remote_ivf_add_core(const char* func, RemoteIndex* r, idx_t n,
+                        const float* x, const idx_t* xids,
+                        const idx_t* precomputed_idx) {
+    if (int rc = check_vectors(func, n, x, r->d, "x")) return rc;
+    if (n > 0 && !precomputed_idx)
+        return fail(FAISSX_E_INVALID, func,
+                    "argument 'precomputed_idx' is NULL");
+    try {
+        r->ivf_mutate(FX_IVF_ADD_CORE, [&](fx_wbuf* w) {
+            fx_w_i64(w, n);
+            fx_w_array(w, x, (uint64_t)n * r->d, sizeof(float));
+            fx_w_i64(w, xids != nullptr);
+            fx_w_array(w, xids, xids ? (uint64_t)n : 0, sizeof(idx_t));
+            fx_w_array(w, precomputed_idx, (uint64_t)n, sizeof(idx_t));
+        });
+        return 0;
+    } catch (...) {
+        return handle_exception(func);
+    }
 }
 } // namespace fx
 
@@ -390,22 +406,12 @@ int faiss_IndexIVFFlat_new_with(FaissIndexIVFFlat** p_index,
 int faiss_IndexIVFFlat_add_core(FaissIndexIVFFlat* index, idx_t n,
                                 const float* x, const idx_t* xids,
                                 const int64_t* precomputed_idx) {
-    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVFFLAT)) {
-        if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
-        FX_REQUIRE(n == 0 || precomputed_idx, "argument 'precomputed_idx' is NULL");
-        FX_TRY
-        r->ivf_mutate(FX_IVF_ADD_CORE, [&](fx_wbuf* w) {
-            fx_w_i64(w, n);
-            fx_w_array(w, x, (uint64_t)n * r->d, sizeof(float));
-            fx_w_i64(w, xids != nullptr);
-            fx_w_array(w, xids, xids ? (uint64_t)n : 0, sizeof(idx_t));
-            fx_w_array(w, precomputed_idx, (uint64_t)n, sizeof(idx_t));
-        });
-        return 0;
-        FX_CATCH
-    }
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index),
+                                    FX_KIND_IVFFLAT))
+        return fx::remote_ivf_add_core(__func__, r, n, x, xids,
+                                       precomputed_idx);
     FX_CAST(ivf, faiss::IndexIVFFlat, index);
-    return ivf_add_core(__func__, ivf, n, x, xids, precomputed_idx);
+    return fx::ivf_add_core_checked(__func__, ivf, n, x, xids, precomputed_idx);
 }
 
 int faiss_IndexIVFFlat_update_vectors(FaissIndexIVFFlat* index, int nv,

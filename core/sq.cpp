@@ -126,20 +126,10 @@ FX_OWN_FIELDS_R(IndexIVFScalarQuantizer, faiss::IndexIVFScalarQuantizer, FX_KIND
 int faiss_IndexIVFScalarQuantizer_add_core(
         FaissIndexIVFScalarQuantizer* index, idx_t n, const float* x,
         const idx_t* xids, const idx_t* precomputed_idx) {
-    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index), FX_KIND_IVFSQ)) {
-        if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
-        FX_REQUIRE(n == 0 || precomputed_idx, "argument 'precomputed_idx' is NULL");
-        FX_TRY
-        r->ivf_mutate(FX_IVF_ADD_CORE, [&](fx_wbuf* w) {
-            fx_w_i64(w, n);
-            fx_w_array(w, x, (uint64_t)n * r->d, sizeof(float));
-            fx_w_i64(w, xids != nullptr);
-            fx_w_array(w, xids, xids ? (uint64_t)n : 0, sizeof(idx_t));
-            fx_w_array(w, precomputed_idx, (uint64_t)n, sizeof(idx_t));
-        });
-        return 0;
-        FX_CATCH
-    }
+    if (auto r = fx::remote_of_kind(reinterpret_cast<const FaissIndex*>(index),
+                                    FX_KIND_IVFSQ))
+        return fx::remote_ivf_add_core(__func__, r, n, x, xids,
+                                       precomputed_idx);
     FX_CAST(ivf, faiss::IndexIVFScalarQuantizer, index);
     return fx::ivf_add_core_checked(__func__, ivf, n, x, xids,
                                     precomputed_idx);
