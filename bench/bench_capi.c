@@ -12,6 +12,7 @@
  * else (overriding OMP_NUM_THREADS / OPENBLAS_NUM_THREADS), see --threads. */
 #define _POSIX_C_SOURCE 200809L
 
+#include "bench_util.h"
 #include "bench.h"
 
 #include <faiss/c_api/AutoTune_c.h>
@@ -206,15 +207,6 @@ static void usage(FILE* f, const char* prog) {
             prog);
 }
 
-static int parse_ll(const char* s, long long lo, long long* out) {
-    char* end;
-    long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_args(int argc, char** argv, options* o) {
     *o = (options){
         .d = 128, .nb = 100000, .nt = 50000, .nq = 1000, .nsingle = 200,
@@ -268,7 +260,7 @@ static int parse_args(int argc, char** argv, options* o) {
         int bad = 0;
 #define INTOPT(flag, field, lo)                                    \
     else if (strcmp(a, flag) == 0) {                               \
-        bad = parse_ll(v, lo, &n);                                 \
+        bad = bench_parse_ll(v, lo, &n);                                 \
         o->field = n;                                              \
     }
         if (0) {
@@ -372,12 +364,6 @@ static float* make_points(const options* o, const float* centres, int64_t n,
  * Timing and results
  * ------------------------------------------------------------------------ */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 enum { MAX_ROUNDS = 64 };
 
 typedef struct {
@@ -402,18 +388,6 @@ static row* new_row(const char* name, const char* unit, double scale) {
     r->scale = scale;
     r->identical = -1;
     return r;
-}
-
-static int cmp_double(const void* a, const void* b) {
-    double x = *(const double*)a, y = *(const double*)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double* t, int n) {
-    double s[MAX_ROUNDS];
-    memcpy(s, t, sizeof(double) * n);
-    qsort(s, n, sizeof(double), cmp_double);
-    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
 static double minimum(const double* t, int n) {
@@ -533,19 +507,19 @@ static void run_rounds(const options* o, void* ix, int64_t nb,
             for (int pos = 0; pos < 2; pos++) {
                 int s = side_at(r, pos);
                 MUST(sides[s]->reset(ix));
-                double t0 = now();
+                double t0 = bench_now();
                 MUST(sides[s]->add(ix, nb, xb));
-                double t1 = now();
+                double t1 = bench_now();
                 if (m >= 0)
                     radd->t[s][m] = t1 - t0;
             }
         }
         for (int pos = 0; pos < 2; pos++) {
             int s = side_at(r, pos);
-            double t0 = now();
+            double t0 = bench_now();
             MUST(sides[s]->search(ix, o->nq, xq, o->k, batch[s].D,
                                   batch[s].I));
-            double t1 = now();
+            double t1 = bench_now();
             if (m >= 0)
                 rbatch->t[s][m] = t1 - t0;
         }
@@ -556,12 +530,12 @@ static void run_rounds(const options* o, void* ix, int64_t nb,
             int64_t i1 = i0 + SLICE < o->nsingle ? i0 + SLICE : o->nsingle;
             for (int pos = 0; pos < 2; pos++) {
                 int s = side_at(r + (int)(i0 / SLICE), pos);
-                double t0 = now();
+                double t0 = bench_now();
                 for (int64_t i = i0; i < i1; i++)
                     MUST(sides[s]->search(ix, 1, xq + (size_t)i * o->d,
                                           o->k, single[s].D + i * o->k,
                                           single[s].I + i * o->k));
-                tsum[s] += now() - t0;
+                tsum[s] += bench_now() - t0;
             }
         }
         if (m >= 0) {
@@ -598,9 +572,9 @@ static void run_build(const options* o, row* rw, void* ix[2],
             if (ix[s])
                 sides[s]->free_index(ix[s]);
             ix[s] = MUSTP(make(s, o));
-            double t0 = now();
+            double t0 = bench_now();
             MUST(step(s, ix[s], ctx));
-            rw->t[s][r] = now() - t0;
+            rw->t[s][r] = bench_now() - t0;
         }
     }
     rw->n = o->build_rounds;
@@ -659,13 +633,13 @@ static void bench_calls(const options* o, const float* xb, const float* xq) {
                 int s = side_at(r + (int)(i0 / CALL_SLICE), pos);
                 int (*search)(void*, int64_t, const float*, int64_t, float*,
                               int64_t*) = sides[s]->search;
-                double t0 = now();
+                double t0 = bench_now();
                 for (int64_t i = i0; i < i1; i++) {
                     int64_t q = i % nq;
                     MUST(search(ix, 1, xq + (size_t)q * o->d, 1, D[s] + q,
                                 I[s] + q));
                 }
-                tsum[s] += now() - t0;
+                tsum[s] += bench_now() - t0;
             }
         }
         if (m >= 0) {
@@ -774,8 +748,8 @@ static void print_table(void) {
     printf("|---|---:|---:|---:|---:|---:|---:|:---:|\n");
     for (int i = 0; i < nrows; i++) {
         row* r = &rows[i];
-        double mc = median(r->t[0], r->n) * r->scale;
-        double mp = median(r->t[1], r->n) * r->scale;
+        double mc = bench_median(r->t[0], r->n) * r->scale;
+        double mp = bench_median(r->t[1], r->n) * r->scale;
         double spread = (maximum(r->t[1], r->n) - minimum(r->t[1], r->n)) *
                 r->scale / mp * 100.0;
         double ratios[MAX_ROUNDS];
@@ -783,7 +757,7 @@ static void print_table(void) {
             ratios[j] = r->t[0][j] / r->t[1][j];
         printf("| %s | %d | %.1f %s | %.1f %s | %.3f | %.3f | ", r->name,
                r->n, mc, r->unit, mp, r->unit, mc / mp,
-               median(ratios, r->n));
+               bench_median(ratios, r->n));
         if (r->n > 1)
             printf("%.1f %% | ", spread);
         else
@@ -824,7 +798,7 @@ int main(int argc, char** argv) {
            o.rounds, o.warmup, o.build_rounds);
     fflush(stdout);
 
-    double t_start = now();
+    double t_start = bench_now();
     float* centres = make_centres(&o);
     int64_t nbmax = o.nb > o.hnsw_nb ? o.nb : o.hnsw_nb;
     float* xb = make_points(&o, centres, nbmax, 1);
@@ -834,19 +808,19 @@ int main(int argc, char** argv) {
 
     if (o.do_calls) {
         bench_calls(&o, xb, xq);
-        fprintf(stderr, "calls done (%.0f s)\n", now() - t_start);
+        fprintf(stderr, "calls done (%.0f s)\n", bench_now() - t_start);
     }
     if (o.do_flat) {
         bench_flat(&o, xb, xq);
-        fprintf(stderr, "flat done (%.0f s)\n", now() - t_start);
+        fprintf(stderr, "flat done (%.0f s)\n", bench_now() - t_start);
     }
     if (o.do_ivf) {
         bench_ivf(&o, xt, xb, xq);
-        fprintf(stderr, "ivf done (%.0f s)\n", now() - t_start);
+        fprintf(stderr, "ivf done (%.0f s)\n", bench_now() - t_start);
     }
     if (o.do_hnsw) {
         bench_hnsw(&o, xb, xq);
-        fprintf(stderr, "hnsw done (%.0f s)\n", now() - t_start);
+        fprintf(stderr, "hnsw done (%.0f s)\n", bench_now() - t_start);
     }
     if (o.samples)
         print_samples();
@@ -856,7 +830,7 @@ int main(int argc, char** argv) {
            "between rounds); C++ spread: (max - min) / median of the C++ "
            "samples; identical: labels and distances byte-equal between "
            "the sides in every round\n");
-    printf("total %.1f s; %s\n", now() - t_start,
+    printf("total %.1f s; %s\n", bench_now() - t_start,
            mismatches ? "RESULTS DIFFER between C API and C++"
                       : "all results identical");
     free(xb);

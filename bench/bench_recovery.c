@@ -22,6 +22,7 @@
  * without it they come from the page cache. DIR (default /tmp) must be
  * on the disk you care about. */
 #define _GNU_SOURCE
+#include "bench_util.h"
 #include <faissx/faissx.h>
 
 #include <dirent.h>
@@ -35,12 +36,6 @@
 
 static long g_n = 1000000;
 static int g_d = 128, g_batch = 10000, g_reps = 3, g_cold = 0;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void die(const char* what) {
     const char* e = faiss_get_last_error();
@@ -74,7 +69,7 @@ static void drop_cache(const char* path) {
 
 static double raw_read(const char* file, size_t bytes) {
     if (g_cold) drop_cache(file);
-    double t0 = now();
+    double t0 = bench_now();
     int fd = open(file, O_RDONLY);
     if (fd < 0) die("open raw file");
     char* buf = malloc(bytes);
@@ -85,18 +80,18 @@ static double raw_read(const char* file, size_t bytes) {
         got += (size_t)r;
     }
     close(fd);
-    double t = now() - t0;
+    double t = bench_now() - t0;
     if (buf[bytes - 1] == 42 && buf[0] == 42) putchar(' '); /* keep the read */
     free(buf);
     return t;
 }
 
 static double fault_only(size_t bytes) {
-    double t0 = now();
+    double t0 = bench_now();
     char* buf = malloc(bytes);
     for (size_t i = 0; i < bytes; i += 4096) buf[i] = (char)i;
     buf[bytes - 1] = 1;
-    double t = now() - t0;
+    double t = bench_now() - t0;
     free(buf);
     return t;
 }
@@ -104,12 +99,12 @@ static double fault_only(size_t bytes) {
 /* Reopens the store and its index; checks it; returns the seconds. */
 static double reopen(const char* path, const float* x) {
     if (g_cold) drop_cache(path);
-    double t0 = now();
+    double t0 = bench_now();
     FaissxStore* s = NULL;
     FaissIndex* ix = NULL;
     if (faissx_store_open(&s, path, NULL)) die("store_open");
     if (faissx_store_open_index(s, "r", &ix)) die("open_index");
-    double t = now() - t0;
+    double t = bench_now() - t0;
     if (faiss_Index_ntotal(ix) != (idx_t)g_n) die("ntotal after recovery");
     float* v = malloc(sizeof(float) * g_d);
     if (faiss_Index_reconstruct(ix, 0, v) ||
@@ -175,14 +170,14 @@ int main(int argc, char** argv) {
     o.snapshot_log_bytes = 0;
     FaissxStore* s = NULL;
     FaissIndex* ix = NULL;
-    double t0 = now();
+    double t0 = bench_now();
     if (faissx_store_open(&s, path, &o)) die("store_open");
     if (faissx_store_create_index(s, "r", g_d, "Flat", METRIC_L2, &ix)) die("create");
     for (long b = 0; b < g_n / g_batch; b++)
         if (faiss_Index_add(ix, g_batch, x + (size_t)b * g_batch * g_d)) die("add");
     faiss_Index_free(ix);
     faissx_store_close(s);
-    double t_fill = now() - t0;
+    double t_fill = bench_now() - t0;
 
     printf("recovery: n=%ld d=%d (%.0f MiB of vectors) in %s, %s page cache, "
            "best of %d (filling the log took %.1f s)\n",

@@ -28,6 +28,7 @@
  * gives the server the same --threads, so both sides compute alike. */
 #define _GNU_SOURCE
 
+#include "bench_util.h"
 #include <faissx/faissx.h>
 
 #include <faiss/c_api/AutoTune_c.h>
@@ -124,22 +125,13 @@ static void usage(FILE* f, const char* prog) {
             prog);
 }
 
-static int parse_ll(const char* s, long long lo, long long* out) {
-    char* end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || errno || v < lo) return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_clients(const char* s, options* o) {
     o->nclients = 0;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
     for (char* tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         long long v;
-        if (o->nclients == MAX_CLIENTS || parse_ll(tok, 1, &v) || v > 256)
+        if (o->nclients == MAX_CLIENTS || bench_parse_ll(tok, 1, &v) || v > 256)
             return -1;
         o->clients[o->nclients++] = (int)v;
     }
@@ -188,7 +180,7 @@ static int parse_args(int argc, char** argv, options* o) {
         int bad = 0;
 #define INTOPT(flag, field, lo)                                                \
     else if (strcmp(a, flag) == 0) {                                           \
-        bad = parse_ll(v, lo, &n);                                             \
+        bad = bench_parse_ll(v, lo, &n);                                             \
         o->field = n;                                                          \
     }
         if (strcmp(a, "--server") == 0) {
@@ -239,12 +231,6 @@ static int parse_args(int argc, char** argv, options* o) {
  * Small helpers
  * ------------------------------------------------------------------------ */
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static void* xmalloc(size_t bytes) {
     void* p = malloc(bytes ? bytes : 1);
     if (!p) {
@@ -278,23 +264,11 @@ static void die(const char* what) {
         if ((call) != 0) die(#call);                                           \
     } while (0)
 
-static int cmp_double(const void* a, const void* b) {
-    double x = *(const double*)a, y = *(const double*)b;
-    return (x > y) - (x < y);
-}
-
 /* Sorts t in place; nearest-rank percentile p in (0, 1]. */
 static double percentile(double* t, size_t n, double p) {
-    qsort(t, n, sizeof *t, cmp_double);
+    qsort(t, n, sizeof *t, bench_cmp_double);
     size_t r = (size_t)ceil(p * (double)n);
     return t[r ? r - 1 : 0];
-}
-
-static double median(const double* t, int n) {
-    double s[MAX_ROUNDS];
-    memcpy(s, t, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
 /* Who runs at position pos of a two-sided turn t. */
@@ -666,17 +640,17 @@ static void bench_flat_batch(const options* o, FaissIndex* ix[2],
         for (int pos = 0; pos < 2; pos++) {
             int s = side2(r, pos);
             MUST(faiss_Index_reset(ix[s]));
-            double t0 = now();
+            double t0 = bench_now();
             add_batches(ix[s], o, xb);
-            double t1 = now();
+            double t1 = bench_now();
             if (m >= 0) radd->t[s][m] = t1 - t0;
             if (faiss_Index_ntotal(ix[s]) != o->nb) die("ntotal after add");
         }
         for (int pos = 0; pos < 2; pos++) {
             int s = side2(r + 1, pos);
-            double t0 = now();
+            double t0 = bench_now();
             MUST(faiss_Index_search(ix[s], o->nq, xq, o->k, D[s], I[s]));
-            double t1 = now();
+            double t1 = bench_now();
             if (m >= 0) rsearch->t[s][m] = t1 - t0;
         }
         int ok = same(D[0], I[0], D[1], I[1], nk);
@@ -720,14 +694,14 @@ static void bench_latency(const options* o, const char* name,
                 int s = (first + pos) % 3;
                 for (int64_t i = i0; i < i1; i++) {
                     const float* q = xq + (size_t)(i % o->nq) * o->d;
-                    double t0 = now();
+                    double t0 = bench_now();
                     if (s == RAW)
                         echo_call(e);
                     else
                         MUST(faiss_Index_search(ix[s], 1, q, o->k,
                                                 D[s] + i * o->k,
                                                 I[s] + i * o->k));
-                    double dt = now() - t0;
+                    double dt = bench_now() - t0;
                     if (m >= 0) t[s][(size_t)m * nsingle + i] = dt;
                 }
             }
@@ -827,10 +801,10 @@ static double run_clients(scale_job* j, int clients) {
         }
     /* Every worker is parked at the barrier: the clock starts before the
      * main thread releases them (it may well be scheduled after them). */
-    double t0 = now();
+    double t0 = bench_now();
     pthread_barrier_wait(&start);
     for (int c = 0; c < clients; c++) pthread_join(th[c], NULL);
-    double dt = now() - t0;
+    double dt = bench_now() - t0;
     pthread_barrier_destroy(&start);
     if (atomic_load(&j->failed)) die("concurrent search");
     return dt;
@@ -871,8 +845,8 @@ static void bench_scaling(const options* o, const char* name,
             row->identical &= same(j[0].D, j[0].I, j[1].D, j[1].I, nk);
         }
         for (int s = 0; s < 2; s++) {
-            row->qps[s] = (double)total / median(t[s], o->rounds);
-            row->cpu[s] = median(cpu[s], o->rounds);
+            row->qps[s] = (double)total / bench_median(t[s], o->rounds);
+            row->cpu[s] = bench_median(cpu[s], o->rounds);
         }
     }
     for (int s = 0; s < 2; s++) {
@@ -896,7 +870,7 @@ static void print_tables(void) {
            "identical |\n|---|---:|---:|---:|---:|---|:---:|\n");
     for (int i = 0; i < nthru; i++) {
         thru_row* r = &thru[i];
-        double l = median(r->t[LOCAL], r->n), m = median(r->t[REMOTE], r->n);
+        double l = bench_median(r->t[LOCAL], r->n), m = bench_median(r->t[REMOTE], r->n);
         printf("| %s | %d | %.1f ms | %.1f ms | %.3f | >= %.2f %s | %s |\n",
                r->name, r->n, l * 1e3, m * 1e3, l / m, r->target,
                met(l / m, r->target, 1), yes_no(r->identical));
@@ -1010,7 +984,7 @@ int main(int argc, char** argv) {
            o.rounds, o.warmup);
     fflush(stdout);
 
-    double t_start = now();
+    double t_start = bench_now();
     uint64_t cs = o.seed ^ 0xC0FFEEULL;
     float* centres = xmalloc(sizeof(float) * (size_t)o.ncentres * o.d);
     for (size_t i = 0; i < (size_t)o.ncentres * o.d; i++)
@@ -1043,11 +1017,11 @@ int main(int argc, char** argv) {
     }
 
     bench_flat_batch(&o, flat, xb, xq);
-    fprintf(stderr, "flat add/batch done (%.0f s)\n", now() - t_start);
+    fprintf(stderr, "flat add/batch done (%.0f s)\n", bench_now() - t_start);
     char name[64];
     snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
     bench_latency(&o, name, flat, &e, xq, o.nsingle);
-    fprintf(stderr, "flat latency done (%.0f s)\n", now() - t_start);
+    fprintf(stderr, "flat latency done (%.0f s)\n", bench_now() - t_start);
 
     /* HNSW: built once locally, uploaded, so both sides search the very
      * same graph. */
@@ -1055,13 +1029,13 @@ int main(int argc, char** argv) {
     char desc[32];
     snprintf(desc, sizeof desc, "HNSW%d", o.hnsw_m);
     MUST(faiss_index_factory(&hnsw[LOCAL], o.d, desc, METRIC_L2));
-    double tb = now();
+    double tb = bench_now();
     MUST(faiss_Index_add(hnsw[LOCAL], o.hnsw_nb, xb));
-    double tbuild = now() - tb;
+    double tbuild = bench_now() - tb;
     MUST(faissx_configure(url, NULL, 600000));
-    tb = now();
+    tb = bench_now();
     MUST(faissx_index_upload(hnsw[LOCAL], NULL, &hnsw[REMOTE]));
-    double tupload = now() - tb;
+    double tupload = bench_now() - tb;
     MUST(faissx_configure(NULL, NULL, 0));
     set_ef(hnsw[LOCAL], o.ef);
     set_ef(hnsw[REMOTE], o.ef);
@@ -1070,13 +1044,13 @@ int main(int argc, char** argv) {
     snprintf(name, sizeof name, "HNSW%d %lld, efSearch %d", o.hnsw_m,
              (long long)o.hnsw_nb, o.ef);
     bench_latency(&o, name, hnsw, &e, xq, o.hnsw_nsingle);
-    fprintf(stderr, "hnsw latency done (%.0f s)\n", now() - t_start);
+    fprintf(stderr, "hnsw latency done (%.0f s)\n", bench_now() - t_start);
 
     snprintf(name, sizeof name, "HNSW%d %lld", o.hnsw_m, (long long)o.hnsw_nb);
     bench_scaling(&o, name, hnsw, xq, o.scale_hnsw);
     snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
     bench_scaling(&o, name, flat, xq, o.scale_flat);
-    fprintf(stderr, "scaling done (%.0f s)\n", now() - t_start);
+    fprintf(stderr, "scaling done (%.0f s)\n", bench_now() - t_start);
 
     for (int s = 0; s < 2; s++) {
         faiss_Index_free(flat[s]);
@@ -1095,7 +1069,7 @@ int main(int argc, char** argv) {
     } else {
         unlink(server_log);
     }
-    printf("total %.1f s; remote and local results: %s\n", now() - t_start,
+    printf("total %.1f s; remote and local results: %s\n", bench_now() - t_start,
            mismatches ? "DIFFER" : "identical (labels and distances, "
                                    "byte for byte, every round)");
     free(xb);

@@ -9,6 +9,7 @@
  * vectors in batches of B (the 8-writer row splits the batches among its
  * threads); each row is the best of R repetitions, each into a fresh
  * index. DIR (default /tmp) must be on the disk you care about. */
+#include "bench_util.h"
 #include <faissx/faissx.h>
 
 #include <pthread.h>
@@ -21,12 +22,6 @@
 static int g_n = 100000, g_d = 128, g_batch = 1000, g_reps = 3;
 static float* g_x;
 static idx_t* g_ids;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void die(const char* what) {
     fprintf(stderr, "bench_store: %s: %s\n", what, faiss_get_last_error());
@@ -52,13 +47,13 @@ static void* adder(void* p) {
 static double run_adds(FaissIndex* ix, int threads) {
     pthread_t th[64];
     struct job jobs[64];
-    double t0 = now();
+    double t0 = bench_now();
     for (int t = 0; t < threads; t++) {
         jobs[t] = (struct job){ix, t, threads};
         pthread_create(&th[t], NULL, adder, &jobs[t]);
     }
     for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
-    return now() - t0;
+    return bench_now() - t0;
 }
 
 static double bench_memory(void) {
