@@ -3,11 +3,9 @@
 #include "common.h"
 #include "oracle.h"
 #include "oracle_ivf.h"
+#include "oix_check.h"
 
 #include <stdlib.h>
-
-#define OIX_OK(call) \
-    cr_assert_eq((call), 0, "%s: oracle failed: %s", #call, oix_last_error())
 
 #define IX(p) ((FaissIndex*)(p))
 #define IVF(p) ((FaissIndexIVF*)(p))
@@ -56,24 +54,6 @@ static OIx* o_ivfflat(int metric, size_t nlist, idx_t nb) {
     OIX_OK(oix_train(o, NB, g_xb));
     if (nb > 0) OIX_OK(oix_add(o, nb, g_xb, NULL));
     return o;
-}
-
-/* Search both sides for the NQ queries; labels and distances must be
- * bit-identical. */
-static void same_search(const FaissIndex* c, const OIx* o, idx_t k) {
-    size_t nr = (size_t)NQ * k;
-    float* D1 = malloc(nr * sizeof(float));
-    float* D2 = malloc(nr * sizeof(float));
-    idx_t* I1 = malloc(nr * sizeof(idx_t));
-    idx_t* I2 = malloc(nr * sizeof(idx_t));
-    FXT_OK(faiss_Index_search(c, NQ, g_xq, k, D1, I1));
-    OIX_OK(oix_search(o, NQ, g_xq, k, D2, I2));
-    FXT_SAME(I1, I2, nr * sizeof(idx_t));
-    FXT_SAME(D1, D2, nr * sizeof(float));
-    free(D1);
-    free(D2);
-    free(I1);
-    free(I2);
 }
 
 /* Lists of both sides hold the same ids in the same order. */
@@ -127,12 +107,12 @@ Test(ivf, ivfflat_l2_matches_cpp_at_several_nprobe) {
         cr_assert_eq(faiss_IndexIVFFlat_nprobe(ix), probes[i]);
         cr_assert_eq(faiss_IndexIVF_nprobe(IVF(ix)), probes[i]);
         OIX_OK(oix_set_nprobe(o, probes[i]));
-        same_search(IX(ix), o, K);
+        oix_same_search(IX(ix), o, NQ, g_xq, K);
     }
     /* nprobe beyond nlist is clamped by faiss, on both sides */
     faiss_IndexIVF_set_nprobe(IVF(ix), 5 * NLIST);
     OIX_OK(oix_set_nprobe(o, 5 * NLIST));
-    same_search(IX(ix), o, K);
+    oix_same_search(IX(ix), o, NQ, g_xq, K);
     oix_free(o);
     faiss_IndexIVFFlat_free(ix);
 }
@@ -147,7 +127,7 @@ Test(ivf, ivfflat_ip_matches_cpp) {
     for (size_t i = 0; i < 3; i++) {
         faiss_IndexIVFFlat_set_nprobe(ix, probes[i]);
         OIX_OK(oix_set_nprobe(o, probes[i]));
-        same_search(IX(ix), o, K);
+        oix_same_search(IX(ix), o, NQ, g_xq, K);
     }
     same_lists(IVF(ix), o);
     oix_free(o);
@@ -284,13 +264,13 @@ Test(ivf, merge_from_matches_cpp_and_single_index) {
     OIX_OK(oix_merge(oa, ob, n1));
     faiss_IndexIVFFlat_set_nprobe(a, 4);
     OIX_OK(oix_set_nprobe(oa, 4));
-    same_search(IX(a), oa, K);
+    oix_same_search(IX(a), oa, NQ, g_xq, K);
     same_lists(IVF(a), oa);
 
     /* merging with add_id = n1 is the same as adding everything at once */
     OIx* all = o_ivfflat(METRIC_L2, NLIST, NB);
     OIX_OK(oix_set_nprobe(all, 4));
-    same_search(IX(a), all, K);
+    oix_same_search(IX(a), all, NQ, g_xq, K);
 
     oix_free(all);
     oix_free(oa);
@@ -353,7 +333,7 @@ Test(ivf, copy_subset_to_all_types_match_cpp) {
         same_lists(IVF(dst), odst);
         faiss_IndexIVFFlat_set_nprobe(dst, 8);
         OIX_OK(oix_set_nprobe(odst, 8));
-        same_search(IX(dst), odst, K);
+        oix_same_search(IX(dst), odst, NQ, g_xq, K);
         /* the ids copied obey the subset rule */
         if (cases[i].type != 2) {
             for (size_t l = 0; l < NLIST; l++) {
@@ -621,7 +601,7 @@ Test(ivf, add_core_with_precomputed_lists_matches_cpp) {
     same_lists(IVF(ix), o);
     faiss_IndexIVFFlat_set_nprobe(ix, 4);
     OIX_OK(oix_set_nprobe(o, 4));
-    same_search(IX(ix), o, K);
+    oix_same_search(IX(ix), o, NQ, g_xq, K);
     oix_free(o);
 
     /* with ids, and a deliberately different list assignment */
@@ -641,7 +621,7 @@ Test(ivf, add_core_with_precomputed_lists_matches_cpp) {
                      oix_list_size(o2, l));
     faiss_IndexIVFFlat_set_nprobe(ix2, 3);
     OIX_OK(oix_set_nprobe(o2, 3));
-    same_search(IX(ix2), o2, K);
+    oix_same_search(IX(ix2), o2, NQ, g_xq, K);
     /* add_core through the IndexIVFScalarQuantizer call refuses an IVFFlat */
     FXT_ERR(faiss_IndexIVFScalarQuantizer_add_core(
                     (FaissIndexIVFScalarQuantizer*)ix2, 1, g_xb, NULL, assign),
@@ -698,7 +678,7 @@ Test(ivf, update_vectors_matches_cpp) {
     same_lists(IVF(ix), o);
     faiss_IndexIVFFlat_set_nprobe(ix, 4);
     OIX_OK(oix_set_nprobe(o, 4));
-    same_search(IX(ix), o, K);
+    oix_same_search(IX(ix), o, NQ, g_xq, K);
     float r[D];
     for (int i = 0; i < NV; i++) {
         FXT_OK(faiss_Index_reconstruct(IX(ix), idx[i], r));

@@ -1,11 +1,9 @@
 /* test_lsh.c -- IndexLSH_c.h against faiss C++ (oracle_lsh.cpp). */
 #include "common.h"
 #include "oracle_lsh.h"
+#include "oix_check.h"
 
 #include <stdlib.h>
-
-#define OIX_OK(call) \
-    cr_assert_eq((call), 0, "%s: oracle failed: %s", #call, oix_last_error())
 
 #define IX(p) ((FaissIndex*)(p))
 
@@ -29,23 +27,6 @@ static void data_fini(void) {
 }
 
 TestSuite(lsh, .init = data_init, .fini = data_fini);
-
-static void same_search(const FaissIndex* c, const OIx* o, idx_t nq,
-                        const float* xq) {
-    size_t nr = (size_t)nq * K;
-    float* D1 = malloc(nr * sizeof(float));
-    float* D2 = malloc(nr * sizeof(float));
-    idx_t* I1 = malloc(nr * sizeof(idx_t));
-    idx_t* I2 = malloc(nr * sizeof(idx_t));
-    FXT_OK(faiss_Index_search(c, nq, xq, K, D1, I1));
-    OIX_OK(oix_search(o, nq, xq, K, D2, I2));
-    FXT_SAME(I1, I2, nr * sizeof(idx_t));
-    FXT_SAME(D1, D2, nr * sizeof(float));
-    free(D1);
-    free(D2);
-    free(I1);
-    free(I2);
-}
 
 static void same_codec(const FaissIndex* c, const OIx* o, int nbits) {
     size_t cs = 0, cso = 0;
@@ -102,7 +83,7 @@ Test(lsh, new_defaults_getters_and_search_match_cpp) {
     OIx* o = oix_lsh(D, 64, 1, 0);
     cr_assert(o != NULL, "%s", oix_last_error());
     OIX_OK(oix_add(o, NB, g_xb, NULL));
-    same_search(IX(ix), o, NQ, g_xq);
+    oix_same_search(IX(ix), o, NQ, g_xq, K);
     same_codec(IX(ix), o, 64);
 
     /* a base vector finds a code at Hamming distance 0 */
@@ -145,7 +126,7 @@ Test(lsh, options_all_combinations_match_cpp) {
                 same_thresholds(IX(ix), o);
                 FXT_OK(faiss_Index_add(IX(ix), NB, g_xb));
                 OIX_OK(oix_add(o, NB, g_xb, NULL));
-                same_search(IX(ix), o, NQ, g_xq);
+                oix_same_search(IX(ix), o, NQ, g_xq, K);
                 same_codec(IX(ix), o, nbits[b]);
                 oix_free(o);
                 faiss_IndexLSH_free(ix);
@@ -211,7 +192,7 @@ Test(lsh, constructor_errors) {
     OIx* o = oix_lsh(D, 2 * D, 1, 0);
     FXT_OK(faiss_Index_add(IX(ix), NB, g_xb));
     OIX_OK(oix_add(o, NB, g_xb, NULL));
-    same_search(IX(ix), o, NQ, g_xq);
+    oix_same_search(IX(ix), o, NQ, g_xq, K);
     oix_free(o);
     faiss_IndexLSH_free(ix);
 }

@@ -3,11 +3,9 @@
 #include "common.h"
 #include "oracle.h"
 #include "oracle_sq.h"
+#include "oix_check.h"
 
 #include <stdlib.h>
-
-#define OIX_OK(call) \
-    cr_assert_eq((call), 0, "%s: oracle failed: %s", #call, oix_last_error())
 
 #define IX(p) ((FaissIndex*)(p))
 
@@ -37,23 +35,6 @@ static void data_fini(void) {
 }
 
 TestSuite(sq, .init = data_init, .fini = data_fini);
-
-static void same_search(const FaissIndex* c, const OIx* o, idx_t nq,
-                        const float* xq) {
-    size_t nr = (size_t)nq * K;
-    float* D1 = malloc(nr * sizeof(float));
-    float* D2 = malloc(nr * sizeof(float));
-    idx_t* I1 = malloc(nr * sizeof(idx_t));
-    idx_t* I2 = malloc(nr * sizeof(idx_t));
-    FXT_OK(faiss_Index_search(c, nq, xq, K, D1, I1));
-    OIX_OK(oix_search(o, nq, xq, K, D2, I2));
-    FXT_SAME(I1, I2, nr * sizeof(idx_t));
-    FXT_SAME(D1, D2, nr * sizeof(float));
-    free(D1);
-    free(D2);
-    free(I1);
-    free(I2);
-}
 
 /* sa_encode / sa_decode of the queries agree with C++; returns the mean
  * squared reconstruction error. `stable`: re-encoding a decoded vector gives
@@ -135,7 +116,7 @@ Test(sq, every_quantizer_type_l2_and_ip_matches_cpp) {
             FXT_OK(faiss_Index_add(IX(ix), NB, g_xb));
             OIX_OK(oix_add(o, NB, g_xb, NULL));
             cr_assert_eq(faiss_Index_ntotal(IX(ix)), NB);
-            same_search(IX(ix), o, NQ, g_xq);
+            oix_same_search(IX(ix), o, NQ, g_xq, K);
             (void)same_codec(IX(ix), o, 1);
 
             float* r1 = malloc(20 * D * sizeof(float));
@@ -262,7 +243,7 @@ Test(sq, ivfsq_new_with_defaults_to_residual_l2) {
         cr_assert_eq(faiss_IndexIVFScalarQuantizer_nprobe(ix), probes[i]);
         cr_assert_eq(faiss_IndexIVF_nprobe((FaissIndexIVF*)ix), probes[i]);
         OIX_OK(oix_set_nprobe(o, probes[i]));
-        same_search(IX(ix), o, NQ, g_xq);
+        oix_same_search(IX(ix), o, NQ, g_xq, K);
     }
     oix_free(o);
     faiss_IndexIVFScalarQuantizer_free(ix); /* frees q (own_fields) */
@@ -294,7 +275,7 @@ Test(sq, ivfsq_new_with_metric_residual_and_not_match_cpp) {
                 OIX_OK(oix_add(o, NB, g_xb, NULL));
                 OIX_OK(oix_set_nprobe(o, 4));
                 same_trained(IX(ix), o);
-                same_search(IX(ix), o, NQ, g_xq);
+                oix_same_search(IX(ix), o, NQ, g_xq, K);
                 (void)same_codec(IX(ix), o, 0);
                 oix_free(o);
                 faiss_IndexIVFScalarQuantizer_free(ix);
@@ -318,7 +299,7 @@ Test(sq, ivfsq_add_core_matches_cpp) {
                      oix_list_size(o, l));
     faiss_IndexIVFScalarQuantizer_set_nprobe(ix, 3);
     OIX_OK(oix_set_nprobe(o, 3));
-    same_search(IX(ix), o, NQ, g_xq);
+    oix_same_search(IX(ix), o, NQ, g_xq, K);
 
     /* with ids and explicit lists, replayed in C++ */
     FaissIndexIVFScalarQuantizer* ix2 = c_ivfsq(METRIC_L2, QT_4bit, 0);
@@ -334,7 +315,7 @@ Test(sq, ivfsq_add_core_matches_cpp) {
     OIX_OK(oix_add_core(o2, NB, g_xb, ids, assign));
     faiss_IndexIVFScalarQuantizer_set_nprobe(ix2, 2);
     OIX_OK(oix_set_nprobe(o2, 2));
-    same_search(IX(ix2), o2, NQ, g_xq);
+    oix_same_search(IX(ix2), o2, NQ, g_xq, K);
 
     /* errors */
     assign[1] = NLIST;
@@ -393,7 +374,7 @@ Test(sq, train_residual_matches_cpp_and_train) {
         OIX_OK(oix_train(o, NB, g_xb));
         FXT_OK(faiss_Index_add(IX(b), NB, g_xb));
         OIX_OK(oix_add(o, NB, g_xb, NULL));
-        same_search(IX(b), o, NQ, g_xq);
+        oix_same_search(IX(b), o, NQ, g_xq, K);
         oix_free(o);
         faiss_IndexIVFScalarQuantizer_free(a);
         faiss_IndexIVFScalarQuantizer_free(b);
