@@ -119,6 +119,13 @@ int check_vectors(const char* func, idx n, const float* x, int d,
 
 } // namespace fx
 
+/* Every program using the C API links this file; through this reference it
+ * also loads kernels/dispatch.cpp, so in a static link faiss's distance
+ * kernels are already defined when libfaiss.a is scanned and its member
+ * distances_simd.cpp.o is never loaded (docs/kernels.md). */
+extern "C" const int fx_kernels_linked;
+__attribute__((used)) static const int* const fx_kernels_pull = &fx_kernels_linked;
+
 extern "C" {
 
 const char* faiss_get_last_error() {

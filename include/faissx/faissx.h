@@ -108,6 +108,13 @@ int faissx_last_error_code(void);
 int faissx_ParameterSpace_initialize(FaissParameterSpace* space,
                                      const FaissIndex* index);
 
+/** Which distance kernels faiss's code runs in this process (docs/kernels.md):
+ *  "avx512", "avx2" or "generic" when faissx's own kernels replace faiss's
+ *  (chosen at the first distance computation from the CPU, or lowered by the
+ *  environment variable FAISSX_SIMD=generic|avx2), "faiss" when the library
+ *  was built without the substitution. A static string; never NULL. */
+const char* faissx_simd_level(void);
+
 /* ------------------------------------------------------------------------
  * Remote mode
  *
