@@ -9,6 +9,8 @@
 
 #include <faissx/faissx.h>
 
+#include "core/threads.h"
+
 #include <faiss/Index.h>
 #include <faiss/IndexBinary.h>
 #include <faiss/impl/FaissException.h>
@@ -111,7 +113,8 @@ int check_vectors(const char* func, idx n, const float* x, int d,
 
 } // namespace fx
 
-#define FX_TRY try {
+/* Entering the C API also applies the thread policy (core/threads.cpp). */
+#define FX_TRY try { fx_threads_enter();
 #define FX_CATCH                                   \
     }                                              \
     catch (...) {                                  \

@@ -58,6 +58,16 @@ bool read_only_lists(const faiss::IndexBinary* ix);
                             "read-only (read with FAISS_IO_FLAG_MMAP)");   \
     } while (0)
 
+/* A batch search on a plain IndexFlat (L2 or IP) as nslices independent
+ * searches of consecutive query slices, one per OpenMP thread, each with
+ * single-threaded BLAS (core/threads.cpp): faiss alternates BLAS and OpenMP
+ * on one batch, and whichever pool idles spins. Returns false (nothing
+ * done) when it does not apply: another index type, too few queries for
+ * each slice to take faiss's BLAS path, one thread, inside a parallel
+ * region, or the program sized the pools itself. Same results. */
+bool flat_search_split(const faiss::Index* ix, idx n, const float* x, idx k,
+                       float* distances, idx* labels);
+
 /* Fails unless key is valid for reconstruct-like calls on ix. */
 int check_key(const char* func, const faiss::Index* ix, idx key);
 

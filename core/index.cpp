@@ -152,6 +152,7 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
             return;
         }
     }
+    if (!params && flat_search_split(ix, n, x, k, distances, labels)) return;
     ix->search(n, x, k, distances, labels, params);
 }
 

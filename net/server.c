@@ -10,7 +10,9 @@
  *                 work (uv_queue_work) and, when it is done, the reply send;
  *                 signals, the reaper timer, the drain.
  *   work pool     libuv's threads (UV_THREADPOOL_SIZE = --workers) run
- *                 fx_state_handle, i.e. faiss, with --threads OpenMP threads.
+ *                 fx_state_handle, i.e. faiss, with --threads OpenMP threads
+ *                 and single-threaded BLAS (faissx_set_threads), so at most
+ *                 workers x threads threads compute at once.
  *
  * A slot is one request in flight: an nng_ctx and its aio, cycling
  *   RECV --message--> WORK --reply built--> SEND --sent--> RECV
@@ -21,16 +23,13 @@
  * (completions are dispatched, or run after NNG dropped its own locks), so
  * holding mu across those calls cannot deadlock. */
 #include "net/server.h"
-
-/* OpenBLAS's own entry point (cblas.h declares it, but pulls in more). */
-extern void openblas_set_num_threads(int num_threads);
+#include "core/threads.h"
 
 #include <faissx/faissx.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/tls/tls.h>
-#include <omp.h>
 #include <uv.h>
 
 #include <errno.h>
@@ -376,7 +375,7 @@ static void work_cb(uv_work_t* w) {
     void* copy;
     fx_wbuf r;
 
-    omp_set_num_threads(s->conf->threads > 0 ? s->conf->threads : 1);
+    fx_threads_enter(); /* this worker: --threads (faissx_set_threads) */
     sl->conn_id = (uint64_t)nng_pipe_id(nng_msg_get_pipe(req));
     memset(&sl->meta, 0, sizeof sl->meta);
     fx_w_init(&r);
@@ -762,10 +761,12 @@ static void log_startup(server* s) {
             fx_log(FX_LOG_INFO, "listening on %s", s->urls[i]);
     }
     fx_log(FX_LOG_INFO,
-           "workers=%d threads=%d in-flight=%d max-message-bytes=%zu "
+           "workers=%d threads=%d (at most %d computing; %ld CPUs) "
+           "in-flight=%d max-message-bytes=%zu "
            "max-connections=%d max-k=%" PRId64 " max-batch=%" PRId64
            " orphan-grace-ms=%" PRIu64,
-           c->workers, c->threads, s->nslots, c->max_message_bytes,
+           c->workers, c->threads, c->workers * c->threads,
+           sysconf(_SC_NPROCESSORS_ONLN), s->nslots, c->max_message_bytes,
            c->max_connections, c->max_k, c->max_batch, c->orphan_grace_ms);
     int keys = (c->auth_keys && *c->auth_keys) || (c->auth_file && *c->auth_file);
     fx_log(FX_LOG_INFO, "auth: %s", keys ? "on (API keys required)"
@@ -793,11 +794,6 @@ static void log_startup(server* s) {
 }
 
 int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
-    /* Requests already run in parallel on the work pool, each with its own
-     * OpenMP threads; BLAS threads on top would oversubscribe the cores and
-     * make results depend on the machine's core count. */
-    openblas_set_num_threads(1);
-
     server* s;
     int rv;
     char buf[32];
@@ -812,6 +808,10 @@ int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
         snprintf(err, errsz, "workers must be in 1..1024");
         return FAISSX_E_INVALID;
     }
+    if (c->threads < 1 || c->threads > 256) {
+        snprintf(err, errsz, "threads must be in 1..256");
+        return FAISSX_E_INVALID;
+    }
     if (c->max_message_bytes < FX_HDR_SIZE) {
         snprintf(err, errsz, "max_message_bytes is smaller than a header");
         return FAISSX_E_INVALID;
@@ -821,6 +821,13 @@ int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
                                               : c->log_level;
     log_json = c->log_json != 0;
 
+    /* Each request: --threads OpenMP threads, BLAS single-threaded (the
+     * library's thread policy, core/threads.cpp), whatever the environment
+     * says; workers apply it before each request (work_cb). */
+    if (faissx_set_threads(c->threads) != 0) {
+        snprintf(err, errsz, "%s", faiss_get_last_error());
+        return FAISSX_E_INVALID;
+    }
     /* The server's own faiss calls are local, whatever FAISSX_SERVER says. */
     faissx_remote_disable();
     /* libuv sizes its (process-wide) pool at the first uv_queue_work. */

@@ -116,6 +116,38 @@ int faissx_ParameterSpace_initialize(FaissParameterSpace* space,
 const char* faissx_simd_level(void);
 
 /* ------------------------------------------------------------------------
+ * Threads
+ *
+ * faiss runs its loops on OpenMP threads and its matrix products on
+ * OpenBLAS's own threads. When both pools are as large as the machine they
+ * oversubscribe it (a 1000-query Flat search over 1M vectors took 4x longer
+ * on 2 cores). So, by default, faissx gives OpenMP the CPU count and
+ * OpenBLAS one thread; see docs/api.md, "Threads", for the measurements.
+ *
+ * The default policy leaves the pools alone when the program chose them:
+ * OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or GOTO_NUM_THREADS set in the
+ * environment, or omp_set_num_threads / openblas_set_num_threads called
+ * before the first faiss call (in that thread, for OpenMP). A setting made
+ * with faissx_set_threads or FAISSX_THREADS is explicit and overrides all of
+ * these. It is applied at each thread's next faiss or faissx call.
+ * ------------------------------------------------------------------------ */
+
+/** Largest value faissx_set_threads and FAISSX_THREADS accept. */
+#define FAISSX_THREADS_MAX 1024
+
+/** faiss calls from now on, in every thread, run on n OpenMP threads, with
+ *  OpenBLAS single-threaded. n = 0 returns to the setting the process
+ *  started with (FAISSX_THREADS = n read at the first call, else the default
+ *  policy). Fails with FAISSX_E_INVALID for n < 0 or n >
+ *  FAISSX_THREADS_MAX, changing nothing. Thread-safe; a call already
+ *  running keeps the count it started with. */
+int faissx_set_threads(int n);
+
+/** The number of OpenMP threads a faiss call made now from the calling
+ *  thread would use (after applying the setting to this thread). */
+int faissx_get_threads(void);
+
+/* ------------------------------------------------------------------------
  * Remote mode
  *
  * When a server is configured -- by faissx_configure() or, at the first
