@@ -4,6 +4,7 @@
 #include "net/remote.h"
 
 #include "core/core.h"
+#include "net/cache.h"
 
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
@@ -12,6 +13,7 @@
 #include <faiss/index_io.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <strings.h>
@@ -160,11 +162,37 @@ void write_selector(fx_wbuf* w, const faiss::IDSelector* s, int depth) {
     }
 }
 
+/* Marks a write through r for the client cache when it ends, whether it
+ * succeeded or not (a failed or timed-out write may have been applied):
+ * r's cached results are gone before the call returns. */
+struct WriteScope {
+    const RemoteIndex* r;
+    explicit WriteScope(const RemoteIndex* r) : r(r) {}
+    ~WriteScope() { cache::wrote(r); }
+};
+
+template <class T>
+void key_put(std::string* k, const T& v) {
+    k->append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+
+/* The start of a cache key: r's identity, the call, what fixes the shape
+ * and meaning of its result. */
+std::string key_begin(const RemoteIndex* r, char call) {
+    std::string k = cache::ident(r);
+    k.push_back(call);
+    key_put(&k, (int64_t)r->d);
+    key_put(&k, (int64_t)r->metric_type);
+    key_put(&k, r->metric_arg);
+    return k;
+}
+
 } // namespace
 
 /* ---- RemoteIndex ---- */
 
 RemoteIndex::~RemoteIndex() {
+    cache::forget(this);
     if (own_children) {
         for (auto c : children) delete c;
         for (auto t : child_transforms) delete t;
@@ -182,6 +210,7 @@ RemoteIndex::~RemoteIndex() {
 }
 
 void RemoteIndex::train(idx_t n, const float* x) {
+    WriteScope ws(this);
     rcall(conn.get(), FX_OP_TRAIN,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -192,6 +221,7 @@ void RemoteIndex::train(idx_t n, const float* x) {
 }
 
 void RemoteIndex::add(idx_t n, const float* x) {
+    WriteScope ws(this);
     rcall(conn.get(), FX_OP_ADD,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -202,6 +232,7 @@ void RemoteIndex::add(idx_t n, const float* x) {
 }
 
 void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
+    WriteScope ws(this);
     rcall(conn.get(), FX_OP_ADD_WITH_IDS,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -219,6 +250,20 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
     if (ivfp && ivfp->quantizer_params)
         throw Error(FAISSX_E_UNSUPPORTED,
                     "quantizer search parameters cannot be sent to a server");
+    // Calls with per-call parameters (a selector, nprobe) bypass the cache.
+    size_t qbytes = (size_t)n * d * sizeof(float);
+    size_t rbytes = (size_t)n * k * (sizeof(float) + sizeof(idx_t));
+    cache::Ticket t;
+    std::string key;
+    cache::Seg segs[2] = {{distances, (size_t)n * k * sizeof(float)},
+                          {labels, (size_t)n * k * sizeof(idx_t)}};
+    if (!params && n > 0 && cache::fits(qbytes + 64, rbytes)) {
+        key = key_begin(this, 'S');
+        key_put(&key, (int64_t)n);
+        key_put(&key, (int64_t)k);
+        key.append(reinterpret_cast<const char*>(x), qbytes);
+        if (cache::get(this, key, segs, 2, &t)) return;
+    }
     rcall(conn.get(), FX_OP_SEARCH,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -239,6 +284,7 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
               read_into(r, distances, (uint64_t)n * k, "search");
               read_into(r, labels, (uint64_t)n * k, "search");
           });
+    cache::put(this, std::move(key), segs, 2, t);
 }
 
 void RemoteIndex::range_search(idx_t n, const float* x, float radius,
@@ -281,12 +327,14 @@ void RemoteIndex::assign(idx_t n, const float* x, idx_t* labels,
 }
 
 void RemoteIndex::reset() {
+    WriteScope ws(this);
     rcall(conn.get(), FX_OP_RESET, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
           [&](fx_rbuf* r) { read_state(r, this, "reset"); });
 }
 
 size_t RemoteIndex::remove_ids(const faiss::IDSelector& sel) {
     uint64_t removed = 0;
+    WriteScope ws(this);
     rcall(conn.get(), FX_OP_REMOVE_IDS,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -300,16 +348,34 @@ size_t RemoteIndex::remove_ids(const faiss::IDSelector& sel) {
 }
 
 void RemoteIndex::reconstruct(idx_t key, float* recons) const {
+    cache::Ticket t;
+    std::string ck;
+    cache::Seg seg = {recons, (size_t)d * sizeof(float)};
+    if (cache::fits(64, seg.len)) {
+        ck = key_begin(this, 'R');
+        key_put(&ck, (int64_t)key);
+        if (cache::get(this, ck, &seg, 1, &t)) return;
+    }
     rcall(conn.get(), FX_OP_RECONSTRUCT_KEYS,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_array(w, &key, 1, sizeof(idx_t));
           },
           [&](fx_rbuf* r) { read_into(r, recons, (uint64_t)d, "reconstruct"); });
+    cache::put(this, std::move(ck), &seg, 1, t);
 }
 
 void RemoteIndex::reconstruct_batch(idx_t n, const idx_t* keys,
                                     float* recons) const {
+    cache::Ticket t;
+    std::string ck;
+    cache::Seg seg = {recons, (size_t)n * d * sizeof(float)};
+    size_t kbytes = (size_t)n * sizeof(idx_t);
+    if (n > 0 && cache::fits(kbytes + 64, seg.len)) {
+        ck = key_begin(this, 'B');
+        ck.append(reinterpret_cast<const char*>(keys), kbytes);
+        if (cache::get(this, ck, &seg, 1, &t)) return;
+    }
     rcall(conn.get(), FX_OP_RECONSTRUCT_KEYS,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -318,9 +384,19 @@ void RemoteIndex::reconstruct_batch(idx_t n, const idx_t* keys,
           [&](fx_rbuf* r) {
               read_into(r, recons, (uint64_t)n * d, "reconstruct");
           });
+    cache::put(this, std::move(ck), &seg, 1, t);
 }
 
 void RemoteIndex::reconstruct_n(idx_t i0, idx_t ni, float* recons) const {
+    cache::Ticket t;
+    std::string ck;
+    cache::Seg seg = {recons, (size_t)ni * d * sizeof(float)};
+    if (ni > 0 && cache::fits(64, seg.len)) {
+        ck = key_begin(this, 'N');
+        key_put(&ck, (int64_t)i0);
+        key_put(&ck, (int64_t)ni);
+        if (cache::get(this, ck, &seg, 1, &t)) return;
+    }
     rcall(conn.get(), FX_OP_RECONSTRUCT_N,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -330,6 +406,7 @@ void RemoteIndex::reconstruct_n(idx_t i0, idx_t ni, float* recons) const {
           [&](fx_rbuf* r) {
               read_into(r, recons, (uint64_t)ni * d, "reconstruct_n");
           });
+    cache::put(this, std::move(ck), &seg, 1, t);
 }
 
 void RemoteIndex::compute_residual(const float* x, float* residual,
@@ -389,6 +466,7 @@ void RemoteIndex::merge_from(faiss::Index& other, idx_t add_id) {
     if (!o || o->conn != conn)
         throw Error(FAISSX_E_UNSUPPORTED,
                     "merge_from needs two indexes on the same server");
+    WriteScope ws(this), wo(o); // faiss empties `other`
     rcall(conn.get(), FX_OP_MERGE_FROM,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -427,6 +505,15 @@ void RemoteIndex::ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& buil
                       ? FAISSX_OP_ADD
               : op == FX_IVF_TRAIN_RESIDUAL ? FAISSX_OP_TRAIN
                                             : FAISSX_OP_ADMIN;
+    // Every sub-op but these writes, and copy_subset_to writes another
+    // index: drop the cache of the whole server (they are rare).
+    struct ServerWrite {
+        const RemoteIndex* r;
+        ~ServerWrite() {
+            if (r) cache::wrote_server(fx_client_url(r->conn->c));
+        }
+    } sw{op == FX_IVF_SEARCH_PREASSIGNED || op == FX_IVF_IMBALANCE ? nullptr
+                                                                   : this};
     rcall(conn.get(), FX_OP_IVF,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -451,6 +538,7 @@ void RemoteIndex::sync() {
 }
 
 void RemoteIndex::set_param(const char* name, double value) {
+    WriteScope ws(this); // nprobe, efSearch, ... change results
     rcall(conn.get(), FX_OP_SET_PARAM,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -524,6 +612,7 @@ static void read_env_locked() {
         return;
     }
     store_opts_locked(o);
+    cache::configure(o.cache_max_bytes, o.cache_ttl_ms);
 }
 
 /* The connection for named-index calls: 0 with *out empty in local mode,
@@ -614,6 +703,7 @@ int remote_wrap(const char* func, RemoteIndex* child, int64_t type,
               },
               [&](fx_rbuf* r) { ix = read_info(r, child->conn, false); });
         ix->children.push_back(child);
+        child->linked = ix->linked = true;
         *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
         return 0;
     } catch (...) {
@@ -668,6 +758,30 @@ static int env_int(const char* func, const char* name, long lo, long hi,
     return 1;
 }
 
+/* A byte count with an optional K, M or G suffix (powers of 1024); same
+ * returns as env_int. */
+static int env_bytes(const char* func, const char* name, int64_t* out) {
+    const char* v = getenv(name);
+    if (!v || !*v) return 0;
+    char* end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    int shift = 0;
+    if (end != v && *end && !end[1]) {
+        switch (*end) {
+        case 'k': case 'K': shift = 10; end++; break;
+        case 'm': case 'M': shift = 20; end++; break;
+        case 'g': case 'G': shift = 30; end++; break;
+        }
+    }
+    if (end == v || *end || errno || n < 0 || n > (INT64_MAX >> shift))
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "%s: expected a byte count >= 0 with an optional K, "
+                        "M or G suffix, got '%s'", name, v);
+    *out = (int64_t)n << shift;
+    return 1;
+}
+
 int faissx_client_options_from_env(FaissxClientOptions* o) {
     FX_NOT_NULL(o);
     const char* f = __func__;
@@ -718,6 +832,10 @@ int faissx_client_options_from_env(FaissxClientOptions* o) {
                             "yes/no or on/off, got '%s'", fb);
         o->fallback_local = val;
     }
+    if ((rc = env_int(f, "FAISSX_CACHE_TTL_MS", 0, INT_MAX, &o->cache_ttl_ms)) < 0)
+        return rc;
+    if ((rc = env_bytes(f, "FAISSX_CACHE_MAX_BYTES", &o->cache_max_bytes)) < 0)
+        return rc;
     return 0;
 }
 
@@ -751,6 +869,9 @@ static int check_options(const char* func, const FaissxClientOptions* o) {
         return fx::fail(FAISSX_E_INVALID, func,
                         "fallback_local must be 0 or 1 (got %d)",
                         o->fallback_local);
+    if (int rc = fx::cache::check_limits(func, o->cache_max_bytes,
+                                         o->cache_ttl_ms))
+        return rc;
     for (int r : o->reserved)
         if (r != 0)
             return fx::fail(FAISSX_E_INVALID, func,
@@ -768,6 +889,7 @@ static int configure_locked(const char* func, const FaissxClientOptions* o,
     fx::g_env_error.clear();
     *old = std::move(fx::g_conn); // indexes keep their own reference
     fx::store_opts_locked(*o);
+    fx::cache::configure(o->cache_max_bytes, o->cache_ttl_ms);
     if (!o->url) return 0;
     fx::g_disabled = false;
     int rc = fx::connect_locked(func);
@@ -956,6 +1078,11 @@ int faissx_index_drop(const char* name) {
     std::shared_ptr<fx::Conn> c;
     if (int rc = need_conn(__func__, &c)) return rc;
     FX_TRY
+    // Handles to it must not answer from the cache.
+    struct ServerWrite {
+        const char* url;
+        ~ServerWrite() { fx::cache::wrote_server(url); }
+    } sw{fx_client_url(c->c)};
     fx::rcall(c.get(), FX_OP_DROP, [&](fx_wbuf* w) { fx_w_str(w, name); },
               fx::no_reply);
     return 0;

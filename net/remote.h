@@ -35,6 +35,10 @@ struct RemoteIndex : faiss::Index {
     std::vector<faiss::Index*> children;
     std::vector<faiss::VectorTransform*> child_transforms;
     bool own_children = false;
+    /* Shares server-side data with another handle (a composite made by
+     * remote_wrap, or its child): a write through it invalidates the
+     * client cache of its whole server. */
+    bool linked = false;
 
     ~RemoteIndex() override;
     void train(idx_t n, const float* x) override;

@@ -270,6 +270,14 @@ typedef struct FaissxClientOptions {
                                  constructors create local indexes (with a
                                  warning) instead of failing; default 0
                                  [FAISSX_FALLBACK_LOCAL] */
+    int cache_ttl_ms;       /**< a cached result older than this is not used;
+                                 0 = no expiry (default). Other clients'
+                                 writes become visible after it
+                                 [FAISSX_CACHE_TTL_MS] */
+    int64_t cache_max_bytes; /**< size bound of the client's cache of search
+                                 results and reconstructed vectors; 0 = no
+                                 cache (default) [FAISSX_CACHE_MAX_BYTES,
+                                 which takes a K, M or G suffix] */
     int reserved[16];       /**< zero; room to grow */
 } FaissxClientOptions;
 
@@ -354,6 +362,66 @@ void faissx_set_log_callback(FaissxLogCallback cb, void* user);
 /** Messages above `level` are dropped (default FAISSX_LOG_WARN, or
  *  FAISSX_CLIENT_LOG_LEVEL = error|warn|info|debug). */
 void faissx_set_log_level(FaissxLogLevel level);
+
+/* ------------------------------------------------------------------------
+ * Client cache (opt-in): search results and reconstructed vectors of remote
+ * indexes, kept in an LRU bounded by bytes, with an optional TTL
+ * (docs/client.md, "Caching"). Off unless cache_max_bytes > 0.
+ *
+ * Cached: faiss_Index_search without per-call parameters (a batch is one
+ * entry, keyed by the whole query block), faiss_Index_reconstruct,
+ * _reconstruct_n and _reconstruct_batch. A key holds the index's identity
+ * (server URL and server-side handle: handles to one named index share
+ * it), n, k, d, the metric and the full query bytes. Consistency: every
+ * write through this process (add, add_with_ids, remove_ids, reset, train,
+ * merge_from, IVF add_core/update_vectors/..., setting a parameter such as
+ * nprobe, dropping a named index) drops the index's entries before it
+ * returns, so a search never sees a result older than the process's own
+ * last acknowledged write. Writes by other processes are seen once the
+ * TTL has passed (or after faissx_cache_invalidate).
+ * ------------------------------------------------------------------------ */
+
+/** Counters since the process started (or faissx_cache_reset_stats), and
+ *  the current size. */
+typedef struct FaissxCacheStats {
+    uint64_t hits;          /**< answered from the cache */
+    uint64_t misses;        /**< looked up, not found (or expired): the
+                                 server answered */
+    uint64_t insertions;    /**< results stored */
+    uint64_t evictions;     /**< least recently used entries dropped to
+                                 stay within max_bytes */
+    uint64_t expirations;   /**< entries found older than the TTL (each also
+                                 counts as a miss) */
+    uint64_t invalidations; /**< entries dropped by writes, invalidation,
+                                 clearing */
+    uint64_t entries;       /**< entries now */
+    uint64_t bytes;         /**< their size: keys, values, and ~160 bytes of
+                                 bookkeeping each */
+    int64_t max_bytes;      /**< the bound (0: off) */
+    int ttl_ms;             /**< the TTL (0: none) */
+    int reserved[7];
+} FaissxCacheStats;
+
+/** Changes the cache's limits at once, without reconnecting (until the
+ *  next faissx_configure*, which applies its own). max_bytes 0 turns the
+ *  cache off and empties it; a smaller bound evicts the least recently
+ *  used entries. Negative values fail with FAISSX_E_INVALID. */
+int faissx_cache_configure(int64_t max_bytes, int ttl_ms);
+
+/** Fills *stats. Fails only for NULL. */
+int faissx_cache_stats(FaissxCacheStats* stats);
+
+/** Zeroes the counters (not entries, bytes or the limits). */
+void faissx_cache_reset_stats(void);
+
+/** Drops every entry. */
+void faissx_cache_clear(void);
+
+/** Drops the entries of one remote index (of every index on its server
+ *  when it is part of a remote composite, which shares data with its
+ *  children): use it when another process wrote to the index. A local
+ *  index has none: returns 0. NULL fails with FAISSX_E_INVALID. */
+int faissx_cache_invalidate(const FaissIndex* index);
 
 /* ------------------------------------------------------------------------
  * Search parameters (upstream names, faiss >= 1.7.4 C API)
