@@ -16,7 +16,10 @@
  *      protocol) to an echo thread of this program; reported as
  *      (remote - local) / raw round trip;
  *   5. total queries/s of 1, 4, 16 (--clients) threads doing single-query
- *      searches on one shared index handle, hence one shared connection.
+ *      searches on one shared index handle, hence one shared connection;
+ *   6. the client cache (faissx_cache_*): per query, a remote search with
+ *      the cache off, the same search with the cache on and empty (a miss:
+ *      the round trip plus storing), and again (a hit).
  *
  * Every measurement alternates the sides (who goes first changes every
  * round, and every slice of single queries), takes medians over rounds,
@@ -724,6 +727,68 @@ static void bench_latency(const options* o, const char* name,
 }
 
 /* ------------------------------------------------------------------------
+ * 6: the client cache: off, miss, hit for each single query
+ * ------------------------------------------------------------------------ */
+
+enum { C_OFF = 0, C_MISS = 1, C_HIT = 2 };
+static struct {
+    char name[64];
+    int64_t n;
+    double p50[3], p99[3];
+    int identical;
+    uint64_t hits, misses;
+} cache_row;
+
+static void bench_cache(const options* o, const char* name, FaissIndex* ix,
+                        const float* xq, int64_t nsingle) {
+    snprintf(cache_row.name, sizeof cache_row.name, "%s", name);
+    cache_row.identical = 1;
+    size_t total = (size_t)nsingle * (size_t)o->rounds;
+    double* t[3];
+    for (int s = 0; s < 3; s++) t[s] = xmalloc(total * sizeof(double));
+    float* D[3];
+    int64_t* I[3];
+    for (int s = 0; s < 3; s++) {
+        D[s] = xmalloc((size_t)o->k * sizeof(float));
+        I[s] = xmalloc((size_t)o->k * sizeof(int64_t));
+    }
+    const int64_t bound = 256 << 20;
+    MUST(faissx_cache_configure(bound, 0));
+    faissx_cache_reset_stats();
+    for (int r = 0; r < o->warmup + o->rounds; r++) {
+        int m = r - o->warmup;
+        for (int64_t i = 0; i < nsingle; i++) {
+            const float* q = xq + (size_t)(i % o->nq) * o->d;
+            for (int s = 0; s < 3; s++) {
+                /* off: the cache disabled (and emptied); miss: enabled,
+                 * empty; hit: the entry the miss stored */
+                if (s == C_OFF) MUST(faissx_cache_configure(0, 0));
+                if (s == C_MISS) MUST(faissx_cache_configure(bound, 0));
+                double t0 = bench_now();
+                MUST(faiss_Index_search(ix, 1, q, o->k, D[s], I[s]));
+                double dt = bench_now() - t0;
+                if (m >= 0) t[s][(size_t)m * nsingle + i] = dt;
+            }
+            for (int s = 1; s < 3; s++)
+                cache_row.identical &= same(D[0], I[0], D[s], I[s], (size_t)o->k);
+        }
+    }
+    FaissxCacheStats st;
+    MUST(faissx_cache_stats(&st));
+    cache_row.hits = st.hits;
+    cache_row.misses = st.misses;
+    MUST(faissx_cache_configure(0, 0));
+    for (int s = 0; s < 3; s++) {
+        cache_row.p50[s] = percentile(t[s], total, 0.5);
+        cache_row.p99[s] = percentile(t[s], total, 0.99);
+        free(t[s]);
+        free(D[s]);
+        free(I[s]);
+    }
+    cache_row.n = (int64_t)total;
+}
+
+/* ------------------------------------------------------------------------
  * 5: concurrent clients, one shared index handle per side
  * ------------------------------------------------------------------------ */
 
@@ -910,6 +975,27 @@ static void print_tables(void) {
     }
 }
 
+static void print_cache_table(void) {
+    if (!cache_row.n) return;
+    printf("\nClient cache, single queries (the same query: remote with the "
+           "cache off, then on and empty = miss, then again = hit; "
+           "%llu hits, %llu misses counted):\n\n",
+           (unsigned long long)cache_row.hits,
+           (unsigned long long)cache_row.misses);
+    printf("| index | queries | off p50 / p99 | miss p50 / p99 | "
+           "hit p50 / p99 | off / hit (p50) | miss / off (p50) | "
+           "identical |\n|---|---:|---:|---:|---:|---:|---:|:---:|\n");
+    printf("| %s | %lld | %.1f / %.1f us | %.1f / %.1f us | %.2f / %.2f us "
+           "| %.0f | %.3f | %s |\n",
+           cache_row.name, (long long)cache_row.n, cache_row.p50[C_OFF] * 1e6,
+           cache_row.p99[C_OFF] * 1e6, cache_row.p50[C_MISS] * 1e6,
+           cache_row.p99[C_MISS] * 1e6, cache_row.p50[C_HIT] * 1e6,
+           cache_row.p99[C_HIT] * 1e6,
+           cache_row.p50[C_OFF] / cache_row.p50[C_HIT],
+           cache_row.p50[C_MISS] / cache_row.p50[C_OFF],
+           yes_no(cache_row.identical));
+}
+
 static void print_machine(void) {
     char model[256] = "?";
     FILE* f = fopen("/proc/cpuinfo", "r");
@@ -1045,6 +1131,8 @@ int main(int argc, char** argv) {
              (long long)o.hnsw_nb, o.ef);
     bench_latency(&o, name, hnsw, &e, xq, o.hnsw_nsingle);
     fprintf(stderr, "hnsw latency done (%.0f s)\n", bench_now() - t_start);
+    bench_cache(&o, name, hnsw[REMOTE], xq, o.hnsw_nsingle);
+    fprintf(stderr, "cache done (%.0f s)\n", bench_now() - t_start);
 
     snprintf(name, sizeof name, "HNSW%d %lld", o.hnsw_m, (long long)o.hnsw_nb);
     bench_scaling(&o, name, hnsw, xq, o.scale_hnsw);
@@ -1058,6 +1146,7 @@ int main(int argc, char** argv) {
     }
     echo_stop(&e);
     print_tables();
+    print_cache_table();
     printf("\nHNSW build %.1f s locally (not compared), upload %.2f s\n",
            tbuild, tupload);
     print_load("at end");
