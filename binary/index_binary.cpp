@@ -9,6 +9,7 @@
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/IDSelector.h>
 
+#include <cstdio>
 #include <limits>
 
 namespace {
@@ -45,6 +46,56 @@ T* bas(FaissIndexBinary* p) {
     return fx::asb<T>(p);
 }
 
+/* is_trained, refreshed from the server for a remote index that says no
+ * (another client may have trained it). */
+bool trained_now(const faiss::IndexBinary* ix) {
+    if (ix->is_trained) return true;
+    if (auto r = fx::as_remote_bin(ix)) {
+        try {
+            r->sync();
+        } catch (...) {
+            return true; // let the real call reach the server and report
+        }
+        return r->is_trained;
+    }
+    return false;
+}
+
+/* ntotal/is_trained of a remote index come from the server (other clients
+ * write too); on failure the last known value stays, the error recorded. */
+void sync_remote(const FaissIndexBinary* obj, const char* func) {
+    if (auto r = fx::as_remote_bin(fx::bindex(obj))) {
+        try {
+            r->sync();
+        } catch (...) {
+            fx::handle_exception(func);
+        }
+    }
+}
+
+/* The remote index behind h if its server-side index has a `kind` bit. */
+fx::RemoteIndexBinary* remote_kind(const void* h, int64_t kind) {
+    auto ix = fx::bindex(static_cast<const FaissIndexBinary*>(h));
+    return h && fx::remote_bin_is(ix, kind) ? fx::as_remote_bin(ix) : nullptr;
+}
+
+/* In remote mode, create the binary index `desc` on the server and return
+ * from the calling constructor. */
+#define FX_REMOTE_BCREATE(p_index, d, desc)                                  \
+    do {                                                                    \
+        std::shared_ptr<fx::Conn> fx_conn_;                                 \
+        if (int fx_rc_ = fx::remote_conn(__func__, &fx_conn_)) return fx_rc_; \
+        if (fx_conn_) {                                                     \
+            FaissIndexBinary* fx_out_ = nullptr;                            \
+            int fx_rc_ = fx::remote_bin_create(__func__, fx_conn_, nullptr, \
+                                               (int)(d), (desc), &fx_out_); \
+            if (fx_rc_ == 0)                                                \
+                *(p_index) = reinterpret_cast<                              \
+                        std::remove_reference_t<decltype(*(p_index))>>(fx_out_); \
+            return fx_rc_;                                                  \
+        }                                                                   \
+    } while (0)
+
 } // namespace
 
 #define FX_BCAST(var, T, h)                                              \
@@ -74,13 +125,31 @@ void faiss_IndexBinary_free(FaissIndexBinary* obj) {
 }
 
 FX_BGETTER(IndexBinary, faiss::IndexBinary, int, d, o->d)
-FX_BGETTER(IndexBinary, faiss::IndexBinary, int, is_trained, o->is_trained)
-FX_BGETTER(IndexBinary, faiss::IndexBinary, idx_t, ntotal, o->ntotal)
+int faiss_IndexBinary_is_trained(const FaissIndexBinary* obj) {
+    FX_REQUIRE_RET(obj, 0, "handle is NULL or not a faiss::IndexBinary");
+    sync_remote(obj, __func__);
+    return fx::bindex(obj)->is_trained;
+}
+
+idx_t faiss_IndexBinary_ntotal(const FaissIndexBinary* obj) {
+    FX_REQUIRE_RET(obj, 0, "handle is NULL or not a faiss::IndexBinary");
+    sync_remote(obj, __func__);
+    return fx::bindex(obj)->ntotal;
+}
+
 FX_BGETTER(IndexBinary, faiss::IndexBinary, FaissMetricType, metric_type,
            static_cast<FaissMetricType>(o->metric_type))
 FX_BGETTER(IndexBinary, faiss::IndexBinary, int, verbose, o->verbose)
-FX_BSETTER(IndexBinary, faiss::IndexBinary, int, verbose,
-           o->verbose = val != 0)
+void faiss_IndexBinary_set_verbose(FaissIndexBinary* obj, int val) {
+    FX_REQUIRE_RET(obj, , "handle is NULL or not a faiss::IndexBinary");
+    if (auto r = fx::as_remote_bin(fx::bindex(obj))) {
+        FX_TRY
+        r->set_param("verbose", val != 0);
+        return;
+        FX_CATCH_RET()
+    }
+    fx::bindex(obj)->verbose = val != 0;
+}
 
 int faiss_IndexBinary_train(FaissIndexBinary* index, idx_t n,
                             const uint8_t* x) {
@@ -96,7 +165,7 @@ int faiss_IndexBinary_add(FaissIndexBinary* index, idx_t n,
                           const uint8_t* x) {
     FX_NOT_NULL(index);
     if (int rc = check_codes(__func__, n, x)) return rc;
-    FX_REQUIRE(fx::bindex(index)->is_trained,
+    FX_REQUIRE(trained_now(fx::bindex(index)),
                "index is not trained: call faiss_IndexBinary_train first");
     FX_REQUIRE_WRITABLE(fx::bindex(index));
     FX_TRY
@@ -110,7 +179,7 @@ int faiss_IndexBinary_add_with_ids(FaissIndexBinary* index, idx_t n,
     FX_NOT_NULL(index);
     if (int rc = check_codes(__func__, n, x)) return rc;
     FX_REQUIRE(n == 0 || xids, "argument 'xids' is NULL");
-    FX_REQUIRE(fx::bindex(index)->is_trained,
+    FX_REQUIRE(trained_now(fx::bindex(index)),
                "index is not trained: call faiss_IndexBinary_train first");
     FX_REQUIRE_WRITABLE(fx::bindex(index));
     FX_TRY
@@ -125,7 +194,7 @@ int faiss_IndexBinary_search(const FaissIndexBinary* index, idx_t n,
     FX_NOT_NULL(index);
     if (int rc = check_codes(__func__, n, x)) return rc;
     if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
-    FX_REQUIRE(fx::bindex(index)->is_trained, "index is not trained");
+    FX_REQUIRE(trained_now(fx::bindex(index)), "index is not trained");
     FX_TRY
     fx::bindex(index)->search(n, x, k, distances, labels);
     return 0;
@@ -142,7 +211,7 @@ int faiss_IndexBinary_range_search(const FaissIndexBinary* index, idx_t n,
     FX_REQUIRE((idx_t)res->nq == n,
                "result was allocated for %zu queries, but n = %lld", res->nq,
                (long long)n);
-    FX_REQUIRE(fx::bindex(index)->is_trained, "index is not trained");
+    FX_REQUIRE(trained_now(fx::bindex(index)), "index is not trained");
     FX_TRY
     fx::bindex(index)->range_search(n, x, radius, res);
     return 0;
@@ -157,7 +226,7 @@ int faiss_IndexBinary_assign(FaissIndexBinary* index, idx_t n,
     FX_REQUIRE(n == 0 || labels, "argument 'labels' is NULL");
     FX_REQUIRE(n == 0 || k <= std::numeric_limits<idx_t>::max() / n,
                "n * k overflows");
-    FX_REQUIRE(fx::bindex(index)->is_trained, "index is not trained");
+    FX_REQUIRE(trained_now(fx::bindex(index)), "index is not trained");
     FX_TRY
     fx::bindex(index)->assign(n, x, labels, k);
     return 0;
@@ -211,6 +280,10 @@ int faiss_IndexBinary_reconstruct_n(const FaissIndexBinary* index, idx_t i0,
                "range [%lld, %lld) is outside [0, %lld)", (long long)i0,
                (long long)(i0 + ni), (long long)ix->ntotal);
     FX_TRY
+    if (auto r = fx::as_remote_bin(ix)) { // one round trip; checked there
+        r->reconstruct_n(i0, ni, recons);
+        return 0;
+    }
     /* faiss 1.7.3's IndexBinary::reconstruct_n and its IndexBinaryIVF
      * override both step through recons by d (bits) instead of code_size
      * (bytes), writing 8x past the caller's buffer: done here instead. */
@@ -251,6 +324,7 @@ int faiss_IndexBinaryFlat_new(FaissIndexBinaryFlat** p_index) {
 int faiss_IndexBinaryFlat_new_with(FaissIndexBinaryFlat** p_index, idx_t d) {
     FX_NOT_NULL(p_index);
     if (int rc = check_bin_dim(__func__, d)) return rc;
+    FX_REMOTE_BCREATE(p_index, d, "BFlat");
     FX_TRY
     *p_index = fx::handle<FaissIndexBinaryFlat>(
             static_cast<faiss::IndexBinary*>(new faiss::IndexBinaryFlat(d)));
@@ -259,6 +333,8 @@ int faiss_IndexBinaryFlat_new_with(FaissIndexBinaryFlat** p_index, idx_t d) {
 }
 
 FaissIndexBinaryFlat* faiss_IndexBinaryFlat_cast(FaissIndexBinary* index) {
+    if (remote_kind(index, FX_KIND_FLAT))
+        return reinterpret_cast<FaissIndexBinaryFlat*>(index);
     return reinterpret_cast<FaissIndexBinaryFlat*>(static_cast<
             faiss::IndexBinary*>(bas<faiss::IndexBinaryFlat>(index)));
 }
@@ -268,6 +344,8 @@ void faiss_IndexBinaryFlat_free(FaissIndexBinaryFlat* obj) {
 }
 
 FaissIndexBinaryIVF* faiss_IndexBinaryIVF_cast(FaissIndexBinary* index) {
+    if (remote_kind(index, FX_KIND_IVF))
+        return reinterpret_cast<FaissIndexBinaryIVF*>(index);
     return reinterpret_cast<FaissIndexBinaryIVF*>(static_cast<
             faiss::IndexBinary*>(bas<faiss::IndexBinaryIVF>(index)));
 }
@@ -276,16 +354,74 @@ void faiss_IndexBinaryIVF_free(FaissIndexBinaryIVF* obj) {
     delete fx::bindex(obj);
 }
 
-FX_BGETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, size_t, nlist, o->nlist)
-FX_BGETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, size_t, nprobe, o->nprobe)
-FX_BSETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, size_t, nprobe,
-           o->nprobe = val)
-FX_BGETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, FaissIndexBinary*,
-           quantizer, reinterpret_cast<FaissIndexBinary*>(o->quantizer))
-FX_BGETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, int, own_fields,
-           o->own_fields)
-FX_BSETTER(IndexBinaryIVF, faiss::IndexBinaryIVF, int, own_fields,
-           o->own_fields = val != 0)
+/* The IVF getters/setters also work on a remote binary IVF: parameters
+ * travel by name; the quantizer is the client handle the IVF was built
+ * from; own_fields decides whether freeing the IVF frees that handle. */
+#define FX_BIVF_PARAM(name)                                              \
+    size_t faiss_IndexBinaryIVF_##name(const FaissIndexBinaryIVF* obj) {  \
+        if (auto r = remote_kind(obj, FX_KIND_IVF)) {                    \
+            FX_TRY                                                       \
+            return (size_t)r->get_param(#name);                          \
+            FX_CATCH_RET(0)                                              \
+        }                                                                \
+        auto o = fx::asb<faiss::IndexBinaryIVF>(                         \
+                reinterpret_cast<const FaissIndexBinary*>(obj));         \
+        FX_REQUIRE_RET(o != nullptr, 0,                                  \
+                       "handle is NULL or not a faiss::IndexBinaryIVF"); \
+        return o->name;                                                  \
+    }
+FX_BIVF_PARAM(nlist)
+FX_BIVF_PARAM(nprobe)
+
+void faiss_IndexBinaryIVF_set_nprobe(FaissIndexBinaryIVF* obj, size_t val) {
+    if (auto r = remote_kind(obj, FX_KIND_IVF)) {
+        FX_TRY
+        r->set_param("nprobe", (double)val);
+        return;
+        FX_CATCH_RET()
+    }
+    auto o = fx::asb<faiss::IndexBinaryIVF>(
+            reinterpret_cast<FaissIndexBinary*>(obj));
+    FX_REQUIRE_RET(o != nullptr, , "handle is NULL or not a "
+                                   "faiss::IndexBinaryIVF");
+    o->nprobe = val;
+}
+
+FaissIndexBinary* faiss_IndexBinaryIVF_quantizer(const FaissIndexBinaryIVF* obj) {
+    if (auto r = remote_kind(obj, FX_KIND_IVF)) {
+        FX_REQUIRE_RET(!r->children.empty(), nullptr,
+                       "the quantizer of a remote binary IVF built from a "
+                       "factory string lives only on the server");
+        return fx::handle<FaissIndexBinary>(r->children[0]);
+    }
+    auto o = fx::asb<faiss::IndexBinaryIVF>(
+            reinterpret_cast<const FaissIndexBinary*>(obj));
+    FX_REQUIRE_RET(o != nullptr, nullptr,
+                   "handle is NULL or not a faiss::IndexBinaryIVF");
+    return reinterpret_cast<FaissIndexBinary*>(o->quantizer);
+}
+
+int faiss_IndexBinaryIVF_own_fields(const FaissIndexBinaryIVF* obj) {
+    if (auto r = remote_kind(obj, FX_KIND_IVF))
+        return r->children.empty() ? 1 : r->own_children;
+    auto o = fx::asb<faiss::IndexBinaryIVF>(
+            reinterpret_cast<const FaissIndexBinary*>(obj));
+    FX_REQUIRE_RET(o != nullptr, 0,
+                   "handle is NULL or not a faiss::IndexBinaryIVF");
+    return o->own_fields;
+}
+
+void faiss_IndexBinaryIVF_set_own_fields(FaissIndexBinaryIVF* obj, int val) {
+    if (auto r = remote_kind(obj, FX_KIND_IVF)) {
+        r->own_children = val != 0;
+        return;
+    }
+    auto o = fx::asb<faiss::IndexBinaryIVF>(
+            reinterpret_cast<FaissIndexBinary*>(obj));
+    FX_REQUIRE_RET(o != nullptr, , "handle is NULL or not a "
+                                   "faiss::IndexBinaryIVF");
+    o->own_fields = val != 0;
+}
 
 int faissx_IndexBinaryIVF_new(FaissIndexBinaryIVF** p_index,
                               FaissIndexBinary* quantizer, idx_t d,
@@ -297,6 +433,14 @@ int faissx_IndexBinaryIVF_new(FaissIndexBinaryIVF** p_index,
     FX_REQUIRE(fx::bindex(quantizer)->d == d,
                "quantizer dimension %d differs from d = %lld",
                fx::bindex(quantizer)->d, (long long)d);
+    // Over a remote quantizer: built on its server, sharing it (as the
+    // local IVF shares its quantizer object).
+    if (auto rq = fx::as_remote_bin(fx::bindex(quantizer))) {
+        FaissIndexBinary* out = nullptr;
+        int rc = fx::remote_bin_wrap_ivf(__func__, rq, d, (int64_t)nlist, &out);
+        if (rc == 0) *p_index = reinterpret_cast<FaissIndexBinaryIVF*>(out);
+        return rc;
+    }
     FX_TRY
     auto ivf = new faiss::IndexBinaryIVF(fx::bindex(quantizer), d, nlist);
     ivf->own_fields = true;
@@ -311,6 +455,9 @@ int faissx_IndexBinaryHash_new(FaissIndexBinary** p_index, int d, int b) {
     if (int rc = check_bin_dim(__func__, d)) return rc;
     FX_REQUIRE(b > 0 && b <= d && b <= 64, "b must be in [1, min(d, 64)] "
                                            "(got %d)", b);
+    char desc[32];
+    std::snprintf(desc, sizeof desc, "BHash%d", b);
+    FX_REMOTE_BCREATE(p_index, d, desc);
     FX_TRY
     *p_index = fx::handle<FaissIndexBinary>(
             static_cast<faiss::IndexBinary*>(new faiss::IndexBinaryHash(d, b)));
@@ -322,6 +469,9 @@ int faissx_IndexBinaryHNSW_new(FaissIndexBinary** p_index, int d, int M) {
     FX_NOT_NULL(p_index);
     if (int rc = check_bin_dim(__func__, d)) return rc;
     FX_REQUIRE(M > 0, "M must be > 0 (got %d)", M);
+    char desc[32];
+    std::snprintf(desc, sizeof desc, "BHNSW%d", M);
+    FX_REMOTE_BCREATE(p_index, d, desc);
     FX_TRY
     *p_index = fx::handle<FaissIndexBinary>(
             static_cast<faiss::IndexBinary*>(new faiss::IndexBinaryHNSW(d, M)));
@@ -330,6 +480,13 @@ int faissx_IndexBinaryHNSW_new(FaissIndexBinary** p_index, int d, int M) {
 }
 
 int faissx_IndexBinaryHNSW_set_efSearch(FaissIndexBinary* index, int ef) {
+    if (auto r = remote_kind(index, FX_KIND_HNSW)) {
+        FX_REQUIRE(ef > 0, "efSearch must be > 0 (got %d)", ef);
+        FX_TRY
+        r->set_param("efSearch", ef);
+        return 0;
+        FX_CATCH
+    }
     FX_BCAST(h, faiss::IndexBinaryHNSW, index);
     FX_REQUIRE(ef > 0, "efSearch must be > 0 (got %d)", ef);
     h->hnsw.efSearch = ef;
@@ -338,6 +495,13 @@ int faissx_IndexBinaryHNSW_set_efSearch(FaissIndexBinary* index, int ef) {
 
 int faissx_IndexBinaryHNSW_get_efSearch(const FaissIndexBinary* index,
                                         int* ef) {
+    if (auto r = remote_kind(index, FX_KIND_HNSW)) {
+        FX_NOT_NULL(ef);
+        FX_TRY
+        *ef = (int)r->get_param("efSearch");
+        return 0;
+        FX_CATCH
+    }
     auto h = fx::asb<faiss::IndexBinaryHNSW>(index);
     FX_REQUIRE(h, "argument 'index' is NULL or not a faiss::IndexBinaryHNSW");
     FX_NOT_NULL(ef);

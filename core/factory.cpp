@@ -152,6 +152,11 @@ int faiss_index_binary_factory(FaissIndexBinary** p_index, int d,
                "description '%s': %d hash(es) of %d bits (each at most 64, "
                "in total at most d = %d)",
                description, nhash, b, d);
+    std::shared_ptr<fx::Conn> conn;
+    if (int rc = fx::remote_conn(__func__, &conn)) return rc;
+    if (conn)
+        return fx::remote_bin_create(__func__, conn, nullptr, d, description,
+                                     p_index);
     FX_TRY
     *p_index = fx::handle<FaissIndexBinary>(
             faiss::index_binary_factory(d, description));
@@ -165,6 +170,8 @@ int faissx_clone_index_binary(const FaissIndexBinary* index,
                               FaissIndexBinary** p_out) {
     FX_NOT_NULL(index);
     FX_NOT_NULL(p_out);
+    if (auto r = fx::as_remote_bin(fx::bindex(index)))
+        return fx::remote_bin_clone(__func__, r, p_out);
     FX_TRY
     faiss::VectorIOWriter w;
     faiss::write_index_binary(fx::bindex(index), &w);

@@ -30,6 +30,9 @@
 #include "persist/store.h"
 
 #include <faiss/AutoTune.h>
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryHNSW.h>
+#include <faiss/IndexBinaryIVF.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
@@ -106,6 +109,8 @@ struct Entry {
     std::vector<std::shared_ptr<Entry>> deps;
     std::vector<std::unique_ptr<faiss::VectorTransform>> transforms;
     std::unique_ptr<faiss::Index> index;
+    // A binary index (FX_OP_BINARY) instead of `index`, which is then NULL.
+    std::unique_ptr<faiss::IndexBinary> bindex;
     // Shared by a composite and its children: they are one data structure.
     std::shared_ptr<std::shared_mutex> mu = std::make_shared<std::shared_mutex>();
     bool orphan = false;
@@ -221,14 +226,27 @@ bool valid_name(const char* n) {
     return true;
 }
 
-EntryP lookup(fx_state* s, const std::string& tenant, uint64_t handle) {
+/* The entry of `handle` in the tenant's namespace, of the wanted family
+ * (float index, or binary index for FX_OP_BINARY). */
+EntryP lookup_kind(fx_state* s, const std::string& tenant, uint64_t handle,
+                   bool binary) {
     std::lock_guard<std::mutex> g(s->mu);
     auto it = s->by_handle.find(handle);
     // Another tenant's index is indistinguishable from a missing one.
     if (it == s->by_handle.end() || it->second->tenant != tenant)
         throw Error(FAISSX_E_NOT_FOUND,
                     "unknown index handle " + std::to_string(handle));
+    if ((it->second->bindex != nullptr) != binary)
+        throw Error(FAISSX_E_INVALID,
+                    "index handle " + std::to_string(handle) +
+                            (binary ? " is not a binary index"
+                                    : " is a binary index (use the binary "
+                                      "operations)"));
     return it->second;
+}
+
+EntryP lookup(fx_state* s, const std::string& tenant, uint64_t handle) {
+    return lookup_kind(s, tenant, handle, false);
 }
 
 uint64_t insert(fx_state* s, EntryP e) {
@@ -339,8 +357,7 @@ int64_t kind_of(const faiss::Index* ix) {
     return k;
 }
 
-std::string class_name(const faiss::Index* ix) {
-    const char* n = typeid(*ix).name();
+std::string demangled(const char* n) {
     // Itanium mangling of faiss::X is "N5faiss<len>XE"; show X.
     std::string s = n;
     const std::string pre = "N5faiss";
@@ -353,7 +370,32 @@ std::string class_name(const faiss::Index* ix) {
     return s;
 }
 
+std::string class_name(const faiss::Index* ix) {
+    return demangled(typeid(*ix).name());
+}
+std::string class_name(const faiss::IndexBinary* ix) {
+    return demangled(typeid(*ix).name());
+}
+
+int64_t bkind_of(const faiss::IndexBinary* ix) {
+    int64_t k = FX_KIND_BINARY;
+    if (dynamic_cast<const faiss::IndexBinaryFlat*>(ix)) k |= FX_KIND_FLAT;
+    if (dynamic_cast<const faiss::IndexBinaryIVF*>(ix)) k |= FX_KIND_IVF;
+    if (dynamic_cast<const faiss::IndexBinaryHNSW*>(ix)) k |= FX_KIND_HNSW;
+    return k;
+}
+
 void write_info(fx_wbuf* w, Entry* e) {
+    if (const faiss::IndexBinary* b = e->bindex.get()) {
+        fx_w_u64(w, e->handle);
+        fx_w_i64(w, b->d);
+        fx_w_i64(w, b->metric_type);
+        fx_w_i64(w, b->is_trained);
+        fx_w_i64(w, b->ntotal);
+        fx_w_i64(w, bkind_of(b));
+        fx_w_str(w, class_name(b).c_str());
+        return;
+    }
     // A stored index shows the kind and class of the index it keeps.
     int64_t kind = 0;
     std::string cls;
@@ -645,8 +687,8 @@ void op_list(Req& q, fx_wbuf* w) {
     for (auto& e : mine) {
         std::shared_lock<std::shared_mutex> l(*e->mu);
         fx_w_str(w, e->name.c_str());
-        fx_w_i64(w, e->index->d);
-        fx_w_i64(w, e->index->ntotal);
+        fx_w_i64(w, e->bindex ? e->bindex->d : e->index->d);
+        fx_w_i64(w, e->bindex ? e->bindex->ntotal : e->index->ntotal);
     }
 }
 
@@ -1385,6 +1427,359 @@ void op_ivf(Req& q, fx_wbuf* w) {
     ivf_op(q, w, op, e->index.get(), other ? other->index.get() : nullptr);
 }
 
+/* ---- binary indexes (FX_OP_BINARY) ----
+ * The same shape as the float operations above, on Entry::bindex, through
+ * the IndexBinary C API (so validation and messages are the library's). */
+
+bool binary_reads(int64_t op) {
+    switch (op) {
+    case FX_BIN_INFO: case FX_BIN_SEARCH: case FX_BIN_RANGE_SEARCH:
+    case FX_BIN_RECONSTRUCT_N: case FX_BIN_RECONSTRUCT_KEYS:
+    case FX_BIN_GET_PARAM: case FX_BIN_SERIALIZE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+FaissIndexBinary* bh(Entry* e) {
+    return reinterpret_cast<FaissIndexBinary*>(e->bindex.get());
+}
+
+void write_bstate(fx_wbuf* w, const faiss::IndexBinary* ix) {
+    fx_w_i64(w, ix->ntotal);
+    fx_w_i64(w, ix->is_trained);
+}
+
+void check_name(const std::string& name) {
+    if (!name.empty() && !valid_name(name.c_str()))
+        throw Error(FAISSX_E_INVALID,
+                    "invalid index name '" + name +
+                            "' (1-128 characters of [A-Za-z0-9._-], not "
+                            "starting with '.')");
+}
+
+/* A named binary index cannot be logged by the durable store, which keeps
+ * faiss::Index objects only: refused rather than silently volatile. */
+void refuse_durable_binary(Req& q, const std::string& name) {
+    if (!name.empty() && durable(q.s))
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "named binary index '" + name +
+                            "': this server keeps named indexes in its "
+                            "durable store, which cannot hold binary "
+                            "indexes (create it unnamed)");
+}
+
+void insert_binary(Req& q, fx_wbuf* w, std::unique_ptr<faiss::IndexBinary> ix,
+                   const std::string& name, EntryP dep = nullptr) {
+    auto e = std::make_shared<Entry>();
+    if (dep) {
+        e->deps.push_back(dep);
+        e->mu = dep->mu; // one data structure, one lock
+    }
+    e->bindex = std::move(ix);
+    e->tenant = q.tenant;
+    e->name = name;
+    e->client_id = q.client_id;
+    e->conn_id = q.conn_id;
+    insert(q.s, e);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
+    write_info(w, e.get());
+}
+
+void bin_create(Req& q, fx_wbuf* w) {
+    need_write(q);
+    std::string name = rd_name(q);
+    int64_t d = rd_i64(q);
+    std::string desc = rd_str(q, kMaxDescription);
+    end(q);
+    check_name(name);
+    if (d <= 0 || d > kMaxDim)
+        throw Error(FAISSX_E_INVALID,
+                    "dimension must be in [1, " + std::to_string(kMaxDim) +
+                            "] (got " + std::to_string(d) + ")");
+    refuse_durable_binary(q, name);
+    FaissIndexBinary* ix = nullptr;
+    api(faiss_index_binary_factory(&ix, (int)d, desc.c_str()));
+    insert_binary(q, w, std::unique_ptr<faiss::IndexBinary>(fx::bindex(ix)),
+                  name);
+}
+
+void bin_upload(Req& q, fx_wbuf* w) {
+    need_write(q);
+    std::string name = rd_name(q);
+    const void* p;
+    uint64_t n;
+    fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
+    check(&q.r);
+    end(q);
+    check_name(name);
+    refuse_durable_binary(q, name);
+    faiss::VectorIOReader in;
+    in.data.assign(static_cast<const uint8_t*>(p),
+                   static_cast<const uint8_t*>(p) + n);
+    std::unique_ptr<faiss::IndexBinary> ix;
+    try {
+        ix.reset(faiss::read_index_binary(&in));
+    } catch (const std::exception& ex) {
+        throw Error(FAISSX_E_IO, std::string("uploaded bytes are not a "
+                                             "readable faiss binary index: ") +
+                                         ex.what());
+    }
+    insert_binary(q, w, std::move(ix), name);
+}
+
+/* faissx_IndexBinaryIVF_new over a remote quantizer: the IVF shares the
+ * quantizer's server object (it does not own it: the quantizer's entry
+ * does, and the IVF's entry keeps that alive). */
+void bin_wrap_ivf(Req& q, fx_wbuf* w) {
+    need_write(q);
+    EntryP qe = lookup_kind(q.s, q.tenant, rd_u64(q), true);
+    int64_t d = rd_i64(q), nlist = rd_i64(q);
+    end(q);
+    std::unique_ptr<faiss::IndexBinary> ivf;
+    {
+        std::unique_lock<std::shared_mutex> l(*qe->mu);
+        faiss::IndexBinary* quant = qe->bindex.get();
+        if (d <= 0 || d > kMaxDim || d % 8 != 0)
+            throw Error(FAISSX_E_INVALID,
+                        "binary dimension d must be a multiple of 8 in [8, " +
+                                std::to_string(kMaxDim) + "] (got " +
+                                std::to_string(d) + ")");
+        if (nlist <= 0 || nlist > (int64_t)1 << 30)
+            throw Error(FAISSX_E_INVALID, "nlist must be > 0 (and <= 2^30)");
+        if (quant->d != d)
+            throw Error(FAISSX_E_INVALID,
+                        "quantizer dimension " + std::to_string(quant->d) +
+                                " differs from d = " + std::to_string(d));
+        ivf.reset(new faiss::IndexBinaryIVF(quant, (size_t)d, (size_t)nlist));
+    }
+    insert_binary(q, w, std::move(ivf), "", qe);
+}
+
+void bin_param(Req& q, fx_wbuf* w, Entry* e, bool set) {
+    std::string name = rd_str(q, kMaxParamName);
+    double v = set ? rd_f64(q) : 0;
+    end(q);
+    faiss::IndexBinary* ix = e->bindex.get();
+    auto ivf = dynamic_cast<faiss::IndexBinaryIVF*>(ix);
+    auto hnsw = dynamic_cast<faiss::IndexBinaryHNSW*>(ix);
+    if (set) {
+        if (!std::isfinite(v))
+            throw Error(FAISSX_E_INVALID,
+                        "value of '" + name + "' is not finite");
+        // Search-time parameters: allowed with read-only keys.
+        std::unique_lock<std::shared_mutex> l(*e->mu);
+        if (name == "verbose") {
+            ix->verbose = v != 0;
+        } else if (name == "nprobe" && ivf) {
+            if (v < 0 || v > 1e15)
+                throw Error(FAISSX_E_INVALID, "nprobe out of range");
+            ivf->nprobe = (size_t)v;
+        } else if (name == "efSearch" && hnsw) {
+            if (v < INT32_MIN || v > INT32_MAX)
+                throw Error(FAISSX_E_INVALID, "efSearch out of range");
+            api(faissx_IndexBinaryHNSW_set_efSearch(bh(e), (int)v));
+        } else {
+            throw Error(FAISSX_E_UNSUPPORTED, "cannot set parameter '" + name +
+                                                      "' on " + class_name(ix));
+        }
+        write_bstate(w, ix);
+        return;
+    }
+    std::shared_lock<std::shared_mutex> l(*e->mu);
+    double out;
+    if (name == "verbose")
+        out = ix->verbose;
+    else if (name == "nprobe" && ivf)
+        out = (double)ivf->nprobe;
+    else if (name == "nlist" && ivf)
+        out = (double)ivf->nlist;
+    else if (name == "efSearch" && hnsw)
+        out = hnsw->hnsw.efSearch;
+    else
+        throw Error(FAISSX_E_UNSUPPORTED, "parameter '" + name +
+                                                  "' is not readable on " +
+                                                  class_name(ix));
+    fx_w_f64(w, out);
+}
+
+void op_binary(Req& q, fx_wbuf* w) {
+    int64_t op = rd_i64(q);
+    switch (op) {
+    case FX_BIN_CREATE: return bin_create(q, w);
+    case FX_BIN_UPLOAD: return bin_upload(q, w);
+    case FX_BIN_WRAP_IVF: return bin_wrap_ivf(q, w);
+    default: break;
+    }
+    if (op <= 0 || op >= FX_BIN_MAX_)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "unknown binary operation " + std::to_string(op));
+    // SET_PARAM changes search-time parameters only (as SET_PARAM does).
+    if (!binary_reads(op) && op != FX_BIN_SET_PARAM) need_write(q);
+    EntryP e = lookup_kind(q.s, q.tenant, rd_u64(q), true);
+    faiss::IndexBinary* ix = e->bindex.get();
+    FaissIndexBinary* H = bh(e.get());
+    const uint64_t cs = ix->code_size; // fixed at construction
+    switch (op) {
+    case FX_BIN_INFO: {
+        end(q);
+        std::shared_lock<std::shared_mutex> l(*e->mu);
+        write_info(w, e.get());
+        return;
+    }
+    case FX_BIN_TRAIN:
+    case FX_BIN_ADD:
+    case FX_BIN_ADD_WITH_IDS: {
+        int64_t n = rd_n(q);
+        const uint8_t* x = rd_array<uint8_t>(q, (uint64_t)n * cs, "x");
+        const idx* ids = op == FX_BIN_ADD_WITH_IDS
+                                 ? rd_array<idx>(q, (uint64_t)n, "ids")
+                                 : nullptr;
+        end(q);
+        std::unique_lock<std::shared_mutex> l(*e->mu);
+        if (op == FX_BIN_TRAIN)
+            api(faiss_IndexBinary_train(H, n, x));
+        else if (op == FX_BIN_ADD)
+            api(faiss_IndexBinary_add(H, n, x));
+        else
+            api(faiss_IndexBinary_add_with_ids(H, n, x, ids));
+        write_bstate(w, ix);
+        return;
+    }
+    case FX_BIN_SEARCH: {
+        int64_t n = rd_n(q), k = rd_i64(q);
+        if (k <= 0)
+            throw Error(FAISSX_E_INVALID,
+                        "k must be > 0 (got " + std::to_string(k) + ")");
+        if (k > q.s->conf.max_k)
+            throw Error(FAISSX_E_LIMIT,
+                        "k = " + std::to_string(k) +
+                                " exceeds the server limit of " +
+                                std::to_string(q.s->conf.max_k));
+        const uint8_t* x = rd_array<uint8_t>(q, (uint64_t)n * cs, "x");
+        end(q);
+        uint64_t nk = (uint64_t)n * (uint64_t)k;
+        reply_fits(q, nk, sizeof(int32_t) + sizeof(idx));
+        size_t offD = w->len + 8;
+        if (!fx_w_array_reserve(w, nk, sizeof(int32_t))) throw std::bad_alloc();
+        size_t offI = w->len + 8;
+        if (!fx_w_array_reserve(w, nk, sizeof(idx))) throw std::bad_alloc();
+        std::shared_lock<std::shared_mutex> l(*e->mu);
+        api(faiss_IndexBinary_search(H, n, x, k,
+                                     reinterpret_cast<int32_t*>(w->data + offD),
+                                     reinterpret_cast<idx*>(w->data + offI)));
+        return;
+    }
+    case FX_BIN_RANGE_SEARCH: {
+        int64_t n = rd_n(q), radius = rd_i64(q);
+        if (radius < INT32_MIN || radius > INT32_MAX)
+            throw Error(FAISSX_E_INVALID, "radius out of range");
+        const uint8_t* x = rd_array<uint8_t>(q, (uint64_t)n * cs, "x");
+        end(q);
+        faiss::RangeSearchResult res(n);
+        {
+            std::shared_lock<std::shared_mutex> l(*e->mu);
+            api(faiss_IndexBinary_range_search(
+                    H, n, x, (int)radius,
+                    reinterpret_cast<FaissRangeSearchResult*>(&res)));
+        }
+        size_t tot = res.lims[n];
+        reply_fits(q, tot, sizeof(idx) + sizeof(float));
+        fx_w_array(w, res.lims, (uint64_t)n + 1, 8);
+        fx_w_array(w, res.labels, tot, sizeof(idx));
+        fx_w_array(w, res.distances, tot, sizeof(float));
+        return;
+    }
+    case FX_BIN_RESET: {
+        end(q);
+        std::unique_lock<std::shared_mutex> l(*e->mu);
+        api(faiss_IndexBinary_reset(H));
+        write_bstate(w, ix);
+        return;
+    }
+    case FX_BIN_REMOVE_IDS: {
+        std::vector<std::unique_ptr<faiss::IDSelector>> keep;
+        auto sel = rd_selector(q, 0, keep);
+        end(q);
+        std::unique_lock<std::shared_mutex> l(*e->mu);
+        size_t removed = 0;
+        api(faiss_IndexBinary_remove_ids(
+                H, reinterpret_cast<FaissIDSelector*>(sel.get()), &removed));
+        fx_w_u64(w, removed);
+        write_bstate(w, ix);
+        return;
+    }
+    case FX_BIN_RECONSTRUCT_N: {
+        int64_t i0 = rd_i64(q), ni = rd_i64(q);
+        end(q);
+        std::shared_lock<std::shared_mutex> l(*e->mu);
+        if (ni > q.s->conf.max_batch)
+            throw Error(FAISSX_E_LIMIT,
+                        "batch of " + std::to_string(ni) +
+                                " vectors exceeds the server limit of " +
+                                std::to_string(q.s->conf.max_batch));
+        if (ni <= 0) { // the library's answer (ni < 0: refused)
+            api(faiss_IndexBinary_reconstruct_n(H, i0, ni, nullptr));
+            fx_w_array(w, nullptr, 0, 1);
+            return;
+        }
+        reply_fits(q, (uint64_t)ni * cs, 1);
+        auto out = static_cast<uint8_t*>(
+                fx_w_array_reserve(w, (uint64_t)ni * cs, 1));
+        if (!out) throw std::bad_alloc();
+        api(faiss_IndexBinary_reconstruct_n(H, i0, ni, out));
+        return;
+    }
+    case FX_BIN_RECONSTRUCT_KEYS: {
+        const void* p;
+        uint64_t n;
+        fx_r_array(&q.r, 8, (uint64_t)q.s->conf.max_batch, &p, &n);
+        check(&q.r);
+        end(q);
+        auto keys = static_cast<const idx*>(p);
+        reply_fits(q, n * cs, 1);
+        auto out = static_cast<uint8_t*>(fx_w_array_reserve(w, n * cs, 1));
+        if (!out && n) throw std::bad_alloc();
+        std::shared_lock<std::shared_mutex> l(*e->mu);
+        for (uint64_t i = 0; i < n; i++)
+            api(faiss_IndexBinary_reconstruct(H, keys[i], out + i * cs));
+        return;
+    }
+    case FX_BIN_SET_PARAM: return bin_param(q, w, e.get(), true);
+    case FX_BIN_GET_PARAM: return bin_param(q, w, e.get(), false);
+    case FX_BIN_SERIALIZE: {
+        end(q);
+        faiss::VectorIOWriter out;
+        {
+            std::shared_lock<std::shared_mutex> l(*e->mu);
+            faiss::write_index_binary(ix, &out);
+        }
+        if (out.data.size() > q.s->conf.max_message_bytes)
+            throw Error(FAISSX_E_LIMIT,
+                        "serialized index (" +
+                                std::to_string(out.data.size()) +
+                                " bytes) exceeds the message limit");
+        fx_w_array(w, out.data.data(), out.data.size(), 1);
+        return;
+    }
+    case FX_BIN_CLONE: {
+        end(q);
+        FaissIndexBinary* out = nullptr;
+        {
+            std::shared_lock<std::shared_mutex> l(*e->mu);
+            api(faissx_clone_index_binary(H, &out));
+        }
+        insert_binary(q, w, std::unique_ptr<faiss::IndexBinary>(fx::bindex(out)),
+                      "");
+        return;
+    }
+    default:
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "unknown binary operation " + std::to_string(op));
+    }
+}
+
 void dispatch(Req& q, int op, fx_wbuf* w) {
     switch (op) {
     case FX_OP_PING:
@@ -1421,6 +1816,7 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
     case FX_OP_WRAP: return op_wrap(q, w);
     case FX_OP_FETCH: return op_fetch(q, w);
     case FX_OP_IVF: return op_ivf(q, w);
+    case FX_OP_BINARY: return op_binary(q, w);
     default:
         throw Error(FAISSX_E_UNSUPPORTED, "unknown operation " + std::to_string(op));
     }
@@ -1558,6 +1954,12 @@ bool remembered(int op, const fx_rbuf& body) {
         fx_r_u64(&r, &h);
         fx_r_i64(&r, &sub);
         return sub != FX_IVF_IMBALANCE && sub != FX_IVF_SEARCH_PREASSIGNED;
+    }
+    case FX_OP_BINARY: {
+        fx_rbuf r = body;
+        int64_t sub = 0;
+        fx_r_i64(&r, &sub);
+        return !binary_reads(sub);
     }
     default:
         return op > 0 && op < FX_OP_MAX_;

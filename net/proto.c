@@ -268,7 +268,7 @@ const char* fx_op_name(int op) {
             "reconstruct_n", "reconstruct_keys", "residual", "sa_code_size",
             "sa_encode",   "sa_decode",      "set_param",   "get_param",
             "serialize",   "upload",         "clone",       "merge_from",
-            "wrap",        "fetch",          "ivf",
+            "wrap",        "fetch",          "ivf",         "binary",
     };
     if (op <= 0 || op >= FX_OP_MAX_) return "unknown";
     return names[op];

@@ -80,7 +80,8 @@ enum fx_op {
     FX_OP_FETCH = 29,        /* u64 handle, str what, i64 arg
                                 -> i64 elem size, array<u8> bytes */
     FX_OP_IVF = 30,          /* u64 handle, i64 ivf op, fields (below) */
-    FX_OP_MAX_ = 31
+    FX_OP_BINARY = 31,       /* i64 binary op, fields (below) */
+    FX_OP_MAX_ = 32
 };
 
 /* WRAP builds a composite over an existing (empty) index of the same
@@ -124,6 +125,52 @@ enum fx_ivf_op {
     FX_IVF_UPDATE_VECTORS = 5,
     FX_IVF_COPY_SUBSET_TO = 6,
     FX_IVF_TRAIN_RESIDUAL = 7,
+};
+
+/* Binary indexes (faiss::IndexBinary; vectors are n * code_size bytes,
+ * code_size = d / 8) have their own operations (FX_OP_BINARY), after
+ * i64 op; "binfo" is index info (below) with FX_KIND_BINARY set, d in bits:
+ *   FX_BIN_CREATE: str name, i64 d, str description (binary factory
+ *        string: "BFlat", "BIVF16", "BHNSW32", "BHash64", ...) -> binfo
+ *   FX_BIN_WRAP_IVF: u64 quantizer (a binary index), i64 d, i64 nlist
+ *                                                        -> binfo
+ *   FX_BIN_INFO: u64 h                                   -> binfo
+ *   FX_BIN_TRAIN, FX_BIN_ADD: u64 h, i64 n, array<u8> x  -> state
+ *   FX_BIN_ADD_WITH_IDS: u64 h, i64 n, array<u8> x, array<i64> ids -> state
+ *   FX_BIN_SEARCH: u64 h, i64 n, i64 k, array<u8> x
+ *                                       -> array<i32> D, array<i64> I
+ *   FX_BIN_RANGE_SEARCH: u64 h, i64 n, i64 radius, array<u8> x
+ *                  -> array<u64> lims, array<i64> I, array<f32> D
+ *   FX_BIN_RESET: u64 h                                  -> state
+ *   FX_BIN_REMOVE_IDS: u64 h, selector        -> u64 n_removed, state
+ *   FX_BIN_RECONSTRUCT_N: u64 h, i64 i0, i64 ni          -> array<u8>
+ *   FX_BIN_RECONSTRUCT_KEYS: u64 h, array<i64> keys      -> array<u8>
+ *   FX_BIN_SET_PARAM: u64 h, str name, f64 value         -> state
+ *   FX_BIN_GET_PARAM: u64 h, str name                    -> f64
+ *   FX_BIN_SERIALIZE: u64 h     -> array<u8> (faiss binary index bytes)
+ *   FX_BIN_UPLOAD: str name, array<u8> faiss binary index bytes -> binfo
+ *   FX_BIN_CLONE: u64 h                                  -> binfo
+ * RELEASE, DROP, OPEN and LIST work on binary indexes too (OPEN answers
+ * binfo); every other operation refuses a binary handle. */
+enum fx_bin_op {
+    FX_BIN_CREATE = 1,
+    FX_BIN_WRAP_IVF = 2,
+    FX_BIN_INFO = 3,
+    FX_BIN_TRAIN = 4,
+    FX_BIN_ADD = 5,
+    FX_BIN_ADD_WITH_IDS = 6,
+    FX_BIN_SEARCH = 7,
+    FX_BIN_RANGE_SEARCH = 8,
+    FX_BIN_RESET = 9,
+    FX_BIN_REMOVE_IDS = 10,
+    FX_BIN_RECONSTRUCT_N = 11,
+    FX_BIN_RECONSTRUCT_KEYS = 12,
+    FX_BIN_SET_PARAM = 13,
+    FX_BIN_GET_PARAM = 14,
+    FX_BIN_SERIALIZE = 15,
+    FX_BIN_UPLOAD = 16,
+    FX_BIN_CLONE = 17,
+    FX_BIN_MAX_ = 18
 };
 
 /* SEARCH and RANGE_SEARCH may end with search parameters:
@@ -175,6 +222,9 @@ enum fx_kind {
     FX_KIND_REFINE = 1 << 12,
     FX_KIND_FLAT_L2 = 1 << 13,
     FX_KIND_FLAT_IP = 1 << 14,
+    /* a faiss::IndexBinary; with FX_KIND_FLAT, FX_KIND_IVF or FX_KIND_HNSW
+     * for IndexBinaryFlat, IndexBinaryIVF, IndexBinaryHNSW */
+    FX_KIND_BINARY = 1 << 15,
 };
 
 typedef struct fx_hdr {

@@ -724,6 +724,32 @@ int remote_clone(const char* func, const RemoteIndex* src, FaissIndex** out) {
     }
 }
 
+void remote_call(const Conn* c, int op, int op_class,
+                 const std::function<void(fx_wbuf*)>& build,
+                 const std::function<void(fx_rbuf*)>& parse) {
+    rcall(c, op, build, parse, op_class);
+}
+
+void remote_write_selector(fx_wbuf* w, const faiss::IDSelector* s) {
+    write_selector(w, s, 0);
+}
+
+void remote_proto_error(const char* what, const fx_rbuf* r) {
+    proto_error(what, r);
+}
+
+int remote_named_conn(const char* func, std::shared_ptr<Conn>* c) {
+    {
+        std::lock_guard<std::mutex> g(g_mu);
+        if (int rc = server_conn_locked(func, c)) return rc;
+    }
+    if (!*c)
+        return fail(FAISSX_E_INVALID, func,
+                    "no server configured: call faissx_configure or set "
+                    "FAISSX_SERVER");
+    return 0;
+}
+
 } // namespace fx
 
 /* ---- faissx.h remote API ---- */
@@ -1028,6 +1054,13 @@ int faissx_index_open(FaissIndex** p_index, const char* name) {
     fx::RemoteIndex* ix = nullptr;
     fx::rcall(c.get(), FX_OP_OPEN, [&](fx_wbuf* w) { fx_w_str(w, name); },
               [&](fx_rbuf* r) { ix = fx::read_info(r, c, true); });
+    if (ix->kind & FX_KIND_BINARY) {
+        delete ix; // named: nothing is released on the server
+        return fx::fail(FAISSX_E_INVALID, __func__,
+                        "index '%s' is a binary index (open it with "
+                        "faissx_index_binary_open)",
+                        name);
+    }
     *p_index = fx::handle<FaissIndex>(static_cast<faiss::Index*>(ix));
     return 0;
     FX_CATCH

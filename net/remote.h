@@ -119,6 +119,81 @@ int remote_clone(const char* func, const RemoteIndex* r, FaissIndex** out);
  * FX_KIND bits in `kind`. */
 bool remote_is(const faiss::Index* ix, int64_t kind);
 
+/* ---- binary indexes (net/remote_binary.cpp) ---- */
+
+/* A faiss::IndexBinary living on a faissx-server (FX_OP_BINARY). */
+struct RemoteIndexBinary : faiss::IndexBinary {
+    std::shared_ptr<Conn> conn;
+    uint64_t handle = 0;
+    bool named = false;
+    int64_t kind = 0; /* FX_KIND_BINARY | FX_KIND_FLAT/IVF/HNSW */
+    std::string cls;
+    /* The quantizer handle an IVF was built from; freed with the IVF when
+     * own_children (faiss_IndexBinaryIVF_set_own_fields). */
+    std::vector<faiss::IndexBinary*> children;
+    bool own_children = false;
+
+    ~RemoteIndexBinary() override;
+    void train(idx_t n, const uint8_t* x) override;
+    void add(idx_t n, const uint8_t* x) override;
+    void add_with_ids(idx_t n, const uint8_t* x, const idx_t* xids) override;
+    void search(idx_t n, const uint8_t* x, idx_t k, int32_t* distances,
+                idx_t* labels,
+                const faiss::SearchParameters* params = nullptr) const override;
+    void range_search(idx_t n, const uint8_t* x, int radius,
+                      faiss::RangeSearchResult* result,
+                      const faiss::SearchParameters* params = nullptr) const override;
+    void reset() override;
+    size_t remove_ids(const faiss::IDSelector& sel) override;
+    void reconstruct(idx_t key, uint8_t* recons) const override;
+    void reconstruct_n(idx_t i0, idx_t ni, uint8_t* recons) const override;
+
+    /* Refresh ntotal/is_trained from the server. */
+    void sync();
+    void set_param(const char* name, double value);
+    double get_param(const char* name) const;
+    /* The faiss bytes of the server-side index (write_index_binary). */
+    std::vector<uint8_t> serialize() const;
+};
+
+/* The remote binary index behind a handle, or NULL for a local one. */
+RemoteIndexBinary* as_remote_bin(const faiss::IndexBinary* ix);
+
+/* True when ix is remote and its server-side index has any `kind` bit. */
+bool remote_bin_is(const faiss::IndexBinary* ix, int64_t kind);
+
+/* Creates a binary index from a binary factory string on the server
+ * (named when name is not NULL). */
+int remote_bin_create(const char* func, const std::shared_ptr<Conn>& conn,
+                      const char* name, int d, const char* description,
+                      FaissIndexBinary** out);
+
+/* An IndexBinaryIVF over a remote quantizer, built on the quantizer's
+ * server; the quantizer handle becomes the IVF's child (own_children). */
+int remote_bin_wrap_ivf(const char* func, RemoteIndexBinary* quantizer,
+                        int64_t d, int64_t nlist, FaissIndexBinary** out);
+
+/* Server-side copy of a remote binary index. */
+int remote_bin_clone(const char* func, const RemoteIndexBinary* src,
+                     FaissIndexBinary** out);
+
+/* ---- shared with remote_binary.cpp (defined in remote.cpp) ---- */
+
+/* One request/reply round trip: build writes the fields after the API key,
+ * parse reads the reply body (which must be consumed exactly); op_class -1
+ * = the op's. Failures throw fx::Error. */
+void remote_call(const Conn* c, int op, int op_class,
+                 const std::function<void(fx_wbuf*)>& build,
+                 const std::function<void(fx_rbuf*)>& parse);
+/* Encodes an IDSelector (docs/protocol.md, "Selectors"); throws for types
+ * that cannot travel. */
+void remote_write_selector(fx_wbuf* w, const faiss::IDSelector* s);
+/* Throws the FAISSX_E_PROTOCOL error of a malformed reply to `what`. */
+[[noreturn]] void remote_proto_error(const char* what, const fx_rbuf* r);
+/* The configured server for named-index calls, or an error recorded for
+ * func when there is none (local mode). */
+int remote_named_conn(const char* func, std::shared_ptr<Conn>* out);
+
 } // namespace fx
 
 #endif

@@ -336,6 +336,13 @@ static void write_remote(const fx::RemoteIndex* r, FILE* f) {
                                              std::strerror(errno));
 }
 
+static void write_remote_bin(const fx::RemoteIndexBinary* r, FILE* f) {
+    std::vector<uint8_t> bytes = r->serialize();
+    if (fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size())
+        throw fx::Error(FAISSX_E_IO, std::string("write failed: ") +
+                                             std::strerror(errno));
+}
+
 int faiss_write_index(const FaissIndex* idx, FILE* f) {
     FX_NOT_NULL(idx);
     FX_NOT_NULL(f);
@@ -409,7 +416,10 @@ int faiss_write_index_binary(const FaissIndexBinary* idx, FILE* f) {
     FX_NOT_NULL(idx);
     FX_NOT_NULL(f);
     FX_TRY
-    faiss::write_index_binary(fx::bindex(idx), f);
+    if (auto r = fx::as_remote_bin(fx::bindex(idx)))
+        write_remote_bin(r, f);
+    else
+        faiss::write_index_binary(fx::bindex(idx), f);
     if (fflush(f) != 0)
         return fx::fail(FAISSX_E_IO, __func__, "flush failed: %s",
                         std::strerror(errno));
@@ -421,6 +431,9 @@ int faiss_write_index_binary_fname(const FaissIndexBinary* idx,
                                    const char* fname) {
     FX_NOT_NULL(idx);
     FX_NOT_NULL(fname);
+    // A remote index: its bytes come from the server, written here.
+    if (auto r = fx::as_remote_bin(fx::bindex(idx)))
+        return write_path(__func__, fname, [&](FILE* f) { write_remote_bin(r, f); });
     return write_path(__func__, fname, [&](FILE* f) {
         faiss::write_index_binary(fx::bindex(idx), f);
     });

@@ -73,6 +73,11 @@ static FaissIndexBinary* make_c(const BKind* k, int d) {
         break;
     }
     cr_assert_not_null(ix);
+    /* the remote-binary rerun: every constructor here makes a remote index */
+    const char* srv = getenv("FAISSX_SERVER");
+    cr_assert_eq(faissx_index_binary_is_remote(ix), srv && *srv,
+                 "%s: remote = %d", k->factory,
+                 faissx_index_binary_is_remote(ix));
     return ix;
 }
 

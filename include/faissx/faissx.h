@@ -552,6 +552,26 @@ int faissx_IndexBinaryHNSW_get_efSearch(const FaissIndexBinary* index,
 int faissx_clone_index_binary(const FaissIndexBinary* index,
                               FaissIndexBinary** p_out);
 
+/** Create a named binary index on the server (binary factory syntax for
+ *  `description`, as faiss_index_binary_factory; names as for
+ *  faissx_index_create, and in the same namespace: faissx_index_list and
+ *  faissx_index_drop see and delete it). A server with a data directory
+ *  refuses named binary indexes (FAISSX_E_UNSUPPORTED): its durable store
+ *  holds float indexes only. Freeing the handle does not delete it. */
+int faissx_index_binary_create(FaissIndexBinary** p_index, const char* name,
+                               int d, const char* description);
+
+/** 1 if `index` lives on a server, 0 if it is a local binary index. In
+ *  remote mode the binary constructors that take a dimension, the binary
+ *  factory and faissx_IndexBinaryIVF_new over a remote quantizer create
+ *  the index on the server. */
+int faissx_index_binary_is_remote(const FaissIndexBinary* index);
+
+/** Open a named binary index (FAISSX_E_NOT_FOUND if none;
+ *  FAISSX_E_INVALID if the name is a float index, which
+ *  faissx_index_open opens -- and which refuses binary ones). */
+int faissx_index_binary_open(FaissIndexBinary** p_index, const char* name);
+
 /* ------------------------------------------------------------------------
  * Durable store
  *
