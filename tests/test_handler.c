@@ -2302,3 +2302,356 @@ Test(handler, reconstruct_n_without_reconstruct) {
     free(x);
     fx_state_free(s);
 }
+
+/* ---- binary indexes (FX_OP_BINARY) -------------------------------------- */
+
+static void bbegin(fx_wbuf* w, const char* key, int64_t bop) {
+    begin(w, key);
+    fx_w_i64(w, bop);
+}
+
+static int req_bcreate(fx_state* s, const char* key, const char* name,
+                       int64_t d, const char* desc, info_t* info, rep_t* p) {
+    fx_wbuf w;
+    bbegin(&w, key, FX_BIN_CREATE);
+    fx_w_str(&w, name);
+    fx_w_i64(&w, d);
+    fx_w_str(&w, desc);
+    int st = call(s, &w, FX_OP_BINARY, p);
+    if (st == 0 && info) {
+        r_info(p, info);
+        cr_assert(info->kind & FX_KIND_BINARY, "binfo without the binary bit");
+        cr_assert_eq(info->d, d);
+    }
+    return st;
+}
+
+static uint64_t bcreate(fx_state* s, const char* key, const char* name,
+                        int64_t d, const char* desc, info_t* info) {
+    rep_t p;
+    info_t i;
+    EXPECT_OK(req_bcreate(s, key, name, d, desc, &i, &p), p);
+    rep_free(&p);
+    if (info) *info = i;
+    return i.handle;
+}
+
+/* TRAIN / ADD / ADD_WITH_IDS (ids != NULL) */
+static int req_bvecs(fx_state* s, const char* key, int64_t bop, uint64_t h,
+                     int64_t n, const uint8_t* x, uint64_t nbytes,
+                     const idx_t* ids, rep_t* p) {
+    fx_wbuf w;
+    bbegin(&w, key, bop);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, n);
+    fx_w_array(&w, x, nbytes, 1);
+    if (ids) fx_w_array(&w, ids, (uint64_t)n, sizeof(idx_t));
+    return call(s, &w, FX_OP_BINARY, p);
+}
+
+static int req_bsearch(fx_state* s, const char* key, uint64_t h, int64_t n,
+                       int64_t k, const uint8_t* x, uint64_t nbytes,
+                       rep_t* p) {
+    fx_wbuf w;
+    bbegin(&w, key, FX_BIN_SEARCH);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, n);
+    fx_w_i64(&w, k);
+    fx_w_array(&w, x, nbytes, 1);
+    return call(s, &w, FX_OP_BINARY, p);
+}
+
+static int req_bhandle(fx_state* s, const char* key, int64_t bop, uint64_t h,
+                       rep_t* p) {
+    fx_wbuf w;
+    bbegin(&w, key, bop);
+    fx_w_u64(&w, h);
+    return call(s, &w, FX_OP_BINARY, p);
+}
+
+/* A search through the handler equals the same search on a local index. */
+static void bsearch_same(fx_state* s, const char* key, uint64_t h,
+                         FaissIndexBinary* loc, int64_t n, int64_t k,
+                         const uint8_t* xq, int cs) {
+    rep_t p;
+    EXPECT_OK(req_bsearch(s, key, h, n, k, xq, (uint64_t)n * cs, &p), p);
+    const int32_t* D = r_array(&p, 4, (uint64_t)(n * k));
+    const idx_t* I = r_array(&p, 8, (uint64_t)(n * k));
+    r_end(&p);
+    int32_t* Dl = malloc(sizeof(int32_t) * n * k);
+    idx_t* Il = malloc(sizeof(idx_t) * n * k);
+    FXT_OK(faiss_IndexBinary_search(loc, n, xq, k, Dl, Il));
+    FXT_SAME(D, Dl, sizeof(int32_t) * n * k);
+    FXT_SAME(I, Il, sizeof(idx_t) * n * k);
+    free(Dl);
+    free(Il);
+    rep_free(&p);
+}
+
+Test(handler, binary_index_ops_match_local) {
+    fx_state* s = new_state(KEYS, 0, 0);
+    const int d = 64, cs = 8, nb = 300, nq = 6;
+    uint8_t* xb = fxt_bytes(nb, d, 21);
+    uint8_t* xq = fxt_bytes(nq, d, 22);
+    info_t in;
+    uint64_t h = bcreate(s, K_ALICE, "bits", d, "BFlat", &in);
+    cr_assert(in.kind & FX_KIND_FLAT);
+    cr_assert_str_eq(in.cls, "IndexBinaryFlat");
+    FaissIndexBinaryFlat* loc = NULL;
+    FXT_OK(faiss_IndexBinaryFlat_new_with(&loc, d));
+    rep_t p;
+    EXPECT_OK(req_bvecs(s, K_ALICE, FX_BIN_ADD, h, nb, xb, (uint64_t)nb * cs,
+                        NULL, &p), p);
+    cr_assert_eq(r_i64(&p), nb, "state: ntotal");
+    cr_assert_eq(r_i64(&p), 1, "state: is_trained");
+    r_end(&p);
+    rep_free(&p);
+    FXT_OK(faiss_IndexBinary_add((FaissIndexBinary*)loc, nb, xb));
+    bsearch_same(s, K_ALICE, h, (FaissIndexBinary*)loc, nq, 5, xq, cs);
+    /* reconstruct of keys and of a range: the stored codes */
+    fx_wbuf w;
+    bbegin(&w, K_ALICE, FX_BIN_RECONSTRUCT_N);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 10);
+    fx_w_i64(&w, 3);
+    EXPECT_OK(call(s, &w, FX_OP_BINARY, &p), p);
+    FXT_SAME(r_array(&p, 1, 3 * cs), xb + 10 * cs, 3 * cs);
+    r_end(&p);
+    rep_free(&p);
+    /* OPEN and LIST see the binary index; OPEN answers binfo */
+    EXPECT_OK(req_name(s, K_ALICE, FX_OP_OPEN, "bits", &p), p);
+    info_t oi;
+    r_info(&p, &oi);
+    cr_assert_eq(oi.handle, h);
+    cr_assert(oi.kind & FX_KIND_BINARY);
+    cr_assert_eq(oi.ntotal, nb);
+    rep_free(&p);
+
+    /* binary IVF over a server-side quantizer (WRAP_IVF) */
+    uint64_t hq = bcreate(s, K_ALICE, "", d, "BFlat", NULL);
+    bbegin(&w, K_ALICE, FX_BIN_WRAP_IVF);
+    fx_w_u64(&w, hq);
+    fx_w_i64(&w, d);
+    fx_w_i64(&w, 4);
+    EXPECT_OK(call(s, &w, FX_OP_BINARY, &p), p);
+    info_t ii;
+    r_info(&p, &ii);
+    rep_free(&p);
+    cr_assert(ii.kind & FX_KIND_IVF);
+    cr_assert_not(ii.is_trained);
+    EXPECT_OK(req_bvecs(s, K_ALICE, FX_BIN_TRAIN, ii.handle, nb, xb,
+                        (uint64_t)nb * cs, NULL, &p), p);
+    rep_free(&p);
+    /* the quantizer is shared: it now holds the 4 centroids */
+    EXPECT_OK(req_bhandle(s, K_ALICE, FX_BIN_INFO, hq, &p), p);
+    info_t qi;
+    r_info(&p, &qi);
+    cr_assert_eq(qi.ntotal, 4);
+    rep_free(&p);
+    /* releasing the quantizer's handle leaves the IVF working */
+    EXPECT_OK(req_handle(s, K_ALICE, FX_OP_RELEASE, hq, &p), p);
+    rep_free(&p);
+    idx_t ids[3] = {7, 8, 9};
+    EXPECT_OK(req_bvecs(s, K_ALICE, FX_BIN_ADD_WITH_IDS, ii.handle, 3, xb,
+                        3 * cs, ids, &p), p);
+    cr_assert_eq(r_i64(&p), 3);
+    rep_free(&p);
+    EXPECT_OK(req_bsearch(s, K_ALICE, ii.handle, 1, 1, xb, cs, &p), p);
+    r_array(&p, 4, 1);
+    cr_assert_eq(*(const idx_t*)r_array(&p, 8, 1), 7);
+    rep_free(&p);
+    EXPECT_OK(req_handle(s, K_ALICE, FX_OP_RELEASE, ii.handle, &p), p);
+    rep_free(&p);
+
+    faiss_IndexBinaryFlat_free(loc);
+    free(xb);
+    free(xq);
+    fx_state_free(s);
+}
+
+Test(handler, binary_bad_input_gets_errors_and_server_keeps_serving) {
+    fx_state* s = new_state(KEYS, 50, 0);
+    const int d = 64, cs = 8, nb = 100;
+    uint8_t* xb = fxt_bytes(nb, d, 31);
+    uint64_t h = bcreate(s, K_ALICE, "b", d, "BFlat", NULL);
+    rep_t p;
+    EXPECT_OK(req_bvecs(s, K_ALICE, FX_BIN_ADD, h, nb, xb, (uint64_t)nb * cs,
+                        NULL, &p), p);
+    rep_free(&p);
+    FaissIndexBinaryFlat* loc = NULL;
+    FXT_OK(faiss_IndexBinaryFlat_new_with(&loc, d));
+    FXT_OK(faiss_IndexBinary_add((FaissIndexBinary*)loc, nb, xb));
+    size_t n0 = fx_state_index_count(s);
+
+    /* wrong code size: the array must hold n * d/8 bytes */
+    EXPECT_ERR(req_bvecs(s, K_ALICE, FX_BIN_ADD, h, 2, xb, 2 * cs + 1, NULL,
+                         &p), p, FAISSX_E_INVALID, "x has 17 elements, expected 16");
+    rep_free(&p);
+    EXPECT_ERR(req_bvecs(s, K_ALICE, FX_BIN_ADD, h, 2, xb, 2 * cs - 8, NULL,
+                         &p), p, FAISSX_E_INVALID, "x has 8 elements, expected 16");
+    rep_free(&p);
+    EXPECT_ERR(req_bsearch(s, K_ALICE, h, 1, 3, xb, cs - 1, &p), p,
+               FAISSX_E_INVALID, "x has 7 elements, expected 8");
+    rep_free(&p);
+    idx_t ids[2] = {1, 2};
+    EXPECT_ERR(req_bvecs(s, K_ALICE, FX_BIN_ADD_WITH_IDS, h, 2, xb, 2 * cs,
+                         NULL, &p), p, FAISSX_E_PROTOCOL, "bad request");
+    rep_free(&p);
+    (void)ids;
+    /* k <= 0, k over the server's limit, n < 0 */
+    EXPECT_ERR(req_bsearch(s, K_ALICE, h, 1, 0, xb, cs, &p), p,
+               FAISSX_E_INVALID, "k must be > 0");
+    rep_free(&p);
+    EXPECT_ERR(req_bsearch(s, K_ALICE, h, 1, -4, xb, cs, &p), p,
+               FAISSX_E_INVALID, "k must be > 0");
+    rep_free(&p);
+    EXPECT_ERR(req_bsearch(s, K_ALICE, h, 1, 51, xb, cs, &p), p,
+               FAISSX_E_LIMIT, "exceeds the server limit of 50");
+    rep_free(&p);
+    EXPECT_ERR(req_bsearch(s, K_ALICE, h, -1, 3, xb, 0, &p), p,
+               FAISSX_E_INVALID, "n must be >= 0");
+    rep_free(&p);
+    /* unknown index, and another tenant's: the same reply */
+    char want[64];
+    snprintf(want, sizeof want, "unknown index handle %llu",
+             (unsigned long long)(h + 1000));
+    EXPECT_ERR(req_bsearch(s, K_ALICE, h + 1000, 1, 3, xb, cs, &p), p,
+               FAISSX_E_NOT_FOUND, want);
+    rep_free(&p);
+    snprintf(want, sizeof want, "unknown index handle %llu",
+             (unsigned long long)h);
+    EXPECT_ERR(req_bsearch(s, K_BOB, h, 1, 3, xb, cs, &p), p,
+               FAISSX_E_NOT_FOUND, want);
+    rep_free(&p);
+    const int64_t hops[] = {FX_BIN_INFO, FX_BIN_RESET, FX_BIN_SERIALIZE,
+                            FX_BIN_CLONE};
+    for (size_t i = 0; i < sizeof hops / sizeof *hops; i++) {
+        EXPECT_ERR(req_bhandle(s, K_BOB, hops[i], h, &p), p,
+                   FAISSX_E_NOT_FOUND, want);
+        rep_free(&p);
+    }
+    EXPECT_ERR(req_name(s, K_BOB, FX_OP_OPEN, "b", &p), p, FAISSX_E_NOT_FOUND,
+               "no index named 'b'");
+    rep_free(&p);
+    EXPECT_ERR(req_name(s, K_BOB, FX_OP_DROP, "b", &p), p, FAISSX_E_NOT_FOUND,
+               "no index named 'b'");
+    rep_free(&p);
+    EXPECT_ERR(req_handle(s, K_BOB, FX_OP_RELEASE, h, &p), p,
+               FAISSX_E_NOT_FOUND, want);
+    rep_free(&p);
+    /* a float handle to a binary op, a binary handle to a float op */
+    uint64_t hf = create(s, K_ALICE, "", 8, METRIC_L2, "Flat", NULL);
+    EXPECT_ERR(req_bsearch(s, K_ALICE, hf, 1, 3, xb, 1, &p), p,
+               FAISSX_E_INVALID, "is not a binary index");
+    rep_free(&p);
+    float xf[8] = {0};
+    EXPECT_ERR(req_search(s, K_ALICE, FX_OP_SEARCH, h, 1, 3, xf, 8, &p), p,
+               FAISSX_E_INVALID, "is a binary index");
+    rep_free(&p);
+    const int fops[] = {FX_OP_INFO, FX_OP_RESET, FX_OP_SERIALIZE, FX_OP_CLONE,
+                        FX_OP_SA_CODE_SIZE};
+    for (size_t i = 0; i < sizeof fops / sizeof *fops; i++) {
+        EXPECT_ERR(req_handle(s, K_ALICE, fops[i], h, &p), p,
+                   FAISSX_E_INVALID, "is a binary index");
+        rep_free(&p);
+    }
+    fx_wbuf w;
+    bbegin(&w, K_ALICE, FX_BIN_WRAP_IVF); /* quantizer must be binary */
+    fx_w_u64(&w, hf);
+    fx_w_i64(&w, 8);
+    fx_w_i64(&w, 2);
+    EXPECT_ERR(call(s, &w, FX_OP_BINARY, &p), p, FAISSX_E_INVALID,
+               "is not a binary index");
+    rep_free(&p);
+    bbegin(&w, K_ALICE, FX_BIN_WRAP_IVF); /* dimension mismatch */
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 128);
+    fx_w_i64(&w, 2);
+    EXPECT_ERR(call(s, &w, FX_OP_BINARY, &p), p, FAISSX_E_INVALID,
+               "quantizer dimension 64 differs from d = 128");
+    rep_free(&p);
+    bbegin(&w, K_ALICE, FX_BIN_WRAP_IVF);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, d);
+    fx_w_i64(&w, 0);
+    EXPECT_ERR(call(s, &w, FX_OP_BINARY, &p), p, FAISSX_E_INVALID, "nlist");
+    rep_free(&p);
+    /* unknown binary operations */
+    const int64_t unknown[] = {0, FX_BIN_MAX_, -1, 1000};
+    for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++) {
+        EXPECT_ERR(req_bhandle(s, K_ALICE, unknown[i], h, &p), p,
+                   FAISSX_E_UNSUPPORTED, "unknown binary operation");
+        rep_free(&p);
+    }
+    /* bad creations */
+    EXPECT_ERR(req_bcreate(s, K_ALICE, "", 12, "BFlat", NULL, &p), p,
+               FAISSX_E_INVALID, "multiple of 8");
+    rep_free(&p);
+    EXPECT_ERR(req_bcreate(s, K_ALICE, "", 0, "BFlat", NULL, &p), p,
+               FAISSX_E_INVALID, "dimension must be");
+    rep_free(&p);
+    EXPECT_ERR(req_bcreate(s, K_ALICE, "", 64, "Flat", NULL, &p), p,
+               FAISSX_E_FAISS, "");
+    rep_free(&p);
+    EXPECT_ERR(req_bcreate(s, K_ALICE, ".x", 64, "BFlat", NULL, &p), p,
+               FAISSX_E_INVALID, "invalid index name");
+    rep_free(&p);
+    EXPECT_ERR(req_bcreate(s, K_ALICE, "b", 64, "BFlat", NULL, &p), p,
+               FAISSX_E_EXISTS, "already exists");
+    rep_free(&p);
+    /* parameters: unknown or of another index type */
+    bbegin(&w, K_ALICE, FX_BIN_SET_PARAM);
+    fx_w_u64(&w, h);
+    fx_w_str(&w, "nprobe");
+    fx_w_f64(&w, 3);
+    EXPECT_ERR(call(s, &w, FX_OP_BINARY, &p), p, FAISSX_E_UNSUPPORTED,
+               "cannot set parameter 'nprobe' on IndexBinaryFlat");
+    rep_free(&p);
+    bbegin(&w, K_ALICE, FX_BIN_GET_PARAM);
+    fx_w_u64(&w, h);
+    fx_w_str(&w, "efSearch");
+    EXPECT_ERR(call(s, &w, FX_OP_BINARY, &p), p, FAISSX_E_UNSUPPORTED,
+               "not readable");
+    rep_free(&p);
+    /* the read-only key: search allowed, writes refused */
+    bsearch_same(s, K_RO, h, (FaissIndexBinary*)loc, 3, 4, xb, cs);
+    EXPECT_ERR(req_bvecs(s, K_RO, FX_BIN_ADD, h, 1, xb, cs, NULL, &p), p,
+               FAISSX_E_PERMISSION, "read-only");
+    rep_free(&p);
+    EXPECT_ERR(req_bhandle(s, K_RO, FX_BIN_RESET, h, &p), p,
+               FAISSX_E_PERMISSION, "read-only");
+    rep_free(&p);
+    EXPECT_ERR(req_bcreate(s, K_RO, "", 64, "BFlat", NULL, &p), p,
+               FAISSX_E_PERMISSION, "read-only");
+    rep_free(&p);
+
+    /* nothing changed, and the server still answers correctly */
+    cr_assert_eq(fx_state_index_count(s), n0 + 1 /* hf */);
+    EXPECT_OK(req_bhandle(s, K_ALICE, FX_BIN_INFO, h, &p), p);
+    info_t in;
+    r_info(&p, &in);
+    cr_assert_eq(in.ntotal, nb, "failed requests added nothing");
+    rep_free(&p);
+    bsearch_same(s, K_ALICE, h, (FaissIndexBinary*)loc, 5, 7, xb + cs, cs);
+    faiss_IndexBinaryFlat_free(loc);
+    free(xb);
+    fx_state_free(s);
+}
+
+Test(handler, named_binary_refused_by_durable_server) {
+    faissx_remote_disable();
+    fx_server_conf c;
+    fx_server_conf_init(&c);
+    c.data_dir = fxt_tmp_path("bin-store");
+    fx_state* s = NULL;
+    char err[256] = "";
+    cr_assert_eq(fx_state_new(&c, &s, err, sizeof err), 0, "%s", err);
+    rep_t p;
+    EXPECT_ERR(req_bcreate(s, "", "named", 64, "BFlat", NULL, &p), p,
+               FAISSX_E_UNSUPPORTED, "durable store");
+    rep_free(&p);
+    /* unnamed binary indexes are fine (they live in memory) */
+    bcreate(s, "", "", 64, "BFlat", NULL);
+    cr_assert_eq(fx_state_stored_count(s), 0);
+    fx_state_free(s);
+}

@@ -361,6 +361,105 @@ Test(remote, persist_upload_download_clone, .init = start_plain, .fini = stop) {
     free(xq);
 }
 
+/* Binary indexes end to end: named ones per tenant, the two families kept
+ * apart, write_index_binary of a remote index, read-only keys, and errors
+ * that leave the server serving. (The binary suite itself reruns against
+ * a server as remote-binary.) */
+Test(remote, binary_indexes_named_tenants_io, .init = start_keyed,
+     .fini = stop) {
+    const int d = 64, nb = 500, nq = 5, k = 4;
+    uint8_t* xb = fxt_bytes(nb, d, 41);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FaissIndexBinary *b = NULL, *b2 = NULL;
+    FXT_OK(faissx_index_binary_create(&b, "codes", d, "BHNSW8"));
+    cr_assert(faissx_index_binary_is_remote(b));
+    FXT_OK(faiss_IndexBinary_add(b, nb, xb));
+    /* the name lives in the same namespace as float indexes */
+    FaissIndex* f = NULL;
+    FXT_ERR(faissx_index_create(&f, "codes", 8, "Flat", METRIC_L2),
+            "already exists");
+    FXT_ERR(faissx_index_open(&f, "codes"), "is a binary index");
+    cr_assert_null(f);
+    FXT_OK(faissx_index_create(&f, "floats", 8, "Flat", METRIC_L2));
+    FXT_ERR(faissx_index_binary_open(&b2, "floats"), "not a binary index");
+    cr_assert_null(b2);
+    faiss_Index_free(f);
+    char** names;
+    size_t n;
+    FXT_OK(faissx_index_list(&names, &n));
+    cr_assert_eq(n, 2);
+    faissx_index_list_free(names, n);
+    /* a second handle sees the same index */
+    FXT_OK(faissx_index_binary_open(&b2, "codes"));
+    cr_assert_eq(faiss_IndexBinary_ntotal(b2), nb);
+    int ef = 0;
+    FXT_OK(faissx_IndexBinaryHNSW_set_efSearch(b, 33));
+    FXT_OK(faissx_IndexBinaryHNSW_get_efSearch(b2, &ef));
+    cr_assert_eq(ef, 33, "parameters live on the server");
+    int32_t D[2][nq * k];
+    idx_t I[2][nq * k];
+    FXT_OK(faiss_IndexBinary_search(b, nq, xb, k, D[0], I[0]));
+    /* write_index_binary of a remote index: the bytes land in our file */
+    const char* path = fxt_tmp_path("remote.bfaiss");
+    FXT_OK(faiss_write_index_binary_fname(b2, path));
+    FaissIndexBinary* back = NULL;
+    FXT_OK(faiss_read_index_binary_fname(path, 0, &back));
+    cr_assert(!faissx_index_binary_is_remote(back));
+    cr_assert_eq(faiss_IndexBinary_ntotal(back), nb);
+    FXT_OK(faissx_IndexBinaryHNSW_set_efSearch(back, 33));
+    FXT_OK(faiss_IndexBinary_search(back, nq, xb, k, D[1], I[1]));
+    FXT_SAME(I[0], I[1], sizeof I[0]);
+    FXT_SAME(D[0], D[1], sizeof D[0]);
+    for (int i = 0; i < nq; i++) cr_assert_eq(I[0][i * k], i);
+    faiss_IndexBinary_free(back);
+    /* freeing handles to a named index does not delete it */
+    faiss_IndexBinary_free(b2);
+    b2 = NULL;
+
+    /* bob: alice's binary index looks missing */
+    FXT_OK(faissx_configure(srv.url, "kb", 0));
+    FXT_ERR(faissx_index_binary_open(&b2, "codes"), "no index named 'codes'");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_NOT_FOUND);
+    FXT_ERR(faissx_index_drop("codes"), "no index named 'codes'");
+    FXT_OK(faissx_index_list(&names, &n));
+    cr_assert_eq(n, 0, "bob sees alice's indexes");
+    faissx_index_list_free(names, n);
+
+    /* read-only key: search allowed, writes refused */
+    FXT_OK(faissx_configure(srv.url, "kr", 0));
+    FaissIndexBinary* ro = NULL;
+    FXT_OK(faissx_index_binary_open(&ro, "codes"));
+    FXT_OK(faiss_IndexBinary_search(ro, nq, xb, k, D[1], I[1]));
+    FXT_SAME(I[0], I[1], sizeof I[0]);
+    FXT_ERR(faiss_IndexBinary_add(ro, 1, xb), "read-only");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_PERMISSION);
+    FXT_ERR(faiss_IndexBinary_reset(ro), "read-only");
+    cr_assert_eq(faiss_IndexBinary_ntotal(ro), nb);
+    faiss_IndexBinary_free(ro);
+
+    /* alice again: bad input gets clear errors, nothing changes */
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FXT_ERR(faiss_IndexBinary_search(b, nq, xb, 0, D[1], I[1]), "k must be");
+    FXT_ERR(faiss_IndexBinary_search(b, nq, xb, 100000, D[1], I[1]),
+            "exceeds the server limit");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_LIMIT);
+    FaissIndexBinary* x = NULL;
+    FXT_ERR(faissx_index_binary_create(&x, "bad", 12, "BFlat"), "multiple of 8");
+    FXT_ERR(faissx_index_binary_create(&x, "bad", 64, "Flat"), "");
+    FXT_ERR(faissx_index_binary_create(&x, "bad name", 64, "BFlat"),
+            "invalid index name");
+    FXT_ERR(faissx_index_binary_open(&x, "missing"), "no index named");
+    cr_assert_null(x);
+    FXT_OK(faiss_IndexBinary_search(b, nq, xb, k, D[1], I[1]));
+    FXT_SAME(I[0], I[1], sizeof I[0]);
+    FXT_OK(faissx_index_drop("codes"));
+    FXT_OK(faissx_index_drop("floats"));
+    FXT_ERR(faiss_IndexBinary_search(b, nq, xb, k, D[1], I[1]),
+            "unknown index handle");
+    faiss_IndexBinary_free(b);
+    free(xb);
+}
+
 Test(remote, unreachable_server_is_a_clear_error) {
     int rc = faissx_configure("tcp://127.0.0.1:1", NULL, 500);
     cr_assert_eq(rc, FAISSX_E_NET);
