@@ -276,6 +276,16 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static int fuzz_upload = -1;
     if (fuzz_upload < 0) fuzz_upload = getenv("FUZZ_UPLOAD") != NULL;
     if (drc == 0 && req.op == FX_OP_UPLOAD && !fuzz_upload) return 0;
+    if (drc == 0 && req.op == FX_OP_BINARY && !fuzz_upload) {
+        /* the binary UPLOAD sub-op: faiss::read_index_binary, same story */
+        fx_rbuf r;
+        char key[260];
+        int64_t sub = 0;
+        fx_r_init(&r, data + FX_HDR_SIZE, size - FX_HDR_SIZE);
+        if (fx_r_str(&r, key, 256) == 0 && fx_r_i64(&r, &sub) == 0 &&
+            sub == FX_BIN_UPLOAD)
+            return 0;
+    }
 #endif
     /* An 8-aligned private copy (as NNG delivers it), tags patched. */
     uint8_t* msg = malloc(size ? size : 1);

@@ -32,10 +32,13 @@ OPS = {name: i + 1 for i, name in enumerate([
     "ADD", "ADD_WITH_IDS", "SEARCH", "RANGE_SEARCH", "ASSIGN", "RESET",
     "REMOVE_IDS", "RECONSTRUCT_N", "RECONSTRUCT_KEYS", "RESIDUAL",
     "SA_CODE_SIZE", "SA_ENCODE", "SA_DECODE", "SET_PARAM", "GET_PARAM",
-    "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM", "WRAP", "FETCH", "IVF"])}
+    "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM", "WRAP", "FETCH", "IVF",
+    "BINARY"])}
 
 WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
     WRAP_REFINE_FLAT = range(1, 7)
+BIN_CREATE, BIN_WRAP_IVF, BIN_INFO, BIN_TRAIN, BIN_ADD, BIN_ADD_WITH_IDS, \
+    BIN_SEARCH = range(1, 8)
 IVF_MAKE_DIRECT_MAP, IVF_IMBALANCE, IVF_SEARCH_PREASSIGNED, IVF_ADD_CORE, \
     IVF_UPDATE_VECTORS, IVF_COPY_SUBSET_TO, IVF_TRAIN_RESIDUAL = range(1, 8)
 SEL_RANGE, SEL_BATCH, SEL_NOT, SEL_AND, SEL_OR, SEL_XOR, SEL_BITMAP = range(1, 8)
@@ -225,6 +228,14 @@ def seeds():
                             string("Flat"))
     m["bad-huge-array"] = message(O["RECONSTRUCT_KEYS"], u64(H_FLAT) +
                                   u64(1 << 61) + i64(0))
+    # ---- binary indexes (FX_OP_BINARY): the fixture has no binary index,
+    # so these create one, and probe the family check and sub-op decoding
+    m["binary-create"] = message(O["BINARY"], i64(BIN_CREATE) + string("") +
+                                 i64(64) + string("BIVF2"))
+    m["binary-search-float-handle"] = message(
+        O["BINARY"], i64(BIN_SEARCH) + u64(H_FLAT) + i64(1) + i64(2) +
+        u8s(bytes(8)))
+    m["binary-bad-sub-op"] = message(O["BINARY"], i64(99) + u64(H_FLAT))
     return m
 
 
