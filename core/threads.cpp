@@ -6,10 +6,11 @@
  * machine; faiss alternates between them (a Flat search of >= 20 queries:
  * sgemm, then an OpenMP loop over the results), and the idle pool's threads
  * spin while the other pool works. On 2 cores that made a 1000-query search
- * over 1M vectors 4x slower than one thread each (docs/benchmarks.md,
- * "Threads"). OMP_WAIT_POLICY and OpenBLAS's spin time are read when those
- * libraries load, before any code of ours runs, so a library can only set
- * the pool sizes.
+ * over 1M vectors slower than one thread each, and 2.3x slower than this
+ * policy (docs/benchmarks.md, "Threads"). OMP_WAIT_POLICY and OpenBLAS's
+ * spin time are read when those libraries load, before any code of ours
+ * runs, so a library can only size the pools -- and cut a Flat batch so
+ * that one parallel region does the whole search (flat_search_split).
  *
  * The policy: OpenMP gets the thread count T (faissx_set_threads,
  * FAISSX_THREADS, else OpenMP's own default, the CPU count), OpenBLAS gets

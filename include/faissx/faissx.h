@@ -120,9 +120,10 @@ const char* faissx_simd_level(void);
  *
  * faiss runs its loops on OpenMP threads and its matrix products on
  * OpenBLAS's own threads. When both pools are as large as the machine they
- * oversubscribe it (a 1000-query Flat search over 1M vectors took 4x longer
- * on 2 cores). So, by default, faissx gives OpenMP the CPU count and
- * OpenBLAS one thread; see docs/api.md, "Threads", for the measurements.
+ * oversubscribe it (a 1000-query Flat search over 1M vectors took 2.3x
+ * longer on 2 cores). So, by default, faissx gives OpenMP the CPU count and
+ * OpenBLAS one thread, and splits Flat batch searches across the OpenMP
+ * threads; see docs/api.md, "Threads", and docs/benchmarks.md.
  *
  * The default policy leaves the pools alone when the program chose them:
  * OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or GOTO_NUM_THREADS set in the
