@@ -1,18 +1,29 @@
 /* server.c -- the faissx server's transport: NNG rep0 contexts feeding a
- * libuv loop (see server.h; operators' view in docs/operations.md).
+ * pool of worker threads, with a libuv loop for signals, timers and the
+ * drain (see server.h; operators' view in docs/operations.md).
  *
  * Threads, and what each may do:
  *   NNG threads   run the aio and pipe callbacks. An aio callback records
  *                 the result, moves its slot to the next state and hands the
- *                 slot to the loop (ready queue + uv_async_send). It never
- *                 runs faiss or the handler.
- *   loop thread   owns every uv_* handle: drains the ready queue, starts the
- *                 work (uv_queue_work) and, when it is done, the reply send;
- *                 signals, the reaper timer, the drain.
- *   work pool     libuv's threads (UV_THREADPOOL_SIZE = --workers) run
- *                 fx_state_handle, i.e. faiss, with --threads OpenMP threads
- *                 and single-threaded BLAS (faissx_set_threads), so at most
- *                 workers x threads threads compute at once.
+ *                 slot on: a request to the work queue (mutex + condition
+ *                 variable), a retired slot to the loop (ready queue +
+ *                 uv_async_send). It never runs faiss or the handler.
+ *   workers       --workers threads of our own take requests off the work
+ *                 queue, run fx_state_handle_req, i.e. faiss, with
+ *                 --threads OpenMP threads and single-threaded BLAS
+ *                 (faissx_set_threads), so at most workers x threads
+ *                 threads compute at once, and start the reply send
+ *                 themselves (nng_ctx_send is thread-safe).
+ *   loop thread   owns every uv_* handle: signals, the reaper timer (its
+ *                 work runs in libuv's pool), the drain, and counts the
+ *                 slots that retired.
+ *
+ * This departs from DESIGN.md's "the loop runs each request as
+ * uv_queue_work and the after-work callback sends the reply": that path
+ * costs three thread hand-offs per request (NNG callback -> loop -> pool ->
+ * loop) where this one costs one (NNG callback -> worker), which is most of
+ * a single query's transport overhead (docs/benchmarks.md, "Remote vs
+ * local"). libuv still owns everything that is not a request.
  *
  * A slot is one request in flight: an nng_ctx and its aio, cycling
  *   RECV --message--> WORK --reply built--> SEND --sent--> RECV
@@ -196,7 +207,6 @@ typedef struct slot {
     uint64_t t_recv;   /* uv_hrtime() when the request arrived */
     uint64_t conn_id;
     fx_req_meta meta;
-    uv_work_t work;
 } slot;
 
 struct server {
@@ -223,15 +233,22 @@ struct server {
     uv_work_t reap_work;
     size_t reaped;
     int reaping;
-    unsigned replies; /* sent or dropped, for --test-drop-replies */
     int draining;
     int closing;
     int retired; /* slots that reached IDLE */
 
+    atomic_uint replies; /* sent or dropped, for --test-drop-replies */
+    pthread_t* workers;
+    int nworkers; /* started */
+
     pthread_mutex_t mu;
     int stopping; /* guarded by mu */
+    int quit;     /* guarded by mu: workers exit when the queue is empty */
     slot* ready_head;
     slot* ready_tail;
+    pthread_cond_t work_cv; /* with mu: the work queue has a request */
+    slot* work_head;        /* guarded by mu; linked through slot.next */
+    slot* work_tail;
 };
 
 /* The running server, for fx_server_stop. stop_users counts callers inside
@@ -251,7 +268,7 @@ void fx_server_stop(void) {
 
 /* ---- slots (NNG threads and loop thread) ---- */
 
-/* Hands a slot to the loop thread. Called with mu held; uv_async_send is
+/* Hands a retired slot to the loop thread. Called with mu held; uv_async_send is
  * called under mu too, so the loop cannot have torn down the wake handle:
  * it only does so after it has popped every retired slot. */
 static void ready_push_locked(server* s, slot* sl) {
@@ -262,6 +279,17 @@ static void ready_push_locked(server* s, slot* sl) {
         s->ready_head = sl;
     s->ready_tail = sl;
     uv_async_send(&s->wake);
+}
+
+/* Hands a request to the workers. Called with mu held. */
+static void work_push_locked(server* s, slot* sl) {
+    sl->next = NULL;
+    if (s->work_tail)
+        s->work_tail->next = sl;
+    else
+        s->work_head = sl;
+    s->work_tail = sl;
+    pthread_cond_signal(&s->work_cv);
 }
 
 static void rearm_or_retire_locked(server* s, slot* sl) {
@@ -288,7 +316,7 @@ static void slot_cb(void* arg) {
             nng_aio_set_msg(sl->aio, NULL);
             sl->t_recv = uv_hrtime();
             sl->state = SLOT_WORK;
-            ready_push_locked(s, sl);
+            work_push_locked(s, sl);
         } else if (s->stopping || rv == NNG_ECLOSED) {
             sl->state = SLOT_IDLE;
             ready_push_locked(s, sl);
@@ -367,10 +395,8 @@ static nng_msg* reply_msg(const fx_wbuf* r, const fx_req_meta* meta) {
     return m;
 }
 
-/* Work pool: run the request, build the reply message. */
-static void work_cb(uv_work_t* w) {
-    slot* sl = w->data;
-    server* s = sl->srv;
+/* Worker: run the request, build the reply message. */
+static void run_request(server* s, slot* sl) {
     nng_msg* req = sl->msg;
     void* copy;
     fx_wbuf r;
@@ -432,14 +458,12 @@ static void access_log(const slot* sl) {
 
 static void maybe_finish(server* s);
 
-/* Loop thread: the work is done; send the reply. */
-static void after_work_cb(uv_work_t* w, int status) {
-    slot* sl = w->data;
-    server* s = sl->srv;
-    FX_CHECK(status == 0); /* work is never cancelled */
+/* Worker: the request ran; send the reply. */
+static void send_reply(server* s, slot* sl) {
     access_log(sl);
     int n = s->conf->test_drop_replies;
-    if (sl->msg && n > 0 && ++s->replies % (unsigned)n == 0) {
+    if (sl->msg && n > 0 &&
+        (atomic_fetch_add(&s->replies, 1) + 1) % (unsigned)n == 0) {
         fx_log(FX_LOG_WARN,
                "test: dropping the reply to request %" PRIu64 " of client %"
                PRIu64 " (--test-drop-replies %d)",
@@ -465,7 +489,37 @@ static void after_work_cb(uv_work_t* w, int status) {
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Loop thread: drain the whole ready queue (wakeups coalesce). */
+/* A worker thread: requests until told to quit (after the drain). */
+static void* worker_main(void* arg) {
+    server* s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->work_head && !s->quit)
+            pthread_cond_wait(&s->work_cv, &s->mu);
+        slot* sl = s->work_head;
+        if (!sl) break; /* quit, and nothing is queued */
+        s->work_head = sl->next;
+        if (!s->work_head) s->work_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        run_request(s, sl);
+        send_reply(s, sl);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Stops the workers (they finish what is queued) and waits for them. */
+static void stop_workers(server* s) {
+    pthread_mutex_lock(&s->mu);
+    s->quit = 1;
+    pthread_cond_broadcast(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i], NULL);
+    s->nworkers = 0;
+}
+
+/* Loop thread: count the retired slots (wakeups coalesce). */
 static void wake_cb(uv_async_t* h) {
     server* s = h->data;
     pthread_mutex_lock(&s->mu);
@@ -474,14 +528,8 @@ static void wake_cb(uv_async_t* h) {
     pthread_mutex_unlock(&s->mu);
     while (sl) {
         slot* next = sl->next;
-        if (sl->state == SLOT_WORK) {
-            sl->work.data = sl;
-            FX_CHECK(uv_queue_work(&s->loop, &sl->work, work_cb,
-                                   after_work_cb) == 0);
-        } else {
-            FX_CHECK(sl->state == SLOT_IDLE);
-            s->retired++;
-        }
+        FX_CHECK(sl->state == SLOT_IDLE);
+        s->retired++;
         sl = next;
     }
     maybe_finish(s);
@@ -796,7 +844,6 @@ static void log_startup(server* s) {
 int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
     server* s;
     int rv;
-    char buf[32];
 
     if (!c || !err || errsz == 0) return FAISSX_E_INVALID;
     err[0] = '\0';
@@ -823,16 +870,16 @@ int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
 
     /* Each request: --threads OpenMP threads, BLAS single-threaded (the
      * library's thread policy, core/threads.cpp), whatever the environment
-     * says; workers apply it before each request (work_cb). */
+     * says; workers apply it before each request (run_request). */
     if (faissx_set_threads(c->threads) != 0) {
         snprintf(err, errsz, "%s", faiss_get_last_error());
         return FAISSX_E_INVALID;
     }
     /* The server's own faiss calls are local, whatever FAISSX_SERVER says. */
     faissx_remote_disable();
-    /* libuv sizes its (process-wide) pool at the first uv_queue_work. */
-    snprintf(buf, sizeof buf, "%d", c->workers);
-    setenv("UV_THREADPOOL_SIZE", buf, 1);
+    /* libuv sizes its (process-wide) pool at the first uv_queue_work; only
+     * the reaper uses it (requests run on our workers). */
+    setenv("UV_THREADPOOL_SIZE", "1", 1);
 
     if (!(s = calloc(1, sizeof *s))) {
         snprintf(err, errsz, "out of memory");
@@ -846,7 +893,9 @@ int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
     atomic_init(&s->npipes, 0);
     atomic_init(&s->refusals, 0);
     atomic_init(&s->refusal_warned_ms, 0);
+    atomic_init(&s->replies, 0);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work_cv, NULL);
     s->slots = calloc((size_t)s->nslots, sizeof *s->slots);
     if (!s->slots) {
         snprintf(err, errsz, "out of memory");
@@ -855,6 +904,20 @@ int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
     }
     if ((rv = fx_state_new(c, &s->state, err, errsz)) != 0) goto out_nng;
     if ((rv = setup_nng(s, err, errsz)) != 0) goto out_nng;
+    if (!(s->workers = calloc((size_t)c->workers, sizeof *s->workers))) {
+        snprintf(err, errsz, "out of memory");
+        rv = FAISSX_E_NOMEM;
+        goto out_nng;
+    }
+    for (int i = 0; i < c->workers; i++) {
+        if ((rv = pthread_create(&s->workers[i], NULL, worker_main, s)) != 0) {
+            snprintf(err, errsz, "cannot start worker threads: %s",
+                     strerror(rv));
+            rv = FAISSX_E_NOMEM;
+            goto out_nng;
+        }
+        s->nworkers++;
+    }
 
     /* From here on nothing fails. */
     FX_CHECK(uv_loop_init(&s->loop) == 0);
@@ -885,6 +948,7 @@ int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
 
     uv_run(&s->loop, UV_RUN_DEFAULT);
     FX_CHECK(uv_loop_close(&s->loop) == 0);
+    stop_workers(s); /* every slot is idle: they wait for work */
     rv = 0;
     if (c->data_dir && *c->data_dir) {
         /* Drained: no request runs. A checkpoint now lets the next start
@@ -914,11 +978,14 @@ out_nng:
     /* Closing the socket closes the listeners and connections (their
      * REM_POST callbacks still use s->state), then the aios can go. */
     if (nng_socket_id(s->sock) > 0) nng_close(s->sock);
+    stop_workers(s);
+    free(s->workers);
     for (int i = 0; s->slots && i < s->nslots; i++)
         if (s->slots[i].aio) nng_aio_free(s->slots[i].aio);
     if (s->tls) nng_tls_config_free(s->tls);
     fx_state_free(s->state);
     free(s->slots);
+    pthread_cond_destroy(&s->work_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
     return rv;

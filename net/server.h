@@ -6,8 +6,9 @@
  *              Pure with respect to I/O, so tests and the fuzz target drive
  *              it directly. Thread-safe: many requests may be handled at
  *              once; readers of an index run in parallel, writers alone.
- *   transport  NNG rep0 contexts feeding a libuv loop that runs handlers in
- *              its work pool (net/server.c), and the executable's flags
+ *   transport  NNG rep0 contexts feeding worker threads that run handlers,
+ *              a libuv loop for signals, timers and the drain
+ *              (net/server.c), and the executable's flags
  *              (net/server_main.c). */
 #ifndef FX_SERVER_H
 #define FX_SERVER_H
@@ -32,7 +33,7 @@ typedef struct fx_server_conf {
     const char* auth_keys; /* "KEY:TENANT[:ro],..."; NULL = no auth */
     const char* auth_file; /* one KEY:TENANT[:ro] per line, # comments */
     int require_auth;      /* refuse to start without keys */
-    int workers;           /* requests run at once (work pool size) */
+    int workers;           /* requests run at once (worker threads) */
     int threads;           /* OpenMP threads per request */
     size_t max_message_bytes;
     int max_connections;
