@@ -10,6 +10,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for attempt in 1 2 3 4 5 6 7 8 9 10; do
     port=$((20000 + (RANDOM * 32768 + RANDOM + $$ + attempt * 7919) % 30000))
+    # A port someone already listens on would pass the probe below while
+    # our server fails to bind: skip it.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
     env -u FAISSX_SERVER "$server" --listen "tcp://127.0.0.1:$port" --log-level warn 2>"$log" &
     pid=$!
     up=0
