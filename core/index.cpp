@@ -31,16 +31,14 @@ namespace fx {
  * no (another client, or a composite sharing the object, may have trained
  * it). */
 bool trained_now(const faiss::Index* ix) {
-    if (ix->is_trained) return true;
-    if (auto r = as_remote(ix)) {
+    if (auto r = as_remote(ix)) { // (its fields change under sync_mu)
         try {
-            r->sync();
+            return r->trained_now();
         } catch (...) {
             return true; // let the real call reach the server and report
         }
-        return r->is_trained;
     }
-    return false;
+    return ix->is_trained;
 }
 
 bool positional(const faiss::Index* ix) {
@@ -102,7 +100,7 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
                 float* distances, idx* labels,
                 const faiss::SearchParameters* params) {
     // (A remote index answers for itself: its cached ntotal may be stale.)
-    if (n > 0 && ix->ntotal == 0 && !fx::as_remote(ix)) {
+    if (n > 0 && !fx::as_remote(ix) && ix->ntotal == 0) {
         float none = ix->metric_type == faiss::METRIC_INNER_PRODUCT
                 ? -FLT_MAX
                 : FLT_MAX;
@@ -115,8 +113,12 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
     if (auto sh = dynamic_cast<const faiss::IndexShards*>(ix)) {
         bool some_empty = false;
         for (int i = 0; i < sh->count(); i++) {
-            if (auto r = fx::as_remote(sh->at(i))) r->sync(); // inside FX_TRY
-            some_empty |= sh->at(i)->ntotal == 0;
+            idx nt = 0;
+            if (auto r = fx::as_remote(sh->at(i)))
+                r->sync(&nt); // inside FX_TRY
+            else
+                nt = sh->at(i)->ntotal;
+            some_empty |= nt == 0;
         }
         if (some_empty) {
             faiss::IndexShards full(sh->d, false, sh->successive_ids);
@@ -160,15 +162,22 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
 
 /* Remote: ntotal and is_trained are fetched from the server, since other
  * clients may have written; on failure the last known value is returned
- * and the error recorded. */
-static void sync_remote(const FaissIndex* obj, const char* func) {
-    if (auto r = fx::as_remote(fx::index(obj))) {
-        try {
-            r->sync();
-        } catch (...) {
-            fx::handle_exception(func);
-        }
+ * and the error recorded. Values come back through nt/trained, not the
+ * fields, which another thread's getter may be updating. Returns false
+ * for a local index. */
+static bool sync_remote(const FaissIndex* obj, const char* func, idx_t* nt,
+                        bool* trained) {
+    auto r = fx::as_remote(fx::index(obj));
+    if (!r) return false;
+    try {
+        r->sync(nt, trained);
+    } catch (...) {
+        fx::handle_exception(func);
+        std::lock_guard<std::mutex> g(r->sync_mu);
+        *nt = r->ntotal;
+        *trained = r->is_trained;
     }
+    return true;
 }
 
 extern "C" {
@@ -184,13 +193,17 @@ int faiss_Index_d(const FaissIndex* obj) {
 
 int faiss_Index_is_trained(const FaissIndex* obj) {
     FX_REQUIRE_RET(obj, 0, "index is NULL");
-    sync_remote(obj, __func__);
+    idx_t nt;
+    bool trained;
+    if (sync_remote(obj, __func__, &nt, &trained)) return trained;
     return fx::index(obj)->is_trained;
 }
 
 idx_t faiss_Index_ntotal(const FaissIndex* obj) {
     FX_REQUIRE_RET(obj, 0, "index is NULL");
-    sync_remote(obj, __func__);
+    idx_t nt;
+    bool trained;
+    if (sync_remote(obj, __func__, &nt, &trained)) return nt;
     return fx::index(obj)->ntotal;
 }
 
@@ -335,7 +348,7 @@ int faiss_Index_assign(FaissIndex* index, idx_t n, const float* x,
                "n * k overflows");
     FX_REQUIRE(fx::trained_now(ix), "index is not trained");
     FX_TRY
-    if (ix->ntotal == 0 && !fx::as_remote(ix)) { // see knn_search
+    if (!fx::as_remote(ix) && ix->ntotal == 0) { // see knn_search
         std::fill(labels, labels + n * k, idx_t(-1));
         return 0;
     }

@@ -527,14 +527,26 @@ void RemoteIndex::ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& bu
     ivf_call(op, build, [&](fx_rbuf* r) { read_state(r, this, "ivf"); });
 }
 
-void RemoteIndex::sync() {
+void RemoteIndex::sync(idx_t* nt, bool* trained) {
+    std::unique_ptr<RemoteIndex> tmp;
     rcall(conn.get(), FX_OP_INFO, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-          [&](fx_rbuf* r) {
-              std::unique_ptr<RemoteIndex> tmp(read_info(r, nullptr, true));
-              ntotal = tmp->ntotal;
-              is_trained = tmp->is_trained;
-              kind = tmp->kind;
-          });
+          [&](fx_rbuf* r) { tmp.reset(read_info(r, nullptr, true)); });
+    std::lock_guard<std::mutex> g(sync_mu);
+    if (ntotal != tmp->ntotal) ntotal = tmp->ntotal;
+    if (is_trained != tmp->is_trained) is_trained = tmp->is_trained;
+    if (kind != tmp->kind) kind = tmp->kind;
+    if (nt) *nt = tmp->ntotal;
+    if (trained) *trained = tmp->is_trained;
+}
+
+bool RemoteIndex::trained_now() {
+    {
+        std::lock_guard<std::mutex> g(sync_mu);
+        if (is_trained) return true;
+    }
+    bool t = false;
+    sync(nullptr, &t);
+    return t;
 }
 
 void RemoteIndex::set_param(const char* name, double value) {

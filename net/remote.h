@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 #include <string>
 
@@ -67,8 +68,16 @@ struct RemoteIndex : faiss::Index {
     void sa_decode(idx_t n, const uint8_t* bytes, float* x) const override;
     void merge_from(faiss::Index& other, idx_t add_id = 0) override;
 
-    /* Refresh ntotal/is_trained from the server (other clients write too). */
-    void sync();
+    /* Refresh ntotal/is_trained/kind from the server (other clients write
+     * too); the fresh values also go to *nt and *trained when given.
+     * Getters call it, and getters may run on one handle from many threads
+     * at once (as on a local index): sync_mu orders them, and a field is
+     * written only when it changed, so concurrent searches, which read
+     * the fields, see no write while nothing changes. */
+    void sync(idx_t* nt = nullptr, bool* trained = nullptr);
+    /* is_trained, asking the server while the cached value says no. */
+    bool trained_now();
+    std::mutex sync_mu;
     void set_param(const char* name, double value);
     double get_param(const char* name) const;
     /* The faiss bytes of the server-side index. */

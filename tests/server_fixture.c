@@ -1,6 +1,10 @@
 #include "server_fixture.h"
 
+#ifdef FXT_PLAIN
+#include "plain.h" /* a program without Criterion (test_mt_client) */
+#else
 #include "common.h"
+#endif
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,777 @@
+/* test_mt_client.c -- one remote client used by many threads at once
+ * (issue 5, item 9: thread safety). tools/run-tests.sh runs it again in a
+ * ThreadSanitizer build, against a TSan-built server.
+ *
+ *   test_mt_client shared     8 threads on one connection
+ *   test_mt_client pool       the same over a pool of 4 connections
+ *   test_mt_client reconnect  8 threads working while the server is killed
+ *                             and restarted
+ *
+ * In `shared` and `pool` every thread, in each round: opens its own handle
+ * to the named indexes (a Flat with ids, a Flat without, an IVF), adds
+ * vectors of its own through them, searches them back (exact: each finds
+ * itself at distance 0), reconstructs, sets and reads nprobe, reads ntotal
+ * through its own handle and through handles shared by all threads,
+ * creates, fills, checks and frees an unnamed index, lists the named
+ * indexes, and closes its handles; meanwhile another thread changes the
+ * connection and log callbacks, the log level and a timeout, and the
+ * heartbeat runs. Afterwards each index holds exactly the sum of all
+ * adds, and the id map exactly the ids added, once each.
+ *
+ * In `reconnect` the threads loop over a shorter mix (open a named index
+ * and search it, build an IVF of their own and check it) while the server
+ * is killed, left down, and started again: every call returns, success or
+ * FAISSX_E_TIMEOUT / _NET / _NOT_FOUND, within its deadline; nothing
+ * hangs; every thread does complete, correct work after the restart; the
+ * state callback saw the connection go and come back.
+ *
+ * A plain program, not a Criterion suite, because Criterion cannot start
+ * under TSan (plain.h). Worker threads never end the process: they record
+ * their first failure, and the main thread reports it after joining them.
+ * A watchdog (SIGALRM) turns a hang into a failure that names it. */
+#include "plain.h"
+#include "server_fixture.h"
+
+#include <faissx/faissx.h>
+
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------
+ * Process: failure, temporary files, watchdog, the server
+ * ------------------------------------------------------------------------ */
+
+static fxt_server srv;          /* touched by the main thread only */
+static atomic_int server_pid;   /* for the watchdog and fxt_plain_fail */
+static char tmp_dir[256];
+
+static void print_server_log(void) {
+    if (!srv.log[0]) return;
+    FILE* f = fopen(srv.log, "r");
+    if (!f) return;
+    fprintf(stderr, "--- server log %s:\n", srv.log);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, n, stderr);
+    fclose(f);
+    fprintf(stderr, "--- end of server log\n");
+}
+
+void fxt_plain_fail(const char* file, int line, const char* what,
+                    const char* fmt, ...) {
+    fprintf(stderr, "%s:%d: FAILED: %s", file, line, what);
+    if (fmt && *fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, ": ");
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+    }
+    fprintf(stderr, "\n");
+    print_server_log();
+    pid_t p = atomic_exchange(&server_pid, 0);
+    if (p > 0) kill(p, SIGKILL);
+    fflush(stderr);
+    _exit(1); /* other threads may still run: no atexit handlers */
+}
+
+const char* fxt_tmp_path(const char* basename) {
+    static char path[512];
+    if (!tmp_dir[0]) {
+        snprintf(tmp_dir, sizeof tmp_dir, "/tmp/fxt-mt-XXXXXX");
+        cr_assert(mkdtemp(tmp_dir) != NULL, "mkdtemp");
+    }
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, basename);
+    return path;
+}
+
+static void rm_tmp(void) {
+    if (!tmp_dir[0]) return;
+    DIR* d = opendir(tmp_dir);
+    if (d) {
+        struct dirent* e;
+        char p[600];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", tmp_dir, e->d_name);
+                unlink(p);
+            }
+        closedir(d);
+    }
+    rmdir(tmp_dir);
+}
+
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char m[] = "test_mt_client: FAILED: a call hung (the "
+                            "watchdog fired)\n";
+    if (write(2, m, sizeof m - 1) < 0) { /* nothing more to do */ }
+    pid_t p = atomic_exchange(&server_pid, 0);
+    if (p > 0) kill(p, SIGKILL);
+    _exit(3);
+}
+
+static void server_start(const char* const* args) {
+    fxt_server_start(&srv, args);
+    atomic_store(&server_pid, srv.pid);
+}
+
+static void server_kill(void) {
+    atomic_store(&server_pid, 0);
+    fxt_server_kill(&srv);
+}
+
+static void server_restart(void) {
+    fxt_server_restart(&srv, NULL);
+    atomic_store(&server_pid, srv.pid);
+}
+
+/* Stops the server (clean exit required) and requires a clean log: a
+ * TSan-built server writes its reports there. */
+static void server_stop(void) {
+    atomic_store(&server_pid, 0);
+    fxt_server_stop(&srv);
+    FILE* f = fopen(srv.log, "r");
+    cr_assert(f != NULL, "no server log %s", srv.log);
+    char line[1024];
+    int bad = 0;
+    while (fgets(line, sizeof line, f))
+        bad |= strstr(line, "ThreadSanitizer") != NULL ||
+               strstr(line, "AddressSanitizer") != NULL ||
+               strstr(line, "runtime error:") != NULL;
+    fclose(f);
+    cr_assert(!bad, "the server's log has a sanitizer report");
+}
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------ */
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Deterministic uniform [0,1) vectors (splitmix64). Caller frees. */
+static float* uniform(size_t n, int d, uint64_t seed) {
+    float* x = malloc(n * (size_t)d * sizeof *x);
+    cr_assert(x != NULL, "out of memory");
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n * (size_t)d; i++) {
+        uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        x[i] = (float)(z >> 40) / (float)(1u << 24);
+    }
+    return x;
+}
+
+#define OK(call)                                                            \
+    do {                                                                    \
+        int ok_rc_ = (call);                                                \
+        cr_assert(ok_rc_ == 0, "%s returned %d: %s", #call, ok_rc_,         \
+                  faiss_get_last_error());                                  \
+    } while (0)
+
+static void configure(int pool, int call_ms, int heartbeat_ms) {
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    o.url = srv.url;
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o.timeout_ms[i] = call_ms;
+    o.pool_size = pool;
+    o.heartbeat_ms = heartbeat_ms;
+    o.backoff_base_ms = 20;
+    o.backoff_cap_ms = 200;
+    OK(faissx_configure_ex(&o));
+}
+
+/* Connection states reported to the callback (two callbacks, swapped
+ * while calls run, count into the same table). */
+static atomic_int seen_state[4];
+static atomic_int callback_calls;
+
+static void count_state(FaissxConnState st) {
+    atomic_fetch_add(&callback_calls, 1);
+    if ((int)st >= 0 && (int)st < 4) atomic_fetch_add(&seen_state[st], 1);
+    /* Allowed from the callback (docs/client.md). */
+    (void)faissx_connection_state();
+}
+static void on_state_a(FaissxConnState st, const char* url, void* user) {
+    (void)url;
+    (void)user;
+    count_state(st);
+}
+static void on_state_b(FaissxConnState st, const char* url, void* user) {
+    (void)url;
+    (void)user;
+    count_state(st);
+}
+
+static atomic_int log_messages;
+static void on_log(FaissxLogLevel level, const char* msg, void* user) {
+    (void)level;
+    (void)msg;
+    (void)user;
+    atomic_fetch_add(&log_messages, 1);
+}
+
+/* Changes the process-wide client settings while calls run. */
+typedef struct {
+    atomic_int stop;
+    int rounds;
+    int call_ms;
+} fiddler;
+
+static void* fiddle(void* arg) {
+    fiddler* f = arg;
+    while (!atomic_load(&f->stop)) {
+        int odd = f->rounds++ & 1;
+        faissx_set_connection_callback(odd ? on_state_a : on_state_b, NULL);
+        faissx_set_log_callback(odd ? on_log : NULL, NULL);
+        faissx_set_log_level(odd ? FAISSX_LOG_INFO : FAISSX_LOG_DEBUG);
+        faissx_set_timeout(FAISSX_OP_ADMIN, f->call_ms);
+        (void)faissx_get_timeout(FAISSX_OP_SEARCH);
+        (void)faissx_connection_state();
+        (void)faissx_is_remote();
+        sleep_ms(3);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * shared / pool
+ * ------------------------------------------------------------------------ */
+
+enum { D = 16, NT = 8, NR = 4, B = 10, NLIST = 4, CALL_MS = 60000 };
+
+typedef struct {
+    int tid;
+    FaissIndex* shared_flat; /* handles used by every thread at once */
+    FaissIndex* shared_ivf;
+    int rounds;              /* completed */
+    char err[1024];          /* the first failure */
+} worker;
+
+static void wfail(worker* w, int line, const char* fmt, ...) {
+    if (w->err[0]) return;
+    int n = snprintf(w->err, sizeof w->err, "thread %d, line %d: ", w->tid,
+                     line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->err + n, sizeof w->err - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* In a worker: record the failure and leave the round. */
+#define WCHECK(cond, ...)                                                   \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            wfail(w, __LINE__, __VA_ARGS__);                                \
+            goto out;                                                       \
+        }                                                                   \
+    } while (0)
+#define WOK(call)                                                           \
+    do {                                                                    \
+        int wok_rc_ = (call);                                               \
+        WCHECK(wok_rc_ == 0, "%s returned %d: %s", #call, wok_rc_,          \
+               faiss_get_last_error());                                     \
+    } while (0)
+
+/* Each of the B vectors x[j] is found at distance 0; with `ids`, as
+ * ids[j]; labels go to lab. */
+static int finds_itself(FaissIndex* ix, const float* x, const idx_t* ids,
+                        idx_t* lab, char* why, size_t whysz) {
+    float dist[B];
+    int rc = faiss_Index_search(ix, B, x, 1, dist, lab);
+    if (rc) {
+        snprintf(why, whysz, "search returned %d: %s", rc,
+                 faiss_get_last_error());
+        return 0;
+    }
+    for (int j = 0; j < B; j++)
+        if (dist[j] != 0.0f || lab[j] < 0 || (ids && lab[j] != ids[j])) {
+            snprintf(why, whysz, "query %d: label %lld at %g, expected %lld "
+                     "at 0", j, (long long)lab[j], (double)dist[j],
+                     ids ? (long long)ids[j] : -2LL);
+            return 0;
+        }
+    return 1;
+}
+
+static int has_name(char** names, size_t n, const char* name) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(names[i], name)) return 1;
+    return 0;
+}
+
+static void one_round(worker* w, int r) {
+    FaissIndex *flat = NULL, *seq = NULL, *ivf = NULL, *own = NULL;
+    char** names = NULL;
+    size_t nnames = 0;
+    char why[256];
+    idx_t lab[B], ids[B];
+    float* x = uniform(B, D, 1000u * (uint64_t)(w->tid + 1) + (uint64_t)r);
+    for (int j = 0; j < B; j++)
+        ids[j] = (idx_t)(w->tid + 1) * 1000000 + (idx_t)r * B + j;
+    idx_t mine = (idx_t)(r + 1) * B; /* this thread's adds so far, each */
+    const idx_t all = (idx_t)NT * NR * B;
+    int old_tt = faissx_set_thread_timeout(CALL_MS - 1000 * (w->tid % 3));
+
+    /* The Flat with ids, through a handle of this thread's own. */
+    WOK(faissx_index_open(&flat, "mt-flat"));
+    WOK(faiss_Index_add_with_ids(flat, B, x, ids));
+    WCHECK(finds_itself(flat, x, ids, lab, why, sizeof why), "mt-flat: %s",
+           why);
+    idx_t nt = faiss_Index_ntotal(flat);
+    WCHECK(nt >= mine && nt <= all, "mt-flat ntotal %lld (own adds %lld)",
+           (long long)nt, (long long)mine);
+    /* The same index through the handle every thread uses. */
+    WCHECK(finds_itself(w->shared_flat, x, ids, lab, why, sizeof why),
+           "shared mt-flat: %s", why);
+    nt = faiss_Index_ntotal(w->shared_flat);
+    WCHECK(nt >= mine && nt <= all, "shared mt-flat ntotal %lld",
+           (long long)nt);
+    WCHECK(faiss_Index_is_trained(w->shared_flat) == 1, "is_trained");
+
+    /* The Flat without ids: positions are assigned by the server. */
+    WOK(faissx_index_open(&seq, "mt-seq"));
+    WOK(faiss_Index_add(seq, B, x));
+    WCHECK(finds_itself(seq, x, NULL, lab, why, sizeof why), "mt-seq: %s",
+           why);
+    for (int j = 0; j < B; j++) {
+        float back[D];
+        WOK(faiss_Index_reconstruct(seq, lab[j], back));
+        WCHECK(!memcmp(back, x + (size_t)j * D, sizeof back),
+               "mt-seq: reconstruct(%lld) is not the vector added",
+               (long long)lab[j]);
+    }
+
+    /* The IVF: nprobe is the server-side index's, so threads overwrite
+     * each other's; every value they set scans all lists (exact). */
+    WOK(faissx_index_open(&ivf, "mt-ivf"));
+    FaissIndexIVF* iv = faiss_IndexIVF_cast(ivf);
+    WCHECK(iv != NULL, "mt-ivf is not an IVF");
+    faiss_IndexIVF_set_nprobe(iv, (size_t)(NLIST + w->tid % 3));
+    size_t np = faiss_IndexIVF_nprobe(iv);
+    WCHECK(np >= NLIST && np < NLIST + 3, "nprobe %zu", np);
+    np = faiss_IndexIVF_nprobe(faiss_IndexIVF_cast(w->shared_ivf));
+    WCHECK(np >= NLIST && np < NLIST + 3, "shared nprobe %zu", np);
+    WOK(faiss_Index_add_with_ids(ivf, B, x, ids));
+    WCHECK(finds_itself(ivf, x, ids, lab, why, sizeof why), "mt-ivf: %s",
+           why);
+    WCHECK(finds_itself(w->shared_ivf, x, ids, lab, why, sizeof why),
+           "shared mt-ivf: %s", why);
+
+    /* An unnamed index of its own: created, filled, checked, freed. */
+    WOK(faiss_index_factory(&own, D, r % 2 ? "Flat" : "IDMap,Flat",
+                            METRIC_L2));
+    WCHECK(faissx_index_is_remote(own), "the index is not remote");
+    if (r % 2)
+        WOK(faiss_Index_add(own, B, x));
+    else
+        WOK(faiss_Index_add_with_ids(own, B, x, ids));
+    WCHECK(faiss_Index_ntotal(own) == B, "own ntotal %lld",
+           (long long)faiss_Index_ntotal(own));
+    WCHECK(finds_itself(own, x, r % 2 ? NULL : ids, lab, why, sizeof why),
+           "own index: %s", why);
+    for (int j = 0; r % 2 && j < B; j++)
+        WCHECK(lab[j] == j, "own index: query %d found %lld", j,
+               (long long)lab[j]);
+
+    WOK(faissx_index_list(&names, &nnames));
+    WCHECK(has_name(names, nnames, "mt-flat") &&
+                   has_name(names, nnames, "mt-seq") &&
+                   has_name(names, nnames, "mt-ivf"),
+           "list misses a named index (%zu names)", nnames);
+    WCHECK(faissx_connection_state() == FAISSX_CONN_CONNECTED, "state %d",
+           (int)faissx_connection_state());
+    w->rounds++;
+out:
+    faissx_index_list_free(names, nnames);
+    faiss_Index_free(own);
+    faiss_Index_free(ivf);
+    faiss_Index_free(seq);
+    faiss_Index_free(flat);
+    faissx_set_thread_timeout(old_tt);
+    free(x);
+}
+
+static void* work(void* arg) {
+    worker* w = arg;
+    for (int r = 0; r < NR && !w->err[0]; r++) one_round(w, r);
+    return NULL;
+}
+
+static int cmp_idx(const void* a, const void* b) {
+    idx_t x = *(const idx_t*)a, y = *(const idx_t*)b;
+    return x < y ? -1 : x > y;
+}
+
+static void threads_on(int pool) {
+    server_start(NULL);
+    configure(pool, CALL_MS, 20); /* heartbeat: every 20 ms when idle */
+    faissx_set_connection_callback(on_state_a, NULL);
+
+    FaissIndex *flat = NULL, *seq = NULL, *ivf = NULL;
+    OK(faissx_index_create(&flat, "mt-flat", D, "IDMap,Flat", METRIC_L2));
+    OK(faissx_index_create(&seq, "mt-seq", D, "Flat", METRIC_L2));
+    OK(faissx_index_create(&ivf, "mt-ivf", D, "IVF4,Flat", METRIC_L2));
+    float* xt = uniform(400, D, 7);
+    OK(faiss_Index_train(ivf, 400, xt));
+    free(xt);
+    faiss_IndexIVF_set_nprobe(faiss_IndexIVF_cast(ivf), NLIST);
+
+    fiddler f = {0};
+    f.call_ms = CALL_MS;
+    pthread_t ft, t[NT];
+    worker w[NT];
+    cr_assert(pthread_create(&ft, NULL, fiddle, &f) == 0, "pthread_create");
+    for (int i = 0; i < NT; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].tid = i;
+        w[i].shared_flat = flat;
+        w[i].shared_ivf = ivf;
+        cr_assert(pthread_create(&t[i], NULL, work, &w[i]) == 0,
+                  "pthread_create");
+    }
+    for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
+    sleep_ms(100); /* idle: heartbeats go out while the fiddler runs */
+    atomic_store(&f.stop, 1);
+    pthread_join(ft, NULL);
+    faissx_set_connection_callback(NULL, NULL);
+    faissx_set_log_callback(NULL, NULL);
+    faissx_set_log_level(FAISSX_LOG_WARN);
+
+    for (int i = 0; i < NT; i++) {
+        cr_assert(!w[i].err[0], "%s", w[i].err);
+        cr_assert(w[i].rounds == NR, "thread %d: %d rounds", i, w[i].rounds);
+    }
+    cr_assert(f.rounds > 0, "the settings thread did not run");
+    cr_assert(faissx_connection_state() == FAISSX_CONN_CONNECTED, "state %d",
+              (int)faissx_connection_state());
+
+    /* Exactly the sum of all adds, in each index. */
+    const idx_t all = (idx_t)NT * NR * B;
+    cr_assert(faiss_Index_ntotal(flat) == all, "mt-flat ntotal %lld, not %lld",
+              (long long)faiss_Index_ntotal(flat), (long long)all);
+    cr_assert(faiss_Index_ntotal(seq) == all, "mt-seq ntotal %lld, not %lld",
+              (long long)faiss_Index_ntotal(seq), (long long)all);
+    cr_assert(faiss_Index_ntotal(ivf) == all, "mt-ivf ntotal %lld, not %lld",
+              (long long)faiss_Index_ntotal(ivf), (long long)all);
+    /* And the ids added, each once. */
+    FaissIndex* down = NULL;
+    OK(faissx_index_download(flat, &down));
+    idx_t* map = NULL;
+    size_t nmap = 0;
+    faiss_IndexIDMap_id_map((FaissIndexIDMap*)down, &map, &nmap);
+    cr_assert(nmap == (size_t)all, "id map of %zu", nmap);
+    idx_t* got = malloc(nmap * sizeof *got);
+    idx_t* want = malloc(nmap * sizeof *want);
+    cr_assert(got && want, "out of memory");
+    memcpy(got, map, nmap * sizeof *got);
+    size_t k = 0;
+    for (int i = 0; i < NT; i++)
+        for (int r = 0; r < NR; r++)
+            for (int j = 0; j < B; j++)
+                want[k++] = (idx_t)(i + 1) * 1000000 + (idx_t)r * B + j;
+    qsort(got, nmap, sizeof *got, cmp_idx);
+    qsort(want, nmap, sizeof *want, cmp_idx);
+    cr_assert(!memcmp(got, want, nmap * sizeof *got),
+              "the id map is not the ids added, once each");
+    free(got);
+    free(want);
+    faiss_Index_free(down);
+
+    OK(faissx_index_drop("mt-flat"));
+    OK(faissx_index_drop("mt-seq"));
+    OK(faissx_index_drop("mt-ivf"));
+    faiss_Index_free(flat);
+    faiss_Index_free(seq);
+    faiss_Index_free(ivf);
+    OK(faissx_configure(NULL, NULL, 0));
+    server_stop();
+}
+
+/* ------------------------------------------------------------------------
+ * reconnect
+ * ------------------------------------------------------------------------ */
+
+enum { RC_MS = 2000, RC_SLACK_MS = 2500, RNB = 100, RB = 8 };
+
+typedef struct {
+    int tid;
+    atomic_int* phase; /* 0 up, 1 down, 2 back, 3 stop */
+    const float* xb;   /* the contents of "rc" */
+    atomic_int ok[3], fail[3]; /* iterations by phase; main polls ok */
+    atomic_int erred;  /* err is set */
+    int bad_code;      /* an error code other than the allowed ones */
+    uint64_t worst_ms;
+    const char* worst_call;
+    uint64_t last_end, worst_gap; /* the longest time between two calls */
+    char err[1024];    /* a wrong result from a call that succeeded */
+} rworker;
+
+static int allowed(int rc) {
+    return rc == FAISSX_E_TIMEOUT || rc == FAISSX_E_NET ||
+           rc == FAISSX_E_NOT_FOUND;
+}
+
+/* Times a call (an API call that returns nothing or a value, not a
+ * code, is timed the same way: it makes a round trip too). */
+static void timed(rworker* w, uint64_t t0, const char* what) {
+    if (w->last_end && t0 - w->last_end > w->worst_gap)
+        w->worst_gap = t0 - w->last_end;
+    w->last_end = mono_ms();
+    if (w->last_end - t0 > w->worst_ms) {
+        w->worst_ms = w->last_end - t0;
+        w->worst_call = what;
+    }
+}
+#define RTIMED(stmt)                                                        \
+    do {                                                                    \
+        uint64_t rt0_ = mono_ms();                                          \
+        stmt;                                                               \
+        timed(w, rt0_, #stmt);                                              \
+    } while (0)
+
+/* Runs one call, timing it; a failure leaves the iteration. */
+#define RCALL(call)                                                         \
+    do {                                                                    \
+        int rrc_;                                                           \
+        RTIMED(rrc_ = (call));                                              \
+        if (rrc_ != 0) {                                                    \
+            if (!allowed(rrc_) && !w->bad_code) {                           \
+                w->bad_code = rrc_;                                         \
+                snprintf(w->err, sizeof w->err, "%s returned %d: %s",       \
+                         #call, rrc_, faiss_get_last_error());              \
+                atomic_store(&w->erred, 1);                                 \
+            }                                                               \
+            rc = rrc_;                                                      \
+            goto out;                                                       \
+        }                                                                   \
+    } while (0)
+#define RCHECK(cond, ...)                                                   \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            if (!w->err[0]) {                                               \
+                int rn_ = snprintf(w->err, sizeof w->err,                   \
+                                   "thread %d, line %d: ", w->tid,          \
+                                   __LINE__);                               \
+                snprintf(w->err + rn_, sizeof w->err - (size_t)rn_,         \
+                         __VA_ARGS__);                                      \
+                atomic_store(&w->erred, 1);                                 \
+            }                                                               \
+            rc = -1000;                                                     \
+            goto out;                                                       \
+        }                                                                   \
+    } while (0)
+
+static int reconnect_iteration(rworker* w, int it) {
+    int rc = 0;
+    FaissIndex *shared = NULL, *own = NULL;
+    float dist[RB];
+    idx_t lab[RB];
+    int q0 = (w->tid * 7 + it * 3) % (RNB - RB);
+    float* x = uniform(RB * 10, D, 5000u + (uint64_t)w->tid);
+
+    RCALL(faissx_index_open(&shared, "rc"));
+    RCALL(faiss_Index_search(shared, RB, w->xb + (size_t)q0 * D, 1, dist,
+                             lab));
+    for (int j = 0; j < RB; j++)
+        RCHECK(lab[j] == q0 + j && dist[j] == 0.0f,
+               "rc: query %d found %lld at %g", q0 + j, (long long)lab[j],
+               (double)dist[j]);
+    RCALL(faiss_index_factory(&own, D, "IVF2,Flat", METRIC_L2));
+    RCALL(faiss_Index_train(own, RB * 10, x)); /* 40 per list */
+    RCALL(faiss_Index_add(own, RB, x));
+    /* A setter and a getter: no return code, but a round trip each (a
+     * failed one records its error and keeps the cached value). */
+    RTIMED(faiss_IndexIVF_set_nprobe(faiss_IndexIVF_cast(own), 2));
+    idx_t nt;
+    RTIMED(nt = faiss_Index_ntotal(own));
+    RCHECK(nt == RB, "own ntotal %lld", (long long)nt);
+    RCALL(faiss_Index_search(own, RB, x, 1, dist, lab));
+    for (int j = 0; j < RB; j++)
+        RCHECK(lab[j] == j && dist[j] == 0.0f,
+               "own: query %d found %lld at %g", j, (long long)lab[j],
+               (double)dist[j]);
+out:
+    free(x);
+    RTIMED(faiss_Index_free(own)); /* unnamed: released if connected */
+    RTIMED(faiss_Index_free(shared));
+    return rc;
+}
+
+static void* reconnect_work(void* arg) {
+    rworker* w = arg;
+    int ph, it = 0;
+    while ((ph = atomic_load(w->phase)) != 3) {
+        int rc = reconnect_iteration(w, it++);
+        /* A failure counts for the phase it ended in (a call made before
+         * the kill fails after it); a success only when all of it ran in
+         * one phase. */
+        int end = atomic_load(w->phase);
+        if (end == 3) break;
+        if (rc == 0) {
+            if (end == ph) atomic_fetch_add(&w->ok[ph], 1);
+        } else {
+            atomic_fetch_add(&w->fail[end], 1);
+            sleep_ms(10);
+        }
+        if (rc == -1000) break; /* a wrong result: reported */
+    }
+    return NULL;
+}
+
+static int wait_state(int want, int ms) {
+    uint64_t t0 = mono_ms();
+    while ((int)faissx_connection_state() != want) {
+        if (mono_ms() - t0 > (uint64_t)ms) return 0;
+        sleep_ms(10);
+    }
+    return 1;
+}
+
+static void upload_rc(FaissIndex* loc) {
+    FaissIndex* up = NULL;
+    uint64_t t0 = mono_ms();
+    int rc;
+    while ((rc = faissx_index_upload(loc, "rc", &up)) != 0 &&
+           mono_ms() - t0 < 15000)
+        sleep_ms(50);
+    cr_assert(rc == 0, "cannot upload rc: %s", faiss_get_last_error());
+    faiss_Index_free(up);
+}
+
+static void reconnect(void) {
+    server_start(NULL);
+    float* xb = uniform(RNB, D, 99);
+    /* A local copy of "rc", made before the client is configured (local
+     * indexes are made while no server is configured). */
+    FaissIndex* loc = NULL;
+    OK(faiss_index_factory(&loc, D, "Flat", METRIC_L2));
+    OK(faiss_Index_add(loc, RNB, xb));
+    cr_assert(!faissx_index_is_remote(loc), "the copy is remote");
+    configure(1, RC_MS, 100);
+    faissx_set_connection_callback(on_state_a, NULL);
+    cr_assert(faissx_connection_state() == FAISSX_CONN_CONNECTED, "state %d",
+              (int)faissx_connection_state());
+    upload_rc(loc);
+
+    atomic_int phase;
+    atomic_init(&phase, 0);
+    fiddler f = {0};
+    f.call_ms = RC_MS;
+    pthread_t ft, t[NT];
+    rworker w[NT];
+    cr_assert(pthread_create(&ft, NULL, fiddle, &f) == 0, "pthread_create");
+    for (int i = 0; i < NT; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].tid = i;
+        w[i].phase = &phase;
+        w[i].xb = xb;
+        cr_assert(pthread_create(&t[i], NULL, reconnect_work, &w[i]) == 0,
+                  "pthread_create");
+    }
+    /* Up until every thread has done some work. */
+    uint64_t t0 = mono_ms();
+    for (int i = 0; i < NT; i++)
+        while (!atomic_load(&w[i].ok[0]) && !atomic_load(&w[i].erred) &&
+               mono_ms() - t0 < 30000)
+            sleep_ms(20);
+    server_kill();
+    atomic_store(&phase, 1);
+    cr_assert(wait_state(FAISSX_CONN_CONNECTING, 5000) ||
+                      faissx_connection_state() == FAISSX_CONN_FAILED,
+              "state %d after the kill", (int)faissx_connection_state());
+    sleep_ms(RC_MS + 500); /* every thread's calls fail for a while */
+    server_restart();
+    atomic_store(&phase, 2);
+    upload_rc(loc); /* an in-memory server: the test makes rc again */
+    t0 = mono_ms();
+    for (int i = 0; i < NT; i++)
+        while (atomic_load(&w[i].ok[2]) < 3 && !atomic_load(&w[i].erred) &&
+               mono_ms() - t0 < 30000)
+            sleep_ms(20);
+    atomic_store(&phase, 3);
+    for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
+    atomic_store(&f.stop, 1);
+    pthread_join(ft, NULL);
+    faissx_set_connection_callback(NULL, NULL);
+    faissx_set_log_callback(NULL, NULL);
+    faissx_set_log_level(FAISSX_LOG_WARN);
+
+    for (int i = 0; i < NT; i++) {
+        fprintf(stderr, "thread %d: ok %d/%d/%d, failed %d/%d/%d, slowest "
+                "call %llu ms (%s), longest gap between calls %llu ms\n", i, atomic_load(&w[i].ok[0]),
+                atomic_load(&w[i].ok[1]), atomic_load(&w[i].ok[2]),
+                atomic_load(&w[i].fail[0]), atomic_load(&w[i].fail[1]),
+                atomic_load(&w[i].fail[2]),
+                (unsigned long long)w[i].worst_ms,
+                w[i].worst_call ? w[i].worst_call : "-",
+                (unsigned long long)w[i].worst_gap);
+        cr_assert(!w[i].err[0], "%s", w[i].err);
+        cr_assert(atomic_load(&w[i].ok[0]) > 0,
+                  "thread %d: no work before the kill", i);
+        /* (A call made just before the restart may end after it.) */
+        cr_assert(atomic_load(&w[i].fail[1]) + atomic_load(&w[i].fail[2]) > 0,
+                  "thread %d: no failure while the server was down", i);
+        cr_assert(atomic_load(&w[i].ok[2]) >= 3,
+                  "thread %d: %d iterations after the restart", i,
+                  atomic_load(&w[i].ok[2]));
+        cr_assert(w[i].worst_ms <= RC_MS + RC_SLACK_MS,
+                  "thread %d: %s took %llu ms (deadline %d ms)", i,
+                  w[i].worst_call, (unsigned long long)w[i].worst_ms, RC_MS);
+    }
+    cr_assert(faissx_connection_state() == FAISSX_CONN_CONNECTED, "state %d",
+              (int)faissx_connection_state());
+    cr_assert(atomic_load(&seen_state[FAISSX_CONN_CONNECTING]) +
+                      atomic_load(&seen_state[FAISSX_CONN_FAILED]) > 0,
+              "the callback saw no disconnection");
+    cr_assert(atomic_load(&seen_state[FAISSX_CONN_CONNECTED]) > 0,
+              "the callback saw no reconnection");
+    faiss_Index_free(loc);
+    free(xb);
+    OK(faissx_configure(NULL, NULL, 0));
+    server_stop();
+}
+
+int main(int argc, char** argv) {
+    const char* what = argc == 2 ? argv[1] : "";
+    int secs = 0;
+    const char* wd = getenv("FXT_MT_WATCHDOG_S");
+    if (wd && *wd) secs = atoi(wd);
+    signal(SIGALRM, on_alarm);
+    alarm(secs > 0 ? (unsigned)secs : 300);
+    /* The server must not be a client; nor this process, until configured. */
+    unsetenv("FAISSX_SERVER");
+    if (!strcmp(what, "shared"))
+        threads_on(1);
+    else if (!strcmp(what, "pool"))
+        threads_on(4);
+    else if (!strcmp(what, "reconnect"))
+        reconnect();
+    else {
+        fprintf(stderr, "usage: test_mt_client shared|pool|reconnect\n");
+        return 2;
+    }
+    alarm(0);
+    rm_tmp();
+    printf("test_mt_client %s: passed\n", what);
+    return 0;
+}
