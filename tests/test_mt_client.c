@@ -257,7 +257,7 @@ static void* fiddle(void* arg) {
  * shared / pool
  * ------------------------------------------------------------------------ */
 
-enum { D = 16, NT = 8, NR = 4, B = 10, NLIST = 4, CALL_MS = 60000 };
+enum { D = 16, NT = 8, NR = 6, B = 10, NLIST = 4, CALL_MS = 60000 };
 
 typedef struct {
     int tid;
