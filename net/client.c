@@ -95,6 +95,8 @@ typedef struct fx_sock {
     nng_socket s;
     atomic_int pipes;    /* open connections of this socket (0 or 1) */
     atomic_uint last_pipe; /* id of the latest, for the heartbeat */
+    atomic_int busy;     /* attempts waiting on it: it is not idle */
+    _Atomic uint64_t last_reply_ms; /* its latest reply */
 } fx_sock;
 
 struct fx_client {
@@ -123,6 +125,7 @@ struct fx_client {
     nng_ctx hb_ctx;
     int hb_state;  /* only touched by the aio's callback */
     int hb_sock;
+    uint64_t hb_sent_ms; /* when the ping went out */
 
     struct fx_client* next; /* live clients, for the atexit handler */
 };
@@ -293,17 +296,21 @@ static void hb_timer_cb(void* arg) {
         hb_sleep(c); /* calls got replies lately: nothing to check */
         return;
     }
+    /* A connection with calls waiting is not idle: their deadlines watch
+     * it, and a ping queued behind them on a busy server would be late
+     * and drop a connection that works. */
     int i = -1;
     for (int k = 0; k < c->nsock; k++) {
         int j = (c->hb_sock + 1 + k) % c->nsock;
-        if (atomic_load(&c->socks[j].pipes) > 0) {
+        if (atomic_load(&c->socks[j].pipes) > 0 &&
+            atomic_load(&c->socks[j].busy) == 0) {
             i = j;
             break;
         }
     }
     nng_msg* m = NULL;
     if (i < 0 || nng_ctx_open(&c->hb_ctx, c->socks[i].s) != 0) {
-        hb_sleep(c); /* no connection to check: NNG is redialing */
+        hb_sleep(c); /* nothing idle to check, or NNG is redialing */
         return;
     }
     if (build_ping(c, &m) != 0) {
@@ -312,6 +319,7 @@ static void hb_timer_cb(void* arg) {
         return;
     }
     c->hb_sock = i;
+    c->hb_sent_ms = mono_ms();
     c->hb_state = HB_SEND;
     nng_aio_set_msg(c->hb_io, m);
     nng_aio_set_timeout(c->hb_io, (nng_duration)c->heartbeat_ms);
@@ -338,13 +346,18 @@ static void hb_io_cb(void* arg) {
         return;
     }
     nng_ctx_close(c->hb_ctx);
+    fx_sock* hs = &c->socks[c->hb_sock];
     if (c->hb_state == HB_RECV && rv == 0 && m) {
         atomic_store(&c->last_reply_ms, mono_ms());
+        atomic_store(&hs->last_reply_ms, mono_ms());
+    } else if (c->hb_state == HB_RECV &&
+               atomic_load(&hs->last_reply_ms) >= c->hb_sent_ms) {
+        /* No pong, but a call got its reply on this connection since the
+         * ping went out (the ping waited behind it): alive. */
     } else if (c->hb_state == HB_RECV) {
         /* A connection that answers nothing is dead (a half-open TCP
          * connection, a stopped server): close it and let NNG redial. */
-        fx_sock* s = &c->socks[c->hb_sock];
-        unsigned id = atomic_load(&s->last_pipe);
+        unsigned id = atomic_load(&hs->last_pipe);
         fx_clog(FAISSX_LOG_INFO,
                 "%s: no reply to a heartbeat within %u ms (%s): dropping "
                 "the connection", c->url, c->heartbeat_ms,
@@ -446,6 +459,8 @@ int fx_client_open(const FaissxClientOptions* o, int background,
         c->socks[i].c = c;
         atomic_init(&c->socks[i].pipes, 0);
         atomic_init(&c->socks[i].last_pipe, 0u);
+        atomic_init(&c->socks[i].busy, 0);
+        atomic_init(&c->socks[i].last_reply_ms, 0);
     }
 
     /* Dial the first socket synchronously: an unreachable server is
@@ -573,23 +588,23 @@ int fx_client_thread_timeout(int ms) {
 }
 
 /* The next socket in turn, preferring connected ones. */
-static nng_socket pick_socket(fx_client* c) {
+static fx_sock* pick_socket(fx_client* c) {
     unsigned start = atomic_fetch_add(&c->next_sock, 1);
     for (int k = 0; k < c->nsock; k++) {
         fx_sock* s = &c->socks[(start + (unsigned)k) % (unsigned)c->nsock];
-        if (atomic_load(&s->pipes) > 0) return s->s;
+        if (atomic_load(&s->pipes) > 0) return s;
     }
-    return c->socks[start % (unsigned)c->nsock].s;
+    return &c->socks[start % (unsigned)c->nsock];
 }
 
-/* One attempt: send w on a new context, wait up to wait_ms in all. */
-static int attempt(fx_client* c, const fx_wbuf* w, uint64_t wait_ms,
+/* One attempt: send w on a new context of s, wait up to wait_ms in all. */
+static int attempt(fx_sock* s, const fx_wbuf* w, uint64_t wait_ms,
                    nng_msg** reply) {
     nng_ctx ctx;
     nng_aio* aio = NULL;
     nng_msg* msg = NULL;
     uint64_t t0 = mono_ms();
-    int rv = nng_ctx_open(&ctx, pick_socket(c));
+    int rv = nng_ctx_open(&ctx, s->s);
     if (rv != 0) return rv;
     if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) goto out;
     if ((rv = nng_msg_alloc(&msg, 0)) != 0) goto out;
@@ -608,7 +623,10 @@ static int attempt(fx_client* c, const fx_wbuf* w, uint64_t wait_ms,
     nng_aio_set_timeout(aio, (nng_duration)(wait_ms - spent));
     nng_ctx_recv(ctx, aio);
     nng_aio_wait(aio);
-    if ((rv = nng_aio_result(aio)) == 0) *reply = nng_aio_get_msg(aio);
+    if ((rv = nng_aio_result(aio)) == 0) {
+        *reply = nng_aio_get_msg(aio);
+        atomic_store(&s->last_reply_ms, mono_ms());
+    }
 out:
     if (msg) nng_msg_free(msg);
     if (aio) nng_aio_free(aio);
@@ -665,7 +683,10 @@ int fx_client_call(fx_client* c, int op, int op_class, fx_wbuf* w,
         uint64_t wait = c->attempt_timeout_ms && c->attempt_timeout_ms < left
                                 ? c->attempt_timeout_ms : left;
         tries++;
-        rv = attempt(c, w, wait, &msg);
+        fx_sock* s = pick_socket(c);
+        atomic_fetch_add(&s->busy, 1);
+        rv = attempt(s, w, wait, &msg);
+        atomic_fetch_sub(&s->busy, 1);
         if (rv == 0 || !retryable(rv) || tries >= c->max_attempts) break;
         uint64_t cap = c->backoff_base_ms;
         for (int i = 1; i < tries && cap < c->backoff_cap_ms; i++) cap *= 2;

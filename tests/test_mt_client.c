@@ -181,6 +181,15 @@ static float* uniform(size_t n, int d, uint64_t seed) {
     return x;
 }
 
+static int wait_state(int want, int ms) {
+    uint64_t t0 = mono_ms();
+    while ((int)faissx_connection_state() != want) {
+        if (mono_ms() - t0 > (uint64_t)ms) return 0;
+        sleep_ms(10);
+    }
+    return 1;
+}
+
 #define OK(call)                                                            \
     do {                                                                    \
         int ok_rc_ = (call);                                                \
@@ -398,8 +407,11 @@ static void one_round(worker* w, int r) {
                    has_name(names, nnames, "mt-seq") &&
                    has_name(names, nnames, "mt-ivf"),
            "list misses a named index (%zu names)", nnames);
-    WCHECK(faissx_connection_state() == FAISSX_CONN_CONNECTED, "state %d",
-           (int)faissx_connection_state());
+    /* (An idle connection of the pool may be redialing after a late
+     * heartbeat on a loaded machine; none fails.) */
+    FaissxConnState st = faissx_connection_state();
+    WCHECK(st == FAISSX_CONN_CONNECTED || st == FAISSX_CONN_CONNECTING,
+           "state %d", (int)st);
     w->rounds++;
 out:
     faissx_index_list_free(names, nnames);
@@ -424,7 +436,7 @@ static int cmp_idx(const void* a, const void* b) {
 
 static void threads_on(int pool) {
     server_start(NULL);
-    configure(pool, CALL_MS, 20); /* heartbeat: every 20 ms when idle */
+    configure(pool, CALL_MS, 50); /* heartbeat: every 50 ms when idle */
     faissx_set_connection_callback(on_state_a, NULL);
 
     FaissIndex *flat = NULL, *seq = NULL, *ivf = NULL;
@@ -462,7 +474,7 @@ static void threads_on(int pool) {
         cr_assert(w[i].rounds == NR, "thread %d: %d rounds", i, w[i].rounds);
     }
     cr_assert(f.rounds > 0, "the settings thread did not run");
-    cr_assert(faissx_connection_state() == FAISSX_CONN_CONNECTED, "state %d",
+    cr_assert(wait_state(FAISSX_CONN_CONNECTED, 10000), "state %d",
               (int)faissx_connection_state());
 
     /* Exactly the sum of all adds, in each index. */
@@ -636,15 +648,6 @@ static void* reconnect_work(void* arg) {
         if (rc == -1000) break; /* a wrong result: reported */
     }
     return NULL;
-}
-
-static int wait_state(int want, int ms) {
-    uint64_t t0 = mono_ms();
-    while ((int)faissx_connection_state() != want) {
-        if (mono_ms() - t0 > (uint64_t)ms) return 0;
-        sleep_ms(10);
-    }
-    return 1;
 }
 
 static void upload_rc(FaissIndex* loc) {
