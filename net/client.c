@@ -611,10 +611,17 @@ static int attempt(fx_sock* s, const fx_wbuf* w, uint64_t wait_ms,
     if ((rv = nng_msg_append(msg, w->data, w->len)) != 0) goto out;
     nng_aio_set_timeout(aio, (nng_duration)wait_ms);
     nng_aio_set_msg(aio, msg);
+    msg = NULL; /* NNG's from here on, unless the send fails */
     nng_ctx_send(ctx, aio);
     nng_aio_wait(aio);
-    if ((rv = nng_aio_result(aio)) != 0) goto out; /* msg still ours */
-    msg = NULL;                                     /* NNG's now */
+    if ((rv = nng_aio_result(aio)) != 0) {
+        /* Not sent (refused, timed out, canceled, closed): NNG hands the
+         * request back in the aio, and freeing it is ours. Take it from
+         * there, not from a pointer kept before the send. */
+        msg = nng_aio_get_msg(aio);
+        nng_aio_set_msg(aio, NULL);
+        goto out;
+    }
     uint64_t spent = mono_ms() - t0;
     if (spent >= wait_ms) {
         rv = NNG_ETIMEDOUT;
