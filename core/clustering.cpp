@@ -1,7 +1,14 @@
 /* clustering.cpp -- Clustering_c.h: k-means. */
 #include "core/core.h"
+#include "core/progress.h"
 
 #include <faiss/Clustering.h>
+#include <faiss/IndexFlat.h>
+
+#include <cstring>
+#include <memory>
+#include <typeinfo>
+#include <vector>
 
 namespace {
 inline faiss::Clustering* cl(FaissClustering* p) {
@@ -30,6 +37,56 @@ void to_cpp(const FaissClusteringParameters* c,
     p->decode_block_size = c->decode_block_size;
 }
 } // namespace
+
+/* Clustering_train with progress. A plain flat assignment index (the usual
+ * case) is trained through a counting copy, which gives progress per
+ * iteration and lets a cancelled call leave the index and the Clustering
+ * object (centroids, iteration statistics) unchanged; with another index
+ * the call reports only its start and end and, once started, runs to the
+ * end. */
+static int train_with_job(const char* func, faiss::Clustering* c, idx_t n,
+                          const float* x, FaissIndex* index) {
+    auto ix = fx::index(index);
+    const auto& t = typeid(*ix);
+    bool flat = t == typeid(faiss::IndexFlat) ||
+                t == typeid(faiss::IndexFlatL2) ||
+                t == typeid(faiss::IndexFlatIP);
+    std::unique_ptr<fx::JobScope> job;
+    try {
+        job.reset(new fx::JobScope(FAISSX_PROGRESS_CLUSTERING,
+                                   flat ? (int64_t)c->niter * c->nredo : 1));
+    } catch (...) {
+        return fx::handle_exception(func);
+    }
+    if (!flat) {
+        try {
+            c->train(n, x, *ix);
+            job->step(job->total());
+            return 0;
+        } catch (...) {
+            return fx::job_exception(func, *job);
+        }
+    }
+    auto f = static_cast<faiss::IndexFlat*>(ix);
+    std::vector<float> centroids = c->centroids;
+    std::vector<faiss::ClusteringIterationStats> stats = c->iteration_stats;
+    try {
+        fx::CountingFlat counter(f->d, f->metric_type);
+        counter.codes = f->codes;
+        counter.ntotal = f->ntotal;
+        job->set_interruptible(true);
+        c->train(n, x, counter);
+        job->step(job->total());
+        job->set_interruptible(false);
+        f->codes.swap(counter.codes);
+        f->ntotal = counter.ntotal;
+        return 0;
+    } catch (...) {
+        c->centroids.swap(centroids);
+        c->iteration_stats.swap(stats);
+        return fx::job_exception(func, *job);
+    }
+}
 
 #define FX_CL_GETTER(ty, name)                                         \
     ty faiss_Clustering_##name(const FaissClustering* obj) {           \
@@ -146,6 +203,7 @@ int faiss_Clustering_train(FaissClustering* clustering, idx_t n,
     FX_REQUIRE(n >= (idx_t)c->k,
                "need at least k = %zu training points (got %lld)", c->k,
                (long long)n);
+    if (fx::job_wanted()) return train_with_job(__func__, c, n, x, index);
     FX_TRY
     c->train(n, x, *fx::index(index));
     return 0;
@@ -164,6 +222,28 @@ int faiss_kmeans_clustering(size_t d, size_t n, size_t k, const float* x,
     FX_NOT_NULL(centroids);
     if (int rc = fx::check_vectors(__func__, (idx_t)n, x, (int)d, "x"))
         return rc;
+    if (fx::job_wanted()) {
+        // faiss::kmeans_clustering's own steps, over a counting index
+        std::unique_ptr<fx::JobScope> job;
+        FX_TRY
+        faiss::Clustering clus(d, k);
+        job.reset(new fx::JobScope(FAISSX_PROGRESS_CLUSTERING,
+                                   (int64_t)clus.niter * clus.nredo));
+        clus.verbose = d * n * k > (1L << 30);
+        fx::CountingFlat counter((int)d, faiss::METRIC_L2);
+        job->set_interruptible(true);
+        try {
+            clus.train(n, x, counter);
+            job->step(job->total());
+        } catch (...) {
+            return fx::job_exception(__func__, *job);
+        }
+        std::memcpy(centroids, clus.centroids.data(),
+                    sizeof(float) * d * k);
+        if (q_error) *q_error = clus.iteration_stats.back().obj;
+        return 0;
+        FX_CATCH
+    }
     FX_TRY
     float err = faiss::kmeans_clustering(d, n, k, x, centroids);
     if (q_error) *q_error = err;

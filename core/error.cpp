@@ -154,6 +154,7 @@ const char* faissx_strerror(int code) {
     case FAISSX_E_TIMEOUT: return "timed out waiting for the server";
     case FAISSX_E_EXISTS: return "an index with that name already exists";
     case FAISSX_E_PROTOCOL: return "protocol error";
+    case FAISSX_E_CANCELED: return "cancelled";
     default: return "unrecognised error code";
     }
 }

@@ -2,6 +2,7 @@
  * with per-call parameters (faissx.h). */
 #include "core/bridge.h"
 #include "core/core.h"
+#include "core/progress.h"
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexFlatCodes.h>
@@ -232,6 +233,7 @@ int faiss_Index_train(FaissIndex* index, idx_t n, const float* x) {
     FX_NOT_NULL(index);
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    if (fx::job_wanted()) return fx::train_with_job(__func__, ix, n, x);
     FX_TRY
     ix->train(n, x);
     return 0;
@@ -244,7 +246,7 @@ int faiss_Index_add(FaissIndex* index, idx_t n, const float* x) {
     // Plain flat indexes: faiss's add is a copy into `codes`, so check the
     // values while copying them (one pass over memory instead of two; the
     // result is the one faiss's IndexFlatCodes::add produces).
-    if (n > 0 && x && ix->d > 0 &&
+    if (n > 0 && x && ix->d > 0 && !fx::job_wanted() &&
         (typeid(*ix) == typeid(faiss::IndexFlat) ||
          typeid(*ix) == typeid(faiss::IndexFlatL2) ||
          typeid(*ix) == typeid(faiss::IndexFlatIP))) {
@@ -268,6 +270,7 @@ int faiss_Index_add(FaissIndex* index, idx_t n, const float* x) {
     FX_REQUIRE(fx::trained_now(ix),
                "index is not trained: call faiss_Index_train first");
     FX_REQUIRE_WRITABLE(ix);
+    if (fx::job_wanted()) return fx::add_with_job(__func__, ix, n, x, nullptr);
     FX_TRY
     ix->add(n, x);
     return 0;
@@ -283,6 +286,7 @@ int faiss_Index_add_with_ids(FaissIndex* index, idx_t n, const float* x,
     FX_REQUIRE(fx::trained_now(ix),
                "index is not trained: call faiss_Index_train first");
     FX_REQUIRE_WRITABLE(ix);
+    if (fx::job_wanted()) return fx::add_with_job(__func__, ix, n, x, xids);
     FX_TRY
     ix->add_with_ids(n, x, xids);
     return 0;

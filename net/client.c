@@ -580,6 +580,17 @@ void fx_reply_free(fx_reply* rep) {
 /* ---- calls ---- */
 
 static _Thread_local int thread_timeout_ms;
+static _Thread_local uint64_t next_request_id;
+static _Thread_local uint32_t next_flags;
+
+uint64_t fx_client_new_request_id(fx_client* c) {
+    return atomic_fetch_add(&c->next_id, 1);
+}
+
+void fx_client_next_call_as(uint64_t request_id, uint32_t flags) {
+    next_request_id = request_id;
+    next_flags = flags;
+}
 
 int fx_client_thread_timeout(int ms) {
     int old = thread_timeout_ms;
@@ -650,6 +661,10 @@ static int retryable(int rv) {
 
 int fx_client_call(fx_client* c, int op, int op_class, fx_wbuf* w,
                    fx_reply* rep, char* err, size_t errsz) {
+    uint64_t want_id = next_request_id; /* fx_client_next_call_as */
+    uint32_t want_flags = next_flags;
+    next_request_id = 0;
+    next_flags = 0;
     rep->msg = NULL;
     if (w->oom) {
         snprintf(err, errsz, "out of memory building the request");
@@ -669,7 +684,8 @@ int fx_client_call(fx_client* c, int op, int op_class, fx_wbuf* w,
     fx_hdr h;
     memset(&h, 0, sizeof h);
     h.op = (uint16_t)op;
-    h.request_id = atomic_fetch_add(&c->next_id, 1);
+    h.request_id = want_id ? want_id : atomic_fetch_add(&c->next_id, 1);
+    h.flags = want_flags;
     h.client_id = c->client_id;
 
     int rv = NNG_ETIMEDOUT, tries = 0;

@@ -55,6 +55,13 @@ int fx_client_call(fx_client* c, int op, int op_class, fx_wbuf* w,
                    fx_reply* rep, char* err, size_t errsz);
 void fx_reply_free(fx_reply* rep);
 
+/* A fresh request id of c, for a call whose id must be known before it is
+ * sent (so that PROGRESS / CANCEL can name it). */
+uint64_t fx_client_new_request_id(fx_client* c);
+/* The calling thread's next fx_client_call uses this request id (0: a
+ * fresh one) and these header flags (FX_FLAG_JOB), then forgets them. */
+void fx_client_next_call_as(uint64_t request_id, uint32_t flags);
+
 /* The calling thread's timeout override (0 = none); returns the old one. */
 int fx_client_thread_timeout(int ms);
 

@@ -27,6 +27,7 @@
 
 #include "core/core.h"
 #include "net/dedupe.h"
+#include "net/jobs.h"
 #include "persist/store.h"
 
 #include <faiss/AutoTune.h>
@@ -125,6 +126,7 @@ struct fx_state {
     bool auth = false;
     std::unordered_map<std::string, Key> keys;
     fx::ReplyCache replies; // recent mutation replies, for retries
+    fx::JobTable jobs;      // running TRAIN/ADD jobs (FX_FLAG_JOB)
 
     std::mutex mu;
     std::unordered_map<uint64_t, EntryP> by_handle;
@@ -464,6 +466,8 @@ struct Req {
     bool read_only = false;
     uint64_t client_id = 0;
     uint64_t conn_id = 0;
+    uint64_t request_id = 0;
+    bool job = false; // FX_FLAG_JOB: report progress, honour CANCEL
 };
 
 void check(fx_rbuf* r) {
@@ -746,10 +750,49 @@ void op_info(Req& q, fx_wbuf* w) {
     write_info(w, e.get());
 }
 
+/* While it lives, the calling worker's long calls report to (and are
+ * cancelled through) the job (tenant, client, request id) of q. */
+struct JobGuard {
+    fx_state* s = nullptr;
+    fx::JobTable::Key key;
+    std::shared_ptr<fx::JobSink> sink;
+    fx::JobSink* old = nullptr;
+    explicit JobGuard(Req& q) {
+        if (!q.job) return;
+        s = q.s;
+        key = fx::JobTable::Key(q.tenant, q.client_id, q.request_id);
+        sink = s->jobs.start(key);
+        old = fx::job_attach_sink(sink.get());
+    }
+    ~JobGuard() {
+        if (!s) return;
+        fx::job_attach_sink(old);
+        s->jobs.finish(key);
+    }
+};
+
+/* PROGRESS and CANCEL: u64 request id of a job of this tenant and client. */
+void op_job(Req& q, fx_wbuf* w, int op) {
+    uint64_t rid = rd_u64(q);
+    end(q);
+    fx::JobTable::Key k(q.tenant, q.client_id, rid);
+    if (op == FX_OP_CANCEL) {
+        fx_w_i64(w, q.s->jobs.cancel(k) ? 1 : 0);
+        return;
+    }
+    auto sink = q.s->jobs.find(k);
+    fx_w_i64(w, sink ? 1 : 0);
+    fx_w_i64(w, sink ? sink->op.load() : 0);
+    fx_w_i64(w, sink ? sink->done.load() : 0);
+    fx_w_i64(w, sink ? sink->total.load() : 0);
+    fx_w_f64(w, sink ? fx::now_s() - sink->t0 : 0.0);
+}
+
 void op_train_add(Req& q, fx_wbuf* w, int op) {
     need_write(q);
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     int64_t n = rd_n(q);
+    JobGuard job(q);
     WriteLock l(e.get());
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
     const idx* ids = nullptr;
@@ -1817,6 +1860,8 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
     case FX_OP_FETCH: return op_fetch(q, w);
     case FX_OP_IVF: return op_ivf(q, w);
     case FX_OP_BINARY: return op_binary(q, w);
+    case FX_OP_PROGRESS:
+    case FX_OP_CANCEL: return op_job(q, w, op);
     default:
         throw Error(FAISSX_E_UNSUPPORTED, "unknown operation " + std::to_string(op));
     }
@@ -1945,7 +1990,7 @@ bool remembered(int op, const fx_rbuf& body) {
     case FX_OP_RECONSTRUCT_N: case FX_OP_RECONSTRUCT_KEYS:
     case FX_OP_RESIDUAL: case FX_OP_SA_CODE_SIZE: case FX_OP_SA_ENCODE:
     case FX_OP_SA_DECODE: case FX_OP_GET_PARAM: case FX_OP_SERIALIZE:
-    case FX_OP_FETCH:
+    case FX_OP_FETCH: case FX_OP_PROGRESS: case FX_OP_CANCEL:
         return false;
     case FX_OP_IVF: {
         fx_rbuf r = body; // a copy: the handler reads the body again
@@ -2119,7 +2164,7 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
         if (meta) *meta = m;
         return;
     }
-    if (req.flags & ~FX_FLAG_REPLY) { // reserved bits must be 0
+    if (req.flags & ~(FX_FLAG_REPLY | FX_FLAG_JOB)) { // reserved bits: 0
         snprintf(err, sizeof err, "unknown header flags 0x%x", req.flags);
         error_reply(reply, req, FAISSX_E_INVALID, err);
         m.status = FAISSX_E_INVALID;
@@ -2130,6 +2175,8 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
     q.s = s;
     q.client_id = req.client_id;
     q.conn_id = conn_id;
+    q.request_id = req.request_id;
+    q.job = (req.flags & FX_FLAG_JOB) != 0;
     fx_r_init(&q.r, msg + FX_HDR_SIZE, len - FX_HDR_SIZE);
     fx_w_free(reply);
     fx_w_init(reply);

@@ -269,6 +269,7 @@ const char* fx_op_name(int op) {
             "sa_encode",   "sa_decode",      "set_param",   "get_param",
             "serialize",   "upload",         "clone",       "merge_from",
             "wrap",        "fetch",          "ivf",         "binary",
+            "progress",    "cancel",
     };
     if (op <= 0 || op >= FX_OP_MAX_) return "unknown";
     return names[op];

@@ -32,6 +32,9 @@ extern "C" {
 
 /* Header flags. */
 #define FX_FLAG_REPLY 0x1u
+/* Requests: run as a job whose progress PROGRESS reports and CANCEL stops
+ * (TRAIN, ADD, ADD_WITH_IDS; ignored on other ops). */
+#define FX_FLAG_JOB 0x2u
 
 /* Operations. Numbers are part of the protocol: never reuse one. */
 enum fx_op {
@@ -81,7 +84,10 @@ enum fx_op {
                                 -> i64 elem size, array<u8> bytes */
     FX_OP_IVF = 30,          /* u64 handle, i64 ivf op, fields (below) */
     FX_OP_BINARY = 31,       /* i64 binary op, fields (below) */
-    FX_OP_MAX_ = 32
+    FX_OP_PROGRESS = 32,     /* u64 job request id -> i64 running, i64 op,
+                                i64 done, i64 total, f64 elapsed seconds */
+    FX_OP_CANCEL = 33,       /* u64 job request id -> i64 running */
+    FX_OP_MAX_ = 34
 };
 
 /* WRAP builds a composite over an existing (empty) index of the same

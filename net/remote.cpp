@@ -5,6 +5,7 @@
 
 #include "core/core.h"
 #include "net/cache.h"
+#include "core/progress.h"
 
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
@@ -14,7 +15,11 @@
 
 #include <cerrno>
 #include <climits>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <exception>
+#include <thread>
 #include <cstring>
 #include <strings.h>
 #include <mutex>
@@ -99,6 +104,81 @@ int64_t rd_i64(fx_rbuf* r, const char* what) {
     if (fx_r_i64(r, &v)) proto_error(what, r);
     return v;
 }
+
+/* rcall for a long call (TRAIN, ADD, ADD_WITH_IDS) when the calling thread
+ * wants progress or cancellation: the request (flagged FX_FLAG_JOB, with a
+ * request id chosen here) is sent from a helper thread, while this thread
+ * asks the server for the job's progress every kPollMs (PROGRESS, on its
+ * own NNG context), reports it to the callback, and sends CANCEL once the
+ * token or the callback asks. The server stops the job and replies
+ * FAISSX_E_CANCELED, its index unchanged. */
+constexpr int kPollMs = 100;
+
+template <class B, class P>
+void rcall_job(const Conn* c, int op, int progress_op, B build, P parse) {
+    if (!job_wanted()) return rcall(c, op, build, parse);
+    JobScope job(progress_op, 1); // throws if cancelled before the start
+    uint64_t rid = fx_client_new_request_id(c->c);
+    int tmo = fx_client_thread_timeout(0); // the helper inherits it
+    fx_client_thread_timeout(tmo);
+    std::mutex mu;
+    std::condition_variable cv;
+    bool finished = false;
+    std::exception_ptr failure;
+    std::thread t([&] {
+        try {
+            fx_client_thread_timeout(tmo);
+            fx_client_next_call_as(rid, FX_FLAG_JOB);
+            rcall(c, op, build, parse);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        std::lock_guard<std::mutex> g(mu);
+        finished = true;
+        cv.notify_all();
+    });
+    bool cancel_sent = false;
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> l(mu);
+            if (cv.wait_for(l, std::chrono::milliseconds(kPollMs),
+                            [&] { return finished; }))
+                break;
+        }
+        // A lost poll is not an error: the call itself reports failures.
+        int old = fx_client_thread_timeout(2000);
+        try {
+            int64_t running = 0, done = 0, total = 0;
+            rcall(c, FX_OP_PROGRESS, [&](fx_wbuf* w) { fx_w_u64(w, rid); },
+                  [&](fx_rbuf* r) {
+                      running = rd_i64(r, "progress");
+                      (void)rd_i64(r, "progress");
+                      done = rd_i64(r, "progress");
+                      total = rd_i64(r, "progress");
+                      double el;
+                      if (fx_r_f64(r, &el)) proto_error("progress", r);
+                  });
+            if (running && total > 0) {
+                if (total != job.total()) job.set_total(total);
+                job.step(done);
+            }
+        } catch (...) {
+        }
+        if (!cancel_sent && job.cancel_requested()) {
+            try {
+                rcall(c, FX_OP_CANCEL, [&](fx_wbuf* w) { fx_w_u64(w, rid); },
+                      [&](fx_rbuf* r) { (void)rd_i64(r, "cancel"); });
+                cancel_sent = true;
+            } catch (...) {
+            }
+        }
+        fx_client_thread_timeout(old);
+    }
+    t.join();
+    if (failure) std::rethrow_exception(failure);
+    job.step(job.total());
+}
+
 
 void read_state(fx_rbuf* r, RemoteIndex* ix, const char* what) {
     ix->ntotal = rd_i64(r, what);
@@ -211,7 +291,7 @@ RemoteIndex::~RemoteIndex() {
 
 void RemoteIndex::train(idx_t n, const float* x) {
     WriteScope ws(this);
-    rcall(conn.get(), FX_OP_TRAIN,
+    rcall_job(conn.get(), FX_OP_TRAIN, FAISSX_PROGRESS_TRAIN,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, n);
@@ -222,7 +302,7 @@ void RemoteIndex::train(idx_t n, const float* x) {
 
 void RemoteIndex::add(idx_t n, const float* x) {
     WriteScope ws(this);
-    rcall(conn.get(), FX_OP_ADD,
+    rcall_job(conn.get(), FX_OP_ADD, FAISSX_PROGRESS_ADD,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, n);
@@ -233,7 +313,7 @@ void RemoteIndex::add(idx_t n, const float* x) {
 
 void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     WriteScope ws(this);
-    rcall(conn.get(), FX_OP_ADD_WITH_IDS,
+    rcall_job(conn.get(), FX_OP_ADD_WITH_IDS, FAISSX_PROGRESS_ADD,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, n);

@@ -11,7 +11,32 @@
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <exception>
+#include <unistd.h>
+
+/* A one-line progress bar on stderr (only when stdout is a terminal):
+ * "[#####.....] 3/10 ETA 4 s  NAME", erased before each result line. */
+static void bar(size_t done, size_t total, const char* name, void* user) {
+    const double t0 = *static_cast<const double*>(user);
+    std::fputs("\r\033[K", stderr);
+    if (name) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double el = (double)ts.tv_sec + ts.tv_nsec * 1e-9 - t0;
+        const int w = 30;
+        int fill = total ? (int)(w * done / total) : w;
+        char cells[w + 1];
+        for (int i = 0; i < w; i++) cells[i] = i < fill ? '#' : '.';
+        cells[w] = '\0';
+        std::fprintf(stderr, "[%s] %zu/%zu", cells, done, total);
+        if (done > 0)
+            std::fprintf(stderr, " ETA %.0f s",
+                         el / (double)done * (double)(total - done));
+        std::fprintf(stderr, "  %s", name);
+    }
+    std::fflush(stderr);
+}
 
 int main(int argc, char** argv) {
     bool repair = false;
@@ -40,7 +65,11 @@ int main(int argc, char** argv) {
     }
     faissx_remote_disable();
     try {
-        return fx::store::check(dir, repair, stdout);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double t0 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+        bool tty = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
+        return fx::store::check(dir, repair, stdout, tty ? bar : nullptr, &t0);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "faissx-check: %s\n", e.what());
         return 2;

@@ -1137,7 +1137,8 @@ void set_param(faiss::Index* ix, const char* name, double value) {
     });
 }
 
-int check(const std::string& dir, bool repair, FILE* out) {
+int check(const std::string& dir, bool repair, FILE* out,
+          CheckProgress progress, void* user) {
     int worst = 0;
     DIR* d = opendir(dir.c_str());
     if (!d) {
@@ -1160,12 +1161,15 @@ int check(const std::string& dir, bool repair, FILE* out) {
         if (lfd >= 0) ::close(lfd);
         return 2;
     }
-    for (auto& name : names) {
+    for (size_t i = 0; i < names.size(); i++) {
+        const std::string& name = names[i];
         std::string idir = dir + "/" + name;
         Reporter rep;
+        if (progress) progress(i, names.size(), name.c_str(), user);
         try {
             Manifest m = read_manifest(idir, name);
             Recovered r = recover(idir, name, m, repair, repair, &rep);
+            if (progress) progress(i, names.size(), nullptr, user);
             bool dirty = !rep.text.empty();
             if (repair && dirty) {
                 // Rewrite as a clean generation, as an open with repair does.
@@ -1184,11 +1188,14 @@ int check(const std::string& dir, bool repair, FILE* out) {
             if (dirty) worst = std::max(worst, 1);
             fputs(rep.text.c_str(), out);
         } catch (const std::exception& ex) {
+            if (progress) progress(i, names.size(), nullptr, user);
             fputs(rep.text.c_str(), out);
             fprintf(out, "%s: DAMAGED: %s\n", name.c_str(), ex.what());
             worst = 2;
         }
+        fflush(out);
     }
+    if (progress) progress(names.size(), names.size(), nullptr, user);
     ::close(lfd);
     return worst;
 }

@@ -97,7 +97,12 @@ bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
  * damage and rewrites each damaged index as a fresh snapshot. Returns 0
  * when clean, 1 when only repairable problems were found (or all were
  * repaired), 2 on damage that was not repaired or cannot be. */
-int check(const std::string& dir, bool repair, FILE* out);
+/* progress(done, total, name): about to check index `name` (done of total
+ * checked so far); name NULL: about to print to `out` (or finished). */
+using CheckProgress = void (*)(size_t done, size_t total, const char* name,
+                               void* user);
+int check(const std::string& dir, bool repair, FILE* out,
+          CheckProgress progress = nullptr, void* user = nullptr);
 
 } // namespace store
 } // namespace fx

@@ -159,6 +159,7 @@ static int read_only_op(int op) {
     case FX_OP_RECONSTRUCT_N: case FX_OP_RECONSTRUCT_KEYS:
     case FX_OP_RESIDUAL: case FX_OP_SA_CODE_SIZE: case FX_OP_SA_ENCODE:
     case FX_OP_SA_DECODE: case FX_OP_GET_PARAM: case FX_OP_SERIALIZE:
+    case FX_OP_PROGRESS:
         return 1;
     default: return 0;
     }
@@ -251,6 +252,20 @@ static void check_result(int op, fx_rbuf* r) {
     case FX_OP_SA_CODE_SIZE: need(r, fx_r_u64(r, &u), "code size"); break;
     case FX_OP_SA_ENCODE: case FX_OP_SERIALIZE: skip_array(r, 1, &n); break;
     case FX_OP_GET_PARAM: need(r, fx_r_f64(r, &f), "value"); break;
+    case FX_OP_PROGRESS: {
+        int64_t v;
+        need(r, fx_r_i64(r, &v), "running");
+        need(r, fx_r_i64(r, &v), "op");
+        need(r, fx_r_i64(r, &v), "done");
+        need(r, fx_r_i64(r, &v), "total");
+        need(r, fx_r_f64(r, &f), "elapsed");
+        break;
+    }
+    case FX_OP_CANCEL: {
+        int64_t v;
+        need(r, fx_r_i64(r, &v), "running");
+        break;
+    }
     default: return; /* an op added after this target: shape unchecked */
     }
     CHECK(fx_r_end(r) == 0, "%s reply has trailing bytes", fx_op_name(op));

@@ -21,6 +21,7 @@ import sys
 MAGIC = 0x58534146
 VERSION = 1
 FLAG_REPLY = 1
+FLAG_JOB = 2
 TAG = 0xFA155E00000000 << 8
 H_FLAT, H_IDMAP, H_IVF, H_FLAT2 = TAG | 0, TAG | 1, TAG | 2, TAG | 3
 D = 8
@@ -33,7 +34,7 @@ OPS = {name: i + 1 for i, name in enumerate([
     "REMOVE_IDS", "RECONSTRUCT_N", "RECONSTRUCT_KEYS", "RESIDUAL",
     "SA_CODE_SIZE", "SA_ENCODE", "SA_DECODE", "SET_PARAM", "GET_PARAM",
     "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM", "WRAP", "FETCH", "IVF",
-    "BINARY"])}
+    "BINARY", "PROGRESS", "CANCEL"])}
 
 WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
     WRAP_REFINE_FLAT = range(1, 7)
@@ -236,6 +237,13 @@ def seeds():
         O["BINARY"], i64(BIN_SEARCH) + u64(H_FLAT) + i64(1) + i64(2) +
         u8s(bytes(8)))
     m["binary-bad-sub-op"] = message(O["BINARY"], i64(99) + u64(H_FLAT))
+    # progress and cancellation (appended: earlier seeds keep their numbers)
+    m["train-job"] = message(O["TRAIN"], u64(H_FLAT) + i64(4) + f32s(x4),
+                             flags=FLAG_JOB, request_id=9)
+    m["progress"] = message(O["PROGRESS"], u64(9))
+    m["cancel"] = message(O["CANCEL"], u64(9))
+    m["bad-flags"] = message(O["PING"], b"", flags=4)
+    m["bad-progress-trailing"] = message(O["PROGRESS"], u64(9) + u64(0))
     return m
 
 

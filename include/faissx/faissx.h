@@ -92,6 +92,8 @@ typedef enum FaissxError {
     FAISSX_E_TIMEOUT = -14,  /**< no reply within the timeout */
     FAISSX_E_EXISTS = -15,   /**< a named index with that name exists */
     FAISSX_E_PROTOCOL = -16, /**< malformed or unexpected message */
+    FAISSX_E_CANCELED = -17, /**< cancelled (token or progress callback);
+                                  the index is unchanged */
 } FaissxError;
 
 /** A static, human-readable description of a code. Never NULL. */
@@ -423,6 +425,74 @@ void faissx_cache_clear(void);
  *  children): use it when another process wrote to the index. A local
  *  index has none: returns 0. NULL fails with FAISSX_E_INVALID. */
 int faissx_cache_invalidate(const FaissIndex* index);
+
+/* ------------------------------------------------------------------------
+ * Progress and cancellation
+ *
+ * Long calls -- faiss_Index_train, faiss_Index_add / _add_with_ids,
+ * faiss_Clustering_train, faiss_kmeans_clustering, and their remote
+ * counterparts -- report progress to a callback and can be cancelled, on
+ * local and remote indexes alike. Both settings are per thread: they apply
+ * to the calls the setting thread makes. A cancelled call fails with
+ * FAISSX_E_CANCELED and leaves the index (or Clustering object) as it was
+ * before the call, for the index types listed in docs/api.md ("Progress and
+ * cancellation"); on other types a call can only be cancelled before it
+ * starts, and once started it runs to the end (progress is still reported).
+ * ------------------------------------------------------------------------ */
+
+/** What a long call is doing. */
+typedef enum FaissxProgressOp {
+    FAISSX_PROGRESS_TRAIN = 1,      /**< units: k-means iterations */
+    FAISSX_PROGRESS_ADD = 2,        /**< units: vectors added */
+    FAISSX_PROGRESS_CLUSTERING = 3, /**< units: k-means iterations */
+} FaissxProgressOp;
+
+/** One progress report. done never decreases during a call and reaches
+ *  total when the call succeeds. */
+typedef struct FaissxProgress {
+    int op;           /**< a FaissxProgressOp */
+    int64_t done;     /**< units finished */
+    int64_t total;    /**< units in the whole call (>= 1) */
+    double elapsed_s; /**< seconds since the call started */
+    double eta_s;     /**< estimated seconds left; < 0 while unknown */
+} FaissxProgress;
+
+/** Called on the thread that made the call, at its start (done = 0), after
+ *  each unit of work (for a remote call: whenever the server reports
+ *  progress, about every 100 ms) and at the end (done = total). Return 0
+ *  to continue, non-zero to cancel the call. `p` is valid during the call
+ *  only. The callback must not call faissx/faiss functions on the index
+ *  being worked on. */
+typedef int (*FaissxProgressCallback)(const FaissxProgress* p, void* user);
+
+/** Installs the progress callback of the calling thread (NULL removes it). */
+void faissx_set_progress_callback(FaissxProgressCallback cb, void* user);
+
+/** A flag another thread can raise to cancel calls that use it. */
+typedef struct FaissxCancelToken FaissxCancelToken;
+
+/** A new, unraised token. *out belongs to the caller (faissx_cancel_token_free). */
+int faissx_cancel_token_new(FaissxCancelToken** out);
+
+/** Raises the token: the calls using it stop as soon as they can and fail
+ *  with FAISSX_E_CANCELED; later calls using it fail at once until
+ *  faissx_cancel_token_reset. Safe from any thread; accepts NULL. */
+void faissx_cancel_token_cancel(FaissxCancelToken* token);
+
+/** 1 if the token is raised, else 0 (0 for NULL). */
+int faissx_cancel_token_is_cancelled(const FaissxCancelToken* token);
+
+/** Lowers the token again. */
+void faissx_cancel_token_reset(FaissxCancelToken* token);
+
+/** Frees the token. No thread may still be using it (as its current token,
+ *  faissx_set_cancel_token). Accepts NULL. */
+void faissx_cancel_token_free(FaissxCancelToken* token);
+
+/** Makes `token` the calling thread's token (NULL: none) for the calls it
+ *  makes from now on, and returns the previous one, so a scope can
+ *  restore it. The token is borrowed: it must outlive its use. */
+FaissxCancelToken* faissx_set_cancel_token(FaissxCancelToken* token);
 
 /* ------------------------------------------------------------------------
  * Search parameters (upstream names, faiss >= 1.7.4 C API)
