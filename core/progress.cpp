@@ -390,7 +390,10 @@ int add_with_job(const char* func, faiss::Index* ix, idx n, const float* x,
     }
     job->set_interruptible(undoable);
     try {
-        idx slice = slice_of(n);
+        // Only undoable adds are sliced: slices give the same index for
+        // these types, but not for all (an HNSW graph inserts a batch
+        // level by level), and a durable store would log each slice.
+        idx slice = undoable ? slice_of(n) : std::max<idx>(n, 1);
         for (idx i0 = 0; i0 < n; i0 += slice) {
             idx m = std::min(slice, n - i0);
             const float* xs = x + (size_t)i0 * ix->d;

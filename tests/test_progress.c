@@ -158,7 +158,11 @@ Test(progress, train_ivfpq_reaches_total) {
     train_reports_and_matches("IVF32,PQ8x4np");
 }
 
-static void train_cancel_by_callback(const char* desc, int trained_first) {
+/* trained_first: train (and add to) the index before, so the cancelled
+ * train is a retrain; types that train without k-means are one unit of
+ * work, cancelled at its end (after the clone trained). */
+static void train_cancel_by_callback(const char* desc, int trained_first,
+                                     int one_unit) {
     float* x = fxt_clustered(NT, D, 40, 0.1f, 12);
     FaissIndex* ix = make(desc);
     if (trained_first) {
@@ -170,9 +174,7 @@ static void train_cancel_by_callback(const char* desc, int trained_first) {
 
     Seen s;
     seen_init(&s);
-    // a trained quantizer is not retrained: one unit of work, cancelled
-    // at its end (after the PQ retrained on the clone)
-    s.cancel_at = trained_first ? 1 : 2;
+    s.cancel_at = one_unit ? 1 : 2;
     faissx_set_progress_callback(on_progress, &s);
     int rc = faiss_Index_train(ix, NT, x);
     clear_settings();
@@ -182,7 +184,9 @@ static void train_cancel_by_callback(const char* desc, int trained_first) {
     cr_assert(strstr(faiss_get_last_error(), "cancelled by the progress callback"),
               "%s", faiss_get_last_error());
     cr_assert_str_eq(faissx_strerror(FAISSX_E_CANCELED), "cancelled");
-    if (!trained_first)
+    if (one_unit)
+        cr_assert_eq(s.total, 1);
+    else
         cr_assert_lt(s.last_done, s.total, "cancelled before the end");
     cr_assert_eq(faiss_Index_is_trained(ix), trained_first);
     unchanged_since(ix, before, len);
@@ -196,14 +200,51 @@ static void train_cancel_by_callback(const char* desc, int trained_first) {
 }
 
 Test(progress, train_cancel_by_callback_ivfflat) {
-    train_cancel_by_callback("IVF64,Flat", 0);
+    train_cancel_by_callback("IVF64,Flat", 0, 0);
 }
 Test(progress, train_cancel_by_callback_ivfsq) {
-    train_cancel_by_callback("IVF64,SQ8", 0);
+    train_cancel_by_callback("IVF64,SQ8", 0, 0);
 }
 Test(progress, train_cancel_by_callback_ivfpq_trained) {
     // retraining a trained IVFPQ with data: cancel keeps centroids and data
-    train_cancel_by_callback("IVF32,PQ8x4np", 1);
+    // (a trained quantizer is not retrained: one unit, the PQ's training)
+    train_cancel_by_callback("IVF32,PQ8x4np", 1, 1);
+}
+Test(progress, train_cancel_by_callback_value_types) {
+    train_cancel_by_callback("SQ8", 0, 1);
+    train_cancel_by_callback("SQ8", 1, 1);
+    train_cancel_by_callback("PQ8x4np", 0, 1);
+    train_cancel_by_callback("PQ8x4np", 1, 1);
+    train_cancel_by_callback("LSHrt", 0, 1);
+    train_cancel_by_callback("Flat", 1, 1);
+}
+
+/* The types trained without k-means report one unit, and train the same
+ * through the clone as in place. */
+static void train_one_unit_matches(const char* desc) {
+    float* x = fxt_clustered(NT, D, 40, 0.1f, 15);
+    FaissIndex* ref = make(desc);
+    FaissIndex* ix = make(desc);
+    FXT_OK(faiss_Index_train(ref, NT, x));
+    Seen s;
+    seen_init(&s);
+    faissx_set_progress_callback(on_progress, &s);
+    FXT_OK(faiss_Index_train(ix, NT, x));
+    clear_settings();
+    cr_assert_eq(s.total, 1, "%s", desc);
+    cr_assert_eq(s.last_done, 1);
+    cr_assert(s.monotonic);
+    same_bytes(ix, ref);
+    faiss_Index_free(ref);
+    faiss_Index_free(ix);
+    free(x);
+}
+
+Test(progress, train_value_types_match) {
+    train_one_unit_matches("SQ8");
+    train_one_unit_matches("PQ8x4np");
+    train_one_unit_matches("LSHrt");
+    train_one_unit_matches("Flat");
 }
 
 static void* canceller(void* arg) {
@@ -335,6 +376,10 @@ Test(progress, add_ivfflat) { add_reports_and_matches("IVF64,Flat", 0); }
 Test(progress, add_ivfpq) { add_reports_and_matches("IVF32,PQ8x4np", 0); }
 Test(progress, add_sq) { add_reports_and_matches("SQ8", 0); }
 Test(progress, add_idmap) { add_reports_and_matches("IDMap,Flat", 1); }
+Test(progress, add_pq_lsh) {
+    add_reports_and_matches("PQ8x4np", 0);
+    add_reports_and_matches("LSHrt", 0);
+}
 
 static void add_cancel(const char* desc, int with_ids, int direct_map) {
     float* xt = fxt_clustered(NT, D, 40, 0.1f, 31);
@@ -393,6 +438,11 @@ Test(progress, add_cancel_ivfflat) { add_cancel("IVF64,Flat", 0, 0); }
 Test(progress, add_cancel_ivfpq) { add_cancel("IVF32,PQ8x4np", 0, 0); }
 Test(progress, add_cancel_ivf_direct_map) { add_cancel("IVF64,Flat", 0, 1); }
 Test(progress, add_cancel_idmap) { add_cancel("IDMap,Flat", 1, 0); }
+Test(progress, add_cancel_idmap_ivf) { add_cancel("IDMap,IVF64,Flat", 1, 0); }
+Test(progress, add_cancel_pq_lsh) {
+    add_cancel("PQ8x4np", 0, 0);
+    add_cancel("LSHrt", 0, 0);
+}
 
 /* HNSW cannot remove what it linked: once started, an add runs to the end
  * (documented), still reporting progress. */
