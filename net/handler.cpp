@@ -228,6 +228,15 @@ bool valid_name(const char* n) {
     return true;
 }
 
+/* Names are optional (empty = unnamed); a given one must be valid. */
+void check_name(const std::string& name) {
+    if (!name.empty() && !valid_name(name.c_str()))
+        throw Error(FAISSX_E_INVALID,
+                    "invalid index name '" + name +
+                            "' (1-128 characters of [A-Za-z0-9._-], not "
+                            "starting with '.')");
+}
+
 /* The entry of `handle` in the tenant's namespace, of the wanted family
  * (float index, or binary index for FX_OP_BINARY). */
 EntryP lookup_kind(fx_state* s, const std::string& tenant, uint64_t handle,
@@ -623,11 +632,7 @@ void op_create(Req& q, fx_wbuf* w) {
     int64_t d = rd_i64(q), metric = rd_i64(q);
     std::string desc = rd_str(q, kMaxDescription);
     end(q);
-    if (!name.empty() && !valid_name(name.c_str()))
-        throw Error(FAISSX_E_INVALID,
-                    "invalid index name '" + name +
-                            "' (1-128 characters of [A-Za-z0-9._-], not "
-                            "starting with '.')");
+    check_name(name);
     if (d <= 0 || d > kMaxDim)
         throw Error(FAISSX_E_INVALID,
                     "dimension must be in [1, " + std::to_string(kMaxDim) +
@@ -1091,8 +1096,7 @@ void op_upload(Req& q, fx_wbuf* w) {
     fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
     check(&q.r);
     end(q);
-    if (!name.empty() && !valid_name(name.c_str()))
-        throw Error(FAISSX_E_INVALID, "invalid index name '" + name + "'");
+    check_name(name);
     faiss::VectorIOReader in;
     in.data.assign(static_cast<const uint8_t*>(p),
                    static_cast<const uint8_t*>(p) + n);
@@ -1492,14 +1496,6 @@ FaissIndexBinary* bh(Entry* e) {
 void write_bstate(fx_wbuf* w, const faiss::IndexBinary* ix) {
     fx_w_i64(w, ix->ntotal);
     fx_w_i64(w, ix->is_trained);
-}
-
-void check_name(const std::string& name) {
-    if (!name.empty() && !valid_name(name.c_str()))
-        throw Error(FAISSX_E_INVALID,
-                    "invalid index name '" + name +
-                            "' (1-128 characters of [A-Za-z0-9._-], not "
-                            "starting with '.')");
 }
 
 /* A named binary index cannot be logged by the durable store, which keeps
