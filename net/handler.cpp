@@ -66,6 +66,7 @@
 #include <shared_mutex>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -1088,6 +1089,25 @@ void op_serialize(Req& q, fx_wbuf* w) {
     fx_w_array(w, out.data.data(), out.data.size(), 1);
 }
 
+/* The index in an UPLOAD body (float or binary), or FAISSX_E_IO naming
+ * what the bytes failed to be. */
+template <class T>
+T* read_uploaded(const void* p, uint64_t n, const char* what) {
+    faiss::VectorIOReader in;
+    in.data.assign(static_cast<const uint8_t*>(p),
+                   static_cast<const uint8_t*>(p) + n);
+    try {
+        if constexpr (std::is_same_v<T, faiss::IndexBinary>)
+            return faiss::read_index_binary(&in);
+        else
+            return faiss::read_index(&in);
+    } catch (const std::exception& ex) {
+        throw Error(FAISSX_E_IO, std::string("uploaded bytes are not a "
+                                             "readable ") + what + ": " +
+                                         ex.what());
+    }
+}
+
 void op_upload(Req& q, fx_wbuf* w) {
     need_write(q);
     std::string name = rd_name(q);
@@ -1097,17 +1117,8 @@ void op_upload(Req& q, fx_wbuf* w) {
     check(&q.r);
     end(q);
     check_name(name);
-    faiss::VectorIOReader in;
-    in.data.assign(static_cast<const uint8_t*>(p),
-                   static_cast<const uint8_t*>(p) + n);
-    std::unique_ptr<faiss::Index> ix;
-    try {
-        ix.reset(faiss::read_index(&in));
-    } catch (const std::exception& ex) {
-        throw Error(FAISSX_E_IO, std::string("uploaded bytes are not a "
-                                             "readable faiss index: ") +
-                                         ex.what());
-    }
+    std::unique_ptr<faiss::Index> ix(
+            read_uploaded<faiss::Index>(p, n, "faiss index"));
     // faiss's file format drops IndexIVF::cp (k-means parameters), and
     // read_index leaves the default-constructed ones (niter 25, never
     // spherical), while the real constructors set niter 10 and spherical
@@ -1554,17 +1565,8 @@ void bin_upload(Req& q, fx_wbuf* w) {
     end(q);
     check_name(name);
     refuse_durable_binary(q, name);
-    faiss::VectorIOReader in;
-    in.data.assign(static_cast<const uint8_t*>(p),
-                   static_cast<const uint8_t*>(p) + n);
-    std::unique_ptr<faiss::IndexBinary> ix;
-    try {
-        ix.reset(faiss::read_index_binary(&in));
-    } catch (const std::exception& ex) {
-        throw Error(FAISSX_E_IO, std::string("uploaded bytes are not a "
-                                             "readable faiss binary index: ") +
-                                         ex.what());
-    }
+    std::unique_ptr<faiss::IndexBinary> ix(
+            read_uploaded<faiss::IndexBinary>(p, n, "faiss binary index"));
     insert_binary(q, w, std::move(ix), name);
 }
 
