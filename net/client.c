@@ -19,6 +19,7 @@
  * handler closes every client's sockets, so NNG stops dialing and the
  * server sees the connections close. */
 #include "net/client.h"
+#include "net/nngbuf.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -269,11 +270,9 @@ static int build_ping(fx_client* c, nng_msg** out) {
     h.client_id = c->client_id;
     h.timeout_ms = c->heartbeat_ms;
     fx_w_finish(&w, &h);
-    int rv = w.oom ? NNG_ENOMEM : nng_msg_alloc(out, 0);
-    if (rv == 0 && (rv = nng_msg_append(*out, w.data, w.len)) != 0)
-        nng_msg_free(*out);
+    *out = fx_w_take_nng(&w);
     fx_w_free(&w);
-    return rv;
+    return *out ? 0 : NNG_ENOMEM;
 }
 
 /* Two aios: NNG 1.5 reports an expired receive as success (with no
@@ -567,7 +566,7 @@ int fx_op_class(int op) {
 }
 
 void fx_client_begin(fx_client* c, fx_wbuf* w) {
-    fx_w_init(w);
+    fx_w_init_nng(w);
     fx_w_header_space(w);
     fx_w_str(w, c->key);
 }
@@ -608,18 +607,19 @@ static fx_sock* pick_socket(fx_client* c) {
     return &c->socks[start % (unsigned)c->nsock];
 }
 
-/* One attempt: send w on a new context of s, wait up to wait_ms in all. */
-static int attempt(fx_sock* s, const fx_wbuf* w, uint64_t wait_ms,
+/* One attempt: send msg (which it takes) on a new context of s, wait up
+ * to wait_ms in all. */
+static int attempt(fx_sock* s, nng_msg* msg, uint64_t wait_ms,
                    nng_msg** reply) {
     nng_ctx ctx;
     nng_aio* aio = NULL;
-    nng_msg* msg = NULL;
     uint64_t t0 = mono_ms();
     int rv = nng_ctx_open(&ctx, s->s);
-    if (rv != 0) return rv;
+    if (rv != 0) {
+        nng_msg_free(msg);
+        return rv;
+    }
     if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) goto out;
-    if ((rv = nng_msg_alloc(&msg, 0)) != 0) goto out;
-    if ((rv = nng_msg_append(msg, w->data, w->len)) != 0) goto out;
     nng_aio_set_timeout(aio, (nng_duration)wait_ms);
     nng_aio_set_msg(aio, msg);
     msg = NULL; /* NNG's from here on, unless the send fails */
@@ -659,22 +659,70 @@ static int retryable(int rv) {
            rv == NNG_ECONNABORTED || rv == NNG_EUNREACHABLE;
 }
 
+/* The message for one attempt: w with its header (h) finished, built anew
+ * by build() when there is one (the first attempt's message goes to NNG,
+ * which frees it), else a copy of w -- or w's own message for the last
+ * attempt. Returns 0, or a FaissxError with the reason in err. */
+static int request_msg(fx_client* c, fx_wbuf* w, fx_build_fn build,
+                       void* arg, fx_hdr* h, int last, nng_msg** out,
+                       char* err, size_t errsz) {
+    fx_wbuf b;
+    *out = NULL;
+    if (build) {
+        fx_client_begin(c, &b);
+        if (build(&b, arg) != 0) {
+            fx_w_free(&b);
+            snprintf(err, errsz, "cannot build the %s request",
+                     fx_op_name(h->op));
+            return FAISSX_E_INVALID;
+        }
+        w = &b;
+    }
+    int rc = 0;
+    if (w->oom) {
+        snprintf(err, errsz, "out of memory building the request");
+        rc = FAISSX_E_NOMEM;
+    } else if (w->len < FX_HDR_SIZE || w->len - FX_HDR_SIZE > UINT32_MAX) {
+        snprintf(err, errsz, "request of %zu bytes is too large for one "
+                 "message", w->len);
+        rc = FAISSX_E_LIMIT;
+    } else {
+        fx_w_finish(w, h);
+        if (build || last) *out = fx_w_take_nng(w);
+        if (!*out && nng_msg_alloc(out, w->len) == 0)
+            memcpy(nng_msg_body(*out), w->data, w->len);
+        if (!*out) {
+            snprintf(err, errsz, "out of memory building the request");
+            rc = FAISSX_E_NOMEM;
+        }
+    }
+    if (build) fx_w_free(&b);
+    return rc;
+}
+
+static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
+                fx_build_fn build, void* arg, fx_reply* rep, char* err,
+                size_t errsz);
+
 int fx_client_call(fx_client* c, int op, int op_class, fx_wbuf* w,
                    fx_reply* rep, char* err, size_t errsz) {
+    return call(c, op, op_class, w, NULL, NULL, rep, err, errsz);
+}
+
+int fx_client_call_build(fx_client* c, int op, int op_class,
+                         fx_build_fn build, void* arg, fx_reply* rep,
+                         char* err, size_t errsz) {
+    return call(c, op, op_class, NULL, build, arg, rep, err, errsz);
+}
+
+static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
+                fx_build_fn build, void* arg, fx_reply* rep, char* err,
+                size_t errsz) {
     uint64_t want_id = next_request_id; /* fx_client_next_call_as */
     uint32_t want_flags = next_flags;
     next_request_id = 0;
     next_flags = 0;
     rep->msg = NULL;
-    if (w->oom) {
-        snprintf(err, errsz, "out of memory building the request");
-        return FAISSX_E_NOMEM;
-    }
-    if (w->len - FX_HDR_SIZE > UINT32_MAX) {
-        snprintf(err, errsz, "request of %zu bytes is too large for one "
-                 "message", w->len);
-        return FAISSX_E_LIMIT;
-    }
     if (op_class < 0 || op_class >= FAISSX_OP_CLASS_COUNT)
         op_class = fx_op_class(op);
     uint32_t total = thread_timeout_ms > 0
@@ -702,13 +750,16 @@ int fx_client_call(fx_client* c, int op, int op_class, fx_wbuf* w,
         }
         uint64_t left = deadline - now;
         h.timeout_ms = (uint32_t)left; /* the server skips it after this */
-        fx_w_finish(w, &h);
+        nng_msg* req;
+        int brc = request_msg(c, w, build, arg, &h,
+                              tries + 1 >= c->max_attempts, &req, err, errsz);
+        if (brc != 0) return brc;
         uint64_t wait = c->attempt_timeout_ms && c->attempt_timeout_ms < left
                                 ? c->attempt_timeout_ms : left;
         tries++;
         fx_sock* s = pick_socket(c);
         atomic_fetch_add(&s->busy, 1);
-        rv = attempt(s, w, wait, &msg);
+        rv = attempt(s, req, wait, &msg);
         atomic_fetch_sub(&s->busy, 1);
         if (rv == 0 || !retryable(rv) || tries >= c->max_attempts) break;
         uint64_t cap = c->backoff_base_ms;

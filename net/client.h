@@ -44,7 +44,9 @@ uint32_t fx_client_timeout(const fx_client* c, int op_class);
  * knows better from the sub-op). */
 int fx_op_class(int op);
 
-/* Starts a request in w: header space and the API key. */
+/* Starts a request in w: header space and the API key. The bytes are
+ * written into an nng_msg (net/nngbuf.h), which a call sends as it is when
+ * no other attempt needs them. */
 void fx_client_begin(fx_client* c, fx_wbuf* w);
 
 /* Sends the request in w (op, of class op_class, or -1 for fx_op_class)
@@ -61,6 +63,18 @@ uint64_t fx_client_new_request_id(fx_client* c);
 /* The calling thread's next fx_client_call uses this request id (0: a
  * fresh one) and these header flags (FX_FLAG_JOB), then forgets them. */
 void fx_client_next_call_as(uint64_t request_id, uint32_t flags);
+
+/* Writes a request's fields after the API key; returns 0, or non-zero to
+ * give up (the call then fails with FAISSX_E_INVALID). */
+typedef int (*fx_build_fn)(fx_wbuf* w, void* arg);
+
+/* fx_client_call for a request that build(w, arg) writes into a fresh
+ * message for every attempt, so no copy of it is kept for retries: the
+ * vectors of an add are copied once, from the caller's array into the
+ * message NNG sends. build must write the same bytes every time. */
+int fx_client_call_build(fx_client* c, int op, int op_class,
+                         fx_build_fn build, void* arg, fx_reply* rep,
+                         char* err, size_t errsz);
 
 /* The calling thread's timeout override (0 = none); returns the old one. */
 int fx_client_thread_timeout(int ms);

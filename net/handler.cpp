@@ -478,6 +478,8 @@ struct Req {
     uint64_t conn_id = 0;
     uint64_t request_id = 0;
     bool job = false; // FX_FLAG_JOB: report progress, honour CANCEL
+    // Aligned copies of array fields that are not aligned in the message.
+    std::vector<std::vector<uint64_t>> scratch;
 };
 
 void check(fx_rbuf* r) {
@@ -508,6 +510,19 @@ std::string rd_str(Req& q, size_t maxlen) {
     check(&q.r);
     return std::string(buf.data());
 }
+/* An array field of n elements of `elem` bytes, used where it lies in the
+ * message when that is aligned for the element type, else copied into
+ * the request's scratch space. Over TCP the body starts 4 bytes past an
+ * 8-byte boundary (rep0 takes the 4-byte request id off the front), so
+ * f32 and u8 arrays are used in place and i64 arrays (ids, keys) copied. */
+const void* aligned(Req& q, const void* p, uint64_t n, size_t elem) {
+    if (n == 0 || (uintptr_t)p % elem == 0) return p;
+    size_t bytes = (size_t)n * elem; // the reader bounded it by the body
+    q.scratch.emplace_back((bytes + 7) / 8);
+    memcpy(q.scratch.back().data(), p, bytes);
+    return q.scratch.back().data();
+}
+
 template <class T>
 const T* rd_array(Req& q, uint64_t expect, const char* what) {
     const void* p;
@@ -518,9 +533,8 @@ const T* rd_array(Req& q, uint64_t expect, const char* what) {
         throw Error(FAISSX_E_INVALID,
                     std::string(what) + " has " + std::to_string(n) +
                             " elements, expected " + std::to_string(expect));
-    if ((uintptr_t)p % alignof(T) != 0)
-        throw Error(FAISSX_E_PROTOCOL, std::string(what) + " is misaligned");
-    return static_cast<const T*>(p);
+    static_assert(alignof(T) == sizeof(T), "arrays of scalars");
+    return static_cast<const T*>(aligned(q, p, n, sizeof(T)));
 }
 void end(Req& q) {
     fx_r_end(&q.r);
@@ -592,7 +606,7 @@ std::unique_ptr<faiss::IDSelector> rd_selector(
         fx_r_array(&q.r, 8, (uint64_t)q.s->conf.max_batch, &p, &n);
         check(&q.r);
         return std::make_unique<faiss::IDSelectorBatch>(
-                n, static_cast<const idx*>(p));
+                n, static_cast<const idx*>(aligned(q, p, n, 8)));
     }
     case FX_SEL_BITMAP: {
         const void* p;
@@ -857,6 +871,7 @@ void op_search(Req& q, fx_wbuf* w, bool labels_only) {
         api(faiss_Index_assign(h(e.get()), n, x, I, k));
         return;
     }
+    fx_w_reserve(w, 16 + nk * (sizeof(float) + sizeof(idx)) + 8);
     size_t offD = w->len + 8;
     if (!fx_w_array_reserve(w, nk, sizeof(float))) throw std::bad_alloc();
     size_t offI = w->len + 8;
@@ -948,7 +963,7 @@ void op_reconstruct_keys(Req& q, fx_wbuf* w) {
     fx_r_array(&q.r, 8, (uint64_t)q.s->conf.max_batch, &p, &n);
     check(&q.r);
     end(q);
-    auto keys = static_cast<const idx*>(p);
+    auto keys = static_cast<const idx*>(aligned(q, p, n, 8));
     std::shared_lock<std::shared_mutex> l(*e->mu);
     int d = e->index->d;
     auto out = static_cast<float*>(fx_w_array_reserve(w, n * d, sizeof(float)));
@@ -1778,7 +1793,7 @@ void op_binary(Req& q, fx_wbuf* w) {
         fx_r_array(&q.r, 8, (uint64_t)q.s->conf.max_batch, &p, &n);
         check(&q.r);
         end(q);
-        auto keys = static_cast<const idx*>(p);
+        auto keys = static_cast<const idx*>(aligned(q, p, n, 8));
         reply_fits(q, n * cs, 1);
         auto out = static_cast<uint8_t*>(fx_w_array_reserve(w, n * cs, 1));
         if (!out && n) throw std::bad_alloc();
@@ -1964,8 +1979,7 @@ void open_data_dir(fx_state* s) {
 }
 
 void error_reply(fx_wbuf* w, const fx_hdr& req, int code, const char* msg) {
-    fx_w_free(w);
-    fx_w_init(w);
+    fx_w_reset(w);
     fx_w_header_space(w);
     fx_w_str(w, msg);
     fx_hdr r{};
@@ -2011,15 +2025,8 @@ bool remembered(int op, const fx_rbuf& body) {
 
 /* Replaces w's contents with a copy of a remembered reply. */
 void copy_reply(fx_wbuf* w, const std::vector<uint8_t>& bytes) {
-    fx_w_free(w);
-    fx_w_init(w);
-    w->data = static_cast<uint8_t*>(malloc(bytes.size()));
-    if (!w->data) {
-        w->oom = 1;
-        return;
-    }
-    memcpy(w->data, bytes.data(), bytes.size());
-    w->len = w->cap = bytes.size();
+    fx_w_reset(w);
+    fx_w_bytes(w, bytes.data(), bytes.size());
 }
 
 } // namespace
@@ -2176,8 +2183,7 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
     q.request_id = req.request_id;
     q.job = (req.flags & FX_FLAG_JOB) != 0;
     fx_r_init(&q.r, msg + FX_HDR_SIZE, len - FX_HDR_SIZE);
-    fx_w_free(reply);
-    fx_w_init(reply);
+    fx_w_reset(reply);
     fx_w_header_space(reply);
     try {
         std::string key = rd_str(q, kMaxKey);

@@ -91,31 +91,55 @@ void fx_w_init(fx_wbuf* w) {
 }
 
 void fx_w_free(fx_wbuf* w) {
-    free(w->data);
+    if (w->store)
+        w->store(w, 0);
+    else
+        free(w->data);
     memset(w, 0, sizeof *w);
 }
 
-static uint8_t* grow(fx_wbuf* w, size_t n) {
-    if (w->oom) return NULL;
-    if (n > SIZE_MAX - w->len - 8) {
+void fx_w_reset(fx_wbuf* w) {
+    w->len = 0;
+    w->oom = 0;
+}
+
+/* Makes room for n more bytes: at least double the capacity, and for a
+ * large field (a vector array) its size plus an eighth, so that the few
+ * fields after it (ids, search parameters) usually fit without moving it. */
+static int room(fx_wbuf* w, size_t n) {
+    if (w->oom) return -1;
+    if (n > SIZE_MAX / 2 - w->len) {
         w->oom = 1;
-        return NULL;
+        return -1;
     }
     size_t need = w->len + n;
-    if (need > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-        uint8_t* d = realloc(w->data, cap);
-        if (!d) {
-            w->oom = 1;
-            return NULL;
-        }
-        w->data = d;
-        w->cap = cap;
+    if (need <= w->cap) return 0;
+    size_t cap = w->cap ? w->cap * 2 : 256;
+    if (cap < need + need / 8) cap = need + need / 8;
+    uint8_t* d = w->store ? w->store(w, cap) : realloc(w->data, cap);
+    if (!d) {
+        w->oom = 1;
+        return -1;
     }
+    w->data = d;
+    w->cap = cap;
+    return 0;
+}
+
+static uint8_t* grow(fx_wbuf* w, size_t n) {
+    if (room(w, n)) return NULL;
     uint8_t* p = w->data + w->len;
-    w->len = need;
+    w->len += n;
     return p;
+}
+
+void fx_w_reserve(fx_wbuf* w, size_t n) {
+    (void)room(w, n);
+}
+
+void fx_w_bytes(fx_wbuf* w, const void* p, size_t n) {
+    uint8_t* q = grow(w, n);
+    if (q && n) memcpy(q, p, n);
 }
 
 static size_t pad8(uint64_t n) {

@@ -260,10 +260,26 @@ typedef struct fx_wbuf {
     size_t len;
     size_t cap;
     int oom; /* sticky: an allocation failed, the buffer is incomplete */
+    /* Where the bytes live. NULL: memory the writer mallocs. Else
+     * store(w, cap) makes room for at least cap bytes, keeping the first
+     * w->len, and returns the (new) data pointer, NULL when out of memory;
+     * store(w, 0) releases the storage. store_ctx is the store's own state
+     * (net/nngbuf.c keeps an nng_msg there, so a message is written where
+     * NNG sends it from). */
+    uint8_t* (*store)(struct fx_wbuf* w, size_t cap);
+    void* store_ctx;
 } fx_wbuf;
 
 void fx_w_init(fx_wbuf* w);
+/* Releases the storage; w is then as after fx_w_init. */
 void fx_w_free(fx_wbuf* w);
+/* Empties w (len 0, oom cleared) and keeps its storage. */
+void fx_w_reset(fx_wbuf* w);
+/* Makes room for n more bytes, so the next writes of up to n bytes do not
+ * move the data (a hint: failure shows later as oom). */
+void fx_w_reserve(fx_wbuf* w, size_t n);
+/* Appends n raw bytes (e.g. a whole remembered message). */
+void fx_w_bytes(fx_wbuf* w, const void* p, size_t n);
 /* Reserve the header space so the body starts 8-aligned at offset 40. */
 void fx_w_header_space(fx_wbuf* w);
 void fx_w_u64(fx_wbuf* w, uint64_t v);
@@ -296,7 +312,8 @@ int fx_r_f64(fx_rbuf* r, double* v);
  * has room for maxlen + 1 bytes. */
 int fx_r_str(fx_rbuf* r, char* out, size_t maxlen);
 /* An array of elem-byte items, at most max_count of them. *data points into
- * the message (aligned to 8 when the body is). */
+ * the message: aligned to 8 when the body is, else only as aligned as the
+ * body (callers that need more copy it). */
 int fx_r_array(fx_rbuf* r, size_t elem, uint64_t max_count,
                const void** data, uint64_t* count);
 /* 0 when every byte of the body has been consumed. */

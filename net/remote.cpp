@@ -14,6 +14,7 @@
 #include <faiss/index_io.h>
 
 #include <cerrno>
+#include <exception>
 #include <climits>
 #include <chrono>
 #include <condition_variable>
@@ -64,18 +65,35 @@ void store_opts_locked(const FaissxClientOptions& o) {
                                            (r->err ? std::string(": ") + r->err : ""));
 }
 
-/* One request/reply round trip: build() writes the fields after the key,
- * parse() reads the reply body; op_class -1 = the op's (fx_op_class).
- * Failures throw fx::Error. */
+/* build() of rcall, called by the C transport once per attempt: an
+ * exception is kept for rcall to rethrow. */
+template <class B>
+struct Builder {
+    B* build;
+    std::exception_ptr failed;
+    static int run(fx_wbuf* w, void* arg) {
+        auto* b = static_cast<Builder*>(arg);
+        try {
+            (*b->build)(w);
+            return 0;
+        } catch (...) {
+            b->failed = std::current_exception();
+            return -1;
+        }
+    }
+};
+
+/* One request/reply round trip: build() writes the fields after the key
+ * (directly into the message; again for a retry), parse() reads the reply
+ * body; op_class -1 = the op's (fx_op_class). Failures throw fx::Error. */
 template <class B, class P>
 void rcall(const Conn* c, int op, B build, P parse, int op_class = -1) {
-    fx_wbuf w;
-    fx_client_begin(c->c, &w);
-    build(&w);
+    Builder<B> b{&build, nullptr};
     fx_reply rep;
     char err[1400];
-    int rc = fx_client_call(c->c, op, op_class, &w, &rep, err, sizeof err);
-    fx_w_free(&w);
+    int rc = fx_client_call_build(c->c, op, op_class, &Builder<B>::run, &b,
+                                  &rep, err, sizeof err);
+    if (b.failed) std::rethrow_exception(b.failed);
     if (rc != 0) throw Error(rc, err);
     try {
         parse(&rep.r);
@@ -315,6 +333,8 @@ void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     WriteScope ws(this);
     rcall_job(conn.get(), FX_OP_ADD_WITH_IDS, FAISSX_PROGRESS_ADD,
           [&](fx_wbuf* w) {
+              fx_w_reserve(w, 48 + ((size_t)n * d + 2) * sizeof(float) +
+                                      (size_t)n * sizeof(idx_t));
               fx_w_u64(w, handle);
               fx_w_i64(w, n);
               fx_w_array(w, x, (uint64_t)n * d, sizeof(float));

@@ -34,6 +34,7 @@
  * (completions are dispatched, or run after NNG dropped its own locks), so
  * holding mu across those calls cannot deadlock. */
 #include "net/server.h"
+#include "net/nngbuf.h"
 #include "core/threads.h"
 
 #include <faissx/faissx.h>
@@ -340,42 +341,13 @@ static void slot_cb(void* arg) {
     pthread_mutex_unlock(&s->mu);
 }
 
-/* rep0 strips the 4-byte request id off the front of the message, so a
- * received body usually starts 4 bytes past an 8-byte boundary; the
- * protocol's arrays are 8-aligned only relative to the body. Move the body
- * to an 8-aligned address: within the message's own headroom when it has
- * some (no allocation), else into a new buffer returned in *copy. */
-static const uint8_t* aligned_body(nng_msg* m, void** copy) {
-    static const uint8_t pad[8];
-    uint8_t* p = nng_msg_body(m);
-    size_t len = nng_msg_len(m);
-    size_t off = (uintptr_t)p & 7;
-    *copy = NULL;
-    if (off == 0 || len == 0) return p;
-    if (nng_msg_insert(m, pad, off) == 0) {
-        uint8_t* q = nng_msg_body(m);
-        if (((uintptr_t)q & 7) == 0) {
-            memmove(q, q + off, len);
-            nng_msg_chop(m, off);
-            return q;
-        }
-        nng_msg_trim(m, off);
-        p = nng_msg_body(m);
-    }
-    if (!(*copy = malloc(len))) return NULL; /* malloc aligns to 16 */
-    memcpy(*copy, p, len);
-    return *copy;
-}
-
 /* The reply message for a handled request. When the handler's reply is
  * incomplete (out of memory), a short error reply instead; NULL when even
  * that cannot be built (the client then times out). */
-static nng_msg* reply_msg(const fx_wbuf* r, const fx_req_meta* meta) {
+static nng_msg* reply_msg(fx_wbuf* r, const fx_req_meta* meta) {
     nng_msg* m = NULL;
-    if (!r->oom && r->len >= FX_HDR_SIZE && nng_msg_alloc(&m, r->len) == 0) {
-        memcpy(nng_msg_body(m), r->data, r->len);
+    if (!r->oom && r->len >= FX_HDR_SIZE && (m = fx_w_take_nng(r)) != NULL)
         return m;
-    }
     fx_wbuf e;
     fx_hdr h;
     memset(&h, 0, sizeof h);
@@ -384,13 +356,11 @@ static nng_msg* reply_msg(const fx_wbuf* r, const fx_req_meta* meta) {
     h.request_id = meta->request_id;
     h.client_id = meta->client_id;
     h.status = FAISSX_E_NOMEM;
-    fx_w_init(&e);
+    fx_w_init_nng(&e);
     fx_w_header_space(&e);
     fx_w_str(&e, "faissx-server: out of memory while building the reply");
     fx_w_finish(&e, &h);
-    m = NULL;
-    if (!e.oom && nng_msg_alloc(&m, e.len) == 0)
-        memcpy(nng_msg_body(m), e.data, e.len);
+    m = fx_w_take_nng(&e);
     fx_w_free(&e);
     return m;
 }
@@ -398,23 +368,18 @@ static nng_msg* reply_msg(const fx_wbuf* r, const fx_req_meta* meta) {
 /* Worker: run the request, build the reply message. */
 static void run_request(server* s, slot* sl) {
     nng_msg* req = sl->msg;
-    void* copy;
     fx_wbuf r;
 
     fx_threads_enter(); /* this worker: --threads (faissx_set_threads) */
     sl->conn_id = (uint64_t)nng_pipe_id(nng_msg_get_pipe(req));
     memset(&sl->meta, 0, sizeof sl->meta);
-    fx_w_init(&r);
-    const uint8_t* body = aligned_body(req, &copy);
-    if (body) {
-        fx_req_info info = {sl->conn_id, sl->t_recv};
-        fx_state_handle_req(s->state, body, nng_msg_len(req), &info, &r,
-                            &sl->meta);
-    } else {
-        r.oom = 1;
-        sl->meta.status = FAISSX_E_NOMEM;
-    }
-    free(copy);
+    /* The handler reads the request where it lies (array fields that are
+     * not aligned for their type are copied there) and writes the reply
+     * straight into the message that is sent. */
+    fx_w_init_nng(&r);
+    fx_req_info info = {sl->conn_id, sl->t_recv};
+    fx_state_handle_req(s->state, nng_msg_body(req), nng_msg_len(req), &info,
+                        &r, &sl->meta);
     nng_msg_free(req);
     sl->msg = reply_msg(&r, &sl->meta);
     fx_w_free(&r);
