@@ -433,6 +433,14 @@ void write_state(fx_wbuf* w, const faiss::Index* ix) {
 /* The state after a change, read for a stored index from the index behind
  * its handle, under the store's lock (other writers may be changing it). */
 void write_state_of(fx_wbuf* w, Entry* e) {
+    // A retry the store recognised (fx::store::RequestTag): the state the
+    // original produced, so the retry's reply is the original's.
+    fx::store::RequestTag* t = e->stored ? fx::store::request_tag() : nullptr;
+    if (t && t->hit) {
+        fx_w_i64(w, t->ntotal);
+        fx_w_i64(w, t->trained);
+        return;
+    }
     target(e, [&](faiss::Index* in) { write_state(w, in); });
 }
 
@@ -2230,6 +2238,20 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
             case fx::ReplyCache::RUN: remember = true; break;
             }
         }
+        // The durable store remembers which requests its logged mutations
+        // came from, across restarts (persist/store.h, "EXACTLY ONCE").
+        fx::store::RequestTag tag;
+        struct TagScope {
+            bool on;
+            ~TagScope() {
+                if (on) fx::store::set_request_tag(nullptr);
+            }
+        } tag_scope{remember && durable(s)};
+        if (tag_scope.on) {
+            tag.client = q.client_id;
+            tag.request = req.request_id;
+            fx::store::set_request_tag(&tag);
+        }
         dispatch(q, req.op, reply);
         if (reply->oom) throw std::bad_alloc();
         if (reply->len > s->conf.max_message_bytes)
@@ -2250,7 +2272,11 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
         m.status = code;
     }
     if (remember) {
-        if (!reply->oom && reply->len >= FX_HDR_SIZE)
+        // A request for an index that does not exist (an unknown handle:
+        // e.g. from before a server restart) changed nothing: forget it,
+        // so that the client may send it again to the reopened index.
+        if (!reply->oom && reply->len >= FX_HDR_SIZE &&
+            m.status != FAISSX_E_NOT_FOUND)
             s->replies.finish(q.tenant, q.client_id, req.request_id, req.op,
                               reply->data, reply->len, m.status);
         else

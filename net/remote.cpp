@@ -133,10 +133,14 @@ int64_t rd_i64(fx_rbuf* r, const char* what) {
 constexpr int kPollMs = 100;
 
 template <class B, class P>
-void rcall_job(const Conn* c, int op, int progress_op, B build, P parse) {
-    if (!job_wanted()) return rcall(c, op, build, parse);
+void rcall_job(const Conn* c, int op, int progress_op, B build, P parse,
+               uint64_t rid = 0) {
+    if (!job_wanted()) {
+        if (rid) fx_client_next_call_as(rid, 0);
+        return rcall(c, op, build, parse);
+    }
     JobScope job(progress_op, 1); // throws if cancelled before the start
-    uint64_t rid = fx_client_new_request_id(c->c);
+    if (!rid) rid = fx_client_new_request_id(c->c);
     int tmo = fx_client_thread_timeout(0); // the helper inherits it
     fx_client_thread_timeout(tmo);
     std::mutex mu;
@@ -223,6 +227,24 @@ RemoteIndex* read_info(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
     return ix.release();
 }
 
+/* Runs call(rid) with one request id; if it fails with FAISSX_E_NOT_FOUND
+ * on a named index (its handle is from before a server restart), reopens
+ * the index by name and runs call(rid) once more with the same id. A
+ * mutation applied before the restart whose reply was lost is then
+ * recognised by the server's durable store and answered, not applied
+ * again (docs/client.md, "Retries"). */
+template <class F>
+void with_reopen(const RemoteIndex* ix, F call) {
+    uint64_t rid = ix->named ? fx_client_new_request_id(ix->conn->c) : 0;
+    try {
+        call(rid);
+        return;
+    } catch (const Error& e) {
+        if (e.code != FAISSX_E_NOT_FOUND || !ix->reopen()) throw;
+    }
+    call(rid);
+}
+
 void write_selector(fx_wbuf* w, const faiss::IDSelector* s, int depth) {
     if (depth > FX_SEL_MAX_DEPTH)
         throw Error(FAISSX_E_INVALID, "selector nested too deeply");
@@ -289,6 +311,27 @@ std::string key_begin(const RemoteIndex* r, char call) {
 
 /* ---- RemoteIndex ---- */
 
+bool RemoteIndex::reopen() const {
+    if (!named || name.empty() || !conn) return false;
+    std::unique_ptr<RemoteIndex> tmp;
+    try {
+        rcall(conn.get(), FX_OP_OPEN,
+              [&](fx_wbuf* w) { fx_w_str(w, name.c_str()); },
+              [&](fx_rbuf* r) { tmp.reset(read_info(r, nullptr, true)); });
+    } catch (...) {
+        return false;
+    }
+    if (tmp->d != d || tmp->metric_type != metric_type ||
+        (tmp->kind & FX_KIND_BINARY))
+        return false; // another index now has the name
+    fx_clog(FAISSX_LOG_INFO, "index '%s': handle %llu is gone (server "
+            "restarted?); reopened as %llu", name.c_str(),
+            (unsigned long long)handle.load(),
+            (unsigned long long)tmp->handle.load());
+    handle = tmp->handle.load();
+    return true;
+}
+
 RemoteIndex::~RemoteIndex() {
     cache::forget(this);
     if (own_children) {
@@ -309,38 +352,44 @@ RemoteIndex::~RemoteIndex() {
 
 void RemoteIndex::train(idx_t n, const float* x) {
     WriteScope ws(this);
-    rcall_job(conn.get(), FX_OP_TRAIN, FAISSX_PROGRESS_TRAIN,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
-          },
-          [&](fx_rbuf* r) { read_state(r, this, "train"); });
+    with_reopen(this, [&](uint64_t rid) {
+        rcall_job(conn.get(), FX_OP_TRAIN, FAISSX_PROGRESS_TRAIN,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, n);
+                  fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+              },
+              [&](fx_rbuf* r) { read_state(r, this, "train"); }, rid);
+    });
 }
 
 void RemoteIndex::add(idx_t n, const float* x) {
     WriteScope ws(this);
-    rcall_job(conn.get(), FX_OP_ADD, FAISSX_PROGRESS_ADD,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
-          },
-          [&](fx_rbuf* r) { read_state(r, this, "add"); });
+    with_reopen(this, [&](uint64_t rid) {
+        rcall_job(conn.get(), FX_OP_ADD, FAISSX_PROGRESS_ADD,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, n);
+                  fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+              },
+              [&](fx_rbuf* r) { read_state(r, this, "add"); }, rid);
+    });
 }
 
 void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     WriteScope ws(this);
-    rcall_job(conn.get(), FX_OP_ADD_WITH_IDS, FAISSX_PROGRESS_ADD,
-          [&](fx_wbuf* w) {
-              fx_w_reserve(w, 48 + ((size_t)n * d + 2) * sizeof(float) +
-                                      (size_t)n * sizeof(idx_t));
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
-              fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
-          },
-          [&](fx_rbuf* r) { read_state(r, this, "add_with_ids"); });
+    with_reopen(this, [&](uint64_t rid) {
+        rcall_job(conn.get(), FX_OP_ADD_WITH_IDS, FAISSX_PROGRESS_ADD,
+              [&](fx_wbuf* w) {
+                  fx_w_reserve(w, 48 + ((size_t)n * d + 2) * sizeof(float) +
+                                          (size_t)n * sizeof(idx_t));
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, n);
+                  fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+                  fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
+              },
+              [&](fx_rbuf* r) { read_state(r, this, "add_with_ids"); }, rid);
+    });
 }
 
 void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
@@ -364,6 +413,7 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
         key.append(reinterpret_cast<const char*>(x), qbytes);
         if (cache::get(this, key, segs, 2, &t)) return;
     }
+    with_reopen(this, [&](uint64_t) {
     rcall(conn.get(), FX_OP_SEARCH,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -384,6 +434,7 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
               read_into(r, distances, (uint64_t)n * k, "search");
               read_into(r, labels, (uint64_t)n * k, "search");
           });
+    });
     cache::put(this, std::move(key), segs, 2, t);
 }
 
@@ -428,22 +479,29 @@ void RemoteIndex::assign(idx_t n, const float* x, idx_t* labels,
 
 void RemoteIndex::reset() {
     WriteScope ws(this);
-    rcall(conn.get(), FX_OP_RESET, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-          [&](fx_rbuf* r) { read_state(r, this, "reset"); });
+    with_reopen(this, [&](uint64_t rid) {
+        if (rid) fx_client_next_call_as(rid, 0);
+        rcall(conn.get(), FX_OP_RESET,
+              [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+              [&](fx_rbuf* r) { read_state(r, this, "reset"); });
+    });
 }
 
 size_t RemoteIndex::remove_ids(const faiss::IDSelector& sel) {
     uint64_t removed = 0;
     WriteScope ws(this);
-    rcall(conn.get(), FX_OP_REMOVE_IDS,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              write_selector(w, &sel, 0);
-          },
-          [&](fx_rbuf* r) {
-              if (fx_r_u64(r, &removed)) proto_error("remove_ids", r);
-              read_state(r, this, "remove_ids");
-          });
+    with_reopen(this, [&](uint64_t rid) {
+        if (rid) fx_client_next_call_as(rid, 0);
+        rcall(conn.get(), FX_OP_REMOVE_IDS,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  write_selector(w, &sel, 0);
+              },
+              [&](fx_rbuf* r) {
+                  if (fx_r_u64(r, &removed)) proto_error("remove_ids", r);
+                  read_state(r, this, "remove_ids");
+              });
+    });
     return removed;
 }
 
@@ -629,8 +687,10 @@ void RemoteIndex::ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& bu
 
 void RemoteIndex::sync(idx_t* nt, bool* trained) {
     std::unique_ptr<RemoteIndex> tmp;
-    rcall(conn.get(), FX_OP_INFO, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-          [&](fx_rbuf* r) { tmp.reset(read_info(r, nullptr, true)); });
+    with_reopen(this, [&](uint64_t) {
+        rcall(conn.get(), FX_OP_INFO, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+              [&](fx_rbuf* r) { tmp.reset(read_info(r, nullptr, true)); });
+    });
     std::lock_guard<std::mutex> g(sync_mu);
     if (ntotal != tmp->ntotal) ntotal = tmp->ntotal;
     if (is_trained != tmp->is_trained) is_trained = tmp->is_trained;
@@ -651,13 +711,16 @@ bool RemoteIndex::trained_now() {
 
 void RemoteIndex::set_param(const char* name, double value) {
     WriteScope ws(this); // nprobe, efSearch, ... change results
-    rcall(conn.get(), FX_OP_SET_PARAM,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_str(w, name);
-              fx_w_f64(w, value);
-          },
-          [&](fx_rbuf* r) { read_state(r, this, "set_param"); });
+    with_reopen(this, [&](uint64_t rid) {
+        if (rid) fx_client_next_call_as(rid, 0);
+        rcall(conn.get(), FX_OP_SET_PARAM,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_str(w, name);
+                  fx_w_f64(w, value);
+              },
+              [&](fx_rbuf* r) { read_state(r, this, "set_param"); });
+    });
     if (!std::strcmp(name, "verbose")) verbose = value != 0;
 }
 
@@ -775,6 +838,7 @@ int remote_create(const char* func, const std::shared_ptr<Conn>& conn,
                   fx_w_str(w, description);
               },
               [&](fx_rbuf* r) { ix = read_info(r, conn, name != nullptr); });
+        if (name) ix->name = name;
         *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
         return 0;
     } catch (...) {
@@ -1166,6 +1230,7 @@ int faissx_index_open(FaissIndex** p_index, const char* name) {
     fx::RemoteIndex* ix = nullptr;
     fx::rcall(c.get(), FX_OP_OPEN, [&](fx_wbuf* w) { fx_w_str(w, name); },
               [&](fx_rbuf* r) { ix = fx::read_info(r, c, true); });
+    ix->name = name;
     if (ix->kind & FX_KIND_BINARY) {
         delete ix; // named: nothing is released on the server
         return fx::fail(FAISSX_E_INVALID, __func__,
@@ -1253,6 +1318,7 @@ int faissx_index_upload(const FaissIndex* local, const char* name,
                   fx_w_array(w, bytes.data.data(), bytes.data.size(), 1);
               },
               [&](fx_rbuf* r) { ix = fx::read_info(r, c, name != nullptr); });
+    if (name) ix->name = name;
     *p_index = fx::handle<FaissIndex>(static_cast<faiss::Index*>(ix));
     return 0;
     FX_CATCH

@@ -10,6 +10,7 @@
 #include <faiss/VectorTransform.h>
 
 #include <functional>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -25,8 +26,10 @@ struct Conn {
 
 struct RemoteIndex : faiss::Index {
     std::shared_ptr<Conn> conn;
-    uint64_t handle = 0;
+    /* Atomic: reopen() replaces it while other threads may use it. */
+    mutable std::atomic<uint64_t> handle{0};
     bool named = false;
+    std::string name; /* of a named index (for reopen) */
     int64_t kind = 0;      /* FX_KIND_* bits of the server-side index */
     std::string cls;       /* its faiss class name */
     /* Client-side handles this composite was built from (the quantizer of
@@ -42,6 +45,10 @@ struct RemoteIndex : faiss::Index {
     bool linked = false;
 
     ~RemoteIndex() override;
+    /* A named index whose handle the server no longer knows (it
+     * restarted): opens it by name again and takes the new handle. False
+     * (handle unchanged) when it cannot. */
+    bool reopen() const;
     void train(idx_t n, const float* x) override;
     void add(idx_t n, const float* x) override;
     void add_with_ids(idx_t n, const float* x, const idx_t* xids) override;

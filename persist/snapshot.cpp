@@ -2,7 +2,7 @@
  *
  *   off size field
  *     0   8  magic "FXSNAP\r\n" (the CR LF catches text-mode mangling)
- *     8   4  format version (1)
+ *     8   4  format version (2; 1 is still read)
  *    12   4  header size (64)
  *    16   4  kind (1 = faiss::Index)
  *    20   4  d
@@ -13,8 +13,11 @@
  *    48   8  payload length in bytes
  *    56   4  CRC-32C of the payload
  *    60   4  CRC-32C of bytes 0..59
- *    64   -  payload: faiss::write_index bytes
- * All integers little-endian. */
+ *    64   -  payload
+ * Payload, version 2: u32 metadata length M, u32 0, M bytes of metadata
+ * (the store's memory of applied requests, store.cpp), zero padding to a
+ * multiple of 8, then the faiss::write_index bytes. Version 1: the faiss
+ * bytes alone. All integers little-endian. */
 #include "persist/snapshot.h"
 
 #include "core/bridge.h"
@@ -57,8 +60,15 @@ void encode_header(const Header& h, uint8_t* p) {
 
 } // namespace
 
-void write(const std::string& path, const faiss::Index* ix, uint64_t seq) {
+void write(const std::string& path, const faiss::Index* ix, uint64_t seq,
+           const std::vector<uint8_t>& meta) {
+    if (meta.size() > (1u << 30))
+        throw Error(FAISSX_E_LIMIT, "snapshot metadata too large");
     faiss::VectorIOWriter w;
+    size_t pre = 8 + ((meta.size() + 7) & ~size_t(7));
+    w.data.resize(pre, 0);
+    fx_put_u32(w.data.data(), (uint32_t)meta.size());
+    if (!meta.empty()) std::memcpy(w.data.data() + 8, meta.data(), meta.size());
     faiss::write_index(ix, &w);
     Header h;
     h.d = ix->d;
@@ -92,7 +102,7 @@ bool verify(const uint8_t* p, size_t n, Header* h, const uint8_t** payload,
         return false;
     }
     h->version = fx_get_u32(p + 8);
-    if (h->version != VERSION) {
+    if (h->version < MIN_VERSION || h->version > VERSION) {
         *err = "unsupported snapshot format version " +
                std::to_string(h->version);
         return false;
@@ -171,12 +181,23 @@ struct SpanReader : faiss::IOReader {
 };
 
 faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
-                     Header* h) {
+                     Header* h, std::vector<uint8_t>* meta) {
     const uint8_t* payload = nullptr;
     std::string err;
     if (!verify(data, n, h, &payload, &err))
         throw Error(FAISSX_E_IO, "corrupt snapshot '" + what + "': " + err);
-    SpanReader r(payload, h->payload_len);
+    size_t skip = 0;
+    if (meta) meta->clear();
+    if (h->version >= 2) {
+        uint64_t m = h->payload_len >= 8 ? fx_get_u32(payload) : UINT64_MAX;
+        skip = 8 + ((m + 7) & ~uint64_t(7));
+        if (m == UINT64_MAX || skip > h->payload_len)
+            throw Error(FAISSX_E_IO, "corrupt snapshot '" + what +
+                                             "': metadata section runs past "
+                                             "the payload");
+        if (meta) meta->assign(payload + 8, payload + 8 + m);
+    }
+    SpanReader r(payload + skip, h->payload_len - skip);
     std::unique_ptr<faiss::Index> ix(faiss::read_index(&r));
     if (ix->d != h->d || (int32_t)ix->metric_type != h->metric ||
         ix->ntotal != h->ntotal)
@@ -186,14 +207,15 @@ faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
     return ix.release();
 }
 
-faiss::Index* load(const std::string& path, Header* h) {
+faiss::Index* load(const std::string& path, Header* h,
+                   std::vector<uint8_t>* meta) {
     uint8_t* data = nullptr;
     size_t n = 0;
     if (fx_read_file(path.c_str(), &data, &n) != 0)
         throw Error(FAISSX_E_IO, "cannot read snapshot '" + path +
                                          "': " + std::strerror(errno));
     std::unique_ptr<uint8_t, decltype(&std::free)> own(data, &std::free);
-    return decode(data, n, path, h);
+    return decode(data, n, path, h, meta);
 }
 
 } // namespace snap

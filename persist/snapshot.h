@@ -15,7 +15,10 @@ namespace fx {
 namespace snap {
 
 constexpr char MAGIC[9] = "FXSNAP\r\n";
-constexpr uint32_t VERSION = 1;
+/* 2: the payload starts with a section of store metadata (the memory of
+ * applied requests); version 1 (faiss bytes only) is still read. */
+constexpr uint32_t VERSION = 2;
+constexpr uint32_t MIN_VERSION = 1;
 constexpr uint32_t HEADER_SIZE = 64;
 constexpr uint32_t KIND_INDEX = 1; /* a faiss::Index (float vectors) */
 
@@ -31,9 +34,11 @@ struct Header {
 };
 
 /* Durably writes a snapshot of `ix` covering log records up to `seq`
- * (temp file, fsync, rename, directory fsync). Throws fx::Error
+ * (temp file, fsync, rename, directory fsync), with `meta` (opaque to this
+ * layer, at most 2^30 bytes) in its metadata section. Throws fx::Error
  * (FAISSX_E_IO) naming the path and errno text. */
-void write(const std::string& path, const faiss::Index* ix, uint64_t seq);
+void write(const std::string& path, const faiss::Index* ix, uint64_t seq,
+           const std::vector<uint8_t>& meta = {});
 
 /* Checks the container in memory: magic, version, kind, header checksum,
  * length and payload checksum. Never calls faiss. On success *h and
@@ -43,12 +48,14 @@ bool verify(const uint8_t* data, size_t n, Header* h, const uint8_t** payload,
 
 /* verify() then faiss::read_index; checks the index agrees with the header
  * (d, metric, ntotal). Throws fx::Error(FAISSX_E_IO) with `what` (a path)
- * and the reason. The caller owns the result. */
+ * and the reason. The caller owns the result. *meta (if not NULL) gets the
+ * metadata section (empty for a version-1 snapshot). */
 faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
-                     Header* h);
+                     Header* h, std::vector<uint8_t>* meta = nullptr);
 
 /* Reads the file and decode()s it. */
-faiss::Index* load(const std::string& path, Header* h);
+faiss::Index* load(const std::string& path, Header* h,
+                   std::vector<uint8_t>* meta = nullptr);
 
 } // namespace snap
 } // namespace fx

@@ -48,6 +48,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -275,8 +276,9 @@ bool valid_param_value(double v) {
 } // namespace
 
 bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
-                  size_t len, std::string* why) {
+                  size_t len, std::string* why, uint64_t* removed) {
     Rd r{payload, len};
+    if (removed) *removed = 0;
     switch (type) {
     case wal::REC_ADD:
     case wal::REC_ADD_WITH_IDS: {
@@ -325,7 +327,8 @@ bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
                 return false;
             }
             faiss::IDSelectorRange sel((idx)lo, (idx)hi, flags & 1);
-            ix->remove_ids(sel);
+            size_t k = ix->remove_ids(sel);
+            if (removed) *removed = k;
             return true;
         }
         uint64_t cnt;
@@ -337,7 +340,8 @@ bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
         std::vector<idx> ids(cnt);
         for (size_t i = 0; i < cnt; i++) ids[i] = (idx)fx_get_u64(r.p + 8 * i);
         faiss::IDSelectorBatch sel(ids.size(), ids.data());
-        ix->remove_ids(sel);
+        size_t k = ix->remove_ids(sel);
+        if (removed) *removed = k;
         return true;
     }
     case wal::REC_RESET:
@@ -372,6 +376,183 @@ bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
     }
 }
 
+/* ---- the memory of applied requests (EXACTLY ONCE, store.h) ---- */
+
+namespace {
+
+thread_local RequestTag* tl_tag = nullptr;
+
+/* What an index remembers of one applied, tagged mutation. */
+struct Outcome {
+    uint16_t type = 0;
+    bool trained = false;
+    int64_t ntotal = 0;
+    uint64_t removed = 0;
+};
+
+/* The bounded table of (client, request) -> Outcome of one index. Updated
+ * in log order, at run time and identically at replay, so recovery
+ * rebuilds exactly the table the crashed process had for the records that
+ * reached the log. Eviction: a client's oldest entry once it has
+ * kAppliedPerClient, the oldest of all once there are kAppliedMax. */
+class Applied {
+public:
+    const Outcome* find(uint64_t client, uint64_t request) const {
+        auto it = map_.find(Key(client, request));
+        return it == map_.end() ? nullptr : &it->second.out;
+    }
+
+    void add(uint64_t client, uint64_t request, const Outcome& o) {
+        Key k(client, request);
+        auto old = map_.find(k);
+        if (old != map_.end()) { // ids reused with another type: replace
+            per_client_[client].live--;
+            map_.erase(old);
+        }
+        uint64_t serial = ++serial_;
+        map_[k] = Slot{o, serial};
+        order_.push_back({k, serial});
+        auto& pc = per_client_[client];
+        pc.q.push_back({request, serial});
+        pc.live++;
+        while (pc.live > kAppliedPerClient) pop_client_front(client, pc);
+        while (map_.size() > kAppliedMax) pop_oldest();
+        if (order_.size() > 2 * map_.size() + 64) compact();
+    }
+
+    size_t size() const { return map_.size(); }
+
+    /* Oldest first: count, then per entry u64 client, u64 request, u16
+     * type, u8 trained, u8 0, u32 0, i64 ntotal, u64 removed. */
+    std::vector<uint8_t> encode() const {
+        std::vector<uint8_t> b(8 + kEntry * map_.size());
+        fx_put_u32(&b[0], (uint32_t)map_.size());
+        fx_put_u32(&b[4], 0);
+        size_t o = 8;
+        for (auto& e : order_) {
+            auto it = map_.find(e.first);
+            if (it == map_.end() || it->second.serial != e.second) continue;
+            const Outcome& v = it->second.out;
+            fx_put_u64(&b[o], e.first.first);
+            fx_put_u64(&b[o + 8], e.first.second);
+            fx_put_u32(&b[o + 16], (uint32_t)v.type | (v.trained ? 1u << 16 : 0));
+            fx_put_u32(&b[o + 20], 0);
+            fx_put_u64(&b[o + 24], (uint64_t)v.ntotal);
+            fx_put_u64(&b[o + 32], v.removed);
+            o += kEntry;
+        }
+        return b;
+    }
+
+    /* Rebuilds from encode()'s bytes (empty: an empty table, as in a
+     * version-1 snapshot); false if malformed. */
+    bool decode(const std::vector<uint8_t>& b) {
+        *this = Applied();
+        if (b.empty()) return true;
+        if (b.size() < 8) return false;
+        uint64_t n = fx_get_u32(&b[0]);
+        if (fx_get_u32(&b[4]) != 0 || n > kAppliedMax ||
+            b.size() != 8 + n * kEntry)
+            return false;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t* p = &b[8 + i * kEntry];
+            uint32_t tw = fx_get_u32(p + 16);
+            if ((tw >> 17) != 0 || fx_get_u32(p + 20) != 0) return false;
+            Outcome o;
+            o.type = (uint16_t)(tw & 0xFFFF);
+            o.trained = (tw >> 16) & 1;
+            o.ntotal = (int64_t)fx_get_u64(p + 24);
+            o.removed = fx_get_u64(p + 32);
+            add(fx_get_u64(p), fx_get_u64(p + 8), o);
+        }
+        return true;
+    }
+
+private:
+    static constexpr size_t kEntry = 40;
+    using Key = std::pair<uint64_t, uint64_t>;
+    struct Slot {
+        Outcome out;
+        uint64_t serial;
+    };
+    struct Client {
+        std::deque<std::pair<uint64_t, uint64_t>> q; // (request, serial)
+        size_t live = 0;
+    };
+
+    bool is_live(const Key& k, uint64_t serial) const {
+        auto it = map_.find(k);
+        return it != map_.end() && it->second.serial == serial;
+    }
+    void pop_client_front(uint64_t client, Client& pc) {
+        while (!pc.q.empty()) {
+            auto f = pc.q.front();
+            pc.q.pop_front();
+            Key k(client, f.first);
+            if (is_live(k, f.second)) {
+                map_.erase(k);
+                pc.live--;
+                return;
+            }
+        }
+    }
+    void pop_oldest() {
+        while (!order_.empty()) {
+            auto f = order_.front();
+            order_.pop_front();
+            if (!is_live(f.first, f.second)) continue;
+            map_.erase(f.first);
+            auto pc = per_client_.find(f.first.first);
+            // The oldest entry of all is its client's oldest live one.
+            while (!pc->second.q.empty() &&
+                   pc->second.q.front().second <= f.second)
+                pc->second.q.pop_front();
+            if (--pc->second.live == 0) per_client_.erase(pc);
+            return;
+        }
+    }
+    void compact() {
+        std::deque<std::pair<Key, uint64_t>> keep;
+        for (auto& e : order_)
+            if (is_live(e.first, e.second)) keep.push_back(e);
+        order_.swap(keep);
+        for (auto it = per_client_.begin(); it != per_client_.end();) {
+            auto& q = it->second.q;
+            std::deque<std::pair<uint64_t, uint64_t>> kq;
+            for (auto& f : q)
+                if (is_live(Key(it->first, f.first), f.second)) kq.push_back(f);
+            q.swap(kq);
+            if (it->second.live == 0)
+                it = per_client_.erase(it);
+            else
+                ++it;
+        }
+    }
+
+    std::map<Key, Slot> map_;
+    std::deque<std::pair<Key, uint64_t>> order_; // (key, serial), oldest first
+    std::map<uint64_t, Client> per_client_;
+    uint64_t serial_ = 0;
+};
+
+/* Splits a tagged record's payload; false with *why if too short. */
+bool untag(uint16_t flags, const uint8_t** p, size_t* len, uint64_t* client,
+           uint64_t* request) {
+    *client = *request = 0;
+    if (!(flags & wal::REC_FLAG_TAGGED)) return true;
+    if (*len < wal::TAG_SIZE) return false;
+    *client = fx_get_u64(*p);
+    *request = fx_get_u64(*p + 8);
+    *p += wal::TAG_SIZE;
+    *len -= wal::TAG_SIZE;
+    return true;
+}
+
+} // namespace
+
+void set_request_tag(RequestTag* tag) { tl_tag = tag; }
+RequestTag* request_tag() { return tl_tag; }
+
 /* ---- recovery ---- */
 
 namespace {
@@ -381,6 +562,8 @@ struct Recovered {
     uint64_t last_seq = 0;
     uint64_t wal_end = 0;        /* where appending resumes in the current log */
     bool rewrite = false;        /* recovered from damage: checkpoint at once */
+    uint32_t wal_version = 0;    /* of the current log segment */
+    Applied applied;             /* the memory of applied requests */
 };
 
 /* Replays a segment file into ix (records after `from_seq`). Cuts a torn
@@ -388,7 +571,8 @@ struct Recovered {
  * file alone. Returns the scan. Throws on refusal. */
 wal::Scan replay_segment(const std::string& path, faiss::Index* ix,
                          uint64_t from_seq, bool repair, bool fix,
-                         Reporter* rep, const std::string& name) {
+                         Reporter* rep, const std::string& name,
+                         Applied* applied) {
     uint8_t* data = nullptr;
     size_t n = 0;
     if (fx_read_file(path.c_str(), &data, &n) != 0)
@@ -397,11 +581,27 @@ wal::Scan replay_segment(const std::string& path, faiss::Index* ix,
     wal::Scan s;
     uint64_t skipped = 0;
     wal::scan(data, n, &s,
-              [&](uint16_t type, uint64_t seq, const uint8_t* p, size_t len,
-                  std::string* why) {
+              [&](uint16_t type, uint16_t flags, uint64_t seq,
+                  const uint8_t* p, size_t len, std::string* why) {
+                  uint64_t client, request;
+                  if (!untag(flags, &p, &len, &client, &request)) {
+                      *why = "tagged record shorter than its tag";
+                      return false;
+                  }
                   if (seq <= from_seq) return true; // inside the snapshot
                   try {
-                      return apply_record(ix, type, p, len, why);
+                      uint64_t removed = 0;
+                      if (!apply_record(ix, type, p, len, why, &removed))
+                          return false;
+                      if (applied && (flags & wal::REC_FLAG_TAGGED)) {
+                          Outcome o;
+                          o.type = type;
+                          o.trained = ix->is_trained;
+                          o.ntotal = ix->ntotal;
+                          o.removed = removed;
+                          applied->add(client, request, o);
+                      }
+                      return true;
                   } catch (const Error& e) {
                       // refused at run time too (see the top of this file)
                       (void)e;
@@ -459,9 +659,13 @@ Recovered recover(const std::string& idir, const std::string& name,
     std::string cur_wal = idir + "/" + wal_name(m.gen);
     snap::Header h;
     uint64_t base = 0;
+    std::vector<uint8_t> meta;
     try {
-        out.ix.reset(snap::load(cur_snap, &h));
+        out.ix.reset(snap::load(cur_snap, &h, &meta));
         base = h.seq;
+        if (!out.applied.decode(meta))
+            io_fail("corrupt snapshot '" + cur_snap +
+                    "': malformed table of applied requests");
     } catch (const Error& e) {
         if (!repair)
             throw Error(e.code, std::string(e.what()) +
@@ -471,14 +675,18 @@ Recovered recover(const std::string& idir, const std::string& name,
         // generation an empty index from the description plus the log.
         if (m.prev) {
             std::string ps = idir + "/" + snap_name(m.prev);
-            out.ix.reset(snap::load(ps, &h));
+            out.ix.reset(snap::load(ps, &h, &meta));
+            if (!out.applied.decode(meta))
+                io_fail("corrupt snapshot '" + ps +
+                        "': malformed table of applied requests");
             wal::Scan s = replay_segment(idir + "/" + wal_name(m.prev),
                                          out.ix.get(), h.seq, true, false,
-                                         rep, name);
+                                         rep, name, &out.applied);
             base = s.last_seq;
         } else if (m.gen == 1 && !m.description.empty()) {
             out.ix.reset(faiss::index_factory(
                     m.d, m.description.c_str(), (faiss::MetricType)m.metric));
+            out.applied = Applied();
             base = 0;
         } else {
             throw Error(e.code, std::string(e.what()) +
@@ -491,7 +699,8 @@ Recovered recover(const std::string& idir, const std::string& name,
         out.rewrite = true;
     }
     wal::Scan s = replay_segment(cur_wal, out.ix.get(), base, repair, fix,
-                                 rep, name);
+                                 rep, name, &out.applied);
+    out.wal_version = s.version;
     if (!s.header_ok) {
         out.rewrite = true;
         out.last_seq = base;
@@ -531,6 +740,7 @@ struct Entry {
     std::string need_reason;
     std::mutex pmu;
     std::vector<StoredIndex*> proxies;
+    Applied applied;                 /* under rw */
 
     void refresh();
     void checkpoint_locked();
@@ -564,9 +774,11 @@ struct StoredIndex : faiss::Index {
         e->proxies.erase(std::find(e->proxies.begin(), e->proxies.end(), this));
     }
 
+    /* apply() returns what remove_ids removed (0 for the others); so
+     * does mutate(), or on a recognised retry the original's count. */
     template <class F>
-    void mutate(uint16_t type, const void* const* parts, const size_t* sizes,
-                int nparts, F apply);
+    uint64_t mutate(uint16_t type, const void* const* parts,
+                    const size_t* sizes, int nparts, F apply);
 
     void train(idx_t n, const float* x) override;
     void add(idx_t n, const float* x) override;
@@ -650,7 +862,9 @@ void Entry::checkpoint_locked() {
     std::string sp = dir + "/" + snap_name(g), wp = dir + "/" + wal_name(g);
     std::shared_ptr<wal::Wal> nw;
     try {
-        snap::write(sp, inner.get(), seq);
+        // The snapshot carries the memory of applied requests: a retry
+        // that comes after this checkpoint is still recognised.
+        snap::write(sp, inner.get(), seq, applied.encode());
         nw = wal::Wal::create(wp, seq, opts.sync, opts.interval_ms);
     } catch (...) {
         fx_io()->unlink(sp.c_str());
@@ -703,18 +917,56 @@ void Entry::check_writable() {
 }
 
 template <class F>
-void StoredIndex::mutate(uint16_t type, const void* const* parts,
-                         const size_t* sizes, int nparts, F apply) {
+uint64_t StoredIndex::mutate(uint16_t type, const void* const* parts,
+                             const size_t* sizes, int nparts, F apply) {
+    // The thread's request tag, if a server set one and no earlier
+    // mutation of this request consumed it.
+    RequestTag* tag = tl_tag && !tl_tag->used ? tl_tag : nullptr;
+    if (tag) tag->used = true;
     std::shared_ptr<wal::Wal> w;
-    uint64_t ticket;
+    uint64_t ticket, result = 0;
     {
         std::unique_lock<std::shared_mutex> l(e->rw);
         e->check_writable();
         w = e->wal;
-        ticket = w->append(type, parts, sizes, nparts);
+        if (tag) {
+            const Outcome* o = e->applied.find(tag->client, tag->request);
+            if (o && o->type == type) {
+                // A retry of a mutation this index applied (perhaps before
+                // a crash): answer as the original did, apply nothing.
+                tag->hit = true;
+                tag->ntotal = o->ntotal;
+                tag->trained = o->trained;
+                tag->removed = o->removed;
+                result = o->removed;
+                ticket = w->size();
+                l.unlock();
+                w->commit(ticket); // the original is durable before we say so
+                return result;
+            }
+        }
+        uint8_t tagb[wal::TAG_SIZE];
+        std::vector<const void*> tparts;
+        std::vector<size_t> tsizes;
+        uint16_t flags = 0;
+        if (tag) {
+            fx_put_u64(tagb, tag->client);
+            fx_put_u64(tagb + 8, tag->request);
+            tparts.push_back(tagb);
+            tsizes.push_back(wal::TAG_SIZE);
+            for (int i = 0; i < nparts; i++) {
+                tparts.push_back(parts[i]);
+                tsizes.push_back(sizes[i]);
+            }
+            parts = tparts.data();
+            sizes = tsizes.data();
+            nparts++;
+            flags = wal::REC_FLAG_TAGGED;
+        }
+        ticket = w->append(type, parts, sizes, nparts, flags);
         idx before = e->inner->ntotal;
         try {
-            apply();
+            result = apply();
         } catch (...) {
             w->undo_last();
             // faiss validates before it modifies; if it changed something
@@ -725,6 +977,21 @@ void StoredIndex::mutate(uint16_t type, const void* const* parts,
             }
             e->refresh();
             throw;
+        }
+        if (tag) {
+            Outcome o;
+            o.type = type;
+            o.trained = e->inner->is_trained;
+            o.ntotal = e->inner->ntotal;
+            o.removed = result;
+            try {
+                e->applied.add(tag->client, tag->request, o);
+            } catch (const std::bad_alloc&) {
+                // Applied and logged; only a retry of it in this process
+                // would not be recognised (replay would remember it).
+                e->rep->note("index '" + e->name +
+                             "': out of memory remembering a request");
+            }
         }
         e->refresh();
     }
@@ -741,6 +1008,7 @@ void StoredIndex::mutate(uint16_t type, const void* const* parts,
             }
         }
     }
+    return result;
 }
 
 void require_trained(const Entry* e) {
@@ -768,7 +1036,10 @@ void StoredIndex::add(idx_t n, const float* x) {
     fx_put_u32(h + 12, 0);
     const void* parts[2] = {h, x};
     size_t sizes[2] = {16, (size_t)n * d * sizeof(float)};
-    mutate(wal::REC_ADD, parts, sizes, 2, [&] { e->inner->add(n, x); });
+    mutate(wal::REC_ADD, parts, sizes, 2, [&] {
+        e->inner->add(n, x);
+        return uint64_t(0);
+    });
 }
 
 void StoredIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
@@ -782,21 +1053,26 @@ void StoredIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     const void* parts[3] = {h, x, ids.data()};
     size_t sizes[3] = {16, (size_t)n * d * sizeof(float), ids.size()};
     mutate(wal::REC_ADD_WITH_IDS, parts, sizes, 3,
-           [&] { e->inner->add_with_ids(n, x, xids); });
+           [&] {
+               e->inner->add_with_ids(n, x, xids);
+               return uint64_t(0);
+           });
 }
 
 void StoredIndex::reset() {
-    mutate(wal::REC_RESET, nullptr, nullptr, 0, [&] { e->inner->reset(); });
+    mutate(wal::REC_RESET, nullptr, nullptr, 0, [&] {
+        e->inner->reset();
+        return uint64_t(0);
+    });
 }
 
 size_t StoredIndex::remove_ids(const faiss::IDSelector& sel) {
     std::vector<uint8_t> p = encode_selector(sel);
     const void* parts[1] = {p.data()};
     size_t sizes[1] = {p.size()};
-    size_t removed = 0;
-    mutate(wal::REC_REMOVE_IDS, parts, sizes, 1,
-           [&] { removed = e->inner->remove_ids(sel); });
-    return removed;
+    return (size_t)mutate(wal::REC_REMOVE_IDS, parts, sizes, 1, [&] {
+        return (uint64_t)e->inner->remove_ids(sel);
+    });
 }
 
 } // namespace
@@ -914,6 +1190,7 @@ static std::shared_ptr<Entry> load_locked(Store* s, const std::string& name) {
     e->man = m;
     e->next_gen = m.gen;
     e->inner = std::move(r.ix);
+    e->applied = std::move(r.applied);
     // Files no manifest names: leftovers of interrupted checkpoints.
     if (DIR* d = opendir(idir.c_str())) {
         std::vector<std::string> keep = {"MANIFEST", snap_name(m.gen),
@@ -934,8 +1211,12 @@ static std::shared_ptr<Entry> load_locked(Store* s, const std::string& name) {
         }
         closedir(d);
     }
-    if (r.rewrite || !r.wal_end) {
-        // Damaged files: start a clean generation from what was recovered.
+    // A version-1 log cannot hold tagged records (an older faissx would
+    // misread them): start a generation in the current format at once.
+    bool upgrade = r.wal_end && r.wal_version < wal::VERSION;
+    if (r.rewrite || !r.wal_end || upgrade) {
+        // Damaged files (or an old format): start a clean generation from
+        // what was recovered.
         e->wal = wal::Wal::open_append(idir + "/" + wal_name(m.gen),
                                        r.wal_end ? r.wal_end : wal::SEG_HEADER,
                                        r.last_seq, s->opts.sync,
@@ -947,6 +1228,9 @@ static std::shared_ptr<Entry> load_locked(Store* s, const std::string& name) {
         e->wal = wal::Wal::open_append(idir + "/" + wal_name(m.gen), r.wal_end,
                                        r.last_seq, s->opts.sync,
                                        s->opts.interval_ms);
+        // What a crashed process wrote may be only in the page cache; a
+        // retry may be acknowledged from it (EXACTLY ONCE): make it durable.
+        if (s->opts.sync == wal::SYNC_ALWAYS) e->wal->sync_recovered();
     }
     s->loaded[name] = e;
     return e;
@@ -1134,6 +1418,7 @@ void set_param(faiss::Index* ix, const char* name, double value) {
     si->mutate(wal::REC_SET_PARAM, parts, sizes, 2, [&] {
         faiss::ParameterSpace().set_index_parameter(si->e->inner.get(), name,
                                                     value);
+        return uint64_t(0);
     });
 }
 

@@ -87,9 +87,38 @@ void set_param(faiss::Index* stored, const char* name, double value);
 
 /* Decodes one log record and applies it to `ix` (recovery and the fuzz
  * target). Returns false with *why for a malformed payload (corruption);
- * faiss exceptions from applying it propagate. */
+ * faiss exceptions from applying it propagate. `payload` excludes the
+ * request tag of a tagged record. *removed (if not NULL) gets what a
+ * remove_ids record removed (0 for the other types). */
 bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
-                  size_t len, std::string* why);
+                  size_t len, std::string* why, uint64_t* removed = nullptr);
+
+/* EXACTLY ONCE ACROSS RESTARTS. A server sets a RequestTag on its thread
+ * (set_request_tag) while it runs a client's mutation; the first logged
+ * mutation of a store handle on that thread consumes it: if the index has
+ * already applied that (client, request) with the same record type --
+ * the client is retrying after a lost reply, maybe across a crash and
+ * restart -- nothing is applied or logged and the tag gets hit = true and
+ * the original outcome; otherwise the log record carries the tag. Each
+ * index remembers the last kAppliedPerClient tags of each client and at
+ * most kAppliedMax in all (oldest out first), rebuilt from the log at
+ * recovery and carried in snapshots (docs/format.md). */
+constexpr size_t kAppliedPerClient = 1024; /* as net/dedupe.h's kPerClient */
+constexpr size_t kAppliedMax = 65536;
+
+struct RequestTag {
+    uint64_t client = 0, request = 0;
+    bool used = false;     /* a mutation consumed it */
+    bool hit = false;      /* it was a retry: nothing applied */
+    int64_t ntotal = 0;    /* on hit: ntotal right after the original */
+    bool trained = false;  /* on hit: is_trained after the original */
+    uint64_t removed = 0;  /* on hit: what the original remove_ids removed */
+};
+
+/* Sets (or, with NULL, clears) the calling thread's tag. */
+void set_request_tag(RequestTag* tag);
+/* The calling thread's tag, or NULL. */
+RequestTag* request_tag();
 
 /* faissx-check: validates every index of the store at `dir` with the
  * recovery parser (snapshot checksums, log records, replay), printing one

@@ -6,7 +6,7 @@
  * current one (docs/format.md). A segment starts with a 32-byte header:
  *
  *     0  8  magic "FXWAL\r\n1"
- *     8  4  format version (1)
+ *     8  4  format version (2; version 1 is still read)
  *    12  4  header size (32)
  *    16  8  base sequence: the first record is numbered base + 1
  *    24  4  reserved (0)
@@ -16,7 +16,7 @@
  *
  *     0  4  payload length L (at most 2^30)
  *     4  2  record type
- *     6  2  flags (0)
+ *     6  2  flags: bit 0 = tagged (version 2 only; other bits 0)
  *     8  8  sequence number
  *    16  4  CRC-32C of header bytes 0..15 followed by the L payload bytes
  *    20  4  reserved (0)
@@ -34,6 +34,12 @@
  *                   list: i64 count, count i64 ids
  *   4 reset         (empty)
  *   5 set_param     f64 value, u32 name length, name bytes (no NUL)
+ *
+ * A tagged record's payload starts with the request that made it: u64
+ * client id, u64 request id (16 bytes), then the payload above. The store
+ * rebuilds from them its memory of applied requests, so that a client
+ * retrying a mutation after a crash and restart gets the original answer
+ * instead of a second application (store.cpp, "EXACTLY ONCE").
  *
  * Training is not logged: after a train the store writes a snapshot.
  *
@@ -134,13 +140,15 @@ void scan(const uint8_t* data, size_t n, Scan* s, const RecordFn& fn) {
     s->file_size = n;
     if (n < SEG_HEADER || std::memcmp(data, MAGIC, 8) != 0 ||
         fx_get_u32(data + 28) != fx_crc32c(0, data, 28) ||
-        fx_get_u32(data + 8) != VERSION || fx_get_u32(data + 12) != SEG_HEADER) {
+        fx_get_u32(data + 8) < MIN_VERSION || fx_get_u32(data + 8) > VERSION ||
+        fx_get_u32(data + 12) != SEG_HEADER) {
         s->bad = true;
         s->problem = n < SEG_HEADER ? "segment header is truncated"
                                     : "segment header is corrupt";
         return;
     }
     s->header_ok = true;
+    s->version = fx_get_u32(data + 8);
     s->base_seq = s->last_seq = fx_get_u64(data + 16);
     uint64_t off = SEG_HEADER;
     while (off < n) {
@@ -153,8 +161,20 @@ void scan(const uint8_t* data, size_t n, Scan* s, const RecordFn& fn) {
                   " was expected";
             total = 0;
         }
+        uint16_t flags = total ? (uint16_t)(fx_get_u32(h + 4) >> 16) : 0;
+        if (total && (flags & ~REC_FLAG_TAGGED)) {
+            why = "unknown record flags " + std::to_string(flags);
+            total = 0;
+        } else if (total && flags && s->version < 2) {
+            why = "record flags in a version-1 segment";
+            total = 0;
+        } else if (total && (flags & REC_FLAG_TAGGED) &&
+                   fx_get_u32(h) < TAG_SIZE) {
+            why = "tagged record shorter than its tag";
+            total = 0;
+        }
         if (total && fn &&
-            !fn(fx_get_u32(h + 4) & 0xFFFF, fx_get_u64(h + 8),
+            !fn(fx_get_u32(h + 4) & 0xFFFF, flags, fx_get_u64(h + 8),
                 h + REC_HEADER, fx_get_u32(h), &why))
             total = 0;
         if (!total) {
@@ -234,7 +254,7 @@ Wal::~Wal() {
 }
 
 uint64_t Wal::append(uint16_t type, const void* const* parts,
-                     const size_t* sizes, int nparts) {
+                     const size_t* sizes, int nparts, uint16_t flags) {
     uint64_t len = 0;
     for (int i = 0; i < nparts; i++) len += sizes[i];
     if (len > MAX_PAYLOAD)
@@ -256,7 +276,7 @@ uint64_t Wal::append(uint16_t type, const void* const* parts,
     }
     uint8_t h[REC_HEADER] = {0};
     fx_put_u32(h, (uint32_t)len);
-    fx_put_u32(h + 4, type);
+    fx_put_u32(h + 4, (uint32_t)type | (uint32_t)flags << 16);
     fx_put_u64(h + 8, seq);
     uint32_t crc = fx_crc32c(0, h, 16);
     for (int i = 0; i < nparts; i++) crc = fx_crc32c(crc, parts[i], sizes[i]);
@@ -329,6 +349,21 @@ void Wal::commit(uint64_t ticket) {
 void Wal::sync_all() {
     std::unique_lock<std::mutex> l(mu_);
     sync_until(l, end_);
+}
+
+void Wal::sync_recovered() {
+    std::unique_lock<std::mutex> l(mu_);
+    if (retired_ || poisoned_) return;
+    while (syncing_) cv_.wait(l);
+    l.unlock();
+    int rc = fx_io()->fdatasync(fd_);
+    int e = errno;
+    l.lock();
+    if (rc != 0 && !retired_) {
+        poisoned_ = true;
+        poison_ = "cannot sync log '" + path_ + "': " + std::strerror(e);
+        throw Error(FAISSX_E_IO, poison_);
+    }
 }
 
 void Wal::retire() {

@@ -19,7 +19,10 @@ namespace fx {
 namespace wal {
 
 constexpr char MAGIC[9] = "FXWAL\r\n1";
-constexpr uint32_t VERSION = 1;
+/* Segment format version: 2 since records may carry a request tag
+ * (REC_FLAG_TAGGED); version-1 segments (no flags) are still read. */
+constexpr uint32_t VERSION = 2;
+constexpr uint32_t MIN_VERSION = 1;
 constexpr uint32_t SEG_HEADER = 32;   /* segment header size */
 constexpr uint32_t REC_HEADER = 24;   /* record header size */
 constexpr uint32_t MAX_PAYLOAD = 1u << 30;
@@ -33,10 +36,20 @@ enum : uint16_t {
     REC_SET_PARAM = 5,
 };
 
+/* Record flags (header bytes 6-7). */
+enum : uint16_t {
+    /* The payload starts with a request tag: u64 client id, u64 request
+     * id (the client's request that made the mutation), then the type's
+     * payload. Only in version-2 segments. */
+    REC_FLAG_TAGGED = 1,
+};
+constexpr uint32_t TAG_SIZE = 16;
+
 enum Sync { SYNC_ALWAYS = 0, SYNC_INTERVAL = 1, SYNC_NONE = 2 };
 
 /* What scan() found in a segment. */
 struct Scan {
+    uint32_t version = 0;    /* from the segment header */
     uint64_t base_seq = 0;   /* from the segment header */
     uint64_t last_seq = 0;   /* of the last good record (base_seq if none) */
     uint64_t nrecords = 0;   /* good records */
@@ -49,11 +62,13 @@ struct Scan {
     std::string problem;     /* what is wrong at good_end, when bad */
 };
 
-/* One good record: type, seq, payload. Return false to stop the scan
- * there (the record then counts as bad, with problem = *why). */
-using RecordFn = std::function<bool(uint16_t type, uint64_t seq,
-                                    const uint8_t* payload, size_t len,
-                                    std::string* why)>;
+/* One good record: type, flags, seq, payload (with the tag, if flagged).
+ * Return false to stop the scan there (the record then counts as bad,
+ * with problem = *why). Unknown flags, or flags in a version-1 segment,
+ * make a record bad before fn sees it. */
+using RecordFn = std::function<bool(uint16_t type, uint16_t flags,
+                                    uint64_t seq, const uint8_t* payload,
+                                    size_t len, std::string* why)>;
 
 /* Parses a segment held in memory, calling fn for each good record in
  * order. Records must have consecutive sequence numbers starting at
@@ -78,12 +93,12 @@ public:
                                             Sync sync, int interval_ms);
     ~Wal();
 
-    /* Appends one record whose payload is the concatenation of `nparts`
-     * buffers. Callers serialize append/undo (the store holds the index's
+    /* Appends one record (with `flags`) whose payload is the
+     * concatenation of `nparts` buffers. Callers serialize append/undo (the store holds the index's
      * write lock). Returns a ticket for commit(). On a write error the
      * partial record is cut off and fx::Error(FAISSX_E_IO) is thrown. */
     uint64_t append(uint16_t type, const void* const* parts,
-                    const size_t* sizes, int nparts);
+                    const size_t* sizes, int nparts, uint16_t flags = 0);
 
     /* Removes the record appended last (its apply failed). */
     void undo_last();
@@ -96,6 +111,11 @@ public:
 
     /* Fsyncs everything appended so far (close, checkpoint). Throws. */
     void sync_all();
+
+    /* Fsyncs the file now, even if everything is believed synced: after
+     * recovery, records a crashed process wrote may still be only in the
+     * page cache, and a retry is about to be answered from them. */
+    void sync_recovered();
 
     /* The records of this segment are covered by a durable snapshot:
      * wake every commit() waiter as if synced, stop syncing. */

@@ -74,10 +74,16 @@ static void fuzz_log(const uint8_t* p, size_t n) {
     fx::wal::Scan s;
     uint64_t seen = 0;
     fx::wal::scan(p, n, &s,
-                  [&](uint16_t type, uint64_t seq, const uint8_t* pl,
-                      size_t len, std::string* why) {
+                  [&](uint16_t type, uint16_t flags, uint64_t seq,
+                      const uint8_t* pl, size_t len, std::string* why) {
                       CHECK(seq == s.base_seq + seen + 1 || seen == 0);
+                      CHECK(flags == 0 || flags == fx::wal::REC_FLAG_TAGGED);
+                      CHECK(!flags || len >= fx::wal::TAG_SIZE);
                       seen++;
+                      if (flags) {
+                          pl += fx::wal::TAG_SIZE;
+                          len -= fx::wal::TAG_SIZE;
+                      }
                       try {
                           return fx::store::apply_record(ix.get(), type, pl,
                                                          len, why);
