@@ -70,6 +70,9 @@ public:
     bool cancel_requested();
     /* Whether this job stopped because of a cancellation. */
     bool cancelled() const { return cancelled_; }
+    /* Whether the progress callback (rather than a token or CANCEL) asked
+     * for the cancellation. */
+    bool cancelled_by_callback() const { return cb_cancel_; }
     bool interruptible() const { return interruptible_; }
     /* Records that the job stops for a cancellation; returns the message. */
     const char* mark_cancelled();

@@ -120,6 +120,23 @@ struct Entry {
 };
 using EntryP = std::shared_ptr<Entry>;
 
+/* A chunked upload being staged (docs/protocol.md, "Chunked upload"). Its
+ * whole size is reserved against the tenant's limit at BEGIN; chunks fill
+ * `bytes` in order; COMMIT parses them. */
+struct Upload {
+    uint64_t id = 0;
+    std::string tenant;
+    uint64_t client_id = 0;
+    uint64_t conn_id = 0;
+    int kind = FX_UPLOAD_INDEX;
+    uint64_t total = 0;
+    std::unique_ptr<uint8_t[]> bytes;
+    std::mutex mu;         // held while a chunk is copied in
+    uint64_t received = 0; // bytes [0, received) are in (under mu)
+    std::atomic<uint64_t> last_ms{0}; // BEGIN or the latest chunk
+    bool orphan = false;   // its client's connection closed (up_mu)
+};
+
 } // namespace
 
 struct fx_state {
@@ -135,6 +152,13 @@ struct fx_state {
     std::unordered_map<uint64_t, uint64_t> client_seen; // client -> ms
     std::unordered_map<uint64_t, uint64_t> client_conn; // client -> conn
     uint64_t next_handle = 1;
+
+    // Unfinished chunked uploads (UPLOAD_BEGIN .. COMMIT/ABORT), by id;
+    // up_mu guards the map and the per-tenant byte counts.
+    std::mutex up_mu;
+    std::unordered_map<uint64_t, std::shared_ptr<Upload>> uploads;
+    std::map<std::string, uint64_t> staged; // tenant -> bytes reserved
+    uint64_t next_upload = 1;
 
     // Durable store: empty data_dir = in-memory. store_mu guards `stores`
     // and serialises named CREATE/UPLOAD/DROP (store first, then registry).
@@ -1114,11 +1138,25 @@ void op_serialize(Req& q, fx_wbuf* w) {
 
 /* The index in an UPLOAD body (float or binary), or FAISSX_E_IO naming
  * what the bytes failed to be. */
+/* A faiss reader over bytes in memory (not copied: an upload may be
+ * large). */
+struct SpanReader : faiss::IOReader {
+    const uint8_t* p;
+    size_t n, pos = 0;
+    SpanReader(const void* p, size_t n)
+            : p(static_cast<const uint8_t*>(p)), n(n) {}
+    size_t operator()(void* ptr, size_t size, size_t nitems) override {
+        if (size == 0 || nitems == 0) return 0;
+        size_t k = std::min((n - pos) / size, nitems);
+        if (k) std::memcpy(ptr, p + pos, k * size);
+        pos += k * size;
+        return k;
+    }
+};
+
 template <class T>
 T* read_uploaded(const void* p, uint64_t n, const char* what) {
-    faiss::VectorIOReader in;
-    in.data.assign(static_cast<const uint8_t*>(p),
-                   static_cast<const uint8_t*>(p) + n);
+    SpanReader in(p, n);
     try {
         if constexpr (std::is_same_v<T, faiss::IndexBinary>)
             return faiss::read_index_binary(&in);
@@ -1131,14 +1169,10 @@ T* read_uploaded(const void* p, uint64_t n, const char* what) {
     }
 }
 
-void op_upload(Req& q, fx_wbuf* w) {
-    need_write(q);
-    std::string name = rd_name(q);
-    const void* p;
-    uint64_t n;
-    fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
-    check(&q.r);
-    end(q);
+/* Reads faiss index bytes and installs the index as `name` (empty:
+ * unnamed) of q's tenant: UPLOAD, and COMMIT of a chunked upload. */
+void install_uploaded(Req& q, fx_wbuf* w, const std::string& name,
+                      const void* p, uint64_t n) {
     check_name(name);
     std::unique_ptr<faiss::Index> ix(
             read_uploaded<faiss::Index>(p, n, "faiss index"));
@@ -1176,6 +1210,238 @@ void op_upload(Req& q, fx_wbuf* w) {
     e->conn_id = q.conn_id;
     insert(q.s, e);
     write_info(w, e.get());
+}
+
+void op_upload(Req& q, fx_wbuf* w) {
+    need_write(q);
+    std::string name = rd_name(q);
+    const void* p;
+    uint64_t n;
+    fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
+    check(&q.r);
+    end(q);
+    install_uploaded(q, w, name, p, n);
+}
+
+void install_uploaded_binary(Req& q, fx_wbuf* w, const std::string& name,
+                             const void* p, uint64_t n);
+
+/* ---- chunked upload ---- */
+
+/* The largest chunk a CHUNK request may carry within the message limit:
+ * the limit less the header, the longest API key, the fixed fields and
+ * padding (512 bytes cover them). */
+uint64_t max_chunk(const fx_state* s) {
+    uint64_t lim = s->conf.max_message_bytes;
+    return lim > 1024 ? (lim - 512) & ~(uint64_t)7 : 512;
+}
+
+std::string upload_unknown(uint64_t id) {
+    return "unknown upload " + std::to_string(id) +
+           " (never begun, already committed or aborted, discarded after "
+           "its client went away or stayed idle, or begun by another "
+           "client)";
+}
+
+/* The upload `id` of q's tenant and client. Another tenant's or client's
+ * upload is indistinguishable from a missing one. */
+std::shared_ptr<Upload> find_upload(Req& q, uint64_t id) {
+    std::lock_guard<std::mutex> g(q.s->up_mu);
+    auto it = q.s->uploads.find(id);
+    if (it == q.s->uploads.end() || it->second->tenant != q.tenant ||
+        it->second->client_id != q.client_id)
+        throw Error(FAISSX_E_NOT_FOUND, upload_unknown(id));
+    return it->second;
+}
+
+/* Removes upload `id` from the table (caller holds up_mu); its bytes stay
+ * reserved until release_upload. */
+std::shared_ptr<Upload> take_upload_locked(fx_state* s, uint64_t id) {
+    auto it = s->uploads.find(id);
+    if (it == s->uploads.end()) return nullptr;
+    auto u = it->second;
+    s->uploads.erase(it);
+    return u;
+}
+
+/* Frees a taken upload's bytes and its reservation. */
+void release_upload(fx_state* s, std::shared_ptr<Upload> u) {
+    if (!u) return;
+    {
+        std::lock_guard<std::mutex> g(u->mu); // a chunk may be copying
+        u->bytes.reset();
+    }
+    std::lock_guard<std::mutex> g(s->up_mu);
+    auto it = s->staged.find(u->tenant);
+    if (it != s->staged.end()) {
+        it->second -= std::min(it->second, u->total);
+        if (it->second == 0) s->staged.erase(it);
+    }
+}
+
+void op_upload_begin(Req& q, fx_wbuf* w) {
+    need_write(q);
+    uint64_t total = rd_u64(q);
+    int64_t kind = rd_i64(q);
+    end(q);
+    if (kind != FX_UPLOAD_INDEX && kind != FX_UPLOAD_BINARY)
+        throw Error(FAISSX_E_INVALID, "unknown upload kind " +
+                                              std::to_string(kind) +
+                                              " (0: index, 1: binary index)");
+    if (total == 0)
+        throw Error(FAISSX_E_INVALID,
+                    "an upload of 0 bytes cannot hold an index");
+    fx_state* s = q.s;
+    uint64_t limit = s->conf.max_upload_bytes;
+    if (total > limit)
+        throw Error(FAISSX_E_LIMIT,
+                    "an upload of " + std::to_string(total) +
+                            " bytes exceeds the server's staging limit of " +
+                            std::to_string(limit) +
+                            " bytes per tenant (--max-upload-bytes)");
+    auto u = std::make_shared<Upload>();
+    u->tenant = q.tenant;
+    u->client_id = q.client_id;
+    u->conn_id = q.conn_id;
+    u->kind = (int)kind;
+    u->total = total;
+    u->last_ms = now_ms();
+    {
+        std::lock_guard<std::mutex> g(s->up_mu);
+        uint64_t& used = s->staged[q.tenant];
+        size_t count = 0;
+        for (auto& kv : s->uploads) count += kv.second->tenant == q.tenant;
+        if (used > limit - total || count >= FX_MAX_UPLOADS_PER_TENANT) {
+            std::string why =
+                    "staging an upload of " + std::to_string(total) +
+                    " bytes would exceed this tenant's limit of " +
+                    (count >= FX_MAX_UPLOADS_PER_TENANT
+                             ? std::to_string(FX_MAX_UPLOADS_PER_TENANT) +
+                                       " unfinished uploads"
+                             : std::to_string(limit) +
+                                       " bytes (--max-upload-bytes)") +
+                    ": " + std::to_string(used) + " bytes are staged by " +
+                    std::to_string(count) +
+                    " unfinished upload(s); commit or abort them, or wait "
+                    "until abandoned ones are discarded";
+            if (used == 0) s->staged.erase(q.tenant);
+            throw Error(FAISSX_E_LIMIT, why);
+        }
+        used += total; // reserved now, so concurrent BEGINs see it
+        u->id = s->next_upload++;
+        s->uploads[u->id] = u;
+    }
+    u->bytes.reset(new (std::nothrow) uint8_t[total]);
+    if (!u->bytes) {
+        std::shared_ptr<Upload> t;
+        {
+            std::lock_guard<std::mutex> g(s->up_mu);
+            t = take_upload_locked(s, u->id);
+        }
+        release_upload(s, t);
+        throw Error(FAISSX_E_NOMEM, "no memory to stage an upload of " +
+                                            std::to_string(total) + " bytes");
+    }
+    fx_w_u64(w, u->id);
+    fx_w_u64(w, max_chunk(s));
+}
+
+/* Chunks are idempotent by offset: the one at the end of what was
+ * received appends, a repeat of one already received (same offset, same
+ * bytes: a retry) changes nothing, anything else is refused. */
+void op_upload_chunk(Req& q, fx_wbuf* w) {
+    need_write(q);
+    uint64_t id = rd_u64(q), off = rd_u64(q);
+    const void* p;
+    uint64_t n;
+    fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
+    check(&q.r);
+    end(q);
+    auto u = find_upload(q, id);
+    std::lock_guard<std::mutex> g(u->mu);
+    if (!u->bytes) throw Error(FAISSX_E_NOT_FOUND, upload_unknown(id));
+    std::string range = "chunk [" + std::to_string(off) + ", " +
+                        std::to_string(off + n) + ") of upload " +
+                        std::to_string(id);
+    if (n == 0) throw Error(FAISSX_E_INVALID, range + " is empty");
+    if (off > u->total || n > u->total - off)
+        throw Error(FAISSX_E_INVALID,
+                    range + " lies beyond its " + std::to_string(u->total) +
+                            " bytes");
+    if (off > u->received)
+        throw Error(FAISSX_E_INVALID,
+                    range + " would leave a gap: " +
+                            std::to_string(u->received) +
+                            " bytes are received, the next chunk starts "
+                            "there");
+    if (off < u->received) {
+        if (n > u->received - off)
+            throw Error(FAISSX_E_INVALID,
+                        range + " overlaps the " +
+                                std::to_string(u->received) +
+                                " bytes already received (the next chunk "
+                                "starts at " + std::to_string(u->received) +
+                                ")");
+        if (std::memcmp(u->bytes.get() + off, p, n) != 0)
+            throw Error(FAISSX_E_INVALID,
+                        range + " differs from the bytes already received "
+                                "there");
+    } else {
+        std::memcpy(u->bytes.get() + off, p, n);
+        u->received += n;
+    }
+    u->last_ms = now_ms();
+    fx_w_u64(w, u->received);
+}
+
+void op_upload_commit(Req& q, fx_wbuf* w) {
+    need_write(q);
+    uint64_t id = rd_u64(q);
+    std::string name = rd_name(q);
+    end(q);
+    check_name(name);
+    auto u = find_upload(q, id);
+    {
+        std::lock_guard<std::mutex> g(u->mu);
+        if (u->received < u->total)
+            throw Error(FAISSX_E_INVALID,
+                        "upload " + std::to_string(id) + " is incomplete: " +
+                                std::to_string(u->received) + " of " +
+                                std::to_string(u->total) +
+                                " bytes received");
+    }
+    // Complete: it leaves the table now (a later chunk or commit is for an
+    // unknown upload), and its bytes are freed once read, whatever the
+    // outcome.
+    {
+        std::lock_guard<std::mutex> g(q.s->up_mu);
+        if (!take_upload_locked(q.s, id))
+            throw Error(FAISSX_E_NOT_FOUND, upload_unknown(id));
+    }
+    struct Release {
+        fx_state* s;
+        std::shared_ptr<Upload> u;
+        ~Release() { release_upload(s, u); }
+    } rel{q.s, u};
+    if (u->kind == FX_UPLOAD_BINARY)
+        install_uploaded_binary(q, w, name, u->bytes.get(), u->total);
+    else
+        install_uploaded(q, w, name, u->bytes.get(), u->total);
+}
+
+void op_upload_abort(Req& q, fx_wbuf* w) {
+    (void)w;
+    need_write(q);
+    uint64_t id = rd_u64(q);
+    end(q);
+    find_upload(q, id); // tenant and client check
+    std::shared_ptr<Upload> u;
+    {
+        std::lock_guard<std::mutex> g(q.s->up_mu);
+        u = take_upload_locked(q.s, id);
+    }
+    if (!u) throw Error(FAISSX_E_NOT_FOUND, upload_unknown(id));
+    release_upload(q.s, u);
 }
 
 void op_clone(Req& q, fx_wbuf* w) {
@@ -1578,6 +1844,15 @@ void bin_create(Req& q, fx_wbuf* w) {
                   name);
 }
 
+void install_uploaded_binary(Req& q, fx_wbuf* w, const std::string& name,
+                             const void* p, uint64_t n) {
+    check_name(name);
+    refuse_durable_binary(q, name);
+    std::unique_ptr<faiss::IndexBinary> ix(
+            read_uploaded<faiss::IndexBinary>(p, n, "faiss binary index"));
+    insert_binary(q, w, std::move(ix), name);
+}
+
 void bin_upload(Req& q, fx_wbuf* w) {
     need_write(q);
     std::string name = rd_name(q);
@@ -1586,11 +1861,7 @@ void bin_upload(Req& q, fx_wbuf* w) {
     fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
     check(&q.r);
     end(q);
-    check_name(name);
-    refuse_durable_binary(q, name);
-    std::unique_ptr<faiss::IndexBinary> ix(
-            read_uploaded<faiss::IndexBinary>(p, n, "faiss binary index"));
-    insert_binary(q, w, std::move(ix), name);
+    install_uploaded_binary(q, w, name, p, n);
 }
 
 /* faissx_IndexBinaryIVF_new over a remote quantizer: the IVF shares the
@@ -1883,6 +2154,10 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
     case FX_OP_BINARY: return op_binary(q, w);
     case FX_OP_PROGRESS:
     case FX_OP_CANCEL: return op_job(q, w, op);
+    case FX_OP_UPLOAD_BEGIN: return op_upload_begin(q, w);
+    case FX_OP_UPLOAD_CHUNK: return op_upload_chunk(q, w);
+    case FX_OP_UPLOAD_COMMIT: return op_upload_commit(q, w);
+    case FX_OP_UPLOAD_ABORT: return op_upload_abort(q, w);
     default:
         throw Error(FAISSX_E_UNSUPPORTED, "unknown operation " + std::to_string(op));
     }
@@ -2011,6 +2286,8 @@ bool remembered(int op, const fx_rbuf& body) {
     case FX_OP_RESIDUAL: case FX_OP_SA_CODE_SIZE: case FX_OP_SA_ENCODE:
     case FX_OP_SA_DECODE: case FX_OP_GET_PARAM: case FX_OP_SERIALIZE:
     case FX_OP_FETCH: case FX_OP_PROGRESS: case FX_OP_CANCEL:
+    case FX_OP_UPLOAD_CHUNK: // idempotent by offset; a reply per chunk
+                             // would crowd out the ones that matter
         return false;
     case FX_OP_IVF: {
         fx_rbuf r = body; // a copy: the handler reads the body again
@@ -2051,6 +2328,8 @@ void fx_server_conf_init(fx_server_conf* c) {
     c->max_batch = 10000000;
     c->log_level = 2;
     c->orphan_grace_ms = FX_DEFAULT_ORPHAN_GRACE_MS;
+    c->max_upload_bytes = FX_DEFAULT_MAX_UPLOAD_BYTES;
+    c->upload_idle_ms = FX_DEFAULT_UPLOAD_IDLE_MS;
     c->sync = FAISSX_SYNC_ALWAYS;
     c->sync_interval_ms = FX_DEFAULT_SYNC_INTERVAL_MS;
     c->checkpoint_log_bytes = FX_DEFAULT_CHECKPOINT_LOG_BYTES;
@@ -2065,6 +2344,10 @@ int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
         if (s->conf.max_batch <= 0) s->conf.max_batch = 10000000;
         if (s->conf.max_message_bytes == 0)
             s->conf.max_message_bytes = (size_t)256 << 20;
+        if (s->conf.max_upload_bytes == 0)
+            s->conf.max_upload_bytes = FX_DEFAULT_MAX_UPLOAD_BYTES;
+        if (s->conf.upload_idle_ms == 0)
+            s->conf.upload_idle_ms = FX_DEFAULT_UPLOAD_IDLE_MS;
         std::string why;
         if (c->auth_keys && *c->auth_keys) {
             std::stringstream ss(c->auth_keys);
@@ -2289,8 +2572,67 @@ size_t fx_state_remembered_replies(fx_state* s) {
     return s->replies.entries();
 }
 
+uint64_t fx_state_staged_bytes(fx_state* s, const char* tenant,
+                               size_t* count) {
+    std::lock_guard<std::mutex> g(s->up_mu);
+    uint64_t bytes = 0;
+    size_t n = 0;
+    for (auto& kv : s->staged)
+        if (!tenant || kv.first == tenant) bytes += kv.second;
+    for (auto& kv : s->uploads)
+        if (!tenant || kv.second->tenant == tenant) n++;
+    if (count) *count = n;
+    return bytes;
+}
+
+size_t fx_state_reap_uploads(fx_state* s, uint64_t grace_ms) {
+    std::vector<std::shared_ptr<Upload>> dead;
+    {
+        std::lock_guard<std::mutex> g(s->mu); // client_seen, client_conn
+        std::lock_guard<std::mutex> gu(s->up_mu);
+        uint64_t now = now_ms();
+        for (auto it = s->uploads.begin(); it != s->uploads.end();) {
+            Upload* u = it->second.get();
+            bool gone = false;
+            if (u->orphan) {
+                auto c = s->client_conn.find(u->client_id);
+                auto seen = s->client_seen.find(u->client_id);
+                if (c != s->client_conn.end() && c->second != u->conn_id) {
+                    u->orphan = false; // back on another connection
+                    u->conn_id = c->second;
+                } else {
+                    gone = seen == s->client_seen.end() ||
+                           now - seen->second >= grace_ms;
+                }
+            }
+            if (gone || now - std::min(now, u->last_ms.load()) >=
+                                s->conf.upload_idle_ms) {
+                dead.push_back(it->second);
+                it = s->uploads.erase(it);
+                continue;
+            }
+            ++it;
+        }
+    }
+    for (auto& u : dead) release_upload(s, u);
+    return dead.size();
+}
+
 void fx_state_conn_closed(fx_state* s, uint64_t conn_id) {
     std::lock_guard<std::mutex> g(s->mu);
+    {
+        std::lock_guard<std::mutex> gu(s->up_mu);
+        for (auto& kv : s->uploads) {
+            Upload* u = kv.second.get();
+            auto c = s->client_conn.find(u->client_id);
+            uint64_t latest = c == s->client_conn.end() ? u->conn_id
+                                                        : c->second;
+            if (latest == conn_id) {
+                u->orphan = true;
+                u->conn_id = conn_id;
+            }
+        }
+    }
     for (auto& kv : s->by_handle) {
         Entry* e = kv.second.get();
         if (!e->name.empty()) continue;

@@ -293,8 +293,11 @@ const char* fx_op_name(int op) {
             "sa_encode",   "sa_decode",      "set_param",   "get_param",
             "serialize",   "upload",         "clone",       "merge_from",
             "wrap",        "fetch",          "ivf",         "binary",
-            "progress",    "cancel",
+            "progress",    "cancel",         "upload_begin", "upload_chunk",
+            "upload_commit", "upload_abort",
     };
+    _Static_assert(sizeof names / sizeof *names == FX_OP_MAX_,
+                   "a name for every op");
     if (op <= 0 || op >= FX_OP_MAX_) return "unknown";
     return names[op];
 }

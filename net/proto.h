@@ -87,7 +87,22 @@ enum fx_op {
     FX_OP_PROGRESS = 32,     /* u64 job request id -> i64 running, i64 op,
                                 i64 done, i64 total, f64 elapsed seconds */
     FX_OP_CANCEL = 33,       /* u64 job request id -> i64 running */
-    FX_OP_MAX_ = 34
+    /* Chunked upload (docs/protocol.md, "Chunked upload"): the bytes are
+     * staged on the server, per tenant and client, then parsed at once. */
+    FX_OP_UPLOAD_BEGIN = 34, /* u64 total bytes, i64 kind (FX_UPLOAD_*)
+                                -> u64 upload id, u64 max chunk bytes */
+    FX_OP_UPLOAD_CHUNK = 35, /* u64 upload, u64 offset, array<u8> bytes
+                                -> u64 bytes received */
+    FX_OP_UPLOAD_COMMIT = 36, /* u64 upload, str name -> index info
+                                 (binfo for FX_UPLOAD_BINARY) */
+    FX_OP_UPLOAD_ABORT = 37, /* u64 upload -> (nothing) */
+    FX_OP_MAX_ = 38
+};
+
+/* What a chunked upload holds. */
+enum fx_upload_kind {
+    FX_UPLOAD_INDEX = 0,  /* faiss index bytes (write_index) */
+    FX_UPLOAD_BINARY = 1, /* faiss binary index bytes (write_index_binary) */
 };
 
 /* WRAP builds a composite over an existing (empty) index of the same

@@ -20,6 +20,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <thread>
 #include <cstring>
 #include <strings.h>
@@ -202,6 +203,120 @@ void rcall_job(const Conn* c, int op, int progress_op, B build, P parse,
 }
 
 
+/* ---- chunked upload (docs/protocol.md, "Chunked upload") ----
+ *
+ * The bytes go to the server in chunks of at most kChunk (and at most what
+ * the server's message limit allows: UPLOAD_BEGIN says), each its own call
+ * with the admin deadline; COMMIT has the server parse and install them.
+ * Progress is reported per chunk (FAISSX_PROGRESS_UPLOAD: bytes, plus one
+ * unit for COMMIT). A cancellation (token, or the callback returning
+ * non-zero) is honoured before each chunk and before COMMIT: the client
+ * sends UPLOAD_ABORT and the server drops what it staged. Small uploads
+ * without progress or cancellation wanted, and servers that predate the
+ * chunked ops, take the single-message UPLOAD. */
+constexpr uint64_t kChunk = (uint64_t)4 << 20;
+constexpr uint64_t kSingleUpload = (uint64_t)64 << 10;
+
+/* Tells the server to drop upload `id`, if it can be reached soon; a
+ * server that cannot be discards it by itself (client gone, or idle). */
+void upload_abort(const Conn* c, uint64_t id) {
+    int old = fx_client_thread_timeout(2000);
+    try {
+        rcall(c, FX_OP_UPLOAD_ABORT, [&](fx_wbuf* w) { fx_w_u64(w, id); },
+              no_reply);
+    } catch (...) {
+    }
+    fx_client_thread_timeout(old);
+}
+
+Error upload_cancelled(const JobScope& job) {
+    return Error(FAISSX_E_CANCELED,
+                 std::string(job.cancelled_by_callback()
+                                     ? "upload cancelled by the progress "
+                                       "callback"
+                                     : "upload cancelled") +
+                         "; nothing was uploaded");
+}
+
+/* Uploads n bytes of kind FX_UPLOAD_* and commits them as `name` ("":
+ * unnamed); info() reads COMMIT's (or single()'s UPLOAD's) reply. */
+void upload_bytes(const Conn* c, const uint8_t* data, uint64_t n, int kind,
+                  const char* name,
+                  const std::function<void()>& single,
+                  const std::function<void(fx_rbuf*)>& info) {
+    std::unique_ptr<JobScope> job;
+    try {
+        job.reset(new JobScope(FAISSX_PROGRESS_UPLOAD, (int64_t)n + 1));
+    } catch (const Error& e) {
+        if (e.code == FAISSX_E_CANCELED)
+            throw Error(FAISSX_E_CANCELED,
+                        "upload cancelled before it started; nothing was "
+                        "uploaded");
+        throw;
+    }
+    if (n <= kSingleUpload && !job_wanted()) {
+        single();
+        job->step(job->total());
+        return;
+    }
+    uint64_t id = 0, maxc = 0;
+    try {
+        rcall(c, FX_OP_UPLOAD_BEGIN,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, n);
+                  fx_w_i64(w, kind);
+              },
+              [&](fx_rbuf* r) {
+                  if (fx_r_u64(r, &id) || fx_r_u64(r, &maxc))
+                      proto_error("upload_begin", r);
+              });
+    } catch (const Error& e) {
+        // A server older than chunked uploads: one message it is.
+        if (e.code != FAISSX_E_UNSUPPORTED ||
+            !std::strstr(e.what(), "unknown operation"))
+            throw;
+        single();
+        job->step(job->total());
+        return;
+    }
+    uint64_t chunk = std::min(kChunk, maxc ? maxc : kChunk);
+    try {
+        for (uint64_t off = 0; off < n;) {
+            if (job->cancel_requested()) throw upload_cancelled(*job);
+            uint64_t m = std::min(chunk, n - off), got = 0;
+            rcall(c, FX_OP_UPLOAD_CHUNK,
+                  [&](fx_wbuf* w) {
+                      fx_w_u64(w, id);
+                      fx_w_u64(w, off);
+                      fx_w_array(w, data + off, m, 1);
+                  },
+                  [&](fx_rbuf* r) {
+                      if (fx_r_u64(r, &got)) proto_error("upload_chunk", r);
+                  });
+            if (got != off + m)
+                throw Error(FAISSX_E_PROTOCOL,
+                            "upload_chunk: the server has " +
+                                    std::to_string(got) + " bytes, expected " +
+                                    std::to_string(off + m));
+            off += m;
+            job->step((int64_t)off);
+        }
+        if (job->cancel_requested()) throw upload_cancelled(*job);
+        rcall(c, FX_OP_UPLOAD_COMMIT,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, id);
+                  fx_w_str(w, name ? name : "");
+              },
+              info);
+    } catch (...) {
+        // Whatever stopped it (cancel, a failed chunk, a refused commit),
+        // nothing stays staged; a commit that did run makes this a no-op.
+        upload_abort(c, id);
+        throw;
+    }
+    job->step(job->total());
+}
+
 void read_state(fx_rbuf* r, RemoteIndex* ix, const char* what) {
     ix->ntotal = rd_i64(r, what);
     ix->is_trained = rd_i64(r, what) != 0;
@@ -243,6 +358,26 @@ void with_reopen(const RemoteIndex* ix, F call) {
         if (e.code != FAISSX_E_NOT_FOUND || !ix->reopen()) throw;
     }
     call(rid);
+}
+
+/* Uploads faiss index bytes (chunked) as `name` (NULL: unnamed) and
+ * returns the new remote index in *out. */
+void upload_index_bytes(const std::shared_ptr<Conn>& conn,
+                        const std::vector<uint8_t>& bytes, const char* name,
+                        RemoteIndex** out) {
+    bool named = name && *name;
+    auto info = [&](fx_rbuf* r) { *out = read_info(r, conn, named); };
+    upload_bytes(
+            conn.get(), bytes.data(), bytes.size(), FX_UPLOAD_INDEX, name,
+            [&] {
+                rcall(conn.get(), FX_OP_UPLOAD,
+                      [&](fx_wbuf* w) {
+                          fx_w_str(w, name ? name : "");
+                          fx_w_array(w, bytes.data(), bytes.size(), 1);
+                      },
+                      info);
+            },
+            info);
 }
 
 void write_selector(fx_wbuf* w, const faiss::IDSelector* s, int depth) {
@@ -854,12 +989,7 @@ int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
         faiss::write_index(local, &bytes);
         owned.reset();
         RemoteIndex* ix = nullptr;
-        rcall(conn.get(), FX_OP_UPLOAD,
-              [&](fx_wbuf* w) {
-                  fx_w_str(w, "");
-                  fx_w_array(w, bytes.data.data(), bytes.data.size(), 1);
-              },
-              [&](fx_rbuf* r) { ix = read_info(r, conn, false); });
+        upload_index_bytes(conn, bytes.data, nullptr, &ix);
         *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
         return 0;
     } catch (...) {
@@ -1312,12 +1442,7 @@ int faissx_index_upload(const FaissIndex* local, const char* name,
     faiss::VectorIOWriter bytes;
     faiss::write_index(fx::index(local), &bytes);
     fx::RemoteIndex* ix = nullptr;
-    fx::rcall(c.get(), FX_OP_UPLOAD,
-              [&](fx_wbuf* w) {
-                  fx_w_str(w, name ? name : "");
-                  fx_w_array(w, bytes.data.data(), bytes.data.size(), 1);
-              },
-              [&](fx_rbuf* r) { ix = fx::read_info(r, c, name != nullptr); });
+    fx::upload_index_bytes(c, bytes.data, name, &ix);
     if (name) ix->name = name;
     *p_index = fx::handle<FaissIndex>(static_cast<faiss::Index*>(ix));
     return 0;

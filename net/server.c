@@ -233,6 +233,7 @@ struct server {
     uv_timer_t reap_timer;
     uv_work_t reap_work;
     size_t reaped;
+    size_t reaped_uploads;
     int reaping;
     int draining;
     int closing;
@@ -550,6 +551,8 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void* arg) {
 static void reap_work_cb(uv_work_t* w) {
     server* s = w->data;
     s->reaped = fx_state_reap(s->state, s->conf->orphan_grace_ms);
+    s->reaped_uploads =
+            fx_state_reap_uploads(s->state, s->conf->orphan_grace_ms);
 }
 
 static void reap_after_cb(uv_work_t* w, int status) {
@@ -561,6 +564,11 @@ static void reap_after_cb(uv_work_t* w, int status) {
                "freed %zu orphaned index(es) whose client did not come back "
                "within %" PRIu64 " ms",
                s->reaped, s->conf->orphan_grace_ms);
+    if (s->reaped_uploads)
+        fx_log(FX_LOG_INFO,
+               "discarded %zu unfinished upload(s): their client went away "
+               "or sent nothing for too long",
+               s->reaped_uploads);
     maybe_finish(s);
 }
 
@@ -777,10 +785,12 @@ static void log_startup(server* s) {
            "workers=%d threads=%d (at most %d computing; %ld CPUs) "
            "in-flight=%d max-message-bytes=%zu "
            "max-connections=%d max-k=%" PRId64 " max-batch=%" PRId64
-           " orphan-grace-ms=%" PRIu64,
+           " orphan-grace-ms=%" PRIu64 " max-upload-bytes=%" PRIu64,
            c->workers, c->threads, c->workers * c->threads,
            sysconf(_SC_NPROCESSORS_ONLN), s->nslots, c->max_message_bytes,
-           c->max_connections, c->max_k, c->max_batch, c->orphan_grace_ms);
+           c->max_connections, c->max_k, c->max_batch, c->orphan_grace_ms,
+           c->max_upload_bytes ? c->max_upload_bytes
+                               : FX_DEFAULT_MAX_UPLOAD_BYTES);
     int keys = (c->auth_keys && *c->auth_keys) || (c->auth_file && *c->auth_file);
     fx_log(FX_LOG_INFO, "auth: %s", keys ? "on (API keys required)"
                                          : "off (no API keys configured)");

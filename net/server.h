@@ -44,7 +44,12 @@ typedef struct fx_server_conf {
     int log_level;         /* 0 error, 1 warn, 2 info, 3 debug */
     int log_json;
     uint64_t orphan_grace_ms; /* how long a closed connection's anonymous
-                                 indexes wait for their client */
+                                 indexes (and unfinished uploads) wait for
+                                 their client */
+    uint64_t max_upload_bytes; /* bytes of unfinished chunked uploads a
+                                  tenant may stage at once (0: default) */
+    uint64_t upload_idle_ms;   /* an unfinished upload without a chunk for
+                                  this long is discarded (0: default) */
     const char* data_dir;  /* durable store of named indexes; NULL or "":
                               in-memory only (docs/operations.md) */
     int sync;              /* FaissxSyncPolicy of the stores (default
@@ -55,6 +60,9 @@ typedef struct fx_server_conf {
 } fx_server_conf;
 
 #define FX_DEFAULT_ORPHAN_GRACE_MS 30000
+#define FX_DEFAULT_MAX_UPLOAD_BYTES ((uint64_t)1 << 30)
+#define FX_DEFAULT_UPLOAD_IDLE_MS 600000
+#define FX_MAX_UPLOADS_PER_TENANT 64
 #define FX_DEFAULT_SYNC_INTERVAL_MS 100
 #define FX_DEFAULT_CHECKPOINT_LOG_BYTES ((uint64_t)64 << 20)
 
@@ -106,8 +114,14 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
  * bounds them), for tests. */
 size_t fx_state_remembered_replies(fx_state* s);
 
-/* The connection `conn_id` closed: the anonymous indexes of the clients
- * seen on it become orphans (named indexes are never orphaned). */
+/* Bytes staged by the unfinished chunked uploads of `tenant` (NULL: of
+ * all tenants), and how many uploads that is (in *count if not NULL). */
+uint64_t fx_state_staged_bytes(fx_state* s, const char* tenant,
+                               size_t* count);
+
+/* The connection `conn_id` closed: the anonymous indexes and unfinished
+ * uploads of the clients seen on it become orphans (named indexes are
+ * never orphaned). */
 void fx_state_conn_closed(fx_state* s, uint64_t conn_id);
 
 /* Frees orphans whose client has not been seen for `grace_ms` (a client
@@ -115,6 +129,11 @@ void fx_state_conn_closed(fx_state* s, uint64_t conn_id);
  * periodically (the server does, every second). Returns how many were
  * freed. */
 size_t fx_state_reap(fx_state* s, uint64_t grace_ms);
+
+/* Discards unfinished uploads that are orphans whose client has not been
+ * seen for `grace_ms`, or that got no chunk for the conf's upload_idle_ms
+ * (the server calls it with fx_state_reap). Returns how many. */
+size_t fx_state_reap_uploads(fx_state* s, uint64_t grace_ms);
 
 /* Number of live indexes (all tenants), for logs and tests. */
 size_t fx_state_index_count(fx_state* s);

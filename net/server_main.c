@@ -41,6 +41,8 @@ enum {
     F_MAX_K,
     F_MAX_BATCH,
     F_ORPHAN_GRACE_MS,
+    F_MAX_UPLOAD_BYTES,
+    F_UPLOAD_IDLE_MS,
     F_DATA_DIR,
     F_SYNC,
     F_SYNC_INTERVAL_MS,
@@ -65,6 +67,8 @@ static const struct option options[] = {
         {"max-k", required_argument, NULL, F_MAX_K},
         {"max-batch", required_argument, NULL, F_MAX_BATCH},
         {"orphan-grace-ms", required_argument, NULL, F_ORPHAN_GRACE_MS},
+        {"max-upload-bytes", required_argument, NULL, F_MAX_UPLOAD_BYTES},
+        {"upload-idle-ms", required_argument, NULL, F_UPLOAD_IDLE_MS},
         {"data-dir", required_argument, NULL, F_DATA_DIR},
         {"sync", required_argument, NULL, F_SYNC},
         {"sync-interval-ms", required_argument, NULL, F_SYNC_INTERVAL_MS},
@@ -110,6 +114,8 @@ static const struct {
         {"N", "largest k a search may ask for"},
         {"N", "most vectors in one request"},
         {"N", "ms a dropped client's anonymous indexes wait"},
+        {"N", "bytes of unfinished uploads a tenant may stage; k/m/g"},
+        {"N", "ms before an upload that gets no chunk is discarded"},
         {"DIR", "keep named indexes durably in DIR (default: in memory)"},
         {"POLICY", "always, interval or none (with --data-dir)"},
         {"N", "ms between fsyncs under --sync interval"},
@@ -136,6 +142,10 @@ static void usage(FILE* f) {
     snprintf(defs[F_MAX_BATCH - F_LISTEN], 64, "%" PRId64, d.max_batch);
     snprintf(defs[F_ORPHAN_GRACE_MS - F_LISTEN], 64, "%" PRIu64,
              d.orphan_grace_ms);
+    snprintf(defs[F_MAX_UPLOAD_BYTES - F_LISTEN], 64, "%" PRIu64,
+             d.max_upload_bytes);
+    snprintf(defs[F_UPLOAD_IDLE_MS - F_LISTEN], 64, "%" PRIu64,
+             d.upload_idle_ms);
     snprintf(defs[F_SYNC - F_LISTEN], 64, "%s", sync_names[d.sync]);
     snprintf(defs[F_SYNC_INTERVAL_MS - F_LISTEN], 64, "%d",
              d.sync_interval_ms);
@@ -277,6 +287,14 @@ static void apply(settings* st, int id, const char* src, char* v) {
     case F_ORPHAN_GRACE_MS:
         c->orphan_grace_ms =
                 (uint64_t)parse_int(src, v, 0, (int64_t)1 << 40, 0);
+        break;
+    case F_MAX_UPLOAD_BYTES:
+        c->max_upload_bytes =
+                (uint64_t)parse_int(src, v, 1, (int64_t)1 << 50, 1);
+        break;
+    case F_UPLOAD_IDLE_MS:
+        c->upload_idle_ms =
+                (uint64_t)parse_int(src, v, 1, (int64_t)1 << 40, 0);
         break;
     case F_DATA_DIR:
         if (!*v) bad(src, "expected a directory, got ''");

@@ -138,6 +138,7 @@ static void state_build(void) {
     c.max_k = 64;
     c.max_batch = 1024;
     c.max_message_bytes = 1 << 20;
+    c.max_upload_bytes = 1 << 20;
     char err[256];
     CHECK(fx_state_new(&c, &g_state, err, sizeof err) == 0, "%s", err);
     g_handles[0] = setup_create("fz-flat", "Flat");
@@ -205,7 +206,7 @@ static void check_result(int op, fx_rbuf* r) {
         need(r, fx_r_str(r, s, sizeof s - 1), "tenant");
         break;
     case FX_OP_CREATE: case FX_OP_OPEN: case FX_OP_INFO: case FX_OP_UPLOAD:
-    case FX_OP_CLONE:
+    case FX_OP_CLONE: case FX_OP_UPLOAD_COMMIT:
         check_info(r);
         break;
     case FX_OP_LIST:
@@ -266,6 +267,12 @@ static void check_result(int op, fx_rbuf* r) {
         need(r, fx_r_i64(r, &v), "running");
         break;
     }
+    case FX_OP_UPLOAD_BEGIN:
+        need(r, fx_r_u64(r, &u), "upload id");
+        need(r, fx_r_u64(r, &u), "max chunk");
+        break;
+    case FX_OP_UPLOAD_CHUNK: need(r, fx_r_u64(r, &u), "received"); break;
+    case FX_OP_UPLOAD_ABORT: break;
     default: return; /* an op added after this target: shape unchecked */
     }
     CHECK(fx_r_end(r) == 0, "%s reply has trailing bytes", fx_op_name(op));

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define K_ALICE "k1"
 #define K_BOB "k2"
@@ -2089,6 +2090,79 @@ Test(handler, orphans_are_reaped) {
     fx_state_reap(s, 0);
     cr_assert_eq(fx_state_index_count(s), 1);
     info_of(s, "", na);
+    fx_state_free(s);
+}
+
+/* Chunked upload staging: reserved in full at BEGIN, counted per tenant,
+ * released by COMMIT, ABORT, the client going away (conn closed, reaped
+ * after the grace) and, on a returning client, never. */
+static uint64_t up_begin_as(fx_state* s, const char* key, uint64_t total,
+                            uint64_t client, uint64_t conn) {
+    fx_wbuf w;
+    rep_t p;
+    begin(&w, key);
+    fx_w_u64(&w, total);
+    fx_w_i64(&w, FX_UPLOAD_INDEX);
+    EXPECT_OK(call_as(s, &w, FX_OP_UPLOAD_BEGIN, client, conn, &p), p);
+    uint64_t id = r_u64(&p);
+    r_u64(&p);
+    r_end(&p);
+    rep_free(&p);
+    return id;
+}
+
+Test(handler, upload_staging_is_counted_and_reclaimed) {
+    fx_state* s = new_state(KEYS, 0, 0);
+    const uint64_t A = 0xA0, B = 0xB0;
+    cr_assert_eq(fx_state_staged_bytes(s, NULL, NULL), 0);
+    uint64_t a1 = up_begin_as(s, K_ALICE, 1000, A, 1);
+    up_begin_as(s, K_ALICE, 24, A, 1);
+    up_begin_as(s, K_BOB, 5000, B, 2);
+    size_t n = 0;
+    cr_assert_eq(fx_state_staged_bytes(s, "alice", &n), 1024);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(fx_state_staged_bytes(s, "bob", &n), 5000);
+    cr_assert_eq(fx_state_staged_bytes(s, NULL, &n), 6024);
+    cr_assert_eq(n, 3);
+
+    fx_wbuf w;
+    rep_t p;
+    begin(&w, K_ALICE);
+    fx_w_u64(&w, a1);
+    EXPECT_OK(call_as(s, &w, FX_OP_UPLOAD_ABORT, A, 1, &p), p);
+    rep_free(&p);
+    cr_assert_eq(fx_state_staged_bytes(s, "alice", &n), 24);
+    cr_assert_eq(n, 1);
+
+    /* A's connection closes, A comes back on another: kept. */
+    fx_state_conn_closed(s, 1);
+    ping_ok(s, K_ALICE, A, 3, NULL);
+    cr_assert_eq(fx_state_reap_uploads(s, 0), 0);
+    cr_assert_eq(fx_state_staged_bytes(s, "alice", NULL), 24);
+    /* B goes away for good: its upload is discarded after the grace. */
+    fx_state_conn_closed(s, 2);
+    cr_assert_eq(fx_state_reap_uploads(s, 3600 * 1000), 0, "within grace");
+    cr_assert_eq(fx_state_reap_uploads(s, 0), 1);
+    cr_assert_eq(fx_state_staged_bytes(s, "bob", &n), 0);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(fx_state_staged_bytes(s, NULL, NULL), 24);
+    fx_state_free(s);
+}
+
+Test(handler, upload_idle_is_discarded) {
+    faissx_remote_disable();
+    fx_server_conf c;
+    fx_server_conf_init(&c);
+    c.auth_keys = KEYS;
+    c.upload_idle_ms = 1;
+    fx_state* s = NULL;
+    char err[256];
+    cr_assert_eq(fx_state_new(&c, &s, err, sizeof err), 0, "%s", err);
+    up_begin_as(s, K_ALICE, 100, CLIENT, CONN);
+    cr_assert_eq(fx_state_staged_bytes(s, NULL, NULL), 100);
+    usleep(5000);
+    cr_assert_eq(fx_state_reap_uploads(s, 3600 * 1000), 1);
+    cr_assert_eq(fx_state_staged_bytes(s, NULL, NULL), 0);
     fx_state_free(s);
 }
 

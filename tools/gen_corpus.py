@@ -34,7 +34,8 @@ OPS = {name: i + 1 for i, name in enumerate([
     "REMOVE_IDS", "RECONSTRUCT_N", "RECONSTRUCT_KEYS", "RESIDUAL",
     "SA_CODE_SIZE", "SA_ENCODE", "SA_DECODE", "SET_PARAM", "GET_PARAM",
     "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM", "WRAP", "FETCH", "IVF",
-    "BINARY", "PROGRESS", "CANCEL"])}
+    "BINARY", "PROGRESS", "CANCEL", "UPLOAD_BEGIN", "UPLOAD_CHUNK",
+    "UPLOAD_COMMIT", "UPLOAD_ABORT"])}
 
 WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
     WRAP_REFINE_FLAT = range(1, 7)
@@ -244,6 +245,15 @@ def seeds():
     m["cancel"] = message(O["CANCEL"], u64(9))
     m["bad-flags"] = message(O["PING"], b"", flags=4)
     m["bad-progress-trailing"] = message(O["PROGRESS"], u64(9) + u64(0))
+    # chunked upload (one message per input: the later ones find no upload)
+    m["upload-begin"] = message(O["UPLOAD_BEGIN"], u64(4096) + i64(0))
+    m["upload-chunk"] = message(O["UPLOAD_CHUNK"], u64(1) + u64(0) +
+                                u8s(bytes(64)))
+    m["upload-commit"] = message(O["UPLOAD_COMMIT"], u64(1) + string("up"))
+    m["upload-abort"] = message(O["UPLOAD_ABORT"], u64(1))
+    m["bad-upload-begin-huge"] = message(O["UPLOAD_BEGIN"], u64(1 << 62) +
+                                         i64(0))
+    m["bad-upload-begin-kind"] = message(O["UPLOAD_BEGIN"], u64(64) + i64(9))
     return m
 
 

@@ -445,6 +445,9 @@ typedef enum FaissxProgressOp {
     FAISSX_PROGRESS_TRAIN = 1,      /**< units: k-means iterations */
     FAISSX_PROGRESS_ADD = 2,        /**< units: vectors added */
     FAISSX_PROGRESS_CLUSTERING = 3, /**< units: k-means iterations */
+    FAISSX_PROGRESS_UPLOAD = 4,     /**< units: bytes on the server, plus a
+                                         last one for the server reading and
+                                         installing the index */
 } FaissxProgressOp;
 
 /** One progress report. done never decreases during a call and reaches

@@ -1,0 +1,593 @@
+/* test_remote_upload.c -- chunked upload of an index to a real faissx-server
+ * (UPLOAD_BEGIN / CHUNK / COMMIT / ABORT): progress per chunk reaching the
+ * total, cancellation that leaves nothing on the server, uploads larger than
+ * the server's message limit, retries that never duplicate, the staging
+ * limit per tenant, staging reclaimed when a client goes away or goes idle,
+ * and every kind of bad chunk refused without damage.
+ *
+ * The servers here take messages of at most 64 KiB, so a 1 MiB index
+ * travels in about 16 chunks. Whether staging was released is checked
+ * through the limit: each server lets a tenant stage less than two of the
+ * uploads, so a leftover reservation makes the next upload fail. */
+#include "common.h"
+#include "server_fixture.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "net/proto.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#define D 32
+#define NB 9000 /* 9000 x 32 floats: about 1.1 MiB of index bytes */
+#define MSG "65536"
+#define LIMIT (1536 * 1024) /* more than one upload, less than two */
+
+static fxt_server srv;
+static void stop(void) {
+    faissx_set_progress_callback(NULL, NULL);
+    faissx_set_cancel_token(NULL);
+    faissx_configure(NULL, NULL, 0);
+    fxt_server_stop(&srv);
+}
+
+static void start_with(const char* const* extra) {
+    const char* args[32];
+    int n = 0;
+    const char* base[] = {"--auth-keys", "ka:alice,kb:bob,kr:alice:ro",
+                          "--max-message-bytes", MSG,
+                          "--max-upload-bytes", "1536k", NULL};
+    for (int i = 0; base[i]; i++) args[n++] = base[i];
+    for (int i = 0; extra && extra[i]; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    fxt_server_start(&srv, args);
+}
+static void start(void) {
+    start_with(NULL);
+}
+
+/* A local flat index of NB vectors and its serialized size. */
+static FaissIndex* local_flat(float** xb_out, size_t* bytes) {
+    float* xb = fxt_uniform(NB, D, 91);
+    FaissIndex* loc = NULL;
+    FXT_OK(faiss_index_factory(&loc, D, "Flat", METRIC_L2));
+    FXT_OK(faiss_Index_add(loc, NB, xb));
+    char* buf = NULL;
+    size_t len = 0;
+    FILE* f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    FXT_OK(faiss_write_index(loc, f));
+    fclose(f);
+    free(buf);
+    cr_assert_gt(len, (size_t)16 * 65536, "the index spans many chunks");
+    cr_assert_lt(len, (size_t)LIMIT);
+    *bytes = len;
+    *xb_out = xb;
+    return loc;
+}
+
+/* Searches of loc and rem agree bit for bit. */
+static void same_search(FaissIndex* loc, FaissIndex* rem, const float* xq) {
+    float dl[10 * 5], dr[10 * 5];
+    idx_t il[10 * 5], ir[10 * 5];
+    FXT_OK(faiss_Index_search(loc, 10, xq, 5, dl, il));
+    FXT_OK(faiss_Index_search(rem, 10, xq, 5, dr, ir));
+    FXT_SAME(il, ir, sizeof il);
+    FXT_SAME(dl, dr, sizeof dl);
+    cr_assert_eq(faiss_Index_ntotal(rem), faiss_Index_ntotal(loc));
+}
+
+typedef struct Seen {
+    int calls, op, monotonic;
+    int64_t last_done, total;
+    int64_t cancel_at;        /* -1: never */
+    FaissxCancelToken* raise; /* raise this instead of returning 1 */
+} Seen;
+
+static void seen_init(Seen* s) {
+    memset(s, 0, sizeof *s);
+    s->monotonic = 1;
+    s->cancel_at = -1;
+    s->last_done = -1;
+}
+
+static int on_progress(const FaissxProgress* p, void* user) {
+    Seen* s = user;
+    if (s->calls > 0 && (p->done < s->last_done || p->total != s->total))
+        s->monotonic = 0;
+    if (p->done > p->total || p->total < 1) s->monotonic = 0;
+    if (p->done > 0 && p->done < p->total && p->eta_s < 0) s->monotonic = 0;
+    s->calls++;
+    s->op = p->op;
+    s->last_done = p->done;
+    s->total = p->total;
+    if (s->cancel_at >= 0 && p->done >= s->cancel_at) {
+        if (!s->raise) return 1;
+        faissx_cancel_token_cancel(s->raise);
+    }
+    return 0;
+}
+
+static int has_name(const char* name) {
+    char** names = NULL;
+    size_t n = 0;
+    FXT_OK(faissx_index_list(&names, &n));
+    int found = 0;
+    for (size_t i = 0; i < n; i++) found |= strcmp(names[i], name) == 0;
+    faissx_index_list_free(names, n);
+    return found;
+}
+
+Test(remote_upload, progress_per_chunk_reaches_total, .init = start,
+     .fini = stop) {
+    float* xb;
+    size_t bytes;
+    FaissIndex* loc = local_flat(&xb, &bytes);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    Seen s;
+    seen_init(&s);
+    faissx_set_progress_callback(on_progress, &s);
+    FaissIndex* rem = NULL;
+    FXT_OK(faissx_index_upload(loc, "up1", &rem));
+    faissx_set_progress_callback(NULL, NULL);
+    cr_assert_eq(s.op, FAISSX_PROGRESS_UPLOAD);
+    cr_assert(s.monotonic, "done went back, total changed or no ETA");
+    cr_assert_eq(s.total, (int64_t)bytes + 1, "bytes plus the commit");
+    cr_assert_eq(s.last_done, s.total, "reached 100%%");
+    /* start + one report per chunk (>= 16 of them) + the end */
+    cr_assert_geq(s.calls, 2 + (int)(bytes / 65536), "%d reports", s.calls);
+    same_search(loc, rem, xb);
+    cr_assert(has_name("up1"));
+    faiss_Index_free(rem);
+    FXT_OK(faissx_index_drop("up1"));
+    faiss_Index_free(loc);
+    free(xb);
+}
+
+/* Larger than --max-message-bytes, with no progress wanted: the chunked
+ * path still, and named and unnamed uploads both; the staging of each is
+ * released (the limit holds less than two). */
+Test(remote_upload, larger_than_message_limit_equals_local, .init = start,
+     .fini = stop) {
+    float* xb;
+    size_t bytes;
+    FaissIndex* loc = local_flat(&xb, &bytes);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    for (int round = 0; round < 3; round++) {
+        FaissIndex* rem = NULL;
+        FXT_OK(faissx_index_upload(loc, round == 1 ? "big" : NULL, &rem));
+        cr_assert(faissx_index_is_remote(rem));
+        same_search(loc, rem, xb);
+        faiss_Index_free(rem);
+    }
+    cr_assert(has_name("big"));
+    FXT_OK(faissx_index_drop("big"));
+    /* a constructor in remote mode uploads the same way (IndexLSH is
+     * built locally and sent) */
+    FaissIndex* lsh = NULL;
+    FXT_OK(faiss_IndexLSH_new(&lsh, D, 64));
+    cr_assert(faissx_index_is_remote(lsh));
+    faiss_Index_free(lsh);
+    faiss_Index_free(loc);
+    free(xb);
+}
+
+static void cancel_test(int by_token) {
+    float* xb;
+    size_t bytes;
+    FaissIndex* loc = local_flat(&xb, &bytes);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FaissxCancelToken* tok = NULL;
+    FXT_OK(faissx_cancel_token_new(&tok));
+    Seen s;
+    seen_init(&s);
+    s.cancel_at = (int64_t)bytes / 3;
+    if (by_token) {
+        s.raise = tok;
+        faissx_set_cancel_token(tok);
+    }
+    faissx_set_progress_callback(on_progress, &s);
+    FaissIndex* rem = NULL;
+    int rc = faissx_index_upload(loc, "cancelled", &rem);
+    faissx_set_progress_callback(NULL, NULL);
+    faissx_set_cancel_token(NULL);
+    cr_assert_eq(rc, FAISSX_E_CANCELED, "rc %d: %s", rc,
+                 faiss_get_last_error());
+    cr_assert_null(rem);
+    cr_assert(strstr(faiss_get_last_error(), "nothing was uploaded"), "%s",
+              faiss_get_last_error());
+    if (!by_token)
+        cr_assert(strstr(faiss_get_last_error(), "progress callback"), "%s",
+                  faiss_get_last_error());
+    cr_assert(s.monotonic);
+    cr_assert_geq(s.last_done, s.cancel_at);
+    cr_assert_lt(s.last_done, (int64_t)bytes, "stopped mid-upload");
+    cr_assert_not(has_name("cancelled"), "no index was created");
+    /* nothing stays staged: the whole upload fits again */
+    FXT_OK(faissx_index_upload(loc, "cancelled", &rem));
+    same_search(loc, rem, xb);
+    faiss_Index_free(rem);
+    FXT_OK(faissx_index_drop("cancelled"));
+    /* a raised token stops the next upload before it starts */
+    faissx_cancel_token_cancel(tok);
+    faissx_set_cancel_token(tok);
+    FXT_ERR(faissx_index_upload(loc, "never", &rem), "before it started");
+    faissx_set_cancel_token(NULL);
+    cr_assert_not(has_name("never"));
+    faissx_cancel_token_free(tok);
+    faiss_Index_free(loc);
+    free(xb);
+}
+
+Test(remote_upload, cancel_by_callback_leaves_nothing, .init = start,
+     .fini = stop) {
+    cancel_test(0);
+}
+
+Test(remote_upload, cancel_by_token_leaves_nothing, .init = start,
+     .fini = stop) {
+    cancel_test(1);
+}
+
+/* Every 3rd reply is dropped after the request ran: BEGIN, chunks and
+ * COMMIT are retried, and the upload is applied exactly once (a second
+ * COMMIT would fail "exists", a second BEGIN would leak a reservation that
+ * the next upload cannot fit beside). */
+Test(remote_upload, retries_never_duplicate) {
+    const char* extra[] = {"--test-drop-replies", "3", NULL};
+    start_with(extra);
+    float* xb;
+    size_t bytes;
+    FaissIndex* loc = local_flat(&xb, &bytes);
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    o.url = srv.url;
+    o.api_key = "ka";
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o.timeout_ms[i] = 20000;
+    o.attempt_timeout_ms = 300;
+    o.max_attempts = 8;
+    o.backoff_base_ms = 5;
+    o.backoff_cap_ms = 20;
+    FXT_OK(faissx_configure_ex(&o));
+    for (int round = 0; round < 2; round++) {
+        const char* name = round ? "twice2" : "twice1";
+        FaissIndex* rem = NULL;
+        FXT_OK(faissx_index_upload(loc, name, &rem));
+        same_search(loc, rem, xb);
+        faiss_Index_free(rem);
+        cr_assert(has_name(name));
+        FXT_OK(faissx_index_drop(name));
+    }
+    faiss_Index_free(loc);
+    free(xb);
+    stop();
+}
+
+/* ---- the raw protocol ---------------------------------------------------- */
+
+typedef struct Raw {
+    nng_socket s;
+    const char* key;
+    uint64_t client;
+} Raw;
+
+static Raw raw_open(const char* key, uint64_t client) {
+    Raw r = {.key = key, .client = client};
+    cr_assert_eq(nng_req0_open(&r.s), 0);
+    nng_socket_set_ms(r.s, NNG_OPT_RECVTIMEO, 30000);
+    cr_assert_eq(nng_dial(r.s, srv.url, NULL, 0), 0);
+    return r;
+}
+
+typedef struct Rep {
+    fx_hdr h;
+    fx_rbuf r;
+    char* buf;
+    size_t n;
+    char err[1024];
+} Rep;
+
+/* Sends w (op, as r's key and client; rid 0 = the next one) and receives
+ * the reply; returns its status, with the error text in rep->err. */
+static int raw_call(Raw* r, fx_wbuf* w, int op, uint64_t rid, Rep* rep) {
+    fx_hdr h = {0};
+    h.op = (uint16_t)op;
+    static uint64_t next = 1; /* unique across Raws: a (tenant, client,
+                                 request id) repeat is a retry */
+    h.request_id = rid ? rid : ++next;
+    h.client_id = r->client;
+    h.timeout_ms = 30000;
+    fx_w_finish(w, &h);
+    cr_assert(!w->oom);
+    cr_assert_eq(nng_send(r->s, w->data, w->len, 0), 0);
+    fx_w_free(w);
+    memset(rep, 0, sizeof *rep);
+    cr_assert_eq(nng_recv(r->s, &rep->buf, &rep->n, NNG_FLAG_ALLOC), 0);
+    char why[128];
+    cr_assert_eq(fx_hdr_decode((uint8_t*)rep->buf, rep->n, &rep->h, why,
+                               sizeof why), 0, "%s", why);
+    fx_r_init(&rep->r, (uint8_t*)rep->buf + FX_HDR_SIZE, rep->n - FX_HDR_SIZE);
+    if (rep->h.status != 0)
+        cr_assert_eq(fx_r_str(&rep->r, rep->err, sizeof rep->err - 1), 0);
+    return rep->h.status;
+}
+
+static void rep_free(Rep* rep) {
+    if (rep->buf) nng_free(rep->buf, rep->n);
+    rep->buf = NULL;
+}
+
+static void raw_begin_w(Raw* r, fx_wbuf* w) {
+    fx_w_init(w);
+    fx_w_header_space(w);
+    fx_w_str(w, r->key);
+}
+
+/* BEGIN: the status; the id in *id. */
+static int up_begin(Raw* r, uint64_t total, int64_t kind, uint64_t* id,
+                    char* err) {
+    fx_wbuf w;
+    Rep rep;
+    raw_begin_w(r, &w);
+    fx_w_u64(&w, total);
+    fx_w_i64(&w, kind);
+    int st = raw_call(r, &w, FX_OP_UPLOAD_BEGIN, 0, &rep);
+    if (st == 0) {
+        uint64_t maxc;
+        cr_assert_eq(fx_r_u64(&rep.r, id), 0);
+        cr_assert_eq(fx_r_u64(&rep.r, &maxc), 0);
+        cr_assert_eq(fx_r_end(&rep.r), 0);
+        cr_assert_leq(maxc, 65536, "a chunk fits in a message");
+        cr_assert_gt(maxc, 60000);
+    }
+    if (err) strcpy(err, rep.err);
+    rep_free(&rep);
+    return st;
+}
+
+/* CHUNK: the status; the received count in *got. */
+static int up_chunk(Raw* r, uint64_t id, uint64_t off, const void* p,
+                    uint64_t n, uint64_t* got, char* err) {
+    fx_wbuf w;
+    Rep rep;
+    raw_begin_w(r, &w);
+    fx_w_u64(&w, id);
+    fx_w_u64(&w, off);
+    fx_w_array(&w, p, n, 1);
+    int st = raw_call(r, &w, FX_OP_UPLOAD_CHUNK, 0, &rep);
+    if (st == 0) {
+        cr_assert_eq(fx_r_u64(&rep.r, got), 0);
+        cr_assert_eq(fx_r_end(&rep.r), 0);
+    }
+    if (err) strcpy(err, rep.err);
+    rep_free(&rep);
+    return st;
+}
+
+/* COMMIT with request id rid (0: a new one): the status; the handle. */
+static int up_commit(Raw* r, uint64_t id, const char* name, uint64_t rid,
+                     uint64_t* handle, char* err) {
+    fx_wbuf w;
+    Rep rep;
+    raw_begin_w(r, &w);
+    fx_w_u64(&w, id);
+    fx_w_str(&w, name);
+    int st = raw_call(r, &w, FX_OP_UPLOAD_COMMIT, rid, &rep);
+    if (st == 0) cr_assert_eq(fx_r_u64(&rep.r, handle), 0);
+    if (err) strcpy(err, rep.err);
+    rep_free(&rep);
+    return st;
+}
+
+static int up_abort(Raw* r, uint64_t id, char* err) {
+    fx_wbuf w;
+    Rep rep;
+    raw_begin_w(r, &w);
+    fx_w_u64(&w, id);
+    int st = raw_call(r, &w, FX_OP_UPLOAD_ABORT, 0, &rep);
+    if (st == 0) cr_assert_eq(fx_r_end(&rep.r), 0);
+    if (err) strcpy(err, rep.err);
+    rep_free(&rep);
+    return st;
+}
+
+#define EXPECT(call, code, needle)                                           \
+    do {                                                                    \
+        int st_ = (call);                                                   \
+        cr_assert_eq(st_, (code), "%s: status %d (%s)", #call, st_, err);   \
+        cr_assert(strstr(err, (needle)) != NULL, "%s: '%s' lacks '%s'",     \
+                  #call, err, (needle));                                    \
+    } while (0)
+
+/* The serialized bytes of a local index. */
+static uint8_t* index_bytes(FaissIndex* ix, size_t* n) {
+    char* buf = NULL;
+    FILE* f = open_memstream(&buf, n);
+    cr_assert_not_null(f);
+    FXT_OK(faiss_write_index(ix, f));
+    fclose(f);
+    return (uint8_t*)buf;
+}
+
+Test(remote_upload, bad_chunks_get_clear_errors_and_no_damage, .init = start,
+     .fini = stop) {
+    float* xb;
+    size_t n;
+    FaissIndex* loc = local_flat(&xb, &n);
+    uint8_t* bytes = index_bytes(loc, &n);
+    const uint64_t C = 60000;
+    char err[1024];
+    uint64_t id, got, h;
+    Raw a = raw_open("ka", 0xA1), a2 = raw_open("ka", 0xA2),
+        b = raw_open("kb", 0xA1), ro = raw_open("kr", 0xA1);
+
+    EXPECT(up_begin(&a, 0, FX_UPLOAD_INDEX, &id, err), FAISSX_E_INVALID,
+           "0 bytes");
+    EXPECT(up_begin(&a, n, 7, &id, err), FAISSX_E_INVALID,
+           "unknown upload kind 7");
+    EXPECT(up_begin(&a, 2 * (uint64_t)LIMIT, FX_UPLOAD_INDEX, &id, err),
+           FAISSX_E_LIMIT, "--max-upload-bytes");
+    EXPECT(up_begin(&ro, n, FX_UPLOAD_INDEX, &id, err), FAISSX_E_PERMISSION,
+           "read-only");
+    cr_assert_eq(up_begin(&a, n, FX_UPLOAD_INDEX, &id, err), 0, "%s", err);
+    /* the tenant's limit holds one such upload, not two; bob has his own */
+    uint64_t id2, idb;
+    EXPECT(up_begin(&a2, n, FX_UPLOAD_INDEX, &id2, err), FAISSX_E_LIMIT,
+           "bytes are staged by 1 unfinished upload");
+    cr_assert_eq(up_begin(&b, n, FX_UPLOAD_INDEX, &idb, err), 0, "%s", err);
+    cr_assert_eq(up_abort(&b, idb, err), 0, "%s", err);
+
+    cr_assert_eq(up_chunk(&a, id, 0, bytes, C, &got, err), 0, "%s", err);
+    cr_assert_eq(got, C);
+    /* a retry of a chunk already received: accepted, nothing changes */
+    cr_assert_eq(up_chunk(&a, id, 0, bytes, C, &got, err), 0, "%s", err);
+    cr_assert_eq(got, C);
+    cr_assert_eq(up_chunk(&a, id, 100, bytes + 100, 50, &got, err), 0, "%s",
+                 err);
+    cr_assert_eq(got, C);
+    EXPECT(up_chunk(&a, id, C + 8, bytes + C + 8, 100, &got, err),
+           FAISSX_E_INVALID, "would leave a gap");
+    EXPECT(up_chunk(&a, id, C - 8, bytes + C - 8, 100, &got, err),
+           FAISSX_E_INVALID, "overlaps the 60000 bytes already received");
+    uint8_t other[64];
+    memcpy(other, bytes, sizeof other);
+    other[3] ^= 1;
+    EXPECT(up_chunk(&a, id, 0, other, sizeof other, &got, err),
+           FAISSX_E_INVALID, "differs from the bytes already received");
+    EXPECT(up_chunk(&a, id, C, bytes, 0, &got, err), FAISSX_E_INVALID,
+           "is empty");
+    EXPECT(up_chunk(&a, id, n - 10, bytes, 20, &got, err), FAISSX_E_INVALID,
+           "lies beyond its");
+    EXPECT(up_chunk(&a, id, UINT64_MAX - 4, bytes, 10, &got, err),
+           FAISSX_E_INVALID, "lies beyond its");
+    EXPECT(up_chunk(&a, id + 1000, C, bytes + C, 10, &got, err),
+           FAISSX_E_NOT_FOUND, "unknown upload");
+    /* another tenant, another client of the same tenant: as if unknown */
+    EXPECT(up_chunk(&b, id, C, bytes + C, 10, &got, err), FAISSX_E_NOT_FOUND,
+           "unknown upload");
+    EXPECT(up_chunk(&a2, id, C, bytes + C, 10, &got, err), FAISSX_E_NOT_FOUND,
+           "unknown upload");
+    EXPECT(up_commit(&b, id, "x", 0, &h, err), FAISSX_E_NOT_FOUND,
+           "unknown upload");
+    EXPECT(up_abort(&a2, id, err), FAISSX_E_NOT_FOUND, "unknown upload");
+    EXPECT(up_commit(&a, id, "early", 0, &h, err), FAISSX_E_INVALID,
+           "is incomplete: 60000 of");
+    EXPECT(up_commit(&a, id, ".bad", 0, &h, err), FAISSX_E_INVALID,
+           "invalid index name");
+
+    /* none of that hurt the upload: finish it, commit it */
+    for (uint64_t off = C; off < n; off += C) {
+        uint64_t m = n - off < C ? n - off : C;
+        cr_assert_eq(up_chunk(&a, id, off, bytes + off, m, &got, err), 0,
+                     "%s", err);
+        cr_assert_eq(got, off + m);
+    }
+    const uint64_t crid = 990001;
+    uint64_t h2;
+    cr_assert_eq(up_commit(&a, id, "raw", crid, &h, err), 0, "%s", err);
+    /* a retry of the commit (same request id) gets the same reply */
+    cr_assert_eq(up_commit(&a, id, "raw", crid, &h2, err), 0, "%s", err);
+    cr_assert_eq(h, h2);
+    /* a new commit, a chunk or an abort of the finished upload */
+    EXPECT(up_commit(&a, id, "raw2", 0, &h2, err), FAISSX_E_NOT_FOUND,
+           "unknown upload");
+    EXPECT(up_chunk(&a, id, 0, bytes, 8, &got, err), FAISSX_E_NOT_FOUND,
+           "unknown upload");
+    EXPECT(up_abort(&a, id, err), FAISSX_E_NOT_FOUND, "unknown upload");
+
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FaissIndex* rem = NULL;
+    FXT_OK(faissx_index_open(&rem, "raw"));
+    same_search(loc, rem, xb);
+    faiss_Index_free(rem);
+    cr_assert_not(has_name("early"));
+    cr_assert_not(has_name("raw2"));
+    FXT_OK(faissx_index_drop("raw"));
+
+    /* bytes that are not an index: a clear error, and the staging is
+     * released with it */
+    cr_assert_eq(up_begin(&a, n, FX_UPLOAD_INDEX, &id, err), 0, "%s", err);
+    memset(bytes, 'z', n);
+    for (uint64_t off = 0; off < n; off += C) {
+        uint64_t m = n - off < C ? n - off : C;
+        cr_assert_eq(up_chunk(&a, id, off, bytes + off, m, &got, err), 0,
+                     "%s", err);
+    }
+    EXPECT(up_commit(&a, id, "junk", 0, &h, err), FAISSX_E_IO,
+           "not a readable faiss index");
+    cr_assert_not(has_name("junk"));
+    cr_assert_eq(up_begin(&a, n, FX_UPLOAD_INDEX, &id, err), 0,
+                 "the failed commit released its staging: %s", err);
+    cr_assert_eq(up_abort(&a, id, err), 0, "%s", err);
+    cr_assert_eq(up_begin(&a2, n, FX_UPLOAD_INDEX, &id, err), 0,
+                 "the abort released its staging: %s", err);
+    cr_assert_eq(up_abort(&a2, id, err), 0, "%s", err);
+
+    nng_close(a.s);
+    nng_close(a2.s);
+    nng_close(b.s);
+    nng_close(ro.s);
+    free(bytes);
+    faiss_Index_free(loc);
+    free(xb);
+}
+
+/* Staging comes back when its client goes away (connection closed, not
+ * back within --orphan-grace-ms) or sends nothing for --upload-idle-ms. */
+static int begin_fits(Raw* r, uint64_t n) {
+    uint64_t id;
+    char err[1024];
+    for (int i = 0; i < 100; i++) {
+        int st = up_begin(r, n, FX_UPLOAD_INDEX, &id, err);
+        if (st == 0) {
+            cr_assert_eq(up_abort(r, id, err), 0, "%s", err);
+            return 1;
+        }
+        cr_assert_eq(st, FAISSX_E_LIMIT, "%s", err);
+        usleep(100000);
+    }
+    return 0;
+}
+
+Test(remote_upload, staging_reclaimed_when_client_leaves) {
+    const char* extra[] = {"--orphan-grace-ms", "200", NULL};
+    start_with(extra);
+    const uint64_t n = LIMIT - 4096;
+    char err[1024];
+    uint64_t id, got;
+    Raw a = raw_open("ka", 0xB1), other = raw_open("ka", 0xB2);
+    cr_assert_eq(up_begin(&a, n, FX_UPLOAD_INDEX, &id, err), 0, "%s", err);
+    uint8_t chunk[4096] = {1};
+    cr_assert_eq(up_chunk(&a, id, 0, chunk, sizeof chunk, &got, err), 0, "%s",
+                 err);
+    uint64_t id2;
+    EXPECT(up_begin(&other, n, FX_UPLOAD_INDEX, &id2, err), FAISSX_E_LIMIT,
+           "staged");
+    nng_close(a.s); /* the client is gone */
+    cr_assert(begin_fits(&other, n), "the staging was never reclaimed");
+    cr_assert(strstr(fxt_server_log(&srv), "discarded 1 unfinished upload"),
+              "%s", fxt_server_log(&srv));
+    nng_close(other.s);
+    stop();
+}
+
+Test(remote_upload, staging_reclaimed_when_idle) {
+    const char* extra[] = {"--upload-idle-ms", "300", NULL};
+    start_with(extra);
+    const uint64_t n = LIMIT - 4096;
+    char err[1024];
+    uint64_t id, got;
+    Raw a = raw_open("ka", 0xC1);
+    cr_assert_eq(up_begin(&a, n, FX_UPLOAD_INDEX, &id, err), 0, "%s", err);
+    uint8_t chunk[4096] = {1};
+    cr_assert_eq(up_chunk(&a, id, 0, chunk, sizeof chunk, &got, err), 0, "%s",
+                 err);
+    /* the client stays connected, but the upload idles */
+    cr_assert(begin_fits(&a, n), "the idle upload was never discarded");
+    EXPECT(up_chunk(&a, id, 4096, chunk, sizeof chunk, &got, err),
+           FAISSX_E_NOT_FOUND, "unknown upload");
+    nng_close(a.s);
+    stop();
+}
