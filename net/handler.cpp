@@ -135,6 +135,10 @@ struct Upload {
     uint64_t received = 0; // bytes [0, received) are in (under mu)
     std::atomic<uint64_t> last_ms{0}; // BEGIN or the latest chunk
     bool orphan = false;   // its client's connection closed (up_mu)
+    // A download (DOWNLOAD_BEGIN) instead: the serialized index, whole.
+    bool download = false;
+    std::vector<uint8_t> out;
+    uint64_t begin_rid = 0; // the BEGIN's request id (a retry reuses it)
 };
 
 } // namespace
@@ -1243,14 +1247,23 @@ std::string upload_unknown(uint64_t id) {
            "client)";
 }
 
-/* The upload `id` of q's tenant and client. Another tenant's or client's
- * upload is indistinguishable from a missing one. */
-std::shared_ptr<Upload> find_upload(Req& q, uint64_t id) {
+std::string download_unknown(uint64_t id) {
+    return "unknown download " + std::to_string(id) +
+           " (never begun, already ended, discarded after its client went "
+           "away or stayed idle, or begun by another client)";
+}
+
+/* The upload (or download) `id` of q's tenant and client. Another
+ * tenant's or client's is indistinguishable from a missing one. */
+std::shared_ptr<Upload> find_upload(Req& q, uint64_t id,
+                                    bool download = false) {
     std::lock_guard<std::mutex> g(q.s->up_mu);
     auto it = q.s->uploads.find(id);
     if (it == q.s->uploads.end() || it->second->tenant != q.tenant ||
-        it->second->client_id != q.client_id)
-        throw Error(FAISSX_E_NOT_FOUND, upload_unknown(id));
+        it->second->client_id != q.client_id ||
+        it->second->download != download)
+        throw Error(FAISSX_E_NOT_FOUND, download ? download_unknown(id)
+                                                 : upload_unknown(id));
     return it->second;
 }
 
@@ -1270,6 +1283,7 @@ void release_upload(fx_state* s, std::shared_ptr<Upload> u) {
     {
         std::lock_guard<std::mutex> g(u->mu); // a chunk may be copying
         u->bytes.reset();
+        std::vector<uint8_t>().swap(u->out);
     }
     std::lock_guard<std::mutex> g(s->up_mu);
     auto it = s->staged.find(u->tenant);
@@ -1277,6 +1291,44 @@ void release_upload(fx_state* s, std::shared_ptr<Upload> u) {
         it->second -= std::min(it->second, u->total);
         if (it->second == 0) s->staged.erase(it);
     }
+}
+
+/* Reserves `total` bytes of q's tenant's staging for u and enters u in
+ * the table (giving it an id), or throws FAISSX_E_LIMIT. */
+void stage(Req& q, const std::shared_ptr<Upload>& u, const char* what) {
+    fx_state* s = q.s;
+    uint64_t limit = s->conf.max_upload_bytes, total = u->total;
+    if (total > limit)
+        throw Error(FAISSX_E_LIMIT,
+                    std::string("a") + (what[0] == 'u' ? "n " : " ") + what +
+                            " of " + std::to_string(total) +
+                            " bytes exceeds the server's staging limit of " +
+                            std::to_string(limit) +
+                            " bytes per tenant (--max-upload-bytes)");
+    std::lock_guard<std::mutex> g(s->up_mu);
+    uint64_t& used = s->staged[q.tenant];
+    size_t count = 0;
+    for (auto& kv : s->uploads) count += kv.second->tenant == q.tenant;
+    if (used > limit - total || count >= FX_MAX_UPLOADS_PER_TENANT) {
+        std::string why =
+                std::string("staging ") + (what[0] == 'u' ? "an " : "a ") +
+                what + " of " + std::to_string(total) +
+                " bytes would exceed this tenant's limit of " +
+                (count >= FX_MAX_UPLOADS_PER_TENANT
+                         ? std::to_string(FX_MAX_UPLOADS_PER_TENANT) +
+                                   " unfinished uploads and downloads"
+                         : std::to_string(limit) +
+                                   " bytes (--max-upload-bytes)") +
+                ": " + std::to_string(used) + " bytes are staged by " +
+                std::to_string(count) +
+                " unfinished upload(s) or download(s); finish or abort "
+                "them, or wait until abandoned ones are discarded";
+        if (used == 0) s->staged.erase(q.tenant);
+        throw Error(FAISSX_E_LIMIT, why);
+    }
+    used += total; // reserved now, so concurrent BEGINs see it
+    u->id = s->next_upload++;
+    s->uploads[u->id] = u;
 }
 
 void op_upload_begin(Req& q, fx_wbuf* w) {
@@ -1292,13 +1344,6 @@ void op_upload_begin(Req& q, fx_wbuf* w) {
         throw Error(FAISSX_E_INVALID,
                     "an upload of 0 bytes cannot hold an index");
     fx_state* s = q.s;
-    uint64_t limit = s->conf.max_upload_bytes;
-    if (total > limit)
-        throw Error(FAISSX_E_LIMIT,
-                    "an upload of " + std::to_string(total) +
-                            " bytes exceeds the server's staging limit of " +
-                            std::to_string(limit) +
-                            " bytes per tenant (--max-upload-bytes)");
     auto u = std::make_shared<Upload>();
     u->tenant = q.tenant;
     u->client_id = q.client_id;
@@ -1306,31 +1351,7 @@ void op_upload_begin(Req& q, fx_wbuf* w) {
     u->kind = (int)kind;
     u->total = total;
     u->last_ms = now_ms();
-    {
-        std::lock_guard<std::mutex> g(s->up_mu);
-        uint64_t& used = s->staged[q.tenant];
-        size_t count = 0;
-        for (auto& kv : s->uploads) count += kv.second->tenant == q.tenant;
-        if (used > limit - total || count >= FX_MAX_UPLOADS_PER_TENANT) {
-            std::string why =
-                    "staging an upload of " + std::to_string(total) +
-                    " bytes would exceed this tenant's limit of " +
-                    (count >= FX_MAX_UPLOADS_PER_TENANT
-                             ? std::to_string(FX_MAX_UPLOADS_PER_TENANT) +
-                                       " unfinished uploads"
-                             : std::to_string(limit) +
-                                       " bytes (--max-upload-bytes)") +
-                    ": " + std::to_string(used) + " bytes are staged by " +
-                    std::to_string(count) +
-                    " unfinished upload(s); commit or abort them, or wait "
-                    "until abandoned ones are discarded";
-            if (used == 0) s->staged.erase(q.tenant);
-            throw Error(FAISSX_E_LIMIT, why);
-        }
-        used += total; // reserved now, so concurrent BEGINs see it
-        u->id = s->next_upload++;
-        s->uploads[u->id] = u;
-    }
+    stage(q, u, "upload");
     u->bytes.reset(new (std::nothrow) uint8_t[total]);
     if (!u->bytes) {
         std::shared_ptr<Upload> t;
@@ -1427,6 +1448,102 @@ void op_upload_commit(Req& q, fx_wbuf* w) {
         install_uploaded_binary(q, w, name, u->bytes.get(), u->total);
     else
         install_uploaded(q, w, name, u->bytes.get(), u->total);
+}
+
+/* ---- chunked download ----
+ * BEGIN serializes the index; when it fits in one reply it is all there
+ * and nothing is kept, else it is staged (against the same per-tenant
+ * limit as uploads) for CHUNK to read and END to drop. A retried BEGIN
+ * (same request id) finds what its first copy staged. */
+void op_download_begin(Req& q, fx_wbuf* w) {
+    uint64_t handle = rd_u64(q);
+    int64_t kind = rd_i64(q);
+    end(q);
+    if (kind != FX_UPLOAD_INDEX && kind != FX_UPLOAD_BINARY)
+        throw Error(FAISSX_E_INVALID, "unknown download kind " +
+                                              std::to_string(kind) +
+                                              " (0: index, 1: binary index)");
+    fx_state* s = q.s;
+    uint64_t mc = max_chunk(s);
+    std::shared_ptr<Upload> u;
+    if (q.request_id) {
+        std::lock_guard<std::mutex> g(s->up_mu);
+        for (auto& kv : s->uploads) {
+            Upload* v = kv.second.get();
+            if (v->download && v->begin_rid == q.request_id &&
+                v->tenant == q.tenant && v->client_id == q.client_id)
+                u = kv.second;
+        }
+    }
+    if (!u) {
+        EntryP e = lookup_kind(s, q.tenant, handle, kind == FX_UPLOAD_BINARY);
+        faiss::VectorIOWriter out;
+        {
+            std::shared_lock<std::shared_mutex> l(*e->mu);
+            if (kind == FX_UPLOAD_BINARY)
+                faiss::write_index_binary(e->bindex.get(), &out);
+            else
+                target(e.get(), [&](faiss::Index* ix) {
+                    faiss::write_index(ix, &out);
+                });
+        }
+        if (out.data.size() <= mc) { // all of it now, nothing staged
+            fx_w_u64(w, out.data.size());
+            fx_w_u64(w, 0);
+            fx_w_u64(w, mc);
+            fx_w_array(w, out.data.data(), out.data.size(), 1);
+            return;
+        }
+        u = std::make_shared<Upload>();
+        u->tenant = q.tenant;
+        u->client_id = q.client_id;
+        u->conn_id = q.conn_id;
+        u->kind = (int)kind;
+        u->download = true;
+        u->begin_rid = q.request_id;
+        u->total = u->received = out.data.size();
+        u->out.swap(out.data);
+        u->last_ms = now_ms();
+        stage(q, u, "download");
+    }
+    u->last_ms = now_ms();
+    fx_w_u64(w, u->total);
+    fx_w_u64(w, u->id);
+    fx_w_u64(w, mc);
+    fx_w_array(w, u->out.data(), std::min<uint64_t>(mc, u->total), 1);
+}
+
+void op_download_chunk(Req& q, fx_wbuf* w) {
+    uint64_t id = rd_u64(q), off = rd_u64(q), max = rd_u64(q);
+    end(q);
+    auto u = find_upload(q, id, true);
+    if (off >= u->total)
+        throw Error(FAISSX_E_INVALID,
+                    "offset " + std::to_string(off) + " of download " +
+                            std::to_string(id) + " is beyond its " +
+                            std::to_string(u->total) + " bytes");
+    uint64_t n = std::min(u->total - off, max_chunk(q.s));
+    if (max) n = std::min(n, max);
+    u->last_ms = now_ms();
+    fx_w_array(w, u->out.data() + off, n, 1);
+}
+
+/* Ends a download; ending one that is not (any more) there is not an
+ * error, so a retry is harmless. */
+void op_download_end(Req& q, fx_wbuf* w) {
+    (void)w;
+    uint64_t id = rd_u64(q);
+    end(q);
+    std::shared_ptr<Upload> u;
+    {
+        std::lock_guard<std::mutex> g(q.s->up_mu);
+        auto it = q.s->uploads.find(id);
+        if (it != q.s->uploads.end() && it->second->download &&
+            it->second->tenant == q.tenant &&
+            it->second->client_id == q.client_id)
+            u = take_upload_locked(q.s, id);
+    }
+    release_upload(q.s, u);
 }
 
 void op_upload_abort(Req& q, fx_wbuf* w) {
@@ -2158,6 +2275,9 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
     case FX_OP_UPLOAD_CHUNK: return op_upload_chunk(q, w);
     case FX_OP_UPLOAD_COMMIT: return op_upload_commit(q, w);
     case FX_OP_UPLOAD_ABORT: return op_upload_abort(q, w);
+    case FX_OP_DOWNLOAD_BEGIN: return op_download_begin(q, w);
+    case FX_OP_DOWNLOAD_CHUNK: return op_download_chunk(q, w);
+    case FX_OP_DOWNLOAD_END: return op_download_end(q, w);
     default:
         throw Error(FAISSX_E_UNSUPPORTED, "unknown operation " + std::to_string(op));
     }
@@ -2288,6 +2408,8 @@ bool remembered(int op, const fx_rbuf& body) {
     case FX_OP_FETCH: case FX_OP_PROGRESS: case FX_OP_CANCEL:
     case FX_OP_UPLOAD_CHUNK: // idempotent by offset; a reply per chunk
                              // would crowd out the ones that matter
+    case FX_OP_DOWNLOAD_BEGIN: // a retry finds its staging by request id
+    case FX_OP_DOWNLOAD_CHUNK: case FX_OP_DOWNLOAD_END:
         return false;
     case FX_OP_IVF: {
         fx_rbuf r = body; // a copy: the handler reads the body again

@@ -294,7 +294,8 @@ const char* fx_op_name(int op) {
             "serialize",   "upload",         "clone",       "merge_from",
             "wrap",        "fetch",          "ivf",         "binary",
             "progress",    "cancel",         "upload_begin", "upload_chunk",
-            "upload_commit", "upload_abort",
+            "upload_commit", "upload_abort", "download_begin",
+            "download_chunk", "download_end",
     };
     _Static_assert(sizeof names / sizeof *names == FX_OP_MAX_,
                    "a name for every op");

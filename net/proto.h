@@ -96,7 +96,15 @@ enum fx_op {
     FX_OP_UPLOAD_COMMIT = 36, /* u64 upload, str name -> index info
                                  (binfo for FX_UPLOAD_BINARY) */
     FX_OP_UPLOAD_ABORT = 37, /* u64 upload -> (nothing) */
-    FX_OP_MAX_ = 38
+    /* Chunked download (docs/protocol.md, "Chunked download"). */
+    FX_OP_DOWNLOAD_BEGIN = 38, /* u64 handle, i64 kind (FX_UPLOAD_*)
+                                  -> u64 total bytes, u64 download id (0:
+                                  all bytes are in this reply), u64 max
+                                  chunk bytes, array<u8> first bytes */
+    FX_OP_DOWNLOAD_CHUNK = 39, /* u64 download, u64 offset, u64 max bytes
+                                  -> array<u8> bytes */
+    FX_OP_DOWNLOAD_END = 40,   /* u64 download -> (nothing) */
+    FX_OP_MAX_ = 41
 };
 
 /* What a chunked upload holds. */

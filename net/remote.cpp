@@ -317,6 +317,117 @@ void upload_bytes(const Conn* c, const uint8_t* data, uint64_t n, int kind,
     job->step(job->total());
 }
 
+/* ---- chunked download (docs/protocol.md, "Chunked download") ---- */
+
+/* Tells the server it may drop download `id` (best effort, as aborts). */
+void download_end(const Conn* c, uint64_t id) {
+    int old = fx_client_thread_timeout(2000);
+    try {
+        rcall(c, FX_OP_DOWNLOAD_END, [&](fx_wbuf* w) { fx_w_u64(w, id); },
+              no_reply);
+    } catch (...) {
+    }
+    fx_client_thread_timeout(old);
+}
+
+Error download_cancelled(bool by_callback) {
+    return Error(FAISSX_E_CANCELED,
+                 std::string(by_callback ? "download cancelled by the "
+                                           "progress callback"
+                                         : "download cancelled") +
+                         "; nothing was returned");
+}
+
+} // namespace
+
+std::vector<uint8_t> remote_download(
+        const Conn* c, uint64_t handle, int kind,
+        const std::function<std::vector<uint8_t>()>& single) {
+    if (job_token_raised())
+        throw Error(FAISSX_E_CANCELED,
+                    "download cancelled before it started; nothing was "
+                    "returned");
+    uint64_t total = 0, id = 0, mc = 0;
+    std::vector<uint8_t> out;
+    try {
+        rcall(c, FX_OP_DOWNLOAD_BEGIN,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, kind);
+              },
+              [&](fx_rbuf* r) {
+                  const void* p;
+                  uint64_t n;
+                  if (fx_r_u64(r, &total) || fx_r_u64(r, &id) ||
+                      fx_r_u64(r, &mc) ||
+                      fx_r_array(r, 1, UINT64_MAX, &p, &n))
+                      proto_error("download_begin", r);
+                  if (n > total || (id == 0 && n != total) ||
+                      (id != 0 && n == 0))
+                      throw Error(FAISSX_E_PROTOCOL,
+                                  "download_begin: " + std::to_string(n) +
+                                          " of " + std::to_string(total) +
+                                          " bytes in the first reply");
+                  out.reserve(total);
+                  out.assign(static_cast<const uint8_t*>(p),
+                             static_cast<const uint8_t*>(p) + n);
+              });
+    } catch (const Error& e) {
+        // A server older than chunked downloads: one message it is.
+        if (e.code != FAISSX_E_UNSUPPORTED ||
+            !std::strstr(e.what(), "unknown operation"))
+            throw;
+        JobScope job(FAISSX_PROGRESS_DOWNLOAD, 1);
+        out = single();
+        job.set_total((int64_t)out.size());
+        job.step(job.total());
+        return out;
+    }
+    try {
+        JobScope job(FAISSX_PROGRESS_DOWNLOAD, (int64_t)total);
+        job.step((int64_t)out.size());
+        while (out.size() < total) {
+            if (job.cancel_requested())
+                throw download_cancelled(job.cancelled_by_callback());
+            uint64_t off = out.size();
+            rcall(c, FX_OP_DOWNLOAD_CHUNK,
+                  [&](fx_wbuf* w) {
+                      fx_w_u64(w, id);
+                      fx_w_u64(w, off);
+                      fx_w_u64(w, mc);
+                  },
+                  [&](fx_rbuf* r) {
+                      const void* p;
+                      uint64_t n;
+                      if (fx_r_array(r, 1, UINT64_MAX, &p, &n))
+                          proto_error("download_chunk", r);
+                      if (n == 0 || n > total - off)
+                          throw Error(FAISSX_E_PROTOCOL,
+                                      "download_chunk: " + std::to_string(n) +
+                                              " bytes at offset " +
+                                              std::to_string(off) + " of " +
+                                              std::to_string(total));
+                      auto b = static_cast<const uint8_t*>(p);
+                      out.insert(out.end(), b, b + n);
+                  });
+            job.step((int64_t)out.size());
+        }
+    } catch (const Error& e) {
+        if (id) download_end(c, id);
+        if (e.code == FAISSX_E_CANCELED &&
+            !std::strstr(e.what(), "download"))
+            throw download_cancelled(std::strstr(e.what(), "callback"));
+        throw;
+    } catch (...) {
+        if (id) download_end(c, id);
+        throw;
+    }
+    if (id) download_end(c, id);
+    return out;
+}
+
+namespace {
+
 void read_state(fx_rbuf* r, RemoteIndex* ix, const char* what) {
     ix->ntotal = rd_i64(r, what);
     ix->is_trained = rd_i64(r, what) != 0;
@@ -873,16 +984,20 @@ double RemoteIndex::get_param(const char* name) const {
 }
 
 std::vector<uint8_t> RemoteIndex::serialize() const {
-    std::vector<uint8_t> out;
-    rcall(conn.get(), FX_OP_SERIALIZE, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-          [&](fx_rbuf* r) {
-              const void* p;
-              uint64_t n;
-              if (fx_r_array(r, 1, UINT64_MAX, &p, &n)) proto_error("serialize", r);
-              out.assign(static_cast<const uint8_t*>(p),
-                         static_cast<const uint8_t*>(p) + n);
-          });
-    return out;
+    return remote_download(conn.get(), handle, FX_UPLOAD_INDEX, [&] {
+        std::vector<uint8_t> out;
+        rcall(conn.get(), FX_OP_SERIALIZE,
+              [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+              [&](fx_rbuf* r) {
+                  const void* p;
+                  uint64_t n;
+                  if (fx_r_array(r, 1, UINT64_MAX, &p, &n))
+                      proto_error("serialize", r);
+                  out.assign(static_cast<const uint8_t*>(p),
+                             static_cast<const uint8_t*>(p) + n);
+              });
+        return out;
+    });
 }
 
 RemoteIndex* as_remote(const faiss::Index* ix) {

@@ -121,6 +121,15 @@ int remote_create(const char* func, const std::shared_ptr<Conn>& conn,
 int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
                       faiss::Index* local, FaissIndex** out);
 
+/* The faiss bytes of server-side index `handle` (kind FX_UPLOAD_INDEX or
+ * FX_UPLOAD_BINARY), fetched in chunks (DOWNLOAD_BEGIN/CHUNK/END), with
+ * progress (FAISSX_PROGRESS_DOWNLOAD) and cancellation between chunks;
+ * single() fetches them in one message from a server that predates
+ * chunked downloads. Throws fx::Error. */
+std::vector<uint8_t> remote_download(
+        const Conn* c, uint64_t handle, int kind,
+        const std::function<std::vector<uint8_t>()>& single);
+
 /* Builds a composite of wrap type `type` (FX_WRAP_*) over a remote child
  * on the child's server (FX_OP_WRAP: they share one data structure there,
  * as in a local faiss program); `fields` writes the type's fields. The child

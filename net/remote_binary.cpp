@@ -250,18 +250,20 @@ double RemoteIndexBinary::get_param(const char* name) const {
 }
 
 std::vector<uint8_t> RemoteIndexBinary::serialize() const {
-    std::vector<uint8_t> out;
-    bcall(conn.get(), FX_BIN_SERIALIZE, FAISSX_OP_ADMIN,
-          [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-          [&](fx_rbuf* r) {
-              const void* p;
-              uint64_t n;
-              if (fx_r_array(r, 1, UINT64_MAX, &p, &n))
-                  remote_proto_error("binary serialize", r);
-              out.assign(static_cast<const uint8_t*>(p),
-                         static_cast<const uint8_t*>(p) + n);
-          });
-    return out;
+    return remote_download(conn.get(), handle, FX_UPLOAD_BINARY, [&] {
+        std::vector<uint8_t> out;
+        bcall(conn.get(), FX_BIN_SERIALIZE, FAISSX_OP_ADMIN,
+              [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+              [&](fx_rbuf* r) {
+                  const void* p;
+                  uint64_t n;
+                  if (fx_r_array(r, 1, UINT64_MAX, &p, &n))
+                      remote_proto_error("binary serialize", r);
+                  out.assign(static_cast<const uint8_t*>(p),
+                             static_cast<const uint8_t*>(p) + n);
+              });
+        return out;
+    });
 }
 
 RemoteIndexBinary* as_remote_bin(const faiss::IndexBinary* ix) {

@@ -272,7 +272,14 @@ static void check_result(int op, fx_rbuf* r) {
         need(r, fx_r_u64(r, &u), "max chunk");
         break;
     case FX_OP_UPLOAD_CHUNK: need(r, fx_r_u64(r, &u), "received"); break;
-    case FX_OP_UPLOAD_ABORT: break;
+    case FX_OP_UPLOAD_ABORT: case FX_OP_DOWNLOAD_END: break;
+    case FX_OP_DOWNLOAD_BEGIN:
+        need(r, fx_r_u64(r, &u), "total");
+        need(r, fx_r_u64(r, &u), "download id");
+        need(r, fx_r_u64(r, &u), "max chunk");
+        skip_array(r, 1, &n);
+        break;
+    case FX_OP_DOWNLOAD_CHUNK: skip_array(r, 1, &n); break;
     default: return; /* an op added after this target: shape unchecked */
     }
     CHECK(fx_r_end(r) == 0, "%s reply has trailing bytes", fx_op_name(op));

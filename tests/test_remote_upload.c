@@ -3,7 +3,9 @@
  * total, cancellation that leaves nothing on the server, uploads larger than
  * the server's message limit, retries that never duplicate, the staging
  * limit per tenant, staging reclaimed when a client goes away or goes idle,
- * and every kind of bad chunk refused without damage.
+ * and every kind of bad chunk refused without damage; and the reverse,
+ * chunked download (DOWNLOAD_BEGIN / CHUNK / END) with progress and
+ * cancellation.
  *
  * The servers here take messages of at most 64 KiB, so a 1 MiB index
  * travels in about 16 chunks. Whether staging was released is checked
@@ -530,6 +532,169 @@ Test(remote_upload, bad_chunks_get_clear_errors_and_no_damage, .init = start,
     nng_close(b.s);
     nng_close(ro.s);
     free(bytes);
+    faiss_Index_free(loc);
+    free(xb);
+}
+
+/* ---- chunked download ------------------------------------------------------ */
+
+/* DOWNLOAD_BEGIN of handle h: the status; total and id. */
+static int dl_begin(Raw* r, uint64_t h, uint64_t* total, uint64_t* id,
+                    char* err) {
+    fx_wbuf w;
+    Rep rep;
+    raw_begin_w(r, &w);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, FX_UPLOAD_INDEX);
+    int st = raw_call(r, &w, FX_OP_DOWNLOAD_BEGIN, 0, &rep);
+    if (st == 0) {
+        uint64_t mc;
+        cr_assert_eq(fx_r_u64(&rep.r, total), 0);
+        cr_assert_eq(fx_r_u64(&rep.r, id), 0);
+        cr_assert_eq(fx_r_u64(&rep.r, &mc), 0);
+    }
+    if (err) strcpy(err, rep.err);
+    rep_free(&rep);
+    return st;
+}
+
+static int dl_call(Raw* r, int op, uint64_t id, uint64_t off, char* err) {
+    fx_wbuf w;
+    Rep rep;
+    raw_begin_w(r, &w);
+    fx_w_u64(&w, id);
+    if (op == FX_OP_DOWNLOAD_CHUNK) {
+        fx_w_u64(&w, off);
+        fx_w_u64(&w, 0);
+    }
+    int st = raw_call(r, &w, op, 0, &rep);
+    if (err) strcpy(err, rep.err);
+    rep_free(&rep);
+    return st;
+}
+
+Test(remote_upload, download_in_chunks_with_progress_and_cancel,
+     .init = start, .fini = stop) {
+    float* xb;
+    size_t bytes;
+    FaissIndex* loc = local_flat(&xb, &bytes);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FaissIndex* rem = NULL;
+    FXT_OK(faissx_index_upload(loc, "dl", &rem));
+
+    /* bigger than a message: it comes back in chunks, with progress */
+    Seen s;
+    seen_init(&s);
+    faissx_set_progress_callback(on_progress, &s);
+    FaissIndex* back = NULL;
+    FXT_OK(faissx_index_download(rem, &back));
+    faissx_set_progress_callback(NULL, NULL);
+    cr_assert_not(faissx_index_is_remote(back));
+    cr_assert_eq(s.op, FAISSX_PROGRESS_DOWNLOAD);
+    cr_assert(s.monotonic);
+    cr_assert_eq(s.total, (int64_t)bytes);
+    cr_assert_eq(s.last_done, s.total);
+    cr_assert_geq(s.calls, 2 + (int)(bytes / 65536), "%d reports", s.calls);
+    same_search(loc, back, xb);
+    faiss_Index_free(back);
+    /* faiss_write_index of the remote index: the local index's bytes */
+    size_t n1, n2;
+    uint8_t* b1 = index_bytes(loc, &n1);
+    uint8_t* b2 = index_bytes(rem, &n2);
+    cr_assert_eq(n1, n2);
+    FXT_SAME(b1, b2, n1);
+    free(b1);
+    free(b2);
+
+    /* cancelled mid-way: nothing returned, nothing left staged */
+    seen_init(&s);
+    s.cancel_at = (int64_t)bytes / 3;
+    faissx_set_progress_callback(on_progress, &s);
+    back = NULL;
+    int rc = faissx_index_download(rem, &back);
+    faissx_set_progress_callback(NULL, NULL);
+    cr_assert_eq(rc, FAISSX_E_CANCELED, "rc %d: %s", rc,
+                 faiss_get_last_error());
+    cr_assert_null(back);
+    cr_assert(strstr(faiss_get_last_error(),
+                     "download cancelled by the progress callback; nothing "
+                     "was returned"), "%s", faiss_get_last_error());
+    cr_assert_lt(s.last_done, (int64_t)bytes);
+    FaissIndex* again = NULL;
+    FXT_OK(faissx_index_upload(loc, NULL, &again)); /* the limit fits it */
+    faiss_Index_free(again);
+
+    /* the raw ops: scoped to tenant and client, ends are idempotent */
+    Raw a = raw_open("ka", 0xD1), a2 = raw_open("ka", 0xD2),
+        b = raw_open("kb", 0xD1), ro = raw_open("kr", 0xD3);
+    char err[1024];
+    uint64_t total, id;
+    uint64_t h = 0; /* the server-side handle, from OPEN's info */
+    {
+        fx_wbuf w;
+        Rep rep;
+        raw_begin_w(&a, &w);
+        fx_w_str(&w, "dl");
+        cr_assert_eq(raw_call(&a, &w, FX_OP_OPEN, 0, &rep), 0);
+        cr_assert_eq(fx_r_u64(&rep.r, &h), 0);
+        rep_free(&rep);
+    }
+    cr_assert_eq(dl_begin(&a, h, &total, &id, err), 0, "%s", err);
+    cr_assert_eq(total, bytes);
+    cr_assert_neq(id, 0, "staged: bigger than one reply");
+    /* the tenant's staging holds one such download, not two */
+    uint64_t id_ro;
+    EXPECT(dl_begin(&ro, h, &total, &id_ro, err), FAISSX_E_LIMIT,
+           "staging a download of");
+    EXPECT(dl_call(&b, FX_OP_DOWNLOAD_CHUNK, id, 0, err), FAISSX_E_NOT_FOUND,
+           "unknown download");
+    EXPECT(dl_call(&a2, FX_OP_DOWNLOAD_CHUNK, id, 0, err), FAISSX_E_NOT_FOUND,
+           "unknown download");
+    EXPECT(dl_call(&a, FX_OP_UPLOAD_ABORT, id, 0, err), FAISSX_E_NOT_FOUND,
+           "unknown upload"); /* a download is not an upload */
+    EXPECT(dl_call(&a, FX_OP_DOWNLOAD_CHUNK, id, bytes, err),
+           FAISSX_E_INVALID, "is beyond its");
+    cr_assert_eq(dl_call(&a, FX_OP_DOWNLOAD_CHUNK, id, bytes - 1, err), 0,
+                 "%s", err);
+    /* bob's END of alice's download does nothing; hers ends it */
+    cr_assert_eq(dl_call(&b, FX_OP_DOWNLOAD_END, id, 0, err), 0, "%s", err);
+    cr_assert_eq(dl_call(&a, FX_OP_DOWNLOAD_CHUNK, id, 0, err), 0, "%s", err);
+    cr_assert_eq(dl_call(&a, FX_OP_DOWNLOAD_END, id, 0, err), 0, "%s", err);
+    cr_assert_eq(dl_call(&a, FX_OP_DOWNLOAD_END, id, 0, err), 0, "%s", err);
+    EXPECT(dl_call(&a, FX_OP_DOWNLOAD_CHUNK, id, 0, err), FAISSX_E_NOT_FOUND,
+           "unknown download");
+    /* a retried BEGIN (same request id) gets the same download, not a
+     * second staging (which the limit could not hold) */
+    uint64_t ids[2];
+    for (int i = 0; i < 2; i++) {
+        fx_wbuf w;
+        Rep rep;
+        raw_begin_w(&a, &w);
+        fx_w_u64(&w, h);
+        fx_w_i64(&w, FX_UPLOAD_INDEX);
+        cr_assert_eq(raw_call(&a, &w, FX_OP_DOWNLOAD_BEGIN, 880001, &rep), 0,
+                     "%s", rep.err);
+        cr_assert_eq(fx_r_u64(&rep.r, &total), 0);
+        cr_assert_eq(fx_r_u64(&rep.r, &ids[i]), 0);
+        rep_free(&rep);
+    }
+    cr_assert_neq(ids[0], 0);
+    cr_assert_eq(ids[0], ids[1]);
+    cr_assert_eq(dl_call(&a, FX_OP_DOWNLOAD_END, ids[0], 0, err), 0, "%s",
+                 err);
+    /* a read-only key may download too */
+    cr_assert_eq(dl_begin(&ro, h, &total, &id_ro, err), 0, "%s", err);
+    cr_assert_eq(dl_call(&ro, FX_OP_DOWNLOAD_END, id_ro, 0, err), 0, "%s",
+                 err);
+    EXPECT(dl_begin(&a, h + 999, &total, &id, err), FAISSX_E_NOT_FOUND,
+           "unknown index handle");
+    nng_close(a.s);
+    nng_close(a2.s);
+    nng_close(b.s);
+    nng_close(ro.s);
+
+    faiss_Index_free(rem);
+    FXT_OK(faissx_index_drop("dl"));
     faiss_Index_free(loc);
     free(xb);
 }

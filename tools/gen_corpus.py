@@ -35,7 +35,8 @@ OPS = {name: i + 1 for i, name in enumerate([
     "SA_CODE_SIZE", "SA_ENCODE", "SA_DECODE", "SET_PARAM", "GET_PARAM",
     "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM", "WRAP", "FETCH", "IVF",
     "BINARY", "PROGRESS", "CANCEL", "UPLOAD_BEGIN", "UPLOAD_CHUNK",
-    "UPLOAD_COMMIT", "UPLOAD_ABORT"])}
+    "UPLOAD_COMMIT", "UPLOAD_ABORT", "DOWNLOAD_BEGIN", "DOWNLOAD_CHUNK",
+    "DOWNLOAD_END"])}
 
 WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
     WRAP_REFINE_FLAT = range(1, 7)
@@ -254,6 +255,13 @@ def seeds():
     m["bad-upload-begin-huge"] = message(O["UPLOAD_BEGIN"], u64(1 << 62) +
                                          i64(0))
     m["bad-upload-begin-kind"] = message(O["UPLOAD_BEGIN"], u64(64) + i64(9))
+    # chunked download
+    m["download-begin"] = message(O["DOWNLOAD_BEGIN"], u64(H_IVF) + i64(0))
+    m["download-chunk"] = message(O["DOWNLOAD_CHUNK"], u64(1) + u64(0) +
+                                  u64(0))
+    m["download-end"] = message(O["DOWNLOAD_END"], u64(1))
+    m["bad-download-begin-binary"] = message(O["DOWNLOAD_BEGIN"],
+                                             u64(H_FLAT) + i64(1))
     return m
 
 

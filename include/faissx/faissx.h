@@ -448,6 +448,7 @@ typedef enum FaissxProgressOp {
     FAISSX_PROGRESS_UPLOAD = 4,     /**< units: bytes on the server, plus a
                                          last one for the server reading and
                                          installing the index */
+    FAISSX_PROGRESS_DOWNLOAD = 5,   /**< units: bytes received */
 } FaissxProgressOp;
 
 /** One progress report. done never decreases during a call and reaches
