@@ -1507,6 +1507,9 @@ void op_download_begin(Req& q, fx_wbuf* w) {
         stage(q, u, "download");
     }
     u->last_ms = now_ms();
+    std::lock_guard<std::mutex> g(u->mu); // END or the reaper may free it
+    if (u->out.size() != u->total)
+        throw Error(FAISSX_E_NOT_FOUND, download_unknown(u->id));
     fx_w_u64(w, u->total);
     fx_w_u64(w, u->id);
     fx_w_u64(w, mc);
@@ -1517,6 +1520,9 @@ void op_download_chunk(Req& q, fx_wbuf* w) {
     uint64_t id = rd_u64(q), off = rd_u64(q), max = rd_u64(q);
     end(q);
     auto u = find_upload(q, id, true);
+    std::lock_guard<std::mutex> g(u->mu); // END or the reaper may free it
+    if (u->out.size() != u->total)
+        throw Error(FAISSX_E_NOT_FOUND, download_unknown(id));
     if (off >= u->total)
         throw Error(FAISSX_E_INVALID,
                     "offset " + std::to_string(off) + " of download " +
