@@ -9,6 +9,9 @@
 #include "net/proto.h"
 #include "net/server.h"
 
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -588,6 +591,61 @@ Test(deadline, killed_server_short_thread_deadline, .fini = stop) {
     cr_assert_eq(faissx_set_thread_timeout(old), 300);
     faiss_Index_free(ix);
     free(xb);
+}
+
+/* A request that went out and whose connection then closed, reply never
+ * sent: NNG owns it after the send and keeps it to resend on another
+ * connection; the call's deadline passes and the request must be freed
+ * (LSan checks this suite). Deterministic, unlike the killed server above:
+ * a bare rep0 socket plays a server that takes each request, then hangs
+ * up without answering. */
+typedef struct Mute {
+    nng_socket rep;
+    atomic_int got; /* requests taken */
+} Mute;
+
+static void* mute_server(void* arg) {
+    Mute* m = arg;
+    nng_msg* req = NULL;
+    if (nng_recvmsg(m->rep, &req, 0) == 0) {
+        atomic_fetch_add(&m->got, 1);
+        nng_msg_free(req);
+    }
+    nng_close(m->rep); /* the connection drops, no reply */
+    return NULL;
+}
+
+Test(deadline, sent_request_whose_connection_drops_is_freed, .fini = stop) {
+    for (int round = 0; round < 3; round++) {
+        Mute m;
+        atomic_init(&m.got, 0);
+        nng_listener l;
+        int port = 0;
+        cr_assert_eq(nng_rep0_open(&m.rep), 0);
+        cr_assert_eq(nng_listener_create(&l, m.rep, "tcp://127.0.0.1:0"), 0);
+        cr_assert_eq(nng_listener_start(l, 0), 0);
+        cr_assert_eq(nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port), 0);
+        char url[64];
+        snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+        FaissxClientOptions o;
+        opts_for(&o, url, 5000);
+        o.max_attempts = round + 1; /* 1: one attempt; more: retries too */
+        o.backoff_base_ms = 5;
+        o.backoff_cap_ms = 20;
+        FXT_OK(faissx_configure_ex(&o));
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, mute_server, &m), 0);
+        int old = faissx_set_thread_timeout(300);
+        char** names = NULL;
+        size_t n = 0;
+        int rc = faissx_index_list(&names, &n);
+        faissx_set_thread_timeout(old);
+        pthread_join(t, NULL);
+        cr_assert(rc == FAISSX_E_TIMEOUT || rc == FAISSX_E_NET,
+                  "round %d: %d %s", round, rc, faiss_get_last_error());
+        cr_assert_eq(atomic_load(&m.got), 1, "the request went out");
+        faissx_configure(NULL, NULL, 0);
+    }
 }
 
 /* ---- server killed and restarted under load ---- */
