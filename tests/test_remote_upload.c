@@ -536,6 +536,67 @@ Test(remote_upload, bad_chunks_get_clear_errors_and_no_damage, .init = start,
     free(xb);
 }
 
+/* A binary index through the same ops (kind 1): installed as a binary
+ * index; float bytes under kind 1 are refused like any unreadable upload. */
+Test(remote_upload, binary_kind_installs_a_binary_index, .init = start,
+     .fini = stop) {
+    FaissIndexBinary* bin = NULL;
+    FXT_OK(faiss_index_binary_factory(&bin, 64, "BFlat"));
+    uint8_t* codes = fxt_bytes(20000, 64, 93);
+    FXT_OK(faiss_IndexBinary_add(bin, 20000, codes));
+    char* buf = NULL;
+    size_t n = 0;
+    FILE* f = open_memstream(&buf, &n);
+    cr_assert_not_null(f);
+    FXT_OK(faiss_write_index_binary(bin, f));
+    fclose(f);
+    cr_assert_gt(n, (size_t)65536, "more than one chunk");
+    const uint64_t C = 60000;
+    char err[1024];
+    uint64_t id, got, h;
+    Raw a = raw_open("ka", 0xE1);
+    cr_assert_eq(up_begin(&a, n, FX_UPLOAD_BINARY, &id, err), 0, "%s", err);
+    for (uint64_t off = 0; off < n; off += C) {
+        uint64_t m = n - off < C ? n - off : C;
+        cr_assert_eq(up_chunk(&a, id, off, buf + off, m, &got, err), 0, "%s",
+                     err);
+    }
+    fx_wbuf w;
+    Rep rep;
+    raw_begin_w(&a, &w);
+    fx_w_u64(&w, id);
+    fx_w_str(&w, "");
+    cr_assert_eq(raw_call(&a, &w, FX_OP_UPLOAD_COMMIT, 0, &rep), 0, "%s",
+                 rep.err);
+    int64_t d, metric, trained, ntotal, kind;
+    cr_assert_eq(fx_r_u64(&rep.r, &h), 0);
+    cr_assert_eq(fx_r_i64(&rep.r, &d), 0);
+    cr_assert_eq(fx_r_i64(&rep.r, &metric), 0);
+    cr_assert_eq(fx_r_i64(&rep.r, &trained), 0);
+    cr_assert_eq(fx_r_i64(&rep.r, &ntotal), 0);
+    cr_assert_eq(fx_r_i64(&rep.r, &kind), 0);
+    rep_free(&rep);
+    cr_assert_eq(d, 64);
+    cr_assert_eq(ntotal, 20000);
+    cr_assert(kind & FX_KIND_BINARY, "kind 0x%llx", (long long)kind);
+
+    /* float index bytes are no binary index */
+    FaissIndex* loc = NULL;
+    FXT_OK(faiss_index_factory(&loc, 8, "Flat", METRIC_L2));
+    size_t fn;
+    uint8_t* fbytes = index_bytes(loc, &fn);
+    cr_assert_eq(up_begin(&a, fn, FX_UPLOAD_BINARY, &id, err), 0, "%s", err);
+    cr_assert_eq(up_chunk(&a, id, 0, fbytes, fn, &got, err), 0, "%s", err);
+    EXPECT(up_commit(&a, id, "", 0, &h, err), FAISSX_E_IO,
+           "not a readable faiss binary index");
+    nng_close(a.s);
+    free(fbytes);
+    faiss_Index_free(loc);
+    free(buf);
+    free(codes);
+    faiss_IndexBinary_free(bin);
+}
+
 /* ---- chunked download ------------------------------------------------------ */
 
 /* DOWNLOAD_BEGIN of handle h: the status; total and id. */
