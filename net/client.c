@@ -160,13 +160,71 @@ static fx_client* live;
 static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
 
 static void close_sockets(fx_client* c);
+static int stop_client(fx_client* c);
+
+/* Set when the exit handler gave up waiting for nng_close: the sockets may
+ * still be in use by the thread stuck closing them, so free_client (run by
+ * the static destructors after the handler) must not free them. */
+static atomic_int exit_close_stuck;
+
+static atomic_int exit_closed; /* the closer thread is done */
+
+static void* exit_closer(void* arg) {
+    (void)arg;
+    /* live_mu is held by close_all_at_exit while it waits for us: the list
+     * cannot change under us. */
+    for (fx_client* c = live; c; c = c->next)
+        for (int i = 0; i < c->nsock; i++) nng_close(c->socks[i].s);
+    atomic_store(&exit_closed, 1);
+    return NULL;
+}
 
 /* At exit: close every socket (calls still running fail at once, NNG stops
  * redialing, the server sees the connections close). The clients' memory
- * is freed by their owners (static destructors run after this). */
+ * is freed by their owners (static destructors run after this).
+ *
+ * NNG 1.5.2's nng_close can deadlock when it races with operations still
+ * pending on the socket's contexts (nanomsg/nng#1543, #1813: the pipe
+ * reaper waits for a task that never runs). So the handler first refuses
+ * new calls and gives the running ones a moment to end (their replies are
+ * usually on the way), then closes the sockets on a separate thread and
+ * waits for it for a bounded time. If NNG is stuck, the process exits
+ * anyway -- the kernel closes the connections -- and nothing the stuck
+ * thread might still touch is freed. */
+enum { EXIT_DRAIN_MS = 500, EXIT_CLOSE_MS = 2000 };
+
+static int all_idle(void) {
+    for (fx_client* c = live; c; c = c->next)
+        for (int i = 0; i < c->nsock; i++)
+            if (atomic_load(&c->socks[i].busy)) return 0;
+    return 1;
+}
+
 static void close_all_at_exit(void) {
     pthread_mutex_lock(&live_mu);
-    for (fx_client* c = live; c; c = c->next) close_sockets(c);
+    for (fx_client* c = live; c; c = c->next) stop_client(c);
+    uint64_t t0 = mono_ms();
+    while (!all_idle() && mono_ms() - t0 < EXIT_DRAIN_MS) nng_msleep(2);
+    pthread_t t;
+    pthread_attr_t a;
+    int threaded = pthread_attr_init(&a) == 0;
+    if (threaded) {
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        threaded = pthread_create(&t, &a, exit_closer, NULL) == 0;
+        pthread_attr_destroy(&a);
+    }
+    if (!threaded) {
+        exit_closer(NULL);
+    } else {
+        while (!atomic_load(&exit_closed) &&
+               mono_ms() - t0 < EXIT_DRAIN_MS + EXIT_CLOSE_MS)
+            nng_msleep(2);
+        if (!atomic_load(&exit_closed)) {
+            atomic_store(&exit_close_stuck, 1);
+            fx_clog(FAISSX_LOG_WARN, "closing the connections at exit did "
+                    "not finish (NNG); exiting anyway");
+        }
+    }
     pthread_mutex_unlock(&live_mu);
 }
 
@@ -409,6 +467,7 @@ static int open_socket(fx_client* c, fx_sock* s, const FaissxClientOptions* o,
 }
 
 static void free_client(fx_client* c) {
+    if (atomic_load(&exit_close_stuck)) return; /* see close_all_at_exit */
     if (c->hb_timer) nng_aio_free(c->hb_timer);
     if (c->hb_io) nng_aio_free(c->hb_io);
     free(c->socks);
@@ -513,14 +572,21 @@ int fx_client_open(const FaissxClientOptions* o, int background,
 }
 
 /* Stops the heartbeat and closes the sockets, once. */
-static void close_sockets(fx_client* c) {
+/* Refuses new calls, silences the callbacks and stops the heartbeat.
+ * Returns 0 if the client was already closed. */
+static int stop_client(fx_client* c) {
     atomic_store(&c->quiet, 1);
-    if (atomic_exchange(&c->closed, 1)) return;
+    if (atomic_exchange(&c->closed, 1)) return 0;
     /* Stopping waits for a running callback; a stopped aio starts nothing
      * new, so the cycle ends. */
     if (c->hb_timer) nng_aio_stop(c->hb_timer);
     if (c->hb_io) nng_aio_stop(c->hb_io);
     if (c->hb_timer) nng_aio_stop(c->hb_timer);
+    return 1;
+}
+
+static void close_sockets(fx_client* c) {
+    if (!stop_client(c)) return;
     for (int i = 0; i < c->nsock; i++) nng_close(c->socks[i].s);
 }
 
