@@ -42,10 +42,15 @@ FaissIndex* child_of(const char* func, RemoteIndex* r, int64_t kind) {
         return nullptr;
     }
     if (!r->children.empty()) return handle<FaissIndex>(r->children[0]);
-    note_error(FAISSX_E_UNSUPPORTED, func,
-               "the inner index of this remote index is not reachable from "
-               "the client (it was not built from a client handle)");
-    return nullptr;
+    // Built on the server (factory, upload, clone): a handle on the inner
+    // index there, owned by r (as faiss's own_fields composite owns it).
+    int64_t bit = kind & -kind; // the one kind the caller asks about
+    try {
+        return handle<FaissIndex>(static_cast<faiss::Index*>(r->inner(bit)));
+    } catch (...) {
+        handle_exception(func);
+        return nullptr;
+    }
 }
 
 FaissIndex* quantizer_of(const char* func, const FaissIndex* h) {

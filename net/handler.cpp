@@ -117,6 +117,12 @@ struct Entry {
     std::shared_ptr<std::shared_mutex> mu = std::make_shared<std::shared_mutex>();
     bool orphan = false;
     bool stored = false; // `index` is a durable store handle
+    // `index` points inside the composite in deps[0] (FX_COMP_INNER): the
+    // composite owns it, this entry only names it.
+    bool borrowed = false;
+    ~Entry() {
+        if (borrowed) (void)index.release();
+    }
 };
 using EntryP = std::shared_ptr<Entry>;
 
@@ -1612,6 +1618,9 @@ void op_merge(Req& q, fx_wbuf* w) {
     write_state(w, a->index.get());
 }
 
+std::unique_ptr<faiss::VectorTransform> read_transform(const void* p,
+                                                       uint64_t nbytes);
+
 void op_wrap(Req& q, fx_wbuf* w) {
     need_write(q);
     EntryP child = lookup(q.s, q.tenant, rd_u64(q));
@@ -1687,15 +1696,7 @@ void op_wrap(Req& q, fx_wbuf* w) {
         end(q);
         auto pt = std::make_unique<faiss::IndexPreTransform>(c);
         if (nbytes) {
-            faiss::VectorIOReader in;
-            in.data.assign(static_cast<const uint8_t*>(p),
-                           static_cast<const uint8_t*>(p) + nbytes);
-            std::unique_ptr<faiss::VectorTransform> vt;
-            try {
-                vt.reset(faiss::read_VectorTransform(&in));
-            } catch (const std::exception& ex) {
-                throw Error(FAISSX_E_IO, std::string("bad transform: ") + ex.what());
-            }
+            std::unique_ptr<faiss::VectorTransform> vt = read_transform(p, nbytes);
             if (vt->d_out != c->d)
                 throw Error(FAISSX_E_INVALID, "transform output dimension "
                                               "differs from the index's");
@@ -1723,6 +1724,147 @@ void op_wrap(Req& q, fx_wbuf* w) {
     insert(q.s, e);
     std::shared_lock<std::shared_mutex> l2(*e->mu);
     write_info(w, e.get());
+}
+
+/* ---- composites (FX_OP_COMPOSITE) ---- */
+
+/* A VectorTransform from faiss bytes sent by a client. */
+std::unique_ptr<faiss::VectorTransform> read_transform(const void* p,
+                                                       uint64_t nbytes) {
+    if (nbytes == 0) throw Error(FAISSX_E_INVALID, "empty transform");
+    faiss::VectorIOReader in;
+    in.data.assign(static_cast<const uint8_t*>(p),
+                   static_cast<const uint8_t*>(p) + nbytes);
+    std::unique_ptr<faiss::VectorTransform> vt;
+    try {
+        vt.reset(faiss::read_VectorTransform(&in));
+    } catch (const std::exception& ex) {
+        throw Error(FAISSX_E_IO, std::string("bad transform: ") + ex.what());
+    }
+    if (in.rp != in.data.size())
+        throw Error(FAISSX_E_IO, "bad transform: trailing bytes");
+    return vt;
+}
+
+faiss::IndexPreTransform* pretransform_of(Entry* e) {
+    auto pt = dynamic_cast<faiss::IndexPreTransform*>(e->index.get());
+    if (!pt)
+        throw Error(FAISSX_E_INVALID,
+                    "index handle " + std::to_string(e->handle) + " is a " +
+                            class_name(e->index.get()) +
+                            ", not an IndexPreTransform");
+    return pt;
+}
+
+/* The inner index of a composite that the FX_KIND_* bit `kind` names. */
+faiss::Index* inner_of(faiss::Index* ix, int64_t kind) {
+    switch (kind) {
+    case FX_KIND_PRETRANSFORM:
+        if (auto p = dynamic_cast<faiss::IndexPreTransform*>(ix)) return p->index;
+        break;
+    case FX_KIND_IDMAP:
+    case FX_KIND_IDMAP2:
+        if (auto m = dynamic_cast<faiss::IndexIDMap*>(ix)) return m->index;
+        break;
+    case FX_KIND_IVF:
+        if (auto v = dynamic_cast<faiss::IndexIVF*>(ix)) return v->quantizer;
+        break;
+    case FX_KIND_REFINE:
+        if (auto r = dynamic_cast<faiss::IndexRefine*>(ix)) return r->base_index;
+        break;
+    default:
+        throw Error(FAISSX_E_INVALID,
+                    "unknown inner index kind " + std::to_string(kind));
+    }
+    throw Error(FAISSX_E_INVALID, "the index is a " + class_name(ix) +
+                                          ", which has no inner index of "
+                                          "kind " + std::to_string(kind));
+}
+
+void op_composite(Req& q, fx_wbuf* w) {
+    EntryP e = lookup(q.s, q.tenant, rd_u64(q));
+    int64_t op = rd_i64(q);
+    switch (op) {
+    case FX_COMP_PREPEND: {
+        need_write(q);
+        const void* p;
+        uint64_t nbytes;
+        fx_r_array(&q.r, 1, UINT64_MAX, &p, &nbytes);
+        check(&q.r);
+        end(q);
+        // The store logs no chain change.
+        refuse_stored(e.get(), "prepend_transform");
+        std::unique_ptr<faiss::VectorTransform> vt = read_transform(p, nbytes);
+        std::unique_lock<std::shared_mutex> l(*e->mu);
+        faiss::IndexPreTransform* pt = pretransform_of(e.get());
+        if (vt->d_out != pt->d)
+            throw Error(FAISSX_E_INVALID,
+                        "transform output dimension " +
+                                std::to_string(vt->d_out) +
+                                " differs from the chain's input dimension " +
+                                std::to_string(pt->d));
+        e->transforms.reserve(e->transforms.size() + 1);
+        pt->prepend_transform(vt.get());
+        // A chain with own_fields (factory, upload, clone) frees its
+        // transforms itself; one built by WRAP leaves them to the entry.
+        if (pt->own_fields)
+            (void)vt.release();
+        else
+            e->transforms.push_back(std::move(vt));
+        write_info(w, e.get());
+        return;
+    }
+    case FX_COMP_INNER: {
+        need_write(q); // a new handle, which only a writer may RELEASE
+        int64_t kind = rd_i64(q);
+        end(q);
+        // A handle inside a stored index would change it behind its log.
+        refuse_stored(e.get(), "a handle on an inner index");
+        std::shared_lock<std::shared_mutex> l(*e->mu);
+        faiss::Index* in = inner_of(e->index.get(), kind);
+        if (!in)
+            throw Error(FAISSX_E_INVALID, "the composite has no inner index");
+        auto v = std::make_shared<Entry>();
+        v->deps.push_back(e);
+        v->index.reset(in);
+        v->borrowed = true;
+        v->mu = e->mu; // one data structure, one lock
+        v->tenant = q.tenant;
+        v->client_id = q.client_id;
+        v->conn_id = q.conn_id;
+        l.unlock();
+        insert(q.s, v);
+        std::shared_lock<std::shared_mutex> l2(*v->mu);
+        write_info(w, v.get());
+        return;
+    }
+    case FX_COMP_CHAIN: {
+        end(q);
+        std::shared_lock<std::shared_mutex> l(*e->mu);
+        std::vector<faiss::VectorIOWriter> bytes;
+        uint64_t total = 0;
+        target(e.get(), [&](faiss::Index* in) {
+            auto pt = dynamic_cast<faiss::IndexPreTransform*>(in);
+            if (!pt)
+                throw Error(FAISSX_E_INVALID,
+                            "index handle " + std::to_string(e->handle) +
+                                    " is a " + class_name(in) +
+                                    ", not an IndexPreTransform");
+            bytes.resize(pt->chain.size());
+            for (size_t i = 0; i < pt->chain.size(); i++) {
+                faiss::write_VectorTransform(pt->chain[i], &bytes[i]);
+                total += bytes[i].data.size() + 16;
+            }
+        });
+        reply_fits(q, total, 1);
+        fx_w_u64(w, bytes.size());
+        for (auto& b : bytes) fx_w_array(w, b.data.data(), b.data.size(), 1);
+        return;
+    }
+    default:
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "unknown composite operation " + std::to_string(op));
+    }
 }
 
 void fetch(Req& q, fx_wbuf* w, faiss::Index* ix, const std::string& what,
@@ -2284,6 +2426,7 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
     case FX_OP_DOWNLOAD_BEGIN: return op_download_begin(q, w);
     case FX_OP_DOWNLOAD_CHUNK: return op_download_chunk(q, w);
     case FX_OP_DOWNLOAD_END: return op_download_end(q, w);
+    case FX_OP_COMPOSITE: return op_composite(q, w);
     default:
         throw Error(FAISSX_E_UNSUPPORTED, "unknown operation " + std::to_string(op));
     }
@@ -2424,6 +2567,14 @@ bool remembered(int op, const fx_rbuf& body) {
         fx_r_u64(&r, &h);
         fx_r_i64(&r, &sub);
         return sub != FX_IVF_IMBALANCE && sub != FX_IVF_SEARCH_PREASSIGNED;
+    }
+    case FX_OP_COMPOSITE: {
+        fx_rbuf r = body;
+        uint64_t h;
+        int64_t sub = 0;
+        fx_r_u64(&r, &h);
+        fx_r_i64(&r, &sub);
+        return sub != FX_COMP_CHAIN;
     }
     case FX_OP_BINARY: {
         fx_rbuf r = body;

@@ -104,7 +104,8 @@ enum fx_op {
     FX_OP_DOWNLOAD_CHUNK = 39, /* u64 download, u64 offset, u64 max bytes
                                   -> array<u8> bytes */
     FX_OP_DOWNLOAD_END = 40,   /* u64 download -> (nothing) */
-    FX_OP_MAX_ = 41
+    FX_OP_COMPOSITE = 41,    /* u64 handle, i64 composite op, fields (below) */
+    FX_OP_MAX_ = 42
 };
 
 /* What a chunked upload holds. */
@@ -154,6 +155,25 @@ enum fx_ivf_op {
     FX_IVF_UPDATE_VECTORS = 5,
     FX_IVF_COPY_SUBSET_TO = 6,
     FX_IVF_TRAIN_RESIDUAL = 7,
+};
+
+/* Composite operations (FX_OP_COMPOSITE), after u64 handle, i64 op:
+ *   FX_COMP_PREPEND: array<u8> a faiss VectorTransform   -> index info of h
+ *        (h must be an IndexPreTransform; the transform goes in front of
+ *        its chain, so d becomes the transform's d_in)
+ *   FX_COMP_INNER: i64 kind (one FX_KIND_* bit: PRETRANSFORM or IDMAP or
+ *        IDMAP2 -> the wrapped index, IVF -> the quantizer, REFINE -> the
+ *        base index)                                     -> index info of a
+ *        new unnamed handle on that inner index (it shares the composite's
+ *        data and lock; RELEASE frees the handle, not the inner index)
+ *   FX_COMP_CHAIN: (h an IndexPreTransform)              -> u64 count,
+ *        count * array<u8>: each transform of the chain, first applied
+ *        first, in faiss's format (a copy of its current, e.g. trained,
+ *        state) */
+enum fx_comp_op {
+    FX_COMP_PREPEND = 1,
+    FX_COMP_INNER = 2,
+    FX_COMP_CHAIN = 3,
 };
 
 /* Binary indexes (faiss::IndexBinary; vectors are n * code_size bytes,

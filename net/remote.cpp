@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <exception>
 #include <functional>
+#include <typeinfo>
 #include <thread>
 #include <cstring>
 #include <strings.h>
@@ -580,10 +581,12 @@ bool RemoteIndex::reopen() const {
 
 RemoteIndex::~RemoteIndex() {
     cache::forget(this);
-    if (own_children) {
-        for (auto c : children) delete c;
+    inner_views.clear(); // their handles go before this one's
+    if (own_children) for (auto c : children) delete c;
+    // own_fields of a composite not built from client handles reads 1
+    // (FX_OWN_FIELDS_R): the transforms prepended to it are its own.
+    if (own_children || children.empty())
         for (auto t : child_transforms) delete t;
-    }
     // Without a connection the server reclaims orphans itself: do not
     // make faiss_Index_free wait for a deadline.
     if (named || !conn || fx_client_state(conn->c) != FAISSX_CONN_CONNECTED)
@@ -607,6 +610,18 @@ void RemoteIndex::train(idx_t n, const float* x) {
               },
               [&](fx_rbuf* r) { read_state(r, this, "train"); }, rid);
     });
+    // As in a local program, the caller's transform objects in the chain
+    // are trained now: they get the server's trained state.
+    if (!child_transforms.empty()) {
+        try {
+            copy_back_transforms();
+        } catch (const std::exception& ex) {
+            fx_clog(FAISSX_LOG_WARN,
+                    "train: the index was trained, but the trained "
+                    "transforms could not be copied back to the client's "
+                    "objects: %s", ex.what());
+        }
+    }
 }
 
 void RemoteIndex::add(idx_t n, const float* x) {
@@ -998,6 +1013,106 @@ std::vector<uint8_t> RemoteIndex::serialize() const {
               });
         return out;
     });
+}
+
+namespace {
+
+/* Copies the state of src into dst, an object of the same faiss class
+ * (the classes the VectorTransform C API constructs, and LinearTransform);
+ * false for another class. */
+bool assign_transform(faiss::VectorTransform* dst,
+                      const faiss::VectorTransform* src) {
+    if (typeid(*dst) != typeid(*src)) return false;
+#define FX_ASSIGN_AS(T)                                                    \
+    if (typeid(*dst) == typeid(faiss::T)) {                                \
+        *static_cast<faiss::T*>(dst) = *static_cast<const faiss::T*>(src); \
+        return true;                                                       \
+    }
+    FX_ASSIGN_AS(RandomRotationMatrix)
+    FX_ASSIGN_AS(PCAMatrix)
+    FX_ASSIGN_AS(ITQMatrix)
+    FX_ASSIGN_AS(ITQTransform)
+    FX_ASSIGN_AS(OPQMatrix)
+    FX_ASSIGN_AS(RemapDimensionsTransform)
+    FX_ASSIGN_AS(NormalizationTransform)
+    FX_ASSIGN_AS(CenteringTransform)
+    FX_ASSIGN_AS(LinearTransform)
+#undef FX_ASSIGN_AS
+    return false;
+}
+
+} // namespace
+
+void RemoteIndex::prepend_transform(const std::vector<uint8_t>& vt_bytes) {
+    WriteScope ws(this); // the chain changes every result
+    std::unique_ptr<RemoteIndex> tmp;
+    rcall(conn.get(), FX_OP_COMPOSITE,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, FX_COMP_PREPEND);
+              fx_w_array(w, vt_bytes.data(), vt_bytes.size(), 1);
+          },
+          [&](fx_rbuf* r) { tmp.reset(read_info(r, nullptr, true)); });
+    std::lock_guard<std::mutex> g(sync_mu);
+    d = tmp->d;
+    ntotal = tmp->ntotal;
+    is_trained = tmp->is_trained;
+    kind = tmp->kind;
+}
+
+RemoteIndex* RemoteIndex::inner(int64_t k) {
+    std::lock_guard<std::mutex> g(inner_mu);
+    auto it = inner_views.find(k);
+    if (it != inner_views.end()) return it->second.get();
+    RemoteIndex* ix = nullptr;
+    rcall(conn.get(), FX_OP_COMPOSITE,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, FX_COMP_INNER);
+              fx_w_i64(w, k);
+          },
+          [&](fx_rbuf* r) { ix = read_info(r, conn, false); });
+    // One data structure behind two handles: writes through either
+    // invalidate the server's cached results.
+    ix->linked = linked = true;
+    inner_views[k].reset(ix);
+    return ix;
+}
+
+void RemoteIndex::copy_back_transforms() {
+    std::vector<std::unique_ptr<faiss::VectorTransform>> chain;
+    rcall(conn.get(), FX_OP_COMPOSITE,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, handle);
+              fx_w_i64(w, FX_COMP_CHAIN);
+          },
+          [&](fx_rbuf* r) {
+              uint64_t n;
+              if (fx_r_u64(r, &n) || n > 1024) proto_error("chain", r);
+              for (uint64_t i = 0; i < n; i++) {
+                  const void* p;
+                  uint64_t nb;
+                  if (fx_r_array(r, 1, UINT64_MAX, &p, &nb))
+                      proto_error("chain", r);
+                  faiss::VectorIOReader in;
+                  in.data.assign(static_cast<const uint8_t*>(p),
+                                 static_cast<const uint8_t*>(p) + nb);
+                  try {
+                      chain.emplace_back(faiss::read_VectorTransform(&in));
+                  } catch (const std::exception& ex) {
+                      throw Error(FAISSX_E_PROTOCOL,
+                                  std::string("malformed transform in the "
+                                              "reply to chain: ") + ex.what());
+                  }
+              }
+          });
+    // The client's objects are the chain's first ones, unless another
+    // handle changed the chain since: then only those that still match.
+    for (size_t i = 0; i < child_transforms.size() && i < chain.size(); i++) {
+        faiss::VectorTransform* t = child_transforms[i];
+        if (t->d_in == chain[i]->d_in && t->d_out == chain[i]->d_out)
+            assign_transform(t, chain[i].get());
+    }
 }
 
 RemoteIndex* as_remote(const faiss::Index* ix) {

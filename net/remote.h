@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -37,8 +38,16 @@ struct RemoteIndex : faiss::Index {
      * (faiss_X_set_own_fields), freeing this handle frees them, as faiss's
      * own_fields would. The server-side composite holds its own copies. */
     std::vector<faiss::Index*> children;
+    /* The client's transform objects in this pre-transform's chain, in
+     * chain order (they are the chain's first ones: prepending puts one in
+     * front). The server holds copies; train() copies the trained state
+     * back into them. Freed with the handle when own_fields says so. */
     std::vector<faiss::VectorTransform*> child_transforms;
     bool own_children = false;
+    /* Handles on inner indexes of a server-built composite (FX_COMP_INNER),
+     * by FX_KIND_* bit, made on first use and freed with this handle. */
+    std::map<int64_t, std::unique_ptr<RemoteIndex>> inner_views;
+    std::mutex inner_mu;
     /* Shares server-side data with another handle (a composite made by
      * remote_wrap, or its child): a write through it invalidates the
      * client cache of its whole server. */
@@ -95,6 +104,16 @@ struct RemoteIndex : faiss::Index {
     void ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& build,
                   const std::function<void(fx_rbuf*)>& parse);
     void ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& build);
+    /* FX_COMP_PREPEND: puts the transform (faiss bytes) in front of the
+     * server-side chain and refreshes d, is_trained, kind. */
+    void prepend_transform(const std::vector<uint8_t>& vt_bytes);
+    /* A handle on the inner index that `kind` names (the wrapped index of
+     * a pre-transform or IDMap, an IVF's quantizer, a refine's base),
+     * owned by this handle. Throws fx::Error. */
+    RemoteIndex* inner(int64_t kind);
+    /* Copies the server-side chain's state (e.g. trained parameters) into
+     * child_transforms (FX_COMP_CHAIN). Throws fx::Error. */
+    void copy_back_transforms();
     /* Client-side copies handed out by faiss_IndexFlat_xb and
      * faiss_IndexIDMap_id_map: valid until the next such call or free. */
     std::vector<uint8_t> xb_copy, id_map_copy;

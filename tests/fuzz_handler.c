@@ -195,8 +195,22 @@ static void check_state(fx_rbuf* r) {
     CHECK(v == 0 || v == 1, "is_trained %lld", (long long)v);
 }
 
+/* The sub-op of an op whose body is key, u64 handle, i64 sub-op
+ * (COMPOSITE), or 0. */
+static int64_t request_sub(const uint8_t* msg, size_t size) {
+    fx_rbuf r;
+    char key[1100];
+    uint64_t h;
+    int64_t sub = 0;
+    if (size < FX_HDR_SIZE) return 0;
+    fx_r_init(&r, msg + FX_HDR_SIZE, size - FX_HDR_SIZE);
+    if (fx_r_str(&r, key, 1024) || fx_r_u64(&r, &h) || fx_r_i64(&r, &sub))
+        return 0;
+    return sub;
+}
+
 /* The body of a successful reply has exactly the op's result fields. */
-static void check_result(int op, fx_rbuf* r) {
+static void check_result(int op, int64_t sub, fx_rbuf* r) {
     uint64_t u, n, n2;
     double f;
     char s[1024];
@@ -280,6 +294,16 @@ static void check_result(int op, fx_rbuf* r) {
         skip_array(r, 1, &n);
         break;
     case FX_OP_DOWNLOAD_CHUNK: skip_array(r, 1, &n); break;
+    case FX_OP_COMPOSITE:
+        if (sub == FX_COMP_CHAIN) {
+            need(r, fx_r_u64(r, &n), "count");
+            for (uint64_t i = 0; i < n; i++) skip_array(r, 1, &n2);
+        } else {
+            CHECK(sub == FX_COMP_PREPEND || sub == FX_COMP_INNER,
+                  "composite sub-op %lld succeeded", (long long)sub);
+            check_info(r);
+        }
+        break;
     default: return; /* an op added after this target: shape unchecked */
     }
     CHECK(fx_r_end(r) == 0, "%s reply has trailing bytes", fx_op_name(op));
@@ -369,7 +393,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
         if (g_verbose) printf("  %-16s    0\n", fx_op_name(req.op));
         CHECK(drc == 0, "undecodable request succeeded");
-        check_result(req.op, &r);
+        check_result(req.op, request_sub(msg, size), &r);
     }
     fx_w_free(&reply);
     free(msg);

@@ -159,11 +159,12 @@ Test(factory, built_types) {
     FXT_OK(faiss_index_factory(&ix, 16, "IVF8,Flat", METRIC_L2));
     cr_assert_not_null(faiss_IndexIVFFlat_cast(ix));
     cr_assert_eq(faiss_IndexIVF_nlist(faiss_IndexIVF_cast(ix)), 8);
+    /* remote: a handle on the quantizer inside the server's IVF */
     FaissIndex* qz = faiss_IndexIVF_quantizer(faiss_IndexIVF_cast(ix));
-    if (faissx_index_is_remote(ix)) /* docs/remote.md: a server-built */
-        cr_assert_null(qz);         /* composite's quantizer stays there */
-    else
-        cr_assert_not_null(faiss_IndexFlat_cast(qz));
+    cr_assert_not_null(faiss_IndexFlat_cast(qz), "quantizer: %s",
+                       faiss_get_last_error());
+    cr_assert_eq(faiss_Index_d(qz), 16);
+    cr_assert_eq(faissx_index_is_remote(qz), faissx_index_is_remote(ix));
     cr_assert_eq(faiss_IndexIVF_own_fields(faiss_IndexIVF_cast(ix)), 1);
     faiss_Index_free(ix);
     FXT_OK(faiss_index_factory(&ix, 16, "IVF8,SQ8", METRIC_L2));

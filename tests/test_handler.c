@@ -2339,6 +2339,158 @@ Test(handler, wrap_needs_an_empty_child) {
     fx_state_free(s);
 }
 
+/* ---- COMPOSITE (prepend, inner handles, chain copies) -------------------- */
+
+static int req_comp(fx_state* s, const char* key, uint64_t h, int64_t op,
+                    const void* bytes, int64_t nbytes, int64_t kind,
+                    rep_t* p) {
+    fx_wbuf w;
+    begin(&w, key);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, op);
+    if (op == FX_COMP_PREPEND) fx_w_array(&w, bytes, (uint64_t)nbytes, 1);
+    if (op == FX_COMP_INNER) fx_w_i64(&w, kind);
+    return call(s, &w, FX_OP_COMPOSITE, p);
+}
+
+Test(handler, composite_prepend_inner_chain) {
+    fx_state* s = new_state(KEYS, 0, 0);
+    const int d = 8;
+    float* xt = fxt_uniform(200, d, 95);
+    rep_t p;
+    info_t i;
+    /* a trained PCA 8 -> 4 from a factory chain, as faiss bytes */
+    uint64_t fac = create(s, "k1", "", d, METRIC_L2, "PCA4,Flat", NULL);
+    train(s, "k1", fac, 200, xt, d);
+    EXPECT_OK(req_comp(s, "k3", fac, FX_COMP_CHAIN, NULL, 0, 0, &p), p);
+    cr_assert_eq(r_u64(&p), 1, "one transform in the chain");
+    const void* vb;
+    uint64_t nvb;
+    cr_assert_eq(fx_r_array(&p.r, 1, UINT64_MAX, &vb, &nvb), 0);
+    cr_assert_gt(nvb, 16);
+    uint8_t* pca = malloc(nvb);
+    memcpy(pca, vb, nvb);
+    r_end(&p);
+    rep_free(&p);
+
+    /* prepend it to an identity chain over a 4-d Flat: d becomes 8 */
+    uint64_t f4 = create(s, "k1", "", 4, METRIC_L2, "Flat", NULL);
+    fx_wbuf w;
+    begin(&w, "k1");
+    fx_w_u64(&w, f4);
+    fx_w_i64(&w, FX_WRAP_PRETRANSFORM);
+    fx_w_array(&w, NULL, 0, 1);
+    EXPECT_OK(call(s, &w, FX_OP_WRAP, &p), p);
+    r_info(&p, &i);
+    rep_free(&p);
+    uint64_t pt = i.handle;
+    cr_assert_eq(i.d, 4);
+    EXPECT_ERR(req_comp(s, "k3", pt, FX_COMP_PREPEND, pca, (int64_t)nvb, 0,
+                        &p),
+               p, FAISSX_E_PERMISSION, "read-only");
+    rep_free(&p);
+    EXPECT_OK(req_comp(s, "k1", pt, FX_COMP_PREPEND, pca, (int64_t)nvb, 0,
+                       &p),
+              p);
+    r_info(&p, &i);
+    rep_free(&p);
+    cr_assert_eq(i.handle, pt);
+    cr_assert_eq(i.d, d);
+    cr_assert(i.kind & FX_KIND_PRETRANSFORM);
+    cr_assert_eq(i.is_trained, 1, "a trained transform over a Flat");
+    /* the chain now searches like the factory one */
+    add(s, "k1", pt, 200, xt, d);
+    add(s, "k1", fac, 200, xt, d);
+    float D1[5 * 3], D2[5 * 3];
+    idx_t I1[5 * 3], I2[5 * 3];
+    search(s, "k1", pt, 5, 3, xt, d, D1, I1);
+    search(s, "k1", fac, 5, 3, xt, d, D2, I2);
+    FXT_SAME(I1, I2, sizeof I1);
+    FXT_SAME(D1, D2, sizeof D1);
+
+    /* refused: wrong dimension, not a pre-transform, bad bytes */
+    EXPECT_ERR(req_comp(s, "k1", pt, FX_COMP_PREPEND, pca, (int64_t)nvb, 0,
+                        &p),
+               p, FAISSX_E_INVALID,
+               "transform output dimension 4 differs from the chain's "
+               "input dimension 8");
+    rep_free(&p);
+    EXPECT_ERR(req_comp(s, "k1", f4, FX_COMP_PREPEND, pca, (int64_t)nvb, 0,
+                        &p),
+               p, FAISSX_E_INVALID, "not an IndexPreTransform");
+    rep_free(&p);
+    EXPECT_ERR(req_comp(s, "k1", f4, FX_COMP_CHAIN, NULL, 0, 0, &p), p,
+               FAISSX_E_INVALID, "not an IndexPreTransform");
+    rep_free(&p);
+    /* (no truncated transform: faiss 1.7.3's reader leaks the object it
+     * was filling when its input ends early) */
+    uint8_t junk[24] = {'X', 'Y', 'Z', 'W', 1, 2, 3};
+    EXPECT_ERR(req_comp(s, "k1", pt, FX_COMP_PREPEND, junk, sizeof junk, 0,
+                        &p),
+               p, FAISSX_E_IO, "bad transform");
+    rep_free(&p);
+    EXPECT_ERR(req_comp(s, "k1", pt, FX_COMP_PREPEND, junk, 2, 0, &p), p,
+               FAISSX_E_IO, "bad transform");
+    rep_free(&p);
+    uint8_t* longer = malloc(nvb + 8);
+    memcpy(longer, pca, nvb);
+    memset(longer + nvb, 0, 8);
+    EXPECT_ERR(req_comp(s, "k1", pt, FX_COMP_PREPEND, longer,
+                        (int64_t)nvb + 8, 0, &p),
+               p, FAISSX_E_IO, "trailing bytes");
+    rep_free(&p);
+    free(longer);
+    EXPECT_ERR(req_comp(s, "k1", pt, FX_COMP_PREPEND, NULL, 0, 0, &p), p,
+               FAISSX_E_INVALID, "empty transform");
+    rep_free(&p);
+    EXPECT_ERR(req_comp(s, "k1", pt, 99, NULL, 0, 0, &p), p,
+               FAISSX_E_UNSUPPORTED, "unknown composite operation 99");
+    rep_free(&p);
+    cr_assert_eq(info_of(s, "k1", pt).d, d, "failed prepends change nothing");
+
+    /* INNER: a handle on the factory chain's Flat, sharing its data */
+    EXPECT_ERR(req_comp(s, "k1", fac, FX_COMP_INNER, NULL, 0, FX_KIND_IVF,
+                        &p),
+               p, FAISSX_E_INVALID, "no inner index");
+    rep_free(&p);
+    EXPECT_ERR(req_comp(s, "k1", fac, FX_COMP_INNER, NULL, 0, 12345, &p), p,
+               FAISSX_E_INVALID, "unknown inner index kind");
+    rep_free(&p);
+    EXPECT_ERR(req_comp(s, "k3", fac, FX_COMP_INNER, NULL, 0,
+                        FX_KIND_PRETRANSFORM, &p),
+               p, FAISSX_E_PERMISSION, "read-only");
+    rep_free(&p);
+    EXPECT_ERR(req_comp(s, "k2", fac, FX_COMP_INNER, NULL, 0,
+                        FX_KIND_PRETRANSFORM, &p),
+               p, FAISSX_E_NOT_FOUND, "unknown index handle");
+    rep_free(&p);
+    size_t before = fx_state_index_count(s);
+    EXPECT_OK(req_comp(s, "k1", fac, FX_COMP_INNER, NULL, 0,
+                       FX_KIND_PRETRANSFORM, &p),
+              p);
+    r_info(&p, &i);
+    rep_free(&p);
+    uint64_t in = i.handle;
+    cr_assert_neq(in, fac);
+    cr_assert_eq(i.d, 4);
+    cr_assert_eq(i.ntotal, 200);
+    cr_assert(i.kind & FX_KIND_FLAT);
+    cr_assert_eq(fx_state_index_count(s), before + 1);
+    /* the composite goes first: the inner handle keeps it alive */
+    EXPECT_OK(req_handle(s, "k1", FX_OP_RELEASE, fac, &p), p);
+    rep_free(&p);
+    float y[4 * 2];
+    for (int j = 0; j < 8; j++) y[j] = (float)j / 8;
+    search(s, "k1", in, 2, 3, y, 4, D1, I1);
+    cr_assert_geq(I1[0], 0);
+    EXPECT_OK(req_handle(s, "k1", FX_OP_RELEASE, in, &p), p);
+    rep_free(&p);
+    cr_assert_eq(fx_state_index_count(s), before - 1);
+    free(pca);
+    free(xt);
+    fx_state_free(s);
+}
+
 /* faiss's default reconstruct_n runs reconstruct() in an OpenMP loop; an
  * index without reconstruct (IndexIDMap) used to terminate the server from
  * there. Found by tests/fuzz_handler.c. */

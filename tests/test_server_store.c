@@ -327,6 +327,21 @@ Test(server_store, unloggable_changes_are_refused, .fini = stop_server) {
     FXT_ERR(faiss_Index_reconstruct(st, 100, v), "out of range");
     FXT_OK(faiss_Index_reconstruct(st, 99, v));
     cr_assert(memcmp(v, xb + 99 * d, sizeof v) == 0);
+    /* A stored pre-transform's chain and inner index: prepending would
+     * change it behind its log, a handle on its inner index too. */
+    FaissIndex* spt = NULL;
+    FXT_OK(faissx_index_create(&spt, "pt", d, "PCA4,Flat", METRIC_L2));
+    FaissRandomRotationMatrix* rr = NULL;
+    FXT_OK(faiss_RandomRotationMatrix_new_with(&rr, 16, d));
+    FXT_ERR(faiss_IndexPreTransform_prepend_transform(
+                    (FaissIndexPreTransform*)spt, (FaissVectorTransform*)rr),
+            "durable store");
+    cr_assert_eq(faiss_Index_d(spt), d);
+    cr_assert_null(faiss_IndexPreTransform_index((FaissIndexPreTransform*)spt));
+    cr_assert(strstr(faiss_get_last_error(), "durable store"), "%s",
+              faiss_get_last_error());
+    faiss_RandomRotationMatrix_free(rr);
+    faiss_Index_free(spt);
     /* Wrapping the unnamed index still works. */
     FXT_OK(faiss_index_factory(&wrapped, d, "Flat", METRIC_L2));
     FXT_OK(faiss_IndexIVFFlat_new_with(&ivf, wrapped, d, 4));

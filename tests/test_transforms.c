@@ -536,6 +536,30 @@ Test(transforms, pretransform_chains_match_factory_and_cpp) {
         cr_assert_eq(faiss_IndexPreTransform_index(pt), inner);
         FXT_OK(faiss_Index_train(pt, nt, xt));
         cr_assert(faiss_Index_is_trained(pt));
+        /* training the chain trains the caller's transform objects (on a
+         * remote chain: the server's trained state is copied back); the
+         * first one saw xt itself, so it equals one trained alone */
+        for (int i = 0; i < c->nspecs; i++)
+            cr_assert(faiss_VectorTransform_is_trained(ts[i]),
+                      "%s: transform %d not trained", c->factory, i);
+        {
+            const int d0 = spec_dout(&c->specs[0]);
+            float* y = malloc(sizeof(float) * nq * d0);
+            float* rev = malloc(sizeof(float) * nq * d);
+            float* tt = malloc(sizeof(float) * nq * d);
+            OVtInfo info;
+            ORV(oracle_vt_run(&c->specs[0], nt, xt, 0, nq, xq, y, rev, tt,
+                              &info));
+            float* ya = faiss_VectorTransform_apply(ts[0], nq, xq);
+            cr_assert(ya != NULL, "apply: %s", faiss_get_last_error());
+            cr_assert(memcmp(ya, y, sizeof(float) * nq * d0) == 0,
+                      "%s: the chain's first transform differs from one "
+                      "trained alone", c->factory);
+            free(ya);
+            free(y);
+            free(rev);
+            free(tt);
+        }
         FXT_OK(faiss_Index_add(pt, nb, xb));
         cr_assert_eq(faiss_Index_ntotal(pt), nb);
         FXT_OK(faiss_Index_search(pt, nq, xq, k, D, I));
@@ -567,7 +591,37 @@ Test(transforms, pretransform_from_factory) {
     cr_assert_eq(faiss_Index_d(sub), 16);
     cr_assert_eq(faiss_Index_d(pt), 32);
     cr_assert_not(faiss_Index_is_trained(pt));
+    /* the inner IVF is the one the chain uses (remote: a handle on the
+     * server's inner index) */
+    cr_assert_eq(faiss_IndexPreTransform_index(pt), sub, "same handle twice");
+    const idx_t nt = 600, nb = 300, nq = 10, k = 4;
+    float* xt = fxt_clustered(nt, 32, 8, 0.1f, 41);
+    float* xq = fxt_clustered(nq, 32, 8, 0.1f, 42);
+    FXT_OK(faiss_Index_train(ix, nt, xt));
+    cr_assert(faiss_Index_is_trained(sub));
+    FXT_OK(faiss_Index_add(ix, nb, xt));
+    cr_assert_eq(faiss_Index_ntotal(sub), nb);
+    faiss_IndexIVF_set_nprobe(faiss_IndexIVF_cast(sub), 8);
+    float D[40], Dr[40];
+    idx_t I[40], Ir[40];
+    FXT_OK(faiss_Index_search(ix, nq, xq, k, D, I));
+    ORF(oracle_factory_search("PCA16,IVF8,Flat", 32, METRIC_L2, nt, xt, nb,
+                              xt, NULL, "nprobe=8", nq, xq, k, Dr, Ir));
+    FXT_SAME(I, Ir, sizeof I);
+    FXT_SAME(D, Dr, sizeof D);
+
+    /* a transform prepended to a factory chain is the chain's (own_fields
+     * = 1): freeing the index frees it (LeakSanitizer checks) */
+    FaissRandomRotationMatrix* rr = NULL;
+    FXT_OK(faiss_RandomRotationMatrix_new_with(&rr, 24, 32));
+    FXT_OK(faiss_IndexPreTransform_prepend_transform(
+            pt, (FaissVectorTransform*)rr));
+    cr_assert_eq(faiss_Index_d(pt), 24);
+    cr_assert_eq(faiss_Index_ntotal(pt), nb);
+    cr_assert_eq(faiss_Index_d(sub), 16);
     faiss_Index_free(ix);
+    free(xt);
+    free(xq);
 
     FaissIndex* flat = NULL;
     FXT_OK(faiss_IndexFlat_new_with(&flat, 8, METRIC_L2));

@@ -36,7 +36,7 @@ OPS = {name: i + 1 for i, name in enumerate([
     "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM", "WRAP", "FETCH", "IVF",
     "BINARY", "PROGRESS", "CANCEL", "UPLOAD_BEGIN", "UPLOAD_CHUNK",
     "UPLOAD_COMMIT", "UPLOAD_ABORT", "DOWNLOAD_BEGIN", "DOWNLOAD_CHUNK",
-    "DOWNLOAD_END"])}
+    "DOWNLOAD_END", "COMPOSITE"])}
 
 WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
     WRAP_REFINE_FLAT = range(1, 7)
@@ -44,6 +44,8 @@ BIN_CREATE, BIN_WRAP_IVF, BIN_INFO, BIN_TRAIN, BIN_ADD, BIN_ADD_WITH_IDS, \
     BIN_SEARCH = range(1, 8)
 IVF_MAKE_DIRECT_MAP, IVF_IMBALANCE, IVF_SEARCH_PREASSIGNED, IVF_ADD_CORE, \
     IVF_UPDATE_VECTORS, IVF_COPY_SUBSET_TO, IVF_TRAIN_RESIDUAL = range(1, 8)
+COMP_PREPEND, COMP_INNER, COMP_CHAIN = range(1, 4)
+KIND_IVF, KIND_IDMAP = 1 << 1, 1 << 3
 SEL_RANGE, SEL_BATCH, SEL_NOT, SEL_AND, SEL_OR, SEL_XOR, SEL_BITMAP = range(1, 8)
 
 
@@ -262,6 +264,17 @@ def seeds():
     m["download-end"] = message(O["DOWNLOAD_END"], u64(1))
     m["bad-download-begin-binary"] = message(O["DOWNLOAD_BEGIN"],
                                              u64(H_FLAT) + i64(1))
+    # composites (appended likewise)
+    m["composite-inner-idmap"] = message(O["COMPOSITE"], u64(H_IDMAP) +
+                                         i64(COMP_INNER) + i64(KIND_IDMAP))
+    m["composite-inner-ivf"] = message(O["COMPOSITE"], u64(H_IVF) +
+                                       i64(COMP_INNER) + i64(KIND_IVF))
+    m["composite-chain-not-pt"] = message(O["COMPOSITE"], u64(H_FLAT) +
+                                          i64(COMP_CHAIN))
+    m["composite-prepend-junk"] = message(O["COMPOSITE"], u64(H_FLAT) +
+                                          i64(COMP_PREPEND) +
+                                          u8s(b"QQQQ" + bytes(12)))
+    m["composite-unknown"] = message(O["COMPOSITE"], u64(H_FLAT) + i64(77))
     return m
 
 

@@ -92,6 +92,25 @@ int faiss_IndexPreTransform_new_with_transform(
 
 int faiss_IndexPreTransform_prepend_transform(FaissIndexPreTransform* index,
                                               FaissVectorTransform* ltrans) {
+    // A remote chain lives on the server: a copy of the transform goes
+    // there (FX_COMP_PREPEND), and the caller's object joins the handle's
+    // client-side transforms (trained with the chain, freed with it).
+    if (auto r = fx::remote_of_kind(reinterpret_cast<FaissIndex*>(index),
+                                    FX_KIND_PRETRANSFORM)) {
+        FX_NOT_NULL(ltrans);
+        FX_REQUIRE(vt(ltrans)->d_out == r->d,
+                   "transform output dimension %d differs from the chain's "
+                   "input dimension %d",
+                   vt(ltrans)->d_out, r->d);
+        FX_TRY
+        faiss::VectorIOWriter bytes;
+        faiss::write_VectorTransform(vt(ltrans), &bytes);
+        r->child_transforms.reserve(r->child_transforms.size() + 1);
+        r->prepend_transform(bytes.data);
+        r->child_transforms.insert(r->child_transforms.begin(), vt(ltrans));
+        return 0;
+        FX_CATCH
+    }
     FX_CAST(pt, faiss::IndexPreTransform, index);
     FX_NOT_NULL(ltrans);
     FX_REQUIRE(vt(ltrans)->d_out == pt->d,
