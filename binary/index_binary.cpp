@@ -9,7 +9,9 @@
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/IDSelector.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <vector>
 #include <limits>
 
 namespace {
@@ -197,6 +199,60 @@ int faiss_IndexBinary_search(const FaissIndexBinary* index, idx_t n,
     FX_REQUIRE(trained_now(fx::bindex(index)), "index is not trained");
     FX_TRY
     fx::bindex(index)->search(n, x, k, distances, labels);
+    return 0;
+    FX_CATCH
+}
+
+int faissx_IndexBinary_search_with_params(const FaissIndexBinary* index,
+                                          idx_t n, const uint8_t* x, idx_t k,
+                                          const FaissSearchParameters* params,
+                                          int32_t* distances, idx_t* labels) {
+    FX_NOT_NULL(index);
+    if (int rc = check_codes(__func__, n, x)) return rc;
+    if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
+    const faiss::IndexBinary* ix = fx::bindex(index);
+    auto p = reinterpret_cast<const faiss::SearchParameters*>(params);
+    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(p);
+    if (p && p->sel)
+        return fx::fail(FAISSX_E_UNSUPPORTED, __func__,
+                        "ID selectors are not supported on binary indexes "
+                        "(faiss 1.7.3's binary search cannot filter)");
+    if (ivfp) {
+        FX_REQUIRE(ivfp->quantizer_params == nullptr,
+                   "quantizer search parameters are not supported on "
+                   "binary indexes");
+        FX_REQUIRE(ivfp->nprobe > 0, "nprobe must be > 0");
+    }
+    FX_REQUIRE(trained_now(ix), "index is not trained");
+    // A remote index sends the parameters; the server comes back here.
+    if (fx::as_remote_bin(ix)) {
+        FX_TRY
+        ix->search(n, x, k, distances, labels, p);
+        return 0;
+        FX_CATCH
+    }
+    if (!ivfp) { // nothing left to apply
+        FX_TRY
+        ix->search(n, x, k, distances, labels);
+        return 0;
+        FX_CATCH
+    }
+    auto ivf = dynamic_cast<const faiss::IndexBinaryIVF*>(ix);
+    FX_REQUIRE(ivf != nullptr,
+               "IVF search parameters need an IndexBinaryIVF (the index is "
+               "not one)");
+    FX_TRY
+    // What IndexBinaryIVF::search does with its own nprobe, with the
+    // call's: coarse assignment, then the lists with nprobe/max_codes.
+    size_t nprobe = std::min(ivf->nlist, ivfp->nprobe);
+    std::vector<idx_t> assign((size_t)n * nprobe);
+    std::vector<int32_t> coarse((size_t)n * nprobe);
+    ivf->quantizer->search(n, x, (idx_t)nprobe, coarse.data(), assign.data());
+    faiss::IVFSearchParameters ip;
+    ip.nprobe = nprobe;
+    ip.max_codes = ivfp->max_codes;
+    ivf->search_preassigned(n, x, k, assign.data(), coarse.data(), distances,
+                            labels, false, &ip);
     return 0;
     FX_CATCH
 }

@@ -869,6 +869,37 @@ void op_train_add(Req& q, fx_wbuf* w, int op) {
     write_state_of(w, e.get());
 }
 
+/* Search parameters read from a request, with what they point to. */
+struct SearchParams {
+    std::unique_ptr<faiss::SearchParameters> params;
+    std::vector<std::unique_ptr<faiss::IDSelector>> keep;
+    std::unique_ptr<faiss::IDSelector> sel;
+};
+
+/* The optional trailing search parameters of SEARCH and FX_BIN_SEARCH
+ * (none when the body ends here). */
+void rd_search_params(Req& q, SearchParams* sp) {
+    if (q.r.pos >= q.r.len) return;
+    int64_t type = rd_i64(q);
+    if (type == FX_PARAMS_IVF) {
+        sp->params.reset(new faiss::SearchParametersIVF());
+    } else if (type == FX_PARAMS_PLAIN) {
+        sp->params.reset(new faiss::SearchParameters());
+    } else {
+        throw Error(FAISSX_E_INVALID,
+                    "unknown search parameter type " + std::to_string(type));
+    }
+    if (rd_i64(q)) {
+        sp->sel = rd_selector(q, 0, sp->keep);
+        sp->params->sel = sp->sel.get();
+    }
+    if (type == FX_PARAMS_IVF) {
+        auto ivf = static_cast<faiss::SearchParametersIVF*>(sp->params.get());
+        ivf->nprobe = rd_u64(q);
+        ivf->max_codes = rd_u64(q); // faiss itself refuses nprobe 0
+    }
+}
+
 void op_search(Req& q, fx_wbuf* w, bool labels_only) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     int64_t n = rd_n(q), k = rd_i64(q);
@@ -881,29 +912,9 @@ void op_search(Req& q, fx_wbuf* w, bool labels_only) {
     std::shared_lock<std::shared_mutex> l(*e->mu);
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
     // Optional trailing search parameters.
-    std::unique_ptr<faiss::SearchParameters> params;
-    std::vector<std::unique_ptr<faiss::IDSelector>> keep;
-    std::unique_ptr<faiss::IDSelector> sel;
-    if (!labels_only && q.r.pos < q.r.len) {
-        int64_t type = rd_i64(q);
-        if (type == FX_PARAMS_IVF) {
-            params.reset(new faiss::SearchParametersIVF());
-        } else if (type == FX_PARAMS_PLAIN) {
-            params.reset(new faiss::SearchParameters());
-        } else {
-            throw Error(FAISSX_E_INVALID,
-                        "unknown search parameter type " + std::to_string(type));
-        }
-        if (rd_i64(q)) {
-            sel = rd_selector(q, 0, keep);
-            params->sel = sel.get();
-        }
-        if (type == FX_PARAMS_IVF) {
-            auto ivf = static_cast<faiss::SearchParametersIVF*>(params.get());
-            ivf->nprobe = rd_u64(q);
-            ivf->max_codes = rd_u64(q); // faiss itself refuses nprobe 0
-        }
-    }
+    SearchParams sp;
+    if (!labels_only) rd_search_params(q, &sp);
+    const std::unique_ptr<faiss::SearchParameters>& params = sp.params;
     end(q);
     uint64_t nk = (uint64_t)n * (uint64_t)k;
     reply_fits(q, nk, labels_only ? sizeof(idx) : sizeof(idx) + sizeof(float));
@@ -2258,6 +2269,8 @@ void op_binary(Req& q, fx_wbuf* w) {
                                 " exceeds the server limit of " +
                                 std::to_string(q.s->conf.max_k));
         const uint8_t* x = rd_array<uint8_t>(q, (uint64_t)n * cs, "x");
+        SearchParams sp;
+        rd_search_params(q, &sp);
         end(q);
         uint64_t nk = (uint64_t)n * (uint64_t)k;
         reply_fits(q, nk, sizeof(int32_t) + sizeof(idx));
@@ -2266,9 +2279,17 @@ void op_binary(Req& q, fx_wbuf* w) {
         size_t offI = w->len + 8;
         if (!fx_w_array_reserve(w, nk, sizeof(idx))) throw std::bad_alloc();
         std::shared_lock<std::shared_mutex> l(*e->mu);
-        api(faiss_IndexBinary_search(H, n, x, k,
-                                     reinterpret_cast<int32_t*>(w->data + offD),
-                                     reinterpret_cast<idx*>(w->data + offI)));
+        if (sp.params)
+            api(faissx_IndexBinary_search_with_params(
+                    H, n, x, k,
+                    reinterpret_cast<const FaissSearchParameters*>(
+                            sp.params.get()),
+                    reinterpret_cast<int32_t*>(w->data + offD),
+                    reinterpret_cast<idx*>(w->data + offI)));
+        else
+            api(faiss_IndexBinary_search(H, n, x, k,
+                                         reinterpret_cast<int32_t*>(w->data + offD),
+                                         reinterpret_cast<idx*>(w->data + offI)));
         return;
     }
     case FX_BIN_RANGE_SEARCH: {

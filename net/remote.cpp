@@ -529,6 +529,19 @@ void write_selector(fx_wbuf* w, const faiss::IDSelector* s, int depth) {
     }
 }
 
+/* The optional trailing search parameters of SEARCH (and the binary
+ * SEARCH sub-op): docs/protocol.md. */
+void write_search_params(fx_wbuf* w, const faiss::SearchParameters* params) {
+    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(params);
+    fx_w_i64(w, ivfp ? FX_PARAMS_IVF : FX_PARAMS_PLAIN);
+    fx_w_i64(w, params->sel != nullptr);
+    if (params->sel) write_selector(w, params->sel, 0);
+    if (ivfp) {
+        fx_w_u64(w, ivfp->nprobe);
+        fx_w_u64(w, ivfp->max_codes);
+    }
+}
+
 /* Marks a write through r for the client cache when it ends, whether it
  * succeeded or not (a failed or timed-out write may have been applied):
  * r's cached results are gone before the call returns. */
@@ -681,15 +694,7 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
               fx_w_i64(w, n);
               fx_w_i64(w, k);
               fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
-              if (params) {
-                  fx_w_i64(w, ivfp ? FX_PARAMS_IVF : FX_PARAMS_PLAIN);
-                  fx_w_i64(w, params->sel != nullptr);
-                  if (params->sel) write_selector(w, params->sel, 0);
-                  if (ivfp) {
-                      fx_w_u64(w, ivfp->nprobe);
-                      fx_w_u64(w, ivfp->max_codes);
-                  }
-              }
+              if (params) write_search_params(w, params);
           },
           [&](fx_rbuf* r) {
               read_into(r, distances, (uint64_t)n * k, "search");
@@ -1268,6 +1273,11 @@ void remote_call(const Conn* c, int op, int op_class,
 
 void remote_write_selector(fx_wbuf* w, const faiss::IDSelector* s) {
     write_selector(w, s, 0);
+}
+
+void remote_write_search_params(fx_wbuf* w,
+                                const faiss::SearchParameters* params) {
+    write_search_params(w, params);
 }
 
 void remote_proto_error(const char* what, const fx_rbuf* r) {

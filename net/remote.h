@@ -232,6 +232,10 @@ void remote_call(const Conn* c, int op, int op_class,
 /* Encodes an IDSelector (docs/protocol.md, "Selectors"); throws for types
  * that cannot travel. */
 void remote_write_selector(fx_wbuf* w, const faiss::IDSelector* s);
+/* Encodes search parameters (a selector, IVF nprobe/max_codes) as SEARCH
+ * carries them; throws for a selector that cannot travel. */
+void remote_write_search_params(fx_wbuf* w,
+                                const faiss::SearchParameters* params);
 /* Throws the FAISSX_E_PROTOCOL error of a malformed reply to `what`. */
 [[noreturn]] void remote_proto_error(const char* what, const fx_rbuf* r);
 /* The configured server for named-index calls, or an error recorded for

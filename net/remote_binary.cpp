@@ -5,6 +5,7 @@
 
 #include "core/core.h"
 
+#include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
 
 #include <cstring>
@@ -124,15 +125,18 @@ void RemoteIndexBinary::add_with_ids(idx_t n, const uint8_t* x,
 void RemoteIndexBinary::search(idx_t n, const uint8_t* x, idx_t k,
                                int32_t* distances, idx_t* labels,
                                const faiss::SearchParameters* params) const {
-    if (params)
-        throw Error(FAISSX_E_UNSUPPORTED, "search parameters are not "
-                                          "supported on remote binary indexes");
+    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(params);
+    if (ivfp && ivfp->quantizer_params)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "quantizer search parameters cannot be sent to a server");
+    // The server applies them as faissx_IndexBinary_search_with_params.
     bcall(conn.get(), FX_BIN_SEARCH, FAISSX_OP_SEARCH,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, n);
               fx_w_i64(w, k);
               fx_w_array(w, x, (uint64_t)n * code_size, 1);
+              if (params) remote_write_search_params(w, params);
           },
           [&](fx_rbuf* r) {
               read_into(r, distances, (uint64_t)n * k, "binary search");

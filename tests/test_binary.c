@@ -254,6 +254,124 @@ Test(binary, ivf_nprobe_nlist_quantizer_own_fields) {
     data_free(&s);
 }
 
+/* faissx_IndexBinary_search_with_params: per-call nprobe on a binary IVF
+ * gives what faiss C++ gives with that nprobe set; the index keeps its
+ * own (on a remote index the parameters travel with the request). */
+Test(binary, search_with_params_ivf_nprobe) {
+    Data s = data();
+    FaissIndexBinary* ix;
+    OBx* o;
+    build_both(&K_IVF, &s, &ix, &o);
+    FaissIndexBinaryIVF* ivf = faiss_IndexBinaryIVF_cast(ix);
+    faiss_IndexBinaryIVF_set_nprobe(ivf, 2);
+    int32_t D1[NQ * K], D2[NQ * K];
+    idx_t I1[NQ * K], I2[NQ * K];
+    const size_t probes[] = {1, 3, 16, 100};
+    for (size_t i = 0; i < 4; i++) {
+        FaissSearchParametersIVF* sp = NULL;
+        FXT_OK(faiss_SearchParametersIVF_new_with(&sp, NULL, probes[i], 0));
+        FXT_OK(faissx_IndexBinary_search_with_params(
+                ix, NQ, s.xq, K, (FaissSearchParameters*)sp, D1, I1));
+        ORB(obx_set_nprobe(o, probes[i]));
+        ORB(obx_search(o, NQ, s.xq, K, D2, I2));
+        cr_assert(memcmp(I1, I2, sizeof I1) == 0, "nprobe %zu: labels",
+                  probes[i]);
+        cr_assert(memcmp(D1, D2, sizeof D1) == 0, "nprobe %zu: distances",
+                  probes[i]);
+        cr_assert_eq(faiss_IndexBinaryIVF_nprobe(ivf), 2,
+                     "the index's nprobe is unchanged");
+        faiss_SearchParametersIVF_free(sp);
+    }
+    /* max_codes: faiss stops after the list that reaches the bound, so
+     * with 1 only the nearest list is scanned -- as with nprobe = 1 (no
+     * list is empty here) */
+    FaissSearchParametersIVF* one = NULL;
+    FXT_OK(faiss_SearchParametersIVF_new_with(&one, NULL, 16, 1));
+    FXT_OK(faissx_IndexBinary_search_with_params(
+            ix, NQ, s.xq, K, (FaissSearchParameters*)one, D1, I1));
+    ORB(obx_set_nprobe(o, 1));
+    ORB(obx_search(o, NQ, s.xq, K, D2, I2));
+    FXT_SAME(I1, I2, sizeof I1);
+    FXT_SAME(D1, D2, sizeof D1);
+    faiss_SearchParametersIVF_free(one);
+    /* plain parameters without a selector, and NULL: a plain search */
+    FaissSearchParameters* plain = NULL;
+    FXT_OK(faiss_SearchParameters_new(&plain, NULL));
+    ORB(obx_set_nprobe(o, 2));
+    ORB(obx_search(o, NQ, s.xq, K, D2, I2));
+    FXT_OK(faissx_IndexBinary_search_with_params(ix, NQ, s.xq, K, plain, D1,
+                                                 I1));
+    FXT_SAME(I1, I2, sizeof I1);
+    FXT_SAME(D1, D2, sizeof D1);
+    FXT_OK(faissx_IndexBinary_search_with_params(ix, NQ, s.xq, K, NULL, D1,
+                                                 I1));
+    FXT_SAME(I1, I2, sizeof I1);
+    faiss_SearchParameters_free(plain);
+    faiss_IndexBinary_free(ix);
+    obx_free(o);
+    data_free(&s);
+}
+
+Test(binary, search_with_params_errors) {
+    Data s = data();
+    FaissIndexBinary *flat, *ivf;
+    OBx *of, *oi;
+    build_both(&K_FLAT, &s, &flat, &of);
+    build_both(&K_IVF, &s, &ivf, &oi);
+    int32_t D1[NQ * K];
+    idx_t I1[NQ * K];
+    FaissSearchParametersIVF* sp = NULL;
+    FXT_OK(faiss_SearchParametersIVF_new_with(&sp, NULL, 4, 0));
+    FXT_ERR(faissx_IndexBinary_search_with_params(
+                    flat, NQ, s.xq, K, (FaissSearchParameters*)sp, D1, I1),
+            "IndexBinaryIVF");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_INVALID);
+    faiss_SearchParametersIVF_set_nprobe(sp, 0);
+    FXT_ERR(faissx_IndexBinary_search_with_params(
+                    ivf, NQ, s.xq, K, (FaissSearchParameters*)sp, D1, I1),
+            "nprobe must be > 0");
+    faiss_SearchParametersIVF_free(sp);
+    /* selectors: faiss 1.7.3's binary search cannot filter */
+    FaissIDSelectorRange* r = NULL;
+    FXT_OK(faiss_IDSelectorRange_new(&r, 0, 100));
+    FaissSearchParameters* ps = NULL;
+    FXT_OK(faiss_SearchParameters_new(&ps, (FaissIDSelector*)r));
+    FXT_ERR(faissx_IndexBinary_search_with_params(flat, NQ, s.xq, K, ps, D1,
+                                                  I1),
+            "selectors are not supported");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_UNSUPPORTED);
+    FaissSearchParametersIVF* spi = NULL;
+    FXT_OK(faiss_SearchParametersIVF_new_with(&spi, (FaissIDSelector*)r, 4,
+                                              0));
+    FXT_ERR(faissx_IndexBinary_search_with_params(
+                    ivf, NQ, s.xq, K, (FaissSearchParameters*)spi, D1, I1),
+            "selectors are not supported");
+    /* the usual argument checks */
+    FXT_ERR(faissx_IndexBinary_search_with_params(NULL, NQ, s.xq, K, NULL, D1,
+                                                  I1),
+            "NULL");
+    FXT_ERR(faissx_IndexBinary_search_with_params(flat, NQ, NULL, K, NULL,
+                                                  D1, I1),
+            "NULL");
+    FXT_ERR(faissx_IndexBinary_search_with_params(flat, NQ, s.xq, 0, NULL,
+                                                  D1, I1),
+            "k");
+    /* an untrained IVF */
+    FaissIndexBinary* fresh = make_c(&K_IVF, D);
+    FXT_ERR(faissx_IndexBinary_search_with_params(fresh, NQ, s.xq, K, NULL,
+                                                  D1, I1),
+            "not trained");
+    faiss_IndexBinary_free(fresh);
+    faiss_SearchParametersIVF_free(spi);
+    faiss_SearchParameters_free(ps);
+    faiss_IDSelector_free((FaissIDSelector*)r);
+    faiss_IndexBinary_free(flat);
+    faiss_IndexBinary_free(ivf);
+    obx_free(of);
+    obx_free(oi);
+    data_free(&s);
+}
+
 Test(binary, casts_and_wrong_type_getters) {
     FaissIndexBinary* flat = make_c(&K_FLAT, D);
     FaissIndexBinary* ivf = make_c(&K_IVF, D);

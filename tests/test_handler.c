@@ -2695,6 +2695,87 @@ Test(handler, binary_index_ops_match_local) {
     fx_state_free(s);
 }
 
+/* Binary SEARCH with trailing search parameters: an IVF's nprobe for this
+ * request only, as faissx_IndexBinary_search_with_params locally. */
+Test(handler, binary_search_params) {
+    fx_state* s = new_state(KEYS, 0, 0);
+    const int d = 64, cs = 8, nb = 600, nq = 5, k = 4;
+    uint8_t* xb = fxt_bytes(nb, d, 23);
+    uint64_t h = bcreate(s, K_ALICE, "", d, "BIVF8", NULL);
+    FaissIndexBinary* loc = NULL;
+    FXT_OK(faiss_index_binary_factory(&loc, d, "BIVF8"));
+    rep_t p;
+    EXPECT_OK(req_bvecs(s, K_ALICE, FX_BIN_TRAIN, h, nb, xb,
+                        (uint64_t)nb * cs, NULL, &p), p);
+    rep_free(&p);
+    EXPECT_OK(req_bvecs(s, K_ALICE, FX_BIN_ADD, h, nb, xb, (uint64_t)nb * cs,
+                        NULL, &p), p);
+    rep_free(&p);
+    FXT_OK(faiss_IndexBinary_train(loc, nb, xb));
+    FXT_OK(faiss_IndexBinary_add(loc, nb, xb));
+    const uint64_t probes[] = {1, 3, 8};
+    for (int i = 0; i < 3; i++) {
+        fx_wbuf w;
+        bbegin(&w, K_RO, FX_BIN_SEARCH); /* a read: read-only keys may */
+        fx_w_u64(&w, h);
+        fx_w_i64(&w, nq);
+        fx_w_i64(&w, k);
+        fx_w_array(&w, xb, (uint64_t)nq * cs, 1);
+        fx_w_i64(&w, FX_PARAMS_IVF);
+        fx_w_i64(&w, 0);
+        fx_w_u64(&w, probes[i]);
+        fx_w_u64(&w, 0);
+        EXPECT_OK(call(s, &w, FX_OP_BINARY, &p), p);
+        const int32_t* D = r_array(&p, 4, (uint64_t)(nq * k));
+        const idx_t* I = r_array(&p, 8, (uint64_t)(nq * k));
+        r_end(&p);
+        int32_t Dl[5 * 4];
+        idx_t Il[5 * 4];
+        faiss_IndexBinaryIVF_set_nprobe(faiss_IndexBinaryIVF_cast(loc),
+                                        probes[i]);
+        FXT_OK(faiss_IndexBinary_search(loc, nq, xb, k, Dl, Il));
+        FXT_SAME(D, Dl, sizeof Dl);
+        FXT_SAME(I, Il, sizeof Il);
+        rep_free(&p);
+    }
+    /* the server's index kept its nprobe (1) */
+    fx_wbuf w;
+    bbegin(&w, K_ALICE, FX_BIN_GET_PARAM);
+    fx_w_u64(&w, h);
+    fx_w_str(&w, "nprobe");
+    EXPECT_OK(call(s, &w, FX_OP_BINARY, &p), p);
+    double np;
+    cr_assert_eq(fx_r_f64(&p.r, &np), 0);
+    cr_assert_eq(np, 1.0);
+    rep_free(&p);
+    /* a selector: refused, as locally; an unknown parameter type */
+    bbegin(&w, K_ALICE, FX_BIN_SEARCH);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 1);
+    fx_w_i64(&w, k);
+    fx_w_array(&w, xb, cs, 1);
+    fx_w_i64(&w, FX_PARAMS_PLAIN);
+    fx_w_i64(&w, 1);
+    fx_w_i64(&w, FX_SEL_RANGE);
+    fx_w_i64(&w, 0);
+    fx_w_i64(&w, 10);
+    EXPECT_ERR(call(s, &w, FX_OP_BINARY, &p), p, FAISSX_E_UNSUPPORTED,
+               "selectors are not supported");
+    rep_free(&p);
+    bbegin(&w, K_ALICE, FX_BIN_SEARCH);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 1);
+    fx_w_i64(&w, k);
+    fx_w_array(&w, xb, cs, 1);
+    fx_w_i64(&w, 9);
+    EXPECT_ERR(call(s, &w, FX_OP_BINARY, &p), p, FAISSX_E_INVALID,
+               "unknown search parameter type 9");
+    rep_free(&p);
+    faiss_IndexBinary_free(loc);
+    free(xb);
+    fx_state_free(s);
+}
+
 Test(handler, binary_bad_input_gets_errors_and_server_keeps_serving) {
     fx_state* s = new_state(KEYS, 50, 0);
     const int d = 64, cs = 8, nb = 100;

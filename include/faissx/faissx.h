@@ -623,6 +623,24 @@ int faissx_IndexBinaryHNSW_set_efSearch(FaissIndexBinary* index, int ef);
 int faissx_IndexBinaryHNSW_get_efSearch(const FaissIndexBinary* index,
                                         int* ef);
 
+/** k-NN search of a binary index with search parameters (faiss 1.7.3's
+ *  binary indexes refuse them; faiss >= 1.8 has no C call for it either).
+ *  On an IndexBinaryIVF, FaissSearchParametersIVF sets nprobe (> 0; capped
+ *  at nlist) and max_codes for this call only: the results equal a search
+ *  after faiss_IndexBinaryIVF_set_nprobe, and the index's own nprobe is
+ *  unchanged. Plain FaissSearchParameters without a selector, or params
+ *  NULL, search as faiss_IndexBinary_search. A selector is refused
+ *  (FAISSX_E_UNSUPPORTED: faiss 1.7.3's binary search cannot filter), as
+ *  are IVF parameters on another index type (FAISSX_E_INVALID). On a remote
+ *  index the parameters travel with the request. `params` is borrowed. */
+int faissx_IndexBinary_search_with_params(const FaissIndexBinary* index,
+                                          idx_t n,
+                                          const uint8_t* x,
+                                          idx_t k,
+                                          const FaissSearchParameters* params,
+                                          int32_t* distances,
+                                          idx_t* labels);
+
 /** Like faiss_clone_index for a binary index. */
 int faissx_clone_index_binary(const FaissIndexBinary* index,
                               FaissIndexBinary** p_out);
