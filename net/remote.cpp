@@ -666,6 +666,36 @@ void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     });
 }
 
+void RemoteIndex::add_checked(idx_t n, const float* x, const idx_t* xids) {
+    WriteScope ws(this);
+    with_reopen(this, [&](uint64_t rid) {
+        rcall_job(conn.get(), xids ? FX_OP_ADD_WITH_IDS : FX_OP_ADD,
+              FAISSX_PROGRESS_ADD,
+              [&](fx_wbuf* w) {
+                  size_t cnt = (size_t)n * (size_t)d;
+                  fx_w_reserve(w, 48 + (cnt + 2) * sizeof(float) +
+                                          (xids ? (size_t)n * sizeof(idx_t)
+                                                : 0));
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, n);
+                  auto dst = static_cast<float*>(
+                          fx_w_array_reserve(w, cnt, sizeof(float)));
+                  if (!dst) return; // out of memory: the call reports it
+                  size_t bad;
+                  if (!copy_finite(dst, x, cnt, &bad))
+                      throw Error(FAISSX_E_INVALID,
+                                  "x contains a non-finite value (NaN or "
+                                  "inf) at vector " + std::to_string(bad / d) +
+                                  ", component " + std::to_string(bad % d));
+                  if (xids) fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
+              },
+              [&](fx_rbuf* r) {
+                  read_state(r, this, xids ? "add_with_ids" : "add");
+              },
+              rid);
+    });
+}
+
 void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
                          idx_t* labels,
                          const faiss::SearchParameters* params) const {

@@ -61,6 +61,12 @@ struct RemoteIndex : faiss::Index {
     void train(idx_t n, const float* x) override;
     void add(idx_t n, const float* x) override;
     void add_with_ids(idx_t n, const float* x, const idx_t* xids) override;
+    /* add (add_with_ids when xids is not NULL) that checks the vectors
+     * while copying them into the request, instead of in a pass of its
+     * own: a NaN or inf throws Error(FAISSX_E_INVALID) with the text of
+     * check_vectors, and nothing is sent (faiss_Index_add and
+     * faiss_Index_add_with_ids use it). */
+    void add_checked(idx_t n, const float* x, const idx_t* xids);
     void search(idx_t n, const float* x, idx_t k, float* distances,
                 idx_t* labels,
                 const faiss::SearchParameters* params = nullptr) const override;
