@@ -894,14 +894,23 @@ size_t RemoteIndex::sa_code_size() const {
 }
 
 void RemoteIndex::sa_encode(idx_t n, const float* x, uint8_t* bytes) const {
-    size_t cs = sa_code_size();
+    // No SA_CODE_SIZE round trip first: the reply's array is n codes,
+    // whose size the server knows (and checks: an index without
+    // sa_code_size fails the call there).
     rcall(conn.get(), FX_OP_SA_ENCODE,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, n);
               fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
           },
-          [&](fx_rbuf* r) { read_into(r, bytes, (uint64_t)n * cs, "sa_encode"); });
+          [&](fx_rbuf* r) {
+              const void* p;
+              uint64_t len;
+              if (fx_r_array(r, 1, UINT64_MAX, &p, &len) != 0 ||
+                  (n == 0 ? len != 0 : len % (uint64_t)n != 0))
+                  proto_error("sa_encode", r);
+              if (len) std::memcpy(bytes, p, len);
+          });
 }
 
 void RemoteIndex::sa_decode(idx_t n, const uint8_t* bytes, float* x) const {
