@@ -9,6 +9,9 @@
  *
  *   1. batch search (nq queries, k) on Flat over nb vectors;
  *   2. add throughput (nb vectors in batches);
+ *      both next to their ceiling: the same request and reply bytes
+ *      through raw NNG round trips to an echo thread of this program
+ *      (nothing computed), reported as local / (local + raw);
  *   3. single-query latency p50/p99 on Flat nb and HNSW<M> over hnsw-nb
  *      vectors at efSearch ef, next to
  *   4. the floor: a raw NNG req/rep round trip carrying the same bytes as
@@ -482,6 +485,14 @@ static size_t search_reply_bytes(int64_t n, int64_t k) {
     return 40 + 8 + pad8((size_t)(n * k) * sizeof(float)) + 8 +
            (size_t)(n * k) * sizeof(int64_t);
 }
+/* add: str api_key + u64 handle + i64 n + array<f32> x; the reply is the
+ * index's state (i64 ntotal, i64 is_trained). */
+static size_t add_request_bytes(int d, int64_t n) {
+    return 40 + 8 + 8 + 8 + 8 + pad8((size_t)n * d * sizeof(float));
+}
+static size_t add_reply_bytes(void) {
+    return 40 + 8 + 8;
+}
 
 typedef struct {
     nng_socket rep;
@@ -491,13 +502,17 @@ typedef struct {
     uint8_t* req_data;
 } echo;
 
-/* The echo thread: every request gets a reply of reply_bytes. */
+/* The echo thread: every request gets a reply of the length its first 8
+ * bytes give (they stand for the protocol's header). */
 static void* echo_main(void* arg) {
     echo* e = arg;
     for (;;) {
         nng_msg* m;
         if (nng_recvmsg(e->rep, &m, 0) != 0) break; /* closed */
-        if (nng_msg_realloc(m, e->reply_bytes) != 0 ||
+        uint64_t want = e->reply_bytes;
+        if (nng_msg_len(m) >= sizeof want)
+            memcpy(&want, nng_msg_body(m), sizeof want);
+        if (nng_msg_realloc(m, (size_t)want) != 0 ||
             nng_sendmsg(e->rep, m, 0) != 0)
             nng_msg_free(m);
     }
@@ -512,6 +527,8 @@ static void echo_start(echo* e, int d, int64_t k) {
     e->reply_bytes = search_reply_bytes(1, k);
     e->req_data = xmalloc(e->req_bytes);
     memset(e->req_data, 0x5a, e->req_bytes);
+    uint64_t want = e->reply_bytes;
+    memcpy(e->req_data, &want, sizeof want);
     if ((rv = nng_rep0_open(&e->rep)) != 0 ||
         (rv = nng_listen(e->rep, "tcp://127.0.0.1:0", &l, 0)) != 0 ||
         (rv = nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port)) != 0 ||
@@ -552,6 +569,37 @@ static void echo_call(echo* e) {
     nng_msg_free(m);
 }
 
+/* One round trip of a large request, built as the client builds one: a
+ * message of req_bytes whose last payload_len bytes are copied from
+ * payload (the vectors), answered with reply_bytes. */
+static void echo_transfer(echo* e, const void* payload, size_t payload_len,
+                          size_t req_bytes, size_t reply_bytes) {
+    nng_msg* m;
+    int rv;
+    if ((rv = nng_msg_alloc(&m, req_bytes)) != 0) {
+        fprintf(stderr, "bench_remote: echo transfer: %s\n",
+                nng_strerror(rv));
+        exit(2);
+    }
+    uint8_t* body = nng_msg_body(m);
+    uint64_t want = reply_bytes;
+    memset(body, 0, req_bytes - payload_len);
+    memcpy(body, &want, sizeof want);
+    memcpy(body + req_bytes - payload_len, payload, payload_len);
+    if ((rv = nng_sendmsg(e->req, m, 0)) != 0 ||
+        (rv = nng_recvmsg(e->req, &m, 0)) != 0) {
+        fprintf(stderr, "bench_remote: echo transfer: %s\n",
+                nng_strerror(rv));
+        exit(2);
+    }
+    if (nng_msg_len(m) != reply_bytes) {
+        fprintf(stderr, "bench_remote: echo reply of %zu bytes\n",
+                nng_msg_len(m));
+        exit(2);
+    }
+    nng_msg_free(m);
+}
+
 static void echo_stop(echo* e) {
     nng_close(e->req);
     nng_close(e->rep);
@@ -577,6 +625,17 @@ static void add_batches(FaissIndex* ix, const options* o, const float* xb) {
     }
 }
 
+/* The ceiling of remote add: the same batches' request and reply bytes
+ * through a raw NNG req/rep round trip each, and nothing else. */
+static void add_batches_raw(echo* e, const options* o, const float* xb) {
+    for (int64_t i0 = 0; i0 < o->nb; i0 += o->add_batch) {
+        int64_t n = o->nb - i0 < o->add_batch ? o->nb - i0 : o->add_batch;
+        echo_transfer(e, xb + (size_t)i0 * o->d,
+                      (size_t)n * o->d * sizeof(float),
+                      add_request_bytes(o->d, n), add_reply_bytes());
+    }
+}
+
 /* ------------------------------------------------------------------------
  * Result tables
  * ------------------------------------------------------------------------ */
@@ -584,7 +643,7 @@ static void add_batches(FaissIndex* ix, const options* o, const float* xb) {
 typedef struct {
     char name[80];
     int n;
-    double t[2][MAX_ROUNDS]; /* seconds per round, local / remote */
+    double t[3][MAX_ROUNDS]; /* seconds per round, local / remote / raw */
     double target;           /* local/remote must be >= this */
     int identical;
 } thru_row;
@@ -618,7 +677,7 @@ static int nscale;
  * 1 + 2: add and batch search on Flat
  * ------------------------------------------------------------------------ */
 
-static void bench_flat_batch(const options* o, FaissIndex* ix[2],
+static void bench_flat_batch(const options* o, FaissIndex* ix[2], echo* e,
                              const float* xb, const float* xq) {
     thru_row* radd = &thru[nthru++];
     thru_row* rsearch = &thru[nthru++];
@@ -640,19 +699,28 @@ static void bench_flat_batch(const options* o, FaissIndex* ix[2],
     }
     for (int r = 0; r < o->warmup + o->rounds; r++) {
         int m = r - o->warmup;
-        for (int pos = 0; pos < 2; pos++) {
-            int s = side2(r, pos);
-            MUST(faiss_Index_reset(ix[s]));
+        for (int pos = 0; pos < 3; pos++) {
+            int s = (r + pos) % 3;
+            if (s != RAW) MUST(faiss_Index_reset(ix[s]));
             double t0 = bench_now();
-            add_batches(ix[s], o, xb);
+            if (s == RAW)
+                add_batches_raw(e, o, xb);
+            else
+                add_batches(ix[s], o, xb);
             double t1 = bench_now();
             if (m >= 0) radd->t[s][m] = t1 - t0;
-            if (faiss_Index_ntotal(ix[s]) != o->nb) die("ntotal after add");
+            if (s != RAW && faiss_Index_ntotal(ix[s]) != o->nb)
+                die("ntotal after add");
         }
-        for (int pos = 0; pos < 2; pos++) {
-            int s = side2(r + 1, pos);
+        for (int pos = 0; pos < 3; pos++) {
+            int s = (r + 1 + pos) % 3;
             double t0 = bench_now();
-            MUST(faiss_Index_search(ix[s], o->nq, xq, o->k, D[s], I[s]));
+            if (s == RAW)
+                echo_transfer(e, xq, (size_t)o->nq * o->d * sizeof(float),
+                              search_request_bytes(o->d, o->nq),
+                              search_reply_bytes(o->nq, o->k));
+            else
+                MUST(faiss_Index_search(ix[s], o->nq, xq, o->k, D[s], I[s]));
             double t1 = bench_now();
             if (m >= 0) rsearch->t[s][m] = t1 - t0;
         }
@@ -930,15 +998,23 @@ static const char* met(double value, double target, int at_least) {
 
 static void print_tables(void) {
     printf("\nThroughput (medians; ratio = local time / remote time, i.e. "
-           "remote throughput as a fraction of local):\n\n");
-    printf("| operation | rounds | local | remote | ratio | target | "
-           "identical |\n|---|---:|---:|---:|---:|---|:---:|\n");
+           "remote throughput as a fraction of local; raw = the same request "
+           "and reply bytes through raw NNG req/rep round trips to an echo "
+           "thread, nothing computed; ceiling = local / (local + raw), the "
+           "best ratio a remote call could reach, as it moves those bytes "
+           "and then does the local work):\n\n");
+    printf("| operation | rounds | local | remote | raw NNG | ratio | "
+           "ceiling | target | identical |\n"
+           "|---|---:|---:|---:|---:|---:|---:|---|:---:|\n");
     for (int i = 0; i < nthru; i++) {
         thru_row* r = &thru[i];
-        double l = bench_median(r->t[LOCAL], r->n), m = bench_median(r->t[REMOTE], r->n);
-        printf("| %s | %d | %.1f ms | %.1f ms | %.3f | >= %.2f %s | %s |\n",
-               r->name, r->n, l * 1e3, m * 1e3, l / m, r->target,
-               met(l / m, r->target, 1), yes_no(r->identical));
+        double l = bench_median(r->t[LOCAL], r->n),
+               m = bench_median(r->t[REMOTE], r->n),
+               w = bench_median(r->t[RAW], r->n);
+        printf("| %s | %d | %.1f ms | %.1f ms | %.1f ms | %.3f | %.3f | "
+               ">= %.2f %s | %s |\n",
+               r->name, r->n, l * 1e3, m * 1e3, w * 1e3, l / m, l / (l + w),
+               r->target, met(l / m, r->target, 1), yes_no(r->identical));
     }
 
     printf("\nSingle-query latency (every query of every round; excess = "
@@ -1102,7 +1178,7 @@ int main(int argc, char** argv) {
         return 2;
     }
 
-    bench_flat_batch(&o, flat, xb, xq);
+    bench_flat_batch(&o, flat, &e, xb, xq);
     fprintf(stderr, "flat add/batch done (%.0f s)\n", bench_now() - t_start);
     char name[64];
     snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
