@@ -26,11 +26,14 @@
 #include "net/server.h"
 
 #include "core/core.h"
+#include "net/alloc_budget.h"
 #include "net/dedupe.h"
 #include "net/jobs.h"
 #include "persist/store.h"
 
 #include <faiss/AutoTune.h>
+#include <faiss/IndexAdditiveQuantizer.h>
+#include <faiss/IndexAdditiveQuantizerFastScan.h>
 #include <faiss/IndexBinaryFlat.h>
 #include <faiss/IndexBinaryHNSW.h>
 #include <faiss/IndexBinaryIVF.h>
@@ -38,7 +41,10 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFAdditiveQuantizer.h>
+#include <faiss/IndexIVFAdditiveQuantizerFastScan.h>
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexLSH.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexRefine.h>
@@ -1157,8 +1163,6 @@ void op_serialize(Req& q, fx_wbuf* w) {
     fx_w_array(w, out.data.data(), out.data.size(), 1);
 }
 
-/* The index in an UPLOAD body (float or binary), or FAISSX_E_IO naming
- * what the bytes failed to be. */
 /* A faiss reader over bytes in memory (not copied: an upload may be
  * large). */
 struct SpanReader : faiss::IOReader {
@@ -1175,19 +1179,105 @@ struct SpanReader : faiss::IOReader {
     }
 };
 
+/* What read_index computes after reading and read_uploaded asks it to
+ * skip (IO_FLAG_SKIP_PRECOMPUTE_TABLE), done once the bytes are known
+ * good: tables whose size the index's parameters decide, not the bytes. */
+void finish_tables(faiss::Index* ix, int depth = 0) {
+    if (!ix || depth > 16) return;
+    if (auto p = dynamic_cast<faiss::IndexPreTransform*>(ix))
+        return finish_tables(p->index, depth + 1);
+    if (auto m = dynamic_cast<faiss::IndexIDMap*>(ix))
+        return finish_tables(m->index, depth + 1);
+    if (auto r = dynamic_cast<faiss::IndexRefine*>(ix)) {
+        finish_tables(r->base_index, depth + 1);
+        return finish_tables(r->refine_index, depth + 1);
+    }
+    if (auto h = dynamic_cast<faiss::IndexHNSW*>(ix))
+        return finish_tables(h->storage, depth + 1);
+    auto rq_tables = [](faiss::ResidualQuantizer& rq) {
+        if (rq.is_trained && rq.codebook_cross_products.empty() &&
+            !(rq.train_type & faiss::ResidualQuantizer::Skip_codebook_tables))
+            rq.compute_codebook_tables();
+    };
+    if (auto a = dynamic_cast<faiss::IndexResidualQuantizer*>(ix)) rq_tables(a->rq);
+    if (auto a = dynamic_cast<faiss::ResidualCoarseQuantizer*>(ix)) rq_tables(a->rq);
+    if (auto a = dynamic_cast<faiss::IndexResidualQuantizerFastScan*>(ix))
+        rq_tables(a->rq);
+    if (auto ivf = dynamic_cast<faiss::IndexIVF*>(ix)) {
+        finish_tables(ivf->quantizer, depth + 1);
+        if (auto a = dynamic_cast<faiss::IndexIVFResidualQuantizer*>(ix))
+            rq_tables(a->rq);
+        if (auto a = dynamic_cast<faiss::IndexIVFResidualQuantizerFastScan*>(ix))
+            rq_tables(a->rq);
+        // As read_index does for an IVFPQ (and IVFPQR).
+        if (auto pq = dynamic_cast<faiss::IndexIVFPQ*>(ix)) {
+            pq->use_precomputed_table = 0;
+            if (pq->is_trained && pq->by_residual) pq->precompute_table();
+        }
+    }
+}
+void finish_tables(faiss::IndexBinary*) {}
+
+/* The index in an UPLOAD body (float or binary), or FAISSX_E_IO naming
+ * what the bytes failed to be.
+ *
+ * faiss 1.7.3's read_index allocates whatever sizes the bytes claim (a
+ * vector size of 2^40 is resized before a byte of it is read) and leaks
+ * the part it had built when it then fails; any write-key holder could
+ * make the server allocate until it dies. So the parse runs under an
+ * allocation budget (net/alloc_budget.h): no single allocation above 4x
+ * the upload + 16 MiB, none that takes the parse's live allocations above
+ * 8x + 64 MiB (legitimate parses stay far below: faiss allocates what the
+ * bytes hold, plus reverse maps), and after a failed parse what it left
+ * behind is freed. Tables sized by parameters rather than bytes (IVFPQ's
+ * precomputed table) are computed after the parse, outside the budget. */
 template <class T>
 T* read_uploaded(const void* p, uint64_t n, const char* what) {
-    SpanReader in(p, n);
-    try {
-        if constexpr (std::is_same_v<T, faiss::IndexBinary>)
-            return faiss::read_index_binary(&in);
+    constexpr size_t kMiB = (size_t)1 << 20;
+    size_t one = n > (SIZE_MAX - 64 * kMiB) / 8 ? SIZE_MAX : 4 * n + 16 * kMiB;
+    size_t total = n > (SIZE_MAX - 64 * kMiB) / 8 ? SIZE_MAX : 8 * n + 64 * kMiB;
+    std::string failure;
+    size_t refused = 0;
+    T* out = nullptr;
+    {
+        fx::AllocBudget budget(one, total);
+        try {
+            SpanReader in(p, n);
+            if constexpr (std::is_same_v<T, faiss::IndexBinary>)
+                out = faiss::read_index_binary(&in);
+            else
+                out = faiss::read_index(&in,
+                                        faiss::IO_FLAG_SKIP_PRECOMPUTE_TABLE);
+        } catch (const std::exception& ex) {
+            budget.drain(); // what is allocated from here on is kept
+            refused = budget.refused();
+            failure = ex.what();
+        }
+        if (out)
+            budget.keep();
         else
-            return faiss::read_index(&in);
-    } catch (const std::exception& ex) {
+            budget.release_leftovers(); // the exception is gone by now
+    }
+    if (!out) {
+        if (refused)
+            throw Error(FAISSX_E_IO,
+                        std::string("uploaded bytes are not a readable ") +
+                                what + ": they claim an allocation of " +
+                                std::to_string(refused) + " bytes, more than "
+                                "an upload of " + std::to_string(n) +
+                                " bytes can hold (a corrupt or forged size "
+                                "field)");
         throw Error(FAISSX_E_IO, std::string("uploaded bytes are not a "
                                              "readable ") + what + ": " +
-                                         ex.what());
+                                         failure);
     }
+    try {
+        finish_tables(out);
+    } catch (...) {
+        delete out;
+        throw;
+    }
+    return out;
 }
 
 /* Reads faiss index bytes and installs the index as `name` (empty:
