@@ -100,6 +100,25 @@ uint64_t now_ms() {
             .count();
 }
 
+/* A random start for handle numbers: 43 random bits above 20 bits of
+ * room (a million handles before they reach another start). */
+uint64_t random_handle_base() {
+    uint64_t v = 0;
+    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (::read(fd, &v, sizeof v) != (ssize_t)sizeof v) v = 0;
+        ::close(fd);
+    }
+    if (v == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+            ((uint64_t)getpid() << 40) ^ now_ms();
+        v *= 0x9E3779B97F4A7C15ULL;
+    }
+    return ((v >> 21) << 20) | 1;
+}
+
 struct Key {
     std::string tenant;
     bool read_only = false;
@@ -2774,9 +2793,13 @@ int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
                      "were given (--auth-keys or --auth-file)");
             return FAISSX_E_AUTH;
         }
-        // Handles start at a random point so they are not guessable
-        // across restarts (they are tenant-checked regardless).
-        s->next_handle = (now_ms() & 0xffffff) << 20 | 1;
+        // Handles start at a random point, so that a handle from before a
+        // restart (or a reboot: the steady clock restarts with it) names
+        // no index now. A client relies on that: an unknown handle makes it
+        // reopen a named index by name and repeat the call (net/remote.cpp,
+        // with_reopen); a handle that named another index would send the
+        // retry there. (They are tenant-checked regardless.)
+        s->next_handle = random_handle_base();
         if (c->data_dir && *c->data_dir) {
             if (c->sync != FAISSX_SYNC_ALWAYS &&
                 c->sync != FAISSX_SYNC_INTERVAL && c->sync != FAISSX_SYNC_NONE) {
