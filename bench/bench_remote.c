@@ -246,11 +246,6 @@ static void* xmalloc(size_t bytes) {
     return p;
 }
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static pid_t server_pid;
 static char server_log[128];
 
@@ -336,35 +331,6 @@ static float* make_points(const options* o, const float* centres, int64_t n,
  * The server: a child process on a free loopback port
  * ------------------------------------------------------------------------ */
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr*)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr*)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
-static int port_open(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = connect(fd, (struct sockaddr*)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
 static void print_server_log(void) {
     FILE* f = fopen(server_log, "r");
     if (!f) return;
@@ -401,7 +367,7 @@ static void start_server(const char* bin, int threads, char* url,
     snprintf(server_log, sizeof server_log, "/tmp/fx-bench-remote-%d.log",
              (int)getpid());
     for (int attempt = 0; attempt < 10; attempt++) {
-        int port = free_port();
+        int port = bench_free_port();
         if (port <= 0) continue;
         snprintf(url, urlsz, "tcp://127.0.0.1:%d", port);
         const char* argv[] = {bin,        "--listen",  url,
@@ -432,8 +398,8 @@ static void start_server(const char* bin, int threads, char* url,
                 server_pid = 0; /* port taken meanwhile? another one */
                 break;
             }
-            if (port_open(port)) return;
-            sleep_ms(20);
+            if (bench_port_open(port)) return;
+            bench_sleep_ms(20);
         }
         if (server_pid) {
             kill(server_pid, SIGKILL);
@@ -456,7 +422,7 @@ static int server_exit_status(void) {
             server_pid = 0;
             return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
         }
-        sleep_ms(10);
+        bench_sleep_ms(10);
     }
     kill(server_pid, SIGKILL);
     waitpid(server_pid, NULL, 0);

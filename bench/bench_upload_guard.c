@@ -24,24 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int port_open(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = connect(fd, (struct sockaddr*)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
 typedef struct {
     pid_t pid;
     char url[64];
@@ -67,8 +49,8 @@ static void start(server* s, const char* bin, int port) {
         execv(bin, (char* const*)argv);
         _exit(127);
     }
-    for (int i = 0; i < 500 && !port_open(port); i++) sleep_ms(20);
-    if (!port_open(port)) {
+    for (int i = 0; i < 500 && !bench_port_open(port); i++) bench_sleep_ms(20);
+    if (!bench_port_open(port)) {
         fprintf(stderr, "bench_upload_guard: %s did not start\n", bin);
         exit(2);
     }
@@ -160,10 +142,9 @@ int main(int argc, char** argv) {
         return 2;
     }
     int nb = quick ? 20000 : 100000, rounds = quick ? 1 : 5, reps = 5;
-    int base = 20000 + (int)(getpid() % 20000);
     server sg, sn;
-    start(&sg, guard, base);
-    start(&sn, noguard, base + 1);
+    start(&sg, guard, bench_free_port());
+    start(&sn, noguard, bench_free_port());
 
     float* xb = uniform((size_t)nb, 1);
     float* xq = uniform(NQ, 2);

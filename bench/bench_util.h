@@ -19,6 +19,15 @@ int bench_cmp_double(const void* a, const void* b);
 /* Median of n > 0 values (t is not modified). */
 double bench_median(const double* t, int n);
 
+/* Sleeps ms milliseconds. */
+void bench_sleep_ms(int ms);
+
+/* A loopback TCP port that was free a moment ago, or -1. */
+int bench_free_port(void);
+
+/* 1 if something accepts TCP connections on 127.0.0.1:port, else 0. */
+int bench_port_open(int port);
+
 #ifdef __cplusplus
 }
 #endif
