@@ -1342,7 +1342,11 @@ void install_uploaded(Req& q, fx_wbuf* w, const std::string& name,
     write_info(w, e.get());
 }
 
-void op_upload(Req& q, fx_wbuf* w) {
+/* A one-message UPLOAD (float or binary): str name, array<u8> the bytes;
+ * installs them with `install` (install_uploaded or its binary twin). */
+void upload_whole(Req& q, fx_wbuf* w,
+                  void (*install)(Req&, fx_wbuf*, const std::string&,
+                                  const void*, uint64_t)) {
     need_write(q);
     std::string name = rd_name(q);
     const void* p;
@@ -1350,7 +1354,11 @@ void op_upload(Req& q, fx_wbuf* w) {
     fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
     check(&q.r);
     end(q);
-    install_uploaded(q, w, name, p, n);
+    install(q, w, name, p, n);
+}
+
+void op_upload(Req& q, fx_wbuf* w) {
+    upload_whole(q, w, install_uploaded);
 }
 
 void install_uploaded_binary(Req& q, fx_wbuf* w, const std::string& name,
@@ -2239,14 +2247,7 @@ void install_uploaded_binary(Req& q, fx_wbuf* w, const std::string& name,
 }
 
 void bin_upload(Req& q, fx_wbuf* w) {
-    need_write(q);
-    std::string name = rd_name(q);
-    const void* p;
-    uint64_t n;
-    fx_r_array(&q.r, 1, UINT64_MAX, &p, &n);
-    check(&q.r);
-    end(q);
-    install_uploaded_binary(q, w, name, p, n);
+    upload_whole(q, w, install_uploaded_binary);
 }
 
 /* faissx_IndexBinaryIVF_new over a remote quantizer: the IVF shares the
