@@ -4,8 +4,8 @@
  *     0   8  magic "FXSNAP\r\n" (the CR LF catches text-mode mangling)
  *     8   4  format version (2; 1 is still read)
  *    12   4  header size (64)
- *    16   4  kind (1 = faiss::Index)
- *    20   4  d
+ *    16   4  kind (1 = faiss::Index, 2 = faiss::IndexBinary)
+ *    20   4  d (bits for a binary index)
  *    24   4  metric (faiss MetricType)
  *    28   4  flags (0)
  *    32   8  seq: the last log record the snapshot includes
@@ -16,8 +16,8 @@
  *    64   -  payload
  * Payload, version 2: u32 metadata length M, u32 0, M bytes of metadata
  * (the store's memory of applied requests, store.cpp), zero padding to a
- * multiple of 8, then the faiss::write_index bytes. Version 1: the faiss
- * bytes alone. All integers little-endian. */
+ * multiple of 8, then the faiss::write_index bytes (write_index_binary for
+ * kind 2). Version 1: the faiss bytes alone (kind 1 only). All integers little-endian. */
 #include "persist/snapshot.h"
 
 #include "core/bridge.h"
@@ -27,6 +27,8 @@
 
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryIVF.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/impl/io.h>
@@ -58,10 +60,10 @@ void encode_header(const Header& h, uint8_t* p) {
     fx_put_u32(p + 60, fx_crc32c(0, p, 60));
 }
 
-} // namespace
-
-void write(const std::string& path, const faiss::Index* ix, uint64_t seq,
-           const std::vector<uint8_t>& meta) {
+/* The container around what `put` writes after the metadata section. */
+template <class Put>
+void write_container(const std::string& path, Header h,
+                     const std::vector<uint8_t>& meta, Put put) {
     if (meta.size() > (1u << 30))
         throw Error(FAISSX_E_LIMIT, "snapshot metadata too large");
     faiss::VectorIOWriter w;
@@ -69,12 +71,7 @@ void write(const std::string& path, const faiss::Index* ix, uint64_t seq,
     w.data.resize(pre, 0);
     fx_put_u32(w.data.data(), (uint32_t)meta.size());
     if (!meta.empty()) std::memcpy(w.data.data() + 8, meta.data(), meta.size());
-    faiss::write_index(ix, &w);
-    Header h;
-    h.d = ix->d;
-    h.metric = (int32_t)ix->metric_type;
-    h.seq = seq;
-    h.ntotal = ix->ntotal;
+    put(&w);
     h.payload_len = w.data.size();
     h.payload_crc = fx_crc32c(0, w.data.data(), w.data.size());
     uint8_t hdr[HEADER_SIZE];
@@ -84,6 +81,33 @@ void write(const std::string& path, const faiss::Index* ix, uint64_t seq,
     if (fx_write_file_durable(path.c_str(), parts, sizes, 2) != 0)
         throw Error(FAISSX_E_IO, "cannot write snapshot '" + path +
                                          "': " + std::strerror(errno));
+}
+
+} // namespace
+
+void write(const std::string& path, const faiss::Index* ix, uint64_t seq,
+           const std::vector<uint8_t>& meta) {
+    Header h;
+    h.kind = KIND_INDEX;
+    h.d = ix->d;
+    h.metric = (int32_t)ix->metric_type;
+    h.seq = seq;
+    h.ntotal = ix->ntotal;
+    write_container(path, h, meta,
+                    [&](faiss::VectorIOWriter* w) { faiss::write_index(ix, w); });
+}
+
+void write_binary(const std::string& path, const faiss::IndexBinary* ix,
+                  uint64_t seq, const std::vector<uint8_t>& meta) {
+    Header h;
+    h.kind = KIND_BINARY;
+    h.d = ix->d;
+    h.metric = (int32_t)ix->metric_type;
+    h.seq = seq;
+    h.ntotal = ix->ntotal;
+    write_container(path, h, meta, [&](faiss::VectorIOWriter* w) {
+        faiss::write_index_binary(ix, w);
+    });
 }
 
 bool verify(const uint8_t* p, size_t n, Header* h, const uint8_t** payload,
@@ -112,7 +136,7 @@ bool verify(const uint8_t* p, size_t n, Header* h, const uint8_t** payload,
         return false;
     }
     h->kind = fx_get_u32(p + 16);
-    if (h->kind != KIND_INDEX) {
+    if (h->kind != KIND_INDEX && h->kind != KIND_BINARY) {
         *err = "unknown snapshot kind " + std::to_string(h->kind);
         return false;
     }
@@ -180,12 +204,26 @@ struct SpanReader : faiss::IOReader {
     }
 };
 
-faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
-                     Header* h, std::vector<uint8_t>* meta) {
+/* verify(), the kind check, and the metadata section: returns the faiss
+ * bytes as a reader. */
+static SpanReader open_payload(const uint8_t* data, size_t n,
+                               const std::string& what, Header* h,
+                               std::vector<uint8_t>* meta, uint32_t kind) {
     const uint8_t* payload = nullptr;
     std::string err;
     if (!verify(data, n, h, &payload, &err))
         throw Error(FAISSX_E_IO, "corrupt snapshot '" + what + "': " + err);
+    if (h->kind != kind)
+        throw Error(FAISSX_E_IO,
+                    "snapshot '" + what + "' holds a " +
+                            (h->kind == KIND_BINARY ? "binary" : "float") +
+                            " index, not the " +
+                            (kind == KIND_BINARY ? "binary" : "float") +
+                            " index its store entry names");
+    if (h->kind == KIND_BINARY && h->version < 2)
+        throw Error(FAISSX_E_IO, "corrupt snapshot '" + what +
+                                         "': a binary index in a version-1 "
+                                         "snapshot");
     size_t skip = 0;
     if (meta) meta->clear();
     if (h->version >= 2) {
@@ -197,7 +235,12 @@ faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
                                              "the payload");
         if (meta) meta->assign(payload + 8, payload + 8 + m);
     }
-    SpanReader r(payload + skip, h->payload_len - skip);
+    return SpanReader(payload + skip, h->payload_len - skip);
+}
+
+faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
+                     Header* h, std::vector<uint8_t>* meta) {
+    SpanReader r = open_payload(data, n, what, h, meta, KIND_INDEX);
     std::unique_ptr<faiss::Index> ix(faiss::read_index(&r));
     if (ix->d != h->d || (int32_t)ix->metric_type != h->metric ||
         ix->ntotal != h->ntotal)
@@ -207,15 +250,49 @@ faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
     return ix.release();
 }
 
-faiss::Index* load(const std::string& path, Header* h,
-                   std::vector<uint8_t>* meta) {
+faiss::IndexBinary* decode_binary(const uint8_t* data, size_t n,
+                                  const std::string& what, Header* h,
+                                  std::vector<uint8_t>* meta) {
+    SpanReader r = open_payload(data, n, what, h, meta, KIND_BINARY);
+    std::unique_ptr<faiss::IndexBinary> ix(faiss::read_index_binary(&r));
+    if (ix->d != h->d || (int32_t)ix->metric_type != h->metric ||
+        ix->ntotal != h->ntotal || ix->d % 8 != 0)
+        throw Error(FAISSX_E_IO, "corrupt snapshot '" + what +
+                                         "': index does not match its header");
+    // As for float IVF (restore_ivf_training): the binary IVF's k-means
+    // settings are not in faiss's file; put its constructor's back.
+    if (auto ivf = dynamic_cast<faiss::IndexBinaryIVF*>(ix.get())) {
+        faiss::IndexBinaryFlat q(ivf->d);
+        faiss::IndexBinaryIVF ctor(&q, ivf->d, 1);
+        ivf->cp = ctor.cp;
+    }
+    return ix.release();
+}
+
+/* The file's bytes, then decoder(bytes, n). */
+template <class T, class D>
+static T* load_with(const std::string& path, D decoder) {
     uint8_t* data = nullptr;
     size_t n = 0;
     if (fx_read_file(path.c_str(), &data, &n) != 0)
         throw Error(FAISSX_E_IO, "cannot read snapshot '" + path +
                                          "': " + std::strerror(errno));
     std::unique_ptr<uint8_t, decltype(&std::free)> own(data, &std::free);
-    return decode(data, n, path, h, meta);
+    return decoder(data, n);
+}
+
+faiss::Index* load(const std::string& path, Header* h,
+                   std::vector<uint8_t>* meta) {
+    return load_with<faiss::Index>(path, [&](const uint8_t* d, size_t n) {
+        return decode(d, n, path, h, meta);
+    });
+}
+
+faiss::IndexBinary* load_binary(const std::string& path, Header* h,
+                                std::vector<uint8_t>* meta) {
+    return load_with<faiss::IndexBinary>(path, [&](const uint8_t* d, size_t n) {
+        return decode_binary(d, n, path, h, meta);
+    });
 }
 
 } // namespace snap

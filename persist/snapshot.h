@@ -5,6 +5,7 @@
 #define FX_SNAPSHOT_H
 
 #include <faiss/Index.h>
+#include <faiss/IndexBinary.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -20,7 +21,8 @@ constexpr char MAGIC[9] = "FXSNAP\r\n";
 constexpr uint32_t VERSION = 2;
 constexpr uint32_t MIN_VERSION = 1;
 constexpr uint32_t HEADER_SIZE = 64;
-constexpr uint32_t KIND_INDEX = 1; /* a faiss::Index (float vectors) */
+constexpr uint32_t KIND_INDEX = 1;  /* a faiss::Index (float vectors) */
+constexpr uint32_t KIND_BINARY = 2; /* a faiss::IndexBinary (write_index_binary) */
 
 struct Header {
     uint32_t version = VERSION;
@@ -40,6 +42,11 @@ struct Header {
 void write(const std::string& path, const faiss::Index* ix, uint64_t seq,
            const std::vector<uint8_t>& meta = {});
 
+/* write() for a binary index: kind KIND_BINARY, faiss::write_index_binary
+ * bytes (d in bits, metric 0). */
+void write_binary(const std::string& path, const faiss::IndexBinary* ix,
+                  uint64_t seq, const std::vector<uint8_t>& meta = {});
+
 /* Checks the container in memory: magic, version, kind, header checksum,
  * length and payload checksum. Never calls faiss. On success *h and
  * *payload (pointing into data) are set; otherwise *err says what is wrong. */
@@ -56,6 +63,15 @@ faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
 /* Reads the file and decode()s it. */
 faiss::Index* load(const std::string& path, Header* h,
                    std::vector<uint8_t>* meta = nullptr);
+
+/* decode() and load() for a KIND_BINARY snapshot (faiss::read_index_binary).
+ * A snapshot of the other kind is refused (FAISSX_E_IO) before faiss
+ * parses it, by decode() too. */
+faiss::IndexBinary* decode_binary(const uint8_t* data, size_t n,
+                                  const std::string& what, Header* h,
+                                  std::vector<uint8_t>* meta = nullptr);
+faiss::IndexBinary* load_binary(const std::string& path, Header* h,
+                                std::vector<uint8_t>* meta = nullptr);
 
 } // namespace snap
 } // namespace fx

@@ -28,7 +28,14 @@
  * index covering the log's last sequence, a new empty segment, then the
  * manifest (same durable replace) naming both -- the commit point. The
  * previous generation is kept for repair; the one before it is deleted.
- * Training is not logged: train() checkpoints. */
+ * Training is not logged: train() checkpoints.
+ *
+ * BINARY INDEXES. An entry holds a faiss::Index or a faiss::IndexBinary
+ * (Entry::inner / Entry::binner, exactly one set), the manifest says which
+ * ("kind binary", manifest version 2), snapshots carry kind 2
+ * (write_index_binary bytes) and the log uses REC_BIN_ADD(_WITH_IDS) for
+ * adds; everything else -- ordering, group commit, checkpoints, recovery,
+ * the memory of applied requests -- is shared. */
 #include "persist/store.h"
 
 #include "core/bridge.h"
@@ -39,6 +46,9 @@
 #include "persist/snapshot.h"
 
 #include <faiss/AutoTune.h>
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryHNSW.h>
+#include <faiss/IndexBinaryIVF.h>
 #include <faiss/index_factory.h>
 #include <faiss/impl/IDSelector.h>
 
@@ -75,6 +85,7 @@ struct Manifest {
     uint64_t prev = 0;  /* previous generation kept for repair (0: none) */
     int d = 0;
     int metric = 0;
+    bool binary = false; /* a faiss::IndexBinary (manifest version 2) */
     std::string description;
 };
 
@@ -90,13 +101,17 @@ std::string wal_name(uint64_t g) {
 }
 
 std::string manifest_text(const Manifest& m) {
+    // Float indexes keep version 1 (readable by every faissx); a binary
+    // index needs version 2, which an older faissx refuses as malformed
+    // rather than misreading.
     char b[512];
     snprintf(b, sizeof b,
-             "faissx-manifest 1\ngeneration %llu\nsnapshot %s\nlog %s\n"
-             "previous %llu\nd %d\nmetric %d\n",
-             (unsigned long long)m.gen, snap_name(m.gen).c_str(),
-             wal_name(m.gen).c_str(), (unsigned long long)m.prev, m.d,
-             m.metric);
+             "faissx-manifest %d\ngeneration %llu\nsnapshot %s\nlog %s\n"
+             "previous %llu\nd %d\nmetric %d\n%s",
+             m.binary ? 2 : 1, (unsigned long long)m.gen,
+             snap_name(m.gen).c_str(), wal_name(m.gen).c_str(),
+             (unsigned long long)m.prev, m.d, m.metric,
+             m.binary ? "kind binary\n" : "");
     std::string s = b;
     s += "description " + m.description + "\n";
     char c[32];
@@ -128,13 +143,38 @@ bool parse_manifest(const std::string& text, Manifest* m, std::string* why) {
     }
     std::string body = text.substr(0, crc_at);
     unsigned long long gen, prev;
-    char sn[64], wn[64];
+    char sn[64], wn[64], kind[16] = "";
     int n = 0;
-    if (sscanf(body.c_str(),
-               "faissx-manifest 1\ngeneration %llu\nsnapshot %63s\nlog %63s\n"
-               "previous %llu\nd %d\nmetric %d\ndescription %n",
-               &gen, sn, wn, &prev, &m->d, &m->metric, &n) != 6 || n == 0) {
-        *why = "malformed";
+    if (body.compare(0, 18, "faissx-manifest 1\n") == 0) {
+        if (sscanf(body.c_str(),
+                   "faissx-manifest 1\ngeneration %llu\nsnapshot %63s\nlog "
+                   "%63s\nprevious %llu\nd %d\nmetric %d\ndescription %n",
+                   &gen, sn, wn, &prev, &m->d, &m->metric, &n) != 6 ||
+            n == 0) {
+            *why = "malformed";
+            return false;
+        }
+        m->binary = false;
+    } else if (body.compare(0, 18, "faissx-manifest 2\n") == 0) {
+        if (sscanf(body.c_str(),
+                   "faissx-manifest 2\ngeneration %llu\nsnapshot %63s\nlog "
+                   "%63s\nprevious %llu\nd %d\nmetric %d\nkind %15s\n"
+                   "description %n",
+                   &gen, sn, wn, &prev, &m->d, &m->metric, kind, &n) != 7 ||
+            n == 0) {
+            *why = "malformed";
+            return false;
+        }
+        if (!std::strcmp(kind, "binary")) {
+            m->binary = true;
+        } else if (!std::strcmp(kind, "float")) {
+            m->binary = false;
+        } else {
+            *why = "unknown index kind '" + std::string(kind) + "'";
+            return false;
+        }
+    } else {
+        *why = "malformed (not a version 1 or 2 manifest)";
         return false;
     }
     m->gen = gen;
@@ -143,7 +183,7 @@ bool parse_manifest(const std::string& text, Manifest* m, std::string* why) {
     if (!m->description.empty() && m->description.back() == '\n')
         m->description.pop_back();
     if (snap_name(gen) != sn || wal_name(gen) != wn || gen == 0 ||
-        prev >= gen || m->d <= 0) {
+        prev >= gen || m->d <= 0 || (m->binary && m->d % 8 != 0)) {
         *why = "inconsistent fields";
         return false;
     }
@@ -273,6 +313,86 @@ bool valid_param_value(double v) {
     return std::isfinite(v) && v >= 0 && v < 2147483648.0;
 }
 
+/* A REC_REMOVE_IDS payload as a selector; false with *why if malformed. */
+bool decode_selector(const uint8_t* payload, size_t len,
+                     std::unique_ptr<faiss::IDSelector>* out,
+                     std::string* why) {
+    Rd r{payload, len};
+    uint32_t kind, flags;
+    if (!r.u32(&kind) || !r.u32(&flags)) {
+        *why = "remove_ids record: truncated";
+        return false;
+    }
+    if (kind == SEL_RANGE) {
+        uint64_t lo, hi;
+        if (!r.u64(&lo) || !r.u64(&hi) || r.n != 0) {
+            *why = "remove_ids record: bad range";
+            return false;
+        }
+        out->reset(new faiss::IDSelectorRange((idx)lo, (idx)hi, flags & 1));
+        return true;
+    }
+    uint64_t cnt;
+    if (kind != SEL_LIST || !r.u64(&cnt) || cnt > r.n / 8 || cnt * 8 != r.n) {
+        *why = "remove_ids record: bad selector";
+        return false;
+    }
+    std::vector<idx> ids(cnt);
+    for (size_t i = 0; i < cnt; i++) ids[i] = (idx)fx_get_u64(r.p + 8 * i);
+    out->reset(new faiss::IDSelectorBatch(ids.size(), ids.data()));
+    return true;
+}
+
+/* A REC_SET_PARAM payload; false with *why if malformed. */
+bool decode_param(const uint8_t* payload, size_t len, std::string* pname,
+                  double* v, std::string* why) {
+    Rd r{payload, len};
+    uint64_t bits;
+    uint32_t nl;
+    const uint8_t* name;
+    if (!r.u64(&bits) || !r.u32(&nl) || nl == 0 || nl > 64 ||
+        !r.take(nl, &name) || r.n != 0) {
+        *why = "set_param record: malformed";
+        return false;
+    }
+    std::memcpy(v, &bits, 8);
+    pname->assign(reinterpret_cast<const char*>(name), nl);
+    if (!valid_param_value(*v) || pname->find('\0') != std::string::npos) {
+        *why = "set_param record: bad name or value";
+        return false;
+    }
+    return true;
+}
+
+/* The search-time parameters a stored binary index can log (faiss's
+ * ParameterSpace handles float indexes only). Throws for a name that
+ * does not apply to ix. */
+void set_binary_param(faiss::IndexBinary* ix, const std::string& name,
+                      double v) {
+    if (name == "nprobe") {
+        if (auto ivf = dynamic_cast<faiss::IndexBinaryIVF*>(ix)) {
+            if (v < 1)
+                throw Error(FAISSX_E_INVALID, "nprobe must be >= 1");
+            ivf->nprobe = (size_t)v;
+            return;
+        }
+    } else if (name == "efSearch") {
+        if (auto h = dynamic_cast<faiss::IndexBinaryHNSW*>(ix)) {
+            if (v < 1)
+                throw Error(FAISSX_E_INVALID, "efSearch must be >= 1");
+            h->hnsw.efSearch = (int)v;
+            return;
+        }
+    } else if (name == "verbose") {
+        ix->verbose = v != 0;
+        return;
+    }
+    throw Error(FAISSX_E_UNSUPPORTED,
+                "cannot set parameter '" + name +
+                        "' on this binary index (a stored binary index "
+                        "takes nprobe (IVF), efSearch (HNSW), verbose)");
+}
+
 } // namespace
 
 bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
@@ -315,32 +435,9 @@ bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
         return true;
     }
     case wal::REC_REMOVE_IDS: {
-        uint32_t kind, flags;
-        if (!r.u32(&kind) || !r.u32(&flags)) {
-            *why = "remove_ids record: truncated";
-            return false;
-        }
-        if (kind == SEL_RANGE) {
-            uint64_t lo, hi;
-            if (!r.u64(&lo) || !r.u64(&hi) || r.n != 0) {
-                *why = "remove_ids record: bad range";
-                return false;
-            }
-            faiss::IDSelectorRange sel((idx)lo, (idx)hi, flags & 1);
-            size_t k = ix->remove_ids(sel);
-            if (removed) *removed = k;
-            return true;
-        }
-        uint64_t cnt;
-        if (kind != SEL_LIST || !r.u64(&cnt) || cnt > r.n / 8 ||
-            cnt * 8 != r.n) {
-            *why = "remove_ids record: bad selector";
-            return false;
-        }
-        std::vector<idx> ids(cnt);
-        for (size_t i = 0; i < cnt; i++) ids[i] = (idx)fx_get_u64(r.p + 8 * i);
-        faiss::IDSelectorBatch sel(ids.size(), ids.data());
-        size_t k = ix->remove_ids(sel);
+        std::unique_ptr<faiss::IDSelector> sel;
+        if (!decode_selector(payload, len, &sel, why)) return false;
+        size_t k = ix->remove_ids(*sel);
         if (removed) *removed = k;
         return true;
     }
@@ -352,26 +449,72 @@ bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
         ix->reset();
         return true;
     case wal::REC_SET_PARAM: {
-        uint64_t bits;
-        uint32_t nl;
-        const uint8_t* name;
-        if (!r.u64(&bits) || !r.u32(&nl) || nl == 0 || nl > 64 ||
-            !r.take(nl, &name) || r.n != 0) {
-            *why = "set_param record: malformed";
-            return false;
-        }
+        std::string pname;
         double v;
-        std::memcpy(&v, &bits, 8);
-        std::string pname(reinterpret_cast<const char*>(name), nl);
-        if (!valid_param_value(v) || pname.find('\0') != std::string::npos) {
-            *why = "set_param record: bad name or value";
-            return false;
-        }
+        if (!decode_param(payload, len, &pname, &v, why)) return false;
         faiss::ParameterSpace().set_index_parameter(ix, pname, v);
         return true;
     }
     default:
         *why = "unknown record type " + std::to_string(type);
+        return false;
+    }
+}
+
+bool apply_record_binary(faiss::IndexBinary* ix, uint16_t type,
+                         const uint8_t* payload, size_t len, std::string* why,
+                         uint64_t* removed) {
+    Rd r{payload, len};
+    if (removed) *removed = 0;
+    switch (type) {
+    case wal::REC_BIN_ADD:
+    case wal::REC_BIN_ADD_WITH_IDS: {
+        uint64_t n;
+        uint32_t d, pad;
+        if (!r.u64(&n) || !r.u32(&d) || !r.u32(&pad) || (int)d != ix->d ||
+            d == 0 || d % 8 != 0) {
+            *why = "binary add record: bad header or dimension";
+            return false;
+        }
+        size_t per = (size_t)d / 8 + (type == wal::REC_BIN_ADD_WITH_IDS ? 8 : 0);
+        if (n > r.n / per || n * per != r.n) {
+            *why = "binary add record: payload size does not match n";
+            return false;
+        }
+        if (type == wal::REC_BIN_ADD) {
+            ix->add((idx)n, r.p);
+        } else {
+            std::vector<idx> ids(n);
+            const uint8_t* at = r.p + n * (d / 8);
+            for (size_t i = 0; i < n; i++) ids[i] = (idx)fx_get_u64(at + 8 * i);
+            ix->add_with_ids((idx)n, r.p, ids.data());
+        }
+        return true;
+    }
+    case wal::REC_REMOVE_IDS: {
+        std::unique_ptr<faiss::IDSelector> sel;
+        if (!decode_selector(payload, len, &sel, why)) return false;
+        size_t k = ix->remove_ids(*sel);
+        if (removed) *removed = k;
+        return true;
+    }
+    case wal::REC_RESET:
+        if (len != 0) {
+            *why = "reset record: unexpected payload";
+            return false;
+        }
+        ix->reset();
+        return true;
+    case wal::REC_SET_PARAM: {
+        std::string pname;
+        double v;
+        if (!decode_param(payload, len, &pname, &v, why)) return false;
+        set_binary_param(ix, pname, v);
+        return true;
+    }
+    default:
+        *why = "record type " + std::to_string(type) +
+               " is not one of a binary index";
         return false;
     }
 }
@@ -557,8 +700,39 @@ RequestTag* request_tag() { return tl_tag; }
 
 namespace {
 
+/* The index of an entry: a float one or a binary one (exactly one set). */
+struct Held {
+    std::unique_ptr<faiss::Index> f;
+    std::unique_ptr<faiss::IndexBinary> b;
+    bool empty() const { return !f && !b; }
+    int64_t ntotal() const { return f ? f->ntotal : b->ntotal; }
+    bool trained() const { return f ? f->is_trained : b->is_trained; }
+    bool apply(uint16_t type, const uint8_t* p, size_t len, std::string* why,
+               uint64_t* removed) {
+        return f ? apply_record(f.get(), type, p, len, why, removed)
+                 : apply_record_binary(b.get(), type, p, len, why, removed);
+    }
+    /* Loads a snapshot of the manifest's kind. */
+    void load(const std::string& path, bool binary, snap::Header* h,
+              std::vector<uint8_t>* meta) {
+        f.reset();
+        b.reset();
+        if (binary)
+            b.reset(snap::load_binary(path, h, meta));
+        else
+            f.reset(snap::load(path, h, meta));
+    }
+    void write(const std::string& path, uint64_t seq,
+               const std::vector<uint8_t>& meta) const {
+        if (f)
+            snap::write(path, f.get(), seq, meta);
+        else
+            snap::write_binary(path, b.get(), seq, meta);
+    }
+};
+
 struct Recovered {
-    std::unique_ptr<faiss::Index> ix;
+    Held ix;
     uint64_t last_seq = 0;
     uint64_t wal_end = 0;        /* where appending resumes in the current log */
     bool rewrite = false;        /* recovered from damage: checkpoint at once */
@@ -569,7 +743,7 @@ struct Recovered {
 /* Replays a segment file into ix (records after `from_seq`). Cuts a torn
  * tail (or, with repair, mid-log damage) when `fix`; otherwise leaves the
  * file alone. Returns the scan. Throws on refusal. */
-wal::Scan replay_segment(const std::string& path, faiss::Index* ix,
+wal::Scan replay_segment(const std::string& path, Held* ix,
                          uint64_t from_seq, bool repair, bool fix,
                          Reporter* rep, const std::string& name,
                          Applied* applied) {
@@ -591,13 +765,13 @@ wal::Scan replay_segment(const std::string& path, faiss::Index* ix,
                   if (seq <= from_seq) return true; // inside the snapshot
                   try {
                       uint64_t removed = 0;
-                      if (!apply_record(ix, type, p, len, why, &removed))
+                      if (!ix->apply(type, p, len, why, &removed))
                           return false;
                       if (applied && (flags & wal::REC_FLAG_TAGGED)) {
                           Outcome o;
                           o.type = type;
-                          o.trained = ix->is_trained;
-                          o.ntotal = ix->ntotal;
+                          o.trained = ix->trained();
+                          o.ntotal = ix->ntotal();
                           o.removed = removed;
                           applied->add(client, request, o);
                       }
@@ -661,7 +835,7 @@ Recovered recover(const std::string& idir, const std::string& name,
     uint64_t base = 0;
     std::vector<uint8_t> meta;
     try {
-        out.ix.reset(snap::load(cur_snap, &h, &meta));
+        out.ix.load(cur_snap, m.binary, &h, &meta);
         base = h.seq;
         if (!out.applied.decode(meta))
             io_fail("corrupt snapshot '" + cur_snap +
@@ -675,17 +849,24 @@ Recovered recover(const std::string& idir, const std::string& name,
         // generation an empty index from the description plus the log.
         if (m.prev) {
             std::string ps = idir + "/" + snap_name(m.prev);
-            out.ix.reset(snap::load(ps, &h, &meta));
+            out.ix.load(ps, m.binary, &h, &meta);
             if (!out.applied.decode(meta))
                 io_fail("corrupt snapshot '" + ps +
                         "': malformed table of applied requests");
             wal::Scan s = replay_segment(idir + "/" + wal_name(m.prev),
-                                         out.ix.get(), h.seq, true, false,
+                                         &out.ix, h.seq, true, false,
                                          rep, name, &out.applied);
             base = s.last_seq;
         } else if (m.gen == 1 && !m.description.empty()) {
-            out.ix.reset(faiss::index_factory(
-                    m.d, m.description.c_str(), (faiss::MetricType)m.metric));
+            out.ix.f.reset();
+            out.ix.b.reset();
+            if (m.binary)
+                out.ix.b.reset(faiss::index_binary_factory(
+                        m.d, m.description.c_str()));
+            else
+                out.ix.f.reset(faiss::index_factory(
+                        m.d, m.description.c_str(),
+                        (faiss::MetricType)m.metric));
             out.applied = Applied();
             base = 0;
         } else {
@@ -698,7 +879,7 @@ Recovered recover(const std::string& idir, const std::string& name,
                   (m.prev ? "previous generation" : "index description"));
         out.rewrite = true;
     }
-    wal::Scan s = replay_segment(cur_wal, out.ix.get(), base, repair, fix,
+    wal::Scan s = replay_segment(cur_wal, &out.ix, base, repair, fix,
                                  rep, name, &out.applied);
     out.wal_version = s.version;
     if (!s.header_ok) {
@@ -725,13 +906,15 @@ Recovered recover(const std::string& idir, const std::string& name,
 /* ---- the loaded index and its proxies ---- */
 
 struct StoredIndex;
+struct StoredBinaryIndex;
 
 struct Entry {
     std::string name, dir;
     Options opts;
     std::shared_ptr<Reporter> rep;
     std::shared_mutex rw;            /* exclusive: mutations; shared: reads */
-    std::unique_ptr<faiss::Index> inner;
+    std::unique_ptr<faiss::Index> inner;         /* a float index, or */
+    std::unique_ptr<faiss::IndexBinary> binner;  /* a binary one */
     std::shared_ptr<wal::Wal> wal;
     Manifest man;
     uint64_t next_gen = 0;           /* generations already tried */
@@ -740,8 +923,13 @@ struct Entry {
     std::string need_reason;
     std::mutex pmu;
     std::vector<StoredIndex*> proxies;
+    std::vector<StoredBinaryIndex*> bproxies;
     Applied applied;                 /* under rw */
 
+    int64_t ntotal() const { return inner ? inner->ntotal : binner->ntotal; }
+    bool trained() const {
+        return inner ? inner->is_trained : binner->is_trained;
+    }
     void refresh();
     void checkpoint_locked();
     void check_writable();
@@ -774,8 +962,6 @@ struct StoredIndex : faiss::Index {
         e->proxies.erase(std::find(e->proxies.begin(), e->proxies.end(), this));
     }
 
-    /* apply() returns what remove_ids removed (0 for the others); so
-     * does mutate(), or on a recognised retry the original's count. */
     template <class F>
     uint64_t mutate(uint16_t type, const void* const* parts,
                     const size_t* sizes, int nparts, F apply);
@@ -841,11 +1027,84 @@ struct StoredIndex : faiss::Index {
     }
 };
 
+/* A binary index behind a store handle: the counterpart of StoredIndex
+ * (reads under the read lock, mutations through mutate_entry). */
+struct StoredBinaryIndex : faiss::IndexBinary {
+    std::shared_ptr<Entry> e;
+
+    explicit StoredBinaryIndex(const std::shared_ptr<Entry>& en) : e(en) {
+        d = e->binner->d;
+        code_size = e->binner->code_size;
+        metric_type = e->binner->metric_type;
+        ntotal = e->binner->ntotal;
+        is_trained = e->binner->is_trained;
+        std::lock_guard<std::mutex> g(e->pmu);
+        e->bproxies.push_back(this);
+    }
+    ~StoredBinaryIndex() override {
+        std::lock_guard<std::mutex> g(e->pmu);
+        e->bproxies.erase(
+                std::find(e->bproxies.begin(), e->bproxies.end(), this));
+    }
+
+    void train(idx_t n, const uint8_t* x) override;
+    void add(idx_t n, const uint8_t* x) override;
+    void add_with_ids(idx_t n, const uint8_t* x, const idx_t* xids) override;
+    void reset() override;
+    size_t remove_ids(const faiss::IDSelector& sel) override;
+    void merge_from(faiss::IndexBinary&, idx_t) override {
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "merge_from is not supported on a stored index");
+    }
+
+    void search(idx_t n, const uint8_t* x, idx_t k, int32_t* distances,
+                idx_t* labels,
+                const faiss::SearchParameters* params = nullptr) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->binner->search(n, x, k, distances, labels, params);
+    }
+    void range_search(idx_t n, const uint8_t* x, int radius,
+                      faiss::RangeSearchResult* result,
+                      const faiss::SearchParameters* params = nullptr) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        e->binner->range_search(n, x, radius, result, params);
+    }
+    void check_key(idx_t key) const {
+        // The C API checks keys only for positional types, which a
+        // proxy is not: check against the index behind it.
+        const faiss::IndexBinary* in = e->binner.get();
+        bool positional = dynamic_cast<const faiss::IndexBinaryFlat*>(in) ||
+                          dynamic_cast<const faiss::IndexBinaryHNSW*>(in);
+        if (positional && (key < 0 || key >= in->ntotal))
+            throw Error(FAISSX_E_INVALID,
+                        "key " + std::to_string(key) + " out of range [0, " +
+                                std::to_string(in->ntotal) + ")");
+    }
+    void reconstruct(idx_t key, uint8_t* recons) const override {
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        check_key(key);
+        e->binner->reconstruct(key, recons);
+    }
+    void reconstruct_n(idx_t i0, idx_t ni, uint8_t* recons) const override {
+        // Key by key: faiss 1.7.3's reconstruct_n steps by d, not
+        // code_size (see binary/index_binary.cpp).
+        std::shared_lock<std::shared_mutex> l(e->rw);
+        for (idx_t i = 0; i < ni; i++) {
+            check_key(i0 + i);
+            e->binner->reconstruct(i0 + i, recons + i * code_size);
+        }
+    }
+};
+
 void Entry::refresh() {
     std::lock_guard<std::mutex> g(pmu);
     for (auto p : proxies) {
-        p->ntotal = inner->ntotal;
-        p->is_trained = inner->is_trained;
+        p->ntotal = ntotal();
+        p->is_trained = trained();
+    }
+    for (auto p : bproxies) {
+        p->ntotal = ntotal();
+        p->is_trained = trained();
     }
 }
 
@@ -864,7 +1123,10 @@ void Entry::checkpoint_locked() {
     try {
         // The snapshot carries the memory of applied requests: a retry
         // that comes after this checkpoint is still recognised.
-        snap::write(sp, inner.get(), seq, applied.encode());
+        if (inner)
+            snap::write(sp, inner.get(), seq, applied.encode());
+        else
+            snap::write_binary(sp, binner.get(), seq, applied.encode());
         nw = wal::Wal::create(wp, seq, opts.sync, opts.interval_ms);
     } catch (...) {
         fx_io()->unlink(sp.c_str());
@@ -916,9 +1178,12 @@ void Entry::check_writable() {
     }
 }
 
+/* apply() returns what remove_ids removed (0 for the others); so does
+ * mutate_entry(), or on a recognised retry the original's count. */
 template <class F>
-uint64_t StoredIndex::mutate(uint16_t type, const void* const* parts,
-                             const size_t* sizes, int nparts, F apply) {
+uint64_t mutate_entry(const std::shared_ptr<Entry>& e, uint16_t type,
+                      const void* const* parts, const size_t* sizes,
+                      int nparts, F apply) {
     // The thread's request tag, if a server set one and no earlier
     // mutation of this request consumed it.
     RequestTag* tag = tl_tag && !tl_tag->used ? tl_tag : nullptr;
@@ -964,14 +1229,14 @@ uint64_t StoredIndex::mutate(uint16_t type, const void* const* parts,
             flags = wal::REC_FLAG_TAGGED;
         }
         ticket = w->append(type, parts, sizes, nparts, flags);
-        idx before = e->inner->ntotal;
+        idx before = e->ntotal();
         try {
             result = apply();
         } catch (...) {
             w->undo_last();
             // faiss validates before it modifies; if it changed something
             // anyway, make disk follow memory before the next write.
-            if (e->inner->ntotal != before) {
+            if (e->ntotal() != before) {
                 e->need_checkpoint = true;
                 e->need_reason = "a failed mutation left partial changes";
             }
@@ -981,8 +1246,8 @@ uint64_t StoredIndex::mutate(uint16_t type, const void* const* parts,
         if (tag) {
             Outcome o;
             o.type = type;
-            o.trained = e->inner->is_trained;
-            o.ntotal = e->inner->ntotal;
+            o.trained = e->trained();
+            o.ntotal = e->ntotal();
             o.removed = result;
             try {
                 e->applied.add(tag->client, tag->request, o);
@@ -1011,11 +1276,19 @@ uint64_t StoredIndex::mutate(uint16_t type, const void* const* parts,
     return result;
 }
 
+template <class F>
+uint64_t StoredIndex::mutate(uint16_t type, const void* const* parts,
+                             const size_t* sizes, int nparts, F apply) {
+    return mutate_entry(e, type, parts, sizes, nparts, apply);
+}
+
 void require_trained(const Entry* e) {
-    if (!e->inner->is_trained)
+    if (!e->trained())
         throw Error(FAISSX_E_INVALID,
-                    "index '" + e->name + "' is not trained: call "
-                    "faiss_Index_train first");
+                    "index '" + e->name + "' is not trained: call " +
+                            (e->inner ? "faiss_Index_train"
+                                      : "faiss_IndexBinary_train") +
+                            " first");
 }
 
 void StoredIndex::train(idx_t n, const float* x) {
@@ -1072,6 +1345,63 @@ size_t StoredIndex::remove_ids(const faiss::IDSelector& sel) {
     size_t sizes[1] = {p.size()};
     return (size_t)mutate(wal::REC_REMOVE_IDS, parts, sizes, 1, [&] {
         return (uint64_t)e->inner->remove_ids(sel);
+    });
+}
+
+void StoredBinaryIndex::train(idx_t n, const uint8_t* x) {
+    std::unique_lock<std::shared_mutex> l(e->rw);
+    e->check_writable();
+    e->binner->train(n, x);
+    e->need_checkpoint = true;
+    e->need_reason = "trained, not yet snapshotted";
+    e->refresh();
+    e->checkpoint_locked();
+}
+
+void StoredBinaryIndex::add(idx_t n, const uint8_t* x) {
+    require_trained(e.get());
+    uint8_t h[16];
+    fx_put_u64(h, (uint64_t)n);
+    fx_put_u32(h + 8, (uint32_t)d);
+    fx_put_u32(h + 12, 0);
+    const void* parts[2] = {h, x};
+    size_t sizes[2] = {16, (size_t)n * code_size};
+    mutate_entry(e, wal::REC_BIN_ADD, parts, sizes, 2, [&] {
+        e->binner->add(n, x);
+        return uint64_t(0);
+    });
+}
+
+void StoredBinaryIndex::add_with_ids(idx_t n, const uint8_t* x,
+                                     const idx_t* xids) {
+    require_trained(e.get());
+    uint8_t h[16];
+    fx_put_u64(h, (uint64_t)n);
+    fx_put_u32(h + 8, (uint32_t)d);
+    fx_put_u32(h + 12, 0);
+    std::vector<uint8_t> ids((size_t)n * 8);
+    for (idx_t i = 0; i < n; i++) fx_put_u64(&ids[i * 8], (uint64_t)xids[i]);
+    const void* parts[3] = {h, x, ids.data()};
+    size_t sizes[3] = {16, (size_t)n * code_size, ids.size()};
+    mutate_entry(e, wal::REC_BIN_ADD_WITH_IDS, parts, sizes, 3, [&] {
+        e->binner->add_with_ids(n, x, xids);
+        return uint64_t(0);
+    });
+}
+
+void StoredBinaryIndex::reset() {
+    mutate_entry(e, wal::REC_RESET, nullptr, nullptr, 0, [&] {
+        e->binner->reset();
+        return uint64_t(0);
+    });
+}
+
+size_t StoredBinaryIndex::remove_ids(const faiss::IDSelector& sel) {
+    std::vector<uint8_t> p = encode_selector(sel);
+    const void* parts[1] = {p.data()};
+    size_t sizes[1] = {p.size()};
+    return (size_t)mutate_entry(e, wal::REC_REMOVE_IDS, parts, sizes, 1, [&] {
+        return (uint64_t)e->binner->remove_ids(sel);
     });
 }
 
@@ -1189,7 +1519,8 @@ static std::shared_ptr<Entry> load_locked(Store* s, const std::string& name) {
     e->rep = s->rep;
     e->man = m;
     e->next_gen = m.gen;
-    e->inner = std::move(r.ix);
+    e->inner = std::move(r.ix.f);
+    e->binner = std::move(r.ix.b);
     e->applied = std::move(r.applied);
     // Files no manifest names: leftovers of interrupted checkpoints.
     if (DIR* d = opendir(idir.c_str())) {
@@ -1239,7 +1570,7 @@ static std::shared_ptr<Entry> load_locked(Store* s, const std::string& name) {
 /* Builds index directory `name` around `ix` (in .tmp-NAME, renamed into
  * place, store directory fsynced) and loads it. */
 static std::shared_ptr<Entry> create_locked(Store* s, const char* name,
-                                            std::unique_ptr<faiss::Index> ix,
+                                            Held ix,
                                             const std::string& description) {
     std::string idir = s->dir + "/" + name;
     struct stat st;
@@ -1252,11 +1583,12 @@ static std::shared_ptr<Entry> create_locked(Store* s, const char* name,
         io_fail("cannot create '" + tmp + "': " + errstr());
     Manifest m;
     m.gen = 1;
-    m.d = ix->d;
-    m.metric = (int)ix->metric_type;
+    m.d = ix.f ? ix.f->d : ix.b->d;
+    m.metric = (int)(ix.f ? ix.f->metric_type : ix.b->metric_type);
+    m.binary = ix.b != nullptr;
     m.description = description;
     try {
-        snap::write(tmp + "/" + snap_name(1), ix.get(), 0);
+        ix.write(tmp + "/" + snap_name(1), 0, {});
         wal::Wal::create(tmp + "/" + wal_name(1), 0, wal::SYNC_NONE, 0);
         write_manifest(tmp, m);
         if (fx_io()->rename(tmp.c_str(), idir.c_str()) != 0)
@@ -1274,7 +1606,8 @@ static std::shared_ptr<Entry> create_locked(Store* s, const char* name,
     e->rep = s->rep;
     e->man = m;
     e->next_gen = 1;
-    e->inner = std::move(ix);
+    e->inner = std::move(ix.f);
+    e->binner = std::move(ix.b);
     e->wal = wal::Wal::open_append(idir + "/" + wal_name(1), wal::SEG_HEADER,
                                    0, s->opts.sync, s->opts.interval_ms);
     s->loaded[name] = e;
@@ -1291,21 +1624,21 @@ faiss::Index* create_index(Store* s, const char* name, int d,
     if (stat((s->dir + "/" + name).c_str(), &st) == 0)
         throw Error(FAISSX_E_EXISTS, "an index named '" + std::string(name) +
                                              "' exists");
-    std::unique_ptr<faiss::Index> ix(
-            faiss::index_factory(d, description, (faiss::MetricType)metric));
+    Held ix;
+    ix.f.reset(faiss::index_factory(d, description, (faiss::MetricType)metric));
     return new StoredIndex(create_locked(s, name, std::move(ix), description));
 }
 
-faiss::Index* create_index_from(Store* s, const char* name, faiss::Index* ix,
-                                const char* description) {
-    std::unique_ptr<faiss::Index> own(ix);
+/* create_index_from for either kind (ix: exactly one set). */
+static std::shared_ptr<Entry> create_from(Store* s, const char* name, Held ix,
+                                          const char* description) {
     require_name(name);
-    if (!own) throw Error(FAISSX_E_INVALID, "no index to store");
+    if (ix.empty()) throw Error(FAISSX_E_INVALID, "no index to store");
     std::string desc = description ? description : "";
     if (desc.find('\n') != std::string::npos)
         throw Error(FAISSX_E_INVALID, "invalid index description");
     std::lock_guard<std::mutex> g(s->mu);
-    std::shared_ptr<Entry> e = create_locked(s, name, std::move(own), desc);
+    std::shared_ptr<Entry> e = create_locked(s, name, std::move(ix), desc);
     if (desc.empty()) {
         // Generation 2 at once, so that generation 1 (the same data)
         // remains for repair: there is no description to rebuild from.
@@ -1319,13 +1652,83 @@ faiss::Index* create_index_from(Store* s, const char* name, faiss::Index* ix,
                          "': checkpoint after upload failed: " + ex.what());
         }
     }
-    return new StoredIndex(e);
+    return e;
+}
+
+faiss::Index* create_index_from(Store* s, const char* name, faiss::Index* ix,
+                                const char* description) {
+    Held h;
+    h.f.reset(ix);
+    return new StoredIndex(create_from(s, name, std::move(h), description));
+}
+
+faiss::IndexBinary* create_index_binary_from(Store* s, const char* name,
+                                             faiss::IndexBinary* ix,
+                                             const char* description) {
+    Held h;
+    h.b.reset(ix);
+    return new StoredBinaryIndex(create_from(s, name, std::move(h), description));
+}
+
+faiss::IndexBinary* create_index_binary(Store* s, const char* name, int d,
+                                        const char* description) {
+    require_name(name);
+    if (!description || std::strchr(description, '\n'))
+        throw Error(FAISSX_E_INVALID, "invalid index description");
+    if (d <= 0 || d % 8 != 0)
+        throw Error(FAISSX_E_INVALID,
+                    "binary dimension d must be a positive multiple of 8 "
+                    "(got " + std::to_string(d) + ")");
+    std::lock_guard<std::mutex> g(s->mu);
+    struct stat st;
+    if (stat((s->dir + "/" + name).c_str(), &st) == 0)
+        throw Error(FAISSX_E_EXISTS, "an index named '" + std::string(name) +
+                                             "' exists");
+    Held ix;
+    ix.b.reset(faiss::index_binary_factory(d, description));
+    return new StoredBinaryIndex(
+            create_locked(s, name, std::move(ix), description));
 }
 
 faiss::Index* open_index(Store* s, const char* name) {
+    faiss::Index* f = nullptr;
+    faiss::IndexBinary* b = nullptr;
+    open_any(s, name, &f, &b);
+    if (b) {
+        delete b;
+        throw Error(FAISSX_E_INVALID,
+                    "index '" + std::string(name) +
+                            "' is a binary index (open it with "
+                            "faissx_store_open_index_binary)");
+    }
+    return f;
+}
+
+faiss::IndexBinary* open_index_binary(Store* s, const char* name) {
+    faiss::Index* f = nullptr;
+    faiss::IndexBinary* b = nullptr;
+    open_any(s, name, &f, &b);
+    if (f) {
+        delete f;
+        throw Error(FAISSX_E_INVALID,
+                    "index '" + std::string(name) +
+                            "' is not a binary index (open it with "
+                            "faissx_store_open_index)");
+    }
+    return b;
+}
+
+void open_any(Store* s, const char* name, faiss::Index** f,
+              faiss::IndexBinary** b) {
     require_name(name);
     std::lock_guard<std::mutex> g(s->mu);
-    return new StoredIndex(load_locked(s, name));
+    std::shared_ptr<Entry> e = load_locked(s, name);
+    *f = nullptr;
+    *b = nullptr;
+    if (e->inner)
+        *f = new StoredIndex(e);
+    else
+        *b = new StoredBinaryIndex(e);
 }
 
 std::vector<std::string> list(Store* s) {
@@ -1390,6 +1793,39 @@ std::string report(Store* s) {
 
 bool is_stored(const faiss::Index* ix) {
     return dynamic_cast<const StoredIndex*>(ix) != nullptr;
+}
+
+bool is_stored(const faiss::IndexBinary* ix) {
+    return dynamic_cast<const StoredBinaryIndex*>(ix) != nullptr;
+}
+
+void read_inner(const faiss::IndexBinary* ix,
+                const std::function<void(const faiss::IndexBinary*)>& f) {
+    auto si = dynamic_cast<const StoredBinaryIndex*>(ix);
+    if (!si) throw Error(FAISSX_E_INVALID, "the index is not a stored index");
+    std::shared_lock<std::shared_mutex> l(si->e->rw);
+    f(si->e->binner.get());
+}
+
+void set_param(faiss::IndexBinary* ix, const char* name, double value) {
+    auto si = dynamic_cast<StoredBinaryIndex*>(ix);
+    if (!si) throw Error(FAISSX_E_INVALID, "the index is not a stored index");
+    size_t nl = std::strlen(name);
+    if (nl == 0 || nl > 64)
+        throw Error(FAISSX_E_INVALID, "parameter names are 1-64 characters");
+    if (!valid_param_value(value))
+        throw Error(FAISSX_E_INVALID, "parameter value must be in [0, 2^31)");
+    uint8_t h[12];
+    uint64_t bits;
+    std::memcpy(&bits, &value, 8);
+    fx_put_u64(h, bits);
+    fx_put_u32(h + 8, (uint32_t)nl);
+    const void* parts[2] = {h, name};
+    size_t sizes[2] = {12, nl};
+    mutate_entry(si->e, wal::REC_SET_PARAM, parts, sizes, 2, [&] {
+        set_binary_param(si->e->binner.get(), name, value);
+        return uint64_t(0);
+    });
 }
 
 void read_inner(const faiss::Index* ix,
@@ -1462,12 +1898,13 @@ int check(const std::string& dir, bool repair, FILE* out,
                 tmp.dir = dir;
                 tmp.opts.repair = true;
                 tmp.rep = std::make_shared<Reporter>();
-                r.ix.reset();
+                r.ix = Held();
                 load_locked(&tmp, name);
                 tmp.loaded.clear();
             }
             fprintf(out, "%s: ok, %lld vectors, d=%d, sequence %llu%s\n",
-                    name.c_str(), (long long)(r.ix ? r.ix->ntotal : -1), m.d,
+                    name.c_str(),
+                    (long long)(r.ix.empty() ? -1 : r.ix.ntotal()), m.d,
                     (unsigned long long)r.last_seq,
                     dirty ? (repair ? " (repaired)" : " (repairable)") : "");
             if (dirty) worst = std::max(worst, 1);

@@ -13,6 +13,7 @@
 #include "persist/wal.h"
 
 #include <faiss/Index.h>
+#include <faiss/IndexBinary.h>
 
 #include <cstdio>
 #include <functional>
@@ -56,8 +57,23 @@ faiss::Index* create_index(Store* s, const char* name, int d,
 faiss::Index* create_index_from(Store* s, const char* name, faiss::Index* ix,
                                 const char* description);
 
-/* A new handle to an existing index, recovering it on first open. */
+/* A new handle to an existing index, recovering it on first open. Throws
+ * FAISSX_E_INVALID if it is a binary index. */
 faiss::Index* open_index(Store* s, const char* name);
+
+/* BINARY INDEXES: the same, for a faiss::IndexBinary (d in bits, a
+ * multiple of 8; faiss::index_binary_factory descriptions). */
+faiss::IndexBinary* create_index_binary(Store* s, const char* name, int d,
+                                        const char* description);
+faiss::IndexBinary* create_index_binary_from(Store* s, const char* name,
+                                             faiss::IndexBinary* ix,
+                                             const char* description);
+/* Throws FAISSX_E_INVALID if it is a float index. */
+faiss::IndexBinary* open_index_binary(Store* s, const char* name);
+
+/* Opens an index of either kind: sets *f or *b (the other NULL). */
+void open_any(Store* s, const char* name, faiss::Index** f,
+              faiss::IndexBinary** b);
 
 /* Names of the indexes in the store, sorted. */
 std::vector<std::string> list(Store* s);
@@ -72,8 +88,9 @@ void checkpoint(Store* s, const char* name);
  * per event. */
 std::string report(Store* s);
 
-/* The store handle behind an index handle, or NULL if it is not one. */
+/* True when ix is a store handle. */
 bool is_stored(const faiss::Index* ix);
+bool is_stored(const faiss::IndexBinary* ix);
 
 /* Calls f with the faiss index behind a store handle, under the index's
  * read lock: for reads the proxy does not forward (its class, typed
@@ -81,9 +98,14 @@ bool is_stored(const faiss::Index* ix);
 void read_inner(const faiss::Index* stored,
                 const std::function<void(const faiss::Index*)>& f);
 
+void read_inner(const faiss::IndexBinary* stored,
+                const std::function<void(const faiss::IndexBinary*)>& f);
+
 /* Sets a search-time parameter (nprobe, efSearch, ... as
- * faiss::ParameterSpace names them) durably. */
+ * faiss::ParameterSpace names them) durably. The binary overload takes
+ * nprobe (IVF), efSearch (HNSW) and verbose. */
 void set_param(faiss::Index* stored, const char* name, double value);
+void set_param(faiss::IndexBinary* stored, const char* name, double value);
 
 /* Decodes one log record and applies it to `ix` (recovery and the fuzz
  * target). Returns false with *why for a malformed payload (corruption);
@@ -92,6 +114,10 @@ void set_param(faiss::Index* stored, const char* name, double value);
  * remove_ids record removed (0 for the other types). */
 bool apply_record(faiss::Index* ix, uint16_t type, const uint8_t* payload,
                   size_t len, std::string* why, uint64_t* removed = nullptr);
+/* apply_record for a binary index's log. */
+bool apply_record_binary(faiss::IndexBinary* ix, uint16_t type,
+                         const uint8_t* payload, size_t len, std::string* why,
+                         uint64_t* removed = nullptr);
 
 /* EXACTLY ONCE ACROSS RESTARTS. A server sets a RequestTag on its thread
  * (set_request_tag) while it runs a client's mutation; the first logged

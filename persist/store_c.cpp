@@ -94,6 +94,51 @@ int faissx_store_open_index(FaissxStore* store, const char* name,
     FX_CATCH
 }
 
+int faissx_store_create_index_binary(FaissxStore* store, const char* name,
+                                     int d, const char* description,
+                                     FaissIndexBinary** out) {
+    FX_NOT_NULL(store);
+    FX_NOT_NULL(name);
+    FX_NOT_NULL(description);
+    FX_NOT_NULL(out);
+    if (int rc = fx::check_dim(__func__, d)) return rc;
+    FX_REQUIRE(d % 8 == 0, "binary dimension d must be a multiple of 8 "
+                           "(got %d)", d);
+    FX_TRY
+    *out = fx::handle<FaissIndexBinary>(
+            fx::store::create_index_binary(store->s, name, d, description));
+    return 0;
+    FX_CATCH
+}
+
+int faissx_store_open_index_binary(FaissxStore* store, const char* name,
+                                   FaissIndexBinary** out) {
+    FX_NOT_NULL(store);
+    FX_NOT_NULL(name);
+    FX_NOT_NULL(out);
+    FX_TRY
+    *out = fx::handle<FaissIndexBinary>(
+            fx::store::open_index_binary(store->s, name));
+    return 0;
+    FX_CATCH
+}
+
+int faissx_index_binary_is_stored(const FaissIndexBinary* index) {
+    return index && fx::store::is_stored(fx::bindex(index));
+}
+
+int faissx_store_set_param_binary(FaissIndexBinary* index, const char* name,
+                                  double value) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(name);
+    FX_REQUIRE(fx::store::is_stored(fx::bindex(index)),
+               "argument 'index' is not a binary store handle");
+    FX_TRY
+    fx::store::set_param(fx::bindex(index), name, value);
+    return 0;
+    FX_CATCH
+}
+
 void faissx_store_list_free(char** names, size_t count) {
     if (!names) return;
     for (size_t i = 0; i < count; i++) free(names[i]);

@@ -34,6 +34,11 @@ enum : uint16_t {
     REC_REMOVE_IDS = 3,
     REC_RESET = 4,
     REC_SET_PARAM = 5,
+    /* A binary index's add / add_with_ids (codes, not floats). A binary
+     * index logs REC_REMOVE_IDS, REC_RESET and REC_SET_PARAM with the
+     * float layouts. */
+    REC_BIN_ADD = 6,
+    REC_BIN_ADD_WITH_IDS = 7,
 };
 
 /* Record flags (header bytes 6-7). */

@@ -10,6 +10,10 @@
  *       "begin FIRST LAST" before the add and "ack FIRST LAST" after the
  *       add returned 0, flushing each line. Every 40th batch of thread 0
  *       also checkpoints.
+ *   store_helper bcrash DIR BASE
+ *       The same with one thread on binary index "bcrash" (BFlat,
+ *       d = STORE_BD): faiss_IndexBinary_add of store_code(id) codes (a
+ *       binary flat index has no add_with_ids; the test finds each code).
  *   store_helper lock DIR
  *       Tries to open the store: exit 0 if that fails because it is
  *       locked, 1 if it opened, 2 on another error. */
@@ -25,6 +29,7 @@
 
 static FaissxStore* g_store;
 static FaissIndex* g_ix;
+static FaissIndexBinary* g_bix;
 static long long g_base;
 static pthread_mutex_t g_out = PTHREAD_MUTEX_INITIALIZER;
 
@@ -41,6 +46,7 @@ static void* writer(void* arg) {
     long long next = g_base + t * STORE_PER_THREAD;
     long long end = next + STORE_PER_THREAD;
     float x[64 * STORE_D];
+    uint8_t codes[64 * STORE_BD / 8];
     idx_t ids[64];
     for (int batch = 1;; batch++) {
         int n = 1 + (int)(rand_r(&seed) % 40);
@@ -51,9 +57,11 @@ static void* writer(void* arg) {
         for (int i = 0; i < n; i++) {
             ids[i] = next + i;
             store_vec(ids[i], x + i * STORE_D);
+            store_code(ids[i], codes + i * (STORE_BD / 8));
         }
         say("begin", next, next + n - 1);
-        if (faiss_Index_add_with_ids(g_ix, n, x, ids) != 0) {
+        if (g_bix ? faiss_IndexBinary_add(g_bix, n, codes) != 0
+                  : faiss_Index_add_with_ids(g_ix, n, x, ids) != 0) {
             fprintf(stderr, "store_helper: add failed: %s\n",
                     faiss_get_last_error());
             exit(3);
@@ -100,6 +108,23 @@ int main(int argc, char** argv) {
         fprintf(stderr, "store_helper: %s\n", faiss_get_last_error());
         return 3;
     }
-    fprintf(stderr, "usage: store_helper crash DIR BASE THREADS | lock DIR\n");
+    if (argc == 4 && !strcmp(argv[1], "bcrash")) {
+        FaissxStoreOptions o;
+        faissx_store_options_init(&o);
+        o.snapshot_log_bytes = 16 << 10;
+        if (faissx_store_open(&g_store, argv[2], &o)) goto bfail;
+        g_base = atoll(argv[3]);
+        if (faissx_store_open_index_binary(g_store, "bcrash", &g_bix) &&
+            faissx_store_create_index_binary(g_store, "bcrash", STORE_BD,
+                                             "BFlat", &g_bix))
+            goto bfail;
+        writer((void*)0);
+        return 0;
+    bfail:
+        fprintf(stderr, "store_helper: %s\n", faiss_get_last_error());
+        return 3;
+    }
+    fprintf(stderr, "usage: store_helper crash DIR BASE THREADS | bcrash DIR "
+                    "BASE | lock DIR\n");
     return 2;
 }

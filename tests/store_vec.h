@@ -21,4 +21,16 @@ static inline void store_vec(long long id, float* v) {
     }
 }
 
+/* The binary code stored under an id (STORE_BD bits): the id's bytes,
+ * then a hash of it, so codes of distinct ids differ. */
+#define STORE_BD 128
+static inline void store_code(long long id, uint8_t* c) {
+    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 31;
+    for (int j = 0; j < 8; j++) {
+        c[j] = (uint8_t)((uint64_t)id >> (8 * j));
+        c[8 + j] = (uint8_t)(h >> (8 * j));
+    }
+}
+
 #endif

@@ -1165,3 +1165,398 @@ Test(store, parameter_space_and_typed_setters_are_durable) {
     free(xb);
     free(xq);
 }
+
+/* ---- binary indexes ----------------------------------------------------- */
+
+/* Adds the codes of ids [first, first + n) (store_code). */
+static int badd(FaissIndexBinary* ix, long long first, int n) {
+    uint8_t* c = malloc((size_t)n * (STORE_BD / 8) + 1);
+    for (int i = 0; i < n; i++) store_code(first + i, c + (size_t)i * (STORE_BD / 8));
+    int rc = faiss_IndexBinary_add(ix, n, c);
+    free(c);
+    return rc;
+}
+
+/* How many of ids [first, first + n) have their code stored exactly once
+ * (found at Hamming distance 0, and not a second time). */
+static int bcount_present(FaissIndexBinary* ix, long long first, int n) {
+    enum { Q = 16 };
+    uint8_t c[Q * STORE_BD / 8];
+    int32_t D[Q * 2];
+    idx_t I[Q * 2];
+    int found = 0;
+    for (int c0 = 0; c0 < n; c0 += Q) {
+        int m = n - c0 < Q ? n - c0 : Q;
+        for (int i = 0; i < m; i++) store_code(first + c0 + i, c + i * (STORE_BD / 8));
+        FXT_OK(faiss_IndexBinary_search(ix, m, c, 2, D, I));
+        for (int i = 0; i < m; i++) {
+            if (I[2 * i] >= 0 && D[2 * i] == 0) found++;
+            cr_assert(!(I[2 * i + 1] >= 0 && D[2 * i + 1] == 0),
+                      "code of id %lld is stored twice", first + c0 + i);
+        }
+    }
+    return found;
+}
+
+static FaissIndexBinary* bopen_ix(FaissxStore* s, const char* name) {
+    FaissIndexBinary* ix = NULL;
+    FXT_OK(faissx_store_open_index_binary(s, name, &ix));
+    return ix;
+}
+
+/* Random codes (n x cs bytes). */
+static uint8_t* rand_codes(int n, int cs, unsigned seed) {
+    uint8_t* c = malloc((size_t)n * cs);
+    for (size_t i = 0; i < (size_t)n * cs; i++) c[i] = (uint8_t)(rand_r(&seed) >> 7);
+    return c;
+}
+
+Test(store, binary_round_trip_matches_plain_index_and_survives_reopen) {
+    const char* dir = fxt_tmp_path("brt");
+    const int d = 64, cs = 8, nt = 400, nb = 300, nq = 20, k = 5;
+    uint8_t* xt = rand_codes(nt, cs, 1);
+    uint8_t* xb = rand_codes(nb, cs, 2);
+    uint8_t* xq = rand_codes(nq, cs, 3);
+    idx_t ids[100];
+    for (int i = 0; i < 100; i++) ids[i] = 5000 + 3 * i;
+
+    FaissIndexBinary* plain = NULL;
+    FXT_OK(faiss_index_binary_factory(&plain, d, "BIVF4"));
+    FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    FaissIndexBinary* ix = NULL;
+    FXT_OK(faissx_store_create_index_binary(s, "bivf", d, "BIVF4", &ix));
+    cr_assert(faissx_index_binary_is_stored(ix));
+    cr_assert(!faissx_index_binary_is_stored(plain));
+    cr_assert_eq(faiss_IndexBinary_d(ix), d);
+    cr_assert(!faiss_IndexBinary_is_trained(ix));
+    FXT_ERR(faiss_IndexBinary_add(ix, nb, xb), "not trained");
+
+    FaissIndexBinary* both[2] = {plain, ix};
+    for (int w = 0; w < 2; w++) {
+        FaissIndexBinary* t = both[w];
+        FXT_OK(faiss_IndexBinary_train(t, nt, xt));
+        FXT_OK(faiss_IndexBinary_add(t, 200, xb));
+        FXT_OK(faiss_IndexBinary_add_with_ids(t, 100, xb + 200 * cs, ids));
+        FaissIDSelectorRange* r = NULL;
+        FXT_OK(faiss_IDSelectorRange_new(&r, 10, 40));
+        size_t removed = 0;
+        FXT_OK(faiss_IndexBinary_remove_ids(t, (FaissIDSelector*)r, &removed));
+        cr_assert_eq(removed, 30);
+        faiss_IDSelector_free((FaissIDSelector*)r);
+        idx_t some[3] = {5000, 5003, 77};
+        FaissIDSelectorBatch* b = NULL;
+        FXT_OK(faiss_IDSelectorBatch_new(&b, 3, some));
+        FXT_OK(faiss_IndexBinary_remove_ids(t, (FaissIDSelector*)b, &removed));
+        cr_assert_eq(removed, 3);
+        faiss_IDSelector_free((FaissIDSelector*)b);
+    }
+    faiss_IndexBinaryIVF_set_nprobe(faiss_IndexBinaryIVF_cast(plain), 3);
+    FXT_OK(faissx_store_set_param_binary(ix, "nprobe", 3));
+    cr_assert_eq(faiss_IndexBinary_ntotal(ix), faiss_IndexBinary_ntotal(plain));
+
+    int32_t D[20 * 5], Dp[20 * 5], D2[20 * 5];
+    idx_t I[20 * 5], Ip[20 * 5], I2[20 * 5];
+    FXT_OK(faiss_IndexBinary_search(plain, nq, xq, k, Dp, Ip));
+    FXT_OK(faiss_IndexBinary_search(ix, nq, xq, k, D, I));
+    FXT_SAME(I, Ip, sizeof I);
+    FXT_SAME(D, Dp, sizeof D);
+    faiss_IndexBinary_free(ix);
+    faissx_store_close(s);
+
+    // Reopen: snapshot (written by train) + log replay, nprobe included.
+    s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    ix = bopen_ix(s, "bivf");
+    cr_assert(faiss_IndexBinary_is_trained(ix));
+    cr_assert_eq(faiss_IndexBinary_ntotal(ix), faiss_IndexBinary_ntotal(plain));
+    FXT_OK(faiss_IndexBinary_search(ix, nq, xq, k, D2, I2));
+    FXT_SAME(I2, I, sizeof I);
+    FXT_SAME(D2, D, sizeof D);
+    char* r = report(s);
+    cr_assert_str_eq(r, "", "unexpected recovery report: %s", r);
+    free(r);
+    // Checkpoint, reopen: the snapshot alone.
+    FXT_OK(faissx_store_checkpoint(s, NULL));
+    faiss_IndexBinary_free(ix);
+    faissx_store_close(s);
+    s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    ix = bopen_ix(s, "bivf");
+    FXT_OK(faiss_IndexBinary_search(ix, nq, xq, k, D2, I2));
+    FXT_SAME(I2, I, sizeof I);
+    FXT_SAME(D2, D, sizeof D);
+    FXT_OK(faiss_IndexBinary_reset(ix));
+    cr_assert_eq(faiss_IndexBinary_ntotal(ix), 0);
+    faiss_IndexBinary_free(ix);
+    faissx_store_close(s);
+    s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    ix = bopen_ix(s, "bivf");
+    cr_assert_eq(faiss_IndexBinary_ntotal(ix), 0);
+    cr_assert(faiss_IndexBinary_is_trained(ix));
+    faiss_IndexBinary_free(ix);
+    faissx_store_close(s);
+    faiss_IndexBinary_free(plain);
+    free(xt);
+    free(xb);
+    free(xq);
+}
+
+Test(store, binary_errors_leave_no_damage) {
+    const char* dir = fxt_tmp_path("berr");
+    FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    FaissIndexBinary* bx = NULL;
+    FaissIndex* fx = NULL;
+    FXT_ERR(faissx_store_create_index_binary(s, "b", 12, "BFlat", &bx), "multiple of 8");
+    FXT_ERR(faissx_store_create_index_binary(s, "b", 0, "BFlat", &bx), "dimension");
+    FXT_ERR(faissx_store_create_index_binary(s, "a/b", 64, "BFlat", &bx), "invalid index name");
+    FXT_ERR(faissx_store_create_index_binary(s, "b", 64, "NoSuchIndex", &bx), "");
+    FXT_ERR(faissx_store_create_index_binary(NULL, "b", 64, "BFlat", &bx), "'store' is NULL");
+    FXT_ERR(faissx_store_open_index_binary(s, "b", &bx), "no index named 'b'");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_NOT_FOUND);
+    // Names are shared by both kinds; each open refuses the other kind.
+    FXT_OK(faissx_store_create_index(s, "f", 8, "Flat", METRIC_L2, &fx));
+    FXT_OK(faissx_store_create_index_binary(s, "b", STORE_BD, "BFlat", &bx));
+    FaissIndexBinary* bx2 = NULL;
+    FaissIndex* fx2 = NULL;
+    FXT_ERR(faissx_store_create_index_binary(s, "f", 64, "BFlat", &bx2), "exists");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_EXISTS);
+    FXT_ERR(faissx_store_create_index(s, "b", 8, "Flat", METRIC_L2, &fx2), "exists");
+    FXT_ERR(faissx_store_open_index_binary(s, "f", &bx2), "not a binary index");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_INVALID);
+    FXT_ERR(faissx_store_open_index(s, "b", &fx2), "is a binary index");
+    // Refused mutations are not logged.
+    uint8_t codes[3 * STORE_BD / 8] = {0};
+    idx_t ids[3] = {1, 2, 3};
+    FXT_ERR(faiss_IndexBinary_add_with_ids(bx, 3, codes, ids), "");
+    FXT_ERR(faissx_store_set_param_binary(bx, "nprobe", 2), "cannot set parameter");
+    FXT_ERR(faissx_store_set_param_binary(bx, "nprobe", -1), "parameter value");
+    FaissIndexBinary* plain = NULL;
+    FXT_OK(faiss_index_binary_factory(&plain, 64, "BFlat"));
+    FXT_ERR(faissx_store_set_param_binary(plain, "verbose", 1), "not a binary store handle");
+    faiss_IndexBinary_free(plain);
+    FXT_OK(badd(bx, 0, 3));
+    uint8_t out[STORE_BD / 8], want[STORE_BD / 8];
+    FXT_ERR(faiss_IndexBinary_reconstruct(bx, 3, out), "out of range");
+    FXT_OK(faiss_IndexBinary_reconstruct(bx, 2, out));
+    store_code(2, want);
+    FXT_SAME(out, want, sizeof out);
+    faiss_IndexBinary_free(bx);
+    faiss_Index_free(fx);
+    faissx_store_close(s);
+    s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    bx = bopen_ix(s, "b");
+    cr_assert_eq(faiss_IndexBinary_ntotal(bx), 3);
+    cr_assert_eq(bcount_present(bx, 0, 3), 3);
+    fx = open_ix(s, "f");
+    cr_assert_eq(faiss_Index_ntotal(fx), 0);
+    char* rep = report(s);
+    cr_assert_str_eq(rep, "");
+    free(rep);
+    char** names = NULL;
+    size_t n = 0;
+    FXT_OK(faissx_store_list(s, &names, &n));
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(names[0], "b");
+    faissx_store_list_free(names, n);
+    FXT_OK(faissx_store_drop(s, "b"));
+    FXT_ERR(badd(bx, 10, 1), "was dropped");
+    faiss_IndexBinary_free(bx);
+    faiss_Index_free(fx);
+    faissx_store_close(s);
+}
+
+/* A store with binary index "t" (BFlat) holding batch i = the codes of ids
+ * [100 i, 100 i + kBatch[i]) in its log, optionally after a checkpoint. */
+static void bmake_logged(const char* dir, int checkpoint_after_first) {
+    FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    FaissIndexBinary* ix = NULL;
+    FXT_OK(faissx_store_create_index_binary(s, "t", STORE_BD, "BFlat", &ix));
+    for (int i = 0; i < NBATCH; i++) {
+        FXT_OK(badd(ix, 100 * i, kBatch[i]));
+        if (i == 0 && checkpoint_after_first) FXT_OK(faissx_store_checkpoint(s, "t"));
+    }
+    faiss_IndexBinary_free(ix);
+    faissx_store_close(s);
+}
+
+static int bbatches_present(FaissIndexBinary* ix) {
+    int present = 0;
+    long long total = 0;
+    for (int i = 0; i < NBATCH; i++) {
+        int c = bcount_present(ix, 100 * i, kBatch[i]);
+        cr_assert(c == 0 || c == kBatch[i], "batch %d partly present", i);
+        if (c) {
+            cr_assert_eq(present, i, "batch %d present after a missing one", i);
+            present++;
+            total += c;
+        }
+    }
+    cr_assert_eq(faiss_IndexBinary_ntotal(ix), total);
+    return present;
+}
+
+Test(store, binary_torn_tail_drops_only_the_torn_record) {
+    const char* base = fxt_tmp_path("btorn");
+    char dir[512], wal[700];
+    snprintf(dir, sizeof dir, "%s", base);
+    bmake_logged(dir, 0);
+    manifest_file(dir, "t", "log", wal, sizeof wal);
+    size_t n;
+    uint8_t* full = slurp(wal, &n);
+    size_t st[16], en[16];
+    int nr = records(full, n, st, en, 16);
+    cr_assert_eq(nr, NBATCH);
+    for (size_t cut = st[nr - 2]; cut < n; cut++) {
+        spit(wal, full, cut);
+        FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+        FaissIndexBinary* ix = bopen_ix(s, "t");
+        int complete = 0;
+        for (int i = 0; i < nr; i++) complete += en[i] <= cut;
+        cr_assert_eq(bbatches_present(ix), complete, "cut at %zu", cut);
+        int torn = complete < nr && cut > st[complete];
+        char* r = report(s);
+        if (torn)
+            cr_assert(strstr(r, "torn tail") != NULL, "cut %zu: report '%s'", cut, r);
+        else
+            cr_assert_str_eq(r, "", "cut %zu is clean but reported '%s'", cut, r);
+        free(r);
+        if (cut % 7 == 0) { // new writes after the cut stay
+            FXT_OK(badd(ix, 9000, 2));
+            faiss_IndexBinary_free(ix);
+            faissx_store_close(s);
+            s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+            ix = bopen_ix(s, "t");
+            cr_assert_eq(bcount_present(ix, 9000, 2), 2);
+        }
+        faiss_IndexBinary_free(ix);
+        faissx_store_close(s);
+    }
+    free(full);
+}
+
+Test(store, binary_corrupt_snapshot_refused_then_repaired) {
+    const char* base = fxt_tmp_path("bfs");
+    char dir[512], idir[600], saved[600], snap[700];
+    snprintf(dir, sizeof dir, "%s", base);
+    snprintf(idir, sizeof idir, "%s/t", dir);
+    snprintf(saved, sizeof saved, "%s.saved", dir);
+    for (int ck = 0; ck < 2; ck++) { // first generation, then after a checkpoint
+        remove_dir(idir);
+        bmake_logged(dir, ck);
+        remove_dir(saved);
+        copy_dir(idir, saved);
+        manifest_file(dir, "t", "snapshot", snap, sizeof snap);
+        size_t n;
+        free(slurp(snap, &n));
+        size_t spots[] = {0, 16, 20, 40, 64, 64 + (n - 64) / 2, n - 1};
+        for (size_t i = 0; i < sizeof spots / sizeof *spots; i++) {
+            remove_dir(idir);
+            copy_dir(saved, idir);
+            flip(snap, spots[i], (int)(i % 8));
+            FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+            FaissIndexBinary* ix = NULL;
+            FXT_ERR(faissx_store_open_index_binary(s, "t", &ix), "corrupt snapshot");
+            cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
+            faissx_store_close(s);
+            s = open_store(dir, FAISSX_SYNC_ALWAYS, 1);
+            ix = bopen_ix(s, "t");
+            cr_assert_eq(bbatches_present(ix), NBATCH);
+            char* r = report(s);
+            cr_assert(strstr(r, "repair: snapshot") != NULL, "report: %s", r);
+            free(r);
+            faiss_IndexBinary_free(ix);
+            faissx_store_close(s);
+        }
+    }
+    // A float snapshot where the manifest names a binary index: refused
+    // before faiss parses it.
+    remove_dir(idir);
+    copy_dir(saved, idir);
+    {
+        FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+        FaissIndex* f = NULL;
+        FXT_OK(faissx_store_create_index(s, "f", 8, "Flat", METRIC_L2, &f));
+        faiss_Index_free(f);
+        faissx_store_close(s);
+        char fsnap[700];
+        manifest_file(dir, "f", "snapshot", fsnap, sizeof fsnap);
+        size_t n;
+        uint8_t* b = slurp(fsnap, &n);
+        spit(snap, b, n);
+        free(b);
+        s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+        FaissIndexBinary* ix = NULL;
+        FXT_ERR(faissx_store_open_index_binary(s, "t", &ix), "holds a float index");
+        faissx_store_close(s);
+    }
+}
+
+Test(store, binary_crash_kill9_loses_no_acknowledged_write, .timeout = 1200) {
+    const char* base = fxt_tmp_path("bcrash");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", base);
+    int rounds = crash_rounds() / 2 + 1;
+    unsigned seed = (unsigned)time(NULL);
+    if (getenv("FAISSX_SOAK_SEED")) seed = (unsigned)atoi(getenv("FAISSX_SOAK_SEED"));
+    long long ntotal = 0;
+    int created = 0;
+    struct batch* bs = malloc(sizeof *bs * 20000);
+    for (int round = 0; round < rounds; round++) {
+        char basestr[32];
+        snprintf(basestr, sizeof basestr, "%lld", (long long)round * STORE_ROUND_IDS);
+        char* argv[] = {"store_helper", "bcrash", dir, basestr, NULL};
+        int fd;
+        pid_t pid;
+        run_helper(argv, &fd, &pid);
+        useconds_t wait = (useconds_t)(rand_r(&seed) % 4 == 0 ? rand_r(&seed) % 20000
+                                                               : 20000 + rand_r(&seed) % 80000);
+        usleep(wait);
+        kill(pid, SIGKILL);
+        int st;
+        cr_assert(waitpid(pid, &st, 0) == pid);
+        cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                  "round %d: helper exited by itself (status %d)", round, st);
+        FILE* f = fdopen(fd, "r");
+        char line[128];
+        int nb = 0;
+        while (fgets(line, sizeof line, f)) {
+            if (!strchr(line, '\n')) break;
+            long long a, b;
+            if (sscanf(line, "begin %lld %lld", &a, &b) == 2) {
+                cr_assert(nb < 20000);
+                bs[nb++] = (struct batch){a, b, 0};
+            } else if (sscanf(line, "ack %lld %lld", &a, &b) == 2) {
+                cr_assert(nb > 0 && bs[nb - 1].first == a, "ack without begin: %s", line);
+                bs[nb - 1].acked = 1;
+            }
+        }
+        fclose(f);
+        FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+        FaissIndexBinary* ix = NULL;
+        if (faissx_store_open_index_binary(s, "bcrash", &ix) != 0) {
+            cr_assert_eq(faissx_last_error_code(), FAISSX_E_NOT_FOUND,
+                         "round %d: %s", round, faiss_get_last_error());
+            cr_assert(!created, "round %d: the index disappeared", round);
+            for (int i = 0; i < nb; i++) cr_assert(!bs[i].acked);
+            faissx_store_close(s);
+            continue;
+        }
+        long long expect = ntotal;
+        for (int i = 0; i < nb; i++) {
+            int n = (int)(bs[i].last - bs[i].first + 1);
+            int c = bcount_present(ix, bs[i].first, n);
+            if (bs[i].acked)
+                cr_assert_eq(c, n, "round %d (seed %u): acknowledged ids %lld-%lld: "
+                             "%d of %d present", round, seed, bs[i].first, bs[i].last, c, n);
+            else
+                cr_assert(c == 0 || c == n, "round %d: batch %lld-%lld partly present",
+                          round, bs[i].first, bs[i].last);
+            expect += c;
+        }
+        created = 1;
+        ntotal = faiss_IndexBinary_ntotal(ix);
+        cr_assert_eq(ntotal, expect, "round %d (seed %u): %lld codes, expected %lld",
+                     round, seed, ntotal, expect);
+        faiss_IndexBinary_free(ix);
+        faissx_store_close(s);
+    }
+    free(bs);
+}

@@ -648,9 +648,10 @@ int faissx_clone_index_binary(const FaissIndexBinary* index,
 /** Create a named binary index on the server (binary factory syntax for
  *  `description`, as faiss_index_binary_factory; names as for
  *  faissx_index_create, and in the same namespace: faissx_index_list and
- *  faissx_index_drop see and delete it). A server with a data directory
- *  refuses named binary indexes (FAISSX_E_UNSUPPORTED): its durable store
- *  holds float indexes only. Freeing the handle does not delete it. */
+ *  faissx_index_drop see and delete it). On a server with a data
+ *  directory it is durable like a named float index (kept in the store,
+ *  mutations acknowledged once logged, reopened by name after a restart).
+ *  Freeing the handle does not delete it. */
 int faissx_index_binary_create(FaissIndexBinary** p_index, const char* name,
                                int d, const char* description);
 
@@ -670,7 +671,8 @@ int faissx_index_binary_open(FaissIndexBinary** p_index, const char* name);
  *
  * A directory of named indexes that survive crashes: every mutation made
  * through a store handle (faiss_Index_add, _add_with_ids, _remove_ids,
- * _reset, _train, faissx_store_set_param) is written to a write-ahead log
+ * _reset, _train, faissx_store_set_param, and the faiss_IndexBinary_*
+ * counterparts on a binary store handle) is written to a write-ahead log
  * and the call returns only once it is durable under the sync policy.
  * Layout and file formats: docs/format.md. One process at a time: the
  * store directory is locked while open.
@@ -732,6 +734,25 @@ int faissx_store_create_index(FaissxStore* store, const char* name, int d,
 int faissx_store_open_index(FaissxStore* store, const char* name,
                             FaissIndex** out);
 
+/** Creates a named binary index (faiss_index_binary_factory syntax for
+ *  `description`; `d` in bits, a multiple of 8). Names are shared with
+ *  float indexes: FAISSX_E_EXISTS if the name is taken by either kind.
+ *  *out is a new handle owned by the caller; faiss_IndexBinary_free
+ *  releases the handle, not the index. Its mutations (faiss_IndexBinary_
+ *  add, _add_with_ids, _remove_ids, _reset, _train,
+ *  faissx_store_set_param_binary) return only once durable, as for a
+ *  float index. */
+int faissx_store_create_index_binary(FaissxStore* store, const char* name,
+                                     int d, const char* description,
+                                     FaissIndexBinary** out);
+
+/** A new handle to an existing binary index, recovered on first open as
+ *  faissx_store_open_index does (FAISSX_E_NOT_FOUND if none,
+ *  FAISSX_E_INVALID if `name` is a float index -- which
+ *  faissx_store_open_index opens, and which refuses binary ones). */
+int faissx_store_open_index_binary(FaissxStore* store, const char* name,
+                                   FaissIndexBinary** out);
+
 /** Names of the store's indexes, sorted: *names is an array of *count
  *  malloc'd strings; release it with faissx_store_list_free. */
 int faissx_store_list(FaissxStore* store, char*** names, size_t* count);
@@ -760,6 +781,15 @@ int faissx_index_is_stored(const FaissIndex* index);
  *  the typed getters and downcasts (faiss_IndexIVF_cast) see the index
  *  behind it. */
 int faissx_store_set_param(FaissIndex* index, const char* name, double value);
+
+/** 1 if `index` is a binary store handle, else 0. */
+int faissx_index_binary_is_stored(const FaissIndexBinary* index);
+
+/** faissx_store_set_param for a binary store handle: "nprobe" (an
+ *  IndexBinaryIVF), "efSearch" (an IndexBinaryHNSW) or "verbose";
+ *  FAISSX_E_UNSUPPORTED for a name that does not apply. */
+int faissx_store_set_param_binary(FaissIndexBinary* index, const char* name,
+                                  double value);
 
 #ifdef __cplusplus
 }
