@@ -3,29 +3,33 @@
  * "Remote vs local").
  *
  * The program starts its own faissx-server (--server PATH, else
- * $FAISSX_SERVER_BIN, else ../faissx-server next to this program) on a free
- * 127.0.0.1 port with --threads 1 --workers 2, and measures on clustered
- * data (a mixture of Gaussians):
+ * $FAISSX_SERVER_BIN, else ../faissx-server next to this program) listening
+ * on a free 127.0.0.1 port and on a Unix socket in /tmp (ipc://), with
+ * --threads 1 --workers 2, and measures on clustered data (a mixture of
+ * Gaussians), over each transport of --transports (tcp,ipc) in turn:
  *
  *   1. batch search (nq queries, k) on Flat over nb vectors;
  *   2. add throughput (nb vectors in batches);
  *      both next to their ceiling: the same request and reply bytes
  *      through raw NNG round trips to an echo thread of this program
  *      (nothing computed), reported as local / (local + raw);
- *   3. single-query latency p50/p99 on Flat nb and HNSW<M> over hnsw-nb
- *      vectors at efSearch ef, next to
+ *   3. single-query latency on Flat nb and HNSW<M> over hnsw-nb vectors
+ *      at efSearch ef, each query a triple measured back to back: local,
+ *      remote, and
  *   4. the floor: a raw NNG req/rep round trip carrying the same bytes as
  *      one single-query search (request and reply sizes of the faissx
- *      protocol) to an echo thread of this program; reported as
- *      (remote - local) / raw round trip;
+ *      protocol) to an echo thread of this program, over the same
+ *      transport; the excess (remote - local) is taken per triple and its
+ *      median compared with the raw round trip's;
  *   5. total queries/s of 1, 4, 16 (--clients) threads doing single-query
  *      searches on one shared index handle, hence one shared connection;
- *   6. the client cache (faissx_cache_*): per query, a remote search with
- *      the cache off, the same search with the cache on and empty (a miss:
- *      the round trip plus storing), and again (a hit).
+ *   6. the client cache (faissx_cache_*), first transport only: per query,
+ *      a remote search with the cache off, the same search with the cache
+ *      on and empty (a miss: the round trip plus storing), and again (a
+ *      hit).
  *
  * Every measurement alternates the sides (who goes first changes every
- * round, and every slice of single queries), takes medians over rounds,
+ * round, and every single query), takes medians over rounds,
  * and compares remote and local labels and distances byte for byte; any
  * difference makes the exit status 1.
  *
@@ -73,7 +77,12 @@ extern void openblas_set_num_threads(int num_threads);
 
 enum { LOCAL = 0, REMOTE = 1, RAW = 2 };
 
-enum { MAX_ROUNDS = 64, MAX_CLIENTS = 8, SLICE = 25 };
+enum { MAX_ROUNDS = 64, MAX_CLIENTS = 8, MAX_TRANSPORTS = 2 };
+
+/* The transports the server listens on: loopback TCP and a Unix-domain
+ * socket (NNG's ipc://). */
+enum { T_TCP = 0, T_IPC = 1 };
+static const char* const transport_names[MAX_TRANSPORTS] = {"tcp", "ipc"};
 
 /* ------------------------------------------------------------------------
  * Options
@@ -95,6 +104,8 @@ typedef struct {
     int64_t scale_flat;   /* queries per scaling run, Flat */
     int clients[MAX_CLIENTS];
     int nclients;
+    int transports[MAX_TRANSPORTS];
+    int ntransports;
     int ncentres;
     double sigma;
     int rounds;
@@ -122,6 +133,8 @@ static void usage(FILE* f, const char* prog) {
             "  --scale-hnsw N     queries per concurrency run, HNSW (4000)\n"
             "  --scale-flat N     queries per concurrency run, Flat (200)\n"
             "  --clients LIST     concurrent client threads (1,4,16)\n"
+            "  --transports LIST  tcp, ipc or both (tcp,ipc): every measurement\n"
+            "                     runs over each, next to its own raw NNG ceiling\n"
             "  --centres N        data clusters (1000)\n"
             "  --sigma X          cluster std-dev; centres are N(0,1) (0.25)\n"
             "  --rounds N         measured rounds (5)\n"
@@ -144,12 +157,29 @@ static int parse_clients(const char* s, options* o) {
     return o->nclients ? 0 : -1;
 }
 
+static int parse_transports(const char* s, options* o) {
+    o->ntransports = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char* tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int t = -1;
+        for (int i = 0; i < MAX_TRANSPORTS; i++)
+            if (strcmp(tok, transport_names[i]) == 0) t = i;
+        for (int i = 0; i < o->ntransports; i++)
+            if (o->transports[i] == t) t = -1;
+        if (t < 0 || o->ntransports == MAX_TRANSPORTS) return -1;
+        o->transports[o->ntransports++] = t;
+    }
+    return o->ntransports ? 0 : -1;
+}
+
 static int parse_args(int argc, char** argv, options* o) {
     *o = (options){
             .d = 128, .nb = 100000, .add_batch = 10000, .nq = 1000, .k = 10,
             .nsingle = 300, .hnsw_nb = 20000, .hnsw_m = 32, .ef = 64,
             .hnsw_nsingle = 1000, .scale_hnsw = 4000, .scale_flat = 200,
             .clients = {1, 4, 16}, .nclients = 3, .ncentres = 1000,
+            .transports = {T_TCP, T_IPC}, .ntransports = 2,
             .sigma = 0.25, .rounds = 5, .warmup = 1, .threads = 1,
             .seed = 1234,
     };
@@ -211,6 +241,8 @@ static int parse_args(int argc, char** argv, options* o) {
         INTOPT("--seed", seed, 0)
         else if (strcmp(a, "--clients") == 0) {
             bad = parse_clients(v, o);
+        } else if (strcmp(a, "--transports") == 0) {
+            bad = parse_transports(v, o);
         } else if (strcmp(a, "--sigma") == 0) {
             char* end;
             o->sigma = strtod(v, &end);
@@ -353,10 +385,16 @@ static const char* server_binary(const options* o, const char* argv0) {
     return guess;
 }
 
-/* Starts the server; fills url. Called before this process uses NNG or
- * starts threads, and the child execs at once. */
-static void start_server(const char* bin, int threads, char* url,
-                         size_t urlsz) {
+static char ipc_path[128];
+
+/* Starts the server, listening on a free loopback TCP port and on a Unix
+ * socket in /tmp; fills url[T_TCP] and url[T_IPC]. The server's OpenMP and
+ * OpenBLAS get one thread each from the environment too (it sets its own
+ * per request; this keeps OpenBLAS from starting a pool at load), and
+ * OpenMP waits passively. Called before this process uses NNG or starts
+ * threads, and the child execs at once. */
+static void start_server(const char* bin, int threads,
+                         char url[MAX_TRANSPORTS][160]) {
     if (access(bin, X_OK) != 0) {
         fprintf(stderr, "bench_remote: no faissx-server at %s (give "
                         "--server PATH or FAISSX_SERVER_BIN)\n", bin);
@@ -366,14 +404,18 @@ static void start_server(const char* bin, int threads, char* url,
     snprintf(nthreads, sizeof nthreads, "%d", threads);
     snprintf(server_log, sizeof server_log, "/tmp/fx-bench-remote-%d.log",
              (int)getpid());
+    snprintf(ipc_path, sizeof ipc_path, "/tmp/fx-bench-remote-%d.ipc",
+             (int)getpid());
+    snprintf(url[T_IPC], 160, "ipc://%s", ipc_path);
     for (int attempt = 0; attempt < 10; attempt++) {
         int port = bench_free_port();
         if (port <= 0) continue;
-        snprintf(url, urlsz, "tcp://127.0.0.1:%d", port);
-        const char* argv[] = {bin,        "--listen",  url,
-                              "--threads", nthreads,   "--workers",
-                              "2",        "--log-level", "warn",
-                              NULL};
+        snprintf(url[T_TCP], 160, "tcp://127.0.0.1:%d", port);
+        unlink(ipc_path); /* a stale one from an earlier attempt */
+        const char* argv[] = {bin,         "--listen",  url[T_IPC],
+                              "--listen",  url[T_TCP],  "--threads",
+                              nthreads,    "--workers", "2",
+                              "--log-level", "warn",    NULL};
         fflush(NULL);
         pid_t pid = fork();
         if (pid < 0) {
@@ -388,6 +430,9 @@ static void start_server(const char* bin, int threads, char* url,
                 close(fd);
             }
             unsetenv("FAISSX_SERVER"); /* never a client of itself */
+            setenv("OMP_NUM_THREADS", nthreads, 1);
+            setenv("OPENBLAS_NUM_THREADS", "1", 1);
+            setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
             execv(bin, (char* const*)argv);
             _exit(127);
         }
@@ -398,7 +443,9 @@ static void start_server(const char* bin, int threads, char* url,
                 server_pid = 0; /* port taken meanwhile? another one */
                 break;
             }
-            if (bench_port_open(port)) return;
+            /* The listeners start in order: ipc first. */
+            if (bench_port_open(port) && access(ipc_path, F_OK) == 0)
+                return;
             bench_sleep_ms(20);
         }
         if (server_pid) {
@@ -466,6 +513,7 @@ typedef struct {
     pthread_t thread;
     size_t req_bytes, reply_bytes;
     uint8_t* req_data;
+    char path[128]; /* ipc: the socket file, removed at the end */
 } echo;
 
 /* The echo thread: every request gets a reply of the length its first 8
@@ -485,26 +533,37 @@ static void* echo_main(void* arg) {
     return NULL;
 }
 
-static void echo_start(echo* e, int d, int64_t k) {
+/* The echo listens on transport t (loopback TCP on a port the kernel
+ * picks, or a Unix socket in /tmp), the req socket dials it. */
+static void echo_start(echo* e, int d, int64_t k, int t) {
     nng_listener l;
     int port = 0, rv;
-    char url[64];
+    char url[160];
     e->req_bytes = search_request_bytes(d, 1);
     e->reply_bytes = search_reply_bytes(1, k);
     e->req_data = xmalloc(e->req_bytes);
     memset(e->req_data, 0x5a, e->req_bytes);
     uint64_t want = e->reply_bytes;
     memcpy(e->req_data, &want, sizeof want);
+    e->path[0] = '\0';
+    if (t == T_IPC) {
+        snprintf(e->path, sizeof e->path, "/tmp/fx-bench-echo-%d.ipc",
+                 (int)getpid());
+        unlink(e->path);
+        snprintf(url, sizeof url, "ipc://%s", e->path);
+    }
     if ((rv = nng_rep0_open(&e->rep)) != 0 ||
-        (rv = nng_listen(e->rep, "tcp://127.0.0.1:0", &l, 0)) != 0 ||
-        (rv = nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port)) != 0 ||
+        (rv = nng_listen(e->rep, t == T_IPC ? url : "tcp://127.0.0.1:0", &l,
+                         0)) != 0 ||
+        (t == T_TCP && (rv = nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT,
+                                                  &port)) != 0) ||
         (rv = nng_req0_open(&e->req)) != 0) {
         fprintf(stderr, "bench_remote: echo: %s\n", nng_strerror(rv));
         exit(2);
     }
     nng_socket_set_ms(e->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
     nng_socket_set_ms(e->req, NNG_OPT_RECVTIMEO, 30000);
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    if (t == T_TCP) snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     if ((rv = nng_dial(e->req, url, NULL, 0)) != 0) {
         fprintf(stderr, "bench_remote: echo dial: %s\n", nng_strerror(rv));
         exit(2);
@@ -571,6 +630,7 @@ static void echo_stop(echo* e) {
     nng_close(e->rep);
     pthread_join(e->thread, NULL);
     free(e->req_data);
+    if (e->path[0]) unlink(e->path);
 }
 
 /* ------------------------------------------------------------------------
@@ -608,6 +668,7 @@ static void add_batches_raw(echo* e, const options* o, const float* xb) {
 
 typedef struct {
     char name[80];
+    const char* via; /* transport */
     int n;
     double t[3][MAX_ROUNDS]; /* seconds per round, local / remote / raw */
     double target;           /* local/remote must be >= this */
@@ -615,15 +676,19 @@ typedef struct {
 } thru_row;
 
 typedef struct {
-    char name[64];
-    int64_t n;            /* queries per side */
-    double p50[3], p99[3]; /* seconds */
-    double excess;         /* median of remote - local, paired by query */
+    char name[96];
+    const char* via;
+    int64_t n;             /* triples (queries per side) */
+    double p50[3], p99[3]; /* seconds, per side */
+    double excess50, excess99; /* remote - local within a triple */
+    double over50;         /* median of remote - local - raw, per triple */
+    double ratio50;        /* median of (remote - local) / raw, per triple */
     int identical;
 } lat_row;
 
 typedef struct {
-    char name[32];
+    char name[48];
+    const char* via;
     int clients;
     int64_t queries;
     double qps[2]; /* medians */
@@ -632,21 +697,23 @@ typedef struct {
     int identical;
 } scale_row;
 
-static thru_row thru[4];
+static thru_row thru[2 * MAX_TRANSPORTS];
 static int nthru;
-static lat_row lat[2];
+static lat_row lat[2 * MAX_TRANSPORTS];
 static int nlat;
-static scale_row scale[2 * MAX_CLIENTS];
+static scale_row scale[2 * MAX_CLIENTS * MAX_TRANSPORTS];
 static int nscale;
 
 /* ------------------------------------------------------------------------
  * 1 + 2: add and batch search on Flat
  * ------------------------------------------------------------------------ */
 
-static void bench_flat_batch(const options* o, FaissIndex* ix[2], echo* e,
-                             const float* xb, const float* xq) {
+static void bench_flat_batch(const options* o, const char* via,
+                             FaissIndex* ix[2], echo* e, const float* xb,
+                             const float* xq) {
     thru_row* radd = &thru[nthru++];
     thru_row* rsearch = &thru[nthru++];
+    radd->via = rsearch->via = via;
     snprintf(radd->name, sizeof radd->name,
              "Flat add %lld x %d, batches of %lld", (long long)o->nb, o->d,
              (long long)o->add_batch);
@@ -702,19 +769,37 @@ static void bench_flat_batch(const options* o, FaissIndex* ix[2], echo* e,
 }
 
 /* ------------------------------------------------------------------------
- * 3 + 4: single-query latency, with the raw round trip interleaved
+ * 3 + 4: single-query latency, in interleaved triples
  * ------------------------------------------------------------------------ */
 
-static void bench_latency(const options* o, const char* name,
+/* The six orders of (local, remote, raw); query j of the run uses order
+ * j % 6, so each side runs first, second and third equally often and
+ * right after each of the others. */
+static const int orders[6][3] = {
+        {LOCAL, REMOTE, RAW}, {REMOTE, RAW, LOCAL}, {RAW, LOCAL, REMOTE},
+        {LOCAL, RAW, REMOTE}, {RAW, REMOTE, LOCAL}, {REMOTE, LOCAL, RAW},
+};
+
+/* Each query is one triple: the local search, the remote search of the
+ * same query and a raw round trip of the same bytes, back to back in one
+ * of the six orders. The excess is taken per triple (remote - local) and
+ * summarised as its median and p99; so is the overhead beyond the raw
+ * round trip (remote - local - raw), paired the same way. Pairing within
+ * a triple cancels what drifts more slowly than a query (other processes'
+ * load, frequency changes), which the former per-side slices did not. */
+static void bench_latency(const options* o, const char* name, const char* via,
                           FaissIndex* ix[2], echo* e, const float* xq,
                           int64_t nsingle) {
     lat_row* row = &lat[nlat++];
+    row->via = via;
     snprintf(row->name, sizeof row->name, "%s", name);
     row->identical = 1;
     size_t total = (size_t)nsingle * (size_t)o->rounds;
     double* t[3];
     for (int s = 0; s < 3; s++) t[s] = xmalloc(total * sizeof(double));
     double* diff = xmalloc(total * sizeof(double));
+    double* over = xmalloc(total * sizeof(double));
+    double* ratio = xmalloc(total * sizeof(double));
     size_t nk = (size_t)(nsingle * o->k);
     float* D[2];
     int64_t* I[2];
@@ -724,29 +809,32 @@ static void bench_latency(const options* o, const char* name,
     }
     for (int r = 0; r < o->warmup + o->rounds; r++) {
         int m = r - o->warmup;
-        for (int64_t i0 = 0; i0 < nsingle; i0 += SLICE) {
-            int64_t i1 = i0 + SLICE < nsingle ? i0 + SLICE : nsingle;
-            int first = (int)((r + i0 / SLICE) % 3);
+        for (int64_t i = 0; i < nsingle; i++) {
+            const int* ord = orders[((int64_t)r * nsingle + i) % 6];
+            const float* q = xq + (size_t)(i % o->nq) * o->d;
             for (int pos = 0; pos < 3; pos++) {
-                int s = (first + pos) % 3;
-                for (int64_t i = i0; i < i1; i++) {
-                    const float* q = xq + (size_t)(i % o->nq) * o->d;
-                    double t0 = bench_now();
-                    if (s == RAW)
-                        echo_call(e);
-                    else
-                        MUST(faiss_Index_search(ix[s], 1, q, o->k,
-                                                D[s] + i * o->k,
-                                                I[s] + i * o->k));
-                    double dt = bench_now() - t0;
-                    if (m >= 0) t[s][(size_t)m * nsingle + i] = dt;
-                }
+                int s = ord[pos];
+                double t0 = bench_now();
+                if (s == RAW)
+                    echo_call(e);
+                else
+                    MUST(faiss_Index_search(ix[s], 1, q, o->k,
+                                            D[s] + i * o->k, I[s] + i * o->k));
+                double dt = bench_now() - t0;
+                if (m >= 0) t[s][(size_t)m * nsingle + i] = dt;
             }
         }
         row->identical &= same(D[0], I[0], D[1], I[1], nk);
     }
-    for (size_t i = 0; i < total; i++) diff[i] = t[REMOTE][i] - t[LOCAL][i];
-    row->excess = percentile(diff, total, 0.5);
+    for (size_t i = 0; i < total; i++) {
+        diff[i] = t[REMOTE][i] - t[LOCAL][i];
+        over[i] = diff[i] - t[RAW][i];
+        ratio[i] = diff[i] / t[RAW][i];
+    }
+    row->excess50 = percentile(diff, total, 0.5);
+    row->excess99 = percentile(diff, total, 0.99);
+    row->over50 = percentile(over, total, 0.5);
+    row->ratio50 = percentile(ratio, total, 0.5);
     for (int s = 0; s < 3; s++) {
         row->p50[s] = percentile(t[s], total, 0.5);
         row->p99[s] = percentile(t[s], total, 0.99);
@@ -754,6 +842,8 @@ static void bench_latency(const options* o, const char* name,
     }
     row->n = (int64_t)total;
     free(diff);
+    free(over);
+    free(ratio);
     for (int s = 0; s < 2; s++) {
         free(D[s]);
         free(I[s]);
@@ -909,7 +999,7 @@ static double run_clients(scale_job* j, int clients) {
     return dt;
 }
 
-static void bench_scaling(const options* o, const char* name,
+static void bench_scaling(const options* o, const char* name, const char* via,
                           FaissIndex* ix[2], const float* xq, int64_t total) {
     size_t nk = (size_t)(total * o->k);
     scale_job j[2];
@@ -926,6 +1016,7 @@ static void bench_scaling(const options* o, const char* name,
         scale_row* row = &scale[nscale++];
         double t[2][MAX_ROUNDS], cpu[2][MAX_ROUNDS];
         snprintf(row->name, sizeof row->name, "%s", name);
+        row->via = via;
         row->clients = o->clients[c];
         row->queries = total;
         row->identical = 1;
@@ -965,53 +1056,61 @@ static const char* met(double value, double target, int at_least) {
 static void print_tables(void) {
     printf("\nThroughput (medians; ratio = local time / remote time, i.e. "
            "remote throughput as a fraction of local; raw = the same request "
-           "and reply bytes through raw NNG req/rep round trips to an echo "
-           "thread, nothing computed; ceiling = local / (local + raw), the "
-           "best ratio a remote call could reach, as it moves those bytes "
-           "and then does the local work):\n\n");
-    printf("| operation | rounds | local | remote | raw NNG | ratio | "
+           "and reply bytes through raw NNG req/rep round trips over the "
+           "same transport to an echo thread, nothing computed; ceiling = "
+           "local / (local + raw), the best ratio a remote call could reach, "
+           "as it moves those bytes and then does the local work):\n\n");
+    printf("| operation | via | rounds | local | remote | raw NNG | ratio | "
            "ceiling | target | identical |\n"
-           "|---|---:|---:|---:|---:|---:|---:|---|:---:|\n");
+           "|---|---|---:|---:|---:|---:|---:|---:|---|:---:|\n");
     for (int i = 0; i < nthru; i++) {
         thru_row* r = &thru[i];
         double l = bench_median(r->t[LOCAL], r->n),
                m = bench_median(r->t[REMOTE], r->n),
                w = bench_median(r->t[RAW], r->n);
-        printf("| %s | %d | %.1f ms | %.1f ms | %.1f ms | %.3f | %.3f | "
+        printf("| %s | %s | %d | %.1f ms | %.1f ms | %.1f ms | %.3f | %.3f | "
                ">= %.2f %s | %s |\n",
-               r->name, r->n, l * 1e3, m * 1e3, w * 1e3, l / m, l / (l + w),
-               r->target, met(l / m, r->target, 1), yes_no(r->identical));
+               r->name, r->via, r->n, l * 1e3, m * 1e3, w * 1e3, l / m,
+               l / (l + w), r->target, met(l / m, r->target, 1),
+               yes_no(r->identical));
     }
 
-    printf("\nSingle-query latency (every query of every round; excess = "
-           "median over queries of remote - local for the same query; "
-           "floor = raw NNG round trip of the same bytes):\n\n");
-    printf("| index | queries | local p50 / p99 | remote p50 / p99 | "
-           "raw NNG p50 / p99 | excess | excess / raw p50 | target | "
-           "identical |\n|---|---:|---:|---:|---:|---:|---:|---|:---:|\n");
+    printf("\nSingle-query latency (each query one triple: local, remote and "
+           "a raw NNG round trip of the same bytes over the same transport, "
+           "back to back, the order rotating through all six; excess = "
+           "remote - local within a triple, its median and p99 over the "
+           "triples; paired overhead = median of remote - local - raw per "
+           "triple; target: excess p50 <= 1.3 x raw p50):\n\n");
+    printf("| index | via | triples | local p50 / p99 | remote p50 / p99 | "
+           "raw NNG p50 / p99 | excess p50 / p99 | paired overhead | "
+           "median of excess/raw | excess p50 / raw p50 | target | "
+           "identical |\n"
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|:---:|\n");
     for (int i = 0; i < nlat; i++) {
         lat_row* r = &lat[i];
-        double q = r->excess / r->p50[RAW];
-        printf("| %s | %lld | %.1f / %.1f us | %.1f / %.1f us | "
-               "%.1f / %.1f us | %.1f us | %.2f | <= 1.3 %s | %s |\n",
-               r->name, (long long)r->n, r->p50[LOCAL] * 1e6,
+        double q = r->excess50 / r->p50[RAW];
+        printf("| %s | %s | %lld | %.1f / %.1f us | %.1f / %.1f us | "
+               "%.1f / %.1f us | %.1f / %.1f us | %.1f us | %.2f | %.2f | "
+               "<= 1.3 %s | %s |\n",
+               r->name, r->via, (long long)r->n, r->p50[LOCAL] * 1e6,
                r->p99[LOCAL] * 1e6, r->p50[REMOTE] * 1e6,
                r->p99[REMOTE] * 1e6, r->p50[RAW] * 1e6, r->p99[RAW] * 1e6,
-               r->excess * 1e6, q, met(q, 1.3, 0), yes_no(r->identical));
+               r->excess50 * 1e6, r->excess99 * 1e6, r->over50 * 1e6,
+               r->ratio50, q, met(q, 1.3, 0), yes_no(r->identical));
     }
 
     printf("\nConcurrent clients (threads sharing one index handle per "
            "side; total queries/s and CPU time per query, medians over "
            "rounds; remote CPU = this process + the server):\n\n");
-    printf("| index | clients | queries | local q/s | remote q/s | "
+    printf("| index | via | clients | queries | local q/s | remote q/s | "
            "remote / local | local CPU/query | remote CPU/query | "
-           "identical |\n|---|---:|---:|---:|---:|---:|---:|---:|:---:|\n");
+           "identical |\n|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|\n");
     for (int i = 0; i < nscale; i++) {
         scale_row* r = &scale[i];
-        printf("| %s | %d | %lld | %.0f | %.0f | %.3f | %.0f us | %.0f us "
-               "| %s |\n",
-               r->name, r->clients, (long long)r->queries, r->qps[LOCAL],
-               r->qps[REMOTE], r->qps[REMOTE] / r->qps[LOCAL],
+        printf("| %s | %s | %d | %lld | %.0f | %.0f | %.3f | %.0f us | "
+               "%.0f us | %s |\n",
+               r->name, r->via, r->clients, (long long)r->queries,
+               r->qps[LOCAL], r->qps[REMOTE], r->qps[REMOTE] / r->qps[LOCAL],
                r->cpu[LOCAL] * 1e6, r->cpu[REMOTE] * 1e6,
                yes_no(r->identical));
     }
@@ -1082,8 +1181,8 @@ int main(int argc, char** argv) {
     }
     /* Local mode unless told otherwise, whatever FAISSX_SERVER says. */
     const char* bin = server_binary(&o, argv[0]);
-    char url[64];
-    start_server(bin, o.threads, url, sizeof url); /* before NNG/threads */
+    char url[MAX_TRANSPORTS][160];
+    start_server(bin, o.threads, url); /* before NNG/threads */
 
     omp_set_num_threads(o.threads);
     openblas_set_num_threads(o.threads);
@@ -1093,12 +1192,18 @@ int main(int argc, char** argv) {
            "same process, same data\n");
     print_machine();
     print_load("at start");
-    printf("server: %s --listen %s --threads %d --workers 2\n", bin, url,
-           o.threads);
+    printf("server: %s --listen %s --listen %s --threads %d --workers 2 "
+           "(environment OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=1 "
+           "OMP_WAIT_POLICY=PASSIVE)\n",
+           bin, url[T_IPC], url[T_TCP], o.threads, o.threads);
     printf("threads: omp_set_num_threads(%d) (OpenMP max now %d) and "
            "openblas_set_num_threads(%d) in this program; --threads %d on "
            "the server\n",
            o.threads, omp_get_max_threads(), o.threads, o.threads);
+    printf("transports:");
+    for (int ti = 0; ti < o.ntransports; ti++)
+        printf(" %s", transport_names[o.transports[ti]]);
+    printf("\n");
     printf("data: d=%d, %d clusters, centres N(0,1), sigma %.3g, seed %llu\n",
            o.d, o.ncentres, o.sigma, o.seed);
     printf("sizes: nb=%lld add-batch=%lld nq=%lld k=%lld nsingle=%lld "
@@ -1122,75 +1227,87 @@ int main(int argc, char** argv) {
     float* xq = make_points(&o, centres, o.nq, 2);
     free(centres);
 
-    echo e;
-    echo_start(&e, o.d, o.k);
-    printf("raw round trip: %zu-byte request, %zu-byte reply (one "
-           "single-query search, d=%d k=%lld)\n",
-           e.req_bytes, e.reply_bytes, o.d, (long long)o.k);
-
-    /* Flat: local, then remote (configured, created, back to local). */
+    /* The local indexes: a Flat (filled by the add measurement) and an
+     * HNSW built once here and uploaded to the server for each transport,
+     * so both sides search the very same graph. */
     FaissIndex* flat[2];
+    FaissIndex* hnsw[2];
     FaissIndexFlatL2* fl = NULL;
     MUST(faiss_IndexFlatL2_new_with(&fl, o.d));
     flat[LOCAL] = (FaissIndex*)fl;
-    MUST(faissx_configure(url, NULL, 600000));
-    MUST(faiss_IndexFlatL2_new_with(&fl, o.d));
-    flat[REMOTE] = (FaissIndex*)fl;
-    MUST(faissx_configure(NULL, NULL, 0));
-    if (faissx_index_is_remote(flat[LOCAL]) ||
-        !faissx_index_is_remote(flat[REMOTE])) {
-        fprintf(stderr, "bench_remote: index homes are not as intended\n");
-        stop_server();
-        return 2;
-    }
-
-    bench_flat_batch(&o, flat, &e, xb, xq);
-    fprintf(stderr, "flat add/batch done (%.0f s)\n", bench_now() - t_start);
-    char name[64];
-    snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
-    bench_latency(&o, name, flat, &e, xq, o.nsingle);
-    fprintf(stderr, "flat latency done (%.0f s)\n", bench_now() - t_start);
-
-    /* HNSW: built once locally, uploaded, so both sides search the very
-     * same graph. */
-    FaissIndex* hnsw[2];
     char desc[32];
     snprintf(desc, sizeof desc, "HNSW%d", o.hnsw_m);
     MUST(faiss_index_factory(&hnsw[LOCAL], o.d, desc, METRIC_L2));
     double tb = bench_now();
     MUST(faiss_Index_add(hnsw[LOCAL], o.hnsw_nb, xb));
     double tbuild = bench_now() - tb;
-    MUST(faissx_configure(url, NULL, 600000));
-    tb = bench_now();
-    MUST(faissx_index_upload(hnsw[LOCAL], NULL, &hnsw[REMOTE]));
-    double tupload = bench_now() - tb;
-    MUST(faissx_configure(NULL, NULL, 0));
     set_ef(hnsw[LOCAL], o.ef);
-    set_ef(hnsw[REMOTE], o.ef);
-    fprintf(stderr, "hnsw built in %.1f s, uploaded in %.2f s\n", tbuild,
-            tupload);
-    snprintf(name, sizeof name, "HNSW%d %lld, efSearch %d", o.hnsw_m,
-             (long long)o.hnsw_nb, o.ef);
-    bench_latency(&o, name, hnsw, &e, xq, o.hnsw_nsingle);
-    fprintf(stderr, "hnsw latency done (%.0f s)\n", bench_now() - t_start);
-    bench_cache(&o, name, hnsw[REMOTE], xq, o.hnsw_nsingle);
-    fprintf(stderr, "cache done (%.0f s)\n", bench_now() - t_start);
+    fprintf(stderr, "hnsw built in %.1f s\n", tbuild);
+    double tupload[MAX_TRANSPORTS] = {0};
 
-    snprintf(name, sizeof name, "HNSW%d %lld", o.hnsw_m, (long long)o.hnsw_nb);
-    bench_scaling(&o, name, hnsw, xq, o.scale_hnsw);
-    snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
-    bench_scaling(&o, name, flat, xq, o.scale_flat);
-    fprintf(stderr, "scaling done (%.0f s)\n", bench_now() - t_start);
+    for (int ti = 0; ti < o.ntransports; ti++) {
+        int t = o.transports[ti];
+        const char* via = transport_names[t];
+        echo e;
+        echo_start(&e, o.d, o.k, t);
+        if (ti == 0)
+            printf("raw round trip: %zu-byte request, %zu-byte reply (one "
+                   "single-query search, d=%d k=%lld)\n",
+                   e.req_bytes, e.reply_bytes, o.d, (long long)o.k);
 
-    for (int s = 0; s < 2; s++) {
-        faiss_Index_free(flat[s]);
-        faiss_Index_free(hnsw[s]);
+        /* Remote: configured, created, back to local. */
+        MUST(faissx_configure(url[t], NULL, 600000));
+        MUST(faiss_IndexFlatL2_new_with(&fl, o.d));
+        flat[REMOTE] = (FaissIndex*)fl;
+        tb = bench_now();
+        MUST(faissx_index_upload(hnsw[LOCAL], NULL, &hnsw[REMOTE]));
+        tupload[ti] = bench_now() - tb;
+        MUST(faissx_configure(NULL, NULL, 0));
+        set_ef(hnsw[REMOTE], o.ef);
+        if (faissx_index_is_remote(flat[LOCAL]) ||
+            !faissx_index_is_remote(flat[REMOTE]) ||
+            !faissx_index_is_remote(hnsw[REMOTE])) {
+            fprintf(stderr, "bench_remote: index homes are not as intended\n");
+            stop_server();
+            return 2;
+        }
+
+        bench_flat_batch(&o, via, flat, &e, xb, xq);
+        fprintf(stderr, "%s: flat add/batch done (%.0f s)\n", via,
+                bench_now() - t_start);
+        char name[64];
+        snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
+        bench_latency(&o, name, via, flat, &e, xq, o.nsingle);
+        snprintf(name, sizeof name, "HNSW%d %lld, efSearch %d", o.hnsw_m,
+                 (long long)o.hnsw_nb, o.ef);
+        bench_latency(&o, name, via, hnsw, &e, xq, o.hnsw_nsingle);
+        fprintf(stderr, "%s: latency done (%.0f s)\n", via,
+                bench_now() - t_start);
+        if (ti == 0) {
+            bench_cache(&o, name, hnsw[REMOTE], xq, o.hnsw_nsingle);
+            fprintf(stderr, "%s: cache done (%.0f s)\n", via,
+                    bench_now() - t_start);
+        }
+        snprintf(name, sizeof name, "HNSW%d %lld", o.hnsw_m,
+                 (long long)o.hnsw_nb);
+        bench_scaling(&o, name, via, hnsw, xq, o.scale_hnsw);
+        snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
+        bench_scaling(&o, name, via, flat, xq, o.scale_flat);
+        fprintf(stderr, "%s: scaling done (%.0f s)\n", via,
+                bench_now() - t_start);
+
+        faiss_Index_free(flat[REMOTE]);
+        faiss_Index_free(hnsw[REMOTE]);
+        echo_stop(&e);
     }
-    echo_stop(&e);
+    faiss_Index_free(flat[LOCAL]);
+    faiss_Index_free(hnsw[LOCAL]);
     print_tables();
     print_cache_table();
-    printf("\nHNSW build %.1f s locally (not compared), upload %.2f s\n",
-           tbuild, tupload);
+    printf("\nHNSW build %.1f s locally (not compared); upload", tbuild);
+    for (int ti = 0; ti < o.ntransports; ti++)
+        printf(" %.2f s (%s)", tupload[ti], transport_names[o.transports[ti]]);
+    printf("\n");
     print_load("at end");
 
     int server_ok = server_exit_status() == 0;
@@ -1200,6 +1317,7 @@ int main(int argc, char** argv) {
     } else {
         unlink(server_log);
     }
+    unlink(ipc_path);
     printf("total %.1f s; remote and local results: %s\n", bench_now() - t_start,
            mismatches ? "DIFFER" : "identical (labels and distances, "
                                    "byte for byte, every round)");
