@@ -224,6 +224,17 @@ int faissx_IndexBinary_search_with_params(const FaissIndexBinary* index,
         FX_REQUIRE(ivfp->nprobe > 0, "nprobe must be > 0");
     }
     FX_REQUIRE(trained_now(ix), "index is not trained");
+    if (fx::store::is_stored(ix)) { // the same call on the index behind it
+        int rc = 0;
+        FX_TRY
+        fx::store::read_inner(ix, [&](const faiss::IndexBinary* in) {
+            rc = faissx_IndexBinary_search_with_params(
+                    reinterpret_cast<const FaissIndexBinary*>(in), n, x, k,
+                    params, distances, labels);
+        });
+        return rc;
+        FX_CATCH
+    }
     // A remote index sends the parameters; the server comes back here.
     if (fx::as_remote_bin(ix)) {
         FX_TRY

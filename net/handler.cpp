@@ -19,7 +19,8 @@
  * the C API on h(e) is acknowledged only when durable. Operations that
  * would change a stored index behind the log's back (WRAP, MERGE_FROM, the
  * IVF-specific writes) are refused on it; reads the proxy does not forward
- * use the index behind it (target()). The registry's named entries are
+ * use the index behind it (target(), btarget() for a binary index). The
+ * registry's named entries (float and binary) are
  * exactly the stores' indexes: they are all loaded at start, and named
  * CREATE/UPLOAD/DROP change store and registry together under store_mu.
  * Unnamed indexes stay in memory. */
@@ -141,7 +142,7 @@ struct Entry {
     // Shared by a composite and its children: they are one data structure.
     std::shared_ptr<std::shared_mutex> mu = std::make_shared<std::shared_mutex>();
     bool orphan = false;
-    bool stored = false; // `index` is a durable store handle
+    bool stored = false; // `index` (or `bindex`) is a durable store handle
     // `index` points inside the composite in deps[0] (FX_COMP_INNER): the
     // composite owns it, this entry only names it.
     bool borrowed = false;
@@ -395,6 +396,18 @@ void target(Entry* e, F f) {
     });
 }
 
+/* target() for a binary entry. */
+template <class F>
+void btarget(Entry* e, F f) {
+    if (!e->stored) {
+        f(e->bindex.get());
+        return;
+    }
+    fx::store::read_inner(e->bindex.get(), [&](const faiss::IndexBinary* in) {
+        f(const_cast<faiss::IndexBinary*>(in)); // callers only read
+    });
+}
+
 void refuse_stored(const Entry* e, const char* what) {
     if (e->stored)
         throw Error(FAISSX_E_UNSUPPORTED,
@@ -458,13 +471,19 @@ int64_t bkind_of(const faiss::IndexBinary* ix) {
 
 void write_info(fx_wbuf* w, Entry* e) {
     if (const faiss::IndexBinary* b = e->bindex.get()) {
+        int64_t kind = 0;
+        std::string cls;
+        btarget(e, [&](faiss::IndexBinary* in) {
+            kind = bkind_of(in);
+            cls = class_name(in);
+        });
         fx_w_u64(w, e->handle);
         fx_w_i64(w, b->d);
         fx_w_i64(w, b->metric_type);
         fx_w_i64(w, b->is_trained);
         fx_w_i64(w, b->ntotal);
-        fx_w_i64(w, bkind_of(b));
-        fx_w_str(w, class_name(b).c_str());
+        fx_w_i64(w, kind);
+        fx_w_str(w, cls.c_str());
         return;
     }
     // A stored index shows the kind and class of the index it keeps.
@@ -1615,7 +1634,9 @@ void op_download_begin(Req& q, fx_wbuf* w) {
         {
             std::shared_lock<std::shared_mutex> l(*e->mu);
             if (kind == FX_UPLOAD_BINARY)
-                faiss::write_index_binary(e->bindex.get(), &out);
+                btarget(e.get(), [&](faiss::IndexBinary* ix) {
+                    faiss::write_index_binary(ix, &out);
+                });
             else
                 target(e.get(), [&](faiss::Index* ix) {
                     faiss::write_index(ix, &out);
@@ -2191,23 +2212,44 @@ void write_bstate(fx_wbuf* w, const faiss::IndexBinary* ix) {
     fx_w_i64(w, ix->is_trained);
 }
 
-/* A named binary index cannot be logged by the durable store, which keeps
- * faiss::Index objects only: refused rather than silently volatile. */
-void refuse_durable_binary(Req& q, const std::string& name) {
-    if (!name.empty() && durable(q.s))
-        throw Error(FAISSX_E_UNSUPPORTED,
-                    "named binary index '" + name +
-                            "': this server keeps named indexes in its "
-                            "durable store, which cannot hold binary "
-                            "indexes (create it unnamed)");
+/* write_state_of for a binary entry: a retry the store recognised gets
+ * the state the original produced. */
+void write_bstate_of(fx_wbuf* w, Entry* e) {
+    fx::store::RequestTag* t = e->stored ? fx::store::request_tag() : nullptr;
+    if (t && t->hit) {
+        fx_w_i64(w, t->ntotal);
+        fx_w_i64(w, t->trained);
+        return;
+    }
+    write_bstate(w, e->bindex.get());
 }
 
+/* A named binary index on a durable server goes into the tenant's store
+ * (which takes `ix` over, also when it throws); others stay in memory.
+ * Holds store_mu from the name check to the registry insert, as named
+ * float CREATE/UPLOAD do. */
 void insert_binary(Req& q, fx_wbuf* w, std::unique_ptr<faiss::IndexBinary> ix,
-                   const std::string& name, EntryP dep = nullptr) {
+                   const std::string& name, EntryP dep = nullptr,
+                   const char* description = nullptr) {
     auto e = std::make_shared<Entry>();
     if (dep) {
         e->deps.push_back(dep);
         e->mu = dep->mu; // one data structure, one lock
+    }
+    std::unique_lock<std::mutex> sl;
+    if (!name.empty() && durable(q.s)) {
+        sl = std::unique_lock<std::mutex>(q.s->store_mu);
+        {
+            std::lock_guard<std::mutex> g(q.s->mu);
+            if (q.s->by_name.count({q.tenant, name}))
+                throw Error(FAISSX_E_EXISTS,
+                            "an index named '" + name + "' already exists");
+        }
+        fx::store::Store* st = tenant_store(q.s, q.tenant);
+        ix.reset(fx::store::create_index_binary_from(st, name.c_str(),
+                                                     ix.release(),
+                                                     description));
+        e->stored = true;
     }
     e->bindex = std::move(ix);
     e->tenant = q.tenant;
@@ -2230,17 +2272,15 @@ void bin_create(Req& q, fx_wbuf* w) {
         throw Error(FAISSX_E_INVALID,
                     "dimension must be in [1, " + std::to_string(kMaxDim) +
                             "] (got " + std::to_string(d) + ")");
-    refuse_durable_binary(q, name);
     FaissIndexBinary* ix = nullptr;
     api(faiss_index_binary_factory(&ix, (int)d, desc.c_str()));
     insert_binary(q, w, std::unique_ptr<faiss::IndexBinary>(fx::bindex(ix)),
-                  name);
+                  name, nullptr, desc.c_str());
 }
 
 void install_uploaded_binary(Req& q, fx_wbuf* w, const std::string& name,
                              const void* p, uint64_t n) {
     check_name(name);
-    refuse_durable_binary(q, name);
     std::unique_ptr<faiss::IndexBinary> ix(
             read_uploaded<faiss::IndexBinary>(p, n, "faiss binary index"));
     insert_binary(q, w, std::move(ix), name);
@@ -2258,6 +2298,9 @@ void bin_wrap_ivf(Req& q, fx_wbuf* w) {
     EntryP qe = lookup_kind(q.s, q.tenant, rd_u64(q), true);
     int64_t d = rd_i64(q), nlist = rd_i64(q);
     end(q);
+    // The IVF would change the quantizer (training adds the centroids)
+    // behind its handle's back.
+    refuse_stored(qe.get(), "building an IVF over it");
     std::unique_ptr<faiss::IndexBinary> ivf;
     {
         std::unique_lock<std::shared_mutex> l(*qe->mu);
@@ -2282,10 +2325,21 @@ void bin_param(Req& q, fx_wbuf* w, Entry* e, bool set) {
     std::string name = rd_str(q, kMaxParamName);
     double v = set ? rd_f64(q) : 0;
     end(q);
-    faiss::IndexBinary* ix = e->bindex.get();
-    auto ivf = dynamic_cast<faiss::IndexBinaryIVF*>(ix);
-    auto hnsw = dynamic_cast<faiss::IndexBinaryHNSW*>(ix);
+    if (set && e->stored) {
+        // Logged, acknowledged once durable (the store validates the name
+        // against the index behind the handle).
+        if (!std::isfinite(v))
+            throw Error(FAISSX_E_INVALID,
+                        "value of '" + name + "' is not finite");
+        WriteLock l(e);
+        fx::store::set_param(e->bindex.get(), name.c_str(), v);
+        write_bstate_of(w, e);
+        return;
+    }
     if (set) {
+        faiss::IndexBinary* ix = e->bindex.get();
+        auto ivf = dynamic_cast<faiss::IndexBinaryIVF*>(ix);
+        auto hnsw = dynamic_cast<faiss::IndexBinaryHNSW*>(ix);
         if (!std::isfinite(v))
             throw Error(FAISSX_E_INVALID,
                         "value of '" + name + "' is not finite");
@@ -2309,19 +2363,23 @@ void bin_param(Req& q, fx_wbuf* w, Entry* e, bool set) {
         return;
     }
     std::shared_lock<std::shared_mutex> l(*e->mu);
-    double out;
-    if (name == "verbose")
-        out = ix->verbose;
-    else if (name == "nprobe" && ivf)
-        out = (double)ivf->nprobe;
-    else if (name == "nlist" && ivf)
-        out = (double)ivf->nlist;
-    else if (name == "efSearch" && hnsw)
-        out = hnsw->hnsw.efSearch;
-    else
-        throw Error(FAISSX_E_UNSUPPORTED, "parameter '" + name +
-                                                  "' is not readable on " +
-                                                  class_name(ix));
+    double out = 0;
+    btarget(e, [&](faiss::IndexBinary* ix) {
+        auto ivf = dynamic_cast<const faiss::IndexBinaryIVF*>(ix);
+        auto hnsw = dynamic_cast<const faiss::IndexBinaryHNSW*>(ix);
+        if (name == "verbose")
+            out = ix->verbose;
+        else if (name == "nprobe" && ivf)
+            out = (double)ivf->nprobe;
+        else if (name == "nlist" && ivf)
+            out = (double)ivf->nlist;
+        else if (name == "efSearch" && hnsw)
+            out = hnsw->hnsw.efSearch;
+        else
+            throw Error(FAISSX_E_UNSUPPORTED, "parameter '" + name +
+                                                      "' is not readable on " +
+                                                      class_name(ix));
+    });
     fx_w_f64(w, out);
 }
 
@@ -2358,14 +2416,14 @@ void op_binary(Req& q, fx_wbuf* w) {
                                  ? rd_array<idx>(q, (uint64_t)n, "ids")
                                  : nullptr;
         end(q);
-        std::unique_lock<std::shared_mutex> l(*e->mu);
+        WriteLock l(e.get()); // a store handle serialises changes itself
         if (op == FX_BIN_TRAIN)
             api(faiss_IndexBinary_train(H, n, x));
         else if (op == FX_BIN_ADD)
             api(faiss_IndexBinary_add(H, n, x));
         else
             api(faiss_IndexBinary_add_with_ids(H, n, x, ids));
-        write_bstate(w, ix);
+        write_bstate_of(w, e.get());
         return;
     }
     case FX_BIN_SEARCH: {
@@ -2424,21 +2482,21 @@ void op_binary(Req& q, fx_wbuf* w) {
     }
     case FX_BIN_RESET: {
         end(q);
-        std::unique_lock<std::shared_mutex> l(*e->mu);
+        WriteLock l(e.get());
         api(faiss_IndexBinary_reset(H));
-        write_bstate(w, ix);
+        write_bstate_of(w, e.get());
         return;
     }
     case FX_BIN_REMOVE_IDS: {
         std::vector<std::unique_ptr<faiss::IDSelector>> keep;
         auto sel = rd_selector(q, 0, keep);
         end(q);
-        std::unique_lock<std::shared_mutex> l(*e->mu);
+        WriteLock l(e.get());
         size_t removed = 0;
         api(faiss_IndexBinary_remove_ids(
                 H, reinterpret_cast<FaissIDSelector*>(sel.get()), &removed));
         fx_w_u64(w, removed);
-        write_bstate(w, ix);
+        write_bstate_of(w, e.get());
         return;
     }
     case FX_BIN_RECONSTRUCT_N: {
@@ -2484,7 +2542,9 @@ void op_binary(Req& q, fx_wbuf* w) {
         faiss::VectorIOWriter out;
         {
             std::shared_lock<std::shared_mutex> l(*e->mu);
-            faiss::write_index_binary(ix, &out);
+            btarget(e.get(), [&](faiss::IndexBinary* in) {
+                faiss::write_index_binary(in, &out);
+            });
         }
         if (out.data.size() > q.s->conf.max_message_bytes)
             throw Error(FAISSX_E_LIMIT,
@@ -2499,7 +2559,10 @@ void op_binary(Req& q, fx_wbuf* w) {
         FaissIndexBinary* out = nullptr;
         {
             std::shared_lock<std::shared_mutex> l(*e->mu);
-            api(faissx_clone_index_binary(H, &out));
+            btarget(e.get(), [&](faiss::IndexBinary* in) {
+                api(faissx_clone_index_binary(
+                        reinterpret_cast<FaissIndexBinary*>(in), &out));
+            });
         }
         insert_binary(q, w, std::unique_ptr<faiss::IndexBinary>(fx::bindex(out)),
                       "");
@@ -2642,7 +2705,11 @@ void open_data_dir(fx_state* s) {
         for (const std::string& name : fx::store::list(store)) {
             auto e = std::make_shared<Entry>();
             try {
-                e->index.reset(fx::store::open_index(store, name.c_str()));
+                faiss::Index* f = nullptr;
+                faiss::IndexBinary* b = nullptr;
+                fx::store::open_any(store, name.c_str(), &f, &b);
+                e->index.reset(f);
+                e->bindex.reset(b);
             } catch (const std::exception& ex) {
                 take_report(s, store, t);
                 throw Error(FAISSX_E_IO,

@@ -174,8 +174,10 @@ bool remote_is(const faiss::Index* ix, int64_t kind);
 /* A faiss::IndexBinary living on a faissx-server (FX_OP_BINARY). */
 struct RemoteIndexBinary : faiss::IndexBinary {
     std::shared_ptr<Conn> conn;
-    uint64_t handle = 0;
+    /* Atomic: reopen() replaces it while other threads may use it. */
+    mutable std::atomic<uint64_t> handle{0};
     bool named = false;
+    std::string name; /* of a named index (for reopen) */
     int64_t kind = 0; /* FX_KIND_BINARY | FX_KIND_FLAT/IVF/HNSW */
     std::string cls;
     /* The quantizer handle an IVF was built from; freed with the IVF when
@@ -198,6 +200,9 @@ struct RemoteIndexBinary : faiss::IndexBinary {
     void reconstruct(idx_t key, uint8_t* recons) const override;
     void reconstruct_n(idx_t i0, idx_t ni, uint8_t* recons) const override;
 
+    /* As RemoteIndex::reopen: a named index whose handle the server no
+     * longer knows (it restarted) is opened by name again. */
+    bool reopen() const;
     /* Refresh ntotal/is_trained from the server. */
     void sync();
     void set_param(const char* name, double value);

@@ -60,10 +60,12 @@ RemoteIndexBinary* read_binfo(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
     return ix.release();
 }
 
-/* One FX_OP_BINARY round trip: the sub-op, then build's fields. */
+/* One FX_OP_BINARY round trip: the sub-op, then build's fields; with
+ * request id rid when not 0 (a retry across a restart reuses it). */
 void bcall(const Conn* c, int64_t op, int op_class,
            const std::function<void(fx_wbuf*)>& build,
-           const std::function<void(fx_rbuf*)>& parse) {
+           const std::function<void(fx_rbuf*)>& parse, uint64_t rid = 0) {
+    if (rid) fx_client_next_call_as(rid, 0);
     remote_call(c, FX_OP_BINARY, op_class,
                 [&](fx_wbuf* w) {
                     fx_w_i64(w, op);
@@ -72,9 +74,54 @@ void bcall(const Conn* c, int64_t op, int op_class,
                 parse);
 }
 
+/* with_reopen (remote.cpp) for a binary index: call(rid) once more with
+ * the same request id after reopening a named index whose handle the
+ * server no longer knows, so that the server's durable store recognises
+ * a mutation it applied before a restart. */
+template <class F>
+void with_reopen(const RemoteIndexBinary* ix, F call) {
+    uint64_t rid = ix->named ? fx_client_new_request_id(ix->conn->c) : 0;
+    try {
+        call(rid);
+        return;
+    } catch (const Error& e) {
+        if (e.code != FAISSX_E_NOT_FOUND || !ix->reopen()) throw;
+    }
+    call(rid);
+}
+
 } // namespace
 
 /* ---- RemoteIndexBinary ---- */
+
+bool RemoteIndexBinary::reopen() const {
+    if (!named || name.empty() || !conn) return false;
+    uint64_t h = 0;
+    int64_t d2 = 0, kind2 = 0;
+    try {
+        remote_call(conn.get(), FX_OP_OPEN, FAISSX_OP_ADMIN,
+                    [&](fx_wbuf* w) { fx_w_str(w, name.c_str()); },
+                    [&](fx_rbuf* r) {
+                        // info and binfo have the same layout
+                        int64_t v;
+                        char cls[256];
+                        if (fx_r_u64(r, &h) || fx_r_i64(r, &d2) ||
+                            fx_r_i64(r, &v) || fx_r_i64(r, &v) ||
+                            fx_r_i64(r, &v) || fx_r_i64(r, &kind2) ||
+                            fx_r_str(r, cls, sizeof cls - 1))
+                            remote_proto_error("binary index info", r);
+                    });
+    } catch (...) {
+        return false;
+    }
+    if (d2 != d || !(kind2 & FX_KIND_BINARY))
+        return false; // another index now has the name
+    fx_clog(FAISSX_LOG_INFO, "binary index '%s': handle %llu is gone (server "
+            "restarted?); reopened as %llu", name.c_str(),
+            (unsigned long long)handle.load(), (unsigned long long)h);
+    handle = h;
+    return true;
+}
 
 RemoteIndexBinary::~RemoteIndexBinary() {
     if (own_children)
@@ -91,35 +138,42 @@ RemoteIndexBinary::~RemoteIndexBinary() {
 }
 
 void RemoteIndexBinary::train(idx_t n, const uint8_t* x) {
-    bcall(conn.get(), FX_BIN_TRAIN, FAISSX_OP_TRAIN,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_array(w, x, (uint64_t)n * code_size, 1);
-          },
-          [&](fx_rbuf* r) { read_state(r, this, "binary train"); });
+    with_reopen(this, [&](uint64_t rid) {
+        bcall(conn.get(), FX_BIN_TRAIN, FAISSX_OP_TRAIN,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, n);
+                  fx_w_array(w, x, (uint64_t)n * code_size, 1);
+              },
+              [&](fx_rbuf* r) { read_state(r, this, "binary train"); }, rid);
+    });
 }
 
 void RemoteIndexBinary::add(idx_t n, const uint8_t* x) {
-    bcall(conn.get(), FX_BIN_ADD, FAISSX_OP_ADD,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_array(w, x, (uint64_t)n * code_size, 1);
-          },
-          [&](fx_rbuf* r) { read_state(r, this, "binary add"); });
+    with_reopen(this, [&](uint64_t rid) {
+        bcall(conn.get(), FX_BIN_ADD, FAISSX_OP_ADD,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, n);
+                  fx_w_array(w, x, (uint64_t)n * code_size, 1);
+              },
+              [&](fx_rbuf* r) { read_state(r, this, "binary add"); }, rid);
+    });
 }
 
 void RemoteIndexBinary::add_with_ids(idx_t n, const uint8_t* x,
                                      const idx_t* xids) {
-    bcall(conn.get(), FX_BIN_ADD_WITH_IDS, FAISSX_OP_ADD,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_array(w, x, (uint64_t)n * code_size, 1);
-              fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
-          },
-          [&](fx_rbuf* r) { read_state(r, this, "binary add_with_ids"); });
+    with_reopen(this, [&](uint64_t rid) {
+        bcall(conn.get(), FX_BIN_ADD_WITH_IDS, FAISSX_OP_ADD,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, n);
+                  fx_w_array(w, x, (uint64_t)n * code_size, 1);
+                  fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
+              },
+              [&](fx_rbuf* r) { read_state(r, this, "binary add_with_ids"); },
+              rid);
+    });
 }
 
 void RemoteIndexBinary::search(idx_t n, const uint8_t* x, idx_t k,
@@ -130,18 +184,20 @@ void RemoteIndexBinary::search(idx_t n, const uint8_t* x, idx_t k,
         throw Error(FAISSX_E_UNSUPPORTED,
                     "quantizer search parameters cannot be sent to a server");
     // The server applies them as faissx_IndexBinary_search_with_params.
-    bcall(conn.get(), FX_BIN_SEARCH, FAISSX_OP_SEARCH,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_i64(w, k);
-              fx_w_array(w, x, (uint64_t)n * code_size, 1);
-              if (params) remote_write_search_params(w, params);
-          },
-          [&](fx_rbuf* r) {
-              read_into(r, distances, (uint64_t)n * k, "binary search");
-              read_into(r, labels, (uint64_t)n * k, "binary search");
-          });
+    with_reopen(this, [&](uint64_t) {
+        bcall(conn.get(), FX_BIN_SEARCH, FAISSX_OP_SEARCH,
+                  [&](fx_wbuf* w) {
+                      fx_w_u64(w, handle);
+                      fx_w_i64(w, n);
+                      fx_w_i64(w, k);
+                      fx_w_array(w, x, (uint64_t)n * code_size, 1);
+                      if (params) remote_write_search_params(w, params);
+                  },
+                  [&](fx_rbuf* r) {
+                      read_into(r, distances, (uint64_t)n * k, "binary search");
+                      read_into(r, labels, (uint64_t)n * k, "binary search");
+                  });
+    });
 }
 
 void RemoteIndexBinary::range_search(idx_t n, const uint8_t* x, int radius,
@@ -150,106 +206,122 @@ void RemoteIndexBinary::range_search(idx_t n, const uint8_t* x, int radius,
     if (params)
         throw Error(FAISSX_E_UNSUPPORTED, "search parameters are not "
                                           "supported on remote binary indexes");
-    bcall(conn.get(), FX_BIN_RANGE_SEARCH, FAISSX_OP_SEARCH,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_i64(w, radius);
-              fx_w_array(w, x, (uint64_t)n * code_size, 1);
-          },
-          [&](fx_rbuf* r) {
-              const char* what = "binary range_search";
-              std::vector<uint64_t> lims(n + 1);
-              read_into(r, lims.data(), (uint64_t)n + 1, what);
-              if (lims[0] != 0) remote_proto_error(what, r);
-              for (idx_t i = 0; i < n; i++) {
-                  if (lims[i + 1] < lims[i]) remote_proto_error(what, r);
-                  result->lims[i] = lims[i + 1] - lims[i];
-              }
-              result->do_allocation();
-              read_into(r, result->labels, lims[n], what);
-              read_into(r, result->distances, lims[n], what);
-          });
+    with_reopen(this, [&](uint64_t) {
+        bcall(conn.get(), FX_BIN_RANGE_SEARCH, FAISSX_OP_SEARCH,
+                  [&](fx_wbuf* w) {
+                      fx_w_u64(w, handle);
+                      fx_w_i64(w, n);
+                      fx_w_i64(w, radius);
+                      fx_w_array(w, x, (uint64_t)n * code_size, 1);
+                  },
+                  [&](fx_rbuf* r) {
+                      const char* what = "binary range_search";
+                      std::vector<uint64_t> lims(n + 1);
+                      read_into(r, lims.data(), (uint64_t)n + 1, what);
+                      if (lims[0] != 0) remote_proto_error(what, r);
+                      for (idx_t i = 0; i < n; i++) {
+                          if (lims[i + 1] < lims[i]) remote_proto_error(what, r);
+                          result->lims[i] = lims[i + 1] - lims[i];
+                      }
+                      result->do_allocation();
+                      read_into(r, result->labels, lims[n], what);
+                      read_into(r, result->distances, lims[n], what);
+                  });
+    });
 }
 
 void RemoteIndexBinary::reset() {
-    bcall(conn.get(), FX_BIN_RESET, FAISSX_OP_ADD,
-          [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-          [&](fx_rbuf* r) { read_state(r, this, "binary reset"); });
+    with_reopen(this, [&](uint64_t rid) {
+        bcall(conn.get(), FX_BIN_RESET, FAISSX_OP_ADD,
+                  [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+                  [&](fx_rbuf* r) { read_state(r, this, "binary reset"); }, rid);
+    });
 }
 
 size_t RemoteIndexBinary::remove_ids(const faiss::IDSelector& sel) {
     uint64_t removed = 0;
-    bcall(conn.get(), FX_BIN_REMOVE_IDS, FAISSX_OP_ADD,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              remote_write_selector(w, &sel);
-          },
-          [&](fx_rbuf* r) {
-              if (fx_r_u64(r, &removed))
-                  remote_proto_error("binary remove_ids", r);
-              read_state(r, this, "binary remove_ids");
-          });
+    with_reopen(this, [&](uint64_t rid) {
+        bcall(conn.get(), FX_BIN_REMOVE_IDS, FAISSX_OP_ADD,
+                  [&](fx_wbuf* w) {
+                      fx_w_u64(w, handle);
+                      remote_write_selector(w, &sel);
+                  },
+                  [&](fx_rbuf* r) {
+                      if (fx_r_u64(r, &removed))
+                          remote_proto_error("binary remove_ids", r);
+                      read_state(r, this, "binary remove_ids");
+                  }, rid);
+    });
     return removed;
 }
 
 void RemoteIndexBinary::reconstruct(idx_t key, uint8_t* recons) const {
-    bcall(conn.get(), FX_BIN_RECONSTRUCT_KEYS, FAISSX_OP_SEARCH,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_array(w, &key, 1, sizeof(idx_t));
-          },
-          [&](fx_rbuf* r) {
-              read_into(r, recons, code_size, "binary reconstruct");
-          });
+    with_reopen(this, [&](uint64_t) {
+        bcall(conn.get(), FX_BIN_RECONSTRUCT_KEYS, FAISSX_OP_SEARCH,
+                  [&](fx_wbuf* w) {
+                      fx_w_u64(w, handle);
+                      fx_w_array(w, &key, 1, sizeof(idx_t));
+                  },
+                  [&](fx_rbuf* r) {
+                      read_into(r, recons, code_size, "binary reconstruct");
+                  });
+    });
 }
 
 void RemoteIndexBinary::reconstruct_n(idx_t i0, idx_t ni,
                                       uint8_t* recons) const {
-    bcall(conn.get(), FX_BIN_RECONSTRUCT_N, FAISSX_OP_SEARCH,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, i0);
-              fx_w_i64(w, ni);
-          },
-          [&](fx_rbuf* r) {
-              read_into(r, recons, ni > 0 ? (uint64_t)ni * code_size : 0,
-                        "binary reconstruct_n");
-          });
+    with_reopen(this, [&](uint64_t) {
+        bcall(conn.get(), FX_BIN_RECONSTRUCT_N, FAISSX_OP_SEARCH,
+                  [&](fx_wbuf* w) {
+                      fx_w_u64(w, handle);
+                      fx_w_i64(w, i0);
+                      fx_w_i64(w, ni);
+                  },
+                  [&](fx_rbuf* r) {
+                      read_into(r, recons, ni > 0 ? (uint64_t)ni * code_size : 0,
+                                "binary reconstruct_n");
+                  });
+    });
 }
 
 void RemoteIndexBinary::sync() {
-    bcall(conn.get(), FX_BIN_INFO, FAISSX_OP_ADMIN,
-          [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-          [&](fx_rbuf* r) {
-              std::unique_ptr<RemoteIndexBinary> tmp(
-                      read_binfo(r, nullptr, true));
-              ntotal = tmp->ntotal;
-              is_trained = tmp->is_trained;
-          });
+    with_reopen(this, [&](uint64_t) {
+        bcall(conn.get(), FX_BIN_INFO, FAISSX_OP_ADMIN,
+                  [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+                  [&](fx_rbuf* r) {
+                      std::unique_ptr<RemoteIndexBinary> tmp(
+                              read_binfo(r, nullptr, true));
+                      ntotal = tmp->ntotal;
+                      is_trained = tmp->is_trained;
+                  });
+    });
 }
 
 void RemoteIndexBinary::set_param(const char* name, double value) {
-    bcall(conn.get(), FX_BIN_SET_PARAM, FAISSX_OP_ADMIN,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_str(w, name);
-              fx_w_f64(w, value);
-          },
-          [&](fx_rbuf* r) { read_state(r, this, "binary set_param"); });
+    with_reopen(this, [&](uint64_t rid) {
+        bcall(conn.get(), FX_BIN_SET_PARAM, FAISSX_OP_ADMIN,
+                  [&](fx_wbuf* w) {
+                      fx_w_u64(w, handle);
+                      fx_w_str(w, name);
+                      fx_w_f64(w, value);
+                  },
+                  [&](fx_rbuf* r) { read_state(r, this, "binary set_param"); }, rid);
+    });
     if (!std::strcmp(name, "verbose")) verbose = value != 0;
 }
 
 double RemoteIndexBinary::get_param(const char* name) const {
     double v = 0;
-    bcall(conn.get(), FX_BIN_GET_PARAM, FAISSX_OP_ADMIN,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_str(w, name);
-          },
-          [&](fx_rbuf* r) {
-              if (fx_r_f64(r, &v)) remote_proto_error("binary get_param", r);
-          });
+    with_reopen(this, [&](uint64_t) {
+        bcall(conn.get(), FX_BIN_GET_PARAM, FAISSX_OP_ADMIN,
+                  [&](fx_wbuf* w) {
+                      fx_w_u64(w, handle);
+                      fx_w_str(w, name);
+                  },
+                  [&](fx_rbuf* r) {
+                      if (fx_r_f64(r, &v)) remote_proto_error("binary get_param", r);
+                  });
+    });
     return v;
 }
 
@@ -292,6 +364,7 @@ int remote_bin_create(const char* func, const std::shared_ptr<Conn>& conn,
                   fx_w_str(w, description);
               },
               [&](fx_rbuf* r) { ix = read_binfo(r, conn, name != nullptr); });
+        if (name) ix->name = name;
         *out = handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
         return 0;
     } catch (...) {
@@ -385,6 +458,7 @@ int faissx_index_binary_open(FaissIndexBinary** p_index, const char* name) {
                         }
                         ix = fx::read_binfo(r, c, true);
                     });
+    if (ix) ix->name = name;
     if (!ix)
         return fx::fail(FAISSX_E_INVALID, __func__,
                         "index '%s' is not a binary index (open it with "

@@ -578,3 +578,119 @@ Test(exactly_once_server, remove_ids_after_checkpoint_server_killed,
      .fini = stop, .timeout = 120) {
     killed_and_restarted(M_REMOVE, 1);
 }
+
+/* The same for a named binary index: the reply to a binary add (or
+ * remove_ids) is dropped, the server killed and restarted, and the
+ * client's retry -- which reopens the binary index by name with the same
+ * request id -- is answered from the store's memory, not applied again. */
+typedef struct {
+    FaissIndexBinary* ix;
+    int remove;
+    const uint8_t* x;
+    int rc;
+    size_t removed;
+    char err[512];
+} bcall_t;
+
+enum { BD = 64, BCS = BD / 8 };
+
+static void* run_bcall(void* arg) {
+    bcall_t* c = arg;
+    if (!c->remove) {
+        c->rc = faiss_IndexBinary_add(c->ix, 5, c->x);
+    } else {
+        FaissIDSelectorRange* sel = NULL;
+        c->rc = faiss_IDSelectorRange_new(&sel, 5, 9);
+        if (c->rc == 0)
+            c->rc = faiss_IndexBinary_remove_ids(c->ix, (FaissIDSelector*)sel,
+                                                 &c->removed);
+        faiss_IDSelector_free((FaissIDSelector*)sel);
+    }
+    if (c->rc) snprintf(c->err, sizeof c->err, "%s", faiss_get_last_error());
+    return NULL;
+}
+
+static void bin_killed_and_restarted(int remove) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("eo-bin"));
+    /* Replies: CREATE (1), [prefill (2),] the mutation (dropped). */
+    const char* args[] = {"--data-dir", dir, "--test-drop-replies",
+                          remove ? "3" : "2", NULL};
+    fxt_server_start(&srv, args);
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    o.url = srv.url;
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o.timeout_ms[i] = 60000;
+    o.attempt_timeout_ms = 20000;
+    o.max_attempts = 5;
+    o.backoff_base_ms = 20;
+    o.backoff_cap_ms = 200;
+    FXT_OK(faissx_configure_ex(&o));
+
+    uint8_t base[20 * BCS], x[5 * BCS];
+    unsigned seed = 3;
+    for (size_t i = 0; i < sizeof base; i++) base[i] = (uint8_t)(rand_r(&seed) >> 4);
+    for (size_t i = 0; i < sizeof x; i++) x[i] = (uint8_t)(rand_r(&seed) >> 4);
+    FaissIndexBinary* ix = NULL;
+    FXT_OK(faissx_index_binary_create(&ix, "beo", BD, "BFlat"));
+    if (remove) FXT_OK(faiss_IndexBinary_add(ix, 20, base));
+    bcall_t c = {ix, remove, x, -1, 0, ""};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, run_bcall, &c), 0);
+    uint64_t waited = 0;
+    while (!log_has("dropping the reply") && waited < 30000) {
+        sleep_ms(20);
+        waited += 20;
+    }
+    cr_assert(log_has("dropping the reply"), "no reply was dropped:\n%s",
+              fxt_server_log(&srv));
+    fxt_server_kill(&srv);
+    const char* args2[] = {"--data-dir", dir, NULL};
+    fxt_server_restart(&srv, args2);
+    pthread_join(t, NULL);
+    cr_assert_eq(c.rc, 0, "the retry failed: %s", c.err);
+
+    int64_t want = remove ? 20 - 4 : 5;
+    FaissIndexBinary* again = NULL;
+    FXT_OK(faissx_index_binary_open(&again, "beo"));
+    cr_assert_eq(faiss_IndexBinary_ntotal(again), want, "ntotal %lld, expected %lld",
+                 (long long)faiss_IndexBinary_ntotal(again), (long long)want);
+    cr_assert_eq(faiss_IndexBinary_ntotal(ix), want,
+                 "the retry's reply gave ntotal %lld",
+                 (long long)faiss_IndexBinary_ntotal(ix));
+    if (remove) cr_assert_eq(c.removed, 4);
+    /* The data equal a local index given the mutation once. */
+    const uint8_t* q = remove ? base : x;
+    int nq = remove ? 20 : 5;
+    int32_t d1[20 * 3], d2[20 * 3];
+    idx_t l1[20 * 3], l2[20 * 3];
+    FXT_OK(faiss_IndexBinary_search(again, nq, q, 3, d1, l1));
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FaissIndexBinary* ref = NULL;
+    FXT_OK(faiss_index_binary_factory(&ref, BD, "BFlat"));
+    if (remove) {
+        FXT_OK(faiss_IndexBinary_add(ref, 20, base));
+        FaissIDSelectorRange* sel = NULL;
+        FXT_OK(faiss_IDSelectorRange_new(&sel, 5, 9));
+        size_t n = 0;
+        FXT_OK(faiss_IndexBinary_remove_ids(ref, (FaissIDSelector*)sel, &n));
+        faiss_IDSelector_free((FaissIDSelector*)sel);
+    } else {
+        FXT_OK(faiss_IndexBinary_add(ref, 5, x));
+    }
+    FXT_OK(faiss_IndexBinary_search(ref, nq, q, 3, d2, l2));
+    FXT_SAME(l1, l2, sizeof(idx_t) * nq * 3);
+    FXT_SAME(d1, d2, sizeof(int32_t) * nq * 3);
+    faiss_IndexBinary_free(ref);
+    faiss_IndexBinary_free(again);
+    faiss_IndexBinary_free(ix);
+}
+
+Test(exactly_once_server, binary_add_reply_dropped_server_killed,
+     .fini = stop, .timeout = 120) {
+    bin_killed_and_restarted(0);
+}
+Test(exactly_once_server, binary_remove_ids_reply_dropped_server_killed,
+     .fini = stop, .timeout = 120) {
+    bin_killed_and_restarted(1);
+}

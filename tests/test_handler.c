@@ -2945,7 +2945,7 @@ Test(handler, binary_bad_input_gets_errors_and_server_keeps_serving) {
     fx_state_free(s);
 }
 
-Test(handler, named_binary_refused_by_durable_server) {
+Test(handler, named_binary_kept_by_durable_server) {
     faissx_remote_disable();
     fx_server_conf c;
     fx_server_conf_init(&c);
@@ -2953,12 +2953,24 @@ Test(handler, named_binary_refused_by_durable_server) {
     fx_state* s = NULL;
     char err[256] = "";
     cr_assert_eq(fx_state_new(&c, &s, err, sizeof err), 0, "%s", err);
+    info_t in;
+    bcreate(s, "", "named", 64, "BFlat", &in);
+    cr_assert_eq(in.d, 64);
+    cr_assert_eq(fx_state_stored_count(s), 1);
+    /* unnamed binary indexes live in memory */
+    bcreate(s, "", "", 64, "BFlat", NULL);
+    cr_assert_eq(fx_state_stored_count(s), 1);
     rep_t p;
     EXPECT_ERR(req_bcreate(s, "", "named", 64, "BFlat", NULL, &p), p,
-               FAISSX_E_UNSUPPORTED, "durable store");
+               FAISSX_E_EXISTS, "already exists");
     rep_free(&p);
-    /* unnamed binary indexes are fine (they live in memory) */
-    bcreate(s, "", "", 64, "BFlat", NULL);
-    cr_assert_eq(fx_state_stored_count(s), 0);
+    EXPECT_ERR(req_bcreate(s, "", "bad", 64, "NoSuchBinary", NULL, &p), p,
+               FAISSX_E_FAISS, "did not generate an index");
+    rep_free(&p);
+    cr_assert_eq(fx_state_stored_count(s), 1, "a failed create stored nothing");
+    fx_state_free(s);
+    /* a new server on the same directory restores it */
+    cr_assert_eq(fx_state_new(&c, &s, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(fx_state_stored_count(s), 1);
     fx_state_free(s);
 }

@@ -273,6 +273,102 @@ Test(server_store, train_after_restart_equals_local, .fini = stop_server) {
     free(xq);
 }
 
+/* A named binary index lives in the store like a float one: every
+ * acknowledged change survives kill -9, searches after the restart equal
+ * a local index built with the same calls, and drop removes it for good. */
+Test(server_store, binary_named_index_survives_kill9, .fini = stop_server) {
+    fresh_data_dir("bin");
+    start_on_data(NULL);
+    enum { BD = 64, CS = 8, BT = 600, BN = 400, BQ = 10, BK = 5 };
+    unsigned seed = 11;
+    uint8_t* xt = malloc(BT * CS);
+    uint8_t* xq = malloc(BQ * CS);
+    for (int i = 0; i < BT * CS; i++) xt[i] = (uint8_t)(rand_r(&seed) >> 5);
+    for (int i = 0; i < BQ * CS; i++) xq[i] = (uint8_t)(rand_r(&seed) >> 5);
+    idx_t ids[100];
+    for (int i = 0; i < 100; i++) ids[i] = 7000 + i;
+    FaissIndexBinary* rem = NULL;
+    FXT_OK(faissx_index_binary_create(&rem, "bivf", BD, "BIVF8"));
+    FaissIndexBinary* flat = NULL;
+    FXT_OK(faissx_index_binary_create(&flat, "bflat", BD, "BFlat"));
+    cr_assert(exists("%s/tenants/default/%s/MANIFEST", data_dir, "bivf"));
+    // The same calls on the server and (below) locally.
+    FXT_OK(faiss_IndexBinary_train(rem, BT, xt));
+    FXT_OK(faiss_IndexBinary_add(rem, BN - 100, xt));
+    FXT_OK(faiss_IndexBinary_add_with_ids(rem, 100, xt + (BN - 100) * CS, ids));
+    FaissIDSelectorRange* sel = NULL;
+    FXT_OK(faiss_IDSelectorRange_new(&sel, 20, 60));
+    size_t removed = 0;
+    FXT_OK(faiss_IndexBinary_remove_ids(rem, (FaissIDSelector*)sel, &removed));
+    cr_assert_eq(removed, 40);
+    FaissIndexBinaryIVF* civf = faiss_IndexBinaryIVF_cast(rem);
+    cr_assert(civf != NULL, "%s", faiss_get_last_error());
+    faiss_IndexBinaryIVF_set_nprobe(civf, 3); // logged: survives the kill
+    cr_assert_eq(faiss_IndexBinaryIVF_nprobe(civf), 3);
+    FXT_OK(faiss_IndexBinary_add(flat, BN, xt));
+    FXT_OK(faiss_IndexBinary_reset(flat));
+    FXT_OK(faiss_IndexBinary_add(flat, 50, xt));
+    faiss_IndexBinary_free(rem);
+    faiss_IndexBinary_free(flat);
+    faissx_configure(NULL, NULL, 0);
+    fxt_server_kill(&srv);
+    start_on_data(NULL);
+
+    FaissIndexBinary *loc = NULL, *locf = NULL;
+    FXT_OK(faissx_index_binary_open(&rem, "bivf"));
+    FXT_OK(faissx_index_binary_open(&flat, "bflat"));
+    cr_assert(faiss_IndexBinary_is_trained(rem));
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_binary_factory(&loc, BD, "BIVF8"));
+    FXT_OK(faiss_IndexBinary_train(loc, BT, xt));
+    FXT_OK(faiss_IndexBinary_add(loc, BN - 100, xt));
+    FXT_OK(faiss_IndexBinary_add_with_ids(loc, 100, xt + (BN - 100) * CS, ids));
+    FXT_OK(faiss_IndexBinary_remove_ids(loc, (FaissIDSelector*)sel, &removed));
+    faiss_IndexBinaryIVF_set_nprobe(faiss_IndexBinaryIVF_cast(loc), 3);
+    FXT_OK(faiss_index_binary_factory(&locf, BD, "BFlat"));
+    FXT_OK(faiss_IndexBinary_add(locf, 50, xt));
+    FXT_OK(faissx_configure(srv.url, NULL, 20000));
+    cr_assert_eq(faiss_IndexBinary_ntotal(rem), faiss_IndexBinary_ntotal(loc));
+    cr_assert_eq(faiss_IndexBinary_ntotal(flat), 50);
+    int32_t D1[BQ * BK], D2[BQ * BK];
+    idx_t I1[BQ * BK], I2[BQ * BK];
+    FXT_OK(faiss_IndexBinary_search(rem, BQ, xq, BK, D1, I1));
+    FXT_OK(faiss_IndexBinary_search(loc, BQ, xq, BK, D2, I2));
+    FXT_SAME(I1, I2, sizeof I1);
+    FXT_SAME(D1, D2, sizeof D1);
+    FXT_OK(faiss_IndexBinary_search(flat, BQ, xq, BK, D1, I1));
+    FXT_OK(faiss_IndexBinary_search(locf, BQ, xq, BK, D2, I2));
+    FXT_SAME(I1, I2, sizeof I1);
+    FXT_SAME(D1, D2, sizeof D1);
+    // The stored index is served with its own class and parameters.
+    FaissIndexBinaryIVF* rivf = faiss_IndexBinaryIVF_cast(rem);
+    cr_assert(rivf != NULL, "%s", faiss_get_last_error());
+    cr_assert_eq(faiss_IndexBinaryIVF_nprobe(rivf), 3);
+    // Errors: a float open of a binary name, a binary create of a taken
+    // name; neither changes anything.
+    FaissIndex* f = NULL;
+    FXT_ERR(faissx_index_open(&f, "bivf"), "binary");
+    FaissIndexBinary* b2 = NULL;
+    FXT_ERR(faissx_index_binary_create(&b2, "bflat", BD, "BFlat"), "exists");
+    FXT_ERR(faissx_index_binary_create(&b2, "bad", 12, "BFlat"), "multiple of 8");
+    cr_assert(!exists("%s/tenants/default/%s", data_dir, "bad"));
+    // Drop removes it from disk; a restart does not bring it back.
+    FXT_OK(faissx_index_drop("bflat"));
+    cr_assert(!exists("%s/tenants/default/%s", data_dir, "bflat"));
+    faissx_configure(NULL, NULL, 0);
+    fxt_server_kill(&srv);
+    start_on_data(NULL);
+    const char* const want[] = {"bivf"};
+    expect_names(want, 1);
+    faiss_IDSelector_free((FaissIDSelector*)sel);
+    faiss_IndexBinary_free(rem);
+    faiss_IndexBinary_free(flat);
+    faiss_IndexBinary_free(loc);
+    faiss_IndexBinary_free(locf);
+    free(xt);
+    free(xq);
+}
+
 /* What cannot be logged is refused on a stored index, with a reason; the
  * same calls work on an unnamed one. */
 Test(server_store, unloggable_changes_are_refused, .fini = stop_server) {
