@@ -33,13 +33,17 @@ int faissx_store_open(FaissxStore** out, const char* dir,
     FX_REQUIRE(dir[0] != '\0', "argument 'dir' is empty");
     fx::store::Options o;
     if (opts) {
-        FX_REQUIRE(opts->sync == FAISSX_SYNC_ALWAYS ||
-                           opts->sync == FAISSX_SYNC_INTERVAL ||
-                           opts->sync == FAISSX_SYNC_NONE,
-                   "opts->sync: unknown sync policy %d", (int)opts->sync);
-        FX_REQUIRE(opts->sync != FAISSX_SYNC_INTERVAL || opts->interval_ms > 0,
+        // Read as an int: a C caller may store any value in the enum field,
+        // and loading an out-of-range value as the C++ enum is undefined.
+        int sync;
+        static_assert(sizeof opts->sync == sizeof sync, "enum is int-sized");
+        std::memcpy(&sync, &opts->sync, sizeof sync);
+        FX_REQUIRE(sync == FAISSX_SYNC_ALWAYS || sync == FAISSX_SYNC_INTERVAL ||
+                           sync == FAISSX_SYNC_NONE,
+                   "opts->sync: unknown sync policy %d", sync);
+        FX_REQUIRE(sync != FAISSX_SYNC_INTERVAL || opts->interval_ms > 0,
                    "opts->interval_ms must be > 0 (got %d)", opts->interval_ms);
-        o.sync = (fx::wal::Sync)opts->sync;
+        o.sync = (fx::wal::Sync)sync;
         o.interval_ms = opts->interval_ms;
         o.snapshot_log_bytes = opts->snapshot_log_bytes;
         o.repair = opts->repair != 0;
