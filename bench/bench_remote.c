@@ -13,9 +13,10 @@
  *      both next to their ceiling: the same request and reply bytes
  *      through raw NNG round trips to an echo thread of this program
  *      (nothing computed), reported as local / (local + raw);
- *   3. single-query latency on Flat nb and HNSW<M> over hnsw-nb vectors
- *      at efSearch ef, each query a triple measured back to back: local,
- *      remote, and
+ *   3. single-query latency on Flat nb, HNSW<M> over hnsw-nb vectors at
+ *      efSearch ef and a Flat of tiny-nb vectors (the call's own cost,
+ *      without a search whose jitter hides it), each query a triple
+ *      measured back to back: local, remote, and
  *   4. the floor: a raw NNG req/rep round trip carrying the same bytes as
  *      one single-query search (request and reply sizes of the faissx
  *      protocol) to an echo thread of this program, over the same
@@ -100,6 +101,7 @@ typedef struct {
     int hnsw_m;
     int ef;
     int64_t hnsw_nsingle; /* HNSW single queries per round */
+    int64_t tiny_nb;      /* a Flat this small: the call's own cost */
     int64_t scale_hnsw;   /* queries per scaling run, HNSW */
     int64_t scale_flat;   /* queries per scaling run, Flat */
     int clients[MAX_CLIENTS];
@@ -130,6 +132,8 @@ static void usage(FILE* f, const char* prog) {
             "  --hnsw-m N         HNSW M (32)\n"
             "  --ef N             HNSW efSearch (64)\n"
             "  --hnsw-nsingle N   HNSW single queries per round (1000)\n"
+            "  --tiny-nb N        a Flat of N vectors, searched like HNSW, so\n"
+            "                     the search itself costs next to nothing (10)\n"
             "  --scale-hnsw N     queries per concurrency run, HNSW (4000)\n"
             "  --scale-flat N     queries per concurrency run, Flat (200)\n"
             "  --clients LIST     concurrent client threads (1,4,16)\n"
@@ -177,7 +181,8 @@ static int parse_args(int argc, char** argv, options* o) {
     *o = (options){
             .d = 128, .nb = 100000, .add_batch = 10000, .nq = 1000, .k = 10,
             .nsingle = 300, .hnsw_nb = 20000, .hnsw_m = 32, .ef = 64,
-            .hnsw_nsingle = 1000, .scale_hnsw = 4000, .scale_flat = 200,
+            .hnsw_nsingle = 1000, .tiny_nb = 10, .scale_hnsw = 4000,
+            .scale_flat = 200,
             .clients = {1, 4, 16}, .nclients = 3, .ncentres = 1000,
             .transports = {T_TCP, T_IPC}, .ntransports = 2,
             .sigma = 0.25, .rounds = 5, .warmup = 1, .threads = 1,
@@ -232,6 +237,7 @@ static int parse_args(int argc, char** argv, options* o) {
         INTOPT("--hnsw-m", hnsw_m, 2)
         INTOPT("--ef", ef, 1)
         INTOPT("--hnsw-nsingle", hnsw_nsingle, 1)
+        INTOPT("--tiny-nb", tiny_nb, 1)
         INTOPT("--scale-hnsw", scale_hnsw, 1)
         INTOPT("--scale-flat", scale_flat, 1)
         INTOPT("--centres", ncentres, 1)
@@ -262,6 +268,7 @@ static int parse_args(int argc, char** argv, options* o) {
         return -1;
     }
     if (o->add_batch > o->nb) o->add_batch = o->nb;
+    if (o->tiny_nb > o->nb) o->tiny_nb = o->nb;
     return 0;
 }
 
@@ -794,7 +801,7 @@ typedef struct {
 
 static thru_row thru[2 * MAX_TRANSPORTS];
 static int nthru;
-static lat_row lat[2 * MAX_TRANSPORTS];
+static lat_row lat[3 * MAX_TRANSPORTS];
 static int nlat;
 static scale_row scale[2 * MAX_CLIENTS * MAX_TRANSPORTS];
 static int nscale;
@@ -1432,6 +1439,24 @@ int main(int argc, char** argv) {
         snprintf(name, sizeof name, "HNSW%d %lld, efSearch %d", o.hnsw_m,
                  (long long)o.hnsw_nb, o.ef);
         bench_latency(&o, name, via, hnsw, &e, xq, o.hnsw_nsingle);
+        {
+            /* The same call on a Flat of tiny-nb vectors: the excess
+             * without a computation whose jitter could hide it. */
+            FaissIndex* tiny[2];
+            MUST(faiss_IndexFlatL2_new_with(&fl, o.d));
+            tiny[LOCAL] = (FaissIndex*)fl;
+            MUST(faissx_configure(url[t], NULL, 600000));
+            MUST(faiss_IndexFlatL2_new_with(&fl, o.d));
+            tiny[REMOTE] = (FaissIndex*)fl;
+            MUST(faissx_configure(NULL, NULL, 0));
+            for (int s = 0; s < 2; s++)
+                MUST(faiss_Index_add(tiny[s], o.tiny_nb, xb));
+            char tname[64];
+            snprintf(tname, sizeof tname, "Flat %lld (the call alone)",
+                     (long long)o.tiny_nb);
+            bench_latency(&o, tname, via, tiny, &e, xq, o.hnsw_nsingle);
+            for (int s = 0; s < 2; s++) faiss_Index_free(tiny[s]);
+        }
         fprintf(stderr, "%s: latency done (%.0f s)\n", via,
                 bench_now() - t_start);
         if (ti == 0) {
