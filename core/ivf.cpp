@@ -200,8 +200,16 @@ int faiss_IndexIVF_search_preassigned(const FaissIndexIVF* index, idx_t n,
         FX_REQUIRE(n == 0 || (assign && centroid_dis),
                    "assign and centroid_dis must not be NULL");
         FX_TRY
-        size_t np = std::min((size_t)r->get_param("nprobe"),
-                             (size_t)r->get_param("nlist"));
+        // One round trip: assign holds min(nprobe, nlist) lists per
+        // query for the nprobe this handle last saw (index info, or the
+        // caller's own set / get) -- the value the caller sized it by. The
+        // server refuses the call with a clear error when its nprobe is
+        // another now (another client changed it). Asked for only from a
+        // server that does not send them in its index info.
+        int64_t nl = r->nlist_seen, npr = r->nprobe_seen;
+        if (nl < 0) nl = (int64_t)r->get_param("nlist");
+        if (npr < 0) npr = (int64_t)r->get_param("nprobe");
+        size_t np = std::min((size_t)npr, (size_t)nl);
         r->ivf_call(FX_IVF_SEARCH_PREASSIGNED,
                     [&](fx_wbuf* w) {
                         fx_w_i64(w, n);

@@ -647,6 +647,9 @@ void fx_reply_free(fx_reply* rep) {
 static _Thread_local int thread_timeout_ms;
 static _Thread_local uint64_t next_request_id;
 static _Thread_local uint32_t next_flags;
+static _Thread_local uint32_t next_wait_ms;
+/* Attempts sent by every client of the process (fx_client_round_trips). */
+static _Atomic uint64_t round_trips;
 
 uint64_t fx_client_new_request_id(fx_client* c) {
     return atomic_fetch_add(&c->next_id, 1);
@@ -655,6 +658,14 @@ uint64_t fx_client_new_request_id(fx_client* c) {
 void fx_client_next_call_as(uint64_t request_id, uint32_t flags) {
     next_request_id = request_id;
     next_flags = flags;
+}
+
+void fx_client_next_call_wait(uint32_t ms) {
+    next_wait_ms = ms;
+}
+
+uint64_t fx_client_round_trips(void) {
+    return atomic_load(&round_trips);
 }
 
 int fx_client_thread_timeout(int ms) {
@@ -786,8 +797,10 @@ static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
                 size_t errsz) {
     uint64_t want_id = next_request_id; /* fx_client_next_call_as */
     uint32_t want_flags = next_flags;
+    uint32_t want_wait = next_wait_ms; /* fx_client_next_call_wait */
     next_request_id = 0;
     next_flags = 0;
+    next_wait_ms = 0;
     rep->msg = NULL;
     if (op_class < 0 || op_class >= FAISSX_OP_CLASS_COUNT)
         op_class = fx_op_class(op);
@@ -795,6 +808,9 @@ static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
                              ? (uint32_t)thread_timeout_ms
                              : atomic_load(&c->timeout_ms[op_class]);
     uint64_t start = mono_ms(), deadline = start + total;
+    /* The server is told `deadline`; this call gives up at `wait_end`. */
+    uint32_t waited = want_wait && want_wait < total ? want_wait : total;
+    uint64_t wait_end = start + waited;
     fx_hdr h;
     memset(&h, 0, sizeof h);
     h.op = (uint16_t)op;
@@ -810,12 +826,13 @@ static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
             rv = NNG_ECLOSED;
             break;
         }
-        if (now >= deadline) {
+        if (now >= wait_end) {
             rv = NNG_ETIMEDOUT;
             break;
         }
-        uint64_t left = deadline - now;
-        h.timeout_ms = (uint32_t)left; /* the server skips it after this */
+        uint64_t left = wait_end - now;
+        /* the server skips it after this */
+        h.timeout_ms = (uint32_t)(deadline - now);
         nng_msg* req;
         int brc = request_msg(c, w, build, arg, &h,
                               tries + 1 >= c->max_attempts, &req, err, errsz);
@@ -823,6 +840,7 @@ static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
         uint64_t wait = c->attempt_timeout_ms && c->attempt_timeout_ms < left
                                 ? c->attempt_timeout_ms : left;
         tries++;
+        atomic_fetch_add(&round_trips, 1);
         fx_sock* s = pick_socket(c);
         atomic_fetch_add(&s->busy, 1);
         rv = attempt(s, req, wait, &msg);
@@ -833,7 +851,7 @@ static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
         if (cap > c->backoff_cap_ms) cap = c->backoff_cap_ms;
         uint64_t pause = nng_random() % (cap + 1);
         now = mono_ms();
-        if (now + pause >= deadline) {
+        if (now + pause >= wait_end) {
             rv = NNG_ETIMEDOUT; /* no time left for another attempt */
             break;
         }
@@ -851,7 +869,7 @@ static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
         }
         if (rv == NNG_ETIMEDOUT) {
             snprintf(err, errsz, "%s to %s: no reply within %u ms (%d "
-                     "attempt%s%s)", fx_op_name(op), c->url, total, tries,
+                     "attempt%s%s)", fx_op_name(op), c->url, waited, tries,
                      tries == 1 ? "" : "s",
                      atomic_load(&c->npipes) ? ""
                                              : "; not connected");

@@ -76,6 +76,19 @@ int fx_client_call_build(fx_client* c, int op, int op_class,
                          fx_build_fn build, void* arg, fx_reply* rep,
                          char* err, size_t errsz);
 
+/* The calling thread's next fx_client_call gives up after ms (0: at its
+ * deadline) when that is sooner than its deadline, while the request still
+ * tells the server the full deadline (so a busy server runs it all the
+ * same); then forgets it. RELEASE uses FX_RELEASE_WAIT_MS: freeing a
+ * handle does not wait out the admin deadline for a server that died (it
+ * reclaims a gone client's unnamed indexes itself). */
+void fx_client_next_call_wait(uint32_t ms);
+#define FX_RELEASE_WAIT_MS 1000
+
+/* Attempts (request messages sent) by every client of the process since
+ * it started: a round-trip count for tests and benchmarks. */
+uint64_t fx_client_round_trips(void);
+
 /* The calling thread's timeout override (0 = none); returns the old one. */
 int fx_client_thread_timeout(int ms);
 

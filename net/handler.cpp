@@ -469,13 +469,28 @@ int64_t bkind_of(const faiss::IndexBinary* ix) {
     return k;
 }
 
+/* The sizes at the end of index info (docs/protocol.md, "Index info"):
+ * they let a client size search_preassigned and sa_decode requests without
+ * asking first; the server checks them again on each request. */
+void write_info_sizes(fx_wbuf* w, int64_t nlist, int64_t nprobe,
+                      int64_t code_size) {
+    fx_w_i64(w, nlist);
+    fx_w_i64(w, nprobe);
+    fx_w_i64(w, code_size);
+}
+
 void write_info(fx_wbuf* w, Entry* e) {
     if (const faiss::IndexBinary* b = e->bindex.get()) {
-        int64_t kind = 0;
+        int64_t kind = 0, nlist = 0, nprobe = 0, code_size = 0;
         std::string cls;
         btarget(e, [&](faiss::IndexBinary* in) {
             kind = bkind_of(in);
             cls = class_name(in);
+            if (auto bivf = dynamic_cast<const faiss::IndexBinaryIVF*>(in)) {
+                nlist = (int64_t)bivf->nlist;
+                nprobe = (int64_t)bivf->nprobe;
+            }
+            code_size = in->code_size;
         });
         fx_w_u64(w, e->handle);
         fx_w_i64(w, b->d);
@@ -484,14 +499,24 @@ void write_info(fx_wbuf* w, Entry* e) {
         fx_w_i64(w, b->ntotal);
         fx_w_i64(w, kind);
         fx_w_str(w, cls.c_str());
+        write_info_sizes(w, nlist, nprobe, code_size);
         return;
     }
     // A stored index shows the kind and class of the index it keeps.
-    int64_t kind = 0;
+    int64_t kind = 0, nlist = 0, nprobe = 0, code_size = -1;
     std::string cls;
     target(e, [&](faiss::Index* in) {
         kind = kind_of(in);
         cls = class_name(in);
+        if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(in)) {
+            nlist = (int64_t)ivf->nlist;
+            nprobe = (int64_t)ivf->nprobe;
+        }
+        try {
+            code_size = (int64_t)in->sa_code_size();
+        } catch (const std::exception&) {
+            code_size = -1; // no standalone codec
+        }
     });
     const faiss::Index* ix = e->index.get();
     fx_w_u64(w, e->handle);
@@ -501,6 +526,7 @@ void write_info(fx_wbuf* w, Entry* e) {
     fx_w_i64(w, ix->ntotal);
     fx_w_i64(w, kind);
     fx_w_str(w, cls.c_str());
+    write_info_sizes(w, nlist, nprobe, code_size);
 }
 
 void write_state(fx_wbuf* w, const faiss::Index* ix) {
@@ -2066,6 +2092,32 @@ void fetch(Req& q, fx_wbuf* w, faiss::Index* ix, const std::string& what,
     }
 }
 
+/* search_preassigned's assign or centroid_dis: n * np elements, np =
+ * min(nprobe, nlist) of ivf now. */
+template <class T>
+const T* rd_probes(Req& q, int64_t n, size_t np, const faiss::IndexIVF* ivf,
+                   const char* what) {
+    const void* p;
+    uint64_t c;
+    fx_r_array(&q.r, sizeof(T), UINT64_MAX / sizeof(T), &p, &c);
+    check(&q.r);
+    if (c != (uint64_t)n * np) {
+        std::string m = std::string(what) + " has " + std::to_string(c) +
+                        " elements, expected n * min(nprobe, nlist) = " +
+                        std::to_string(n) + " * " + std::to_string(np) +
+                        " (nprobe " + std::to_string(ivf->nprobe) +
+                        ", nlist " + std::to_string(ivf->nlist) + ")";
+        if (n > 0 && c % (uint64_t)n == 0)
+            m += ": the call was sized for nprobe " +
+                 std::to_string(c / (uint64_t)n) +
+                 "; nprobe was changed (by another client?) since this "
+                 "client last read it: read it again "
+                 "(faiss_IndexIVF_nprobe) and size assign by it";
+        throw Error(FAISSX_E_INVALID, m);
+    }
+    return static_cast<const T*>(aligned(q, p, c, sizeof(T)));
+}
+
 /* The IVF operation `op` on ix (other_ix: COPY_SUBSET_TO's destination),
  * with the locks taken. */
 void ivf_op(Req& q, fx_wbuf* w, int64_t op, faiss::Index* ix,
@@ -2092,8 +2144,10 @@ void ivf_op(Req& q, fx_wbuf* w, int64_t op, faiss::Index* ix,
             throw Error(FAISSX_E_INVALID, "k out of range");
         size_t np = std::min(ivf->nprobe, ivf->nlist);
         const float* x = rd_array<float>(q, (uint64_t)n * d, "x");
-        const idx* assign = rd_array<idx>(q, (uint64_t)n * np, "assign");
-        const float* cd = rd_array<float>(q, (uint64_t)n * np, "centroid_dis");
+        // The client sized assign by the nprobe it last saw (index info,
+        // its own set or get): another client may have changed it since.
+        const idx* assign = rd_probes<idx>(q, n, np, ivf, "assign");
+        const float* cd = rd_probes<float>(q, n, np, ivf, "centroid_dis");
         end(q);
         uint64_t nk = (uint64_t)n * k;
         reply_fits(q, nk, 12);

@@ -449,6 +449,11 @@ RemoteIndex* read_info(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
     ix->kind = rd_i64(r, "index info");
     if (fx_r_str(r, cls, sizeof cls - 1)) proto_error("index info", r);
     ix->cls = cls;
+    int64_t sizes[3];
+    remote_read_info_sizes(r, sizes);
+    ix->nlist_seen = sizes[0];
+    ix->nprobe_seen = sizes[1];
+    ix->code_size_seen = sizes[2];
     ix->conn = conn;
     ix->named = named;
     return ix.release();
@@ -571,6 +576,21 @@ std::string key_begin(const RemoteIndex* r, char call) {
 
 /* ---- RemoteIndex ---- */
 
+void remote_read_info_sizes(fx_rbuf* r, int64_t out[3]) {
+    for (int i = 0; i < 3; i++) out[i] = RemoteIndex::kSizeUnknown;
+    if (r->pos == r->len) return; // a server that predates them
+    for (int i = 0; i < 3; i++) out[i] = rd_i64(r, "index info");
+}
+
+void RemoteIndex::take_sizes(const RemoteIndex& o) {
+    // Not nprobe: it stays the value this handle's caller last set or
+    // read, which the caller's search_preassigned buffers are sized by
+    // (a refresh for ntotal must not make the next call read more).
+    if (o.nlist_seen != kSizeUnknown) nlist_seen = o.nlist_seen.load();
+    if (o.code_size_seen != kSizeUnknown)
+        code_size_seen = o.code_size_seen.load();
+}
+
 bool RemoteIndex::reopen() const {
     if (!named || name.empty() || !conn) return false;
     std::unique_ptr<RemoteIndex> tmp;
@@ -589,6 +609,7 @@ bool RemoteIndex::reopen() const {
             (unsigned long long)handle.load(),
             (unsigned long long)tmp->handle.load());
     handle = tmp->handle.load();
+    const_cast<RemoteIndex*>(this)->take_sizes(*tmp);
     return true;
 }
 
@@ -605,6 +626,10 @@ RemoteIndex::~RemoteIndex() {
     if (named || !conn || fx_client_state(conn->c) != FAISSX_CONN_CONNECTED)
         return;
     try {
+        // A short wait (docs/client.md, "Freeing a remote index"): a
+        // server that died just now would otherwise hold the free for the
+        // whole admin deadline.
+        fx_client_next_call_wait(FX_RELEASE_WAIT_MS);
         rcall(conn.get(), FX_OP_RELEASE,
               [&](fx_wbuf* w) { fx_w_u64(w, handle); }, no_reply);
     } catch (...) {
@@ -884,6 +909,9 @@ void RemoteIndex::compute_residual_n(idx_t n, const float* xs,
 }
 
 size_t RemoteIndex::sa_code_size() const {
+    // A code size does not change while the index lives: the one in the
+    // index info is the server's. (-1, no codec: ask, for its error.)
+    if (code_size_seen >= 0) return (size_t)code_size_seen.load();
     uint64_t cs = 0;
     rcall(conn.get(), FX_OP_SA_CODE_SIZE,
           [&](fx_wbuf* w) { fx_w_u64(w, handle); },
@@ -914,7 +942,14 @@ void RemoteIndex::sa_encode(idx_t n, const float* x, uint8_t* bytes) const {
 }
 
 void RemoteIndex::sa_decode(idx_t n, const uint8_t* bytes, float* x) const {
-    size_t cs = sa_code_size();
+    // One round trip: the code size from the index info (asked for only
+    // from a server that does not send it). The server checks the array
+    // against its own; an index without a codec (-1) sends none and gets
+    // the server's refusal.
+    int64_t seen = code_size_seen;
+    size_t cs = seen == kSizeUnknown ? sa_code_size()
+                : seen < 0           ? 0
+                                     : (size_t)seen;
     rcall(conn.get(), FX_OP_SA_DECODE,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -1000,6 +1035,7 @@ void RemoteIndex::sync(idx_t* nt, bool* trained) {
     if (ntotal != tmp->ntotal) ntotal = tmp->ntotal;
     if (is_trained != tmp->is_trained) is_trained = tmp->is_trained;
     if (kind != tmp->kind) kind = tmp->kind;
+    take_sizes(*tmp);
     if (nt) *nt = tmp->ntotal;
     if (trained) *trained = tmp->is_trained;
 }
@@ -1027,9 +1063,18 @@ void RemoteIndex::set_param(const char* name, double value) {
               [&](fx_rbuf* r) { read_state(r, this, "set_param"); });
     });
     if (!std::strcmp(name, "verbose")) verbose = value != 0;
+    // What the server now has (faiss's ParameterSpace sets int(value)):
+    // a caller sizes search_preassigned's assign by it.
+    if (!std::strcmp(name, "nprobe"))
+        nprobe_seen = value >= 0 && value <= INT_MAX ? (int64_t)(int)value
+                                                      : kSizeUnknown;
 }
 
 double RemoteIndex::get_param(const char* name) const {
+    // An IVF's nlist is fixed when it is built: the index info's is the
+    // server's (no round trip).
+    if (!std::strcmp(name, "nlist") && nlist_seen > 0)
+        return (double)nlist_seen.load();
     double v = 0;
     rcall(conn.get(), FX_OP_GET_PARAM,
           [&](fx_wbuf* w) {
@@ -1039,6 +1084,9 @@ double RemoteIndex::get_param(const char* name) const {
           [&](fx_rbuf* r) {
               if (fx_r_f64(r, &v)) proto_error("get_param", r);
           });
+    auto self = const_cast<RemoteIndex*>(this);
+    if (!std::strcmp(name, "nprobe")) self->nprobe_seen = (int64_t)v;
+    if (!std::strcmp(name, "nlist")) self->nlist_seen = (int64_t)v;
     return v;
 }
 
@@ -1102,6 +1150,7 @@ void RemoteIndex::prepend_transform(const std::vector<uint8_t>& vt_bytes) {
     ntotal = tmp->ntotal;
     is_trained = tmp->is_trained;
     kind = tmp->kind;
+    take_sizes(*tmp);
 }
 
 RemoteIndex* RemoteIndex::inner(int64_t k) {

@@ -52,6 +52,20 @@ struct RemoteIndex : faiss::Index {
      * remote_wrap, or its child): a write through it invalidates the
      * client cache of its whole server. */
     bool linked = false;
+    /* Sizes from index info (docs/protocol.md, "Index info"), so that
+     * search_preassigned and sa_decode size their requests without asking
+     * first: nlist (0: not an IVF), the nprobe this handle last saw (info,
+     * or its own set_param / get_param: the value a caller sizes assign
+     * by), sa_code_size (-1: no standalone codec); kSizeUnknown from a
+     * server that does not send them (then they are asked for). The
+     * server checks them again on every request, so a stale nprobe (other
+     * clients change it) costs a clear error, never a wrong size. */
+    static constexpr int64_t kSizeUnknown = -2;
+    std::atomic<int64_t> nlist_seen{kSizeUnknown}, nprobe_seen{kSizeUnknown},
+            code_size_seen{kSizeUnknown};
+    /* Copies nlist and the code size of `o` (fresh index info) when it
+     * has them; not nprobe (see nprobe_seen). */
+    void take_sizes(const RemoteIndex& o);
 
     ~RemoteIndex() override;
     /* A named index whose handle the server no longer knows (it
@@ -240,6 +254,10 @@ int remote_bin_clone(const char* func, const RemoteIndexBinary* src,
 void remote_call(const Conn* c, int op, int op_class,
                  const std::function<void(fx_wbuf*)>& build,
                  const std::function<void(fx_rbuf*)>& parse);
+/* Reads the sizes at the end of index info (nlist, nprobe, code size)
+ * into out, or sets them to RemoteIndex::kSizeUnknown when the reply ends
+ * before them (a server that predates them). */
+void remote_read_info_sizes(fx_rbuf* r, int64_t out[3]);
 /* Encodes an IDSelector (docs/protocol.md, "Selectors"); throws for types
  * that cannot travel. */
 void remote_write_selector(fx_wbuf* w, const faiss::IDSelector* s);

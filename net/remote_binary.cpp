@@ -51,6 +51,8 @@ RemoteIndexBinary* read_binfo(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
     ix->kind = rd_i64(r, "binary index info");
     if (fx_r_str(r, cls, sizeof cls - 1))
         remote_proto_error("binary index info", r);
+    int64_t sizes[3]; // binary calls size their requests by d
+    remote_read_info_sizes(r, sizes);
     if (!(ix->kind & FX_KIND_BINARY))
         throw Error(FAISSX_E_PROTOCOL, "the server answered with a "
                                        "non-binary index");
@@ -129,6 +131,7 @@ RemoteIndexBinary::~RemoteIndexBinary() {
     if (named || !conn || fx_client_state(conn->c) != FAISSX_CONN_CONNECTED)
         return;
     try {
+        fx_client_next_call_wait(FX_RELEASE_WAIT_MS); // as ~RemoteIndex
         remote_call(conn.get(), FX_OP_RELEASE, FAISSX_OP_ADMIN,
                     [&](fx_wbuf* w) { fx_w_u64(w, handle); },
                     [](fx_rbuf*) {});

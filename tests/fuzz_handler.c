@@ -185,6 +185,12 @@ static void check_info(fx_rbuf* r) {
     need(r, fx_r_u64(r, &h), "handle");
     for (int i = 0; i < 5; i++) need(r, fx_r_i64(r, &v), "info");
     need(r, fx_r_str(r, cls, sizeof cls - 1), "class");
+    need(r, fx_r_i64(r, &v), "nlist");
+    CHECK(v >= 0, "negative nlist");
+    need(r, fx_r_i64(r, &v), "nprobe");
+    CHECK(v >= 0, "negative nprobe");
+    need(r, fx_r_i64(r, &v), "code size");
+    CHECK(v >= -1, "code size %lld", (long long)v);
 }
 
 static void check_state(fx_rbuf* r) {

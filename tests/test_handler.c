@@ -171,6 +171,7 @@ typedef struct {
     uint64_t handle;
     int64_t d, metric, is_trained, ntotal, kind;
     char cls[128];
+    int64_t nlist, nprobe, code_size; /* the sizes at the end */
 } info_t;
 
 static void r_info(rep_t* p, info_t* i) {
@@ -181,6 +182,9 @@ static void r_info(rep_t* p, info_t* i) {
     i->ntotal = r_i64(p);
     i->kind = r_i64(p);
     cr_assert_eq(fx_r_str(&p->r, i->cls, sizeof i->cls - 1), 0);
+    i->nlist = r_i64(p);
+    i->nprobe = r_i64(p);
+    i->code_size = r_i64(p);
     r_end(p);
 }
 
@@ -1848,6 +1852,14 @@ Test(handler, serialize_upload_round_trip) {
     EXPECT_OK(req_get_param(s, K_ALICE, iu.handle, "nprobe", &v, &p), p);
     rep_free(&p);
     cr_assert_eq(v, 3);
+    /* The sizes at the end of the info are the index's, as faiss has them
+     * for the same index built locally. */
+    size_t lcs = 0;
+    FXT_OK(faiss_Index_sa_code_size(loc, &lcs));
+    FaissIndexIVF* livf = faiss_IndexIVF_cast(loc);
+    cr_assert_eq(iu.nlist, (int64_t)faiss_IndexIVF_nlist(livf));
+    cr_assert_eq(iu.nprobe, (int64_t)faiss_IndexIVF_nprobe(livf));
+    cr_assert_eq(iu.code_size, (int64_t)lcs);
 
     float D0[40], D1[40], D2[40], Dl[40];
     idx_t I0[40], I1[40], I2[40], Il[40];

@@ -6,6 +6,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "net/client.h"
 #include "net/proto.h"
 
 #include <fcntl.h>
@@ -703,4 +704,150 @@ Test(remote, tls_with_verified_certificate, .init = start_tls, .fini = stop) {
     if (rc == 0) rc = faiss_index_factory(&bad, 4, "Flat", METRIC_L2);
     cr_assert_neq(rc, 0, "a server with an untrusted certificate was accepted");
     unsetenv("FAISSX_TLS_CA");
+}
+
+/* ---- round trips (docs/client.md, "Round trips") ---- */
+
+/* Request messages this process sent since t0 (fx_client_round_trips). */
+static uint64_t trips_since(uint64_t t0) {
+    return fx_client_round_trips() - t0;
+}
+
+enum { RT_D = 16, RT_NB = 600, RT_NQ = 6, RT_K = 5, RT_NLIST = 8,
+       RT_NPMAX = 8 };
+
+/* Coarse assignment of xq to np lists by the local index's quantizer (the
+ * remote one's is trained the same way: equal). */
+static void rt_assign(FaissIndexIVF* livf, const float* xq, int np,
+                      idx_t* assign, float* cd) {
+    FaissIndex* q = faiss_IndexIVF_quantizer(livf);
+    FXT_OK(faiss_Index_search(q, RT_NQ, xq, np, cd, assign));
+}
+
+/* search_preassigned of the remote handle r and the local one with the
+ * same nprobe: equal results, one round trip. */
+static void rt_same_preassigned(FaissIndexIVF* livf, FaissIndexIVF* r,
+                                const float* xq, int np) {
+    idx_t assign[RT_NQ * RT_NPMAX], Il[RT_NQ * RT_K], Ir[RT_NQ * RT_K];
+    float cd[RT_NQ * RT_NPMAX], Dl[RT_NQ * RT_K], Dr[RT_NQ * RT_K];
+    rt_assign(livf, xq, np, assign, cd);
+    FXT_OK(faiss_IndexIVF_search_preassigned(livf, RT_NQ, xq, RT_K, assign,
+                                             cd, Dl, Il, 0));
+    uint64_t t = fx_client_round_trips();
+    FXT_OK(faiss_IndexIVF_search_preassigned(r, RT_NQ, xq, RT_K, assign, cd,
+                                             Dr, Ir, 0));
+    cr_assert_eq(trips_since(t), 1, "search_preassigned took %llu round "
+                 "trips", (unsigned long long)trips_since(t));
+    FXT_SAME(Il, Ir, sizeof Il);
+    FXT_SAME(Dl, Dr, sizeof Dl);
+}
+
+Test(remote, preassigned_and_sa_decode_one_round_trip, .init = start_plain,
+     .fini = stop) {
+    float* xb = fxt_clustered(RT_NB, RT_D, 8, 0.1f, 71);
+    float* xq = fxt_clustered(RT_NQ, RT_D, 8, 0.1f, 72);
+    FaissIndex *loc = NULL, *a = NULL, *b = NULL;
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_factory(&loc, RT_D, "IVF8,Flat", METRIC_L2));
+    FXT_OK(faiss_Index_train(loc, RT_NB, xb));
+    FXT_OK(faiss_Index_add(loc, RT_NB, xb));
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FXT_OK(faissx_index_create(&a, "rt_ivf", RT_D, "IVF8,Flat", METRIC_L2));
+    FXT_OK(faiss_Index_train(a, RT_NB, xb));
+    FXT_OK(faiss_Index_add(a, RT_NB, xb));
+    FaissIndexIVF* livf = faiss_IndexIVF_cast(loc);
+    FaissIndexIVF* aivf = faiss_IndexIVF_cast(a);
+    cr_assert_not_null(aivf);
+
+    /* nlist is fixed when the index is built: known from the index info. */
+    uint64_t t = fx_client_round_trips();
+    cr_assert_eq(faiss_IndexIVF_nlist(aivf), faiss_IndexIVF_nlist(livf));
+    cr_assert_eq(trips_since(t), 0);
+
+    /* The nprobe this handle set sizes the call: one round trip. */
+    faiss_IndexIVF_set_nprobe(livf, 3);
+    faiss_IndexIVF_set_nprobe(aivf, 3);
+    rt_same_preassigned(livf, aivf, xq, 3);
+
+    /* Another client changes nprobe: a call still sized for 3 is refused
+     * with a clear error (nothing is read past what the caller sized, no
+     * output written), in one round trip. */
+    FXT_OK(faissx_index_open(&b, "rt_ivf"));
+    FaissIndexIVF* bivf = faiss_IndexIVF_cast(b);
+    faiss_IndexIVF_set_nprobe(bivf, 5);
+    {
+        idx_t assign[RT_NQ * 3], I[RT_NQ * RT_K], I0[RT_NQ * RT_K];
+        float cd[RT_NQ * 3], D[RT_NQ * RT_K], D0[RT_NQ * RT_K];
+        rt_assign(livf, xq, 3, assign, cd);
+        memset(D, 0x5a, sizeof D);
+        memset(I, 0x5a, sizeof I);
+        memcpy(D0, D, sizeof D);
+        memcpy(I0, I, sizeof I);
+        t = fx_client_round_trips();
+        FXT_ERR(faiss_IndexIVF_search_preassigned(aivf, RT_NQ, xq, RT_K,
+                                                  assign, cd, D, I, 0),
+                "nprobe was changed");
+        cr_assert(strstr(faiss_get_last_error(), "nprobe 5"), "%s",
+                  faiss_get_last_error());
+        cr_assert_eq(trips_since(t), 1);
+        FXT_SAME(D, D0, sizeof D);
+        FXT_SAME(I, I0, sizeof I);
+    }
+    /* Reading nprobe again (one round trip) sizes the next call by it;
+     * results equal local faiss with that nprobe. */
+    t = fx_client_round_trips();
+    cr_assert_eq(faiss_IndexIVF_nprobe(aivf), 5);
+    cr_assert_eq(trips_since(t), 1);
+    faiss_IndexIVF_set_nprobe(livf, 5);
+    rt_same_preassigned(livf, aivf, xq, 5);
+    /* The other handle set 5 itself: sized right too. */
+    rt_same_preassigned(livf, bivf, xq, 5);
+    {
+        idx_t assign[RT_NQ * 5], I[RT_NQ * RT_K];
+        float cd[RT_NQ * 5], D[RT_NQ * RT_K];
+        rt_assign(livf, xq, 5, assign, cd);
+        assign[7] = RT_NLIST;
+        FXT_ERR(faiss_IndexIVF_search_preassigned(aivf, RT_NQ, xq, RT_K,
+                                                  assign, cd, D, I, 0),
+                "outside [-1, 8)");
+        assign[7] = -2;
+        FXT_ERR(faiss_IndexIVF_search_preassigned(bivf, RT_NQ, xq, RT_K,
+                                                  assign, cd, D, I, 0),
+                "outside [-1, 8)");
+    }
+
+    /* sa_code_size from the index info; sa_decode in one round trip,
+     * equal to local faiss. */
+    size_t lcs = 0, rcs = 0;
+    FXT_OK(faiss_Index_sa_code_size(loc, &lcs));
+    t = fx_client_round_trips();
+    FXT_OK(faiss_Index_sa_code_size(a, &rcs));
+    cr_assert_eq(trips_since(t), 0);
+    cr_assert_eq(rcs, lcs);
+    uint8_t* codes = malloc(RT_NQ * lcs);
+    float *xl = malloc(sizeof(float) * RT_NQ * RT_D),
+          *xr = malloc(sizeof(float) * RT_NQ * RT_D);
+    FXT_OK(faiss_Index_sa_encode(loc, RT_NQ, xq, codes));
+    FXT_OK(faiss_Index_sa_decode(loc, RT_NQ, codes, xl));
+    t = fx_client_round_trips();
+    FXT_OK(faiss_Index_sa_decode(a, RT_NQ, codes, xr));
+    cr_assert_eq(trips_since(t), 1, "sa_decode took %llu round trips",
+                 (unsigned long long)trips_since(t));
+    FXT_SAME(xl, xr, sizeof(float) * RT_NQ * RT_D);
+    t = fx_client_round_trips();
+    FXT_OK(faiss_Index_sa_encode(a, RT_NQ, xq, codes));
+    cr_assert_eq(trips_since(t), 1);
+    /* A code naming a list outside [0, nlist): a clear error. */
+    codes[lcs] = 200;
+    FXT_ERR(faiss_Index_sa_decode(a, RT_NQ, codes, xr), "list_no < nlist");
+
+    faiss_Index_free(b);
+    faiss_Index_free(a);
+    faiss_Index_free(loc);
+    FXT_OK(faissx_index_drop("rt_ivf"));
+    free(codes);
+    free(xl);
+    free(xr);
+    free(xb);
+    free(xq);
 }

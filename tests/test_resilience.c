@@ -6,6 +6,7 @@
 #include "common.h"
 #include "server_fixture.h"
 
+#include "net/client.h"
 #include "net/proto.h"
 #include "net/server.h"
 
@@ -591,6 +592,72 @@ Test(deadline, killed_server_short_thread_deadline, .fini = stop) {
     cr_assert_eq(faissx_set_thread_timeout(old), 300);
     faiss_Index_free(ix);
     free(xb);
+}
+
+/* Freeing an unnamed index waits at most FX_RELEASE_WAIT_MS for RELEASE,
+ * not the admin deadline (20 s here): for a stopped server (connections up,
+ * nothing answers) and for a killed one. Generous bound: 3x the wait. */
+Test(deadline, free_after_the_server_died_returns_quickly, .fini = stop) {
+    fxt_server_start(&srv, NULL);
+    FaissxClientOptions o;
+    opts_for(&o, srv.url, 20000);
+    o.backoff_base_ms = 5;
+    o.backoff_cap_ms = 50;
+    FXT_OK(faissx_configure_ex(&o));
+    FaissIndex *a = NULL, *b = NULL, *c = NULL;
+    FaissIndexBinary *ba = NULL, *bb = NULL;
+    FXT_OK(faiss_index_factory(&a, 8, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_factory(&b, 8, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_factory(&c, 8, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_binary_factory(&ba, 64, "BFlat"));
+    FXT_OK(faiss_index_binary_factory(&bb, 64, "BFlat"));
+    cr_assert(faissx_index_is_remote(a));
+    cr_assert(faissx_index_binary_is_remote(ba));
+    /* The server is up: a free is one quick round trip. */
+    faiss_Index_free(c);
+
+    kill(srv.pid, SIGSTOP);
+    uint64_t t0 = mono_ms();
+    faiss_Index_free(a);
+    uint64_t ms_a = mono_ms() - t0;
+    t0 = mono_ms();
+    faiss_IndexBinary_free(ba);
+    uint64_t ms_ba = mono_ms() - t0;
+    kill(srv.pid, SIGCONT);
+    cr_assert(ms_a < 3 * FX_RELEASE_WAIT_MS,
+              "free with the server stopped took %llu ms",
+              (unsigned long long)ms_a);
+    cr_assert(ms_ba < 3 * FX_RELEASE_WAIT_MS,
+              "binary free with the server stopped took %llu ms",
+              (unsigned long long)ms_ba);
+
+    fxt_server_kill(&srv);
+    t0 = mono_ms();
+    faiss_Index_free(b);
+    uint64_t ms_b = mono_ms() - t0;
+    t0 = mono_ms();
+    faiss_IndexBinary_free(bb);
+    uint64_t ms_bb = mono_ms() - t0;
+    cr_assert(ms_b < 3 * FX_RELEASE_WAIT_MS,
+              "free after the server was killed took %llu ms",
+              (unsigned long long)ms_b);
+    cr_assert(ms_bb < 3 * FX_RELEASE_WAIT_MS,
+              "binary free after the server was killed took %llu ms",
+              (unsigned long long)ms_bb);
+    /* Other calls keep the full deadline: a list against the dead server
+     * fails, but only once the class's (shortened here) deadline passed. */
+    int old = faissx_set_thread_timeout(2 * FX_RELEASE_WAIT_MS);
+    char** names = NULL;
+    size_t n = 0;
+    t0 = mono_ms();
+    int rc = faissx_index_list(&names, &n);
+    uint64_t ms_l = mono_ms() - t0;
+    faissx_set_thread_timeout(old);
+    cr_assert(rc == FAISSX_E_TIMEOUT || rc == FAISSX_E_NET, "%d %s", rc,
+              faiss_get_last_error());
+    if (rc == FAISSX_E_TIMEOUT)
+        cr_assert(ms_l >= 2 * FX_RELEASE_WAIT_MS - 50,
+                  "list gave up after %llu ms", (unsigned long long)ms_l);
 }
 
 /* A request that went out and whose connection then closed, reply never
