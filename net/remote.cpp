@@ -318,6 +318,16 @@ void upload_bytes(const Conn* c, const uint8_t* data, uint64_t n, int kind,
     job->step(job->total());
 }
 
+} // namespace
+
+void remote_upload(const Conn* c, const uint8_t* data, uint64_t n, int kind,
+                   const char* name, const std::function<void()>& single,
+                   const std::function<void(fx_rbuf*)>& info) {
+    upload_bytes(c, data, n, kind, name, single, info);
+}
+
+namespace {
+
 /* ---- chunked download (docs/protocol.md, "Chunked download") ---- */
 
 /* Tells the server it may drop download `id` (best effort, as aborts). */

@@ -169,6 +169,16 @@ std::vector<uint8_t> remote_download(
         const Conn* c, uint64_t handle, int kind,
         const std::function<std::vector<uint8_t>()>& single);
 
+/* Uploads n faiss index bytes of kind FX_UPLOAD_* in chunks
+ * (UPLOAD_BEGIN/CHUNK/COMMIT, ABORT on failure or cancel) and commits them
+ * as `name` (NULL or "": unnamed), with progress (FAISSX_PROGRESS_UPLOAD)
+ * and cancellation between chunks; single() sends small uploads (and all
+ * of them to a server that predates chunked uploads) in one message.
+ * info() reads COMMIT's (or single()'s) reply. Throws fx::Error. */
+void remote_upload(const Conn* c, const uint8_t* data, uint64_t n, int kind,
+                   const char* name, const std::function<void()>& single,
+                   const std::function<void(fx_rbuf*)>& info);
+
 /* Builds a composite of wrap type `type` (FX_WRAP_*) over a remote child
  * on the child's server (FX_OP_WRAP: they share one data structure there,
  * as in a local faiss program); `fields` writes the type's fields. The child

@@ -7,6 +7,8 @@
 
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
 
 #include <cstring>
 #include <memory>
@@ -468,6 +470,57 @@ int faissx_index_binary_open(FaissIndexBinary** p_index, const char* name) {
                         "faissx_index_open)",
                         name);
     *p_index = fx::handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
+    return 0;
+    FX_CATCH
+}
+
+int faissx_index_binary_upload(const FaissIndexBinary* local,
+                               const char* name,
+                               FaissIndexBinary** p_index) {
+    FX_NOT_NULL(local);
+    FX_NOT_NULL(p_index);
+    if (name && !name[0]) name = nullptr; // "" means unnamed, as NULL
+    FX_REQUIRE(!fx::as_remote_bin(fx::bindex(local)),
+               "the index is already remote (use "
+               "faissx_clone_index_binary)");
+    std::shared_ptr<fx::Conn> c;
+    if (int rc = fx::remote_named_conn(__func__, &c)) return rc;
+    FX_TRY
+    faiss::VectorIOWriter bytes;
+    faiss::write_index_binary(fx::bindex(local), &bytes);
+    const std::vector<uint8_t>& b = bytes.data;
+    fx::RemoteIndexBinary* ix = nullptr;
+    auto info = [&](fx_rbuf* r) { ix = fx::read_binfo(r, c, name != nullptr); };
+    fx::remote_upload(
+            c.get(), b.data(), b.size(), FX_UPLOAD_BINARY, name,
+            [&] {
+                fx::bcall(c.get(), FX_BIN_UPLOAD, FAISSX_OP_ADMIN,
+                          [&](fx_wbuf* w) {
+                              fx_w_str(w, name ? name : "");
+                              fx_w_array(w, b.data(), b.size(), 1);
+                          },
+                          info);
+            },
+            info);
+    *p_index = fx::handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
+    return 0;
+    FX_CATCH
+}
+
+int faissx_index_binary_download(const FaissIndexBinary* index,
+                                 FaissIndexBinary** p_local) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(p_local);
+    FX_TRY
+    faiss::VectorIOReader in;
+    if (auto r = fx::as_remote_bin(fx::bindex(index))) {
+        in.data = r->serialize();
+    } else {
+        faiss::VectorIOWriter w;
+        faiss::write_index_binary(fx::bindex(index), &w);
+        in.data.swap(w.data);
+    }
+    *p_local = fx::handle<FaissIndexBinary>(faiss::read_index_binary(&in));
     return 0;
     FX_CATCH
 }

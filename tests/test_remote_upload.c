@@ -597,6 +597,290 @@ Test(remote_upload, binary_kind_installs_a_binary_index, .init = start,
     faiss_IndexBinary_free(bin);
 }
 
+/* ---- faissx_index_binary_upload / _download --------------------------------- */
+
+#define BD 256 /* bits: 32 bytes a vector */
+
+/* A local binary flat index of n vectors and its serialized bytes (made
+ * before faissx_configure: in remote mode the factory builds on the
+ * server). */
+static FaissIndexBinary* local_bflat(int n, uint64_t seed, uint8_t** codes,
+                                     uint8_t** bytes, size_t* nbytes) {
+    FaissIndexBinary* bin = NULL;
+    FXT_OK(faiss_index_binary_factory(&bin, BD, "BFlat"));
+    cr_assert_not(faissx_index_binary_is_remote(bin));
+    *codes = fxt_bytes((size_t)n, BD, seed);
+    FXT_OK(faiss_IndexBinary_add(bin, n, *codes));
+    char* buf = NULL;
+    FILE* f = open_memstream(&buf, nbytes);
+    cr_assert_not_null(f);
+    FXT_OK(faiss_write_index_binary(bin, f));
+    fclose(f);
+    *bytes = (uint8_t*)buf;
+    return bin;
+}
+
+/* Searches of binary indexes loc and rem agree bit for bit. */
+static void same_bsearch(FaissIndexBinary* loc, FaissIndexBinary* rem,
+                         const uint8_t* xq) {
+    int32_t dl[10 * 5], dr[10 * 5];
+    idx_t il[10 * 5], ir[10 * 5];
+    FXT_OK(faiss_IndexBinary_search(loc, 10, xq, 5, dl, il));
+    FXT_OK(faiss_IndexBinary_search(rem, 10, xq, 5, dr, ir));
+    FXT_SAME(il, ir, sizeof il);
+    FXT_SAME(dl, dr, sizeof dl);
+    cr_assert_eq(faiss_IndexBinary_ntotal(rem), faiss_IndexBinary_ntotal(loc));
+}
+
+/* The bytes faiss_write_index_binary writes for ix (a remote one: the
+ * server's). */
+static uint8_t* bindex_bytes(FaissIndexBinary* ix, size_t* n) {
+    char* buf = NULL;
+    FILE* f = open_memstream(&buf, n);
+    cr_assert_not_null(f);
+    FXT_OK(faiss_write_index_binary(ix, f));
+    fclose(f);
+    return (uint8_t*)buf;
+}
+
+Test(remote_upload, binary_upload_download_round_trip, .init = start,
+     .fini = stop) {
+    enum { NBIN = 36000 }; /* about 1.1 MiB: many chunks */
+    uint8_t *codes, *bytes;
+    size_t nbytes;
+    FaissIndexBinary* loc = local_bflat(NBIN, 95, &codes, &bytes, &nbytes);
+    cr_assert_gt(nbytes, (size_t)16 * 65536);
+    cr_assert_lt(nbytes, (size_t)LIMIT);
+    uint8_t *small_codes, *small_bytes;
+    size_t small_n;
+    FaissIndexBinary* small_loc =
+            local_bflat(300, 96, &small_codes, &small_bytes, &small_n);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+
+    /* named, chunked, with progress per chunk up to the total */
+    Seen s;
+    seen_init(&s);
+    faissx_set_progress_callback(on_progress, &s);
+    FaissIndexBinary* rem = NULL;
+    FXT_OK(faissx_index_binary_upload(loc, "bup", &rem));
+    faissx_set_progress_callback(NULL, NULL);
+    cr_assert(faissx_index_binary_is_remote(rem));
+    cr_assert_eq(s.op, FAISSX_PROGRESS_UPLOAD);
+    cr_assert(s.monotonic);
+    cr_assert_eq(s.total, (int64_t)nbytes + 1, "bytes plus the commit");
+    cr_assert_eq(s.last_done, s.total);
+    cr_assert_geq(s.calls, 2 + (int)(nbytes / 65536), "%d reports", s.calls);
+    same_bsearch(loc, rem, codes);
+    cr_assert(has_name("bup"));
+    /* a second upload under the name: refused, nothing changed */
+    FaissIndexBinary* dup = NULL;
+    int rc = faissx_index_binary_upload(loc, "bup", &dup);
+    cr_assert_eq(rc, FAISSX_E_EXISTS, "rc %d: %s", rc, faiss_get_last_error());
+    cr_assert_null(dup);
+    /* opened by name: the same index */
+    FaissIndexBinary* op = NULL;
+    FXT_OK(faissx_index_binary_open(&op, "bup"));
+    same_bsearch(loc, op, codes);
+    faiss_IndexBinary_free(op);
+
+    /* downloaded in chunks with progress: the local index's bytes */
+    seen_init(&s);
+    faissx_set_progress_callback(on_progress, &s);
+    FaissIndexBinary* back = NULL;
+    FXT_OK(faissx_index_binary_download(rem, &back));
+    faissx_set_progress_callback(NULL, NULL);
+    cr_assert_not(faissx_index_binary_is_remote(back));
+    cr_assert_eq(s.op, FAISSX_PROGRESS_DOWNLOAD);
+    cr_assert(s.monotonic);
+    cr_assert_eq(s.total, (int64_t)nbytes);
+    cr_assert_eq(s.last_done, s.total);
+    same_bsearch(loc, back, codes);
+    size_t nb2;
+    uint8_t* b2 = bindex_bytes(back, &nb2);
+    cr_assert_eq(nb2, nbytes);
+    FXT_SAME(b2, bytes, nbytes);
+    free(b2);
+    faiss_IndexBinary_free(back);
+    /* of a local index: a local copy */
+    FXT_OK(faissx_index_binary_download(loc, &back));
+    cr_assert_not(faissx_index_binary_is_remote(back));
+    same_bsearch(loc, back, codes);
+    faiss_IndexBinary_free(back);
+    faiss_IndexBinary_free(rem);
+    FXT_OK(faissx_index_drop("bup"));
+
+    /* unnamed ("" as NULL), large and small (one message) */
+    for (int small = 0; small < 2; small++) {
+        FaissIndexBinary* l2 = small ? small_loc : loc;
+        FXT_OK(faissx_index_binary_upload(l2, small ? NULL : "", &rem));
+        same_bsearch(l2, rem, small ? small_codes : codes);
+        faiss_IndexBinary_free(rem);
+    }
+    faiss_IndexBinary_free(small_loc);
+    free(small_codes);
+    free(small_bytes);
+    cr_assert_not(has_name(""));
+
+    /* a binary IVF keeps its type, parameters and results */
+    FaissIndexBinary* ivf = NULL;
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_binary_factory(&ivf, BD, "BIVF16"));
+    FXT_OK(faiss_IndexBinary_train(ivf, 4000, codes));
+    FXT_OK(faiss_IndexBinary_add(ivf, 4000, codes));
+    faiss_IndexBinaryIVF_set_nprobe(faiss_IndexBinaryIVF_cast(ivf), 4);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FXT_OK(faissx_index_binary_upload(ivf, NULL, &rem));
+    cr_assert_not_null(faiss_IndexBinaryIVF_cast(rem));
+    cr_assert_eq(faiss_IndexBinaryIVF_nprobe(faiss_IndexBinaryIVF_cast(rem)),
+                 4);
+    same_bsearch(ivf, rem, codes);
+    faiss_IndexBinary_free(rem);
+    faiss_IndexBinary_free(ivf);
+    faiss_IndexBinary_free(loc);
+    free(codes);
+    free(bytes);
+}
+
+static void binary_cancel_test(int by_token) {
+    enum { NBIN = 36000 };
+    uint8_t *codes, *bytes;
+    size_t nbytes;
+    FaissIndexBinary* loc = local_bflat(NBIN, 97, &codes, &bytes, &nbytes);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FaissxCancelToken* tok = NULL;
+    FXT_OK(faissx_cancel_token_new(&tok));
+    Seen s;
+    seen_init(&s);
+    s.cancel_at = (int64_t)nbytes / 3;
+    if (by_token) {
+        s.raise = tok;
+        faissx_set_cancel_token(tok);
+    }
+    faissx_set_progress_callback(on_progress, &s);
+    FaissIndexBinary* rem = NULL;
+    int rc = faissx_index_binary_upload(loc, "bcancel", &rem);
+    faissx_set_progress_callback(NULL, NULL);
+    faissx_set_cancel_token(NULL);
+    cr_assert_eq(rc, FAISSX_E_CANCELED, "rc %d: %s", rc,
+                 faiss_get_last_error());
+    cr_assert_null(rem);
+    cr_assert(strstr(faiss_get_last_error(), "nothing was uploaded"), "%s",
+              faiss_get_last_error());
+    cr_assert_lt(s.last_done, (int64_t)nbytes, "stopped mid-upload");
+    cr_assert_not(has_name("bcancel"), "no index was created");
+    /* nothing stays staged: the whole upload fits again */
+    FXT_OK(faissx_index_binary_upload(loc, "bcancel", &rem));
+    same_bsearch(loc, rem, codes);
+    /* a download cancelled mid-way returns nothing */
+    seen_init(&s);
+    s.cancel_at = (int64_t)nbytes / 3;
+    if (by_token) {
+        faissx_cancel_token_reset(tok);
+        s.raise = tok;
+        faissx_set_cancel_token(tok);
+    }
+    faissx_set_progress_callback(on_progress, &s);
+    FaissIndexBinary* back = NULL;
+    rc = faissx_index_binary_download(rem, &back);
+    faissx_set_progress_callback(NULL, NULL);
+    faissx_set_cancel_token(NULL);
+    cr_assert_eq(rc, FAISSX_E_CANCELED, "rc %d: %s", rc,
+                 faiss_get_last_error());
+    cr_assert_null(back);
+    cr_assert(strstr(faiss_get_last_error(), "nothing was returned"), "%s",
+              faiss_get_last_error());
+    faiss_IndexBinary_free(rem);
+    FXT_OK(faissx_index_drop("bcancel"));
+    /* a raised token stops the next upload before it starts */
+    faissx_cancel_token_cancel(tok);
+    faissx_set_cancel_token(tok);
+    FXT_ERR(faissx_index_binary_upload(loc, "bnever", &rem),
+            "before it started");
+    faissx_set_cancel_token(NULL);
+    cr_assert_not(has_name("bnever"));
+    faissx_cancel_token_free(tok);
+    faiss_IndexBinary_free(loc);
+    free(codes);
+    free(bytes);
+}
+
+Test(remote_upload, binary_upload_cancel_by_callback, .init = start,
+     .fini = stop) {
+    binary_cancel_test(0);
+}
+
+Test(remote_upload, binary_upload_cancel_by_token, .init = start,
+     .fini = stop) {
+    binary_cancel_test(1);
+}
+
+Test(remote_upload, binary_upload_refusals, .init = start, .fini = stop) {
+    uint8_t *codes, *bytes;
+    size_t nbytes;
+    /* over --max-upload-bytes (1536k): refused before any chunk, with a
+     * clear error; nothing is left behind */
+    FaissIndexBinary* big = local_bflat(52000, 98, &codes, &bytes, &nbytes);
+    cr_assert_gt(nbytes, (size_t)LIMIT);
+    free(codes);
+    free(bytes);
+    FaissIndexBinary* loc = local_bflat(36000, 99, &codes, &bytes, &nbytes);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FaissIndexBinary* rem = NULL;
+    int rc = faissx_index_binary_upload(big, "toobig", &rem);
+    cr_assert_eq(rc, FAISSX_E_LIMIT, "rc %d: %s", rc, faiss_get_last_error());
+    cr_assert(strstr(faiss_get_last_error(), "--max-upload-bytes"), "%s",
+              faiss_get_last_error());
+    cr_assert_null(rem);
+    cr_assert_not(has_name("toobig"));
+    faiss_IndexBinary_free(big);
+
+    /* bad arguments */
+    FXT_ERR(faissx_index_binary_upload(NULL, NULL, &rem), "");
+    FXT_ERR(faissx_index_binary_upload(loc, NULL, NULL), "");
+    FXT_ERR(faissx_index_binary_download(NULL, &rem), "");
+    FXT_ERR(faissx_index_binary_download(loc, NULL), "");
+    rc = faissx_index_binary_upload(loc, "bad name!", &rem);
+    cr_assert_neq(rc, 0);
+    cr_assert(strstr(faiss_get_last_error(), "name"), "%s",
+              faiss_get_last_error());
+    cr_assert_null(rem);
+    /* a remote index is copied on its server, not uploaded */
+    FXT_OK(faissx_index_binary_upload(loc, NULL, &rem));
+    FaissIndexBinary* again = NULL;
+    FXT_ERR(faissx_index_binary_upload(rem, NULL, &again), "already remote");
+    cr_assert_null(again);
+    faiss_IndexBinary_free(rem);
+    /* local mode: no server to upload to */
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_ERR(faissx_index_binary_upload(loc, NULL, &rem), "no server");
+
+    /* bytes that are no binary index, staged as one: a clear error at
+     * COMMIT, and nothing installed (truncated ones, and float ones) */
+    char err[1024];
+    uint64_t id, got, h;
+    Raw a = raw_open("ka", 0xE7);
+    size_t half = nbytes / 2;
+    cr_assert_eq(up_begin(&a, half, FX_UPLOAD_BINARY, &id, err), 0, "%s",
+                 err);
+    for (uint64_t off = 0; off < half; off += 60000) {
+        uint64_t m = half - off < 60000 ? half - off : 60000;
+        cr_assert_eq(up_chunk(&a, id, off, bytes + off, m, &got, err), 0,
+                     "%s", err);
+    }
+    EXPECT(up_commit(&a, id, "btrunc", 0, &h, err), FAISSX_E_IO,
+           "not a readable faiss binary index");
+    nng_close(a.s);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    cr_assert_not(has_name("btrunc"));
+    /* the failed upload's staging was released: a full one fits */
+    FXT_OK(faissx_index_binary_upload(loc, NULL, &rem));
+    same_bsearch(loc, rem, codes);
+    faiss_IndexBinary_free(rem);
+    faiss_IndexBinary_free(loc);
+    free(codes);
+    free(bytes);
+}
+
 /* ---- chunked download ------------------------------------------------------ */
 
 /* DOWNLOAD_BEGIN of handle h: the status; total and id. */

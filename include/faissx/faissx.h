@@ -666,6 +666,25 @@ int faissx_index_binary_is_remote(const FaissIndexBinary* index);
  *  faissx_index_open opens -- and which refuses binary ones). */
 int faissx_index_binary_open(FaissIndexBinary** p_index, const char* name);
 
+/** Copy a local binary index to the server, as faissx_index_upload does a
+ *  float one: name NULL (or "") gives an unnamed index that lives until
+ *  freed, else a named one (FAISSX_E_EXISTS if the name is taken). Sent in
+ *  chunks, so any size the server's --max-upload-bytes allows, with
+ *  progress (FAISSX_PROGRESS_UPLOAD) and cancellation (the thread's
+ *  callback or token): a cancelled or failed upload leaves nothing on the
+ *  server. *p_index is the remote handle; `local` is unchanged. A remote
+ *  `local` fails with FAISSX_E_INVALID (faissx_clone_index_binary copies
+ *  it on its server). */
+int faissx_index_binary_upload(const FaissIndexBinary* local,
+                               const char* name,
+                               FaissIndexBinary** p_index);
+
+/** A local copy of a remote binary index, fetched in chunks with progress
+ *  (FAISSX_PROGRESS_DOWNLOAD) and cancellation (or a copy of a local
+ *  one), as faissx_index_download. */
+int faissx_index_binary_download(const FaissIndexBinary* index,
+                                 FaissIndexBinary** p_local);
+
 /* ------------------------------------------------------------------------
  * Durable store
  *
