@@ -204,6 +204,9 @@ struct RemoteIndexBinary : faiss::IndexBinary {
     std::string name; /* of a named index (for reopen) */
     int64_t kind = 0; /* FX_KIND_BINARY | FX_KIND_FLAT/IVF/HNSW */
     std::string cls;
+    /* An IndexBinaryIVF's nlist from the index info (fixed when built),
+     * so faiss_IndexBinaryIVF_nlist sends nothing; <= 0: ask. */
+    int64_t nlist_seen = RemoteIndex::kSizeUnknown;
     /* The quantizer handle an IVF was built from; freed with the IVF when
      * own_children (faiss_IndexBinaryIVF_set_own_fields). */
     std::vector<faiss::IndexBinary*> children;

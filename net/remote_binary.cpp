@@ -53,8 +53,9 @@ RemoteIndexBinary* read_binfo(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
     ix->kind = rd_i64(r, "binary index info");
     if (fx_r_str(r, cls, sizeof cls - 1))
         remote_proto_error("binary index info", r);
-    int64_t sizes[3]; // binary calls size their requests by d
+    int64_t sizes[3]; // nlist, nprobe, code size (= d / 8)
     remote_read_info_sizes(r, sizes);
+    ix->nlist_seen = sizes[0];
     if (!(ix->kind & FX_KIND_BINARY))
         throw Error(FAISSX_E_PROTOCOL, "the server answered with a "
                                        "non-binary index");
@@ -316,6 +317,8 @@ void RemoteIndexBinary::set_param(const char* name, double value) {
 }
 
 double RemoteIndexBinary::get_param(const char* name) const {
+    if (!std::strcmp(name, "nlist") && nlist_seen > 0)
+        return (double)nlist_seen; // fixed when the IVF was built
     double v = 0;
     with_reopen(this, [&](uint64_t) {
         bcall(conn.get(), FX_BIN_GET_PARAM, FAISSX_OP_ADMIN,

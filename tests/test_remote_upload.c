@@ -17,6 +17,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "net/client.h"
 #include "net/proto.h"
 
 #include <stdio.h>
@@ -733,6 +734,11 @@ Test(remote_upload, binary_upload_download_round_trip, .init = start,
     cr_assert_not_null(faiss_IndexBinaryIVF_cast(rem));
     cr_assert_eq(faiss_IndexBinaryIVF_nprobe(faiss_IndexBinaryIVF_cast(rem)),
                  4);
+    /* nlist comes with the index info: no round trip */
+    uint64_t t = fx_client_round_trips();
+    cr_assert_eq(faiss_IndexBinaryIVF_nlist(faiss_IndexBinaryIVF_cast(rem)),
+                 faiss_IndexBinaryIVF_nlist(faiss_IndexBinaryIVF_cast(ivf)));
+    cr_assert_eq(fx_client_round_trips() - t, 0);
     same_bsearch(ivf, rem, codes);
     faiss_IndexBinary_free(rem);
     faiss_IndexBinary_free(ivf);
