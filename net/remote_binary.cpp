@@ -115,6 +115,8 @@ bool RemoteIndexBinary::reopen() const {
                             fx_r_i64(r, &v) || fx_r_i64(r, &kind2) ||
                             fx_r_str(r, cls, sizeof cls - 1))
                             remote_proto_error("binary index info", r);
+                        int64_t sizes[3];
+                        remote_read_info_sizes(r, sizes);
                     });
     } catch (...) {
         return false;
@@ -505,6 +507,7 @@ int faissx_index_binary_upload(const FaissIndexBinary* local,
                           info);
             },
             info);
+    if (name) ix->name = name; // a named handle reopens by name
     *p_index = fx::handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
     return 0;
     FX_CATCH
