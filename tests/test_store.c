@@ -1560,3 +1560,55 @@ Test(store, binary_crash_kill9_loses_no_acknowledged_write, .timeout = 1200) {
     }
     free(bs);
 }
+
+/* Codes of tests/fixtures/store-v2-binary (its README). */
+static void fixture_codes(uint8_t* c, int n, int off) {
+    for (int i = 0; i < n * 4; i++) c[i] = (uint8_t)(37 * (i + off) + 11);
+}
+
+Test(store, binary_fixture_still_opens) {
+    const char* src = getenv("FAISSX_FIXTURES");
+    cr_assert(src != NULL, "FAISSX_FIXTURES is not set (run through meson test)");
+    char from[700], dir[512], to[600];
+    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("bfix"));
+    mkdir(dir, 0755);
+    snprintf(from, sizeof from, "%s/store-v2-binary/b1", src);
+    snprintf(to, sizeof to, "%s/b1", dir);
+    copy_dir(from, to);
+    FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    FaissIndexBinary* ix = bopen_ix(s, "b1");
+    char* r = report(s);
+    cr_assert_str_eq(r, "", "report: %s", r);
+    free(r);
+    FaissIndexBinary* ref = NULL;
+    FXT_OK(faiss_index_binary_factory(&ref, 32, "BIVF2"));
+    uint8_t t[16 * 4], a[3 * 4], b[3 * 4];
+    fixture_codes(t, 16, 0);
+    fixture_codes(a, 3, 100);
+    fixture_codes(b, 3, 200);
+    idx_t ia[3] = {100, 101, 102}, ib[3] = {103, 104, 105};
+    FXT_OK(faiss_IndexBinary_train(ref, 16, t));
+    FXT_OK(faiss_IndexBinary_add_with_ids(ref, 3, a, ia));
+    FXT_OK(faiss_IndexBinary_add_with_ids(ref, 3, b, ib));
+    faiss_IndexBinaryIVF_set_nprobe(faiss_IndexBinaryIVF_cast(ref), 2);
+    FaissIDSelectorRange* sel = NULL;
+    FXT_OK(faiss_IDSelectorRange_new(&sel, 101, 102));
+    size_t n = 0;
+    FXT_OK(faiss_IndexBinary_remove_ids(ref, (FaissIDSelector*)sel, &n));
+    faiss_IDSelector_free((FaissIDSelector*)sel);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(faiss_IndexBinary_ntotal(ix), 5);
+    cr_assert(faiss_IndexBinary_is_trained(ix));
+    uint8_t q[6 * 4];
+    memcpy(q, a, sizeof a);
+    memcpy(q + sizeof a, b, sizeof b);
+    int32_t D1[6 * 6], D2[6 * 6];
+    idx_t I1[6 * 6], I2[6 * 6];
+    FXT_OK(faiss_IndexBinary_search(ix, 6, q, 6, D1, I1));
+    FXT_OK(faiss_IndexBinary_search(ref, 6, q, 6, D2, I2));
+    FXT_SAME(I1, I2, sizeof I1);
+    FXT_SAME(D1, D2, sizeof D1);
+    faiss_IndexBinary_free(ref);
+    faiss_IndexBinary_free(ix);
+    faissx_store_close(s);
+}
