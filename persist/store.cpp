@@ -28,7 +28,8 @@
  * index covering the log's last sequence, a new empty segment, then the
  * manifest (same durable replace) naming both -- the commit point. The
  * previous generation is kept for repair; the one before it is deleted.
- * Training is not logged: train() checkpoints.
+ * Training is not logged: train() checkpoints (and remembers its request
+ * in the snapshot's table of applied requests, train_entry).
  *
  * BINARY INDEXES. An entry holds a faiss::Index or a faiss::IndexBinary
  * (Entry::inner / Entry::binner, exactly one set), the manifest says which
@@ -1291,14 +1292,48 @@ void require_trained(const Entry* e) {
                             " first");
 }
 
-void StoredIndex::train(idx_t n, const float* x) {
+/* The Outcome type of a train: not a log record type (training is not
+ * logged), kept in the table of applied requests that the snapshot the
+ * train writes carries (docs/format.md). */
+constexpr uint16_t OUT_TRAIN = 0x100;
+
+/* Training: apply, remember the request (if tagged), checkpoint -- the
+ * snapshot makes both durable at once. A retry of a train that reached a
+ * snapshot (EXACTLY ONCE, store.h) trains nothing and gets the original's
+ * state. check_writable() first completes any checkpoint still owed, so a
+ * train remembered in memory is durable before a retry hears "done". */
+template <class F>
+void train_entry(const std::shared_ptr<Entry>& e, F train) {
+    RequestTag* tag = tl_tag && !tl_tag->used ? tl_tag : nullptr;
+    if (tag) tag->used = true;
     std::unique_lock<std::shared_mutex> l(e->rw);
     e->check_writable();
-    e->inner->train(n, x);
+    if (tag) {
+        const Outcome* o = e->applied.find(tag->client, tag->request);
+        if (o && o->type == OUT_TRAIN) {
+            tag->hit = true;
+            tag->ntotal = o->ntotal;
+            tag->trained = o->trained;
+            tag->removed = 0;
+            return;
+        }
+    }
+    train();
     e->need_checkpoint = true;
     e->need_reason = "trained, not yet snapshotted";
+    if (tag) {
+        Outcome o;
+        o.type = OUT_TRAIN;
+        o.trained = e->trained();
+        o.ntotal = e->ntotal();
+        e->applied.add(tag->client, tag->request, o);
+    }
     e->refresh();
     e->checkpoint_locked();
+}
+
+void StoredIndex::train(idx_t n, const float* x) {
+    train_entry(e, [&] { e->inner->train(n, x); });
 }
 
 void StoredIndex::add(idx_t n, const float* x) {
@@ -1349,13 +1384,7 @@ size_t StoredIndex::remove_ids(const faiss::IDSelector& sel) {
 }
 
 void StoredBinaryIndex::train(idx_t n, const uint8_t* x) {
-    std::unique_lock<std::shared_mutex> l(e->rw);
-    e->check_writable();
-    e->binner->train(n, x);
-    e->need_checkpoint = true;
-    e->need_reason = "trained, not yet snapshotted";
-    e->refresh();
-    e->checkpoint_locked();
+    train_entry(e, [&] { e->binner->train(n, x); });
 }
 
 void StoredBinaryIndex::add(idx_t n, const uint8_t* x) {
