@@ -15,7 +15,8 @@
  *
  * Threads: calls run on the caller's thread. NNG's threads run the pipe
  * callbacks (connection state) and the heartbeat aio's callback; neither
- * blocks. faissx starts no thread of its own. At process exit an atexit
+ * blocks. faissx starts no thread of its own, except a short-lived one
+ * per close (below: NNG's close can hang). At process exit an atexit
  * handler closes every client's sockets, so NNG stops dialing and the
  * server sees the connections close. */
 #include "net/client.h"
@@ -159,71 +160,129 @@ static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 static fx_client* live;
 static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
 
-static void close_sockets(fx_client* c);
 static int stop_client(fx_client* c);
+static void free_client(fx_client* c);
 
 /* Set when the exit handler gave up waiting for nng_close: the sockets may
  * still be in use by the thread stuck closing them, so free_client (run by
  * the static destructors after the handler) must not free them. */
 static atomic_int exit_close_stuck;
+static atomic_int exiting; /* the exit handler has run: for messages */
 
-static atomic_int exit_closed; /* the closer thread is done */
-
-static void* exit_closer(void* arg) {
-    (void)arg;
-    /* live_mu is held by close_all_at_exit while it waits for us: the list
-     * cannot change under us. */
-    for (fx_client* c = live; c; c = c->next)
-        for (int i = 0; i < c->nsock; i++) nng_close(c->socks[i].s);
-    atomic_store(&exit_closed, 1);
-    return NULL;
-}
-
-/* At exit: close every socket (calls still running fail at once, NNG stops
- * redialing, the server sees the connections close). The clients' memory
- * is freed by their owners (static destructors run after this).
+/* Closing in bounded time, at exit and at run time alike.
  *
  * NNG 1.5.2's nng_close can deadlock when it races with operations still
  * pending on the socket's contexts (nanomsg/nng#1543, #1813: the pipe
- * reaper waits for a task that never runs). So the handler first refuses
- * new calls and gives the running ones a moment to end (their replies are
- * usually on the way), then closes the sockets on a separate thread and
- * waits for it for a bounded time. If NNG is stuck, the process exits
- * anyway -- the kernel closes the connections -- and nothing the stuck
- * thread might still touch is freed. */
-enum { EXIT_DRAIN_MS = 500, EXIT_CLOSE_MS = 2000 };
+ * reaper waits for a task that never runs). So a close first refuses new
+ * calls (stop_client) and gives the running ones a moment to end (their
+ * replies are usually on the way), then closes the sockets on a helper
+ * thread and waits for it for a bounded time. If NNG is stuck, the caller
+ * goes on: at exit the process exits (the kernel closes the connections)
+ * and nothing the stuck thread might touch is freed; at run time
+ * (fx_client_close: a reconfiguration, faissx_remote_disable, the last
+ * index of a connection freed) the helper thread owns the client and frees
+ * it if nng_close ever returns. */
+enum { CLOSE_DRAIN_MS = 500, CLOSE_WAIT_MS = 2000 };
 
-static int all_idle(void) {
-    for (fx_client* c = live; c; c = c->next)
-        for (int i = 0; i < c->nsock; i++)
-            if (atomic_load(&c->socks[i].busy)) return 0;
+typedef struct fx_closer {
+    fx_client* one; /* closed then freed; NULL: every live client (exit) */
+    atomic_int done;
+    atomic_int refs; /* the helper thread's and the waiter's */
+} fx_closer;
+
+static void close_socks(fx_client* c) {
+    for (int i = 0; i < c->nsock; i++) nng_close(c->socks[i].s);
+}
+
+static void closer_release(fx_closer* k) {
+    if (atomic_fetch_sub(&k->refs, 1) != 1) return;
+    if (k->one) free_client(k->one);
+    free(k);
+}
+
+static void* closer_run(void* arg) {
+    fx_closer* k = arg;
+    if (k->one)
+        close_socks(k->one);
+    else /* live_mu is held by close_all_at_exit while it waits for us */
+        for (fx_client* c = live; c; c = c->next) close_socks(c);
+    atomic_store(&k->done, 1);
+    closer_release(k);
+    return NULL;
+}
+
+static int client_idle(const fx_client* c) {
+    for (int i = 0; i < c->nsock; i++)
+        if (atomic_load(&c->socks[i].busy)) return 0;
     return 1;
 }
 
-static void close_all_at_exit(void) {
-    pthread_mutex_lock(&live_mu);
-    for (fx_client* c = live; c; c = c->next) stop_client(c);
+/* Waits (bounded) until no attempt is running on `one`, or on any live
+ * client when one is NULL (live_mu held). */
+static void drain(const fx_client* one) {
     uint64_t t0 = mono_ms();
-    while (!all_idle() && mono_ms() - t0 < EXIT_DRAIN_MS) nng_msleep(2);
+    for (;;) {
+        int idle = 1;
+        if (one)
+            idle = client_idle(one);
+        else
+            for (const fx_client* c = live; c && idle; c = c->next)
+                idle = client_idle(c);
+        if (idle || mono_ms() - t0 >= CLOSE_DRAIN_MS) return;
+        nng_msleep(2);
+    }
+}
+
+/* Closes the sockets of `one` (then frees it) or of every live client,
+ * on a helper thread, waiting at most CLOSE_WAIT_MS. Returns 1 when the
+ * close finished in time, 0 when it was left to the helper thread. */
+static int close_bounded(fx_client* one) {
+    fx_closer* k = calloc(1, sizeof *k);
+    if (!k) { /* no memory: close here, unbounded (the old way) */
+        if (one) {
+            close_socks(one);
+            free_client(one);
+        } else {
+            for (fx_client* c = live; c; c = c->next) close_socks(c);
+        }
+        return 1;
+    }
+    k->one = one;
+    atomic_init(&k->done, 0);
+    atomic_init(&k->refs, 2);
     pthread_t t;
     pthread_attr_t a;
     int threaded = pthread_attr_init(&a) == 0;
     if (threaded) {
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        threaded = pthread_create(&t, &a, exit_closer, NULL) == 0;
+        threaded = pthread_create(&t, &a, closer_run, k) == 0;
         pthread_attr_destroy(&a);
     }
     if (!threaded) {
-        exit_closer(NULL);
-    } else {
-        while (!atomic_load(&exit_closed) &&
-               mono_ms() - t0 < EXIT_DRAIN_MS + EXIT_CLOSE_MS)
-            nng_msleep(2);
-        if (!atomic_load(&exit_closed)) {
-            atomic_store(&exit_close_stuck, 1);
-            fx_clog(FAISSX_LOG_WARN, "closing the connections at exit did "
-                    "not finish (NNG); exiting anyway");
-        }
+        atomic_store(&k->refs, 1); /* no helper: run it here */
+        closer_run(k);
+        return 1;
+    }
+    uint64_t t0 = mono_ms();
+    while (!atomic_load(&k->done) && mono_ms() - t0 < CLOSE_WAIT_MS)
+        nng_msleep(2);
+    int done = atomic_load(&k->done);
+    closer_release(k);
+    return done;
+}
+
+/* At exit: close every socket (calls still running fail at once, NNG stops
+ * redialing, the server sees the connections close). The clients' memory
+ * is freed by their owners (static destructors run after this). */
+static void close_all_at_exit(void) {
+    pthread_mutex_lock(&live_mu);
+    atomic_store(&exiting, 1);
+    for (fx_client* c = live; c; c = c->next) stop_client(c);
+    drain(NULL);
+    if (!close_bounded(NULL)) {
+        atomic_store(&exit_close_stuck, 1);
+        fx_clog(FAISSX_LOG_WARN, "closing the connections at exit did "
+                "not finish (NNG); exiting anyway");
     }
     pthread_mutex_unlock(&live_mu);
 }
@@ -571,7 +630,6 @@ int fx_client_open(const FaissxClientOptions* o, int background,
     return 0;
 }
 
-/* Stops the heartbeat and closes the sockets, once. */
 /* Refuses new calls, silences the callbacks and stops the heartbeat.
  * Returns 0 if the client was already closed. */
 static int stop_client(fx_client* c) {
@@ -585,16 +643,21 @@ static int stop_client(fx_client* c) {
     return 1;
 }
 
-static void close_sockets(fx_client* c) {
-    if (!stop_client(c)) return;
-    for (int i = 0; i < c->nsock; i++) nng_close(c->socks[i].s);
-}
-
 void fx_client_close(fx_client* c) {
     if (!c) return;
     live_remove(c);
-    close_sockets(c);
-    free_client(c);
+    /* Already closed by the exit handler: only the memory is left. */
+    if (!stop_client(c)) {
+        free_client(c);
+        return;
+    }
+    char url[256];
+    snprintf(url, sizeof url, "%s", c->url);
+    drain(c);
+    if (!close_bounded(c)) /* c is the helper thread's now */
+        fx_clog(FAISSX_LOG_WARN, "closing the connection to %s did not "
+                "finish within %d ms (NNG); a helper thread goes on "
+                "closing it", url, (int)CLOSE_WAIT_MS);
 }
 
 const char* fx_client_url(const fx_client* c) {
@@ -876,8 +939,11 @@ static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
             return FAISSX_E_TIMEOUT;
         }
         if (rv == NNG_ECLOSED) {
-            snprintf(err, errsz, "%s to %s: the connection is closed (the "
-                     "process is exiting)", fx_op_name(op), c->url);
+            snprintf(err, errsz, "%s to %s: the connection is closed (%s)",
+                     fx_op_name(op), c->url,
+                     atomic_load(&exiting)
+                             ? "the process is exiting"
+                             : "the client was reconfigured or disabled");
             return FAISSX_E_NET;
         }
         snprintf(err, errsz, "%s to %s failed: %s", fx_op_name(op), c->url,

@@ -32,7 +32,10 @@ typedef struct fx_reply {
  * message in err. */
 int fx_client_open(const FaissxClientOptions* o, int background,
                    fx_client** out, char* err, size_t errsz);
-/* Closes the sockets (pending calls fail) and frees c. Accepts NULL. */
+/* Refuses new calls on c, waits up to 0.5 s for running ones, closes the
+ * sockets (calls still pending fail) and frees c, returning within about
+ * 2.5 s even when NNG's close hangs (a helper thread then finishes the
+ * close and the free). Accepts NULL. */
 void fx_client_close(fx_client* c);
 
 const char* fx_client_url(const fx_client* c);

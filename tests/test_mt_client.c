@@ -6,6 +6,8 @@
  *   test_mt_client pool       the same over a pool of 4 connections
  *   test_mt_client reconnect  8 threads working while the server is killed
  *                             and restarted
+ *   test_mt_client reconfigure  8 threads working while the main thread
+ *                             switches between two servers and local mode
  *
  * In `shared` and `pool` every thread, in each round: opens its own handle
  * to the named indexes (a Flat with ids, a Flat without, an IVF), adds
@@ -24,6 +26,17 @@
  * FAISSX_E_TIMEOUT / _NET / _NOT_FOUND, within its deadline; nothing
  * hangs; every thread does complete, correct work after the restart; the
  * state callback saw the connection go and come back.
+ *
+ * In `reconfigure` the main thread calls faissx_configure_ex (alternating
+ * between two servers, with other pool sizes and heartbeats) and
+ * faissx_remote_disable over and over while the threads open a named
+ * index that has a different size on each server, search it, and keep
+ * handles (named and unnamed) across the switches, searching through them
+ * and then freeing them -- so old connections are closed by whichever
+ * thread drops them, while calls run on others. Every call succeeds
+ * (handles keep their connection) except opening by name with no server
+ * configured; an open that starts after a configuration returned reaches
+ * that configuration's server; no switch or free hangs.
  *
  * A plain program, not a Criterion suite, because Criterion cannot start
  * under TSan (plain.h). Worker threads never end the process: they record
@@ -51,6 +64,8 @@
 
 static fxt_server srv;          /* touched by the main thread only */
 static atomic_int server_pid;   /* for the watchdog and fxt_plain_fail */
+static fxt_server srv2;         /* `reconfigure`'s second server */
+static atomic_int server2_pid;
 static char tmp_dir[256];
 
 static void print_server_log(void) {
@@ -78,6 +93,8 @@ void fxt_plain_fail(const char* file, int line, const char* what,
     fprintf(stderr, "\n");
     print_server_log();
     pid_t p = atomic_exchange(&server_pid, 0);
+    if (p > 0) kill(p, SIGKILL);
+    p = atomic_exchange(&server2_pid, 0);
     if (p > 0) kill(p, SIGKILL);
     fflush(stderr);
     _exit(1); /* other threads may still run: no atexit handlers */
@@ -116,6 +133,8 @@ static void on_alarm(int sig) {
     if (write(2, m, sizeof m - 1) < 0) { /* nothing more to do */ }
     pid_t p = atomic_exchange(&server_pid, 0);
     if (p > 0) kill(p, SIGKILL);
+    p = atomic_exchange(&server2_pid, 0);
+    if (p > 0) kill(p, SIGKILL);
     _exit(3);
 }
 
@@ -134,13 +153,12 @@ static void server_restart(void) {
     atomic_store(&server_pid, srv.pid);
 }
 
-/* Stops the server (clean exit required) and requires a clean log: a
+/* Stops a server (clean exit required) and requires a clean log: a
  * TSan-built server writes its reports there. */
-static void server_stop(void) {
-    atomic_store(&server_pid, 0);
-    fxt_server_stop(&srv);
-    FILE* f = fopen(srv.log, "r");
-    cr_assert(f != NULL, "no server log %s", srv.log);
+static void stop_checked(fxt_server* s) {
+    fxt_server_stop(s);
+    FILE* f = fopen(s->log, "r");
+    cr_assert(f != NULL, "no server log %s", s->log);
     char line[1024];
     int bad = 0;
     while (fgets(line, sizeof line, f))
@@ -148,7 +166,12 @@ static void server_stop(void) {
                strstr(line, "AddressSanitizer") != NULL ||
                strstr(line, "runtime error:") != NULL;
     fclose(f);
-    cr_assert(!bad, "the server's log has a sanitizer report");
+    cr_assert(!bad, "the server's log %s has a sanitizer report", s->log);
+}
+
+static void server_stop(void) {
+    atomic_store(&server_pid, 0);
+    stop_checked(&srv);
 }
 
 /* ------------------------------------------------------------------------
@@ -763,6 +786,284 @@ static void reconnect(void) {
     server_stop();
 }
 
+/* ------------------------------------------------------------------------
+ * reconfigure
+ * ------------------------------------------------------------------------ */
+
+/* "rcf" holds the first CF_N[s] vectors of cf_xb on server s (0: srv,
+ * 1: srv2); CF_NONE: remote mode disabled. */
+enum { CF_ROUNDS = 36, CF_NONE = 2, CF_QB = 5, CF_SLOW_MS = 10000 };
+static const int CF_N[2] = {40, 60};
+
+/* Odd while the main thread switches, even (with its target) between. */
+static atomic_int cf_gen;
+static atomic_int cf_target[2 * CF_ROUNDS + 1]; /* by even generation */
+
+typedef struct {
+    int tid;
+    atomic_int* stop;
+    const float* xb;
+    FaissIndex* held;     /* a named handle kept across switches */
+    FaissIndex* held_own; /* an unnamed one, likewise */
+    atomic_int done_gen;  /* an iteration started and checked at it */
+    atomic_int erred;
+    int seen[3];          /* checked iterations by target */
+    uint64_t worst_free_ms;
+    char err[1024];
+} cworker;
+
+static void cfail(cworker* w, int line, const char* fmt, ...) {
+    if (w->err[0]) return;
+    int n = snprintf(w->err, sizeof w->err, "thread %d, line %d: ", w->tid,
+                     line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->err + n, sizeof w->err - (size_t)n, fmt, ap);
+    va_end(ap);
+    atomic_store(&w->erred, 1);
+}
+#define CCHECK(cond, ...)                                                   \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            cfail(w, __LINE__, __VA_ARGS__);                                \
+            goto out;                                                       \
+        }                                                                   \
+    } while (0)
+#define COK(call)                                                           \
+    do {                                                                    \
+        int cok_rc_ = (call);                                               \
+        CCHECK(cok_rc_ == 0, "%s returned %d: %s", #call, cok_rc_,          \
+               faiss_get_last_error());                                     \
+    } while (0)
+
+/* Rows q0.. of xb are found in ix at distance 0, as themselves. */
+static int cf_finds(FaissIndex* ix, const float* xb, int q0, char* why,
+                    size_t whysz) {
+    float dist[CF_QB];
+    idx_t lab[CF_QB];
+    int rc = faiss_Index_search(ix, CF_QB, xb + (size_t)q0 * D, 1, dist, lab);
+    if (rc) {
+        snprintf(why, whysz, "search returned %d: %s", rc,
+                 faiss_get_last_error());
+        return 0;
+    }
+    for (int j = 0; j < CF_QB; j++)
+        if (lab[j] != q0 + j || dist[j] != 0.0f) {
+            snprintf(why, whysz, "query %d found %lld at %g", q0 + j,
+                     (long long)lab[j], (double)dist[j]);
+            return 0;
+        }
+    return 1;
+}
+
+/* Frees ix, timing it: the last handle of a connection closes it. */
+static void cf_free(cworker* w, FaissIndex* ix) {
+    uint64_t t0 = mono_ms();
+    faiss_Index_free(ix);
+    if (mono_ms() - t0 > w->worst_free_ms) w->worst_free_ms = mono_ms() - t0;
+}
+
+static void cf_iteration(cworker* w, int it) {
+    FaissIndex *ix = NULL, *own = NULL;
+    char why[256];
+    int g = atomic_load(&cf_gen), tgt = atomic_load(&cf_target[g]);
+    int q0 = (w->tid * 5 + it * 3) % (CF_N[0] - CF_QB);
+    int rc = 0;
+
+    /* Handles made under an earlier configuration still work: they keep
+     * their connection. */
+    if (w->held) {
+        CCHECK(cf_finds(w->held, w->xb, q0, why, sizeof why), "held: %s",
+               why);
+        idx_t nt = faiss_Index_ntotal(w->held);
+        CCHECK(nt == CF_N[0] || nt == CF_N[1], "held ntotal %lld",
+               (long long)nt);
+    }
+    if (w->held_own)
+        CCHECK(cf_finds(w->held_own, w->xb, q0, why, sizeof why),
+               "held unnamed: %s", why);
+
+    rc = faissx_index_open(&ix, "rcf");
+    /* No switch ran since it began. */
+    int same = g % 2 == 0 && atomic_load(&cf_gen) == g;
+    if (rc != 0) {
+        const char* m = faiss_get_last_error();
+        CCHECK(m && strstr(m, "no server configured"),
+               "open returned %d: %s", rc, m ? m : "(null)");
+        CCHECK(tgt == CF_NONE || !same,
+               "open failed with server %d configured: %s", tgt, m);
+        /* Unnamed indexes are local meanwhile. */
+        COK(faiss_index_factory(&own, D, "Flat", METRIC_L2));
+        COK(faiss_Index_add(own, CF_N[0], w->xb));
+        CCHECK(cf_finds(own, w->xb, q0, why, sizeof why), "own: %s", why);
+        same = same && atomic_load(&cf_gen) == g;
+        CCHECK(!same || !faissx_index_is_remote(own),
+               "an index made with no server configured is remote");
+    } else {
+        idx_t nt = faiss_Index_ntotal(ix);
+        CCHECK(cf_finds(ix, w->xb, q0, why, sizeof why), "rcf: %s", why);
+        CCHECK(nt == CF_N[0] || nt == CF_N[1], "rcf ntotal %lld",
+               (long long)nt);
+        CCHECK(!same || tgt != CF_NONE,
+               "opened a remote index with no server configured");
+        CCHECK(!same || nt == CF_N[tgt],
+               "rcf has %lld vectors: not from server %d, configured "
+               "before the open", (long long)nt, tgt);
+        if (w->tid % 2) { /* keep it, and an unnamed index, for later */
+            if (w->held) cf_free(w, w->held);
+            w->held = ix;
+            ix = NULL;
+            if (it % 3 == 0) {
+                COK(faiss_index_factory(&own, D, "Flat", METRIC_L2));
+                COK(faiss_Index_add(own, CF_N[0], w->xb));
+                if (w->held_own) cf_free(w, w->held_own);
+                w->held_own = own;
+                own = NULL;
+            }
+        }
+    }
+    if (same) {
+        w->seen[tgt]++;
+        atomic_store(&w->done_gen, g);
+    }
+out:
+    if (own) cf_free(w, own);
+    if (ix) cf_free(w, ix);
+    if (rc != 0) sleep_ms(1); /* local mode: leave the others the CPU */
+}
+
+static void* cf_work(void* arg) {
+    cworker* w = arg;
+    for (int it = 0; !atomic_load(w->stop) && !w->err[0]; it++)
+        cf_iteration(w, it);
+    if (w->held) cf_free(w, w->held);
+    if (w->held_own) cf_free(w, w->held_own);
+    return NULL;
+}
+
+static void cf_configure(const fxt_server* s, int pool, int heartbeat_ms) {
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    o.url = s->url;
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o.timeout_ms[i] = 30000;
+    o.pool_size = pool;
+    o.heartbeat_ms = heartbeat_ms;
+    o.backoff_base_ms = 20;
+    o.backoff_cap_ms = 200;
+    OK(faissx_configure_ex(&o));
+}
+
+static void reconfigure(void) {
+    float* xb = uniform((size_t)CF_N[1], D, 77);
+    server_start(NULL);
+    fxt_server_start(&srv2, NULL);
+    atomic_store(&server2_pid, srv2.pid);
+    const fxt_server* servers[2] = {&srv, &srv2};
+    FaissIndex* loc[2]; /* made while no server is configured: local */
+    for (int s = 0; s < 2; s++) {
+        OK(faiss_index_factory(&loc[s], D, "Flat", METRIC_L2));
+        OK(faiss_Index_add(loc[s], CF_N[s], xb));
+    }
+    for (int s = 0; s < 2; s++) { /* "rcf" on each, of its size */
+        FaissIndex* up = NULL;
+        cf_configure(servers[s], 1, 0);
+        OK(faissx_index_upload(loc[s], "rcf", &up));
+        faiss_Index_free(up);
+        faiss_Index_free(loc[s]);
+    }
+    atomic_store(&cf_target[0], 1); /* srv2 is configured */
+    atomic_store(&cf_gen, 0);
+    faissx_set_connection_callback(on_state_a, NULL);
+
+    atomic_int stop;
+    atomic_init(&stop, 0);
+    fiddler f = {0};
+    f.call_ms = 30000;
+    pthread_t ft, t[NT];
+    cworker w[NT];
+    cr_assert(pthread_create(&ft, NULL, fiddle, &f) == 0, "pthread_create");
+    for (int i = 0; i < NT; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].tid = i;
+        w[i].stop = &stop;
+        w[i].xb = xb;
+        atomic_init(&w[i].done_gen, -1);
+        cr_assert(pthread_create(&t[i], NULL, cf_work, &w[i]) == 0,
+                  "pthread_create");
+    }
+    uint64_t worst_switch = 0;
+    for (int r = 0; r < CF_ROUNDS; r++) {
+        int g = atomic_load(&cf_gen);
+        /* Waits for an iteration of every thread that saw generation g. */
+        uint64_t t0 = mono_ms();
+        for (int i = 0; i < NT; i++)
+            while (atomic_load(&w[i].done_gen) < g &&
+                   !atomic_load(&w[i].erred)) {
+                cr_assert(mono_ms() - t0 < 60000,
+                          "thread %d did no work in generation %d", i, g);
+                sleep_ms(5);
+            }
+        for (int i = 0; i < NT; i++) cr_assert(!w[i].err[0], "%s", w[i].err);
+        /* A, B, none, B, A, none, ...: every transition. */
+        int tgt = r % 3 == 2 ? CF_NONE : r % 2;
+        atomic_store(&cf_gen, g + 1);
+        t0 = mono_ms();
+        if (tgt == CF_NONE)
+            faissx_remote_disable();
+        else
+            cf_configure(servers[tgt], 1 + r % 3, r % 2 ? 30 : 0);
+        uint64_t took = mono_ms() - t0;
+        if (took > worst_switch) worst_switch = took;
+        atomic_store(&cf_target[g + 2], tgt);
+        atomic_store(&cf_gen, g + 2);
+        /* This thread's next open goes to the new configuration. */
+        FaissIndex* ix = NULL;
+        int rc = faissx_index_open(&ix, "rcf");
+        if (tgt == CF_NONE) {
+            cr_assert(rc != 0, "opened rcf with no server configured");
+            cr_assert(strstr(faiss_get_last_error(), "no server configured"),
+                      "%s", faiss_get_last_error());
+        } else {
+            cr_assert(rc == 0, "open: %s", faiss_get_last_error());
+            cr_assert(faiss_Index_ntotal(ix) == CF_N[tgt],
+                      "round %d: rcf has %lld vectors, not server %d's %d", r,
+                      (long long)faiss_Index_ntotal(ix), tgt, CF_N[tgt]);
+            faiss_Index_free(ix);
+        }
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
+    atomic_store(&f.stop, 1);
+    pthread_join(ft, NULL);
+    faissx_set_connection_callback(NULL, NULL);
+    faissx_set_log_callback(NULL, NULL);
+    faissx_set_log_level(FAISSX_LOG_WARN);
+    for (int i = 0; i < NT; i++) {
+        fprintf(stderr, "thread %d: %d/%d/%d checked iterations (server 1/"
+                "server 2/none), slowest free %llu ms\n", i, w[i].seen[0],
+                w[i].seen[1], w[i].seen[CF_NONE],
+                (unsigned long long)w[i].worst_free_ms);
+        cr_assert(!w[i].err[0], "%s", w[i].err);
+        cr_assert(w[i].seen[0] > 0 && w[i].seen[1] > 0 &&
+                          w[i].seen[CF_NONE] > 0,
+                  "thread %d missed a configuration", i);
+        /* A close that hung in NNG would have stopped the free for good;
+         * a bounded one returns within about 2.5 s. */
+        cr_assert(w[i].worst_free_ms < CF_SLOW_MS,
+                  "thread %d: a free took %llu ms", i,
+                  (unsigned long long)w[i].worst_free_ms);
+    }
+    fprintf(stderr, "slowest switch: %llu ms\n",
+            (unsigned long long)worst_switch);
+    cr_assert(worst_switch < CF_SLOW_MS, "a switch took %llu ms",
+              (unsigned long long)worst_switch);
+    OK(faissx_configure(NULL, NULL, 0));
+    free(xb);
+    atomic_store(&server2_pid, 0);
+    stop_checked(&srv2);
+    server_stop();
+}
+
 int main(int argc, char** argv) {
     const char* what = argc == 2 ? argv[1] : "";
     int secs = 0;
@@ -778,8 +1079,11 @@ int main(int argc, char** argv) {
         threads_on(4);
     else if (!strcmp(what, "reconnect"))
         reconnect();
+    else if (!strcmp(what, "reconfigure"))
+        reconfigure();
     else {
-        fprintf(stderr, "usage: test_mt_client shared|pool|reconnect\n");
+        fprintf(stderr, "usage: test_mt_client "
+                "shared|pool|reconnect|reconfigure\n");
         return 2;
     }
     alarm(0);

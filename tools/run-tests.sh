@@ -50,7 +50,7 @@ tsan_unit() {
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(pwd)/tests/tsan.supp \
     OMP_NUM_THREADS=1 \
         meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 1 \
-            --timeout-multiplier 3 mt-shared mt-pool mt-reconnect
+            --timeout-multiplier 3 mt-shared mt-pool mt-reconnect mt-reconfigure
 }
 
 step "build" build && step "tests" unit
