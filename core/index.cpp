@@ -89,6 +89,26 @@ struct IDMapSelector : faiss::IDSelector {
     }
 };
 
+/* What knn_search asks of an index's class. A failed dynamic_cast costs
+ * tens of ns (it walks the class hierarchy), a few percent of a cheap
+ * search, and the answers depend on the dynamic type only: they are worked
+ * out once per type and kept per thread, keyed by the type_info (one entry:
+ * a thread searches few index classes at a time; a miss just recomputes). */
+enum { SEARCH_SHARDS = 1, SEARCH_IDMAP = 2 };
+
+static int search_kind(const faiss::Index* ix) {
+    thread_local const std::type_info* last_type = nullptr;
+    thread_local int last_kind = 0;
+    const std::type_info& t = typeid(*ix);
+    if (&t == last_type) return last_kind;
+    int kind = (dynamic_cast<const faiss::IndexShards*>(ix) ? SEARCH_SHARDS
+                                                            : 0) |
+               (dynamic_cast<const faiss::IndexIDMap*>(ix) ? SEARCH_IDMAP : 0);
+    last_type = &t;
+    last_kind = kind;
+    return kind;
+}
+
 /* k-NN search that never leaves the outputs unwritten. faiss 1.7.3's
  * IndexFlat returns early without touching distances/labels when it is empty
  * and n >= distance_compute_blas_threshold (20), so an empty index (or a
@@ -111,7 +131,9 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
         }
         return;
     }
-    if (auto sh = dynamic_cast<const faiss::IndexShards*>(ix)) {
+    int kind = search_kind(ix);
+    if (kind & SEARCH_SHARDS) {
+        auto sh = dynamic_cast<const faiss::IndexShards*>(ix);
         bool some_empty = false;
         for (int i = 0; i < sh->count(); i++) {
             idx nt = 0;
@@ -130,7 +152,7 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
             return;
         }
     }
-    if (params) {
+    if (params && (kind & SEARCH_IDMAP)) {
         if (auto m = dynamic_cast<const faiss::IndexIDMap*>(ix)) {
             // faiss 1.7.3's IndexIDMap refuses search parameters. Search the
             // sub-index with them, its selector seeing external ids, and

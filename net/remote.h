@@ -25,7 +25,9 @@ struct Conn {
     ~Conn() { fx_client_close(c); }
 };
 
-struct RemoteIndex : faiss::Index {
+/* final: as_remote identifies it by its exact type (a typeid compare,
+ * not a dynamic_cast, on every call's path). */
+struct RemoteIndex final : faiss::Index {
     std::shared_ptr<Conn> conn;
     /* Atomic: reopen() replaces it while other threads may use it. */
     mutable std::atomic<uint64_t> handle{0};
