@@ -291,29 +291,55 @@ static void* fiddle(void* arg) {
 
 enum { D = 16, NT = 8, NR = 6, B = 10, NLIST = 4, CALL_MS = 60000 };
 
+/* Starts the settings thread f, then the NT workers: worker i runs fn on
+ * (char*)ws + i * wsize. */
+static void start_threads(fiddler* f, pthread_t* ft, pthread_t* t,
+                          void* (*fn)(void*), void* ws, size_t wsize) {
+    cr_assert(pthread_create(ft, NULL, fiddle, f) == 0, "pthread_create");
+    for (int i = 0; i < NT; i++)
+        cr_assert(pthread_create(&t[i], NULL, fn,
+                                 (char*)ws + (size_t)i * wsize) == 0,
+                  "pthread_create");
+}
+
+/* Stops the settings thread and puts back what it changes. */
+static void stop_fiddler(fiddler* f, pthread_t ft) {
+    atomic_store(&f->stop, 1);
+    pthread_join(ft, NULL);
+    faissx_set_connection_callback(NULL, NULL);
+    faissx_set_log_callback(NULL, NULL);
+    faissx_set_log_level(FAISSX_LOG_WARN);
+}
+
 typedef struct {
     int tid;
     FaissIndex* shared_flat; /* handles used by every thread at once */
     FaissIndex* shared_ivf;
     int rounds;              /* completed */
+    atomic_int erred;        /* err is set */
     char err[1024];          /* the first failure */
 } worker;
 
-static void wfail(worker* w, int line, const char* fmt, ...) {
-    if (w->err[0]) return;
-    int n = snprintf(w->err, sizeof w->err, "thread %d, line %d: ", w->tid,
-                     line);
+/* Records a worker thread's first failure in err and sets *erred (which
+ * the main thread may poll; err is read after the join). */
+static void wfail(char* err, size_t errsz, atomic_int* erred, int tid,
+                  int line, const char* fmt, ...) {
+    if (err[0]) return;
+    int n = snprintf(err, errsz, "thread %d, line %d: ", tid, line);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(w->err + n, sizeof w->err - (size_t)n, fmt, ap);
+    vsnprintf(err + n, errsz - (size_t)n, fmt, ap);
     va_end(ap);
+    atomic_store(erred, 1);
 }
 
-/* In a worker: record the failure and leave the round. */
+/* In a worker w (with err, erred and tid): record the failure and leave
+ * the round. */
 #define WCHECK(cond, ...)                                                   \
     do {                                                                    \
         if (!(cond)) {                                                      \
-            wfail(w, __LINE__, __VA_ARGS__);                                \
+            wfail(w->err, sizeof w->err, &w->erred, w->tid, __LINE__,       \
+                  __VA_ARGS__);                                             \
             goto out;                                                       \
         }                                                                   \
     } while (0)
@@ -475,22 +501,16 @@ static void threads_on(int pool) {
     f.call_ms = CALL_MS;
     pthread_t ft, t[NT];
     worker w[NT];
-    cr_assert(pthread_create(&ft, NULL, fiddle, &f) == 0, "pthread_create");
     for (int i = 0; i < NT; i++) {
         memset(&w[i], 0, sizeof w[i]);
         w[i].tid = i;
         w[i].shared_flat = flat;
         w[i].shared_ivf = ivf;
-        cr_assert(pthread_create(&t[i], NULL, work, &w[i]) == 0,
-                  "pthread_create");
     }
+    start_threads(&f, &ft, t, work, w, sizeof w[0]);
     for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
     sleep_ms(100); /* idle: heartbeats go out while the fiddler runs */
-    atomic_store(&f.stop, 1);
-    pthread_join(ft, NULL);
-    faissx_set_connection_callback(NULL, NULL);
-    faissx_set_log_callback(NULL, NULL);
-    faissx_set_log_level(FAISSX_LOG_WARN);
+    stop_fiddler(&f, ft);
 
     for (int i = 0; i < NT; i++) {
         cr_assert(!w[i].err[0], "%s", w[i].err);
@@ -705,15 +725,13 @@ static void reconnect(void) {
     f.call_ms = RC_MS;
     pthread_t ft, t[NT];
     rworker w[NT];
-    cr_assert(pthread_create(&ft, NULL, fiddle, &f) == 0, "pthread_create");
     for (int i = 0; i < NT; i++) {
         memset(&w[i], 0, sizeof w[i]);
         w[i].tid = i;
         w[i].phase = &phase;
         w[i].xb = xb;
-        cr_assert(pthread_create(&t[i], NULL, reconnect_work, &w[i]) == 0,
-                  "pthread_create");
     }
+    start_threads(&f, &ft, t, reconnect_work, w, sizeof w[0]);
     /* Up until every thread has done some work. */
     uint64_t t0 = mono_ms();
     for (int i = 0; i < NT; i++)
@@ -736,11 +754,7 @@ static void reconnect(void) {
             sleep_ms(20);
     atomic_store(&phase, 3);
     for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
-    atomic_store(&f.stop, 1);
-    pthread_join(ft, NULL);
-    faissx_set_connection_callback(NULL, NULL);
-    faissx_set_log_callback(NULL, NULL);
-    faissx_set_log_level(FAISSX_LOG_WARN);
+    stop_fiddler(&f, ft);
 
     int failed_down = 0;
     for (int i = 0; i < NT; i++) {
@@ -812,30 +826,6 @@ typedef struct {
     char err[1024];
 } cworker;
 
-static void cfail(cworker* w, int line, const char* fmt, ...) {
-    if (w->err[0]) return;
-    int n = snprintf(w->err, sizeof w->err, "thread %d, line %d: ", w->tid,
-                     line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->err + n, sizeof w->err - (size_t)n, fmt, ap);
-    va_end(ap);
-    atomic_store(&w->erred, 1);
-}
-#define CCHECK(cond, ...)                                                   \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            cfail(w, __LINE__, __VA_ARGS__);                                \
-            goto out;                                                       \
-        }                                                                   \
-    } while (0)
-#define COK(call)                                                           \
-    do {                                                                    \
-        int cok_rc_ = (call);                                               \
-        CCHECK(cok_rc_ == 0, "%s returned %d: %s", #call, cok_rc_,          \
-               faiss_get_last_error());                                     \
-    } while (0)
-
 /* Rows q0.. of xb are found in ix at distance 0, as themselves. */
 static int cf_finds(FaissIndex* ix, const float* xb, int q0, char* why,
                     size_t whysz) {
@@ -873,14 +863,14 @@ static void cf_iteration(cworker* w, int it) {
     /* Handles made under an earlier configuration still work: they keep
      * their connection. */
     if (w->held) {
-        CCHECK(cf_finds(w->held, w->xb, q0, why, sizeof why), "held: %s",
+        WCHECK(cf_finds(w->held, w->xb, q0, why, sizeof why), "held: %s",
                why);
         idx_t nt = faiss_Index_ntotal(w->held);
-        CCHECK(nt == CF_N[0] || nt == CF_N[1], "held ntotal %lld",
+        WCHECK(nt == CF_N[0] || nt == CF_N[1], "held ntotal %lld",
                (long long)nt);
     }
     if (w->held_own)
-        CCHECK(cf_finds(w->held_own, w->xb, q0, why, sizeof why),
+        WCHECK(cf_finds(w->held_own, w->xb, q0, why, sizeof why),
                "held unnamed: %s", why);
 
     rc = faissx_index_open(&ix, "rcf");
@@ -888,25 +878,25 @@ static void cf_iteration(cworker* w, int it) {
     int same = g % 2 == 0 && atomic_load(&cf_gen) == g;
     if (rc != 0) {
         const char* m = faiss_get_last_error();
-        CCHECK(m && strstr(m, "no server configured"),
+        WCHECK(m && strstr(m, "no server configured"),
                "open returned %d: %s", rc, m ? m : "(null)");
-        CCHECK(tgt == CF_NONE || !same,
+        WCHECK(tgt == CF_NONE || !same,
                "open failed with server %d configured: %s", tgt, m);
         /* Unnamed indexes are local meanwhile. */
-        COK(faiss_index_factory(&own, D, "Flat", METRIC_L2));
-        COK(faiss_Index_add(own, CF_N[0], w->xb));
-        CCHECK(cf_finds(own, w->xb, q0, why, sizeof why), "own: %s", why);
+        WOK(faiss_index_factory(&own, D, "Flat", METRIC_L2));
+        WOK(faiss_Index_add(own, CF_N[0], w->xb));
+        WCHECK(cf_finds(own, w->xb, q0, why, sizeof why), "own: %s", why);
         same = same && atomic_load(&cf_gen) == g;
-        CCHECK(!same || !faissx_index_is_remote(own),
+        WCHECK(!same || !faissx_index_is_remote(own),
                "an index made with no server configured is remote");
     } else {
         idx_t nt = faiss_Index_ntotal(ix);
-        CCHECK(cf_finds(ix, w->xb, q0, why, sizeof why), "rcf: %s", why);
-        CCHECK(nt == CF_N[0] || nt == CF_N[1], "rcf ntotal %lld",
+        WCHECK(cf_finds(ix, w->xb, q0, why, sizeof why), "rcf: %s", why);
+        WCHECK(nt == CF_N[0] || nt == CF_N[1], "rcf ntotal %lld",
                (long long)nt);
-        CCHECK(!same || tgt != CF_NONE,
+        WCHECK(!same || tgt != CF_NONE,
                "opened a remote index with no server configured");
-        CCHECK(!same || nt == CF_N[tgt],
+        WCHECK(!same || nt == CF_N[tgt],
                "rcf has %lld vectors: not from server %d, configured "
                "before the open", (long long)nt, tgt);
         if (w->tid % 2) { /* keep it, and an unnamed index, for later */
@@ -914,8 +904,8 @@ static void cf_iteration(cworker* w, int it) {
             w->held = ix;
             ix = NULL;
             if (it % 3 == 0) {
-                COK(faiss_index_factory(&own, D, "Flat", METRIC_L2));
-                COK(faiss_Index_add(own, CF_N[0], w->xb));
+                WOK(faiss_index_factory(&own, D, "Flat", METRIC_L2));
+                WOK(faiss_Index_add(own, CF_N[0], w->xb));
                 if (w->held_own) cf_free(w, w->held_own);
                 w->held_own = own;
                 own = NULL;
@@ -981,16 +971,14 @@ static void reconfigure(void) {
     f.call_ms = 30000;
     pthread_t ft, t[NT];
     cworker w[NT];
-    cr_assert(pthread_create(&ft, NULL, fiddle, &f) == 0, "pthread_create");
     for (int i = 0; i < NT; i++) {
         memset(&w[i], 0, sizeof w[i]);
         w[i].tid = i;
         w[i].stop = &stop;
         w[i].xb = xb;
         atomic_init(&w[i].done_gen, -1);
-        cr_assert(pthread_create(&t[i], NULL, cf_work, &w[i]) == 0,
-                  "pthread_create");
     }
+    start_threads(&f, &ft, t, cf_work, w, sizeof w[0]);
     uint64_t worst_switch = 0;
     for (int r = 0; r < CF_ROUNDS; r++) {
         int g = atomic_load(&cf_gen);
@@ -1033,11 +1021,7 @@ static void reconfigure(void) {
     }
     atomic_store(&stop, 1);
     for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
-    atomic_store(&f.stop, 1);
-    pthread_join(ft, NULL);
-    faissx_set_connection_callback(NULL, NULL);
-    faissx_set_log_callback(NULL, NULL);
-    faissx_set_log_level(FAISSX_LOG_WARN);
+    stop_fiddler(&f, ft);
     for (int i = 0; i < NT; i++) {
         fprintf(stderr, "thread %d: %d/%d/%d checked iterations (server 1/"
                 "server 2/none), slowest free %llu ms\n", i, w[i].seen[0],
