@@ -3184,10 +3184,19 @@ void fx_state_conn_closed(fx_state* s, uint64_t conn_id) {
 }
 
 size_t fx_state_reap(fx_state* s, uint64_t grace_ms) {
+    return fx_state_reap_later(s, grace_ms, 0);
+}
+
+size_t fx_state_client_count(fx_state* s) {
+    std::lock_guard<std::mutex> g(s->mu);
+    return s->client_seen.size();
+}
+
+size_t fx_state_reap_later(fx_state* s, uint64_t grace_ms, uint64_t later_ms) {
     std::vector<EntryP> dead; // freed outside the registry lock
     {
         std::lock_guard<std::mutex> g(s->mu);
-        uint64_t now = now_ms();
+        uint64_t now = now_ms() + later_ms;
         // Forget clients silent for a long time that own no unnamed index,
         // so the per-client maps do not grow with every client ever seen.
         uint64_t forget_ms = grace_ms * 4 + 600000;

@@ -129,6 +129,13 @@ void fx_state_conn_closed(fx_state* s, uint64_t conn_id);
  * periodically (the server does, every second). Returns how many were
  * freed. */
 size_t fx_state_reap(fx_state* s, uint64_t grace_ms);
+/* fx_state_reap as it would run later_ms from now (tests: forgetting
+ * silent clients takes minutes). Beyond 1024 remembered clients, it also
+ * forgets those silent for 4 * grace_ms + 10 min that own no unnamed
+ * index. */
+size_t fx_state_reap_later(fx_state* s, uint64_t grace_ms, uint64_t later_ms);
+/* Number of clients the state remembers (last seen, latest connection). */
+size_t fx_state_client_count(fx_state* s);
 
 /* Discards unfinished uploads that are orphans whose client has not been
  * seen for `grace_ms`, or that got no chunk for the conf's upload_idle_ms

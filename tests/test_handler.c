@@ -2041,30 +2041,33 @@ Test(handler, release) {
     fx_state_free(s);
 }
 
-Test(handler, orphans_are_reaped) {
-    fx_state* s = new_state(NULL, 0, 0);
-    const uint64_t A = 0xA, B = 0xB, C = 0xC;
+/* Creates a Flat (d = 4) named `name` ("": unnamed) as `client` on
+ * connection `conn`; returns its handle. */
+static uint64_t create_as(fx_state* s, uint64_t client, uint64_t conn,
+                          const char* name) {
     fx_wbuf w;
     rep_t p;
     info_t i;
-#define CREATE_AS(client, conn, name, out)                                   \
-    do {                                                                    \
-        begin(&w, "");                                                      \
-        fx_w_str(&w, name);                                                 \
-        fx_w_i64(&w, 4);                                                    \
-        fx_w_i64(&w, METRIC_L2);                                            \
-        fx_w_str(&w, "Flat");                                               \
-        EXPECT_OK(call_as(s, &w, FX_OP_CREATE, client, conn, &p), p);       \
-        r_info(&p, &i);                                                     \
-        rep_free(&p);                                                       \
-        out = i.handle;                                                     \
-    } while (0)
+    begin(&w, "");
+    fx_w_str(&w, name);
+    fx_w_i64(&w, 4);
+    fx_w_i64(&w, METRIC_L2);
+    fx_w_str(&w, "Flat");
+    EXPECT_OK(call_as(s, &w, FX_OP_CREATE, client, conn, &p), p);
+    r_info(&p, &i);
+    rep_free(&p);
+    return i.handle;
+}
+
+Test(handler, orphans_are_reaped) {
+    fx_state* s = new_state(NULL, 0, 0);
+    const uint64_t A = 0xA, B = 0xB, C = 0xC;
+    rep_t p;
     uint64_t ua, na, ub, uc;
-    CREATE_AS(A, 1, "", ua);
-    CREATE_AS(A, 1, "keep", na);
-    CREATE_AS(B, 1, "", ub);
-    CREATE_AS(C, 3, "", uc);
-#undef CREATE_AS
+    ua = create_as(s, A, 1, "");
+    na = create_as(s, A, 1, "keep");
+    ub = create_as(s, B, 1, "");
+    uc = create_as(s, C, 3, "");
     /* B also talks on connection 2: its latest connection. */
     ping_ok(s, "", B, 2, NULL);
     cr_assert_eq(fx_state_index_count(s), 4);
@@ -2102,6 +2105,46 @@ Test(handler, orphans_are_reaped) {
     fx_state_reap(s, 0);
     cr_assert_eq(fx_state_index_count(s), 1);
     info_of(s, "", na);
+    fx_state_free(s);
+}
+
+/* The per-client maps do not grow with every client ever seen: beyond 1024
+ * remembered clients, reap forgets those silent for 4 * grace + 10 min
+ * that own no unnamed index (fx_state_reap_later stands in for the wait). */
+Test(handler, silent_clients_are_forgotten) {
+    fx_state* s = new_state(NULL, 0, 0);
+    enum { N = 1100 };
+    const uint64_t owner = 7, named_only = 8;
+    for (uint64_t c = 1; c <= N; c++) ping_ok(s, "", c, 1 + c % 3, NULL);
+    /* owner holds an unnamed index; named_only a named one (not its own:
+     * named indexes belong to the tenant). */
+    create_as(s, owner, 1 + owner % 3, "");
+    create_as(s, named_only, 1 + named_only % 3, "kept");
+    cr_assert_eq(fx_state_client_count(s), N);
+
+    /* Not silent long enough (10 min + 4 * 1 s grace, minus 4 s). */
+    cr_assert_eq(fx_state_reap_later(s, 1000, 600000), 0);
+    cr_assert_eq(fx_state_client_count(s), N, "forgot clients too early");
+    /* Long enough: all but the owner of the unnamed index go; no index. */
+    cr_assert_eq(fx_state_reap_later(s, 1000, 610000), 0);
+    cr_assert_eq(fx_state_client_count(s), 1, "%zu clients remembered",
+                 fx_state_client_count(s));
+    cr_assert_eq(fx_state_index_count(s), 2);
+    /* Below the threshold nothing is pruned, however long the silence. */
+    ping_ok(s, "", 5000, 9, NULL);
+    cr_assert_eq(fx_state_reap_later(s, 1000, 3600 * 1000), 0);
+    cr_assert_eq(fx_state_client_count(s), 2);
+    /* The owner's connection closes: it is then reaped as an orphan (its
+     * index freed) and, owning nothing, forgotten once there are many. */
+    fx_state_conn_closed(s, 1 + owner % 3);
+    cr_assert_eq(fx_state_reap_later(s, 1000, 2000), 1);
+    cr_assert_eq(fx_state_index_count(s), 1);
+    for (uint64_t c = 10001; c <= 10000 + N; c++) ping_ok(s, "", c, 4, NULL);
+    cr_assert_eq(fx_state_reap_later(s, 1000, 610000), 0);
+    cr_assert_eq(fx_state_client_count(s), 0);
+    /* A forgotten client is served as a new one. */
+    ping_ok(s, "", owner, 5, NULL);
+    cr_assert_eq(fx_state_client_count(s), 1);
     fx_state_free(s);
 }
 
