@@ -271,6 +271,23 @@ int deliver(const char* func, T* ix, H** p_out) {
     return 0;
 }
 
+/* The four readers share this: flags translated, a named file checked
+ * first (fname NULL for a FILE*), faiss's reader run as read(flags), the
+ * index checked and handed over; every failure is reported for func. */
+template <class H, class Read>
+int read_with(const char* func, const char* fname, int io_flags, H** p_out,
+              Read read) {
+    int flags = 0;
+    if (int rc = translate_flags(func, io_flags, &flags)) return rc;
+    if (fname)
+        if (int rc = check_readable(func, fname)) return rc;
+    try {
+        return deliver(func, read(flags), p_out);
+    } catch (...) {
+        return io_exception(func);
+    }
+}
+
 /* Writes through `write` into a file we open and close ourselves: faiss's
  * own writer ignores a failing fclose (a full disk then looks like
  * success). */
@@ -325,23 +342,17 @@ bool read_only_lists(const faiss::IndexBinary* ix) {
 
 } // namespace fx
 
-extern "C" {
-
 /* A remote index is written as the faiss bytes of its server-side index,
  * so the file is readable by any faiss. */
-static void write_remote(const fx::RemoteIndex* r, FILE* f) {
+template <class R>
+static void write_remote(const R* r, FILE* f) {
     std::vector<uint8_t> bytes = r->serialize();
     if (fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size())
         throw fx::Error(FAISSX_E_IO, std::string("write failed: ") +
                                              std::strerror(errno));
 }
 
-static void write_remote_bin(const fx::RemoteIndexBinary* r, FILE* f) {
-    std::vector<uint8_t> bytes = r->serialize();
-    if (fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size())
-        throw fx::Error(FAISSX_E_IO, std::string("write failed: ") +
-                                             std::strerror(errno));
-}
+extern "C" {
 
 int faiss_write_index(const FaissIndex* idx, FILE* f) {
     FX_NOT_NULL(idx);
@@ -389,27 +400,16 @@ int faiss_write_index_fname(const FaissIndex* idx, const char* fname) {
 int faiss_read_index(FILE* f, int io_flags, FaissIndex** p_out) {
     FX_NOT_NULL(f);
     FX_NOT_NULL(p_out);
-    int flags = 0;
-    if (int rc = translate_flags(__func__, io_flags, &flags)) return rc;
-    try {
-        return deliver(__func__, faiss::read_index(f, flags), p_out);
-    } catch (...) {
-        return io_exception(__func__);
-    }
+    return read_with(__func__, nullptr, io_flags, p_out,
+                     [&](int fl) { return faiss::read_index(f, fl); });
 }
 
 int faiss_read_index_fname(const char* fname, int io_flags,
                            FaissIndex** p_out) {
     FX_NOT_NULL(fname);
     FX_NOT_NULL(p_out);
-    int flags = 0;
-    if (int rc = translate_flags(__func__, io_flags, &flags)) return rc;
-    if (int rc = check_readable(__func__, fname)) return rc;
-    try {
-        return deliver(__func__, faiss::read_index(fname, flags), p_out);
-    } catch (...) {
-        return io_exception(__func__);
-    }
+    return read_with(__func__, fname, io_flags, p_out,
+                     [&](int fl) { return faiss::read_index(fname, fl); });
 }
 
 int faiss_write_index_binary(const FaissIndexBinary* idx, FILE* f) {
@@ -417,7 +417,7 @@ int faiss_write_index_binary(const FaissIndexBinary* idx, FILE* f) {
     FX_NOT_NULL(f);
     FX_TRY
     if (auto r = fx::as_remote_bin(fx::bindex(idx)))
-        write_remote_bin(r, f);
+        write_remote(r, f);
     else
         faiss::write_index_binary(fx::bindex(idx), f);
     if (fflush(f) != 0)
@@ -433,7 +433,7 @@ int faiss_write_index_binary_fname(const FaissIndexBinary* idx,
     FX_NOT_NULL(fname);
     // A remote index: its bytes come from the server, written here.
     if (auto r = fx::as_remote_bin(fx::bindex(idx)))
-        return write_path(__func__, fname, [&](FILE* f) { write_remote_bin(r, f); });
+        return write_path(__func__, fname, [&](FILE* f) { write_remote(r, f); });
     return write_path(__func__, fname, [&](FILE* f) {
         faiss::write_index_binary(fx::bindex(idx), f);
     });
@@ -442,28 +442,17 @@ int faiss_write_index_binary_fname(const FaissIndexBinary* idx,
 int faiss_read_index_binary(FILE* f, int io_flags, FaissIndexBinary** p_out) {
     FX_NOT_NULL(f);
     FX_NOT_NULL(p_out);
-    int flags = 0;
-    if (int rc = translate_flags(__func__, io_flags, &flags)) return rc;
-    try {
-        return deliver(__func__, faiss::read_index_binary(f, flags), p_out);
-    } catch (...) {
-        return io_exception(__func__);
-    }
+    return read_with(__func__, nullptr, io_flags, p_out,
+                     [&](int fl) { return faiss::read_index_binary(f, fl); });
 }
 
 int faiss_read_index_binary_fname(const char* fname, int io_flags,
                                   FaissIndexBinary** p_out) {
     FX_NOT_NULL(fname);
     FX_NOT_NULL(p_out);
-    int flags = 0;
-    if (int rc = translate_flags(__func__, io_flags, &flags)) return rc;
-    if (int rc = check_readable(__func__, fname)) return rc;
-    try {
-        return deliver(__func__, faiss::read_index_binary(fname, flags),
-                       p_out);
-    } catch (...) {
-        return io_exception(__func__);
-    }
+    return read_with(__func__, fname, io_flags, p_out, [&](int fl) {
+        return faiss::read_index_binary(fname, fl);
+    });
 }
 
 } // extern "C"
