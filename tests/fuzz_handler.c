@@ -17,16 +17,15 @@
  * change the state rebuild it afterwards, so every input sees the same
  * state (crashes reproduce from one file).
  *
+ * UPLOAD (and the binary UPLOAD sub-op) are fuzzed like every op: the
+ * target links faissx-server's allocation guard (net/alloc_guard.cpp), so
+ * a forged size field is refused and what a failed parse left behind is
+ * freed, as in the server. state_build checks that the guard is in force
+ * (a forged upload must be refused for its claimed allocation).
+ *
  * Two builds:
- *   - libFuzzer (clang):
- *       clang -g -O1 -fsanitize=fuzzer,address,undefined -DFX_LIBFUZZER \
- *         -I. -Iinclude -Ibuild/include/faissx tests/fuzz_handler.c \
- *         build/libfaissx.a -lfaiss -lopenblas -lgomp -lnng \
- *         -lmbedtls -lmbedx509 -lmbedcrypto -lstdc++ -lm -lpthread \
- *         -o fuzz_handler
- *       ./fuzz_handler -max_len=4096 corpus_dir tests/corpus/handler
- *     (build libfaissx.a with the same sanitizers for full coverage; see
- *     docs/protocol.md, "Fuzzing").
+ *   - libFuzzer (clang): see docs/protocol.md, "Fuzzing" (link
+ *     net/alloc_guard.cpp too);
  *   - otherwise (the meson build): a program that replays every file in
  *     the directories (or files) given as arguments; `meson test
  *     fuzz-corpus` runs it on tests/corpus/handler. */
@@ -150,6 +149,50 @@ static void state_build(void) {
     setup_vecs(FX_OP_TRAIN, g_handles[2], 256, 0);
     setup_vecs(FX_OP_ADD, g_handles[2], 64, 0);
     setup_vecs(FX_OP_ADD, g_handles[3], 16, 0);
+}
+
+/* The allocation guard is linked and in force: an upload whose codes
+ * vector claims 2^36 words is refused for that claim (without the guard,
+ * faiss would try the allocation itself). */
+static void check_guard(void) {
+    uint8_t b[4 + 33 + 8 + 3 * FUZZ_D * 4];
+    size_t o = 0;
+    int32_t d = FUZZ_D, metric = 1;
+    int64_t ntotal = 3, dummy = 1 << 20;
+    uint64_t words = (uint64_t)1 << 36; /* faiss itself refuses >= 2^40 */
+    uint8_t trained = 1;
+    memcpy(b + o, "IxF2", 4), o += 4;
+    memcpy(b + o, &d, 4), o += 4;
+    memcpy(b + o, &ntotal, 8), o += 8;
+    memcpy(b + o, &dummy, 8), o += 8;
+    memcpy(b + o, &dummy, 8), o += 8;
+    memcpy(b + o, &trained, 1), o += 1;
+    memcpy(b + o, &metric, 4), o += 4;
+    memcpy(b + o, &words, 8), o += 8;
+    memset(b + o, 0, sizeof b - o);
+    fx_wbuf w, reply;
+    begin(&w);
+    fx_w_str(&w, "");
+    fx_w_array(&w, b, sizeof b, 1);
+    fx_hdr h = {0};
+    h.op = FX_OP_UPLOAD;
+    h.request_id = ++g_rid;
+    h.client_id = 1;
+    fx_w_finish(&w, &h);
+    fx_w_init(&reply);
+    fx_state_handle(g_state, w.data, w.len, 1, &reply, NULL);
+    fx_w_free(&w);
+    fx_hdr rh;
+    char err[256], m[512] = "";
+    CHECK(fx_hdr_decode(reply.data, reply.len, &rh, err, sizeof err) == 0,
+          "%s", err);
+    fx_rbuf r;
+    fx_r_init(&r, reply.data + FX_HDR_SIZE, reply.len - FX_HDR_SIZE);
+    if (rh.status != 0) fx_r_str(&r, m, sizeof m - 1);
+    CHECK(rh.status == FAISSX_E_IO && strstr(m, "claim an allocation"),
+          "the allocation guard is not in force: a forged upload gave "
+          "status %d (%s)", rh.status, m);
+    fx_w_free(&reply);
 }
 
 /* Ops that leave the state as it was (whatever their outcome). */
@@ -319,6 +362,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!g_state) {
         faissx_remote_disable(); /* as faissx-server: local execution */
         state_build();
+        check_guard();
     }
     /* The codec alone, on the raw bytes. */
     fx_hdr req = {0};
@@ -327,25 +371,6 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK(drc == 0 || err[0] != '\0', "decode failed without a reason");
     if (drc == 0) CHECK(req.body_len == size - FX_HDR_SIZE, "body_len");
 
-#ifdef FX_LIBFUZZER
-    /* UPLOAD hands the bytes to faiss::read_index, which (faiss 1.7.3)
-     * allocates whatever sizes the bytes claim before reading them and
-     * leaks the partly read index on a read error: known, and it would
-     * drown every other finding. Set FUZZ_UPLOAD=1 to fuzz it anyway. */
-    static int fuzz_upload = -1;
-    if (fuzz_upload < 0) fuzz_upload = getenv("FUZZ_UPLOAD") != NULL;
-    if (drc == 0 && req.op == FX_OP_UPLOAD && !fuzz_upload) return 0;
-    if (drc == 0 && req.op == FX_OP_BINARY && !fuzz_upload) {
-        /* the binary UPLOAD sub-op: faiss::read_index_binary, same story */
-        fx_rbuf r;
-        char key[260];
-        int64_t sub = 0;
-        fx_r_init(&r, data + FX_HDR_SIZE, size - FX_HDR_SIZE);
-        if (fx_r_str(&r, key, 256) == 0 && fx_r_i64(&r, &sub) == 0 &&
-            sub == FX_BIN_UPLOAD)
-            return 0;
-    }
-#endif
     /* An 8-aligned private copy (as NNG delivers it), tags patched. */
     uint8_t* msg = malloc(size ? size : 1);
     CHECK(msg != NULL, "out of memory");

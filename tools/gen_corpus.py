@@ -42,6 +42,7 @@ WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
     WRAP_REFINE_FLAT = range(1, 7)
 BIN_CREATE, BIN_WRAP_IVF, BIN_INFO, BIN_TRAIN, BIN_ADD, BIN_ADD_WITH_IDS, \
     BIN_SEARCH = range(1, 8)
+BIN_UPLOAD = 16
 IVF_MAKE_DIRECT_MAP, IVF_IMBALANCE, IVF_SEARCH_PREASSIGNED, IVF_ADD_CORE, \
     IVF_UPDATE_VECTORS, IVF_COPY_SUBSET_TO, IVF_TRAIN_RESIDUAL = range(1, 8)
 COMP_PREPEND, COMP_INNER, COMP_CHAIN = range(1, 4)
@@ -116,6 +117,24 @@ def flat_index_bytes(n):
     out += struct.pack("<Q", n * D)  # codes, counted in 4-byte words
     out += struct.pack("<%df" % (n * D), *xb)
     return out
+
+
+def flat_index_forged(n, words):
+    """flat_index_bytes(n) whose codes vector claims `words` 4-byte words
+    (the n vectors that follow are all there is)."""
+    real = flat_index_bytes(n)
+    head = 4 + struct.calcsize("<iqqq?i")
+    return real[:head] + struct.pack("<Q", words) + real[head + 8:]
+
+
+def binary_flat_index_bytes(n, claimed=None):
+    """An IndexBinaryFlat (d = 64 bits, n codes) in faiss's binary format;
+    `claimed`: a forged byte count for its codes vector."""
+    d, code_size = 64, 8
+    xb = bytes((7 * i) & 0xFF for i in range(n * code_size))
+    out = b"IBxF" + struct.pack("<iiq?i", d, code_size, n, True, 1)
+    out += struct.pack("<Q", len(xb) if claimed is None else claimed)
+    return out + xb
 
 
 def selector_all_types():
@@ -275,6 +294,31 @@ def seeds():
                                           i64(COMP_PREPEND) +
                                           u8s(b"QQQQ" + bytes(12)))
     m["composite-unknown"] = message(O["COMPOSITE"], u64(H_FLAT) + i64(77))
+    # uploads with forged sizes (appended likewise): faiss 1.7.3 resizes a
+    # vector to the size its bytes claim before reading it, and leaks the
+    # partly read index when the bytes then run out. The server's
+    # allocation guard (net/alloc_guard.cpp, linked into fuzz_handler too)
+    # refuses the allocation and frees what the parse left behind.
+    m["upload-forged-size-huge"] = message(
+        O["UPLOAD"], string("") + u8s(flat_index_forged(3, 1 << 36)))
+    m["upload-forged-size-256m"] = message(
+        O["UPLOAD"], string("") + u8s(flat_index_forged(3, 1 << 26)))
+    m["upload-truncated"] = message(
+        O["UPLOAD"], string("") + u8s(flat_index_bytes(16)[:200]))
+    m["upload-forged-ntotal"] = message(
+        O["UPLOAD"], string("") + u8s(b"IxF2" + struct.pack(
+            "<iqqq?i", D, 1 << 40, 1 << 20, 1 << 20, True, 1) +
+            struct.pack("<Q", 3 * D) + struct.pack("<%df" % (3 * D),
+                                                   *vectors(3, 99))))
+    m["binary-upload"] = message(
+        O["BINARY"], i64(BIN_UPLOAD) + string("") +
+        u8s(binary_flat_index_bytes(4)))
+    m["binary-upload-forged-size"] = message(
+        O["BINARY"], i64(BIN_UPLOAD) + string("") +
+        u8s(binary_flat_index_bytes(4, claimed=1 << 38)))
+    m["binary-upload-truncated"] = message(
+        O["BINARY"], i64(BIN_UPLOAD) + string("") +
+        u8s(binary_flat_index_bytes(16)[:60]))
     return m
 
 
