@@ -79,13 +79,23 @@ int faiss_IndexFlat_compute_distance_subset(FaissIndex* index, idx_t n,
         if (int rc = fx::check_vectors(__func__, n, x, r->d, "x")) return rc;
         if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
         FX_TRY
-        r->sync();
-        for (idx_t i = 0; i < n * k; i++)
-            FX_REQUIRE(labels[i] >= 0 && labels[i] < r->ntotal,
-                       "labels[%lld] = %lld is outside [0, %lld)", (long long)i,
-                       (long long)labels[i], (long long)r->ntotal);
         std::vector<float> y((size_t)(n * k) * r->d);
-        r->reconstruct_batch(n * k, labels, y.data());
+        try {
+            // One round trip: the server checks every key against its
+            // ntotal (no INFO first).
+            r->reconstruct_batch(n * k, labels, y.data());
+        } catch (const fx::Error& e) {
+            // It refused a label: name it as a local call does, against a
+            // fresh ntotal (a second round trip, on this error only).
+            if (e.code != FAISSX_E_INVALID) throw;
+            r->sync();
+            for (idx_t i = 0; i < n * k; i++)
+                FX_REQUIRE(labels[i] >= 0 && labels[i] < r->ntotal,
+                           "labels[%lld] = %lld is outside [0, %lld)",
+                           (long long)i, (long long)labels[i],
+                           (long long)r->ntotal);
+            throw;
+        }
         for (idx_t i = 0; i < n * k; i++) {
             const float* xi = x + (i / k) * r->d;
             const float* yi = y.data() + (size_t)i * r->d;

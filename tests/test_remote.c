@@ -841,6 +841,34 @@ Test(remote, preassigned_and_sa_decode_one_round_trip, .init = start_plain,
     codes[lcs] = 200;
     FXT_ERR(faiss_Index_sa_decode(a, RT_NQ, codes, xr), "list_no < nlist");
 
+    /* compute_distance_subset: one round trip (the server checks the
+     * labels); a bad label is named as locally. */
+    {
+        FaissIndex *fl = NULL, *fr = NULL;
+        FXT_OK(faissx_configure(NULL, NULL, 0));
+        FXT_OK(faiss_IndexFlatL2_new_with(&fl, RT_D));
+        FXT_OK(faiss_Index_add(fl, RT_NB, xb));
+        FXT_OK(faissx_configure(srv.url, NULL, 0));
+        FXT_OK(faiss_IndexFlatL2_new_with(&fr, RT_D));
+        FXT_OK(faiss_Index_add(fr, RT_NB, xb));
+        idx_t lab[RT_NQ * RT_K];
+        float dl[RT_NQ * RT_K], dr[RT_NQ * RT_K];
+        for (int i = 0; i < RT_NQ * RT_K; i++) lab[i] = (i * 37 + 5) % RT_NB;
+        FXT_OK(faiss_IndexFlat_compute_distance_subset(fl, RT_NQ, xq, RT_K,
+                                                       dl, lab));
+        t = fx_client_round_trips();
+        FXT_OK(faiss_IndexFlat_compute_distance_subset(fr, RT_NQ, xq, RT_K,
+                                                       dr, lab));
+        cr_assert_eq(trips_since(t), 1);
+        FXT_SAME(dl, dr, sizeof dl);
+        lab[3] = RT_NB;
+        FXT_ERR(faiss_IndexFlat_compute_distance_subset(fr, RT_NQ, xq, RT_K,
+                                                        dr, lab),
+                "labels[3] = 600 is outside [0, 600)");
+        faiss_Index_free(fr);
+        faiss_Index_free(fl);
+    }
+
     faiss_Index_free(b);
     faiss_Index_free(a);
     faiss_Index_free(loc);
