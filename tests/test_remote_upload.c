@@ -887,6 +887,39 @@ Test(remote_upload, binary_upload_refusals, .init = start, .fini = stop) {
     free(bytes);
 }
 
+/* A named binary upload to a server with a data directory is durable:
+ * after a restart it opens by name with the same results; the handle made
+ * by the upload reopens by name by itself. */
+Test(remote_upload, binary_upload_to_a_durable_server, .fini = stop) {
+    uint8_t *codes, *bytes;
+    size_t nbytes;
+    FaissIndexBinary* loc = local_bflat(36000, 101, &codes, &bytes, &nbytes);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("bup-store"));
+    const char* extra[] = {"--data-dir", dir, NULL};
+    start_with(extra);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FaissIndexBinary* rem = NULL;
+    FXT_OK(faissx_index_binary_upload(loc, "bdur", &rem));
+    same_bsearch(loc, rem, codes);
+    fxt_server_stop(&srv);
+    const char* args[] = {"--auth-keys", "ka:alice,kb:bob,kr:alice:ro",
+                          "--max-message-bytes", MSG,
+                          "--max-upload-bytes", "1536k",
+                          "--data-dir", dir, NULL};
+    fxt_server_restart(&srv, args);
+    same_bsearch(loc, rem, codes); /* the old handle reopens by name */
+    FaissIndexBinary* op = NULL;
+    FXT_OK(faissx_index_binary_open(&op, "bdur"));
+    same_bsearch(loc, op, codes);
+    faiss_IndexBinary_free(op);
+    faiss_IndexBinary_free(rem);
+    FXT_OK(faissx_index_drop("bdur"));
+    faiss_IndexBinary_free(loc);
+    free(codes);
+    free(bytes);
+}
+
 /* ---- chunked download ------------------------------------------------------ */
 
 /* DOWNLOAD_BEGIN of handle h: the status; total and id. */
