@@ -186,7 +186,8 @@ int faissx_index_is_remote(const FaissIndex* index);
 int faissx_index_create(FaissIndex** p_index, const char* name, int d,
                         const char* description, FaissMetricType metric);
 
-/** Open an existing named index (FAISSX_E_NOT_FOUND if none). */
+/** Open an existing named index (FAISSX_E_NOT_FOUND if none;
+ *  FAISSX_E_INVALID if it is a binary index: faissx_index_binary_open). */
 int faissx_index_open(FaissIndex** p_index, const char* name);
 
 /** Names of your tenant's named indexes, sorted. *p_names is an array of
@@ -197,8 +198,11 @@ void faissx_index_list_free(char** names, size_t count);
 /** Delete a named index on the server. Handles to it become invalid. */
 int faissx_index_drop(const char* name);
 
-/** Copy a local index to the server (name NULL: an unnamed index that lives
- *  until freed). *p_index is the remote handle; `local` is unchanged. */
+/** Copy a local index to the server (name NULL or "": an unnamed index that
+ *  lives until freed; else a named one, FAISSX_E_EXISTS if taken). Sent in
+ *  chunks with progress (FAISSX_PROGRESS_UPLOAD) and cancellation. A remote
+ *  `local` fails with FAISSX_E_INVALID. *p_index is the remote handle;
+ *  `local` is unchanged. */
 int faissx_index_upload(const FaissIndex* local, const char* name,
                         FaissIndex** p_index);
 
