@@ -753,6 +753,25 @@ std::unique_ptr<faiss::IDSelector> rd_selector(
 
 /* ---- operations ---- */
 
+/* A named CREATE/UPLOAD retried after a restart (its reply was lost): if
+ * the tenant's store says this request created `name`, the entry that now
+ * has the name (caller holds store_mu); otherwise NULL. */
+EntryP created_by_this_request(Req& q, const std::string& name) {
+    if (!fx::store::request_tag()) return nullptr;
+    EntryP e;
+    {
+        std::lock_guard<std::mutex> g(q.s->mu);
+        auto it = q.s->by_name.find({q.tenant, name});
+        if (it == q.s->by_name.end()) return nullptr;
+        e = q.s->by_handle.at(it->second);
+    }
+    if (!e->stored ||
+        !fx::store::created_by_request(tenant_store(q.s, q.tenant),
+                                       name.c_str()))
+        return nullptr;
+    return e;
+}
+
 void op_create(Req& q, fx_wbuf* w) {
     need_write(q);
     std::string name = rd_name(q);
@@ -769,6 +788,14 @@ void op_create(Req& q, fx_wbuf* w) {
     bool store = !name.empty() && durable(q.s);
     if (store) {
         sl = std::unique_lock<std::mutex>(q.s->store_mu);
+        if (EntryP done = created_by_this_request(q, name)) {
+            if (done->bindex)
+                throw Error(FAISSX_E_EXISTS,
+                            "an index named '" + name + "' already exists");
+            std::shared_lock<std::shared_mutex> l(*done->mu);
+            write_info(w, done.get()); // the retry of the CREATE that made it
+            return;
+        }
         std::lock_guard<std::mutex> g(q.s->mu);
         if (q.s->by_name.count({q.tenant, name}))
             throw Error(FAISSX_E_EXISTS,
@@ -838,9 +865,15 @@ void op_drop(Req& q, fx_wbuf*) {
     {
         std::lock_guard<std::mutex> g(q.s->mu);
         auto it = q.s->by_name.find({q.tenant, name});
-        if (it == q.s->by_name.end())
-            throw Error(FAISSX_E_NOT_FOUND, "no index named '" + name + "'");
-        e = q.s->by_handle.at(it->second);
+        if (it != q.s->by_name.end()) e = q.s->by_handle.at(it->second);
+    }
+    if (!e) {
+        // The retry of a DROP that happened before a restart: done.
+        if (durable(q.s) && fx::store::request_tag() &&
+            fx::store::dropped_by_request(tenant_store(q.s, q.tenant),
+                                          name.c_str()))
+            return;
+        throw Error(FAISSX_E_NOT_FOUND, "no index named '" + name + "'");
     }
     if (e->stored) {
         fx::store::Store* st = tenant_store(q.s, q.tenant);
@@ -1366,6 +1399,13 @@ void install_uploaded(Req& q, fx_wbuf* w, const std::string& name,
     std::unique_lock<std::mutex> sl;
     if (!name.empty() && durable(q.s)) {
         sl = std::unique_lock<std::mutex>(q.s->store_mu);
+        if (EntryP done = created_by_this_request(q, name)) {
+            if (!done->bindex) {
+                std::shared_lock<std::shared_mutex> l(*done->mu);
+                write_info(w, done.get()); // a retry of the UPLOAD
+                return;
+            }
+        }
         {
             std::lock_guard<std::mutex> g(q.s->mu);
             if (q.s->by_name.count({q.tenant, name}))
@@ -2293,6 +2333,13 @@ void insert_binary(Req& q, fx_wbuf* w, std::unique_ptr<faiss::IndexBinary> ix,
     std::unique_lock<std::mutex> sl;
     if (!name.empty() && durable(q.s)) {
         sl = std::unique_lock<std::mutex>(q.s->store_mu);
+        if (EntryP done = created_by_this_request(q, name)) {
+            if (done->bindex) { // a retry of the CREATE/UPLOAD that made it
+                std::shared_lock<std::shared_mutex> l(*done->mu);
+                write_info(w, done.get());
+                return;
+            }
+        }
         {
             std::lock_guard<std::mutex> g(q.s->mu);
             if (q.s->by_name.count({q.tenant, name}))

@@ -66,6 +66,7 @@
 #include <shared_mutex>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <tuple>
 #include <unistd.h>
 
 namespace fx {
@@ -525,6 +526,12 @@ bool apply_record_binary(faiss::IndexBinary* ix, uint16_t type,
 namespace {
 
 thread_local RequestTag* tl_tag = nullptr;
+
+/* Outcome types that are not log record types (docs/format.md): a train
+ * (not logged; remembered in the snapshot it writes) and the creation of
+ * the index (remembered in its first snapshot). */
+constexpr uint16_t OUT_TRAIN = 0x100;
+constexpr uint16_t OUT_CREATE = 0x101;
 
 /* What an index remembers of one applied, tagged mutation. */
 struct Outcome {
@@ -1292,10 +1299,6 @@ void require_trained(const Entry* e) {
                             " first");
 }
 
-/* The Outcome type of a train: not a log record type (training is not
- * logged), kept in the table of applied requests that the snapshot the
- * train writes carries (docs/format.md). */
-constexpr uint16_t OUT_TRAIN = 0x100;
 
 /* Training: apply, remember the request (if tagged), checkpoint -- the
  * snapshot makes both durable at once. A retry of a train that reached a
@@ -1446,7 +1449,72 @@ struct Store {
     std::mutex mu;
     std::map<std::string, std::shared_ptr<Entry>> loaded;
     uint64_t drops = 0;
+    /* The last kDropsKept tagged drops (client, request, name), oldest
+     * first, as in the file DROPS_FILE (EXACTLY ONCE for DROP). */
+    std::deque<std::tuple<uint64_t, uint64_t, std::string>> dropped;
 };
+
+namespace {
+
+constexpr size_t kDropsKept = 1024;
+constexpr const char* DROPS_FILE = ".dropped";
+constexpr char DROPS_MAGIC[9] = "FXDROP\r\n";
+
+/* DROPS_FILE: magic, u32 count, u32 0, then per drop u64 client, u64
+ * request, u32 name length, name bytes; then the CRC-32C of all before. */
+std::vector<uint8_t> encode_drops(const Store* s) {
+    std::vector<uint8_t> b(DROPS_MAGIC, DROPS_MAGIC + 8);
+    b.resize(16);
+    fx_put_u32(&b[8], (uint32_t)s->dropped.size());
+    fx_put_u32(&b[12], 0);
+    for (auto& d : s->dropped) {
+        size_t o = b.size();
+        const std::string& n = std::get<2>(d);
+        b.resize(o + 20 + n.size());
+        fx_put_u64(&b[o], std::get<0>(d));
+        fx_put_u64(&b[o + 8], std::get<1>(d));
+        fx_put_u32(&b[o + 16], (uint32_t)n.size());
+        std::memcpy(&b[o + 20], n.data(), n.size());
+    }
+    size_t o = b.size();
+    b.resize(o + 4);
+    fx_put_u32(&b[o], fx_crc32c(0, b.data(), o));
+    return b;
+}
+
+/* Reads DROPS_FILE (missing: nothing remembered; damaged: nothing, with
+ * a note -- it only serves retries). */
+void load_drops(Store* s, Reporter* rep) {
+    std::string path = s->dir + "/" + DROPS_FILE;
+    uint8_t* data = nullptr;
+    size_t n = 0;
+    if (fx_read_file(path.c_str(), &data, &n) != 0) return;
+    std::unique_ptr<uint8_t, decltype(&std::free)> own(data, &std::free);
+    bool ok = n >= 20 && std::memcmp(data, DROPS_MAGIC, 8) == 0 &&
+              fx_get_u32(data + n - 4) == fx_crc32c(0, data, n - 4);
+    size_t at = 16, count = ok ? fx_get_u32(data + 8) : 0;
+    for (size_t i = 0; ok && i < count; i++) {
+        if (n - 4 - at < 20) {
+            ok = false;
+            break;
+        }
+        uint32_t len = fx_get_u32(data + at + 16);
+        if (len > 128 || n - 4 - at - 20 < len) {
+            ok = false;
+            break;
+        }
+        s->dropped.emplace_back(fx_get_u64(data + at), fx_get_u64(data + at + 8),
+                                std::string((const char*)data + at + 20, len));
+        at += 20 + len;
+    }
+    if (!ok || at != n - 4) {
+        s->dropped.clear();
+        rep->note("store: " + path + " is damaged; retries of earlier "
+                  "drops will not be recognised");
+    }
+}
+
+} // namespace
 
 bool valid_name(const char* name, std::string* why) {
     size_t n = name ? std::strlen(name) : 0;
@@ -1508,6 +1576,7 @@ Store* open(const std::string& dir, const Options& opts) {
     int pn = snprintf(pid, sizeof pid, "%ld", (long)getpid());
     if (fx_io()->ftruncate(fd, 0) == 0) fx_pwrite_all(fd, pid, (size_t)pn, 0);
     s->lock_fd = fd;
+    load_drops(s.get(), s->rep.get());
     // Leftovers of interrupted creates and drops.
     if (DIR* d = opendir(dir.c_str())) {
         while (struct dirent* e = readdir(d))
@@ -1616,8 +1685,19 @@ static std::shared_ptr<Entry> create_locked(Store* s, const char* name,
     m.metric = (int)(ix.f ? ix.f->metric_type : ix.b->metric_type);
     m.binary = ix.b != nullptr;
     m.description = description;
+    // A server's CREATE/UPLOAD: remembered in the first snapshot, so that
+    // its retry after a restart is answered, not refused as "exists".
+    Applied applied;
+    if (RequestTag* tag = tl_tag && !tl_tag->used ? tl_tag : nullptr) {
+        tag->used = true;
+        Outcome o;
+        o.type = OUT_CREATE;
+        o.trained = ix.f ? ix.f->is_trained : ix.b->is_trained;
+        o.ntotal = ix.f ? ix.f->ntotal : ix.b->ntotal;
+        applied.add(tag->client, tag->request, o);
+    }
     try {
-        ix.write(tmp + "/" + snap_name(1), 0, {});
+        ix.write(tmp + "/" + snap_name(1), 0, applied.encode());
         wal::Wal::create(tmp + "/" + wal_name(1), 0, wal::SYNC_NONE, 0);
         write_manifest(tmp, m);
         if (fx_io()->rename(tmp.c_str(), idir.c_str()) != 0)
@@ -1637,6 +1717,7 @@ static std::shared_ptr<Entry> create_locked(Store* s, const char* name,
     e->next_gen = 1;
     e->inner = std::move(ix.f);
     e->binner = std::move(ix.b);
+    e->applied = std::move(applied);
     e->wal = wal::Wal::open_append(idir + "/" + wal_name(1), wal::SEG_HEADER,
                                    0, s->opts.sync, s->opts.interval_ms);
     s->loaded[name] = e;
@@ -1783,6 +1864,21 @@ void drop(Store* s, const char* name) {
     struct stat st;
     if (stat((idir + "/MANIFEST").c_str(), &st) != 0)
         throw Error(FAISSX_E_NOT_FOUND, "no index named '" + std::string(name) + "'");
+    // A server's DROP: remembered (durably, before the drop itself) so
+    // that its retry after a restart is answered, not refused as unknown.
+    if (RequestTag* tag = tl_tag && !tl_tag->used ? tl_tag : nullptr) {
+        tag->used = true;
+        s->dropped.emplace_back(tag->client, tag->request, name);
+        while (s->dropped.size() > kDropsKept) s->dropped.pop_front();
+        std::vector<uint8_t> b = encode_drops(s);
+        const void* parts[1] = {b.data()};
+        size_t sizes[1] = {b.size()};
+        std::string path = s->dir + "/" + DROPS_FILE;
+        if (fx_write_file_durable(path.c_str(), parts, sizes, 1) != 0) {
+            s->dropped.pop_back();
+            io_fail("cannot write '" + path + "': " + errstr());
+        }
+    }
     auto it = s->loaded.find(name);
     if (it != s->loaded.end()) {
         Entry* e = it->second.get();
@@ -1798,6 +1894,37 @@ void drop(Store* s, const char* name) {
     if (fx_io()->fsync_dir(s->dir.c_str()) != 0)
         io_fail("cannot sync store directory '" + s->dir + "': " + errstr());
     remove_tree(gone);
+}
+
+bool created_by_request(Store* s, const char* name) {
+    RequestTag* tag = tl_tag && !tl_tag->used ? tl_tag : nullptr;
+    if (!tag) return false;
+    require_name(name);
+    std::lock_guard<std::mutex> g(s->mu);
+    struct stat st;
+    if (stat((s->dir + "/" + name + "/MANIFEST").c_str(), &st) != 0)
+        return false;
+    std::shared_ptr<Entry> e = load_locked(s, name);
+    std::shared_lock<std::shared_mutex> l(e->rw);
+    const Outcome* o = e->applied.find(tag->client, tag->request);
+    if (!o || o->type != OUT_CREATE) return false;
+    tag->used = tag->hit = true;
+    tag->ntotal = o->ntotal;
+    tag->trained = o->trained;
+    return true;
+}
+
+bool dropped_by_request(Store* s, const char* name) {
+    RequestTag* tag = tl_tag && !tl_tag->used ? tl_tag : nullptr;
+    if (!tag) return false;
+    std::lock_guard<std::mutex> g(s->mu);
+    for (auto& d : s->dropped)
+        if (std::get<0>(d) == tag->client && std::get<1>(d) == tag->request &&
+            std::get<2>(d) == name) {
+            tag->used = tag->hit = true;
+            return true;
+        }
+    return false;
 }
 
 void checkpoint(Store* s, const char* name) {

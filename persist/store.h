@@ -141,6 +141,15 @@ struct RequestTag {
     uint64_t removed = 0;  /* on hit: what the original remove_ids removed */
 };
 
+/* CREATE / UPLOAD / DROP across restarts: a tagged create remembers its
+ * request in the new index's first snapshot, a tagged drop in the
+ * store's file of recent drops (written before the drop). These report
+ * whether the thread's (unused) tag is the one that created / dropped
+ * `name`; if so they consume it (used, hit; for a create also ntotal and
+ * trained as they were) and the caller answers as the original did. */
+bool created_by_request(Store* s, const char* name);
+bool dropped_by_request(Store* s, const char* name);
+
 /* Sets (or, with NULL, clears) the calling thread's tag. */
 void set_request_tag(RequestTag* tag);
 /* The calling thread's tag, or NULL. */
