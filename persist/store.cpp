@@ -970,10 +970,6 @@ struct StoredIndex : faiss::Index {
         e->proxies.erase(std::find(e->proxies.begin(), e->proxies.end(), this));
     }
 
-    template <class F>
-    uint64_t mutate(uint16_t type, const void* const* parts,
-                    const size_t* sizes, int nparts, F apply);
-
     void train(idx_t n, const float* x) override;
     void add(idx_t n, const float* x) override;
     void add_with_ids(idx_t n, const float* x, const idx_t* xids) override;
@@ -1284,12 +1280,6 @@ uint64_t mutate_entry(const std::shared_ptr<Entry>& e, uint16_t type,
     return result;
 }
 
-template <class F>
-uint64_t StoredIndex::mutate(uint16_t type, const void* const* parts,
-                             const size_t* sizes, int nparts, F apply) {
-    return mutate_entry(e, type, parts, sizes, nparts, apply);
-}
-
 void require_trained(const Entry* e) {
     if (!e->trained())
         throw Error(FAISSX_E_INVALID,
@@ -1335,55 +1325,66 @@ void train_entry(const std::shared_ptr<Entry>& e, F train) {
     e->checkpoint_locked();
 }
 
+/* The log records of an add, add_with_ids, reset and remove_ids have one
+ * layout for both kinds of index (only the add record types differ), so
+ * they are written here once; `apply` changes the index behind `e`. */
+template <class F>
+void log_add(const std::shared_ptr<Entry>& e, uint16_t type, idx_t n, int d,
+             const void* x, size_t xbytes, const idx_t* xids, F apply) {
+    require_trained(e.get());
+    uint8_t h[16];
+    fx_put_u64(h, (uint64_t)n);
+    fx_put_u32(h + 8, (uint32_t)d);
+    fx_put_u32(h + 12, 0);
+    std::vector<uint8_t> ids(xids ? (size_t)n * 8 : 0);
+    for (idx_t i = 0; xids && i < n; i++)
+        fx_put_u64(&ids[i * 8], (uint64_t)xids[i]);
+    const void* parts[3] = {h, x, ids.data()};
+    size_t sizes[3] = {16, xbytes, ids.size()};
+    mutate_entry(e, type, parts, sizes, xids ? 3 : 2, [&] {
+        apply();
+        return uint64_t(0);
+    });
+}
+
+template <class F>
+void log_reset(const std::shared_ptr<Entry>& e, F apply) {
+    mutate_entry(e, wal::REC_RESET, nullptr, nullptr, 0, [&] {
+        apply();
+        return uint64_t(0);
+    });
+}
+
+template <class F>
+size_t log_remove_ids(const std::shared_ptr<Entry>& e,
+                      const faiss::IDSelector& sel, F apply) {
+    std::vector<uint8_t> p = encode_selector(sel);
+    const void* parts[1] = {p.data()};
+    size_t sizes[1] = {p.size()};
+    return (size_t)mutate_entry(e, wal::REC_REMOVE_IDS, parts, sizes, 1,
+                                [&] { return (uint64_t)apply(); });
+}
+
 void StoredIndex::train(idx_t n, const float* x) {
     train_entry(e, [&] { e->inner->train(n, x); });
 }
 
 void StoredIndex::add(idx_t n, const float* x) {
-    require_trained(e.get());
-    uint8_t h[16];
-    fx_put_u64(h, (uint64_t)n);
-    fx_put_u32(h + 8, (uint32_t)d);
-    fx_put_u32(h + 12, 0);
-    const void* parts[2] = {h, x};
-    size_t sizes[2] = {16, (size_t)n * d * sizeof(float)};
-    mutate(wal::REC_ADD, parts, sizes, 2, [&] {
-        e->inner->add(n, x);
-        return uint64_t(0);
-    });
+    log_add(e, wal::REC_ADD, n, d, x, (size_t)n * d * sizeof(float), nullptr,
+            [&] { e->inner->add(n, x); });
 }
 
 void StoredIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
-    require_trained(e.get());
-    uint8_t h[16];
-    fx_put_u64(h, (uint64_t)n);
-    fx_put_u32(h + 8, (uint32_t)d);
-    fx_put_u32(h + 12, 0);
-    std::vector<uint8_t> ids((size_t)n * 8);
-    for (idx_t i = 0; i < n; i++) fx_put_u64(&ids[i * 8], (uint64_t)xids[i]);
-    const void* parts[3] = {h, x, ids.data()};
-    size_t sizes[3] = {16, (size_t)n * d * sizeof(float), ids.size()};
-    mutate(wal::REC_ADD_WITH_IDS, parts, sizes, 3,
-           [&] {
-               e->inner->add_with_ids(n, x, xids);
-               return uint64_t(0);
-           });
+    log_add(e, wal::REC_ADD_WITH_IDS, n, d, x, (size_t)n * d * sizeof(float),
+            xids, [&] { e->inner->add_with_ids(n, x, xids); });
 }
 
 void StoredIndex::reset() {
-    mutate(wal::REC_RESET, nullptr, nullptr, 0, [&] {
-        e->inner->reset();
-        return uint64_t(0);
-    });
+    log_reset(e, [&] { e->inner->reset(); });
 }
 
 size_t StoredIndex::remove_ids(const faiss::IDSelector& sel) {
-    std::vector<uint8_t> p = encode_selector(sel);
-    const void* parts[1] = {p.data()};
-    size_t sizes[1] = {p.size()};
-    return (size_t)mutate(wal::REC_REMOVE_IDS, parts, sizes, 1, [&] {
-        return (uint64_t)e->inner->remove_ids(sel);
-    });
+    return log_remove_ids(e, sel, [&] { return e->inner->remove_ids(sel); });
 }
 
 void StoredBinaryIndex::train(idx_t n, const uint8_t* x) {
@@ -1391,50 +1392,22 @@ void StoredBinaryIndex::train(idx_t n, const uint8_t* x) {
 }
 
 void StoredBinaryIndex::add(idx_t n, const uint8_t* x) {
-    require_trained(e.get());
-    uint8_t h[16];
-    fx_put_u64(h, (uint64_t)n);
-    fx_put_u32(h + 8, (uint32_t)d);
-    fx_put_u32(h + 12, 0);
-    const void* parts[2] = {h, x};
-    size_t sizes[2] = {16, (size_t)n * code_size};
-    mutate_entry(e, wal::REC_BIN_ADD, parts, sizes, 2, [&] {
-        e->binner->add(n, x);
-        return uint64_t(0);
-    });
+    log_add(e, wal::REC_BIN_ADD, n, d, x, (size_t)n * code_size, nullptr,
+            [&] { e->binner->add(n, x); });
 }
 
 void StoredBinaryIndex::add_with_ids(idx_t n, const uint8_t* x,
                                      const idx_t* xids) {
-    require_trained(e.get());
-    uint8_t h[16];
-    fx_put_u64(h, (uint64_t)n);
-    fx_put_u32(h + 8, (uint32_t)d);
-    fx_put_u32(h + 12, 0);
-    std::vector<uint8_t> ids((size_t)n * 8);
-    for (idx_t i = 0; i < n; i++) fx_put_u64(&ids[i * 8], (uint64_t)xids[i]);
-    const void* parts[3] = {h, x, ids.data()};
-    size_t sizes[3] = {16, (size_t)n * code_size, ids.size()};
-    mutate_entry(e, wal::REC_BIN_ADD_WITH_IDS, parts, sizes, 3, [&] {
-        e->binner->add_with_ids(n, x, xids);
-        return uint64_t(0);
-    });
+    log_add(e, wal::REC_BIN_ADD_WITH_IDS, n, d, x, (size_t)n * code_size, xids,
+            [&] { e->binner->add_with_ids(n, x, xids); });
 }
 
 void StoredBinaryIndex::reset() {
-    mutate_entry(e, wal::REC_RESET, nullptr, nullptr, 0, [&] {
-        e->binner->reset();
-        return uint64_t(0);
-    });
+    log_reset(e, [&] { e->binner->reset(); });
 }
 
 size_t StoredBinaryIndex::remove_ids(const faiss::IDSelector& sel) {
-    std::vector<uint8_t> p = encode_selector(sel);
-    const void* parts[1] = {p.data()};
-    size_t sizes[1] = {p.size()};
-    return (size_t)mutate_entry(e, wal::REC_REMOVE_IDS, parts, sizes, 1, [&] {
-        return (uint64_t)e->binner->remove_ids(sel);
-    });
+    return log_remove_ids(e, sel, [&] { return e->binner->remove_ids(sel); });
 }
 
 } // namespace
@@ -1724,16 +1697,26 @@ static std::shared_ptr<Entry> create_locked(Store* s, const char* name,
     return e;
 }
 
-faiss::Index* create_index(Store* s, const char* name, int d,
-                           const char* description, int metric) {
-    require_name(name);
+/* What creating an index from a description requires (s->mu held for
+ * the second). */
+static void require_description(const char* description) {
     if (!description || std::strchr(description, '\n'))
         throw Error(FAISSX_E_INVALID, "invalid index description");
-    std::lock_guard<std::mutex> g(s->mu);
+}
+
+static void require_absent_locked(Store* s, const char* name) {
     struct stat st;
     if (stat((s->dir + "/" + name).c_str(), &st) == 0)
         throw Error(FAISSX_E_EXISTS, "an index named '" + std::string(name) +
                                              "' exists");
+}
+
+faiss::Index* create_index(Store* s, const char* name, int d,
+                           const char* description, int metric) {
+    require_name(name);
+    require_description(description);
+    std::lock_guard<std::mutex> g(s->mu);
+    require_absent_locked(s, name);
     Held ix;
     ix.f.reset(faiss::index_factory(d, description, (faiss::MetricType)metric));
     return new StoredIndex(create_locked(s, name, std::move(ix), description));
@@ -1783,17 +1766,13 @@ faiss::IndexBinary* create_index_binary_from(Store* s, const char* name,
 faiss::IndexBinary* create_index_binary(Store* s, const char* name, int d,
                                         const char* description) {
     require_name(name);
-    if (!description || std::strchr(description, '\n'))
-        throw Error(FAISSX_E_INVALID, "invalid index description");
+    require_description(description);
     if (d <= 0 || d % 8 != 0)
         throw Error(FAISSX_E_INVALID,
                     "binary dimension d must be a positive multiple of 8 "
                     "(got " + std::to_string(d) + ")");
     std::lock_guard<std::mutex> g(s->mu);
-    struct stat st;
-    if (stat((s->dir + "/" + name).c_str(), &st) == 0)
-        throw Error(FAISSX_E_EXISTS, "an index named '" + std::string(name) +
-                                             "' exists");
+    require_absent_locked(s, name);
     Held ix;
     ix.b.reset(faiss::index_binary_factory(d, description));
     return new StoredBinaryIndex(
@@ -1955,62 +1934,61 @@ bool is_stored(const faiss::IndexBinary* ix) {
     return dynamic_cast<const StoredBinaryIndex*>(ix) != nullptr;
 }
 
+/* The stored index behind `ix`, or an error if `ix` is not one. */
+template <class Stored, class Ix>
+Stored* stored_of(Ix* ix) {
+    auto si = dynamic_cast<Stored*>(ix);
+    if (!si) throw Error(FAISSX_E_INVALID, "the index is not a stored index");
+    return si;
+}
+
+/* Checks, logs and applies a search parameter for either kind of index. */
+template <class F>
+void log_param(const std::shared_ptr<Entry>& e, const char* name,
+               double value, F apply) {
+    size_t nl = std::strlen(name);
+    if (nl == 0 || nl > 64)
+        throw Error(FAISSX_E_INVALID, "parameter names are 1-64 characters");
+    if (!valid_param_value(value))
+        throw Error(FAISSX_E_INVALID, "parameter value must be in [0, 2^31)");
+    uint8_t h[12];
+    uint64_t bits;
+    std::memcpy(&bits, &value, 8);
+    fx_put_u64(h, bits);
+    fx_put_u32(h + 8, (uint32_t)nl);
+    const void* parts[2] = {h, name};
+    size_t sizes[2] = {12, nl};
+    mutate_entry(e, wal::REC_SET_PARAM, parts, sizes, 2, [&] {
+        apply();
+        return uint64_t(0);
+    });
+}
+
 void read_inner(const faiss::IndexBinary* ix,
                 const std::function<void(const faiss::IndexBinary*)>& f) {
-    auto si = dynamic_cast<const StoredBinaryIndex*>(ix);
-    if (!si) throw Error(FAISSX_E_INVALID, "the index is not a stored index");
+    auto si = stored_of<const StoredBinaryIndex>(ix);
     std::shared_lock<std::shared_mutex> l(si->e->rw);
     f(si->e->binner.get());
 }
 
 void set_param(faiss::IndexBinary* ix, const char* name, double value) {
-    auto si = dynamic_cast<StoredBinaryIndex*>(ix);
-    if (!si) throw Error(FAISSX_E_INVALID, "the index is not a stored index");
-    size_t nl = std::strlen(name);
-    if (nl == 0 || nl > 64)
-        throw Error(FAISSX_E_INVALID, "parameter names are 1-64 characters");
-    if (!valid_param_value(value))
-        throw Error(FAISSX_E_INVALID, "parameter value must be in [0, 2^31)");
-    uint8_t h[12];
-    uint64_t bits;
-    std::memcpy(&bits, &value, 8);
-    fx_put_u64(h, bits);
-    fx_put_u32(h + 8, (uint32_t)nl);
-    const void* parts[2] = {h, name};
-    size_t sizes[2] = {12, nl};
-    mutate_entry(si->e, wal::REC_SET_PARAM, parts, sizes, 2, [&] {
-        set_binary_param(si->e->binner.get(), name, value);
-        return uint64_t(0);
-    });
+    auto si = stored_of<StoredBinaryIndex>(ix);
+    log_param(si->e, name, value,
+              [&] { set_binary_param(si->e->binner.get(), name, value); });
 }
 
 void read_inner(const faiss::Index* ix,
                 const std::function<void(const faiss::Index*)>& f) {
-    auto si = dynamic_cast<const StoredIndex*>(ix);
-    if (!si) throw Error(FAISSX_E_INVALID, "the index is not a stored index");
+    auto si = stored_of<const StoredIndex>(ix);
     std::shared_lock<std::shared_mutex> l(si->e->rw);
     f(si->e->inner.get());
 }
 
 void set_param(faiss::Index* ix, const char* name, double value) {
-    auto si = dynamic_cast<StoredIndex*>(ix);
-    if (!si) throw Error(FAISSX_E_INVALID, "the index is not a stored index");
-    size_t nl = std::strlen(name);
-    if (nl == 0 || nl > 64)
-        throw Error(FAISSX_E_INVALID, "parameter names are 1-64 characters");
-    if (!valid_param_value(value))
-        throw Error(FAISSX_E_INVALID, "parameter value must be in [0, 2^31)");
-    uint8_t h[12];
-    uint64_t bits;
-    std::memcpy(&bits, &value, 8);
-    fx_put_u64(h, bits);
-    fx_put_u32(h + 8, (uint32_t)nl);
-    const void* parts[2] = {h, name};
-    size_t sizes[2] = {12, nl};
-    si->mutate(wal::REC_SET_PARAM, parts, sizes, 2, [&] {
+    auto si = stored_of<StoredIndex>(ix);
+    log_param(si->e, name, value, [&] {
         faiss::ParameterSpace().set_index_parameter(si->e->inner.get(), name,
                                                     value);
-        return uint64_t(0);
     });
 }
 
