@@ -286,6 +286,24 @@ void remote_write_search_params(fx_wbuf* w,
  * func when there is none (local mode). */
 int remote_named_conn(const char* func, std::shared_ptr<Conn>* out);
 
+/* Runs call(rid) with one request id; if it fails with FAISSX_E_NOT_FOUND
+ * on a named index (its handle is from before a server restart), reopens
+ * the index by name and runs call(rid) once more with the same id. A
+ * mutation applied before the restart whose reply was lost is then
+ * recognised by the server's durable store and answered, not applied
+ * again (docs/client.md, "Retries"). Ix: RemoteIndex or RemoteIndexBinary. */
+template <class Ix, class F>
+void with_reopen(const Ix* ix, F call) {
+    uint64_t rid = ix->named ? fx_client_new_request_id(ix->conn->c) : 0;
+    try {
+        call(rid);
+        return;
+    } catch (const Error& e) {
+        if (e.code != FAISSX_E_NOT_FOUND || !ix->reopen()) throw;
+    }
+    call(rid);
+}
+
 } // namespace fx
 
 #endif

@@ -79,21 +79,6 @@ void bcall(const Conn* c, int64_t op, int op_class,
                 parse);
 }
 
-/* with_reopen (remote.cpp) for a binary index: call(rid) once more with
- * the same request id after reopening a named index whose handle the
- * server no longer knows, so that the server's durable store recognises
- * a mutation it applied before a restart. */
-template <class F>
-void with_reopen(const RemoteIndexBinary* ix, F call) {
-    uint64_t rid = ix->named ? fx_client_new_request_id(ix->conn->c) : 0;
-    try {
-        call(rid);
-        return;
-    } catch (const Error& e) {
-        if (e.code != FAISSX_E_NOT_FOUND || !ix->reopen()) throw;
-    }
-    call(rid);
-}
 
 } // namespace
 
