@@ -233,7 +233,12 @@ enum fx_params_type { FX_PARAMS_PLAIN = 1, FX_PARAMS_IVF = 2 };
  *
  * "index info", the reply to CREATE/OPEN/INFO/UPLOAD/CLONE:
  *   u64 handle, i64 d, i64 metric, i64 is_trained, i64 ntotal,
- *   i64 kind (FX_KIND_* bits), str description (faiss class name)
+ *   i64 kind (FX_KIND_* bits), str description (faiss class name),
+ *   i64 nlist, i64 nprobe, i64 code_size (the sizes a client needs to
+ *   build SEARCH_PREASSIGNED/SA_DECODE requests without asking first;
+ *   docs/protocol.md, "Index info sizes", gives their values for
+ *   non-IVF indexes; older servers stop after
+ *   the description)
  *
  * A selector (REMOVE_IDS) is i64 type followed by type-specific fields:
  *   FX_SEL_RANGE: i64 imin, i64 imax
