@@ -1,7 +1,8 @@
 #!/bin/sh
 # Set up a fresh Debian 12 machine, build faissx, and run every test:
 #   1. the normal build's suites (C API vs faiss C++, errors, exports, install);
-#   2. the same C API suites under AddressSanitizer + UBSan (LeakSanitizer on);
+#   2. the C API, remote and durable-store (persist) suites again under
+#      AddressSanitizer + UBSan (LeakSanitizer on);
 #   3. the multi-threaded client test under ThreadSanitizer, against a
 #      TSan-built server (only those two programs are built);
 #   4. faissx consumed as a meson subproject.
@@ -33,7 +34,7 @@ asan_unit() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:fast_unwind_on_malloc=0 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0 \
-        meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 2 --suite capi --suite remote
+        meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 2 --suite capi --suite remote --suite persist
 }
 
 # ThreadSanitizer: test_mt_client (8 threads on one connection, on a pool,
