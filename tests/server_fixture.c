@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -68,9 +69,16 @@ static void start_at(fxt_server* s, const char* const* extra_args,
         for (int i = 0; extra_args && extra_args[i] && argc < 60; i++)
             argv[argc++] = extra_args[i];
         argv[argc] = NULL;
+        pid_t parent = getpid();
         pid_t pid = fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
+            /* A test process that dies without stopping its server (a
+             * crash, a failed assertion, a timeout kill) takes the server
+             * with it instead of leaving it listening. Servers are started
+             * from the test's main thread, whose exit is the process's. */
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+                _exit(126);
             int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
             if (fd >= 0) {
                 dup2(fd, 2);

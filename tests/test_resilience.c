@@ -1260,3 +1260,47 @@ Test(config, invalid_options_are_refused) {
     cr_assert_eq(faissx_set_thread_timeout(0), 50);
     cr_assert_eq(faissx_connection_state(), FAISSX_CONN_NONE);
 }
+
+/* A server started by the fixture dies with the process that started it
+ * (PR_SET_PDEATHSIG), so a test process that crashes or is killed by a
+ * timeout leaves no server listening behind it. */
+static int process_gone(pid_t pid) {
+    char path[64], st[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE* f = fopen(path, "r");
+    if (!f) return 1;
+    size_t n = fread(st, 1, sizeof st - 1, f);
+    fclose(f);
+    st[n] = 0;
+    const char* rp = strrchr(st, ')'); /* "pid (comm) S ..." */
+    return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+Test(fixture, server_dies_with_the_process_that_started_it) {
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t child = fork();
+    cr_assert(child >= 0);
+    if (child == 0) {
+        close(p[0]);
+        fxt_server s;
+        fxt_server_start(&s, NULL);
+        pid_t spid = s.pid;
+        if (write(p[1], &spid, sizeof spid) != (ssize_t)sizeof spid) _exit(2);
+        _exit(0); /* without stopping its server */
+    }
+    close(p[1]);
+    pid_t spid = 0;
+    ssize_t r = read(p[0], &spid, sizeof spid);
+    close(p[0]);
+    int st = 0;
+    cr_assert_eq(waitpid(child, &st, 0), child);
+    cr_assert(r == (ssize_t)sizeof spid && spid > 0,
+              "the child did not start a server (exit status %d)", st);
+    int gone = 0;
+    for (int i = 0; i < 250 && !(gone = process_gone(spid)); i++)
+        usleep(20000);
+    if (!gone) kill(spid, SIGKILL); /* no leftover even when failing */
+    cr_assert(gone, "server %d still running 5 s after its starter exited",
+              (int)spid);
+}
