@@ -6,6 +6,7 @@
 #include "common.h"
 #endif
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -41,6 +42,47 @@ static int can_dial(int port) {
     int ok = connect(fd, (struct sockaddr*)&a, sizeof a) == 0;
     close(fd);
     return ok;
+}
+
+/* Whether the socket listening on 127.0.0.1:port belongs to process pid.
+ * A server that fails to bind exits, but until the fixture sees that exit
+ * another test's server on the same port answers can_dial (seen in CI:
+ * "cannot listen ...: Address in use", and the test talked to a stranger),
+ * so readiness also requires the listener to be the child's own socket:
+ * its inode from /proc/net/tcp among the child's file descriptors. */
+static int listens_on(pid_t pid, int port) {
+    FILE* f = fopen("/proc/net/tcp", "r");
+    if (!f) return 1; /* no procfs: fall back to can_dial alone */
+    char line[512];
+    unsigned long inode = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned addr, lport, state;
+        unsigned long ino;
+        if (sscanf(line, " %*d: %x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*d %*d %lu",
+                   &addr, &lport, &state, &ino) == 4 &&
+            (int)lport == port && state == 0x0A /* LISTEN */) {
+            inode = ino;
+            break;
+        }
+    }
+    fclose(f);
+    if (!inode) return 0;
+    char want[64], dir[64], path[384], got[64];
+    snprintf(want, sizeof want, "socket:[%lu]", inode);
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR* d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    struct dirent* e;
+    while (!found && (e = readdir(d)) != NULL) {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, got, sizeof got - 1);
+        if (n <= 0) continue;
+        got[n] = 0;
+        found = strcmp(got, want) == 0;
+    }
+    closedir(d);
+    return found;
 }
 
 const char* fxt_server_scheme = "tcp";
@@ -97,7 +139,7 @@ static void start_at(fxt_server* s, const char* const* extra_args,
                 s->pid = 0;
                 break; /* exited: port taken? try another */
             }
-            if (can_dial(s->port)) return;
+            if (can_dial(s->port) && listens_on(pid, s->port)) return;
             sleep_ms(20);
         }
         if (s->pid) {
