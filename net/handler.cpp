@@ -772,6 +772,26 @@ EntryP created_by_this_request(Req& q, const std::string& name) {
     return e;
 }
 
+/* Before a named CREATE/UPLOAD into the durable store (caller holds
+ * store_mu): answers the retry of the request that made `name` as an index
+ * of the same kind with that index's info and returns true; otherwise
+ * refuses a name that is taken and returns false. */
+bool answer_retry_or_claim(Req& q, fx_wbuf* w, const std::string& name,
+                           bool binary) {
+    if (EntryP done = created_by_this_request(q, name)) {
+        if ((bool)done->bindex == binary) {
+            std::shared_lock<std::shared_mutex> l(*done->mu);
+            write_info(w, done.get());
+            return true;
+        }
+    }
+    std::lock_guard<std::mutex> g(q.s->mu);
+    if (q.s->by_name.count({q.tenant, name}))
+        throw Error(FAISSX_E_EXISTS,
+                    "an index named '" + name + "' already exists");
+    return false;
+}
+
 void op_create(Req& q, fx_wbuf* w) {
     need_write(q);
     std::string name = rd_name(q);
@@ -788,18 +808,7 @@ void op_create(Req& q, fx_wbuf* w) {
     bool store = !name.empty() && durable(q.s);
     if (store) {
         sl = std::unique_lock<std::mutex>(q.s->store_mu);
-        if (EntryP done = created_by_this_request(q, name)) {
-            if (done->bindex)
-                throw Error(FAISSX_E_EXISTS,
-                            "an index named '" + name + "' already exists");
-            std::shared_lock<std::shared_mutex> l(*done->mu);
-            write_info(w, done.get()); // the retry of the CREATE that made it
-            return;
-        }
-        std::lock_guard<std::mutex> g(q.s->mu);
-        if (q.s->by_name.count({q.tenant, name}))
-            throw Error(FAISSX_E_EXISTS,
-                        "an index named '" + name + "' already exists");
+        if (answer_retry_or_claim(q, w, name, false)) return;
     }
     fx::store::Store* st = store ? tenant_store(q.s, q.tenant) : nullptr;
     api(faiss_index_factory(&ix, (int)d, desc.c_str(),
@@ -1399,19 +1408,7 @@ void install_uploaded(Req& q, fx_wbuf* w, const std::string& name,
     std::unique_lock<std::mutex> sl;
     if (!name.empty() && durable(q.s)) {
         sl = std::unique_lock<std::mutex>(q.s->store_mu);
-        if (EntryP done = created_by_this_request(q, name)) {
-            if (!done->bindex) {
-                std::shared_lock<std::shared_mutex> l(*done->mu);
-                write_info(w, done.get()); // a retry of the UPLOAD
-                return;
-            }
-        }
-        {
-            std::lock_guard<std::mutex> g(q.s->mu);
-            if (q.s->by_name.count({q.tenant, name}))
-                throw Error(FAISSX_E_EXISTS,
-                            "an index named '" + name + "' already exists");
-        }
+        if (answer_retry_or_claim(q, w, name, false)) return;
         fx::store::Store* st = tenant_store(q.s, q.tenant);
         e->index.reset(fx::store::create_index_from(st, name.c_str(),
                                                     ix.release(), nullptr));
@@ -2333,19 +2330,7 @@ void insert_binary(Req& q, fx_wbuf* w, std::unique_ptr<faiss::IndexBinary> ix,
     std::unique_lock<std::mutex> sl;
     if (!name.empty() && durable(q.s)) {
         sl = std::unique_lock<std::mutex>(q.s->store_mu);
-        if (EntryP done = created_by_this_request(q, name)) {
-            if (done->bindex) { // a retry of the CREATE/UPLOAD that made it
-                std::shared_lock<std::shared_mutex> l(*done->mu);
-                write_info(w, done.get());
-                return;
-            }
-        }
-        {
-            std::lock_guard<std::mutex> g(q.s->mu);
-            if (q.s->by_name.count({q.tenant, name}))
-                throw Error(FAISSX_E_EXISTS,
-                            "an index named '" + name + "' already exists");
-        }
+        if (answer_retry_or_claim(q, w, name, true)) return;
         fx::store::Store* st = tenant_store(q.s, q.tenant);
         ix.reset(fx::store::create_index_binary_from(st, name.c_str(),
                                                      ix.release(),
