@@ -665,6 +665,18 @@ void need_write(Req& q) {
                     "this API key is read-only: writes are refused");
 }
 
+/* SET_PARAM (float or binary) changes the parameter every client of the
+ * index sees (a handle is shared by all who OPEN the name), so it is a
+ * write: a read-only key passes its nprobe with each search instead. */
+void need_write_param(Req& q, const std::string& name) {
+    if (q.read_only)
+        throw Error(FAISSX_E_PERMISSION,
+                    "this API key is read-only: SET_PARAM '" + name +
+                            "' would change the index for every client "
+                            "(pass search parameters with each search "
+                            "instead)");
+}
+
 int64_t rd_n(Req& q) {
     int64_t n = rd_i64(q);
     if (n < 0) throw Error(FAISSX_E_INVALID, "n must be >= 0");
@@ -1183,11 +1195,10 @@ void op_set_param(Req& q, fx_wbuf* w) {
     std::string name = rd_str(q, kMaxParamName);
     double v = rd_f64(q);
     end(q);
+    need_write_param(q, name);
     if (!std::isfinite(v))
         throw Error(FAISSX_E_INVALID, "value of '" + name + "' is not finite");
-    // Search-time parameters are allowed with read-only keys: they do not
-    // change the stored data. (verbose is not logged: the handle's flag is
-    // changed alone.)
+    // (verbose is not logged: the handle's flag is changed alone.)
     WriteLock l(e.get(), name != "verbose");
     faiss::Index* ix = e->index.get();
     if (name == "verbose") {
@@ -2411,6 +2422,7 @@ void bin_param(Req& q, fx_wbuf* w, Entry* e, bool set) {
     std::string name = rd_str(q, kMaxParamName);
     double v = set ? rd_f64(q) : 0;
     end(q);
+    if (set) need_write_param(q, name);
     if (set && e->stored) {
         // Logged, acknowledged once durable (the store validates the name
         // against the index behind the handle).
@@ -2429,7 +2441,6 @@ void bin_param(Req& q, fx_wbuf* w, Entry* e, bool set) {
         if (!std::isfinite(v))
             throw Error(FAISSX_E_INVALID,
                         "value of '" + name + "' is not finite");
-        // Search-time parameters: allowed with read-only keys.
         std::unique_lock<std::shared_mutex> l(*e->mu);
         if (name == "verbose") {
             ix->verbose = v != 0;
@@ -2480,7 +2491,7 @@ void op_binary(Req& q, fx_wbuf* w) {
     if (op <= 0 || op >= FX_BIN_MAX_)
         throw Error(FAISSX_E_UNSUPPORTED,
                     "unknown binary operation " + std::to_string(op));
-    // SET_PARAM changes search-time parameters only (as SET_PARAM does).
+    // SET_PARAM checks the key itself, to name the parameter.
     if (!binary_reads(op) && op != FX_BIN_SET_PARAM) need_write(q);
     EntryP e = lookup_kind(q.s, q.tenant, rd_u64(q), true);
     faiss::IndexBinary* ix = e->bindex.get();

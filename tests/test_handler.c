@@ -715,7 +715,6 @@ Test(handler, read_only_key) {
     free(b2);
     EXPECT_OK(req_info(s, K_RO, h, NULL, &p), p);
     rep_free(&p);
-    set_param(s, K_RO, h, "verbose", 0); /* search-time parameters: allowed */
     double v = -1;
     EXPECT_OK(req_get_param(s, K_RO, h, "verbose", &v, &p), p);
     rep_free(&p);
@@ -756,6 +755,13 @@ Test(handler, read_only_key) {
     fx_w_u64(&w, h);
     fx_w_i64(&w, 0);
     RO_REFUSED(call(s, &w, FX_OP_MERGE_FROM, &p));
+    /* SET_PARAM changes the index every client sees
+     * (read_only_key_cannot_set_params) */
+    begin(&w, K_RO);
+    fx_w_u64(&w, h);
+    fx_w_str(&w, "verbose");
+    fx_w_f64(&w, 1);
+    RO_REFUSED(call(s, &w, FX_OP_SET_PARAM, &p));
 #undef RO_REFUSED
     /* Nothing changed. */
     cr_assert_eq(fx_state_index_count(s), 2);
@@ -3028,4 +3034,145 @@ Test(handler, named_binary_kept_by_durable_server) {
     cr_assert_eq(fx_state_new(&c, &s, err, sizeof err), 0, "%s", err);
     cr_assert_eq(fx_state_stored_count(s), 1);
     fx_state_free(s);
+}
+
+/* ---- read-only keys and SET_PARAM ----------------------------------------
+ * A handle is shared by every client of the index (OPEN of a name answers
+ * the same handle), so SET_PARAM changes what all of them see: a write.
+ * A read-only key is refused, float and binary, in memory and durable, and
+ * passes nprobe with each search instead. */
+
+static void ro_set_param_refused(fx_state* s, uint64_t h, int binary,
+                                 const char* name, double v) {
+    fx_wbuf w;
+    rep_t p;
+    if (binary)
+        bbegin(&w, K_RO, FX_BIN_SET_PARAM);
+    else
+        begin(&w, K_RO);
+    fx_w_u64(&w, h);
+    fx_w_str(&w, name);
+    fx_w_f64(&w, v);
+    EXPECT_ERR(call(s, &w, binary ? FX_OP_BINARY : FX_OP_SET_PARAM, &p), p,
+               FAISSX_E_PERMISSION, "read-only: SET_PARAM");
+    cr_assert(strstr(p.err, name), "the message names '%s': %s", name, p.err);
+    rep_free(&p);
+}
+
+static double bget_param(fx_state* s, const char* key, uint64_t h,
+                         const char* name) {
+    fx_wbuf w;
+    rep_t p;
+    bbegin(&w, key, FX_BIN_GET_PARAM);
+    fx_w_u64(&w, h);
+    fx_w_str(&w, name);
+    EXPECT_OK(call(s, &w, FX_OP_BINARY, &p), p);
+    double v = 0;
+    fx_r_f64(&p.r, &v);
+    r_end(&p);
+    rep_free(&p);
+    return v;
+}
+
+static double get_param_as(fx_state* s, const char* key, uint64_t h,
+                           const char* name) {
+    rep_t p;
+    double v = -1;
+    EXPECT_OK(req_get_param(s, key, h, name, &v, &p), p);
+    rep_free(&p);
+    return v;
+}
+
+/* SEARCH with an IVF search parameter block carrying nprobe. */
+static void search_nprobe(fx_state* s, const char* key, uint64_t h, int64_t n,
+                          int64_t k, const float* x, int d, uint64_t nprobe,
+                          float* D, idx_t* I) {
+    fx_wbuf w;
+    rep_t p;
+    begin(&w, key);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, n);
+    fx_w_i64(&w, k);
+    fx_w_array(&w, x, (uint64_t)n * d, sizeof(float));
+    fx_w_i64(&w, FX_PARAMS_IVF);
+    fx_w_i64(&w, 0); /* no selector */
+    fx_w_u64(&w, nprobe);
+    fx_w_u64(&w, 0);
+    EXPECT_OK(call(s, &w, FX_OP_SEARCH, &p), p);
+    memcpy(D, r_array(&p, sizeof(float), (uint64_t)(n * k)),
+           sizeof(float) * n * k);
+    memcpy(I, r_array(&p, sizeof(idx_t), (uint64_t)(n * k)),
+           sizeof(idx_t) * n * k);
+    r_end(&p);
+    rep_free(&p);
+}
+
+static void ro_params_case(const char* data_dir) {
+    faissx_remote_disable();
+    fx_server_conf c;
+    fx_server_conf_init(&c);
+    c.auth_keys = KEYS;
+    c.data_dir = data_dir;
+    fx_state* s = NULL;
+    char err[256] = "";
+    cr_assert_eq(fx_state_new(&c, &s, err, sizeof err), 0, "%s", err);
+    if (data_dir) cr_assert_eq(fx_state_stored_count(s), 0);
+
+    /* float IVF */
+    const int d = 8, nb = 400, nq = 5, k = 4;
+    uint64_t h = create(s, K_ALICE, "ivf", d, METRIC_L2, "IVF8,Flat", NULL);
+    float* x = fxt_uniform(nb, d, 31);
+    train(s, K_ALICE, h, nb, x, d);
+    add(s, K_ALICE, h, nb, x, d);
+    set_param(s, K_ALICE, h, "nprobe", 1);
+    if (data_dir) cr_assert_eq(fx_state_stored_count(s), 1);
+    ro_set_param_refused(s, h, 0, "nprobe", 8);
+    ro_set_param_refused(s, h, 0, "verbose", 1);
+    ro_set_param_refused(s, h, 0, "efSearch", 16); /* the key decides first */
+    cr_assert_eq(get_param_as(s, K_RO, h, "nprobe"), 1, "nprobe was changed");
+    cr_assert_eq(get_param_as(s, K_ALICE, h, "verbose"), 0);
+    /* the read-only key's own nprobe travels with its search */
+    float D[5 * 4], Dw[5 * 4];
+    idx_t I[5 * 4], Iw[5 * 4];
+    search_nprobe(s, K_RO, h, nq, k, x, d, 8, D, I);
+    cr_assert_eq(get_param_as(s, K_RO, h, "nprobe"), 1);
+    /* a write key still sets it for everyone: the same answers */
+    set_param(s, K_ALICE, h, "nprobe", 8);
+    search(s, K_ALICE, h, nq, k, x, d, Dw, Iw);
+    FXT_SAME(D, Dw, sizeof D);
+    FXT_SAME(I, Iw, sizeof I);
+    cr_assert_eq(get_param_as(s, K_RO, h, "nprobe"), 8);
+
+    /* binary IVF */
+    const int bd = 64, cs = bd / 8;
+    uint64_t hb = bcreate(s, K_ALICE, "bivf", bd, "BIVF8", NULL);
+    uint8_t* xb = fxt_bytes(nb, bd, 32);
+    rep_t p;
+    EXPECT_OK(req_bvecs(s, K_ALICE, FX_BIN_TRAIN, hb, nb, xb,
+                        (uint64_t)nb * cs, NULL, &p), p);
+    rep_free(&p);
+    double np0 = bget_param(s, K_ALICE, hb, "nprobe");
+    ro_set_param_refused(s, hb, 1, "nprobe", np0 + 3);
+    ro_set_param_refused(s, hb, 1, "verbose", 1);
+    cr_assert_eq(bget_param(s, K_RO, hb, "nprobe"), np0, "nprobe was changed");
+    cr_assert_eq(bget_param(s, K_RO, hb, "verbose"), 0);
+    fx_wbuf w;
+    bbegin(&w, K_ALICE, FX_BIN_SET_PARAM);
+    fx_w_u64(&w, hb);
+    fx_w_str(&w, "nprobe");
+    fx_w_f64(&w, np0 + 3);
+    EXPECT_OK(call(s, &w, FX_OP_BINARY, &p), p);
+    rep_free(&p);
+    cr_assert_eq(bget_param(s, K_RO, hb, "nprobe"), np0 + 3);
+    free(xb);
+    free(x);
+    fx_state_free(s);
+}
+
+Test(handler, read_only_key_cannot_set_params) {
+    ro_params_case(NULL);
+}
+
+Test(handler, read_only_key_cannot_set_params_of_stored_index) {
+    ro_params_case(fxt_tmp_path("ro-params"));
 }

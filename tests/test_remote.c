@@ -298,6 +298,13 @@ Test(remote, auth_and_tenant_isolation, .init = start_keyed, .fini = stop) {
     FXT_ERR(faiss_Index_add(ro, 1, v), "read-only");
     cr_assert_eq(faissx_last_error_code(), FAISSX_E_PERMISSION);
     FXT_ERR(faissx_index_drop("shared-name"), "read-only");
+    /* SET_PARAM would change the index for every client: refused too */
+    FaissParameterSpace* ps = NULL;
+    FXT_OK(faiss_ParameterSpace_new(&ps));
+    FXT_ERR(faiss_ParameterSpace_set_index_parameter(ps, ro, "verbose", 1),
+            "read-only: SET_PARAM 'verbose'");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_PERMISSION);
+    faiss_ParameterSpace_free(ps);
     faiss_Index_free(ro);
     faiss_Index_free(x);
 }
@@ -436,6 +443,11 @@ Test(remote, binary_indexes_named_tenants_io, .init = start_keyed,
     cr_assert_eq(faissx_last_error_code(), FAISSX_E_PERMISSION);
     FXT_ERR(faiss_IndexBinary_reset(ro), "read-only");
     cr_assert_eq(faiss_IndexBinary_ntotal(ro), nb);
+    FXT_ERR(faissx_IndexBinaryHNSW_set_efSearch(ro, 7),
+            "read-only: SET_PARAM 'efSearch'");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_PERMISSION);
+    FXT_OK(faissx_IndexBinaryHNSW_get_efSearch(ro, &ef));
+    cr_assert_eq(ef, 33, "a read-only key changed efSearch");
     faiss_IndexBinary_free(ro);
 
     /* alice again: bad input gets clear errors, nothing changes */
