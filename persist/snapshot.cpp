@@ -25,6 +25,7 @@
 #include "persist/crc32c.h"
 #include "persist/fileio.h"
 
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexBinaryFlat.h>
@@ -38,6 +39,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <typeinfo>
 
 namespace fx {
 namespace snap {
@@ -83,6 +85,26 @@ void write_container(const std::string& path, Header h,
                                          "': " + std::strerror(errno));
 }
 
+/* faiss 1.7.3 writes every IndexFlat with metric L2 or inner product under
+ * the tag of IndexFlatL2 ("IxF2") or IndexFlatIP ("IxFI"), and read_index
+ * builds that subclass: a plain IndexFlat (what the factory's "Flat"
+ * builds) would come back as another class after a reopen, and the C API
+ * casts (faiss_IndexFlatL2_cast, ...) would answer differently. Its own
+ * tag "IxFl" is followed by the same fields (header, codes) and reads back
+ * as a plain IndexFlat of the header's metric, so the top-level tag is
+ * rewritten. (A plain IndexFlat nested inside a composite still reloads
+ * as the subclass.) */
+void keep_plain_flat(const faiss::Index* ix, std::vector<uint8_t>* bytes,
+                     size_t at) {
+    if (typeid(*ix) != typeid(faiss::IndexFlat)) return;
+    uint32_t tag;
+    if (bytes->size() < at + 4) return;
+    std::memcpy(&tag, bytes->data() + at, 4);
+    if (tag != faiss::fourcc("IxF2") && tag != faiss::fourcc("IxFI")) return;
+    tag = faiss::fourcc("IxFl");
+    std::memcpy(bytes->data() + at, &tag, 4);
+}
+
 } // namespace
 
 void write(const std::string& path, const faiss::Index* ix, uint64_t seq,
@@ -93,8 +115,11 @@ void write(const std::string& path, const faiss::Index* ix, uint64_t seq,
     h.metric = (int32_t)ix->metric_type;
     h.seq = seq;
     h.ntotal = ix->ntotal;
-    write_container(path, h, meta,
-                    [&](faiss::VectorIOWriter* w) { faiss::write_index(ix, w); });
+    write_container(path, h, meta, [&](faiss::VectorIOWriter* w) {
+        size_t at = w->data.size();
+        faiss::write_index(ix, w);
+        keep_plain_flat(ix, &w->data, at);
+    });
 }
 
 void write_binary(const std::string& path, const faiss::IndexBinary* ix,

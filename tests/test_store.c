@@ -318,6 +318,57 @@ Test(store, list_drop_and_shared_handles) {
     faiss_Index_free(a2);
 }
 
+/* What every C API cast says of a handle: a bit per class. */
+static int flat_casts(FaissIndex* ix) {
+    return (faiss_IndexFlat_cast(ix) != NULL) |
+           (faiss_IndexFlatL2_cast(ix) != NULL) << 1 |
+           (faiss_IndexFlatIP_cast(ix) != NULL) << 2 |
+           (faiss_IndexIDMap_cast(ix) != NULL) << 3;
+}
+
+/* faiss writes a plain IndexFlat (what "Flat" builds) under IndexFlatL2's or
+ * IndexFlatIP's tag and read_index returns that subclass: a stored "Flat"
+ * must still be a plain IndexFlat after a reopen, from a snapshot
+ * (checkpoint) or from the one written at creation. */
+Test(store, flat_keeps_its_class_across_reopen) {
+    const char* dir = fxt_tmp_path("flatclass");
+    const FaissMetricType metrics[2] = {METRIC_L2, METRIC_INNER_PRODUCT};
+    for (int m = 0; m < 2; m++) {
+        for (int ckpt = 0; ckpt < 2; ckpt++) {
+            FaissxStore* s = open_store(dir, FAISSX_SYNC_NONE, 0);
+            char name[16];
+            snprintf(name, sizeof name, "f%d%d", m, ckpt);
+            FaissIndex* ix = NULL;
+            FXT_OK(faissx_store_create_index(s, name, STORE_D, "Flat",
+                                             metrics[m], &ix));
+            float x[20 * STORE_D];
+            for (int i = 0; i < 20; i++) store_vec(i, x + i * STORE_D);
+            FXT_OK(faiss_Index_add(ix, 20, x));
+            if (ckpt) FXT_OK(faissx_store_checkpoint(s, name));
+            int before = flat_casts(ix);
+            cr_assert_eq(before, 1, "a fresh \"Flat\" is a plain IndexFlat");
+            float q[STORE_D] = {0};
+            float D0[3], D1[3];
+            idx_t I0[3], I1[3];
+            FXT_OK(faiss_Index_search(ix, 1, q, 3, D0, I0));
+            faiss_Index_free(ix);
+            faissx_store_close(s);
+            s = open_store(dir, FAISSX_SYNC_NONE, 0);
+            ix = open_ix(s, name);
+            cr_assert_eq(flat_casts(ix), before,
+                         "metric %d, checkpoint %d: casts were %#x, now %#x",
+                         (int)metrics[m], ckpt, before, flat_casts(ix));
+            cr_assert_eq(faiss_Index_metric_type(ix), metrics[m]);
+            cr_assert_eq(faiss_Index_ntotal(ix), 20);
+            FXT_OK(faiss_Index_search(ix, 1, q, 3, D1, I1));
+            FXT_SAME(D0, D1, sizeof D0);
+            FXT_SAME(I0, I1, sizeof I0);
+            faiss_Index_free(ix);
+            faissx_store_close(s);
+        }
+    }
+}
+
 Test(store, errors) {
     const char* dir = fxt_tmp_path("err");
     FaissxStore* s = NULL;
