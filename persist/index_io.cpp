@@ -352,6 +352,26 @@ static void write_remote(const R* r, FILE* f) {
                                              std::strerror(errno));
 }
 
+/* A remote index to a file: its bytes come from the server first, so a
+ * failing server leaves an existing file as it was; then the file is
+ * written as a local index's is (write_path: the same errors, the same
+ * texts). */
+template <class R>
+static int write_remote_path(const char* func, const char* fname, const R* r) {
+    std::vector<uint8_t> bytes;
+    try {
+        bytes = r->serialize();
+    } catch (...) {
+        return io_exception(func);
+    }
+    return write_path(func, fname, [&](FILE* f) {
+        if (fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size())
+            throw fx::Error(FAISSX_E_IO, std::string("writing '") + fname +
+                                                 "' failed: " +
+                                                 std::strerror(errno));
+    });
+}
+
 extern "C" {
 
 int faiss_write_index(const FaissIndex* idx, FILE* f) {
@@ -372,29 +392,11 @@ int faiss_write_index(const FaissIndex* idx, FILE* f) {
 int faiss_write_index_fname(const FaissIndex* idx, const char* fname) {
     FX_NOT_NULL(idx);
     FX_NOT_NULL(fname);
-    FX_TRY
-    if (auto r = fx::as_remote(fx::index(idx))) {
-        FILE* f = fopen(fname, "wb");
-        if (!f)
-            return fx::fail(FAISSX_E_IO, __func__, "cannot open '%s': %s",
-                            fname, std::strerror(errno));
-        try {
-            write_remote(r, f);
-        } catch (...) {
-            fclose(f);
-            throw;
-        }
-        if (fclose(f) != 0)
-            return fx::fail(FAISSX_E_IO, __func__, "close of '%s' failed: %s",
-                            fname, std::strerror(errno));
-        return 0;
-    }
+    if (auto r = fx::as_remote(fx::index(idx)))
+        return write_remote_path(__func__, fname, r);
     return write_path(__func__, fname, [&](FILE* f) {
         faiss::write_index(fx::index(idx), f);
     });
-    } catch (...) {
-        return io_exception(__func__);
-    }
 }
 
 int faiss_read_index(FILE* f, int io_flags, FaissIndex** p_out) {
@@ -431,9 +433,8 @@ int faiss_write_index_binary_fname(const FaissIndexBinary* idx,
                                    const char* fname) {
     FX_NOT_NULL(idx);
     FX_NOT_NULL(fname);
-    // A remote index: its bytes come from the server, written here.
     if (auto r = fx::as_remote_bin(fx::bindex(idx)))
-        return write_path(__func__, fname, [&](FILE* f) { write_remote(r, f); });
+        return write_remote_path(__func__, fname, r);
     return write_path(__func__, fname, [&](FILE* f) {
         faiss::write_index_binary(fx::bindex(idx), f);
     });
