@@ -750,6 +750,18 @@ Test(io, float_and_binary_files_are_not_interchangeable) {
     free(bi.b);
 }
 
+/* Writing ix and bx to fname fails with FAISSX_E_IO and the text `fmt`
+ * makes of fname and strerror(err). */
+static void cannot_write(FaissIndex* ix, FaissIndexBinary* bx,
+                         const char* fname, const char* fmt, int err) {
+    char want[600];
+    snprintf(want, sizeof want, fmt, fname, strerror(err));
+    FXT_ERR(faiss_write_index_fname(ix, fname), want);
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
+    FXT_ERR(faiss_write_index_binary_fname(bx, fname), want);
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
+}
+
 Test(io, unwritable_destinations) {
     float* x = fxt_uniform(10, 8, 13);
     FaissIndex* ix = NULL;
@@ -761,29 +773,13 @@ Test(io, unwritable_destinations) {
     /* The same texts for a local and a remote index (this suite also runs
      * with every index on a server: remote-io). */
     char* missing = tmp("no-such-dir/x.index");
-    char want[600];
-    snprintf(want, sizeof want, "cannot open '%s' for writing: %s", missing,
-             strerror(ENOENT));
-    FXT_ERR(faiss_write_index_fname(ix, missing), want);
-    cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
-    FXT_ERR(faiss_write_index_binary_fname(bx, missing), want);
-    cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
+    cannot_write(ix, bx, missing, "cannot open '%s' for writing: %s", ENOENT);
     char* dir = tmp("");
-    snprintf(want, sizeof want, "cannot open '%s' for writing: %s", dir,
-             strerror(EISDIR));
-    FXT_ERR(faiss_write_index_fname(ix, dir), want);
-    cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
-    FXT_ERR(faiss_write_index_binary_fname(bx, dir), want);
-    cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
-
+    cannot_write(ix, bx, dir, "cannot open '%s' for writing: %s", EISDIR);
     /* a full device: the data (a few hundred bytes, buffered) cannot be
      * flushed when the file is closed */
-    snprintf(want, sizeof want, "writing '/dev/full' failed: %s",
-             strerror(ENOSPC));
-    FXT_ERR(faiss_write_index_fname(ix, "/dev/full"), want);
-    cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
-    FXT_ERR(faiss_write_index_binary_fname(bx, "/dev/full"), want);
-    cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
+    cannot_write(ix, bx, "/dev/full", "writing '%s' failed: %s", ENOSPC);
+    char want[100];
     FILE* full = fopen("/dev/full", "wb");
     cr_assert_not_null(full);
     snprintf(want, sizeof want, "flush failed: %s", strerror(ENOSPC));
