@@ -67,6 +67,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <random>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -1470,8 +1471,8 @@ uint64_t max_chunk(const fx_state* s) {
 std::string upload_unknown(uint64_t id) {
     return "unknown upload " + std::to_string(id) +
            " (never begun, already committed or aborted, discarded after "
-           "its client went away or stayed idle, or begun by another "
-           "client)";
+           "its client went away or stayed idle, lost with a server "
+           "restart, or begun by another client)";
 }
 
 std::string download_unknown(uint64_t id) {
@@ -1648,7 +1649,25 @@ void op_upload_commit(Req& q, fx_wbuf* w) {
     std::string name = rd_name(q);
     end(q);
     check_name(name);
-    auto u = find_upload(q, id);
+    std::shared_ptr<Upload> u;
+    try {
+        u = find_upload(q, id);
+    } catch (const Error&) {
+        // The upload is gone: committed, aborted, discarded, or lost with
+        // a restart. A retry of the COMMIT that made a durable index (its
+        // reply lost with the restart) gets that index's info, as a
+        // retried named UPLOAD does; otherwise the client uploads again
+        // (docs/protocol.md, "Chunked upload").
+        if (!name.empty() && durable(q.s)) {
+            std::lock_guard<std::mutex> sl(q.s->store_mu);
+            if (EntryP done = created_by_this_request(q, name)) {
+                std::shared_lock<std::shared_mutex> l(*done->mu);
+                write_info(w, done.get());
+                return;
+            }
+        }
+        throw;
+    }
     {
         std::lock_guard<std::mutex> g(u->mu);
         if (u->received < u->total)
@@ -2914,6 +2933,12 @@ int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
     try {
         std::unique_ptr<fx_state> s(new fx_state());
         s->conf = *c;
+        // Upload and download ids start at a random point (below 2^52), so
+        // an id a client kept from before a restart -- a retried CHUNK or
+        // COMMIT -- names nothing in the new process rather than another
+        // upload of the same client.
+        std::random_device rd;
+        s->next_upload = ((((uint64_t)rd() << 32) | rd()) >> 12) + 1;
         if (s->conf.max_k <= 0) s->conf.max_k = 10000;
         if (s->conf.max_batch <= 0) s->conf.max_batch = 10000000;
         if (s->conf.max_message_bytes == 0)

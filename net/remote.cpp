@@ -239,6 +239,51 @@ Error upload_cancelled(const JobScope& job) {
                          "; nothing was uploaded");
 }
 
+/* How many times one upload is started over after the server lost it. */
+constexpr int kUploadRestarts = 3;
+
+/* The server no longer has the upload a CHUNK or COMMIT named. */
+bool upload_gone(const Error& e) {
+    return e.code == FAISSX_E_NOT_FOUND &&
+           std::strstr(e.what(), "unknown upload ") != nullptr;
+}
+
+/* Sends the n bytes of upload `id` in chunks (within maxc, the server's
+ * bound) and commits them as `name`. */
+void upload_chunks_commit(const Conn* c, uint64_t id, uint64_t maxc,
+                          const uint8_t* data, uint64_t n, const char* name,
+                          JobScope& job,
+                          const std::function<void(fx_rbuf*)>& info) {
+    uint64_t chunk = std::min(kChunk, maxc ? maxc : kChunk);
+    for (uint64_t off = 0; off < n;) {
+        if (job.cancel_requested()) throw upload_cancelled(job);
+        uint64_t m = std::min(chunk, n - off), got = 0;
+        rcall(c, FX_OP_UPLOAD_CHUNK,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, id);
+                  fx_w_u64(w, off);
+                  fx_w_array(w, data + off, m, 1);
+              },
+              [&](fx_rbuf* r) {
+                  if (fx_r_u64(r, &got)) proto_error("upload_chunk", r);
+              });
+        if (got != off + m)
+            throw Error(FAISSX_E_PROTOCOL,
+                        "upload_chunk: the server has " +
+                                std::to_string(got) + " bytes, expected " +
+                                std::to_string(off + m));
+        off += m;
+        job.step((int64_t)off);
+    }
+    if (job.cancel_requested()) throw upload_cancelled(job);
+    rcall(c, FX_OP_UPLOAD_COMMIT,
+          [&](fx_wbuf* w) {
+              fx_w_u64(w, id);
+              fx_w_str(w, name ? name : "");
+          },
+          info);
+}
+
 /* Uploads n bytes of kind FX_UPLOAD_* and commits them as `name` ("":
  * unnamed); info() reads COMMIT's (or single()'s UPLOAD's) reply. */
 void upload_bytes(const Conn* c, const uint8_t* data, uint64_t n, int kind,
@@ -260,60 +305,51 @@ void upload_bytes(const Conn* c, const uint8_t* data, uint64_t n, int kind,
         job->step(job->total());
         return;
     }
-    uint64_t id = 0, maxc = 0;
-    try {
-        rcall(c, FX_OP_UPLOAD_BEGIN,
-              [&](fx_wbuf* w) {
-                  fx_w_u64(w, n);
-                  fx_w_i64(w, kind);
-              },
-              [&](fx_rbuf* r) {
-                  if (fx_r_u64(r, &id) || fx_r_u64(r, &maxc))
-                      proto_error("upload_begin", r);
-              });
-    } catch (const Error& e) {
-        // A server older than chunked uploads: one message it is.
-        if (e.code != FAISSX_E_UNSUPPORTED ||
-            !std::strstr(e.what(), "unknown operation"))
-            throw;
-        single();
-        job->step(job->total());
-        return;
-    }
-    uint64_t chunk = std::min(kChunk, maxc ? maxc : kChunk);
-    try {
-        for (uint64_t off = 0; off < n;) {
-            if (job->cancel_requested()) throw upload_cancelled(*job);
-            uint64_t m = std::min(chunk, n - off), got = 0;
-            rcall(c, FX_OP_UPLOAD_CHUNK,
+    // A CHUNK or COMMIT that finds its upload gone (the server restarted,
+    // or discarded it) starts the upload over: the bytes are still here.
+    // A COMMIT that had completed before a restart is not repeated: its
+    // retry is answered from the durable store (docs/protocol.md).
+    for (int restarts = 0;; restarts++) {
+        uint64_t id = 0, maxc = 0;
+        try {
+            rcall(c, FX_OP_UPLOAD_BEGIN,
                   [&](fx_wbuf* w) {
-                      fx_w_u64(w, id);
-                      fx_w_u64(w, off);
-                      fx_w_array(w, data + off, m, 1);
+                      fx_w_u64(w, n);
+                      fx_w_i64(w, kind);
                   },
                   [&](fx_rbuf* r) {
-                      if (fx_r_u64(r, &got)) proto_error("upload_chunk", r);
+                      if (fx_r_u64(r, &id) || fx_r_u64(r, &maxc))
+                          proto_error("upload_begin", r);
                   });
-            if (got != off + m)
-                throw Error(FAISSX_E_PROTOCOL,
-                            "upload_chunk: the server has " +
-                                    std::to_string(got) + " bytes, expected " +
-                                    std::to_string(off + m));
-            off += m;
-            job->step((int64_t)off);
+        } catch (const Error& e) {
+            // A server older than chunked uploads: one message it is.
+            if (e.code != FAISSX_E_UNSUPPORTED ||
+                !std::strstr(e.what(), "unknown operation"))
+                throw;
+            single();
+            job->step(job->total());
+            return;
         }
-        if (job->cancel_requested()) throw upload_cancelled(*job);
-        rcall(c, FX_OP_UPLOAD_COMMIT,
-              [&](fx_wbuf* w) {
-                  fx_w_u64(w, id);
-                  fx_w_str(w, name ? name : "");
-              },
-              info);
-    } catch (...) {
-        // Whatever stopped it (cancel, a failed chunk, a refused commit),
-        // nothing stays staged; a commit that did run makes this a no-op.
-        upload_abort(c, id);
-        throw;
+        try {
+            upload_chunks_commit(c, id, maxc, data, n, name, *job, info);
+        } catch (const Error& e) {
+            if (!upload_gone(e)) {
+                upload_abort(c, id);
+                throw;
+            }
+            if (restarts < kUploadRestarts) continue; // nothing to abort
+            throw Error(e.code, std::string(e.what()) +
+                                        " (the upload was started over " +
+                                        std::to_string(restarts) +
+                                        " times: the server kept losing it)");
+        } catch (...) {
+            // Whatever stopped it (cancel, a failed chunk, a refused
+            // commit), nothing stays staged; a commit that did run makes
+            // this a no-op.
+            upload_abort(c, id);
+            throw;
+        }
+        break;
     }
     job->step(job->total());
 }

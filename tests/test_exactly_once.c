@@ -488,6 +488,149 @@ Test(exactly_once, create_and_drop_retried_after_restart) {
     fx_w_free(&dr.bytes);
 }
 
+/* A chunked upload's COMMIT whose reply was lost, retried after a restart
+ * (the staged bytes are gone with the process): the retry of the COMMIT
+ * that made the index gets that index's info, not "unknown upload"; a
+ * COMMIT that never ran finds its upload gone and nothing under its name
+ * (the client then uploads again). Upload ids are not reused by the new
+ * process, so an old id never names another upload of the same client. */
+static uint8_t* index_bytes(const FaissIndex* f, const FaissIndexBinary* b,
+                            size_t* n) {
+    char* p = NULL;
+    FILE* m = open_memstream(&p, n);
+    cr_assert(m);
+    if (f)
+        FXT_OK(faiss_write_index(f, m));
+    else
+        FXT_OK(faiss_write_index_binary(b, m));
+    cr_assert_eq(fclose(m), 0);
+    return (uint8_t*)p;
+}
+
+static uint64_t up_begin(fx_state* s, uint64_t client, uint64_t total,
+                         int kind) {
+    fx_wbuf w;
+    reply_t r;
+    req_begin(&w);
+    fx_w_u64(&w, total);
+    fx_w_i64(&w, kind);
+    cr_assert_eq(send(s, &w, FX_OP_UPLOAD_BEGIN, client, rid_seq++, &r), 0,
+                 "%s", r.err);
+    return info_handle(&r); /* the upload id comes first */
+}
+
+/* All n bytes in two chunks. */
+static void up_chunks(fx_state* s, uint64_t client, uint64_t id,
+                      const uint8_t* p, uint64_t n) {
+    for (uint64_t off = 0; off < n;) {
+        uint64_t m = off == 0 ? n / 2 : n - off;
+        fx_wbuf w;
+        reply_t r;
+        req_begin(&w);
+        fx_w_u64(&w, id);
+        fx_w_u64(&w, off);
+        fx_w_array(&w, p + off, m, 1);
+        cr_assert_eq(send(s, &w, FX_OP_UPLOAD_CHUNK, client, rid_seq++, &r),
+                     0, "%s", r.err);
+        fx_w_free(&r.bytes);
+        off += m;
+    }
+}
+
+static int up_commit(fx_state* s, uint64_t client, uint64_t rid, uint64_t id,
+                     const char* name, reply_t* r) {
+    fx_wbuf w;
+    req_begin(&w);
+    fx_w_u64(&w, id);
+    fx_w_str(&w, name);
+    return send(s, &w, FX_OP_UPLOAD_COMMIT, client, rid, r);
+}
+
+Test(exactly_once, upload_commit_retried_after_restart) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("eo-upload"));
+    FaissIndex* lf = NULL;
+    FXT_OK(faiss_index_factory(&lf, D, "Flat", METRIC_L2));
+    float* x = fxt_uniform(50, D, 8);
+    FXT_OK(faiss_Index_add(lf, 50, x));
+    FaissIndexBinary* lb = NULL;
+    FXT_OK(faiss_index_binary_factory(&lb, 64, "BFlat"));
+    uint8_t codes[20 * 8];
+    for (size_t i = 0; i < sizeof codes; i++) codes[i] = (uint8_t)(i * 37 + 5);
+    FXT_OK(faiss_IndexBinary_add(lb, 20, codes));
+    size_t nf, nb;
+    uint8_t* fb = index_bytes(lf, NULL, &nf);
+    uint8_t* bb = index_bytes(NULL, lb, &nb);
+
+    fx_state* s = state_on(dir);
+    const uint64_t client = 0xC0DE;
+    reply_t fc, bc, r;
+    uint64_t uf = up_begin(s, client, nf, FX_UPLOAD_INDEX);
+    up_chunks(s, client, uf, fb, nf);
+    cr_assert_eq(up_commit(s, client, 42, uf, "upf", &fc), 0, "%s", fc.err);
+    uint64_t ub = up_begin(s, client, nb, FX_UPLOAD_BINARY);
+    up_chunks(s, client, ub, bb, nb);
+    cr_assert_eq(up_commit(s, client, 43, ub, "upb", &bc), 0, "%s", bc.err);
+    /* complete, but its COMMIT never arrives before the restart */
+    uint64_t uq = up_begin(s, client, nf, FX_UPLOAD_INDEX);
+    up_chunks(s, client, uq, fb, nf);
+    fx_state_free(s); /* no reply reached the client */
+
+    for (int round = 0; round < 2; round++) { /* again after a checkpoint */
+        s = state_on(dir);
+        reply_t again;
+        /* the same request under another name (before the retry: this
+         * process then remembers request 42's reply, whatever it names) */
+        cr_assert_eq(up_commit(s, client, 42, uf, "other", &r),
+                     FAISSX_E_NOT_FOUND, "%s", r.err);
+        fx_w_free(&r.bytes);
+        cr_assert_eq(up_commit(s, client, 42, uf, "upf", &again), 0,
+                     "COMMIT retry: %s", again.err);
+        same_info(&again, &fc);
+        fx_w_free(&again.bytes);
+        cr_assert_eq(up_commit(s, client, 43, ub, "upb", &again), 0,
+                     "binary COMMIT retry: %s", again.err);
+        same_info(&again, &bc);
+        fx_w_free(&again.bytes);
+        /* the upload whose COMMIT never ran: gone, and nothing was made */
+        cr_assert_eq(up_commit(s, client, 44, uq, "upq", &r),
+                     FAISSX_E_NOT_FOUND);
+        cr_assert(strstr(r.err, "unknown upload") &&
+                  strstr(r.err, "lost with a server restart"), "%s", r.err);
+        fx_w_free(&r.bytes);
+        fx_wbuf w;
+        req_begin(&w);
+        fx_w_str(&w, "upq");
+        cr_assert_eq(send(s, &w, FX_OP_OPEN, client, rid_seq++, &r),
+                     FAISSX_E_NOT_FOUND, "%s", r.err);
+        fx_w_free(&r.bytes);
+        /* another request id, another client, another name: not a retry */
+        cr_assert_eq(up_commit(s, client, 50 + round, uf, "upf", &r),
+                     FAISSX_E_NOT_FOUND, "%s", r.err);
+        fx_w_free(&r.bytes);
+        cr_assert_eq(up_commit(s, 0xD1FF, 42, uf, "upf", &r),
+                     FAISSX_E_NOT_FOUND, "%s", r.err);
+        fx_w_free(&r.bytes);
+        /* one index each, with what was uploaded */
+        cr_assert_eq(h_ntotal(s, h_open(s, "upf")), 50);
+        /* the new process hands out ids the old one did not */
+        uint64_t nu = up_begin(s, client, 64, FX_UPLOAD_INDEX);
+        cr_assert(nu != uf && nu != ub && nu != uq,
+                  "upload id %llu reused after a restart",
+                  (unsigned long long)nu);
+        char err[256];
+        cr_assert_eq(fx_state_checkpoint(s, err, sizeof err), 0, "%s", err);
+        fx_state_free(s);
+    }
+    fx_w_free(&fc.bytes);
+    fx_w_free(&bc.bytes);
+    free(fb);
+    free(bb);
+    free(x);
+    faiss_Index_free(lf);
+    faiss_IndexBinary_free(lb);
+}
+
 Test(exactly_once, other_op_and_bounds) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s", fxt_tmp_path("eo-bounds"));
