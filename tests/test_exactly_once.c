@@ -19,6 +19,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1022,4 +1023,182 @@ Test(exactly_once_server, binary_add_reply_dropped_server_killed,
 Test(exactly_once_server, binary_remove_ids_reply_dropped_server_killed,
      .fini = stop, .timeout = 120) {
     bin_killed_and_restarted(1);
+}
+
+/* A chunked upload across a restart, end to end (the server logs every
+ * request: --log-level debug). (1) The reply to the COMMIT is dropped and
+ * the server killed: the client's retry of the COMMIT, on the restarted
+ * server, is answered from the store -- no second upload. (2) The server
+ * is stopped right after the last chunk (so the COMMIT waits unread) and
+ * killed: the retried COMMIT finds its upload gone and the client starts
+ * the upload over. Either way the call succeeds and the index holds
+ * exactly what was uploaded. */
+enum { UP_N = 3000 }; /* 3000 x 8 floats: two chunks of a 64 KiB limit */
+
+static FaissIndex* upload_local(float** xb) {
+    *xb = fxt_uniform(UP_N, D, 12);
+    FaissIndex* loc = NULL;
+    FXT_OK(faiss_index_factory(&loc, D, "Flat", METRIC_L2));
+    FXT_OK(faiss_Index_add(loc, UP_N, *xb));
+    return loc;
+}
+
+static void configure_for_restart(void) {
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    o.url = srv.url;
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o.timeout_ms[i] = 60000;
+    o.attempt_timeout_ms = 20000; /* the retry comes from the restart */
+    o.max_attempts = 5;
+    o.backoff_base_ms = 20;
+    o.backoff_cap_ms = 200;
+    FXT_OK(faissx_configure_ex(&o));
+}
+
+/* The uploaded index is there once, under `name`, and searches as loc. */
+static void uploaded_once(FaissIndex* rem, FaissIndex* loc, const float* xb,
+                          const char* name) {
+    cr_assert_eq(faiss_Index_ntotal(rem), UP_N);
+    FaissIndex* again = NULL;
+    FXT_OK(faissx_index_open(&again, name));
+    cr_assert_eq(faiss_Index_ntotal(again), UP_N);
+    float d1[10 * 4], d2[10 * 4];
+    idx_t l1[10 * 4], l2[10 * 4];
+    FXT_OK(faiss_Index_search(again, 10, xb, 4, d1, l1));
+    FXT_OK(faiss_Index_search(loc, 10, xb, 4, d2, l2));
+    FXT_SAME(l1, l2, sizeof l1);
+    FXT_SAME(d1, d2, sizeof d1);
+    faiss_Index_free(again);
+}
+
+typedef struct {
+    FaissIndex* loc;
+    FaissIndex* rem;
+    const char* name;
+    int progress; /* install stop_after_last_chunk */
+    int rc;
+    char err[512];
+} upcall_t;
+
+static volatile int stopped_after_chunks;
+
+/* Stops the server when all bytes are staged, before the COMMIT goes out. */
+static int stop_after_last_chunk(const FaissxProgress* p, void* user) {
+    (void)user;
+    if (p->op == FAISSX_PROGRESS_UPLOAD && p->done == p->total - 1 &&
+        !stopped_after_chunks) {
+        cr_assert_eq(kill(srv.pid, SIGSTOP), 0);
+        stopped_after_chunks = 1;
+    }
+    return 0;
+}
+
+static void* run_upload(void* arg) {
+    upcall_t* c = arg;
+    if (c->progress) faissx_set_progress_callback(stop_after_last_chunk, NULL);
+    c->rc = faissx_index_upload(c->loc, c->name, &c->rem);
+    if (c->rc) snprintf(c->err, sizeof c->err, "%s", faiss_get_last_error());
+    faissx_set_progress_callback(NULL, NULL);
+    return NULL;
+}
+
+/* The request line the server logged just before `needle`'s line. */
+static int logged_before(const char* needle, const char* want) {
+    FILE* f = fopen(srv.log, "r");
+    if (!f) return 0;
+    char line[1024], prev[1024] = "";
+    int ok = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, needle)) {
+            ok = strstr(prev, want) != NULL;
+            break;
+        }
+        snprintf(prev, sizeof prev, "%s", line);
+    }
+    fclose(f);
+    return ok;
+}
+
+static void wait_for_log(const char* needle) {
+    for (int waited = 0; !log_has(needle) && waited < 30000; waited += 20)
+        sleep_ms(20);
+    cr_assert(log_has(needle), "the server never logged '%s':\n%s", needle,
+              fxt_server_log(&srv));
+}
+
+Test(exactly_once_server, upload_commit_reply_dropped_server_killed,
+     .fini = stop, .timeout = 120) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("eo-up-commit"));
+    float* xb;
+    FaissIndex* loc = upload_local(&xb);
+    size_t len = 0;
+    free(index_bytes(loc, NULL, &len));
+    /* Replies: BEGIN, the chunks (65024 bytes each within a 65536-byte
+     * message limit), COMMIT (dropped). */
+    size_t chunks = (len + 65023) / 65024;
+    cr_assert_gt(chunks, 1);
+    char nth[16];
+    snprintf(nth, sizeof nth, "%zu", chunks + 2);
+    const char* args[] = {"--data-dir", dir, "--max-message-bytes", "65536",
+                          "--log-level", "debug", "--test-drop-replies", nth,
+                          NULL};
+    fxt_server_start(&srv, args);
+    configure_for_restart();
+    upcall_t c = {loc, NULL, "upc", 0, -1, ""};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, run_upload, &c), 0);
+    wait_for_log("dropping the reply");
+    cr_assert(logged_before("dropping the reply", "op=upload_commit "),
+              "the dropped reply was not the COMMIT's:\n%s",
+              fxt_server_log(&srv));
+    fxt_server_kill(&srv); /* the index is made, its reply lost */
+    const char* args2[] = {"--data-dir", dir, "--log-level", "debug", NULL};
+    fxt_server_restart(&srv, args2);
+    pthread_join(t, NULL);
+    cr_assert_eq(c.rc, 0, "the upload failed: %s", c.err);
+    /* answered from the store: the client did not upload again */
+    cr_assert(log_has("op=upload_commit tenant=default status=0"), "%s",
+              fxt_server_log(&srv));
+    cr_assert_not(log_has("op=upload_begin"),
+                  "the client uploaded again:\n%s", fxt_server_log(&srv));
+    uploaded_once(c.rem, loc, xb, "upc");
+    faiss_Index_free(c.rem);
+    faiss_Index_free(loc);
+    free(xb);
+}
+
+Test(exactly_once_server, upload_lost_with_restart_is_started_over,
+     .fini = stop, .timeout = 120) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("eo-up-lost"));
+    float* xb;
+    FaissIndex* loc = upload_local(&xb);
+    const char* args[] = {"--data-dir", dir, "--max-message-bytes", "65536",
+                          "--log-level", "debug", NULL};
+    fxt_server_start(&srv, args);
+    configure_for_restart();
+    stopped_after_chunks = 0;
+    upcall_t c = {loc, NULL, "upl", 1, -1, ""};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, run_upload, &c), 0);
+    for (int waited = 0; !stopped_after_chunks && waited < 30000; waited += 20)
+        sleep_ms(20);
+    cr_assert(stopped_after_chunks, "the upload never staged all its bytes");
+    sleep_ms(300); /* the COMMIT goes out to the stopped server */
+    fxt_server_kill(&srv);
+    const char* args2[] = {"--data-dir", dir, "--log-level", "debug", NULL};
+    fxt_server_restart(&srv, args2);
+    pthread_join(t, NULL);
+    cr_assert_eq(c.rc, 0, "the upload failed: %s", c.err);
+    /* the retried COMMIT found nothing; the client started over */
+    cr_assert(logged_before("op=upload_begin", "op=upload_commit "),
+              "no COMMIT was refused before the upload began again:\n%s",
+              fxt_server_log(&srv));
+    cr_assert(log_has("op=upload_commit tenant=default status=0"), "%s",
+              fxt_server_log(&srv));
+    uploaded_once(c.rem, loc, xb, "upl");
+    faiss_Index_free(c.rem);
+    faiss_Index_free(loc);
+    free(xb);
 }
