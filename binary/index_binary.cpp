@@ -48,6 +48,31 @@ T* bas(FaissIndexBinary* p) {
     return fx::asb<T>(p);
 }
 
+/* True when h is a binary durable-store handle (persist/store.h) whose
+ * index is a T: the typed calls below then reach that index -- getters
+ * read it, setters go through the store's log (durably), as for a float
+ * store handle (core/core.h, stored_is). */
+template <class T>
+bool bstored_is(const void* h) {
+    auto ix = reinterpret_cast<const faiss::IndexBinary*>(h);
+    bool yes = false;
+    if (ix && fx::store::is_stored(ix))
+        fx::store::read_inner(ix, [&](const faiss::IndexBinary* in) {
+            yes = dynamic_cast<const T*>(in) != nullptr;
+        });
+    return yes;
+}
+
+/* The error of a call that would hand out the internals of a store
+ * handle's index (a change there would bypass the store's log). */
+void note_stored_internals(const char* func, const char* what) {
+    fx::note_error(FAISSX_E_UNSUPPORTED, func,
+                   "the %s of an index in a durable store is not available "
+                   "through its store handle (changes there would bypass "
+                   "the store's log)",
+                   what);
+}
+
 /* is_trained, refreshed from the server for a remote index that says no
  * (another client may have trained it). */
 bool trained_now(const faiss::IndexBinary* ix) {
@@ -400,7 +425,8 @@ int faiss_IndexBinaryFlat_new_with(FaissIndexBinaryFlat** p_index, idx_t d) {
 }
 
 FaissIndexBinaryFlat* faiss_IndexBinaryFlat_cast(FaissIndexBinary* index) {
-    if (remote_kind(index, FX_KIND_FLAT))
+    if (remote_kind(index, FX_KIND_FLAT) ||
+        bstored_is<faiss::IndexBinaryFlat>(index))
         return reinterpret_cast<FaissIndexBinaryFlat*>(index);
     return reinterpret_cast<FaissIndexBinaryFlat*>(static_cast<
             faiss::IndexBinary*>(bas<faiss::IndexBinaryFlat>(index)));
@@ -411,7 +437,8 @@ void faiss_IndexBinaryFlat_free(FaissIndexBinaryFlat* obj) {
 }
 
 FaissIndexBinaryIVF* faiss_IndexBinaryIVF_cast(FaissIndexBinary* index) {
-    if (remote_kind(index, FX_KIND_IVF))
+    if (remote_kind(index, FX_KIND_IVF) ||
+        bstored_is<faiss::IndexBinaryIVF>(index))
         return reinterpret_cast<FaissIndexBinaryIVF*>(index);
     return reinterpret_cast<FaissIndexBinaryIVF*>(static_cast<
             faiss::IndexBinary*>(bas<faiss::IndexBinaryIVF>(index)));
@@ -423,13 +450,25 @@ void faiss_IndexBinaryIVF_free(FaissIndexBinaryIVF* obj) {
 
 /* The IVF getters/setters also work on a remote binary IVF: parameters
  * travel by name; the quantizer is the client handle the IVF was built
- * from; own_fields decides whether freeing the IVF frees that handle. */
+ * from; own_fields decides whether freeing the IVF frees that handle. On
+ * a store handle the getters read the stored IVF and set_nprobe is a
+ * logged parameter change (as faissx_store_set_param_binary). */
 #define FX_BIVF_PARAM(name)                                              \
     size_t faiss_IndexBinaryIVF_##name(const FaissIndexBinaryIVF* obj) {  \
         if (auto r = remote_kind(obj, FX_KIND_IVF)) {                    \
             FX_TRY                                                       \
             return (size_t)r->get_param(#name);                          \
             FX_CATCH_RET(0)                                              \
+        }                                                                \
+        if (bstored_is<faiss::IndexBinaryIVF>(obj)) {                    \
+            size_t v = 0;                                                \
+            fx::store::read_inner(                                       \
+                    reinterpret_cast<const faiss::IndexBinary*>(obj),    \
+                    [&](const faiss::IndexBinary* in) {                  \
+                        v = static_cast<const faiss::IndexBinaryIVF*>(   \
+                                    in)->name;                           \
+                    });                                                  \
+            return v;                                                    \
         }                                                                \
         auto o = fx::asb<faiss::IndexBinaryIVF>(                         \
                 reinterpret_cast<const FaissIndexBinary*>(obj));         \
@@ -447,6 +486,13 @@ void faiss_IndexBinaryIVF_set_nprobe(FaissIndexBinaryIVF* obj, size_t val) {
         return;
         FX_CATCH_RET()
     }
+    if (bstored_is<faiss::IndexBinaryIVF>(obj)) {
+        FX_TRY
+        fx::store::set_param(fx::bindex(reinterpret_cast<FaissIndexBinary*>(obj)),
+                             "nprobe", (double)val);
+        return;
+        FX_CATCH_RET()
+    }
     auto o = fx::asb<faiss::IndexBinaryIVF>(
             reinterpret_cast<FaissIndexBinary*>(obj));
     FX_REQUIRE_RET(o != nullptr, , "handle is NULL or not a "
@@ -461,6 +507,10 @@ FaissIndexBinary* faiss_IndexBinaryIVF_quantizer(const FaissIndexBinaryIVF* obj)
                        "factory string lives only on the server");
         return fx::handle<FaissIndexBinary>(r->children[0]);
     }
+    if (bstored_is<faiss::IndexBinaryIVF>(obj)) {
+        note_stored_internals(__func__, "quantizer");
+        return nullptr;
+    }
     auto o = fx::asb<faiss::IndexBinaryIVF>(
             reinterpret_cast<const FaissIndexBinary*>(obj));
     FX_REQUIRE_RET(o != nullptr, nullptr,
@@ -471,6 +521,12 @@ FaissIndexBinary* faiss_IndexBinaryIVF_quantizer(const FaissIndexBinaryIVF* obj)
 int faiss_IndexBinaryIVF_own_fields(const FaissIndexBinaryIVF* obj) {
     if (auto r = remote_kind(obj, FX_KIND_IVF))
         return r->children.empty() ? 1 : r->own_children;
+    if (bstored_is<faiss::IndexBinaryIVF>(obj)) {
+        fx::note_error(FAISSX_E_INVALID, __func__,
+                       "own_fields does not apply to a store handle (the "
+                       "store owns the index behind it)");
+        return 0;
+    }
     auto o = fx::asb<faiss::IndexBinaryIVF>(
             reinterpret_cast<const FaissIndexBinary*>(obj));
     FX_REQUIRE_RET(o != nullptr, 0,
@@ -481,6 +537,12 @@ int faiss_IndexBinaryIVF_own_fields(const FaissIndexBinaryIVF* obj) {
 void faiss_IndexBinaryIVF_set_own_fields(FaissIndexBinaryIVF* obj, int val) {
     if (auto r = remote_kind(obj, FX_KIND_IVF)) {
         r->own_children = val != 0;
+        return;
+    }
+    if (bstored_is<faiss::IndexBinaryIVF>(obj)) {
+        fx::note_error(FAISSX_E_INVALID, __func__,
+                       "own_fields does not apply to a store handle (the "
+                       "store owns the index behind it)");
         return;
     }
     auto o = fx::asb<faiss::IndexBinaryIVF>(
@@ -554,6 +616,13 @@ int faissx_IndexBinaryHNSW_set_efSearch(FaissIndexBinary* index, int ef) {
         return 0;
         FX_CATCH
     }
+    if (bstored_is<faiss::IndexBinaryHNSW>(index)) { // logged, durable
+        FX_REQUIRE(ef > 0, "efSearch must be > 0 (got %d)", ef);
+        FX_TRY
+        fx::store::set_param(fx::bindex(index), "efSearch", ef);
+        return 0;
+        FX_CATCH
+    }
     FX_BCAST(h, faiss::IndexBinaryHNSW, index);
     FX_REQUIRE(ef > 0, "efSearch must be > 0 (got %d)", ef);
     h->hnsw.efSearch = ef;
@@ -568,6 +637,15 @@ int faissx_IndexBinaryHNSW_get_efSearch(const FaissIndexBinary* index,
         *ef = (int)r->get_param("efSearch");
         return 0;
         FX_CATCH
+    }
+    if (bstored_is<faiss::IndexBinaryHNSW>(index)) {
+        FX_NOT_NULL(ef);
+        fx::store::read_inner(fx::bindex(index),
+                              [&](const faiss::IndexBinary* in) {
+                                  *ef = static_cast<const faiss::IndexBinaryHNSW*>(
+                                                in)->hnsw.efSearch;
+                              });
+        return 0;
     }
     auto h = fx::asb<faiss::IndexBinaryHNSW>(index);
     FX_REQUIRE(h, "argument 'index' is NULL or not a faiss::IndexBinaryHNSW");

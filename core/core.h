@@ -208,6 +208,9 @@ int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
         if (auto r = base && fx::remote_is(base, kindbits)                  \
                              ? fx::as_remote(base) : nullptr)               \
             return r->children.empty() ? 1 : r->own_children;               \
+        FX_REQUIRE_RET(!base || !fx::store::is_stored(base), 0,             \
+                       "own_fields does not apply to a store handle (the "  \
+                       "store owns the index behind it)");                  \
         auto o = fx::as<T>(reinterpret_cast<const FaissIndex*>(obj));       \
         FX_REQUIRE_RET(o != nullptr, 0, "handle is NULL or not a " #T);     \
         return o->own_fields;                                               \
@@ -219,6 +222,9 @@ int ivf_add_core_checked(const char* func, faiss::IndexIVF* ivf, idx_t n,
             r->own_children = val != 0;                                     \
             return;                                                         \
         }                                                                   \
+        FX_REQUIRE_RET(!base || !fx::store::is_stored(base), ,              \
+                       "own_fields does not apply to a store handle (the "  \
+                       "store owns the index behind it)");                  \
         auto o = fx::as<T>(reinterpret_cast<FaissIndex*>(obj));             \
         FX_REQUIRE_RET(o != nullptr, , "handle is NULL or not a " #T);      \
         o->own_fields = val != 0;                                           \

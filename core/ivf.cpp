@@ -56,6 +56,13 @@ FaissIndex* child_of(const char* func, RemoteIndex* r, int64_t kind) {
 FaissIndex* quantizer_of(const char* func, const FaissIndex* h) {
     if (auto r = h ? as_remote(index(h)) : nullptr)
         return child_of(func, r, FX_KIND_IVF);
+    if (h && store::is_stored(index(h))) {
+        note_error(FAISSX_E_UNSUPPORTED, func,
+                   "the quantizer of an index in a durable store is not "
+                   "available through its store handle (changes there "
+                   "would bypass the store's log)");
+        return nullptr;
+    }
     auto ivf = as<faiss::IndexIVF>(h);
     if (!ivf) {
         note_error(FAISSX_E_INVALID, func, "handle is NULL or not an IndexIVF");

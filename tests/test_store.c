@@ -1262,6 +1262,130 @@ static uint8_t* rand_codes(int n, int cs, unsigned seed) {
     return c;
 }
 
+/* The typed binary calls reach a binary store handle's index, as the
+ * float ones (faiss_IndexIVF_cast, ...) reach a float one: the downcasts
+ * give the handle, the getters read the stored index, set_nprobe and
+ * efSearch are logged parameter changes that survive a reopen (replay,
+ * then a checkpoint), and the results equal a plain index with the same
+ * settings. The quantizer and own_fields are refused with a clear error,
+ * on float store handles too. */
+static void last_error_has(const char* what) {
+    const char* e = faiss_get_last_error();
+    cr_assert(e && strstr(e, what), "last error '%s' lacks '%s'",
+              e ? e : "(none)", what);
+}
+
+Test(store, binary_typed_ivf_calls_reach_the_stored_index) {
+    const char* dir = fxt_tmp_path("btyped");
+    const int d = 64, cs = 8, nt = 400, nb = 300, nq = 20, k = 5;
+    uint8_t* xt = rand_codes(nt, cs, 11);
+    uint8_t* xb = rand_codes(nb, cs, 12);
+    uint8_t* xq = rand_codes(nq, cs, 13);
+    FaissIndexBinary* plain = NULL;
+    FXT_OK(faiss_index_binary_factory(&plain, d, "BIVF8"));
+    FaissIndexBinaryIVF* pivf = faiss_IndexBinaryIVF_cast(plain);
+    cr_assert_not_null(pivf);
+    FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    FaissIndexBinary *ix = NULL, *bflat = NULL, *hnsw = NULL;
+    FXT_OK(faissx_store_create_index_binary(s, "bivf", d, "BIVF8", &ix));
+    FXT_OK(faissx_store_create_index_binary(s, "bflat", d, "BFlat", &bflat));
+    FXT_OK(faissx_store_create_index_binary(s, "bhnsw", d, "BHNSW16", &hnsw));
+    FXT_OK(faiss_IndexBinary_train(plain, nt, xt));
+    FXT_OK(faiss_IndexBinary_train(ix, nt, xt));
+    FXT_OK(faiss_IndexBinary_add(plain, nb, xb));
+    FXT_OK(faiss_IndexBinary_add(ix, nb, xb));
+    FXT_OK(faiss_IndexBinary_add(hnsw, nb, xb));
+
+    /* downcasts: the handle itself, for the stored index's type only */
+    FaissIndexBinaryIVF* sivf = faiss_IndexBinaryIVF_cast(ix);
+    cr_assert_eq((void*)sivf, (void*)ix, "a stored binary IVF does not downcast");
+    cr_assert_null(faiss_IndexBinaryIVF_cast(bflat));
+    cr_assert_null(faiss_IndexBinaryFlat_cast(ix));
+    cr_assert_eq((void*)faiss_IndexBinaryFlat_cast(bflat), (void*)bflat);
+    /* getters read the stored IVF */
+    cr_assert_eq(faiss_IndexBinaryIVF_nlist(sivf), faiss_IndexBinaryIVF_nlist(pivf));
+    cr_assert_eq(faiss_IndexBinaryIVF_nlist(sivf), 8);
+    cr_assert_eq(faiss_IndexBinaryIVF_nprobe(sivf), faiss_IndexBinaryIVF_nprobe(pivf));
+
+    /* nprobe 3 changes the plain index's answers (so the check below
+     * shows that the setter reached the stored index) */
+    int32_t D1[20 * 5], Dp[20 * 5], Dp1[20 * 5];
+    idx_t I1[20 * 5], Ip[20 * 5], Ip1[20 * 5];
+    FXT_OK(faiss_IndexBinary_search(plain, nq, xq, k, Dp1, Ip1));
+    faiss_IndexBinaryIVF_set_nprobe(pivf, 3);
+    FXT_OK(faiss_IndexBinary_search(plain, nq, xq, k, Dp, Ip));
+    cr_assert(memcmp(Ip, Ip1, sizeof Ip) != 0 || memcmp(Dp, Dp1, sizeof Dp) != 0,
+              "nprobe 1 and 3 give the same results: the test data prove nothing");
+    faiss_IndexBinaryIVF_set_nprobe(sivf, 3);
+    cr_assert_eq(faiss_IndexBinaryIVF_nprobe(sivf), 3, "%s", faiss_get_last_error());
+    FXT_OK(faiss_IndexBinary_search(ix, nq, xq, k, D1, I1));
+    FXT_SAME(I1, Ip, sizeof I1);
+    FXT_SAME(D1, Dp, sizeof D1);
+    /* the store refuses nprobe 0 (as faissx_store_set_param_binary) */
+    faiss_IndexBinaryIVF_set_nprobe(sivf, 0);
+    last_error_has("nprobe must be >= 1");
+    cr_assert_eq(faiss_IndexBinaryIVF_nprobe(sivf), 3);
+    /* internals are not handed out */
+    cr_assert_null(faiss_IndexBinaryIVF_quantizer(sivf));
+    last_error_has("quantizer of an index in a durable store");
+    cr_assert_eq(faiss_IndexBinaryIVF_own_fields(sivf), 0);
+    last_error_has("own_fields does not apply to a store handle");
+    faiss_IndexBinaryIVF_set_own_fields(sivf, 0);
+    last_error_has("own_fields does not apply to a store handle");
+    /* a type that does not match is refused as on a plain handle */
+    faiss_IndexBinaryIVF_set_nprobe((FaissIndexBinaryIVF*)bflat, 2);
+    last_error_has("not a faiss::IndexBinaryIVF");
+    /* HNSW: efSearch through the typed calls, durably too */
+    FXT_OK(faissx_IndexBinaryHNSW_set_efSearch(hnsw, 48));
+    int ef = 0;
+    FXT_OK(faissx_IndexBinaryHNSW_get_efSearch(hnsw, &ef));
+    cr_assert_eq(ef, 48);
+    FXT_ERR(faissx_IndexBinaryHNSW_set_efSearch(hnsw, 0), "efSearch must be > 0");
+    FXT_ERR(faissx_IndexBinaryHNSW_set_efSearch(ix, 8), "IndexBinaryHNSW");
+    faiss_IndexBinary_free(ix);
+    faiss_IndexBinary_free(bflat);
+    faiss_IndexBinary_free(hnsw);
+    faissx_store_close(s);
+
+    for (int round = 0; round < 2; round++) { /* log replay, then snapshot */
+        s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+        ix = bopen_ix(s, "bivf");
+        hnsw = bopen_ix(s, "bhnsw");
+        sivf = faiss_IndexBinaryIVF_cast(ix);
+        cr_assert_not_null(sivf);
+        cr_assert_eq(faiss_IndexBinaryIVF_nprobe(sivf), 3, "round %d", round);
+        FXT_OK(faiss_IndexBinary_search(ix, nq, xq, k, D1, I1));
+        FXT_SAME(I1, Ip, sizeof I1);
+        FXT_SAME(D1, Dp, sizeof D1);
+        ef = 0;
+        FXT_OK(faissx_IndexBinaryHNSW_get_efSearch(hnsw, &ef));
+        cr_assert_eq(ef, 48, "round %d", round);
+        if (round == 0) FXT_OK(faissx_store_checkpoint(s, NULL));
+        faiss_IndexBinary_free(ix);
+        faiss_IndexBinary_free(hnsw);
+        faissx_store_close(s);
+    }
+
+    /* the float store handle gives the same errors for the same calls */
+    s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    FaissIndex* fix = NULL;
+    FXT_OK(faissx_store_create_index(s, "fivf", 8, "IVF4,Flat", METRIC_L2, &fix));
+    FaissIndexIVF* fivf = faiss_IndexIVF_cast(fix);
+    cr_assert_not_null(fivf);
+    cr_assert_null(faiss_IndexIVF_quantizer(fivf));
+    last_error_has("quantizer of an index in a durable store");
+    cr_assert_eq(faiss_IndexIVF_own_fields(fivf), 0);
+    last_error_has("own_fields does not apply to a store handle");
+    faiss_IndexIVF_set_own_fields(fivf, 1);
+    last_error_has("own_fields does not apply to a store handle");
+    faiss_Index_free(fix);
+    faissx_store_close(s);
+    faiss_IndexBinary_free(plain);
+    free(xt);
+    free(xb);
+    free(xq);
+}
+
 Test(store, binary_round_trip_matches_plain_index_and_survives_reopen) {
     const char* dir = fxt_tmp_path("brt");
     const int d = 64, cs = 8, nt = 400, nb = 300, nq = 20, k = 5;

@@ -810,7 +810,10 @@ int faissx_index_binary_is_stored(const FaissIndexBinary* index);
 
 /** faissx_store_set_param for a binary store handle: "nprobe" (an
  *  IndexBinaryIVF), "efSearch" (an IndexBinaryHNSW) or "verbose";
- *  FAISSX_E_UNSUPPORTED for a name that does not apply. */
+ *  FAISSX_E_UNSUPPORTED for a name that does not apply.
+ *  faiss_IndexBinaryIVF_set_nprobe and faissx_IndexBinaryHNSW_set_efSearch
+ *  do the same on a binary store handle; the typed getters and downcasts
+ *  (faiss_IndexBinaryIVF_cast, ...) see the index behind it. */
 int faissx_store_set_param_binary(FaissIndexBinary* index, const char* name,
                                   double value);
 
