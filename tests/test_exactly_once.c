@@ -797,15 +797,14 @@ static void* run_call(void* arg) {
     return NULL;
 }
 
-static void killed_and_restarted(mut_kind k, int checkpoint) {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("eo-server"));
-    /* Replies: CREATE (1), [prefill (2),] the mutation (dropped). */
-    char nth[8];
-    snprintf(nth, sizeof nth, "%d", k == M_REMOVE ? 3 : 2);
-    const char* args[] = {"--data-dir", dir, "--test-drop-replies", nth,
-                          "--checkpoint-log-bytes", checkpoint ? "1" : "0",
-                          NULL};
+/* Starts a server on the store in dir that drops its nth reply (with
+ * --checkpoint-log-bytes ckpt unless ckpt is NULL), and connects a client
+ * whose retry of that call comes only after the restart. */
+static void start_dropping(const char* dir, int nth, const char* ckpt) {
+    char n[8];
+    snprintf(n, sizeof n, "%d", nth);
+    const char* args[] = {"--data-dir", dir, "--test-drop-replies", n,
+                          ckpt ? "--checkpoint-log-bytes" : NULL, ckpt, NULL};
     fxt_server_start(&srv, args);
     FaissxClientOptions o;
     faissx_client_options_init(&o);
@@ -816,6 +815,30 @@ static void killed_and_restarted(mut_kind k, int checkpoint) {
     o.backoff_base_ms = 20;
     o.backoff_cap_ms = 200;
     FXT_OK(faissx_configure_ex(&o));
+}
+
+/* Once the server has dropped the reply to the call thread t makes: kills
+ * it (after it applied and logged, before a reply), restarts it on dir, and
+ * waits for t, whose retry the new server answers. */
+static void kill_restart_and_join(const char* dir, pthread_t t) {
+    uint64_t waited = 0;
+    while (!log_has("dropping the reply") && waited < 30000) {
+        sleep_ms(20);
+        waited += 20;
+    }
+    cr_assert(log_has("dropping the reply"), "no reply was dropped:\n%s",
+              fxt_server_log(&srv));
+    fxt_server_kill(&srv);
+    const char* args2[] = {"--data-dir", dir, NULL};
+    fxt_server_restart(&srv, args2);
+    pthread_join(t, NULL);
+}
+
+static void killed_and_restarted(mut_kind k, int checkpoint) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("eo-server"));
+    /* Replies: CREATE (1), [prefill (2),] the mutation (dropped). */
+    start_dropping(dir, k == M_REMOVE ? 3 : 2, checkpoint ? "1" : "0");
 
     FaissIndex* ix = NULL;
     FXT_OK(faissx_index_create(&ix, "eo", D, desc_of(k), METRIC_L2));
@@ -829,17 +852,7 @@ static void killed_and_restarted(mut_kind k, int checkpoint) {
     call_t c = {ix, k, x, -1, 0, ""};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, run_call, &c), 0);
-    uint64_t waited = 0;
-    while (!log_has("dropping the reply") && waited < 30000) {
-        sleep_ms(20);
-        waited += 20;
-    }
-    cr_assert(log_has("dropping the reply"), "no reply was dropped:\n%s",
-              fxt_server_log(&srv));
-    fxt_server_kill(&srv); /* after it applied and logged, before a reply */
-    const char* args2[] = {"--data-dir", dir, NULL};
-    fxt_server_restart(&srv, args2);
-    pthread_join(t, NULL);
+    kill_restart_and_join(dir, t);
     cr_assert_eq(c.rc, 0, "the retry failed: %s", c.err);
 
     /* Applied exactly once: ntotal, and the data. */
@@ -944,18 +957,7 @@ static void bin_killed_and_restarted(int remove) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s", fxt_tmp_path("eo-bin"));
     /* Replies: CREATE (1), [prefill (2),] the mutation (dropped). */
-    const char* args[] = {"--data-dir", dir, "--test-drop-replies",
-                          remove ? "3" : "2", NULL};
-    fxt_server_start(&srv, args);
-    FaissxClientOptions o;
-    faissx_client_options_init(&o);
-    o.url = srv.url;
-    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o.timeout_ms[i] = 60000;
-    o.attempt_timeout_ms = 20000;
-    o.max_attempts = 5;
-    o.backoff_base_ms = 20;
-    o.backoff_cap_ms = 200;
-    FXT_OK(faissx_configure_ex(&o));
+    start_dropping(dir, remove ? 3 : 2, NULL);
 
     uint8_t base[20 * BCS], x[5 * BCS];
     unsigned seed = 3;
@@ -967,17 +969,7 @@ static void bin_killed_and_restarted(int remove) {
     bcall_t c = {ix, remove, x, -1, 0, ""};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, run_bcall, &c), 0);
-    uint64_t waited = 0;
-    while (!log_has("dropping the reply") && waited < 30000) {
-        sleep_ms(20);
-        waited += 20;
-    }
-    cr_assert(log_has("dropping the reply"), "no reply was dropped:\n%s",
-              fxt_server_log(&srv));
-    fxt_server_kill(&srv);
-    const char* args2[] = {"--data-dir", dir, NULL};
-    fxt_server_restart(&srv, args2);
-    pthread_join(t, NULL);
+    kill_restart_and_join(dir, t);
     cr_assert_eq(c.rc, 0, "the retry failed: %s", c.err);
 
     int64_t want = remove ? 20 - 4 : 5;

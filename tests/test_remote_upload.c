@@ -113,6 +113,32 @@ static int on_progress(const FaissxProgress* p, void* user) {
     return 0;
 }
 
+/* Progress that cancels the next transfer once `at` bytes are done: the
+ * callback returns 1, or (tok not NULL) raises tok, which is reset and
+ * made the thread's token first. */
+static void arm_cancel(Seen* s, int64_t at, FaissxCancelToken* tok) {
+    seen_init(s);
+    s->cancel_at = at;
+    if (tok) {
+        faissx_cancel_token_reset(tok);
+        s->raise = tok;
+        faissx_set_cancel_token(tok);
+    }
+    faissx_set_progress_callback(on_progress, s);
+}
+
+/* Clears what arm_cancel set; the transfer (its status rc and result out)
+ * was cancelled, and its error says `nothing` ("nothing was uploaded"). */
+static void disarm_cancelled(int rc, const void* out, const char* nothing) {
+    faissx_set_progress_callback(NULL, NULL);
+    faissx_set_cancel_token(NULL);
+    cr_assert_eq(rc, FAISSX_E_CANCELED, "rc %d: %s", rc,
+                 faiss_get_last_error());
+    cr_assert_null(out);
+    cr_assert(strstr(faiss_get_last_error(), nothing), "%s",
+              faiss_get_last_error());
+}
+
 static int has_name(const char* name) {
     char** names = NULL;
     size_t n = 0;
@@ -185,22 +211,10 @@ static void cancel_test(int by_token) {
     FaissxCancelToken* tok = NULL;
     FXT_OK(faissx_cancel_token_new(&tok));
     Seen s;
-    seen_init(&s);
-    s.cancel_at = (int64_t)bytes / 3;
-    if (by_token) {
-        s.raise = tok;
-        faissx_set_cancel_token(tok);
-    }
-    faissx_set_progress_callback(on_progress, &s);
+    arm_cancel(&s, (int64_t)bytes / 3, by_token ? tok : NULL);
     FaissIndex* rem = NULL;
     int rc = faissx_index_upload(loc, "cancelled", &rem);
-    faissx_set_progress_callback(NULL, NULL);
-    faissx_set_cancel_token(NULL);
-    cr_assert_eq(rc, FAISSX_E_CANCELED, "rc %d: %s", rc,
-                 faiss_get_last_error());
-    cr_assert_null(rem);
-    cr_assert(strstr(faiss_get_last_error(), "nothing was uploaded"), "%s",
-              faiss_get_last_error());
+    disarm_cancelled(rc, rem, "nothing was uploaded");
     if (!by_token)
         cr_assert(strstr(faiss_get_last_error(), "progress callback"), "%s",
                   faiss_get_last_error());
@@ -756,45 +770,20 @@ static void binary_cancel_test(int by_token) {
     FaissxCancelToken* tok = NULL;
     FXT_OK(faissx_cancel_token_new(&tok));
     Seen s;
-    seen_init(&s);
-    s.cancel_at = (int64_t)nbytes / 3;
-    if (by_token) {
-        s.raise = tok;
-        faissx_set_cancel_token(tok);
-    }
-    faissx_set_progress_callback(on_progress, &s);
+    arm_cancel(&s, (int64_t)nbytes / 3, by_token ? tok : NULL);
     FaissIndexBinary* rem = NULL;
     int rc = faissx_index_binary_upload(loc, "bcancel", &rem);
-    faissx_set_progress_callback(NULL, NULL);
-    faissx_set_cancel_token(NULL);
-    cr_assert_eq(rc, FAISSX_E_CANCELED, "rc %d: %s", rc,
-                 faiss_get_last_error());
-    cr_assert_null(rem);
-    cr_assert(strstr(faiss_get_last_error(), "nothing was uploaded"), "%s",
-              faiss_get_last_error());
+    disarm_cancelled(rc, rem, "nothing was uploaded");
     cr_assert_lt(s.last_done, (int64_t)nbytes, "stopped mid-upload");
     cr_assert_not(has_name("bcancel"), "no index was created");
     /* nothing stays staged: the whole upload fits again */
     FXT_OK(faissx_index_binary_upload(loc, "bcancel", &rem));
     same_bsearch(loc, rem, codes);
     /* a download cancelled mid-way returns nothing */
-    seen_init(&s);
-    s.cancel_at = (int64_t)nbytes / 3;
-    if (by_token) {
-        faissx_cancel_token_reset(tok);
-        s.raise = tok;
-        faissx_set_cancel_token(tok);
-    }
-    faissx_set_progress_callback(on_progress, &s);
+    arm_cancel(&s, (int64_t)nbytes / 3, by_token ? tok : NULL);
     FaissIndexBinary* back = NULL;
     rc = faissx_index_binary_download(rem, &back);
-    faissx_set_progress_callback(NULL, NULL);
-    faissx_set_cancel_token(NULL);
-    cr_assert_eq(rc, FAISSX_E_CANCELED, "rc %d: %s", rc,
-                 faiss_get_last_error());
-    cr_assert_null(back);
-    cr_assert(strstr(faiss_get_last_error(), "nothing was returned"), "%s",
-              faiss_get_last_error());
+    disarm_cancelled(rc, back, "nothing was returned");
     faiss_IndexBinary_free(rem);
     FXT_OK(faissx_index_drop("bcancel"));
     /* a raised token stops the next upload before it starts */

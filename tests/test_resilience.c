@@ -389,6 +389,22 @@ static void opts_for(FaissxClientOptions* o, const char* url, int ms) {
     for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o->timeout_ms[i] = ms;
 }
 
+/* opts_for, with retries and redials waiting from base_ms up to cap_ms. */
+static void opts_backoff(FaissxClientOptions* o, const char* url, int ms,
+                         int base_ms, int cap_ms) {
+    opts_for(o, url, ms);
+    o->backoff_base_ms = base_ms;
+    o->backoff_cap_ms = cap_ms;
+}
+
+/* Starts srv with no extra arguments and connects with opts_backoff. */
+static void start_connected(int ms, int base_ms, int cap_ms) {
+    fxt_server_start(&srv, NULL);
+    FaissxClientOptions o;
+    opts_backoff(&o, srv.url, ms, base_ms, cap_ms);
+    FXT_OK(faissx_configure_ex(&o));
+}
+
 /* The whole server log (fxt_server_log keeps only its start). */
 static char* whole_log(const fxt_server* s) {
     FILE* f = fopen(s->log, "r");
@@ -416,11 +432,9 @@ Test(retry, dropped_replies_are_applied_once, .fini = stop) {
     const char* args[] = {"--test-drop-replies", "3", NULL};
     fxt_server_start(&srv, args);
     FaissxClientOptions o;
-    opts_for(&o, srv.url, 20000);
+    opts_backoff(&o, srv.url, 20000, 5, 20);
     o.attempt_timeout_ms = 200; /* a lost reply costs 200 ms */
     o.max_attempts = 6;
-    o.backoff_base_ms = 5;
-    o.backoff_cap_ms = 20;
     FXT_OK(faissx_configure_ex(&o));
 
     enum { D = 8, NBATCH = 30, BS = 10, N = NBATCH * BS };
@@ -554,12 +568,7 @@ Test(deadline, busy_server_skips_expired_requests, .fini = stop) {
  * (LSan checks this suite). The first search races the connection's
  * teardown; the later ones wait for a connection that never comes. */
 Test(deadline, killed_server_short_thread_deadline, .fini = stop) {
-    fxt_server_start(&srv, NULL);
-    FaissxClientOptions o;
-    opts_for(&o, srv.url, 20000);
-    o.backoff_base_ms = 5;
-    o.backoff_cap_ms = 50;
-    FXT_OK(faissx_configure_ex(&o));
+    start_connected(20000, 5, 50);
     enum { KD = 8, KN = 100, KK = 5, ROUNDS = 6 };
     FaissIndex* ix = NULL;
     FXT_OK(faiss_index_factory(&ix, KD, "Flat", METRIC_L2));
@@ -598,12 +607,7 @@ Test(deadline, killed_server_short_thread_deadline, .fini = stop) {
  * not the admin deadline (20 s here): for a stopped server (connections up,
  * nothing answers) and for a killed one. Generous bound: 3x the wait. */
 Test(deadline, free_after_the_server_died_returns_quickly, .fini = stop) {
-    fxt_server_start(&srv, NULL);
-    FaissxClientOptions o;
-    opts_for(&o, srv.url, 20000);
-    o.backoff_base_ms = 5;
-    o.backoff_cap_ms = 50;
-    FXT_OK(faissx_configure_ex(&o));
+    start_connected(20000, 5, 50);
     FaissIndex *a = NULL, *b = NULL, *c = NULL;
     FaissIndexBinary *ba = NULL, *bb = NULL;
     FXT_OK(faiss_index_factory(&a, 8, "Flat", METRIC_L2));
@@ -695,10 +699,8 @@ Test(deadline, sent_request_whose_connection_drops_is_freed, .fini = stop) {
         char url[64];
         snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
         FaissxClientOptions o;
-        opts_for(&o, url, 5000);
+        opts_backoff(&o, url, 5000, 5, 20);
         o.max_attempts = round + 1; /* 1: one attempt; more: retries too */
-        o.backoff_base_ms = 5;
-        o.backoff_cap_ms = 20;
         FXT_OK(faissx_configure_ex(&o));
         pthread_t t;
         cr_assert_eq(pthread_create(&t, NULL, mute_server, &m), 0);
@@ -803,12 +805,7 @@ static int wait_counts(loader* l, int ph, int n, int ms) {
 enum { WAIT_MS = 30000 };
 
 Test(reconnect, server_killed_and_restarted_under_load, .fini = stop) {
-    fxt_server_start(&srv, NULL);
-    FaissxClientOptions o;
-    opts_for(&o, srv.url, CALL_MS);
-    o.backoff_base_ms = 20;
-    o.backoff_cap_ms = 200;
-    FXT_OK(faissx_configure_ex(&o));
+    start_connected(CALL_MS, 20, 200);
     faissx_set_connection_callback(on_state, NULL);
     cr_assert_eq(faissx_connection_state(), FAISSX_CONN_CONNECTED);
     float* xb = fxt_uniform(LNB, LD, 8);
@@ -872,10 +869,8 @@ Test(reconnect, server_killed_and_restarted_under_load, .fini = stop) {
 Test(heartbeat, stopped_server_is_detected, .fini = stop) {
     fxt_server_start(&srv, NULL);
     FaissxClientOptions o;
-    opts_for(&o, srv.url, 2000);
+    opts_backoff(&o, srv.url, 2000, 20, 200);
     o.heartbeat_ms = 100;
-    o.backoff_base_ms = 20;
-    o.backoff_cap_ms = 200;
     FXT_OK(faissx_configure_ex(&o));
     cr_assert_eq(faissx_connection_state(), FAISSX_CONN_CONNECTED);
     /* Server-side state made before the disconnection. */
@@ -944,10 +939,8 @@ Test(fallback, unreachable_server_gives_local_indexes, .fini = stop) {
     cr_assert_eq(faissx_connection_state(), FAISSX_CONN_NONE);
 
     FaissxClientOptions o;
-    opts_for(&o, srv.url, 500);
+    opts_backoff(&o, srv.url, 500, 20, 200);
     o.fallback_local = 1;
-    o.backoff_base_ms = 20;
-    o.backoff_cap_ms = 200;
     FXT_OK(faissx_configure_ex(&o));
     cr_assert(logged("cannot connect"), "no warning: %s", logs);
     cr_assert_eq(faissx_connection_state(), FAISSX_CONN_FAILED);
