@@ -1056,24 +1056,25 @@ static void threads_against(int pool) {
     free(xq);
 }
 
-Test(pool, threads_share_one_connection, .fini = stop) {
+/* threads_against(pool) on a server that logs every connection and
+ * request: the client opened `pool` connections. Returns the whole log. */
+static char* pool_run(int pool) {
     const char* args[] = {"--log-level", "debug", NULL};
     fxt_server_start(&srv, args);
-    threads_against(1);
+    threads_against(pool);
     char* log = whole_log(&srv);
     int conns = count_of(log, " from 127.0.0.1:");
-    cr_assert_eq(conns, 1, "%d connections for a pool of 1", conns);
-    free(log);
+    cr_assert_eq(conns, pool, "%d connections for a pool of %d", conns, pool);
+    return log;
+}
+
+Test(pool, threads_share_one_connection, .fini = stop) {
+    free(pool_run(1));
 }
 
 Test(pool, a_pool_of_connections, .fini = stop) {
-    const char* args[] = {"--log-level", "debug", NULL};
-    fxt_server_start(&srv, args);
-    threads_against(3);
-    char* log = whole_log(&srv);
-    int conns = count_of(log, " from 127.0.0.1:");
+    char* log = pool_run(3);
     int searches = count_of(log, "request op=search");
-    cr_assert_eq(conns, 3, "%d connections for a pool of 3", conns);
     cr_assert_eq(searches, PTHREADS * PITER);
     free(log);
 }

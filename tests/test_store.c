@@ -521,12 +521,29 @@ static void make_logged(const char* dir, int checkpoint_after_first) {
     faissx_store_close(s);
 }
 
+/* The float or the binary side of the tests that run on both: index "t"
+ * of a store behind a void pointer, holding the batches of make_logged. */
+typedef struct {
+    void (*make_logged)(const char* dir, int checkpoint_after_first);
+    int (*open)(FaissxStore* s, void** ix); /* "t"; status, for refusals */
+    int (*add)(void* ix, long long first, int n);
+    int (*count)(void* ix, long long first, int n); /* count_present */
+    long long (*ntotal)(void* ix);
+    void (*free)(void* ix);
+} kind_t;
+
+static void* kopen(const kind_t* k, FaissxStore* s) {
+    void* ix = NULL;
+    FXT_OK(k->open(s, &ix));
+    return ix;
+}
+
 /* Number of leading batches present (each all or nothing), and total. */
-static int batches_present(FaissIndex* ix) {
+static int kbatches_present(const kind_t* k, void* ix) {
     int present = 0;
     long long total = 0;
     for (int i = 0; i < NBATCH; i++) {
-        int c = count_present(ix, 100 * i, kBatch[i]);
+        int c = k->count(ix, 100 * i, kBatch[i]);
         cr_assert(c == 0 || c == kBatch[i], "batch %d partly present", i);
         if (c) {
             cr_assert_eq(present, i, "batch %d present after a missing one", i);
@@ -534,15 +551,32 @@ static int batches_present(FaissIndex* ix) {
             total += c;
         }
     }
-    cr_assert_eq(faiss_Index_ntotal(ix), total);
+    cr_assert_eq(k->ntotal(ix), total);
     return present;
 }
 
-Test(store, torn_tail_cut_at_every_byte_of_the_last_records) {
-    const char* base = fxt_tmp_path("torn");
+static int f_open_t(FaissxStore* s, void** ix) {
+    return faissx_store_open_index(s, "t", (FaissIndex**)ix);
+}
+static int f_add(void* ix, long long first, int n) { return add_ids(ix, first, n); }
+static int f_count(void* ix, long long first, int n) {
+    return count_present(ix, first, n);
+}
+static long long f_ntotal(void* ix) { return faiss_Index_ntotal(ix); }
+static void f_free(void* ix) { faiss_Index_free(ix); }
+static const kind_t kFloat = {make_logged, f_open_t, f_add, f_count, f_ntotal, f_free};
+
+static int batches_present(FaissIndex* ix) {
+    return kbatches_present(&kFloat, ix);
+}
+
+/* Cuts the log of make_logged's store at every byte of its last two
+ * records: the complete records stay, a torn one is cut and reported. */
+static void torn_tail_test(const kind_t* k, const char* tmpname, int every) {
+    const char* base = fxt_tmp_path(tmpname);
     char dir[512], wal[700];
     snprintf(dir, sizeof dir, "%s", base);
-    make_logged(dir, 0);
+    k->make_logged(dir, 0);
     manifest_file(dir, "t", "log", wal, sizeof wal);
     size_t n;
     uint8_t* full = slurp(wal, &n);
@@ -552,10 +586,10 @@ Test(store, torn_tail_cut_at_every_byte_of_the_last_records) {
     for (size_t cut = st[nr - 2]; cut < n; cut++) {
         spit(wal, full, cut);
         FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
-        FaissIndex* ix = open_ix(s, "t");
+        void* ix = kopen(k, s);
         int complete = 0;
         for (int i = 0; i < nr; i++) complete += en[i] <= cut;
-        cr_assert_eq(batches_present(ix), complete, "cut at %zu", cut);
+        cr_assert_eq(kbatches_present(k, ix), complete, "cut at %zu", cut);
         // Bytes of an incomplete record are a torn tail, cut and reported;
         // a cut at a record start (or inside the last record's padding) is
         // a clean end.
@@ -568,23 +602,27 @@ Test(store, torn_tail_cut_at_every_byte_of_the_last_records) {
         free(r);
         // Every few offsets: the store takes new writes after the cut, and
         // the tail is gone for good (no second report).
-        if (cut % 9 == 0) {
-            idx_t before = faiss_Index_ntotal(ix);
-            FXT_OK(add_ids(ix, 9000, 2));
-            faiss_Index_free(ix);
+        if (cut % every == 0) {
+            long long before = k->ntotal(ix);
+            FXT_OK(k->add(ix, 9000, 2));
+            k->free(ix);
             faissx_store_close(s);
             s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
-            ix = open_ix(s, "t");
-            cr_assert_eq(count_present(ix, 9000, 2), 2);
-            cr_assert_eq(faiss_Index_ntotal(ix), before + 2);
+            ix = kopen(k, s);
+            cr_assert_eq(k->count(ix, 9000, 2), 2);
+            cr_assert_eq(k->ntotal(ix), before + 2);
             r = report(s);
             cr_assert_str_eq(r, "", "cut %zu reported twice: %s", cut, r);
             free(r);
         }
-        faiss_Index_free(ix);
+        k->free(ix);
         faissx_store_close(s);
     }
     free(full);
+}
+
+Test(store, torn_tail_cut_at_every_byte_of_the_last_records) {
+    torn_tail_test(&kFloat, "torn", 9);
 }
 
 static void flip(const char* path, size_t byte, int bit) {
@@ -598,56 +636,73 @@ static void flip(const char* path, size_t byte, int bit) {
 
 /* Opens "t" and expects failure mentioning `needle`; then with repair
  * expects success with `want` leading batches and a report with `rep`. */
-static void expect_refused_then_repaired(const char* dir, const char* needle,
-                                         int want, const char* rep) {
+static void krefused_then_repaired(const kind_t* k, const char* dir,
+                                   const char* needle, int want,
+                                   const char* rep) {
     FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
-    FaissIndex* ix = NULL;
-    FXT_ERR(faissx_store_open_index(s, "t", &ix), needle);
+    void* ix = NULL;
+    FXT_ERR(k->open(s, &ix), needle);
     cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
     faissx_store_close(s);
     s = open_store(dir, FAISSX_SYNC_ALWAYS, 1);
-    ix = open_ix(s, "t");
-    cr_assert_eq(batches_present(ix), want);
+    ix = kopen(k, s);
+    cr_assert_eq(kbatches_present(k, ix), want);
     char* r = report(s);
     cr_assert(strstr(r, rep) != NULL, "report '%s' lacks '%s'", r, rep);
     free(r);
-    FXT_OK(add_ids(ix, 9000, 1));
-    faiss_Index_free(ix);
+    FXT_OK(k->add(ix, 9000, 1));
+    k->free(ix);
     faissx_store_close(s);
     // Repaired for good: opens without repair, nothing more to report.
     s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
-    ix = open_ix(s, "t");
-    cr_assert_eq(count_present(ix, 9000, 1), 1);
+    ix = kopen(k, s);
+    cr_assert_eq(k->count(ix, 9000, 1), 1);
     r = report(s);
     cr_assert_str_eq(r, "");
     free(r);
-    faiss_Index_free(ix);
+    k->free(ix);
     faissx_store_close(s);
 }
 
-Test(store, flipped_bits_in_snapshot_refuse_and_repair) {
-    const char* base = fxt_tmp_path("fs");
+static void expect_refused_then_repaired(const char* dir, const char* needle,
+                                         int want, const char* rep) {
+    krefused_then_repaired(&kFloat, dir, needle, want, rep);
+}
+
+/* A bit flipped at each of the `nspots` offsets of the snapshot, then in
+ * the middle of its payload and in its last byte, first as written at
+ * creation, then after a checkpoint: refused, then repaired. */
+static void flipped_snapshot_test(const kind_t* k, const char* tmpname,
+                                  const size_t* spots, size_t nspots) {
+    const char* base = fxt_tmp_path(tmpname);
     char dir[512], idir[600], saved[600], snap[700];
     snprintf(dir, sizeof dir, "%s", base);
     snprintf(idir, sizeof idir, "%s/t", dir);
     snprintf(saved, sizeof saved, "%s.saved", dir);
     for (int ck = 0; ck < 2; ck++) { // first generation, then after a checkpoint
         remove_dir(idir);
-        make_logged(dir, ck);
+        k->make_logged(dir, ck);
         remove_dir(saved);
         copy_dir(idir, saved);
         manifest_file(dir, "t", "snapshot", snap, sizeof snap);
         size_t n;
         free(slurp(snap, &n));
-        size_t spots[] = {0, 9, 20, 33, 44, 50, 57, 62, 64, 64 + (n - 64) / 2, n - 1};
-        for (size_t i = 0; i < sizeof spots / sizeof *spots; i++) {
+        for (size_t i = 0; i < nspots + 2; i++) {
+            size_t at = i < nspots ? spots[i]
+                        : i == nspots ? 64 + (n - 64) / 2
+                                      : n - 1;
             remove_dir(idir);
             copy_dir(saved, idir);
-            flip(snap, spots[i], (int)(i % 8));
-            expect_refused_then_repaired(dir, "corrupt snapshot", NBATCH,
-                                         "repair: snapshot");
+            flip(snap, at, (int)(i % 8));
+            krefused_then_repaired(k, dir, "corrupt snapshot", NBATCH,
+                                   "repair: snapshot");
         }
     }
+}
+
+Test(store, flipped_bits_in_snapshot_refuse_and_repair) {
+    const size_t spots[] = {0, 9, 20, 33, 44, 50, 57, 62, 64};
+    flipped_snapshot_test(&kFloat, "fs", spots, sizeof spots / sizeof *spots);
 }
 
 Test(store, flipped_bits_in_log_refuse_mid_damage_and_cut_a_bad_tail) {
@@ -1552,99 +1607,35 @@ static void bmake_logged(const char* dir, int checkpoint_after_first) {
     faissx_store_close(s);
 }
 
-static int bbatches_present(FaissIndexBinary* ix) {
-    int present = 0;
-    long long total = 0;
-    for (int i = 0; i < NBATCH; i++) {
-        int c = bcount_present(ix, 100 * i, kBatch[i]);
-        cr_assert(c == 0 || c == kBatch[i], "batch %d partly present", i);
-        if (c) {
-            cr_assert_eq(present, i, "batch %d present after a missing one", i);
-            present++;
-            total += c;
-        }
-    }
-    cr_assert_eq(faiss_IndexBinary_ntotal(ix), total);
-    return present;
+static int b_open_t(FaissxStore* s, void** ix) {
+    return faissx_store_open_index_binary(s, "t", (FaissIndexBinary**)ix);
 }
+static int b_add(void* ix, long long first, int n) { return badd(ix, first, n); }
+static int b_count(void* ix, long long first, int n) {
+    return bcount_present(ix, first, n);
+}
+static long long b_ntotal(void* ix) { return faiss_IndexBinary_ntotal(ix); }
+static void b_free(void* ix) { faiss_IndexBinary_free(ix); }
+static const kind_t kBinary = {bmake_logged, b_open_t, b_add, b_count,
+                               b_ntotal, b_free};
 
 Test(store, binary_torn_tail_drops_only_the_torn_record) {
-    const char* base = fxt_tmp_path("btorn");
-    char dir[512], wal[700];
-    snprintf(dir, sizeof dir, "%s", base);
-    bmake_logged(dir, 0);
-    manifest_file(dir, "t", "log", wal, sizeof wal);
-    size_t n;
-    uint8_t* full = slurp(wal, &n);
-    size_t st[16], en[16];
-    int nr = records(full, n, st, en, 16);
-    cr_assert_eq(nr, NBATCH);
-    for (size_t cut = st[nr - 2]; cut < n; cut++) {
-        spit(wal, full, cut);
-        FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
-        FaissIndexBinary* ix = bopen_ix(s, "t");
-        int complete = 0;
-        for (int i = 0; i < nr; i++) complete += en[i] <= cut;
-        cr_assert_eq(bbatches_present(ix), complete, "cut at %zu", cut);
-        int torn = complete < nr && cut > st[complete];
-        char* r = report(s);
-        if (torn)
-            cr_assert(strstr(r, "torn tail") != NULL, "cut %zu: report '%s'", cut, r);
-        else
-            cr_assert_str_eq(r, "", "cut %zu is clean but reported '%s'", cut, r);
-        free(r);
-        if (cut % 7 == 0) { // new writes after the cut stay
-            FXT_OK(badd(ix, 9000, 2));
-            faiss_IndexBinary_free(ix);
-            faissx_store_close(s);
-            s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
-            ix = bopen_ix(s, "t");
-            cr_assert_eq(bcount_present(ix, 9000, 2), 2);
-        }
-        faiss_IndexBinary_free(ix);
-        faissx_store_close(s);
-    }
-    free(full);
+    torn_tail_test(&kBinary, "btorn", 7);
 }
 
 Test(store, binary_corrupt_snapshot_refused_then_repaired) {
+    const size_t spots[] = {0, 16, 20, 40, 64};
+    flipped_snapshot_test(&kBinary, "bfs", spots, sizeof spots / sizeof *spots);
     const char* base = fxt_tmp_path("bfs");
     char dir[512], idir[600], saved[600], snap[700];
     snprintf(dir, sizeof dir, "%s", base);
     snprintf(idir, sizeof idir, "%s/t", dir);
     snprintf(saved, sizeof saved, "%s.saved", dir);
-    for (int ck = 0; ck < 2; ck++) { // first generation, then after a checkpoint
-        remove_dir(idir);
-        bmake_logged(dir, ck);
-        remove_dir(saved);
-        copy_dir(idir, saved);
-        manifest_file(dir, "t", "snapshot", snap, sizeof snap);
-        size_t n;
-        free(slurp(snap, &n));
-        size_t spots[] = {0, 16, 20, 40, 64, 64 + (n - 64) / 2, n - 1};
-        for (size_t i = 0; i < sizeof spots / sizeof *spots; i++) {
-            remove_dir(idir);
-            copy_dir(saved, idir);
-            flip(snap, spots[i], (int)(i % 8));
-            FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
-            FaissIndexBinary* ix = NULL;
-            FXT_ERR(faissx_store_open_index_binary(s, "t", &ix), "corrupt snapshot");
-            cr_assert_eq(faissx_last_error_code(), FAISSX_E_IO);
-            faissx_store_close(s);
-            s = open_store(dir, FAISSX_SYNC_ALWAYS, 1);
-            ix = bopen_ix(s, "t");
-            cr_assert_eq(bbatches_present(ix), NBATCH);
-            char* r = report(s);
-            cr_assert(strstr(r, "repair: snapshot") != NULL, "report: %s", r);
-            free(r);
-            faiss_IndexBinary_free(ix);
-            faissx_store_close(s);
-        }
-    }
     // A float snapshot where the manifest names a binary index: refused
     // before faiss parses it.
     remove_dir(idir);
-    copy_dir(saved, idir);
+    copy_dir(saved, idir); // as after the checkpoint, undamaged
+    manifest_file(dir, "t", "snapshot", snap, sizeof snap);
     {
         FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
         FaissIndex* f = NULL;
