@@ -797,15 +797,9 @@ static void* run_call(void* arg) {
     return NULL;
 }
 
-/* Starts a server on the store in dir that drops its nth reply (with
- * --checkpoint-log-bytes ckpt unless ckpt is NULL), and connects a client
- * whose retry of that call comes only after the restart. */
-static void start_dropping(const char* dir, int nth, const char* ckpt) {
-    char n[8];
-    snprintf(n, sizeof n, "%d", nth);
-    const char* args[] = {"--data-dir", dir, "--test-drop-replies", n,
-                          ckpt ? "--checkpoint-log-bytes" : NULL, ckpt, NULL};
-    fxt_server_start(&srv, args);
+/* Connects a client to srv whose retry of a call whose reply was lost
+ * comes only after the server's restart. */
+static void configure_for_restart(void) {
     FaissxClientOptions o;
     faissx_client_options_init(&o);
     o.url = srv.url;
@@ -817,17 +811,29 @@ static void start_dropping(const char* dir, int nth, const char* ckpt) {
     FXT_OK(faissx_configure_ex(&o));
 }
 
+static void wait_for_log(const char* needle) {
+    for (int waited = 0; !log_has(needle) && waited < 30000; waited += 20)
+        sleep_ms(20);
+    cr_assert(log_has(needle), "the server never logged '%s':\n%s", needle,
+              fxt_server_log(&srv));
+}
+
+/* Starts a server on the store in dir that drops its nth reply (with
+ * --checkpoint-log-bytes ckpt unless ckpt is NULL), and connects. */
+static void start_dropping(const char* dir, int nth, const char* ckpt) {
+    char n[8];
+    snprintf(n, sizeof n, "%d", nth);
+    const char* args[] = {"--data-dir", dir, "--test-drop-replies", n,
+                          ckpt ? "--checkpoint-log-bytes" : NULL, ckpt, NULL};
+    fxt_server_start(&srv, args);
+    configure_for_restart();
+}
+
 /* Once the server has dropped the reply to the call thread t makes: kills
  * it (after it applied and logged, before a reply), restarts it on dir, and
  * waits for t, whose retry the new server answers. */
 static void kill_restart_and_join(const char* dir, pthread_t t) {
-    uint64_t waited = 0;
-    while (!log_has("dropping the reply") && waited < 30000) {
-        sleep_ms(20);
-        waited += 20;
-    }
-    cr_assert(log_has("dropping the reply"), "no reply was dropped:\n%s",
-              fxt_server_log(&srv));
+    wait_for_log("dropping the reply");
     fxt_server_kill(&srv);
     const char* args2[] = {"--data-dir", dir, NULL};
     fxt_server_restart(&srv, args2);
@@ -1035,18 +1041,6 @@ static FaissIndex* upload_local(float** xb) {
     return loc;
 }
 
-static void configure_for_restart(void) {
-    FaissxClientOptions o;
-    faissx_client_options_init(&o);
-    o.url = srv.url;
-    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o.timeout_ms[i] = 60000;
-    o.attempt_timeout_ms = 20000; /* the retry comes from the restart */
-    o.max_attempts = 5;
-    o.backoff_base_ms = 20;
-    o.backoff_cap_ms = 200;
-    FXT_OK(faissx_configure_ex(&o));
-}
-
 /* The uploaded index is there once, under `name`, and searches as loc. */
 static void uploaded_once(FaissIndex* rem, FaissIndex* loc, const float* xb,
                           const char* name) {
@@ -1109,13 +1103,6 @@ static int logged_before(const char* needle, const char* want) {
     }
     fclose(f);
     return ok;
-}
-
-static void wait_for_log(const char* needle) {
-    for (int waited = 0; !log_has(needle) && waited < 30000; waited += 20)
-        sleep_ms(20);
-    cr_assert(log_has(needle), "the server never logged '%s':\n%s", needle,
-              fxt_server_log(&srv));
 }
 
 Test(exactly_once_server, upload_commit_reply_dropped_server_killed,
