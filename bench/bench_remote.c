@@ -9,7 +9,10 @@
  * Gaussians), over each transport of --transports (tcp,ipc) in turn:
  *
  *   1. batch search (nq queries, k) on Flat over nb vectors;
- *   2. add throughput (nb vectors in batches);
+ *   2. add throughput (nb vectors in batches): the remote row streams
+ *      through the server's shared-memory socket (--shm-socket, started
+ *      with it), a second row is the same add with FAISSX_SHM=0 (ordinary
+ *      ADD messages);
  *      both next to their ceiling: the same request and reply bytes
  *      through raw NNG round trips to an echo thread of this program
  *      (nothing computed), reported as local / (local + raw);
@@ -54,6 +57,10 @@
 
 #include <omp.h>
 
+/* The library's count of adds that went through shared memory
+ * (net/shm.h; internal, linked statically). */
+uint64_t fx_shm_streams(void);
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -76,7 +83,9 @@
 /* OpenBLAS's own entry point (its cblas.h pulls in more than this). */
 extern void openblas_set_num_threads(int num_threads);
 
-enum { LOCAL = 0, REMOTE = 1, RAW = 2, RAW_PAR = 3, COPY = 4 };
+/* ADDMSG: the remote add with shared memory off (FAISSX_SHM=0), i.e. the
+ * ordinary ADD messages, next to REMOTE's stream add. */
+enum { LOCAL = 0, REMOTE = 1, RAW = 2, RAW_PAR = 3, COPY = 4, ADDMSG = 5 };
 
 enum { MAX_ROUNDS = 64, MAX_CLIENTS = 8, MAX_TRANSPORTS = 2 };
 
@@ -393,6 +402,7 @@ static const char* server_binary(const options* o, const char* argv0) {
 }
 
 static char ipc_path[128];
+static char shm_path[128]; /* the server's --shm-socket */
 
 /* Starts the server, listening on a free loopback TCP port and on a Unix
  * socket in /tmp; fills url[T_TCP] and url[T_IPC]. The server's OpenMP and
@@ -414,6 +424,8 @@ static void start_server(const char* bin, int threads,
     snprintf(ipc_path, sizeof ipc_path, "/tmp/fx-bench-remote-%d.ipc",
              (int)getpid());
     snprintf(url[T_IPC], 160, "ipc://%s", ipc_path);
+    snprintf(shm_path, sizeof shm_path, "/tmp/fx-bench-remote-%d.shm",
+             (int)getpid());
     for (int attempt = 0; attempt < 10; attempt++) {
         int port = bench_free_port();
         if (port <= 0) continue;
@@ -422,7 +434,8 @@ static void start_server(const char* bin, int threads,
         const char* argv[] = {bin,         "--listen",  url[T_IPC],
                               "--listen",  url[T_TCP],  "--threads",
                               nthreads,    "--workers", "2",
-                              "--log-level", "warn",    NULL};
+                              "--log-level", "warn",
+                              "--shm-socket", shm_path, NULL};
         fflush(NULL);
         pid_t pid = fork();
         if (pid < 0) {
@@ -769,10 +782,12 @@ typedef struct {
     char name[80];
     const char* via; /* transport */
     int n;
-    double t[5][MAX_ROUNDS]; /* seconds per round, local / remote / raw /
+    double t[6][MAX_ROUNDS]; /* seconds per round, local / remote / raw /
                                 raw over ECHO_STREAMS connections (add) /
-                                one memcpy of the add's vectors */
-    int parallel;            /* t[RAW_PAR] measured */
+                                one memcpy of the add's vectors / remote
+                                with ordinary ADD messages (add) */
+    int parallel;            /* t[RAW_PAR], t[COPY], t[ADDMSG] measured */
+    uint64_t streamed;       /* remote adds that went through shared memory */
     double target;           /* local/remote must be >= this */
     int identical;
 } thru_row;
@@ -837,10 +852,13 @@ static void bench_flat_batch(const options* o, const char* via,
     memset(copybuf, 0, (size_t)o->add_batch * o->d * sizeof(float));
     for (int r = 0; r < o->warmup + o->rounds; r++) {
         int m = r - o->warmup;
-        for (int pos = 0; pos < 5; pos++) {
-            int s = (r + pos) % 5;
+        for (int pos = 0; pos < 6; pos++) {
+            int s = (r + pos) % 6;
             int raw = s == RAW || s == RAW_PAR || s == COPY;
-            if (!raw) MUST(faiss_Index_reset(ix[s]));
+            FaissIndex* target = ix[s == ADDMSG ? REMOTE : s];
+            if (!raw) MUST(faiss_Index_reset(target));
+            if (s == ADDMSG) setenv("FAISSX_SHM", "0", 1);
+            uint64_t st0 = fx_shm_streams();
             double t0 = bench_now();
             if (s == RAW)
                 add_batches_raw(e, o, xb);
@@ -849,10 +867,12 @@ static void bench_flat_batch(const options* o, const char* via,
             else if (s == COPY)
                 copy_batches(copybuf, o, xb);
             else
-                add_batches(ix[s], o, xb);
+                add_batches(target, o, xb);
             double t1 = bench_now();
+            if (s == ADDMSG) unsetenv("FAISSX_SHM");
+            if (s == REMOTE) radd->streamed += fx_shm_streams() - st0;
             if (m >= 0) radd->t[s][m] = t1 - t0;
-            if (!raw && faiss_Index_ntotal(ix[s]) != o->nb)
+            if (!raw && faiss_Index_ntotal(target) != o->nb)
                 die("ntotal after add");
         }
         for (int pos = 0; pos < 3; pos++) {
@@ -1198,17 +1218,27 @@ static void print_tables(void) {
                r->name, r->via, r->n, l * 1e3, m * 1e3, w * 1e3, l / m,
                l / (l + w), par, bound, r->target, met(l / m, r->target, 1),
                yes_no(r->identical));
+        if (r->parallel) {
+            double a = bench_median(r->t[ADDMSG], r->n);
+            printf("| %s, ordinary ADD (FAISSX_SHM=0) | %s | %d | %.1f ms | "
+                   "%.1f ms | %.1f ms | %.3f | %.3f | %s | %s | - | %s |\n",
+                   r->name, r->via, r->n, l * 1e3, a * 1e3, w * 1e3, l / a,
+                   l / (l + w), par, bound, yes_no(r->identical));
+        }
     }
     for (int i = 0; i < nthru; i++) {
         thru_row* r = &thru[i];
         if (!r->parallel) continue;
         double l = bench_median(r->t[LOCAL], r->n),
                c = bench_median(r->t[COPY], r->n);
-        printf("\n%s (%s round): one memcpy of the vectors %.1f ms; an add "
+        printf("\n%s (%s): one memcpy of the vectors %.1f ms; an add "
                "through shared memory that copies them once would reach at "
                "best local / (local + copy) = %.3f (%.3f if the copy "
-               "overlapped the insert)",
-               r->name, r->via, c * 1e3, l / (l + c), l / (l > c ? l : c));
+               "overlapped the insert); the remote row's adds went through "
+               "shared memory %llu times%s",
+               r->name, r->via, c * 1e3, l / (l + c), l / (l > c ? l : c),
+               (unsigned long long)r->streamed,
+               r->streamed ? "" : " (NOT streamed: ordinary ADD)");
     }
     printf("\n");
 

@@ -35,6 +35,10 @@ static_assert(static_cast<int>(METRIC_L2) == faiss::METRIC_L2 &&
 #include <stdexcept>
 #include <string>
 
+namespace faiss {
+struct IndexFlatCodes;
+}
+
 namespace fx {
 
 using idx = faiss::Index::idx_t;
@@ -67,6 +71,14 @@ bool all_finite(const float* x, size_t n, size_t* bad);
 /* Copies n values, stopping at the first non-finite one (its position in
  * *bad, return false). */
 bool copy_finite(float* dst, const float* src, size_t n, size_t* bad);
+
+/* Appends n vectors of f->d floats to a plain flat index (code_size
+ * d * 4), checking them while copying (one pass): false, with nothing
+ * appended and the first bad position in *bad, when one is not finite.
+ * faiss_Index_add's path for IndexFlat, and the server's shared-memory
+ * add (net/handler.cpp). */
+bool flat_append_finite(faiss::IndexFlatCodes* f, idx n, const float* x,
+                        size_t* bad);
 
 /* The mutable/const faiss object behind a C handle. */
 inline faiss::Index* index(FaissIndex* p) {

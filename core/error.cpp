@@ -1,6 +1,8 @@
 /* error.cpp -- the per-thread last error behind faiss_get_last_error(). */
 #include "core/bridge.h"
 
+#include <faiss/IndexFlatCodes.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -91,9 +93,12 @@ bool copy_finite(float* dst, const float* src, size_t n, size_t* bad) {
         std::memcpy(dst + i, src + i, 64 * sizeof(float));
         if (block_has_nonfinite(dst + i)) break; // the tail loop finds it
     }
+    // The tail checks what was copied, not the source again: a source
+    // that changes meanwhile (a shared-memory ring) cannot slip a value
+    // past the check.
     for (; i < n; i++) {
         dst[i] = src[i];
-        if (!std::isfinite(src[i])) {
+        if (!std::isfinite(dst[i])) {
             *bad = i;
             return false;
         }
@@ -101,6 +106,18 @@ bool copy_finite(float* dst, const float* src, size_t n, size_t* bad) {
     return true;
 }
 
+bool flat_append_finite(faiss::IndexFlatCodes* f, idx n, const float* x,
+                        size_t* bad) {
+    size_t cnt = (size_t)n * (size_t)f->d, old = f->codes.size();
+    f->codes.resize(old + cnt * sizeof(float));
+    if (!copy_finite(reinterpret_cast<float*>(f->codes.data() + old), x, cnt,
+                     bad)) {
+        f->codes.resize(old);
+        return false;
+    }
+    f->ntotal += n;
+    return true;
+}
 int check_vectors(const char* func, idx n, const float* x, int d,
                   const char* xname) {
     if (n < 0)

@@ -296,17 +296,12 @@ int faiss_Index_add(FaissIndex* index, idx_t n, const float* x) {
          typeid(*ix) == typeid(faiss::IndexFlatIP))) {
         auto f = static_cast<faiss::IndexFlat*>(ix);
         FX_TRY
-        size_t cnt = (size_t)n * (size_t)f->d, old = f->codes.size(), bad;
-        f->codes.resize(old + cnt * sizeof(float));
-        if (!fx::copy_finite(reinterpret_cast<float*>(f->codes.data() + old),
-                             x, cnt, &bad)) {
-            f->codes.resize(old);
+        size_t bad;
+        if (!fx::flat_append_finite(f, n, x, &bad))
             return fx::fail(FAISSX_E_INVALID, __func__,
                             "x contains a non-finite value (NaN or inf) at "
                             "vector %zu, component %zu",
                             bad / (size_t)f->d, bad % (size_t)f->d);
-        }
-        f->ntotal += n;
         return 0;
         FX_CATCH
     }

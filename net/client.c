@@ -686,6 +686,7 @@ int fx_op_class(int op) {
     case FX_OP_FETCH: return FAISSX_OP_SEARCH;
     case FX_OP_ADD:
     case FX_OP_ADD_WITH_IDS:
+    case FX_OP_ADD_STREAM:
     case FX_OP_REMOVE_IDS:
     case FX_OP_RESET:
     case FX_OP_MERGE_FROM: return FAISSX_OP_ADD;
@@ -711,6 +712,8 @@ static _Thread_local int thread_timeout_ms;
 static _Thread_local uint64_t next_request_id;
 static _Thread_local uint32_t next_flags;
 static _Thread_local uint32_t next_wait_ms;
+/* The calling thread's last call ended with a reply from the server. */
+static _Thread_local int last_from_server;
 /* Attempts sent by every client of the process (fx_client_round_trips). */
 static _Atomic uint64_t round_trips;
 
@@ -725,6 +728,10 @@ void fx_client_next_call_as(uint64_t request_id, uint32_t flags) {
 
 void fx_client_next_call_wait(uint32_t ms) {
     next_wait_ms = ms;
+}
+
+int fx_client_last_from_server(void) {
+    return last_from_server;
 }
 
 uint64_t fx_client_round_trips(void) {
@@ -864,6 +871,7 @@ static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
     next_request_id = 0;
     next_flags = 0;
     next_wait_ms = 0;
+    last_from_server = 0;
     rep->msg = NULL;
     if (op_class < 0 || op_class >= FAISSX_OP_CLASS_COUNT)
         op_class = fx_op_class(op);
@@ -965,6 +973,7 @@ static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
         return FAISSX_E_PROTOCOL;
     }
     fx_r_init(&rep->r, body + FX_HDR_SIZE, len - FX_HDR_SIZE);
+    last_from_server = 1;
     if (r.status != 0) {
         char m[1024];
         if (fx_r_str(&rep->r, m, sizeof m - 1) != 0)

@@ -88,6 +88,11 @@ int fx_client_call_build(fx_client* c, int op, int op_class,
 void fx_client_next_call_wait(uint32_t ms);
 #define FX_RELEASE_WAIT_MS 1000
 
+/* Whether the calling thread's last fx_client_call ended with the
+ * server's reply (success or the server's error), not a transport
+ * failure (then the request may or may not have run). */
+int fx_client_last_from_server(void);
+
 /* Attempts (request messages sent) by every client of the process since
  * it started: a round-trip count for tests and benchmarks. */
 uint64_t fx_client_round_trips(void);

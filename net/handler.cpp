@@ -30,6 +30,7 @@
 #include "net/alloc_budget.h"
 #include "net/dedupe.h"
 #include "net/jobs.h"
+#include "net/shm.h"
 #include "persist/store.h"
 
 #include <faiss/AutoTune.h>
@@ -47,6 +48,7 @@
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexLSH.h>
+#include <faiss/IndexPQ.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/IndexReplicas.h>
@@ -182,6 +184,7 @@ struct fx_state {
     std::unordered_map<std::string, Key> keys;
     fx::ReplyCache replies; // recent mutation replies, for retries
     fx::JobTable jobs;      // running TRAIN/ADD jobs (FX_FLAG_JOB)
+    fx_shm_server* shm = nullptr; // ADD_STREAM regions (--shm-socket)
 
     std::mutex mu;
     std::unordered_map<uint64_t, EntryP> by_handle;
@@ -591,6 +594,7 @@ struct Req {
     uint64_t conn_id = 0;
     uint64_t request_id = 0;
     bool job = false; // FX_FLAG_JOB: report progress, honour CANCEL
+    uint64_t deadline = 0; // ReplyCache::now_ms() clock; 0 = none
     // Aligned copies of array fields that are not aligned in the message.
     std::vector<std::vector<uint64_t>> scratch;
 };
@@ -991,6 +995,230 @@ void op_train_add(Req& q, fx_wbuf* w, int op) {
         api(faiss_Index_add(h(e.get()), n, x));
     else
         api(faiss_Index_add_with_ids(h(e.get()), n, x, ids));
+    write_state_of(w, e.get());
+}
+
+/* ---- ADD_STREAM: add through a shared-memory ring (net/shm.h) ----
+ *
+ * Eligible: the IndexFlatCodes family whose add only appends codes (so the
+ * rollback below is exact), alone or under an IndexIDMap; not a stored
+ * index (its log takes one record per add request). The whole stream runs
+ * under the index's write lock. */
+faiss::IndexFlatCodes* stream_codes(faiss::Index* ix) {
+    const std::type_info& t = typeid(*ix);
+    if (t == typeid(faiss::IndexFlat) || t == typeid(faiss::IndexFlatL2) ||
+        t == typeid(faiss::IndexFlatIP) ||
+        t == typeid(faiss::IndexScalarQuantizer) ||
+        t == typeid(faiss::IndexPQ) || t == typeid(faiss::IndexLSH))
+        return static_cast<faiss::IndexFlatCodes*>(ix);
+    return nullptr;
+}
+
+bool plain_flat(const faiss::Index* ix) {
+    const std::type_info& t = typeid(*ix);
+    return t == typeid(faiss::IndexFlat) || t == typeid(faiss::IndexFlatL2) ||
+           t == typeid(faiss::IndexFlatIP);
+}
+
+/* Puts the index back as it was before the stream unless dismissed. */
+struct StreamUndo {
+    faiss::IndexFlatCodes* codes;
+    size_t old_bytes;
+    idx old_n;
+    faiss::IndexIDMap* map;
+    size_t old_ids;
+    idx old_map_n;
+    bool armed = true;
+    ~StreamUndo() {
+        if (!armed) return;
+        codes->codes.resize(old_bytes);
+        codes->ntotal = old_n;
+        if (map) {
+            map->id_map.resize(old_ids);
+            map->ntotal = old_map_n;
+        }
+    }
+};
+
+/* The server ends the stream: RUNNING -> ABORTED, unless the client got
+ * there first. */
+void stream_abort(fx_shm_hdr* hd) {
+    uint32_t want = FX_SHM_RUNNING;
+    __atomic_compare_exchange_n(&hd->state, &want, (uint32_t)FX_SHM_ABORTED,
+                                false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    fx_shm_futex_wake(&hd->consumed);
+}
+
+void op_add_stream(Req& q, fx_wbuf* w) {
+    need_write(q);
+    uint64_t handle = rd_u64(q);
+    int64_t n = rd_n(q), with_ids = rd_i64(q);
+    uint64_t token[2];
+    token[0] = rd_u64(q);
+    token[1] = rd_u64(q);
+    uint64_t nslots = rd_u64(q), rows = rd_u64(q), off = rd_u64(q),
+             sbytes = rd_u64(q);
+    end(q);
+    if (with_ids != 0 && with_ids != 1)
+        throw Error(FAISSX_E_INVALID, "with_ids must be 0 or 1");
+    if (!q.s->shm)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "this server takes no shared-memory regions (start it "
+                    "with --shm-socket): use ADD");
+    EntryP e = lookup(q.s, q.tenant, handle);
+    if (e->stored)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "index '" + e->name + "' is kept in the durable store, "
+                    "which logs each add request: use ADD");
+    auto rg = fx::shm::find(q.s->shm, token, q.tenant);
+    WriteLock l(e.get(), false);
+    faiss::Index* ix = e->index.get();
+    auto map = typeid(*ix) == typeid(faiss::IndexIDMap)
+                       ? static_cast<faiss::IndexIDMap*>(ix) : nullptr;
+    faiss::IndexFlatCodes* codes = stream_codes(map ? map->index : ix);
+    if (!codes)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "a shared-memory add is not supported on " +
+                            class_name(ix) + ": use ADD");
+    if ((with_ids != 0) != (map != nullptr))
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    map ? "this index takes add_with_ids only: use ADD"
+                        : "add_with_ids is not supported by this index: use "
+                          "ADD_WITH_IDS");
+    if (!ix->is_trained || !codes->is_trained)
+        throw Error(FAISSX_E_INVALID,
+                    "index is not trained: call faiss_Index_train first");
+    const int d = ix->d;
+    // The ring, bounded against the region before anything is read.
+    if (nslots < 1 || nslots > FX_SHM_MAX_SLOTS)
+        throw Error(FAISSX_E_INVALID, "nslots must be in 1.." +
+                                              std::to_string(FX_SHM_MAX_SLOTS));
+    if (rows < 1 || rows > ((uint64_t)1 << 24))
+        throw Error(FAISSX_E_INVALID, "rows_per_slot must be in 1..2^24");
+    if (off < FX_SHM_HDR_BYTES || off % 64 || sbytes == 0 || sbytes % 64 ||
+        off > FX_SHM_MAX_BYTES || sbytes > FX_SHM_MAX_BYTES)
+        throw Error(FAISSX_E_INVALID,
+                    "bad ring layout: slot_offset must be >= " +
+                            std::to_string(FX_SHM_HDR_BYTES) +
+                            " and slots a non-zero size, both multiples of "
+                            "64 within the region limit");
+    uint64_t ids_at = FX_SHM_IDS_OFFSET(rows, d);
+    if (ids_at + (with_ids ? rows * 8 : 0) > sbytes)
+        throw Error(FAISSX_E_INVALID,
+                    "a slot of " + std::to_string(sbytes) +
+                            " bytes cannot hold " + std::to_string(rows) +
+                            " vectors of dimension " + std::to_string(d));
+    if (off + nslots * sbytes > fx::shm::size(*rg))
+        throw Error(FAISSX_E_INVALID,
+                    "the ring (" + std::to_string(off + nslots * sbytes) +
+                            " bytes) does not fit in the region (" +
+                            std::to_string(fx::shm::size(*rg)) + " bytes)");
+    if (!fx::shm::claim(*rg))
+        throw Error(FAISSX_E_INVALID,
+                    "the shared-memory region is in use by another stream");
+    struct Release {
+        fx::shm::Region& r;
+        ~Release() { fx::shm::release(r); }
+    } release{*rg};
+    uint8_t* base = fx::shm::base(*rg);
+    auto hd = reinterpret_cast<fx_shm_hdr*>(base);
+    uint64_t sid = __atomic_load_n(&hd->stream_id, __ATOMIC_ACQUIRE);
+    uint32_t state0 = __atomic_load_n(&hd->state, __ATOMIC_ACQUIRE);
+    if (sid == q.request_id && state0 == FX_SHM_ABORTED)
+        throw Error(FAISSX_E_CANCELED, "the client aborted the stream "
+                                       "before it started; nothing was added");
+    if (sid != q.request_id || state0 != FX_SHM_RUNNING)
+        throw Error(FAISSX_E_INVALID,
+                    "the shared-memory region is not set up for this "
+                    "stream (stream id or state)");
+
+    StreamUndo undo{codes, codes->codes.size(), codes->ntotal, map,
+                    map ? map->id_map.size() : 0, map ? map->ntotal : 0};
+    try {
+        std::vector<float> scratch; // non-flat codes: checked copy, then encode
+        bool flat = plain_flat(codes);
+        int64_t done = 0;
+        for (uint32_t k = 0; done < n; k++) {
+            uint64_t t0 = fx::ReplyCache::now_ms();
+            uint64_t until = t0 + q.s->conf.shm_stall_ms;
+            if (q.deadline && q.deadline < until) until = q.deadline;
+            int st = fx::shm::wait_chunk(*rg, k, q.request_id, until);
+            if (st != 1) {
+                stream_abort(hd);
+                if (st == 0)
+                    throw Error(FAISSX_E_CANCELED,
+                                "the client aborted the stream after " +
+                                        std::to_string(done) + " of " +
+                                        std::to_string(n) +
+                                        " vectors; nothing was added");
+                if (st == -1)
+                    throw Error(FAISSX_E_NET,
+                                "the client's shared-memory region closed "
+                                "mid-stream; nothing was added");
+                throw Error(FAISSX_E_TIMEOUT,
+                            "no chunk from the client within " +
+                                    std::to_string(fx::ReplyCache::now_ms() - t0) +
+                                    " ms (stalled after " + std::to_string(done) +
+                                    " of " + std::to_string(n) +
+                                    " vectors); nothing was added");
+            }
+            uint32_t slot = k % (uint32_t)nslots;
+            // Read once: the client can change it at any moment.
+            uint64_t r = __atomic_load_n(&hd->rows[slot], __ATOMIC_ACQUIRE);
+            if (r == 0 || r > rows || (int64_t)r > n - done) {
+                stream_abort(hd);
+                throw Error(FAISSX_E_INVALID,
+                            "bad chunk " + std::to_string(k) + ": " +
+                                    std::to_string(r) + " rows (a slot holds " +
+                                    std::to_string(rows) + ", " +
+                                    std::to_string(n - done) +
+                                    " remain); nothing was added");
+            }
+            const uint8_t* sp = base + off + (uint64_t)slot * sbytes;
+            const float* x = reinterpret_cast<const float*>(sp);
+            size_t bad = 0;
+            bool ok;
+            if (flat) {
+                ok = fx::flat_append_finite(codes, (idx)r, x, &bad);
+            } else {
+                scratch.resize((size_t)r * (size_t)d);
+                ok = fx::copy_finite(scratch.data(), x, scratch.size(), &bad);
+                if (ok) codes->add((idx)r, scratch.data());
+            }
+            if (!ok) {
+                stream_abort(hd);
+                throw Error(FAISSX_E_INVALID,
+                            "x contains a non-finite value (NaN or inf) at "
+                            "vector " + std::to_string(done + (int64_t)(bad / d)) +
+                                    ", component " + std::to_string(bad % d) +
+                                    "; nothing was added");
+            }
+            if (map) {
+                size_t at = map->id_map.size();
+                map->id_map.resize(at + r);
+                memcpy(map->id_map.data() + at, sp + ids_at, r * sizeof(idx));
+                map->ntotal += (idx)r;
+            }
+            done += (int64_t)r;
+            __atomic_store_n(&hd->consumed, k + 1, __ATOMIC_RELEASE);
+            fx_shm_futex_wake(&hd->consumed);
+        }
+        uint32_t want = FX_SHM_RUNNING;
+        if (!__atomic_compare_exchange_n(&hd->state, &want,
+                                         (uint32_t)FX_SHM_COMMITTED, false,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            throw Error(FAISSX_E_CANCELED,
+                        "the client aborted the stream at its end; nothing was "
+                        "added");
+        undo.armed = false;
+        fx_shm_futex_wake(&hd->consumed);
+    } catch (const std::exception& ex) {
+        stream_abort(hd); // so the client stops filling the ring
+        fx::shm::log(q.s->shm, 1, std::string("shm: stream add (request ") +
+                                    std::to_string(q.request_id) + ", tenant " +
+                                    q.tenant + ") rolled back: " + ex.what());
+        throw;
+    }
     write_state_of(w, e.get());
 }
 
@@ -2696,6 +2924,13 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
         end(q);
         fx_w_u64(w, (uint64_t)faissx_version());
         fx_w_str(w, q.tenant.c_str());
+        if (q.s->shm) { // clients that predate it stop reading before
+            uint64_t inst[2];
+            fx_shm_server_instance(q.s->shm, inst);
+            fx_w_str(w, fx_shm_server_path(q.s->shm));
+            fx_w_u64(w, inst[0]);
+            fx_w_u64(w, inst[1]);
+        }
         return;
     case FX_OP_CREATE: return op_create(q, w);
     case FX_OP_OPEN: return op_open(q, w);
@@ -2737,6 +2972,7 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
     case FX_OP_DOWNLOAD_CHUNK: return op_download_chunk(q, w);
     case FX_OP_DOWNLOAD_END: return op_download_end(q, w);
     case FX_OP_COMPOSITE: return op_composite(q, w);
+    case FX_OP_ADD_STREAM: return op_add_stream(q, w);
     default:
         throw Error(FAISSX_E_UNSUPPORTED, "unknown operation " + std::to_string(op));
     }
@@ -2926,6 +3162,8 @@ void fx_server_conf_init(fx_server_conf* c) {
     c->sync = FAISSX_SYNC_ALWAYS;
     c->sync_interval_ms = FX_DEFAULT_SYNC_INTERVAL_MS;
     c->checkpoint_log_bytes = FX_DEFAULT_CHECKPOINT_LOG_BYTES;
+    c->shm_socket_mode = 0600;
+    c->shm_stall_ms = FX_DEFAULT_SHM_STALL_MS;
 }
 
 int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
@@ -2947,6 +3185,8 @@ int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
             s->conf.max_upload_bytes = FX_DEFAULT_MAX_UPLOAD_BYTES;
         if (s->conf.upload_idle_ms == 0)
             s->conf.upload_idle_ms = FX_DEFAULT_UPLOAD_IDLE_MS;
+        if (s->conf.shm_stall_ms == 0)
+            s->conf.shm_stall_ms = FX_DEFAULT_SHM_STALL_MS;
         std::string why;
         if (c->auth_keys && *c->auth_keys) {
             std::stringstream ss(c->auth_keys);
@@ -3099,6 +3339,7 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
             s->client_conn[q.client_id] = conn_id;
         }
         uint64_t deadline = req.timeout_ms ? arrived + req.timeout_ms : 0;
+        q.deadline = deadline;
         uint64_t now = fx::ReplyCache::now_ms();
         if (deadline && now >= deadline)
             throw Error(FAISSX_E_TIMEOUT,
@@ -3169,6 +3410,10 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
             s->replies.abandon(q.tenant, q.client_id, req.request_id);
     }
     if (meta) *meta = m;
+}
+
+void fx_state_set_shm(fx_state* s, fx_shm_server* shm) {
+    s->shm = shm;
 }
 
 size_t fx_state_remembered_replies(fx_state* s) {

@@ -295,7 +295,7 @@ const char* fx_op_name(int op) {
             "wrap",        "fetch",          "ivf",         "binary",
             "progress",    "cancel",         "upload_begin", "upload_chunk",
             "upload_commit", "upload_abort", "download_begin",
-            "download_chunk", "download_end", "composite",
+            "download_chunk", "download_end", "composite", "add_stream",
     };
     _Static_assert(sizeof names / sizeof *names == FX_OP_MAX_,
                    "a name for every op");

@@ -38,7 +38,9 @@ extern "C" {
 
 /* Operations. Numbers are part of the protocol: never reuse one. */
 enum fx_op {
-    FX_OP_PING = 1,          /* -> u64 server version, str tenant */
+    FX_OP_PING = 1,          /* -> u64 server version, str tenant
+                                [, str shm socket path, u64 instance[2]]
+                                (only from a server with --shm-socket) */
     FX_OP_CREATE = 2,        /* str name, i64 d, i64 metric, str description
                                 -> index info (see below) */
     FX_OP_OPEN = 3,          /* str name -> index info */
@@ -105,7 +107,13 @@ enum fx_op {
                                   -> array<u8> bytes */
     FX_OP_DOWNLOAD_END = 40,   /* u64 download -> (nothing) */
     FX_OP_COMPOSITE = 41,    /* u64 handle, i64 composite op, fields (below) */
-    FX_OP_MAX_ = 42
+    /* Same-host add through a shared-memory ring (net/shm.h,
+     * docs/protocol.md "Shared-memory add"): */
+    FX_OP_ADD_STREAM = 42,   /* u64 handle, i64 n, i64 with_ids,
+                                u64 token[2], u64 nslots,
+                                u64 rows_per_slot, u64 slot_offset,
+                                u64 slot_bytes -> state (as ADD) */
+    FX_OP_MAX_ = 43
 };
 
 /* What a chunked upload holds. */

@@ -691,8 +691,267 @@ void RemoteIndex::train(idx_t n, const float* x) {
     }
 }
 
+/* ---- adds through a shared-memory ring (net/shm.h) ---- */
+
+namespace {
+
+/* Adds smaller than this go the ordinary way: the ring's setup and the
+ * helper thread cost more than the copy saves. FAISSX_SHM_MIN_BYTES
+ * overrides it (tests). */
+uint64_t shm_min_bytes() {
+    const char* v = getenv("FAISSX_SHM_MIN_BYTES");
+    if (v && *v) return strtoull(v, nullptr, 10);
+    return (uint64_t)256 << 10;
+}
+
+bool shm_allowed() {
+    const char* v = getenv("FAISSX_SHM");
+    return !(v && (!strcmp(v, "0") || !strcasecmp(v, "off") ||
+                   !strcasecmp(v, "false") || !strcasecmp(v, "no")));
+}
+
+/* Test hooks: stop producing after FAISSX_TEST_SHM_STALL_AFTER chunks for
+ * FAISSX_TEST_SHM_STALL_MS ms (default: a minute). */
+int64_t env_i64(const char* name, int64_t dflt) {
+    const char* v = getenv(name);
+    return v && *v ? strtoll(v, nullptr, 10) : dflt;
+}
+
+/* The connection's ring with its `use` lock taken (one stream at a time),
+ * made on first use; NULL when shared memory is off for the connection or
+ * another add is using it. */
+shm::ClientRing* ring_take(Conn* c) {
+    std::lock_guard<std::mutex> g(c->shm.mu);
+    if (c->shm.state == 0) {
+        // Does the server offer a socket? (PING's optional fields)
+        std::string path;
+        uint64_t inst[2] = {0, 0};
+        bool offered = false;
+        try {
+            rcall(c, FX_OP_PING, no_fields, [&](fx_rbuf* r) {
+                uint64_t v;
+                char buf[1024];
+                if (fx_r_u64(r, &v) || fx_r_str(r, buf, sizeof buf - 1))
+                    proto_error("ping", r);
+                if (r->pos == r->len) return; // no shared memory there
+                if (fx_r_str(r, buf, sizeof buf - 1) ||
+                    fx_r_u64(r, &inst[0]) || fx_r_u64(r, &inst[1]))
+                    proto_error("ping", r);
+                path = buf;
+                offered = true;
+            });
+        } catch (const std::exception& e) {
+            return nullptr; // try again on a later add
+        }
+        c->shm.state = -1;
+        if (!offered) {
+            fx_clog(FAISSX_LOG_DEBUG, "%s: the server offers no shared "
+                    "memory: adds go the ordinary way", fx_client_url(c->c));
+            return nullptr;
+        }
+        std::string why;
+        auto ring = shm::open_ring(path.c_str(), inst, &why);
+        if (!ring) {
+            fx_clog(FAISSX_LOG_INFO, "%s: shared-memory adds are off for "
+                    "this connection: %s (socket %s)", fx_client_url(c->c),
+                    why.c_str(), path.c_str());
+            return nullptr;
+        }
+        fx_clog(FAISSX_LOG_DEBUG, "%s: adds stream through shared memory "
+                "(socket %s)", fx_client_url(c->c), path.c_str());
+        c->shm.ring = std::move(ring);
+        c->shm.state = 1;
+    }
+    if (c->shm.state != 1 || !c->shm.ring->use.try_lock()) return nullptr;
+    return c->shm.ring.get();
+}
+
+/* Lets go of a ring from ring_take; `retire` closes it for good (its
+ * socket's EOF tells the server: a stream still queued there is refused). */
+void ring_give(Conn* c, shm::ClientRing* r, bool retire) {
+    std::lock_guard<std::mutex> g(c->shm.mu);
+    r->use.unlock();
+    if (retire && c->shm.ring.get() == r) {
+        c->shm.ring.reset();
+        c->shm.state = -1;
+    }
+}
+
+struct StreamReq {
+    uint64_t handle;
+    int64_t n, with_ids;
+    const uint64_t* token;
+    uint64_t nslots, rows, slot_bytes;
+};
+
+int build_stream(fx_wbuf* w, void* arg) {
+    auto a = static_cast<StreamReq*>(arg);
+    fx_w_u64(w, a->handle);
+    fx_w_i64(w, a->n);
+    fx_w_i64(w, a->with_ids);
+    fx_w_u64(w, a->token[0]);
+    fx_w_u64(w, a->token[1]);
+    fx_w_u64(w, a->nslots);
+    fx_w_u64(w, a->rows);
+    fx_w_u64(w, FX_SHM_HDR_BYTES);
+    fx_w_u64(w, a->slot_bytes);
+    return 0;
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+} // namespace
+
+bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
+    if (n <= 0 || d <= 0 || no_stream || job_wanted() || !shm_allowed() ||
+        (uint64_t)n * (uint64_t)d * sizeof(float) < shm_min_bytes())
+        return false;
+    Conn* c = conn.get();
+    shm::ClientRing* ring = ring_take(c);
+    if (!ring) return false;
+    uint64_t rows = ring->rows_for(d);
+    if (rows == 0) {
+        ring_give(c, ring, false);
+        return false;
+    }
+    const uint32_t nslots = ring->nslots;
+    fx_shm_hdr* hd = ring->hdr();
+    uint64_t rid = fx_client_new_request_id(c->c);
+    __atomic_store_n(&hd->state, (uint32_t)FX_SHM_IDLE, __ATOMIC_RELEASE);
+    __atomic_store_n(&hd->produced, 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&hd->consumed, 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&hd->stream_id, rid, __ATOMIC_RELEASE);
+    __atomic_store_n(&hd->state, (uint32_t)FX_SHM_RUNNING, __ATOMIC_RELEASE);
+
+    // The request goes from a helper thread; this one fills the ring.
+    StreamReq args{handle.load(), (int64_t)n, xids ? 1 : 0, ring->token,
+                   nslots, rows, ring->slot_bytes};
+    std::atomic<int> finished{0};
+    int rc = 0, from_server = 0;
+    int64_t new_ntotal = 0, new_trained = 0;
+    char err[1400] = "";
+    int tmo = fx_client_thread_timeout(0); // the helper inherits it
+    fx_client_thread_timeout(tmo);
+    std::thread t([&] {
+        fx_client_thread_timeout(tmo);
+        fx_client_next_call_as(rid, 0);
+        fx_reply rep;
+        rc = fx_client_call_build(c->c, FX_OP_ADD_STREAM, -1, build_stream,
+                                  &args, &rep, err, sizeof err);
+        from_server = fx_client_last_from_server();
+        if (rc == 0) {
+            if (fx_r_i64(&rep.r, &new_ntotal) ||
+                fx_r_i64(&rep.r, &new_trained) || fx_r_end(&rep.r)) {
+                rc = FAISSX_E_PROTOCOL;
+                snprintf(err, sizeof err, "malformed reply to add_stream");
+            }
+            fx_reply_free(&rep);
+        }
+        finished.store(1, std::memory_order_release);
+        fx_shm_futex_wake(&hd->consumed);
+    });
+
+    int64_t stall_after = env_i64("FAISSX_TEST_SHM_STALL_AFTER", -1);
+    int64_t done = 0;
+    uint32_t k = 0;
+    bool nan = false;
+    size_t bad_at = 0;
+    auto running = [&] {
+        return !finished.load(std::memory_order_acquire) &&
+               __atomic_load_n(&hd->state, __ATOMIC_ACQUIRE) ==
+                       FX_SHM_RUNNING;
+    };
+    while (done < n && running()) {
+        // A free slot: chunk k reuses the slot of chunk k - nslots.
+        bool free_slot = false;
+        for (int spin = 0; running(); spin++) {
+            uint32_t cons = __atomic_load_n(&hd->consumed, __ATOMIC_ACQUIRE);
+            if (k - cons < nslots) {
+                free_slot = true;
+                break;
+            }
+            if (spin < 200) {
+                cpu_relax();
+                continue;
+            }
+            fx_shm_futex_wait(&hd->consumed, cons, 50);
+        }
+        if (!free_slot) break;
+        uint32_t slot = k % nslots;
+        uint8_t* sp = ring->slot(slot);
+        int64_t r = std::min<int64_t>((int64_t)rows, n - done);
+        size_t bad;
+        if (!copy_finite(reinterpret_cast<float*>(sp), x + (size_t)done * d,
+                         (size_t)r * d, &bad)) {
+            nan = true;
+            bad_at = (size_t)done * d + bad;
+            uint32_t want = FX_SHM_RUNNING;
+            __atomic_compare_exchange_n(&hd->state, &want,
+                                        (uint32_t)FX_SHM_ABORTED, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+            fx_shm_futex_wake(&hd->produced);
+            break;
+        }
+        if (xids)
+            memcpy(sp + FX_SHM_IDS_OFFSET(rows, d), xids + done,
+                   (size_t)r * sizeof(idx_t));
+        __atomic_store_n(&hd->rows[slot], (uint32_t)r, __ATOMIC_RELEASE);
+        __atomic_store_n(&hd->produced, k + 1, __ATOMIC_RELEASE);
+        fx_shm_futex_wake(&hd->produced);
+        done += r;
+        k++;
+        if (stall_after >= 0 && (int64_t)k == stall_after && done < n)
+            std::this_thread::sleep_for(std::chrono::milliseconds(
+                    env_i64("FAISSX_TEST_SHM_STALL_MS", 60000)));
+    }
+    t.join();
+
+    if (rc == 0) {
+        ntotal = new_ntotal;
+        is_trained = new_trained != 0;
+        shm::count_stream();
+        ring_give(c, ring, false);
+        return true;
+    }
+    // Failed. Whoever moves the state off RUNNING decides: if the server
+    // committed, the add happened (only its reply was lost).
+    uint32_t want = FX_SHM_RUNNING;
+    __atomic_compare_exchange_n(&hd->state, &want, (uint32_t)FX_SHM_ABORTED,
+                                false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    fx_shm_futex_wake(&hd->produced);
+    bool committed = __atomic_load_n(&hd->state, __ATOMIC_ACQUIRE) ==
+                     FX_SHM_COMMITTED;
+    // A transport failure leaves the request's fate unknown: it may still
+    // be queued on the server, so this ring is not used again.
+    bool retire = !from_server ||
+                  (rc == FAISSX_E_INVALID &&
+                   strstr(err, "unknown shared-memory region"));
+    ring_give(c, ring, retire && !committed);
+    if (nan)
+        throw Error(FAISSX_E_INVALID,
+                    "x contains a non-finite value (NaN or inf) at vector " +
+                            std::to_string(bad_at / d) + ", component " +
+                            std::to_string(bad_at % d));
+    if (committed) {
+        shm::count_stream();
+        sync();
+        return true;
+    }
+    if (from_server && rc == FAISSX_E_UNSUPPORTED) no_stream = true;
+    shm::count_fallback();
+    fx_clog(FAISSX_LOG_INFO, "%s: add through shared memory failed (%s); "
+            "adding the ordinary way%s", fx_client_url(c->c), err,
+            retire ? " (shared memory is now off for this connection)" : "");
+    return false;
+}
+
 void RemoteIndex::add(idx_t n, const float* x) {
     WriteScope ws(this);
+    if (add_stream(n, x, nullptr)) return;
     with_reopen(this, [&](uint64_t rid) {
         rcall_job(conn.get(), FX_OP_ADD, FAISSX_PROGRESS_ADD,
               [&](fx_wbuf* w) {
@@ -706,6 +965,7 @@ void RemoteIndex::add(idx_t n, const float* x) {
 
 void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     WriteScope ws(this);
+    if (add_stream(n, x, xids)) return;
     with_reopen(this, [&](uint64_t rid) {
         rcall_job(conn.get(), FX_OP_ADD_WITH_IDS, FAISSX_PROGRESS_ADD,
               [&](fx_wbuf* w) {
@@ -722,6 +982,7 @@ void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
 
 void RemoteIndex::add_checked(idx_t n, const float* x, const idx_t* xids) {
     WriteScope ws(this);
+    if (add_stream(n, x, xids)) return;
     with_reopen(this, [&](uint64_t rid) {
         rcall_job(conn.get(), xids ? FX_OP_ADD_WITH_IDS : FX_OP_ADD,
               FAISSX_PROGRESS_ADD,

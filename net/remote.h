@@ -6,6 +6,7 @@
 
 #include "core/bridge.h"
 #include "net/client.h"
+#include "net/shm.h"
 
 #include <faiss/VectorTransform.h>
 
@@ -22,6 +23,8 @@ namespace fx {
 /* A connection shared by the indexes created through it. */
 struct Conn {
     fx_client* c = nullptr;
+    /* Its shared-memory region for adds (net/shm.h), made on first use. */
+    shm::ClientShm shm;
     ~Conn() { fx_client_close(c); }
 };
 
@@ -83,6 +86,14 @@ struct RemoteIndex final : faiss::Index {
      * check_vectors, and nothing is sent (faiss_Index_add and
      * faiss_Index_add_with_ids use it). */
     void add_checked(idx_t n, const float* x, const idx_t* xids);
+    /* The add through the connection's shared-memory ring (ADD_STREAM)
+     * when the server offers one and the add is large enough: true when
+     * done; false when the caller must add the ordinary way (nothing was
+     * added). A NaN or inf throws Error(FAISSX_E_INVALID) with
+     * check_vectors' text (nothing added). */
+    bool add_stream(idx_t n, const float* x, const idx_t* xids);
+    /* The server refused ADD_STREAM for this index (its type). */
+    std::atomic<bool> no_stream{false};
     void search(idx_t n, const float* x, idx_t k, float* distances,
                 idx_t* labels,
                 const faiss::SearchParameters* params = nullptr) const override;

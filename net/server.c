@@ -35,6 +35,7 @@
  * holding mu across those calls cannot deadlock. */
 #include "net/server.h"
 #include "net/nngbuf.h"
+#include "net/shm.h"
 #include "core/threads.h"
 
 #include <faissx/faissx.h>
@@ -161,6 +162,11 @@ static void fx_log(int level, const char* fmt, ...) {
     line_end(&l);
 }
 
+/* The shared-memory socket's thread logs through this. */
+static void shm_log(int level, const char* msg) {
+    fx_log(level, "%s", msg);
+}
+
 /* "1.2.3.4:5678", "[::1]:5678", or the transport's name. */
 static void format_addr(const nng_sockaddr* sa, char* out, size_t n) {
     char ip[64];
@@ -218,6 +224,7 @@ struct server {
     const char* urls[FX_MAX_LISTEN];
     int nlisten;
     nng_tls_config* tls;
+    fx_shm_server* shm; /* --shm-socket, or NULL */
     slot* slots;
     int nslots;
     atomic_int npipes;
@@ -813,6 +820,10 @@ static void log_startup(server* s) {
     } else {
         fx_log(FX_LOG_INFO, "in-memory: indexes are not persisted");
     }
+    if (s->shm)
+        fx_log(FX_LOG_INFO, "shared-memory adds: socket %s (mode %04o), "
+               "stall bound %" PRIu64 " ms", c->shm_socket,
+               c->shm_socket_mode, c->shm_stall_ms);
     log_notes(s);
 }
 
@@ -878,6 +889,13 @@ int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
         goto out_nng;
     }
     if ((rv = fx_state_new(c, &s->state, err, errsz)) != 0) goto out_nng;
+    /* The shared-memory socket first: it is ready when the port is. */
+    if (c->shm_socket && *c->shm_socket) {
+        if ((rv = fx_shm_server_start(c->shm_socket, c->shm_socket_mode,
+                                      shm_log, &s->shm, err, errsz)) != 0)
+            goto out_nng;
+        fx_state_set_shm(s->state, s->shm);
+    }
     if ((rv = setup_nng(s, err, errsz)) != 0) goto out_nng;
     if (!(s->workers = calloc((size_t)c->workers, sizeof *s->workers))) {
         snprintf(err, errsz, "out of memory");
@@ -954,6 +972,7 @@ out_nng:
      * REM_POST callbacks still use s->state), then the aios can go. */
     if (nng_socket_id(s->sock) > 0) nng_close(s->sock);
     stop_workers(s);
+    fx_shm_server_stop(s->shm);
     free(s->workers);
     for (int i = 0; s->slots && i < s->nslots; i++)
         if (s->slots[i].aio) nng_aio_free(s->slots[i].aio);

@@ -57,6 +57,12 @@ typedef struct fx_server_conf {
     int sync_interval_ms;  /* for FAISSX_SYNC_INTERVAL */
     uint64_t checkpoint_log_bytes; /* checkpoint an index when its log
                                       passes this size; 0: never */
+    const char* shm_socket; /* Unix socket taking same-host clients'
+                               shared-memory regions (ADD_STREAM); NULL or
+                               "": off (docs/operations.md) */
+    unsigned shm_socket_mode; /* its file mode (default 0600) */
+    uint64_t shm_stall_ms;    /* a stream with no chunk for this long is
+                                 aborted and rolled back */
 } fx_server_conf;
 
 #define FX_DEFAULT_ORPHAN_GRACE_MS 30000
@@ -141,6 +147,11 @@ size_t fx_state_client_count(fx_state* s);
  * seen for `grace_ms`, or that got no chunk for the conf's upload_idle_ms
  * (the server calls it with fx_state_reap). Returns how many. */
 size_t fx_state_reap_uploads(fx_state* s, uint64_t grace_ms);
+
+struct fx_shm_server;
+/* Serves ADD_STREAM from the regions of `shm` (NULL: no shared memory)
+ * and advertises it in PING replies. Call before handling requests. */
+void fx_state_set_shm(fx_state* s, struct fx_shm_server* shm);
 
 /* Number of live indexes (all tenants), for logs and tests. */
 size_t fx_state_index_count(fx_state* s);

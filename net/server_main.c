@@ -47,6 +47,9 @@ enum {
     F_SYNC,
     F_SYNC_INTERVAL_MS,
     F_CHECKPOINT_LOG_BYTES,
+    F_SHM_SOCKET,
+    F_SHM_SOCKET_MODE,
+    F_SHM_STALL_MS,
     F_LOG_LEVEL,
     F_LOG_FORMAT,
     F_TEST_DROP_REPLIES, /* testing aid, not in --help */
@@ -74,6 +77,9 @@ static const struct option options[] = {
         {"sync-interval-ms", required_argument, NULL, F_SYNC_INTERVAL_MS},
         {"checkpoint-log-bytes", required_argument, NULL,
          F_CHECKPOINT_LOG_BYTES},
+        {"shm-socket", required_argument, NULL, F_SHM_SOCKET},
+        {"shm-socket-mode", required_argument, NULL, F_SHM_SOCKET_MODE},
+        {"shm-stall-ms", required_argument, NULL, F_SHM_STALL_MS},
         {"log-level", required_argument, NULL, F_LOG_LEVEL},
         {"log-format", required_argument, NULL, F_LOG_FORMAT},
         {"help", no_argument, NULL, 'h'},
@@ -120,6 +126,9 @@ static const struct {
         {"POLICY", "always, interval or none (with --data-dir)"},
         {"N", "ms between fsyncs under --sync interval"},
         {"N", "checkpoint an index when its log passes N bytes (0 never)"},
+        {"PATH", "Unix socket for same-host shared-memory adds (off if unset)"},
+        {"OCTAL", "file mode of --shm-socket"},
+        {"N", "ms without a chunk before a shared-memory add is aborted"},
         {"LEVEL", "error, warn, info, debug (debug: every request)"},
         {"FORMAT", "text or json"},
 };
@@ -151,6 +160,9 @@ static void usage(FILE* f) {
              d.sync_interval_ms);
     snprintf(defs[F_CHECKPOINT_LOG_BYTES - F_LISTEN], 64, "%" PRIu64,
              d.checkpoint_log_bytes);
+    snprintf(defs[F_SHM_SOCKET_MODE - F_LISTEN], 64, "%04o",
+             d.shm_socket_mode);
+    snprintf(defs[F_SHM_STALL_MS - F_LISTEN], 64, "%" PRIu64, d.shm_stall_ms);
     snprintf(defs[F_LOG_LEVEL - F_LISTEN], 64, "%s",
              log_levels[d.log_level >= 0 && d.log_level <= 3 ? d.log_level
                                                                : 2]);
@@ -313,6 +325,24 @@ static void apply(settings* st, int id, const char* src, char* v) {
     case F_CHECKPOINT_LOG_BYTES:
         c->checkpoint_log_bytes =
                 (uint64_t)parse_int(src, v, 0, (int64_t)1 << 50, 1);
+        break;
+    case F_SHM_SOCKET:
+        if (!*v) bad(src, "expected a socket path, got ''");
+        c->shm_socket = v;
+        break;
+    case F_SHM_SOCKET_MODE: {
+        char* end;
+        errno = 0;
+        unsigned long m = strtoul(v, &end, 8);
+        if (end == v || *end || errno || m > 0777 || !(m & 0600) ||
+            (m & 0600) != 0600)
+            bad(src, "expected an octal file mode in 0600..0777 that lets "
+                "the owner read and write, got '%s'", v);
+        c->shm_socket_mode = (unsigned)m;
+        break;
+    }
+    case F_SHM_STALL_MS:
+        c->shm_stall_ms = (uint64_t)parse_int(src, v, 1, 3600000, 0);
         break;
     case F_LOG_LEVEL: {
         int i = 0;

@@ -36,7 +36,7 @@ OPS = {name: i + 1 for i, name in enumerate([
     "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM", "WRAP", "FETCH", "IVF",
     "BINARY", "PROGRESS", "CANCEL", "UPLOAD_BEGIN", "UPLOAD_CHUNK",
     "UPLOAD_COMMIT", "UPLOAD_ABORT", "DOWNLOAD_BEGIN", "DOWNLOAD_CHUNK",
-    "DOWNLOAD_END", "COMPOSITE"])}
+    "DOWNLOAD_END", "COMPOSITE", "ADD_STREAM"])}
 
 WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
     WRAP_REFINE_FLAT = range(1, 7)
@@ -319,6 +319,18 @@ def seeds():
     m["binary-upload-truncated"] = message(
         O["BINARY"], i64(BIN_UPLOAD) + string("") +
         u8s(binary_flat_index_bytes(16)[:60]))
+    # shared-memory stream adds (appended): the fuzz state has no socket,
+    # so the token resolves to nothing; the fields are still decoded
+    def stream(h, n, with_ids, nslots, rows, off, sbytes):
+        return message(O["ADD_STREAM"], u64(h) + i64(n) + i64(with_ids) +
+                       u64(0x1234) + u64(0x5678) + u64(nslots) + u64(rows) +
+                       u64(off) + u64(sbytes))
+    m["add-stream"] = stream(H_FLAT, 100, 0, 4, 64, 4096, 65536)
+    m["add-stream-ids"] = stream(H_IDMAP, 100, 1, 4, 64, 4096, 65536)
+    m["add-stream-bad-layout"] = stream(H_FLAT, 100, 0, 1 << 40, 0, 0,
+                                        1 << 63)
+    m["add-stream-truncated"] = message(O["ADD_STREAM"], u64(H_FLAT) +
+                                        i64(5))
     return m
 
 

@@ -1,0 +1,656 @@
+/* test_remote_shm.c -- same-host adds through a shared-memory ring
+ * (ADD_STREAM, net/shm.h; docs/protocol.md "Shared-memory add").
+ *
+ * The server runs with --shm-socket in a private directory. Stream adds
+ * must give exactly what a local index gets (search, reconstruct) for one
+ * chunk, many, a tail, more than the ring holds; they must really stream
+ * (fx_shm_streams counts committed streams: a silent fallback fails the
+ * tests); a NaN, a stalled or killed client leave the index as it was; the
+ * socket refuses every malformed hello; ADD_STREAM refuses bad tokens,
+ * other tenants, read-only keys, bad layouts, bad chunks and ineligible
+ * indexes. FAISSX_SHM_MIN_BYTES=0 lets small adds stream. */
+#define _GNU_SOURCE
+#include "common.h"
+#include "server_fixture.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "net/client.h"
+#include "net/proto.h"
+#include "net/shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define D 32
+/* rows per 1 MiB slot at d = 32 (net/shm.cpp rows_for) */
+#define ROWS ((1048576 - 64) / (D * 4 + 8))
+
+static fxt_server srv;
+static char sock_path[100];
+
+static void stop(void) {
+    faissx_configure(NULL, NULL, 0);
+    fxt_server_stop(&srv);
+}
+
+static void start_with(const char* stall_ms) {
+    snprintf(sock_path, sizeof sock_path, "%s", fxt_tmp_path("shm.sock"));
+    const char* args[] = {"--auth-keys", "ka:alice,kb:bob,kr:alice:ro",
+                          "--shm-socket", sock_path,
+                          "--shm-stall-ms", stall_ms, NULL};
+    fxt_server_start(&srv, args);
+    setenv("FAISSX_SHM_MIN_BYTES", "0", 1);
+    unsetenv("FAISSX_SHM");
+    unsetenv("FAISSX_TEST_SHM_STALL_AFTER");
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+}
+static void start(void) {
+    start_with("5000");
+}
+
+/* Asserts that remote and local answer the same searches and hold the
+ * same vectors (reconstruct when `recons`). */
+static void same_results(FaissIndex* rem, FaissIndex* loc, int recons) {
+    idx_t nr = faiss_Index_ntotal(rem), nl = faiss_Index_ntotal(loc);
+    cr_assert_eq(nr, nl, "ntotal %lld vs local %lld", (long long)nr,
+                 (long long)nl);
+    enum { NQ = 20, K = 5 };
+    float* q = fxt_uniform(NQ, D, 777);
+    float Dr[NQ * K], Dl[NQ * K];
+    idx_t Ir[NQ * K], Il[NQ * K];
+    FXT_OK(faiss_Index_search(rem, NQ, q, K, Dr, Ir));
+    FXT_OK(faiss_Index_search(loc, NQ, q, K, Dl, Il));
+    for (int i = 0; i < NQ * K; i++) {
+        cr_assert_eq(Ir[i], Il[i], "label %d: %lld vs local %lld", i,
+                     (long long)Ir[i], (long long)Il[i]);
+        cr_assert_float_eq(Dr[i], Dl[i], 1e-5, "distance %d", i);
+    }
+    free(q);
+    if (recons && nl > 0) {
+        idx_t m = nl < 3000 ? nl : 3000, i0 = nl - m;
+        float* a = malloc(sizeof(float) * (size_t)m * D);
+        float* b = malloc(sizeof(float) * (size_t)m * D);
+        FXT_OK(faiss_Index_reconstruct_n(rem, i0, m, a));
+        FXT_OK(faiss_Index_reconstruct_n(loc, i0, m, b));
+        cr_assert_eq(memcmp(a, b, sizeof(float) * (size_t)m * D), 0,
+                     "reconstructed vectors differ");
+        free(a);
+        free(b);
+    }
+}
+
+/* Adds x to both through the stream, asserting it streamed. */
+static void add_both(FaissIndex* rem, FaissIndex* loc, idx_t n,
+                     const float* x, const idx_t* ids) {
+    uint64_t s0 = fx_shm_streams(), f0 = fx_shm_fallbacks();
+    if (ids) {
+        FXT_OK(faiss_Index_add_with_ids(rem, n, x, ids));
+        FXT_OK(faiss_Index_add_with_ids(loc, n, x, ids));
+    } else {
+        FXT_OK(faiss_Index_add(rem, n, x));
+        FXT_OK(faiss_Index_add(loc, n, x));
+    }
+    cr_assert_eq(fx_shm_streams() - s0, 1, "the add of %lld did not stream (fallbacks %llu)", (long long)n, (unsigned long long)(fx_shm_fallbacks() - f0));
+    cr_assert_eq(fx_shm_fallbacks() - f0, 0, "the add fell back");
+}
+
+static void check_factory(const char* desc, FaissMetricType metric,
+                          int trained, int with_ids, int recons) {
+    FaissIndex *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, desc, metric));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&loc, D, desc, metric));
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+    if (trained) {
+        float* t = fxt_uniform(3000, D, 5);
+        FXT_OK(faiss_Index_train(rem, 3000, t));
+        FXT_OK(faiss_Index_train(loc, 3000, t));
+        free(t);
+    }
+    /* one row; one chunk; many chunks and a tail; more than the ring */
+    const idx_t sizes[] = {1, ROWS - 3, 3 * ROWS + 17, 5 * ROWS + 1};
+    idx_t base = 0;
+    for (int s = 0; s < 4; s++) {
+        idx_t n = sizes[s];
+        float* x = fxt_uniform((size_t)n, D, 100 + (uint64_t)s);
+        idx_t* ids = NULL;
+        if (with_ids) {
+            ids = malloc(sizeof(idx_t) * (size_t)n);
+            for (idx_t i = 0; i < n; i++) ids[i] = 1000000 + 3 * (base + i);
+        }
+        add_both(rem, loc, n, x, ids);
+        base += n;
+        free(x);
+        free(ids);
+    }
+    same_results(rem, loc, recons);
+    faiss_Index_free(rem);
+    faiss_Index_free(loc);
+}
+
+Test(shm, flat_l2_streams_like_a_local_add, .init = start, .fini = stop) {
+    check_factory("Flat", METRIC_L2, 0, 0, 1);
+}
+
+Test(shm, flat_ip_streams_like_a_local_add, .init = start, .fini = stop) {
+    check_factory("Flat", METRIC_INNER_PRODUCT, 0, 0, 1);
+}
+
+Test(shm, idmap_add_with_ids_streams, .init = start, .fini = stop) {
+    check_factory("IDMap,Flat", METRIC_L2, 0, 1, 0);
+}
+
+Test(shm, sq8_streams_like_a_local_add, .init = start, .fini = stop) {
+    check_factory("SQ8", METRIC_L2, 1, 0, 1);
+}
+
+Test(shm, pq_streams_like_a_local_add, .init = start, .fini = stop) {
+    check_factory("PQ4x4", METRIC_L2, 1, 0, 1);
+}
+
+Test(shm, shm_off_uses_ordinary_add, .init = start, .fini = stop) {
+    setenv("FAISSX_SHM", "0", 1);
+    FaissIndex* rem = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "Flat", METRIC_L2));
+    float* x = fxt_uniform(2 * ROWS, D, 9);
+    uint64_t s0 = fx_shm_streams(), f0 = fx_shm_fallbacks();
+    uint64_t t0 = fx_client_round_trips();
+    FXT_OK(faiss_Index_add(rem, 2 * ROWS, x));
+    cr_assert_eq(fx_client_round_trips() - t0, 1, "one ordinary ADD");
+    cr_assert_eq(fx_shm_streams(), s0);
+    cr_assert_eq(fx_shm_fallbacks(), f0);
+    cr_assert_eq(faiss_Index_ntotal(rem), 2 * ROWS);
+    unsetenv("FAISSX_SHM");
+    FXT_OK(faiss_Index_add(rem, 2 * ROWS, x));
+    cr_assert_eq(fx_shm_streams() - s0, 1, "streams again once allowed");
+    cr_assert_eq(faiss_Index_ntotal(rem), 4 * ROWS);
+    free(x);
+    faiss_Index_free(rem);
+}
+
+Test(shm, nan_in_third_chunk_changes_nothing, .init = start, .fini = stop) {
+    FaissIndex *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "Flat", METRIC_L2));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&loc, D, "Flat", METRIC_L2));
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+    float* x = fxt_uniform(4 * ROWS, D, 11);
+    add_both(rem, loc, ROWS, x, NULL);
+    idx_t bad = 2 * ROWS + 5;
+    x[bad * D + 7] = NAN;
+    uint64_t s0 = fx_shm_streams();
+    int rc = faiss_Index_add(rem, 4 * ROWS, x);
+    cr_assert_eq(rc, FAISSX_E_INVALID);
+    char remote_msg[512];
+    snprintf(remote_msg, sizeof remote_msg, "%s", faiss_get_last_error());
+    FXT_ERR(faiss_Index_add(loc, 4 * ROWS, x), "non-finite");
+    cr_assert_str_eq(remote_msg, faiss_get_last_error(),
+                     "the remote text differs from the local one");
+    cr_assert_eq(fx_shm_streams(), s0);
+    same_results(rem, loc, 1);
+    /* the ring is still usable */
+    x[bad * D + 7] = 0.5f;
+    add_both(rem, loc, 4 * ROWS, x, NULL);
+    same_results(rem, loc, 1);
+    free(x);
+    faiss_Index_free(rem);
+    faiss_Index_free(loc);
+}
+
+Test(shm, ineligible_index_falls_back, .init = start, .fini = stop) {
+    FaissIndex* rem = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "HNSW8", METRIC_L2));
+    float* x = fxt_uniform(ROWS + 10, D, 13);
+    uint64_t s0 = fx_shm_streams(), f0 = fx_shm_fallbacks();
+    FXT_OK(faiss_Index_add(rem, ROWS + 10, x));
+    cr_assert_eq(faiss_Index_ntotal(rem), ROWS + 10);
+    cr_assert_eq(fx_shm_streams(), s0);
+    cr_assert_eq(fx_shm_fallbacks() - f0, 1, "refused once");
+    FXT_OK(faiss_Index_add(rem, 10, x));
+    cr_assert_eq(fx_shm_fallbacks() - f0, 1, "not asked again");
+    cr_assert_eq(faiss_Index_ntotal(rem), ROWS + 20);
+    free(x);
+    faiss_Index_free(rem);
+}
+
+static void start_stall(void) {
+    start_with("300");
+}
+
+/* The client stops for 1.5 s after one chunk; the server gives up after
+ * 300 ms, rolls back, and the client adds the ordinary way: exactly n. */
+Test(shm, stalled_stream_is_rolled_back_then_added_once, .init = start_stall,
+     .fini = stop) {
+    FaissIndex *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "Flat", METRIC_L2));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&loc, D, "Flat", METRIC_L2));
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+    float* x = fxt_uniform(3 * ROWS, D, 17);
+    add_both(rem, loc, 100, x, NULL);
+    setenv("FAISSX_TEST_SHM_STALL_AFTER", "1", 1);
+    setenv("FAISSX_TEST_SHM_STALL_MS", "1500", 1);
+    uint64_t s0 = fx_shm_streams(), f0 = fx_shm_fallbacks();
+    FXT_OK(faiss_Index_add(rem, 3 * ROWS, x));
+    FXT_OK(faiss_Index_add(loc, 3 * ROWS, x));
+    unsetenv("FAISSX_TEST_SHM_STALL_AFTER");
+    cr_assert_eq(fx_shm_streams(), s0, "the stalled stream committed");
+    cr_assert_eq(fx_shm_fallbacks() - f0, 1);
+    same_results(rem, loc, 1);
+    cr_assert(strstr(fxt_server_log(&srv), "no chunk from the client"),
+              "the server did not log the stall: %s", fxt_server_log(&srv));
+    add_both(rem, loc, 2 * ROWS, x, NULL); /* streams again */
+    same_results(rem, loc, 1);
+    free(x);
+    faiss_Index_free(rem);
+    faiss_Index_free(loc);
+}
+
+/* A client killed (-9) mid-stream: its region closes, the server rolls
+ * back and goes on serving. */
+Test(shm, killed_client_is_rolled_back, .init = start, .fini = stop) {
+    FaissIndex* rem = NULL;
+    FXT_OK(faissx_index_create(&rem, "victim", D, "Flat", METRIC_L2));
+    float* x = fxt_uniform(4 * ROWS, D, 19);
+    FXT_OK(faiss_Index_add(rem, 500, x));
+    const char* helper = getenv("FAISSX_REMOTE_HELPER");
+    cr_assert(helper, "FAISSX_REMOTE_HELPER is not set");
+    char n[32];
+    snprintf(n, sizeof n, "%d", 4 * ROWS);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        execl(helper, helper, "add-stall", srv.url, "ka", "victim", n, "2",
+              (char*)NULL);
+        _exit(127);
+    }
+    /* until the helper has handed its region over and streamed two
+     * chunks (the server holds the write lock meanwhile) */
+    struct timespec ts = {1, 500000000};
+    nanosleep(&ts, NULL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, WNOHANG), 0,
+                 "the helper ended early (status %d)", status);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    /* the next read waits for the rollback */
+    FaissIndex* again = NULL;
+    FXT_OK(faissx_index_open(&again, "victim"));
+    cr_assert_eq(faiss_Index_ntotal(again), 500, "not rolled back");
+    uint64_t s0 = fx_shm_streams();
+    FXT_OK(faiss_Index_add(again, 2 * ROWS, x));
+    cr_assert_eq(fx_shm_streams() - s0, 1);
+    cr_assert_eq(faiss_Index_ntotal(again), 500 + 2 * ROWS);
+    cr_assert(strstr(fxt_server_log(&srv), "closed mid-stream"),
+              "the stream was not cut by the kill: %s", fxt_server_log(&srv));
+    free(x);
+    faiss_Index_free(again);
+    faiss_Index_free(rem);
+}
+
+/* ---- the socket, raw ---- */
+
+static int shm_connect(void) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock_path);
+    cr_assert_eq(connect(fd, (struct sockaddr*)&a, sizeof a), 0,
+                 "connect %s: %s", sock_path, strerror(errno));
+    struct timeval tv = {4, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Sends `len` bytes of `msg` with fd `pass` (-1: none). */
+static void send_hello(int fd, const void* msg, size_t len, int pass) {
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {(void*)msg, len};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    if (pass >= 0) {
+        m.msg_control = ctl.buf;
+        m.msg_controllen = sizeof ctl.buf;
+        struct cmsghdr* c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass, sizeof pass);
+    }
+    cr_assert_eq(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static void read_answer(int fd, fx_shm_answer* a) {
+    size_t got = 0;
+    while (got < sizeof *a) {
+        ssize_t k = recv(fd, (char*)a + got, sizeof *a - got, 0);
+        cr_assert_gt(k, 0, "no answer from the server (%s)",
+                     k ? strerror(errno) : "EOF");
+        got += (size_t)k;
+    }
+    a->text[sizeof a->text - 1] = '\0';
+}
+
+static int make_memfd(uint64_t size, int seal) {
+    int fd = memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+    if (seal)
+        cr_assert_eq(fcntl(fd, F_ADD_SEALS,
+                           F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+    return fd;
+}
+
+static void refused(int pass, const void* msg, size_t len,
+                    const char* reason) {
+    int fd = shm_connect();
+    if (msg) send_hello(fd, msg, len, pass);
+    fx_shm_answer a;
+    read_answer(fd, &a);
+    cr_assert_neq(a.status, 0, "accepted (%s expected)", reason);
+    cr_assert(strstr(a.text, reason), "answer '%s' lacks '%s'", a.text,
+              reason);
+    close(fd);
+}
+
+/* The server still serves: a stream add works. */
+static void still_streams(void) {
+    FaissIndex* rem = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "Flat", METRIC_L2));
+    float* x = fxt_uniform(ROWS + 1, D, 23);
+    uint64_t s0 = fx_shm_streams();
+    FXT_OK(faiss_Index_add(rem, ROWS + 1, x));
+    cr_assert_eq(fx_shm_streams() - s0, 1);
+    cr_assert_eq(faiss_Index_ntotal(rem), ROWS + 1);
+    free(x);
+    faiss_Index_free(rem);
+}
+
+Test(shm, bad_hellos_are_refused, .init = start, .fini = stop) {
+    fx_shm_hello h = {FX_SHM_HELLO_MAGIC, FX_SHM_VERSION, 0};
+    uint64_t ok = FX_SHM_HDR_BYTES + (1 << 20);
+    int unsealed = make_memfd(ok, 0);
+    refused(unsealed, &h, sizeof h, "not sealed");
+    close(unsealed);
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    refused(p[0], &h, sizeof h, "not a regular file");
+    close(p[0]);
+    close(p[1]);
+    int tiny = make_memfd(4096, 1);
+    refused(tiny, &h, sizeof h, "outside");
+    close(tiny);
+    int huge = make_memfd((uint64_t)512 << 20, 1); /* sparse */
+    refused(huge, &h, sizeof h, "outside");
+    close(huge);
+    char junk[16] = "GET / HTTP/1.0\r\n";
+    refused(-1, junk, sizeof junk, "not a faissx shared-memory hello");
+    refused(-1, &h, sizeof h, "no file descriptor");
+    fx_shm_hello v2 = {FX_SHM_HELLO_MAGIC, 2, 0};
+    int good = make_memfd(ok, 1);
+    refused(good, &v2, sizeof v2, "version");
+    close(good);
+    refused(-1, NULL, 0, "no hello"); /* slow loris: waits ~2 s */
+    still_streams();
+}
+
+/* ---- ADD_STREAM, raw ---- */
+
+typedef struct raw_reply {
+    int status;
+    char text[512];
+    uint64_t u0; /* first u64 of a successful body */
+} raw_reply;
+
+static uint64_t next_rid = 1000;
+
+/* Sends op with body fields (after the key) and returns the reply. */
+static raw_reply raw(const char* key, int op, const fx_wbuf* fields,
+                     uint64_t rid) {
+    fx_wbuf w;
+    fx_w_init(&w);
+    fx_w_header_space(&w);
+    fx_w_str(&w, key);
+    if (fields) fx_w_bytes(&w, fields->data, fields->len);
+    fx_hdr h = {0};
+    h.op = (uint16_t)op;
+    h.request_id = rid ? rid : next_rid++;
+    h.client_id = 4242;
+    h.timeout_ms = 10000;
+    fx_w_finish(&w, &h);
+    nng_socket s;
+    cr_assert_eq(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 15000);
+    cr_assert_eq(nng_dial(s, srv.url, NULL, 0), 0);
+    cr_assert_eq(nng_send(s, w.data, w.len, 0), 0);
+    char* buf = NULL;
+    size_t n = 0;
+    cr_assert_eq(nng_recv(s, &buf, &n, NNG_FLAG_ALLOC), 0, "no reply");
+    fx_hdr r;
+    char err[128];
+    cr_assert_eq(fx_hdr_decode((uint8_t*)buf, n, &r, err, sizeof err), 0);
+    raw_reply out;
+    memset(&out, 0, sizeof out);
+    out.status = r.status;
+    fx_rbuf rb;
+    fx_r_init(&rb, (uint8_t*)buf + FX_HDR_SIZE, n - FX_HDR_SIZE);
+    if (r.status)
+        fx_r_str(&rb, out.text, sizeof out.text - 1);
+    else
+        fx_r_u64(&rb, &out.u0);
+    nng_free(buf, n);
+    nng_close(s);
+    fx_w_free(&w);
+    return out;
+}
+
+static uint64_t raw_create(const char* key, const char* desc) {
+    fx_wbuf f;
+    fx_w_init(&f);
+    fx_w_str(&f, "");
+    fx_w_i64(&f, D);
+    fx_w_i64(&f, METRIC_L2);
+    fx_w_str(&f, desc);
+    raw_reply r = raw(key, FX_OP_CREATE, &f, 0);
+    fx_w_free(&f);
+    cr_assert_eq(r.status, 0, "create: %s", r.text);
+    return r.u0;
+}
+
+static int64_t raw_ntotal(const char* key, uint64_t h) {
+    fx_wbuf f;
+    fx_w_init(&f);
+    fx_w_u64(&f, h);
+    fx_wbuf w;
+    fx_w_init(&w);
+    fx_w_header_space(&w);
+    fx_w_str(&w, key);
+    fx_w_bytes(&w, f.data, f.len);
+    fx_hdr hd = {0};
+    hd.op = FX_OP_INFO;
+    hd.request_id = next_rid++;
+    fx_w_finish(&w, &hd);
+    nng_socket s;
+    cr_assert_eq(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 15000);
+    cr_assert_eq(nng_dial(s, srv.url, NULL, 0), 0);
+    cr_assert_eq(nng_send(s, w.data, w.len, 0), 0);
+    char* buf = NULL;
+    size_t n = 0;
+    cr_assert_eq(nng_recv(s, &buf, &n, NNG_FLAG_ALLOC), 0);
+    fx_rbuf rb;
+    fx_r_init(&rb, (uint8_t*)buf + FX_HDR_SIZE, n - FX_HDR_SIZE);
+    uint64_t hh;
+    int64_t d, m, t, nt;
+    fx_r_u64(&rb, &hh);
+    fx_r_i64(&rb, &d);
+    fx_r_i64(&rb, &m);
+    fx_r_i64(&rb, &t);
+    cr_assert_eq(fx_r_i64(&rb, &nt), 0);
+    nng_free(buf, n);
+    nng_close(s);
+    fx_w_free(&w);
+    fx_w_free(&f);
+    return nt;
+}
+
+typedef struct region {
+    int sock;
+    uint8_t* base;
+    uint64_t size;
+    uint64_t token[2];
+} region;
+
+static region get_region(void) {
+    region r;
+    r.size = FX_SHM_HDR_BYTES + 4 * 65536;
+    int mfd = make_memfd(r.size, 1);
+    r.base = mmap(NULL, r.size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    cr_assert_neq(r.base, MAP_FAILED);
+    r.sock = shm_connect();
+    fx_shm_hello h = {FX_SHM_HELLO_MAGIC, FX_SHM_VERSION, 0};
+    send_hello(r.sock, &h, sizeof h, mfd);
+    close(mfd);
+    fx_shm_answer a;
+    read_answer(r.sock, &a);
+    cr_assert_eq(a.status, 0, "refused: %s", a.text);
+    memcpy(r.token, a.token, sizeof r.token);
+    return r;
+}
+
+static raw_reply stream(const char* key, uint64_t h, int64_t n,
+                        const uint64_t token[2], uint64_t nslots,
+                        uint64_t rows, uint64_t off, uint64_t sbytes,
+                        uint64_t rid) {
+    fx_wbuf f;
+    fx_w_init(&f);
+    fx_w_u64(&f, h);
+    fx_w_i64(&f, n);
+    fx_w_i64(&f, 0);
+    fx_w_u64(&f, token[0]);
+    fx_w_u64(&f, token[1]);
+    fx_w_u64(&f, nslots);
+    fx_w_u64(&f, rows);
+    fx_w_u64(&f, off);
+    fx_w_u64(&f, sbytes);
+    raw_reply r = raw(key, FX_OP_ADD_STREAM, &f, rid);
+    fx_w_free(&f);
+    return r;
+}
+
+Test(shm, add_stream_refusals, .init = start, .fini = stop) {
+    uint64_t h = raw_create("ka", "Flat");
+    region rg = get_region();
+    uint64_t bogus[2] = {rg.token[0] ^ 1, rg.token[1]};
+    raw_reply r;
+    r = stream("ka", h, 10, bogus, 4, 64, FX_SHM_HDR_BYTES, 65536, 0);
+    cr_assert_eq(r.status, FAISSX_E_INVALID);
+    cr_assert(strstr(r.text, "unknown shared-memory region"), "%s", r.text);
+    r = stream("kr", h, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, 0);
+    cr_assert_eq(r.status, FAISSX_E_PERMISSION, "%s", r.text);
+    cr_assert(strstr(r.text, "read-only"), "%s", r.text);
+    /* layouts out of bounds (the region binds to alice here) */
+    r = stream("ka", h, 10, rg.token, 65, 64, FX_SHM_HDR_BYTES, 65536, 0);
+    cr_assert(strstr(r.text, "nslots"), "%s", r.text);
+    r = stream("ka", h, 10, rg.token, 4, 64, 0, 65536, 0);
+    cr_assert(strstr(r.text, "bad ring layout"), "%s", r.text);
+    r = stream("ka", h, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536 * 2, 0);
+    cr_assert(strstr(r.text, "does not fit"), "%s", r.text);
+    r = stream("ka", h, 10, rg.token, 4, 4096, FX_SHM_HDR_BYTES, 65536, 0);
+    cr_assert(strstr(r.text, "cannot hold"), "%s", r.text);
+    /* bob: alice's region is unknown to him, with the same text */
+    uint64_t hb = raw_create("kb", "Flat");
+    r = stream("kb", hb, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, 0);
+    cr_assert_eq(r.status, FAISSX_E_INVALID);
+    cr_assert(strstr(r.text, "unknown shared-memory region"), "%s", r.text);
+    /* an index that cannot roll back exactly */
+    uint64_t hh = raw_create("ka", "HNSW8");
+    r = stream("ka", hh, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, 0);
+    cr_assert_eq(r.status, FAISSX_E_UNSUPPORTED, "%s", r.text);
+    /* a region not set up for this request id */
+    r = stream("ka", h, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, 0);
+    cr_assert(strstr(r.text, "not set up for this stream"), "%s", r.text);
+    /* a chunk claiming more rows than a slot holds */
+    fx_shm_hdr* hd = (fx_shm_hdr*)rg.base;
+    uint64_t rid = 777777;
+    hd->stream_id = rid;
+    hd->state = FX_SHM_RUNNING;
+    hd->consumed = 0;
+    hd->rows[0] = 100000;
+    hd->produced = 1;
+    r = stream("ka", h, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, rid);
+    cr_assert_eq(r.status, FAISSX_E_INVALID);
+    cr_assert(strstr(r.text, "bad chunk"), "%s", r.text);
+    cr_assert_eq(hd->state, FX_SHM_ABORTED);
+    /* a good chunk then a NaN: rolled back */
+    rid++;
+    hd->stream_id = rid;
+    hd->state = FX_SHM_RUNNING;
+    hd->produced = 2;
+    hd->rows[0] = 6;
+    hd->rows[1] = 4;
+    float* s0 = (float*)(rg.base + FX_SHM_HDR_BYTES);
+    float* s1 = (float*)(rg.base + FX_SHM_HDR_BYTES + 65536);
+    for (int i = 0; i < 6 * D; i++) s0[i] = 0.25f;
+    for (int i = 0; i < 4 * D; i++) s1[i] = 0.5f;
+    s1[2 * D + 3] = INFINITY;
+    r = stream("ka", h, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, rid);
+    cr_assert_eq(r.status, FAISSX_E_INVALID);
+    cr_assert(strstr(r.text, "vector 8, component 3"), "%s", r.text);
+    cr_assert_eq(raw_ntotal("ka", h), 0, "not rolled back");
+    /* and the same chunks, fixed, commit */
+    rid++;
+    s1[2 * D + 3] = 0.5f;
+    hd->stream_id = rid;
+    hd->state = FX_SHM_RUNNING;
+    r = stream("ka", h, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, rid);
+    cr_assert_eq(r.status, 0, "%s", r.text);
+    cr_assert_eq(hd->state, FX_SHM_COMMITTED);
+    cr_assert_eq(raw_ntotal("ka", h), 10);
+    /* the client closes its region: its token is gone */
+    close(rg.sock);
+    struct timespec ts = {0, 200000000};
+    nanosleep(&ts, NULL);
+    r = stream("ka", h, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, 0);
+    cr_assert(strstr(r.text, "unknown shared-memory region"), "%s", r.text);
+    munmap(rg.base, rg.size);
+    still_streams();
+}
+
+Test(shm, bind_failure_is_reported) {
+    /* a path that cannot be bound: its directory does not exist */
+    const char* bin = getenv("FAISSX_SERVER_BIN");
+    cr_assert(bin);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "%s --listen tcp://127.0.0.1:0 --shm-socket /nonexistent/dir/s "
+             ">/dev/null 2>%s",
+             bin, fxt_tmp_path("bind.err"));
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
+    FILE* f = fopen(fxt_tmp_path("bind.err"), "r");
+    cr_assert(f);
+    char buf[512] = "";
+    cr_assert(fgets(buf, sizeof buf, f));
+    fclose(f);
+    cr_assert(strstr(buf, "--shm-socket: cannot bind"), "%s", buf);
+}
