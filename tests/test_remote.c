@@ -298,7 +298,13 @@ Test(remote, auth_and_tenant_isolation, .init = start_keyed, .fini = stop) {
     FXT_ERR(faiss_Index_add(ro, 1, v), "read-only");
     cr_assert_eq(faissx_last_error_code(), FAISSX_E_PERMISSION);
     FXT_ERR(faissx_index_drop("shared-name"), "read-only");
-    /* SET_PARAM would change the index for every client: refused too */
+    /* SET_PARAM would change the index for every client: refused too (a
+     * setter that returns nothing leaves the error and its code) */
+    faiss_Index_set_verbose(ro, 1);
+    cr_assert(strstr(faiss_get_last_error(), "read-only: SET_PARAM 'verbose'"),
+              "%s", faiss_get_last_error());
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_PERMISSION);
+    cr_assert_eq(faiss_Index_verbose(ro), 0);
     FaissParameterSpace* ps = NULL;
     FXT_OK(faiss_ParameterSpace_new(&ps));
     FXT_ERR(faiss_ParameterSpace_set_index_parameter(ps, ro, "verbose", 1),
