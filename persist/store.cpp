@@ -1433,14 +1433,16 @@ constexpr size_t kDropsKept = 1024;
 constexpr const char* DROPS_FILE = ".dropped";
 constexpr char DROPS_MAGIC[9] = "FXDROP\r\n";
 
+using Drops = std::deque<std::tuple<uint64_t, uint64_t, std::string>>;
+
 /* DROPS_FILE: magic, u32 count, u32 0, then per drop u64 client, u64
  * request, u32 name length, name bytes; then the CRC-32C of all before. */
-std::vector<uint8_t> encode_drops(const Store* s) {
+std::vector<uint8_t> encode_drops(const Drops& drops) {
     std::vector<uint8_t> b(DROPS_MAGIC, DROPS_MAGIC + 8);
     b.resize(16);
-    fx_put_u32(&b[8], (uint32_t)s->dropped.size());
+    fx_put_u32(&b[8], (uint32_t)drops.size());
     fx_put_u32(&b[12], 0);
-    for (auto& d : s->dropped) {
+    for (auto& d : drops) {
         size_t o = b.size();
         const std::string& n = std::get<2>(d);
         b.resize(o + 20 + n.size());
@@ -1455,6 +1457,47 @@ std::vector<uint8_t> encode_drops(const Store* s) {
     return b;
 }
 
+/* Parses the bytes of DROPS_FILE into *out (oldest first). False with
+ * *why when they are not exactly what encode_drops writes (*out is then
+ * empty). Shared by the store and faissx-check. */
+bool parse_drops(const uint8_t* data, size_t n, Drops* out, std::string* why) {
+    out->clear();
+    auto bad = [&](const std::string& w) {
+        out->clear();
+        *why = w;
+        return false;
+    };
+    if (n < 20) return bad(std::to_string(n) + " bytes, shorter than the "
+                           "20 of an empty file");
+    if (std::memcmp(data, DROPS_MAGIC, 8) != 0) return bad("bad magic");
+    if (fx_get_u32(data + n - 4) != fx_crc32c(0, data, n - 4))
+        return bad("checksum mismatch");
+    size_t count = fx_get_u32(data + 8), at = 16;
+    if (fx_get_u32(data + 12) != 0) return bad("reserved field is not 0");
+    if (count > kDropsKept)
+        return bad(std::to_string(count) + " drops, more than the " +
+                   std::to_string(kDropsKept) + " kept");
+    for (size_t i = 0; i < count; i++) {
+        std::string entry = "drop " + std::to_string(i + 1) + " of " +
+                            std::to_string(count);
+        if (n - 4 - at < 20) return bad(entry + " runs past the end");
+        uint32_t len = fx_get_u32(data + at + 16);
+        if (len > n - 4 - at - 20) return bad(entry + " runs past the end");
+        std::string name((const char*)data + at + 20, len), w;
+        if (std::strlen(name.c_str()) != len)
+            return bad(entry + ": its name holds a NUL byte");
+        if (!valid_name(name.c_str(), &w))
+            return bad(entry + " names no valid index: " + w);
+        out->emplace_back(fx_get_u64(data + at), fx_get_u64(data + at + 8),
+                          name);
+        at += 20 + len;
+    }
+    if (at != n - 4)
+        return bad(std::to_string(n - 4 - at) +
+                   " bytes after the last drop");
+    return true;
+}
+
 /* Reads DROPS_FILE (missing: nothing remembered; damaged: nothing, with
  * a note -- it only serves retries). */
 void load_drops(Store* s, Reporter* rep) {
@@ -1463,28 +1506,10 @@ void load_drops(Store* s, Reporter* rep) {
     size_t n = 0;
     if (fx_read_file(path.c_str(), &data, &n) != 0) return;
     std::unique_ptr<uint8_t, decltype(&std::free)> own(data, &std::free);
-    bool ok = n >= 20 && std::memcmp(data, DROPS_MAGIC, 8) == 0 &&
-              fx_get_u32(data + n - 4) == fx_crc32c(0, data, n - 4);
-    size_t at = 16, count = ok ? fx_get_u32(data + 8) : 0;
-    for (size_t i = 0; ok && i < count; i++) {
-        if (n - 4 - at < 20) {
-            ok = false;
-            break;
-        }
-        uint32_t len = fx_get_u32(data + at + 16);
-        if (len > 128 || n - 4 - at - 20 < len) {
-            ok = false;
-            break;
-        }
-        s->dropped.emplace_back(fx_get_u64(data + at), fx_get_u64(data + at + 8),
-                                std::string((const char*)data + at + 20, len));
-        at += 20 + len;
-    }
-    if (!ok || at != n - 4) {
-        s->dropped.clear();
-        rep->note("store: " + path + " is damaged; retries of earlier "
-                  "drops will not be recognised");
-    }
+    std::string why;
+    if (!parse_drops(data, n, &s->dropped, &why))
+        rep->note("store: " + path + " is damaged (" + why + "); retries "
+                  "of earlier drops will not be recognised");
 }
 
 } // namespace
@@ -1849,7 +1874,7 @@ void drop(Store* s, const char* name) {
         tag->used = true;
         s->dropped.emplace_back(tag->client, tag->request, name);
         while (s->dropped.size() > kDropsKept) s->dropped.pop_front();
-        std::vector<uint8_t> b = encode_drops(s);
+        std::vector<uint8_t> b = encode_drops(s->dropped);
         const void* parts[1] = {b.data()};
         size_t sizes[1] = {b.size()};
         std::string path = s->dir + "/" + DROPS_FILE;
@@ -1992,6 +2017,54 @@ void set_param(faiss::Index* ix, const char* name, double value) {
     });
 }
 
+namespace {
+
+/* faissx-check of DROPS_FILE: absent is fine (no tagged drop yet);
+ * damaged is repairable (1): the store ignores it (it only serves retries
+ * of drops), and --repair replaces it with an empty one, which is what
+ * the store would go on with. */
+int check_drops(const std::string& dir, bool repair, FILE* out) {
+    std::string path = dir + "/" + DROPS_FILE;
+    struct stat st;
+    bool regular = false;
+    uint8_t* data = nullptr;
+    size_t n = 0;
+    Drops drops;
+    std::string why;
+    if (lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return 0;
+        why = std::string("cannot stat: ") + std::strerror(errno);
+    } else if (!(regular = S_ISREG(st.st_mode)))
+        why = "not a regular file";
+    else if (fx_read_file(path.c_str(), &data, &n) != 0)
+        why = std::string("cannot read: ") + std::strerror(errno);
+    else
+        parse_drops(data, n, &drops, &why);
+    std::free(data);
+    if (why.empty()) {
+        fprintf(out, "%s: ok, %zu tagged drop(s) remembered\n", DROPS_FILE,
+                drops.size());
+        return 0;
+    }
+    fprintf(out, "%s: damaged (%s): retries of earlier drops will not be "
+            "recognised (%s)\n", DROPS_FILE, why.c_str(),
+            regular ? "repairable" : "remove it");
+    if (!regular) return 2; // not ours to replace
+    if (!repair) return 1;
+    std::vector<uint8_t> b = encode_drops(Drops());
+    const void* parts[] = {b.data()};
+    size_t sizes[] = {b.size()};
+    if (fx_write_file_durable(path.c_str(), parts, sizes, 1) != 0) {
+        fprintf(out, "%s: cannot rewrite: %s\n", DROPS_FILE,
+                std::strerror(errno));
+        return 2;
+    }
+    fprintf(out, "%s: repaired (rewritten empty)\n", DROPS_FILE);
+    return 1;
+}
+
+} // namespace
+
 int check(const std::string& dir, bool repair, FILE* out,
           CheckProgress progress, void* user) {
     int worst = 0;
@@ -2052,6 +2125,7 @@ int check(const std::string& dir, bool repair, FILE* out,
         fflush(out);
     }
     if (progress) progress(names.size(), names.size(), nullptr, user);
+    worst = std::max(worst, check_drops(dir, repair, out));
     ::close(lfd);
     return worst;
 }

@@ -1208,6 +1208,142 @@ Test(store, faissx_check_validates_and_repairs) {
     faissx_store_close(s);
 }
 
+/* The store's file of recent tagged drops (docs/format.md, "Exactly once
+ * across restarts"), written here by hand: faissx-check reports it (ok,
+ * or damaged -- repairable: the store ignores a damaged one), --repair
+ * rewrites a damaged one empty, and the store's own parser agrees. */
+typedef struct {
+    uint8_t b[4096];
+    size_t n;
+} drops_t;
+
+static void drops_begin(drops_t* f, uint32_t count) {
+    memcpy(f->b, "FXDROP\r\n", 8);
+    memcpy(f->b + 8, &count, 4);
+    memset(f->b + 12, 0, 4);
+    f->n = 16;
+}
+static void drops_add(drops_t* f, uint64_t client, uint64_t rid, const char* name) {
+    uint32_t len = (uint32_t)strlen(name);
+    memcpy(f->b + f->n, &client, 8);
+    memcpy(f->b + f->n + 8, &rid, 8);
+    memcpy(f->b + f->n + 16, &len, 4);
+    memcpy(f->b + f->n + 20, name, len);
+    f->n += 20 + len;
+}
+/* Appends the checksum and writes dir/.dropped. */
+static void drops_write(drops_t* f, const char* dir) {
+    uint32_t c = fx_crc32c(0, f->b, f->n);
+    memcpy(f->b + f->n, &c, 4);
+    char path[600];
+    snprintf(path, sizeof path, "%s/.dropped", dir);
+    spit(path, f->b, f->n + 4);
+}
+
+Test(store, faissx_check_reports_a_damaged_dropped_file) {
+    char dir[512], path[600], out[8192];
+    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("chkdrops"));
+    snprintf(path, sizeof path, "%s/.dropped", dir);
+    make_logged(dir, 1);
+    /* no file yet: nothing to say about it */
+    cr_assert_eq(run_check(dir, NULL, out, sizeof out), 0, "%s", out);
+    cr_assert_null(strstr(out, ".dropped"), "%s", out);
+
+    drops_t f;
+    drops_begin(&f, 2);
+    drops_add(&f, 7, 9, "gone");
+    drops_add(&f, 7, 10, "old.one");
+    drops_write(&f, dir);
+    cr_assert_eq(run_check(dir, NULL, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, ".dropped: ok, 2 tagged drop(s)"), "%s", out);
+    cr_assert(strstr(out, "t: ok, 9 vectors"), "%s", out);
+    FaissxStore* s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    char* r = report(s);
+    cr_assert_str_eq(r, "", "the store disagrees with faissx-check: %s", r);
+    free(r);
+    faissx_store_close(s);
+
+    /* damaged files: each is reported (1) and left alone */
+    for (int k = 0; k < 7; k++) {
+        const char* want = NULL;
+        size_t len = 0;
+        drops_begin(&f, 2);
+        drops_add(&f, 7, 9, "gone");
+        drops_add(&f, 7, 10, "old.one");
+        switch (k) {
+        case 0: /* a flipped byte */
+            drops_write(&f, dir);
+            f.b[20 + 1] ^= 1;
+            len = f.n + 4;
+            want = "checksum mismatch";
+            break;
+        case 1: /* cut short */
+            drops_write(&f, dir);
+            len = 10;
+            want = "shorter than the 20 of an empty file";
+            break;
+        case 2:
+            f.b[0] = 'X';
+            drops_write(&f, dir);
+            want = "bad magic";
+            break;
+        case 3: /* a name no index can have, checksum right */
+            drops_begin(&f, 1);
+            drops_add(&f, 7, 9, ".hidden");
+            drops_write(&f, dir);
+            want = "drop 1 of 1 names no valid index";
+            break;
+        case 4: /* a count larger than the store keeps */
+            drops_begin(&f, 5000);
+            drops_write(&f, dir);
+            want = "5000 drops, more than the 1024 kept";
+            break;
+        case 5: /* a count larger than the entries */
+            drops_begin(&f, 3);
+            drops_add(&f, 7, 9, "gone");
+            drops_write(&f, dir);
+            want = "drop 2 of 3 runs past the end";
+            break;
+        default: /* bytes after the last entry */
+            f.b[f.n++] = 0;
+            drops_write(&f, dir);
+            want = "1 bytes after the last drop";
+            break;
+        }
+        if (len) spit(path, f.b, len);
+        size_t before_n = 0;
+        uint8_t* before = slurp(path, &before_n);
+        cr_assert_eq(run_check(dir, NULL, out, sizeof out), 1, "case %d: %s", k, out);
+        cr_assert(strstr(out, ".dropped: damaged (") && strstr(out, want) &&
+                  strstr(out, "(repairable)"),
+                  "case %d: no '%s' in:\n%s", k, want, out);
+        cr_assert(strstr(out, "t: ok, 9 vectors"), "case %d: %s", k, out);
+        size_t after_n = 0;
+        uint8_t* after = slurp(path, &after_n);
+        cr_assert(after_n == before_n && memcmp(before, after, after_n) == 0,
+                  "case %d: faissx-check without --repair changed the file", k);
+        free(before);
+        free(after);
+    }
+    /* the store ignores it, with the same reason in its report */
+    s = open_store(dir, FAISSX_SYNC_ALWAYS, 0);
+    r = report(s);
+    cr_assert(strstr(r, "is damaged (1 bytes after the last drop)"), "%s", r);
+    free(r);
+    faissx_store_close(s);
+    /* --repair rewrites it empty; then all is clean */
+    cr_assert_eq(run_check("--repair", dir, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, ".dropped: repaired (rewritten empty)"), "%s", out);
+    cr_assert_eq(run_check(dir, NULL, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, ".dropped: ok, 0 tagged drop(s)"), "%s", out);
+    /* not a file at all: damaged, and not for faissx-check to replace */
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    cr_assert_eq(run_check("--repair", dir, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "not a regular file") && strstr(out, "remove it"), "%s", out);
+    cr_assert_eq(rmdir(path), 0);
+}
+
 /* ---- parameters --------------------------------------------------------- */
 
 /* ParameterSpace and the typed IVF setters reach a store handle's index,
