@@ -212,7 +212,8 @@ void rcall_job(const Conn* c, int op, int progress_op, B build, P parse,
  * Progress is reported per chunk (FAISSX_PROGRESS_UPLOAD: bytes, plus one
  * unit for COMMIT). A cancellation (token, or the callback returning
  * non-zero) is honoured before each chunk and before COMMIT: the client
- * sends UPLOAD_ABORT and the server drops what it staged. Small uploads
+ * sends UPLOAD_ABORT and the server drops what it staged. An upload the
+ * server lost (restart) is started over (upload_bytes). Small uploads
  * without progress or cancellation wanted, and servers that predate the
  * chunked ops, take the single-message UPLOAD. */
 constexpr uint64_t kChunk = (uint64_t)4 << 20;

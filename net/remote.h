@@ -187,6 +187,9 @@ std::vector<uint8_t> remote_download(
  * as `name` (NULL or "": unnamed), with progress (FAISSX_PROGRESS_UPLOAD)
  * and cancellation between chunks; single() sends small uploads (and all
  * of them to a server that predates chunked uploads) in one message.
+ * An upload the server lost (a CHUNK or COMMIT answered "unknown upload":
+ * it restarted) is started over, at most 3 times; a retried COMMIT that
+ * made its index before a restart is answered by the server's store.
  * info() reads COMMIT's (or single()'s) reply. Throws fx::Error. */
 void remote_upload(const Conn* c, const uint8_t* data, uint64_t n, int kind,
                    const char* name, const std::function<void()>& single,
