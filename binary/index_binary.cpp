@@ -73,19 +73,12 @@ void note_stored_internals(const char* func, const char* what) {
                    what);
 }
 
-/* is_trained, refreshed from the server for a remote index that says no
- * (another client may have trained it). */
+/* False when ix is known not to be trained. A remote index is not asked
+ * first (another client may have trained it): the server makes the same
+ * check and its refusal gets the local text (fx::handle_exception); a call
+ * that succeeds marks the handle trained (docs/client.md, "Round trips"). */
 bool trained_now(const faiss::IndexBinary* ix) {
-    if (ix->is_trained) return true;
-    if (auto r = fx::as_remote_bin(ix)) {
-        try {
-            r->sync();
-        } catch (...) {
-            return true; // let the real call reach the server and report
-        }
-        return r->is_trained;
-    }
-    return false;
+    return ix->is_trained || fx::as_remote_bin(ix) != nullptr;
 }
 
 /* ntotal/is_trained of a remote index come from the server (other clients

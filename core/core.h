@@ -40,8 +40,13 @@ inline bool stored_is(const faiss::Index* h) {
     return yes;
 }
 
-/* is_trained, refreshed from the server for a remote handle that says no. */
+/* False when ix is known not to be trained: a call checks it where a
+ * local call does. Always true for a remote handle: the server makes the
+ * same check, and its refusal gets the local text (handle_exception), so
+ * the call is one round trip (docs/client.md, "Round trips"). */
 bool trained_now(const faiss::Index* ix);
+/* is_trained, refreshed from the server for a remote handle that says no. */
+bool trained_asking(const faiss::Index* ix);
 
 /* True when ix (or the index it wraps) has inverted lists mapped read-only
  * (read with FAISS_IO_FLAG_MMAP). faiss modifies lists inside OpenMP

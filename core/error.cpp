@@ -43,10 +43,35 @@ void note_error(int code, const char* func, const char* fmt, ...) {
     va_end(ap);
 }
 
+/* The local text ("index is not trained...") inside a server's refusal
+ * "server: op: func: index is not trained...", or NULL for another
+ * error. */
+static const char* untrained_refusal(const Error& e) {
+    static const char kServer[] = "server: ", kText[] = "index is not trained";
+    const char* m = e.what();
+    if (e.code != FAISSX_E_INVALID ||
+        std::strncmp(m, kServer, sizeof kServer - 1) != 0)
+        return nullptr;
+    m += sizeof kServer - 1;
+    for (int names = 0; names < 3; names++) { // the op's, the function's
+        size_t n = std::strspn(m, "abcdefghijklmnopqrstuvwxyz"
+                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+        if (n == 0 || m[n] != ':' || m[n + 1] != ' ') return nullptr;
+        m += n + 2;
+        if (!std::strncmp(m, kText, sizeof kText - 1)) return m;
+    }
+    return nullptr;
+}
+
 int handle_exception(const char* func) {
     try {
         throw;
     } catch (const Error& e) {
+        // A call sent on a remote handle without asking first whether the
+        // index is trained (core.h, trained_now): the server ran the C API
+        // call and refused it as a local call does; record the local text,
+        // not "func: server: op: its_func: index is not trained...".
+        if (const char* t = untrained_refusal(e)) return fail(e.code, func, "%s", t);
         return fail(e.code, func, "%s", e.what());
     } catch (const faiss::FaissException& e) {
         return fail(FAISSX_E_FAISS, func, "%s", e.what());

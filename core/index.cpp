@@ -14,6 +14,7 @@
 #include <faiss/IndexNSG.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexRefine.h>
+#include <faiss/IndexReplicas.h>
 #include <faiss/IndexShards.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissAssert.h>
@@ -28,10 +29,17 @@
 
 namespace fx {
 
-/* is_trained, asking the server when a remote handle's cached value says
- * no (another client, or a composite sharing the object, may have trained
- * it). */
 bool trained_now(const faiss::Index* ix) {
+    // A remote handle is not asked first, whatever its cached state says
+    // (another client, or a composite sharing the object, may have
+    // trained it): the server runs this same check and refuses an
+    // untrained index with the text a local call gives (handle_exception),
+    // and a call that succeeds marks the handle trained.
+    if (as_remote(ix)) return true;
+    return ix->is_trained;
+}
+
+bool trained_asking(const faiss::Index* ix) {
     if (auto r = as_remote(ix)) { // (its fields change under sync_mu)
         try {
             return r->trained_now();
@@ -40,6 +48,15 @@ bool trained_now(const faiss::Index* ix) {
         }
     }
     return ix->is_trained;
+}
+
+/* trained_now for sa_encode/sa_decode: the server asks the index for its
+ * code size before it runs either, so an index without a standalone codec
+ * (code size -1 in the info, or unknown) would be refused for that before
+ * the untrained check a local call makes first: such a handle asks. */
+static bool trained_for_sa(const faiss::Index* ix) {
+    auto r = as_remote(ix);
+    return r && r->code_size_seen < 0 ? trained_asking(ix) : trained_now(ix);
 }
 
 bool positional(const faiss::Index* ix) {
@@ -94,7 +111,16 @@ struct IDMapSelector : faiss::IDSelector {
  * search, and the answers depend on the dynamic type only: they are worked
  * out once per type and kept per thread, keyed by the type_info (one entry:
  * a thread searches few index classes at a time; a miss just recomputes). */
-enum { SEARCH_SHARDS = 1, SEARCH_IDMAP = 2 };
+enum { SEARCH_SHARDS = 1, SEARCH_IDMAP = 2, SEARCH_REPLICAS = 4 };
+
+/* True when every replica of an IndexReplicas is a local empty index
+ * (a remote one may have vectors its cached ntotal does not show). */
+static bool replicas_empty(const faiss::Index* ix) {
+    auto rp = static_cast<const faiss::IndexReplicas*>(ix);
+    for (int i = 0; i < rp->count(); i++)
+        if (fx::as_remote(rp->at(i)) || rp->at(i)->ntotal > 0) return false;
+    return true;
+}
 
 static int search_kind(const faiss::Index* ix) {
     thread_local const std::type_info* last_type = nullptr;
@@ -103,7 +129,9 @@ static int search_kind(const faiss::Index* ix) {
     if (&t == last_type) return last_kind;
     int kind = (dynamic_cast<const faiss::IndexShards*>(ix) ? SEARCH_SHARDS
                                                             : 0) |
-               (dynamic_cast<const faiss::IndexIDMap*>(ix) ? SEARCH_IDMAP : 0);
+               (dynamic_cast<const faiss::IndexIDMap*>(ix) ? SEARCH_IDMAP : 0) |
+               (dynamic_cast<const faiss::IndexReplicas*>(ix) ? SEARCH_REPLICAS
+                                                              : 0);
     last_type = &t;
     last_kind = kind;
     return kind;
@@ -115,13 +143,22 @@ static int search_kind(const faiss::Index* ix) {
  * wrapper over one: IDMap, PreTransform...) hands back garbage, and an
  * IndexShards with an empty shard merges that shard's zero-filled buffer as
  * real hits (label 0 at distance 0). An empty index yields the "no result"
- * padding faiss uses elsewhere; empty shards are left out of the search
- * (they hold nothing, so ids and results are those faiss would give). */
+ * padding faiss uses elsewhere; empty local shards are left out of the
+ * search (they hold nothing, so ids and results are those faiss would
+ * give). A remote shard is searched as it is: the server pads an empty
+ * one itself, and its reply carries the ntotal faiss translates the next
+ * shards' ids by (it reads the shards' ntotal after searching them), so
+ * no shard is asked for its ntotal first. */
 static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
                 float* distances, idx* labels,
                 const faiss::SearchParameters* params) {
-    // (A remote index answers for itself: its cached ntotal may be stale.)
-    if (n > 0 && !fx::as_remote(ix) && ix->ntotal == 0) {
+    int kind = search_kind(ix);
+    // (A remote index answers for itself: its cached ntotal may be stale.
+    // So may a composite's of its children -- faiss updates it only when
+    // a child is added through it --: shards are looked at one by one
+    // below, and replicas are empty when each replica is.)
+    if (n > 0 && !fx::as_remote(ix) && !(kind & SEARCH_SHARDS) &&
+        (kind & SEARCH_REPLICAS ? replicas_empty(ix) : ix->ntotal == 0)) {
         float none = ix->metric_type == faiss::METRIC_INNER_PRODUCT
                 ? -FLT_MAX
                 : FLT_MAX;
@@ -131,26 +168,41 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
         }
         return;
     }
-    int kind = search_kind(ix);
     if (kind & SEARCH_SHARDS) {
         auto sh = dynamic_cast<const faiss::IndexShards*>(ix);
+        auto local_empty = [](const faiss::Index* s) {
+            return !fx::as_remote(s) && s->ntotal == 0;
+        };
+        // A server that predates FX_FLAG_STATE sends no ntotal with its
+        // search results: its shards are asked first, as before (and when
+        // the first search is how the client learns it, once more after).
+        std::vector<bool> synced(sh->count());
+        auto sync_old = [&] {
+            bool any = false;
+            for (int i = 0; i < sh->count(); i++) {
+                auto r = fx::as_remote(sh->at(i));
+                if (r && !synced[i] && r->conn->no_state_flag) {
+                    r->sync(); // inside FX_TRY
+                    synced[i] = any = true;
+                }
+            }
+            return any;
+        };
         bool some_empty = false;
-        for (int i = 0; i < sh->count(); i++) {
-            idx nt = 0;
-            if (auto r = fx::as_remote(sh->at(i)))
-                r->sync(&nt); // inside FX_TRY
-            else
-                nt = sh->at(i)->ntotal;
-            some_empty |= nt == 0;
-        }
+        for (int i = 0; i < sh->count(); i++)
+            some_empty |= local_empty(sh->at(i));
+        std::unique_ptr<faiss::IndexShards> full;
         if (some_empty) {
-            faiss::IndexShards full(sh->d, false, sh->successive_ids);
+            full.reset(new faiss::IndexShards(sh->d, false, sh->successive_ids));
             for (int i = 0; i < sh->count(); i++)
-                if (sh->at(i)->ntotal > 0)
-                    full.add_shard(const_cast<faiss::Index*>(sh->at(i)));
-            full.search(n, x, k, distances, labels, params);
-            return;
+                if (!local_empty(sh->at(i)))
+                    full->add_shard(const_cast<faiss::Index*>(sh->at(i)));
         }
+        const faiss::Index* target = full ? full.get() : ix;
+        sync_old();
+        target->search(n, x, k, distances, labels, params);
+        if (sync_old()) target->search(n, x, k, distances, labels, params);
+        return;
     }
     if (params && (kind & SEARCH_IDMAP)) {
         if (auto m = dynamic_cast<const faiss::IndexIDMap*>(ix)) {
@@ -515,7 +567,7 @@ int faiss_Index_sa_encode(const FaissIndex* index, idx_t n, const float* x,
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
     FX_REQUIRE(n == 0 || bytes != nullptr, "argument 'bytes' is NULL");
-    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
+    FX_REQUIRE(fx::trained_for_sa(ix), "index is not trained");
     FX_TRY
     ix->sa_encode(n, x, bytes);
     return 0;
@@ -529,7 +581,7 @@ int faiss_Index_sa_decode(const FaissIndex* index, idx_t n,
     FX_REQUIRE(n >= 0, "n must be >= 0 (got %lld)", (long long)n);
     FX_REQUIRE(n == 0 || bytes != nullptr, "argument 'bytes' is NULL");
     FX_REQUIRE(n == 0 || x != nullptr, "argument 'x' is NULL");
-    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
+    FX_REQUIRE(fx::trained_for_sa(ix), "index is not trained");
     FX_TRY
     // An IVF code starts with its list number; faiss trusts it blindly.
     if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix)) {

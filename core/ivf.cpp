@@ -164,6 +164,11 @@ int faiss_IndexIVF_copy_subset_to(const FaissIndexIVF* index,
         FX_REQUIRE(subset_type >= 0 && subset_type <= 2,
                    "subset_type must be 0, 1 or 2 (got %d)", subset_type);
         FX_TRY
+        // One round trip: the reply carries the state of both indexes
+        // (FX_FLAG_STATE; a server that predates it is asked INFO for
+        // other's afterwards).
+        int64_t st[4];
+        bool got_other = false;
         r->ivf_call(FX_IVF_COPY_SUBSET_TO,
                     [&](fx_wbuf* w) {
                         fx_w_u64(w, o->handle);
@@ -172,12 +177,18 @@ int faiss_IndexIVF_copy_subset_to(const FaissIndexIVF* index,
                         fx_w_i64(w, a2);
                     },
                     [&](fx_rbuf* rb) {
-                        int64_t nt, tr;
-                        if (fx_r_i64(rb, &nt) || fx_r_i64(rb, &tr))
+                        if (fx_r_i64(rb, &st[0]) || fx_r_i64(rb, &st[1]))
                             throw fx::Error(FAISSX_E_PROTOCOL, "bad copy_subset_to reply");
-                    });
-        // The request was sent on the source's behalf; refresh both.
-        o->sync();
+                        if ((got_other = rb->pos < rb->len) &&
+                            (fx_r_i64(rb, &st[2]) || fx_r_i64(rb, &st[3])))
+                            throw fx::Error(FAISSX_E_PROTOCOL, "bad copy_subset_to reply");
+                    },
+                    true);
+        r->take_state(st[0], st[1] != 0);
+        if (got_other)
+            o->take_state(st[2], st[3] != 0);
+        else
+            o->sync();
         return 0;
         FX_CATCH
     }

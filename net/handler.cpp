@@ -476,8 +476,13 @@ int64_t bkind_of(const faiss::IndexBinary* ix) {
 /* The sizes at the end of index info (docs/protocol.md, "Index info"):
  * they let a client size search_preassigned and sa_decode requests without
  * asking first; the server checks them again on each request. */
+/* --test-old-protocol (a testing aid): this worker answers as a server
+ * that predates the index info sizes and FX_FLAG_STATE. */
+thread_local bool t_old_protocol = false;
+
 void write_info_sizes(fx_wbuf* w, int64_t nlist, int64_t nprobe,
                       int64_t code_size) {
+    if (t_old_protocol) return;
     fx_w_i64(w, nlist);
     fx_w_i64(w, nprobe);
     fx_w_i64(w, code_size);
@@ -595,6 +600,7 @@ struct Req {
     uint64_t request_id = 0;
     bool job = false; // FX_FLAG_JOB: report progress, honour CANCEL
     uint64_t deadline = 0; // ReplyCache::now_ms() clock; 0 = none
+    bool state = false; // FX_FLAG_STATE: replies carry the indexes' state
     // Aligned copies of array fields that are not aligned in the message.
     std::vector<std::vector<uint64_t>> scratch;
 };
@@ -1292,6 +1298,9 @@ void op_search(Req& q, fx_wbuf* w, bool labels_only) {
         api(faiss_Index_search(h(e.get()), n, x, k,
                                reinterpret_cast<float*>(w->data + offD),
                                reinterpret_cast<idx*>(w->data + offI)));
+    // The state the search saw (still under its lock): an IndexShards
+    // over remote shards translates ids by it without asking INFO.
+    if (q.state) target(e.get(), [&](faiss::Index* in) { write_state(w, in); });
 }
 
 void op_range(Req& q, fx_wbuf* w) {
@@ -2086,6 +2095,7 @@ void op_merge(Req& q, fx_wbuf* w) {
         throw Error(FAISSX_E_FAISS, ex.what());
     }
     write_state(w, a->index.get());
+    if (q.state) write_state(w, b->index.get()); // merge_from emptied it
 }
 
 std::unique_ptr<faiss::VectorTransform> read_transform(const void* p,
@@ -2488,6 +2498,7 @@ void ivf_op(Req& q, fx_wbuf* w, int64_t op, faiss::Index* ix,
                 H, reinterpret_cast<FaissIndexIVF*>(other_ix), (int)type,
                 a1, a2));
         write_state(w, ivf);
+        if (q.state) write_state(w, other_ix);
         return;
     }
     case FX_IVF_TRAIN_RESIDUAL: {
@@ -3303,7 +3314,10 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
         if (meta) *meta = m;
         return;
     }
-    if (req.flags & ~(FX_FLAG_REPLY | FX_FLAG_JOB)) { // reserved bits: 0
+    t_old_protocol = s->conf.test_old_protocol != 0;
+    uint32_t known = FX_FLAG_REPLY | FX_FLAG_JOB |
+                     (t_old_protocol ? 0u : FX_FLAG_STATE);
+    if (req.flags & ~known) { // reserved bits: 0
         snprintf(err, sizeof err, "unknown header flags 0x%x", req.flags);
         error_reply(reply, req, FAISSX_E_INVALID, err);
         m.status = FAISSX_E_INVALID;
@@ -3316,6 +3330,7 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
     q.conn_id = conn_id;
     q.request_id = req.request_id;
     q.job = (req.flags & FX_FLAG_JOB) != 0;
+    q.state = (req.flags & FX_FLAG_STATE) != 0;
     fx_r_init(&q.r, msg + FX_HDR_SIZE, len - FX_HDR_SIZE);
     fx_w_reset(reply);
     fx_w_header_space(reply);

@@ -35,6 +35,13 @@ extern "C" {
 /* Requests: run as a job whose progress PROGRESS reports and CANCEL stops
  * (TRAIN, ADD, ADD_WITH_IDS; ignored on other ops). */
 #define FX_FLAG_JOB 0x2u
+/* Requests: the reply also carries the state (i64 ntotal, i64 is_trained)
+ * of the indexes the call read or changed, so the client's cached state is
+ * fresh without an INFO round trip: SEARCH appends h's state after D and I
+ * (as of the search), MERGE_FROM and IVF COPY_SUBSET_TO append the other
+ * index's state after h's; ignored on other ops. Servers that predate it
+ * refuse the flag ("unknown header flags"): the client then asks INFO. */
+#define FX_FLAG_STATE 0x4u
 
 /* Operations. Numbers are part of the protocol: never reuse one. */
 enum fx_op {

@@ -125,6 +125,33 @@ int64_t rd_i64(fx_rbuf* r, const char* what) {
     return v;
 }
 
+/* rcall with FX_FLAG_STATE, so that the reply also carries the state of
+ * the indexes the call read or changed (parse reads it when the reply goes
+ * on: see has_more). A server that predates the flag refuses it before
+ * running anything ("unknown header flags"): the call is sent again
+ * without it, and c does not ask again; parse then finds no state. */
+template <class B, class P>
+void rcall_state(const Conn* c, int op, B build, P parse, int op_class = -1) {
+    if (!c->no_state_flag.load(std::memory_order_relaxed)) {
+        try {
+            fx_client_next_call_as(0, FX_FLAG_STATE);
+            rcall(c, op, build, parse, op_class);
+            return;
+        } catch (const Error& e) {
+            if (e.code != FAISSX_E_INVALID ||
+                !std::strstr(e.what(), "unknown header flags"))
+                throw;
+            c->no_state_flag = true;
+        }
+    }
+    rcall(c, op, build, parse, op_class);
+}
+
+/* True when the reply has fields left (optional trailing ones). */
+bool has_more(const fx_rbuf* r) {
+    return r->pos < r->len;
+}
+
 /* rcall for a long call (TRAIN, ADD, ADD_WITH_IDS) when the calling thread
  * wants progress or cancellation: the request (flagged FX_FLAG_JOB, with a
  * request id chosen here) is sent from a helper thread, while this thread
@@ -1033,8 +1060,14 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
         key.append(reinterpret_cast<const char*>(x), qbytes);
         if (cache::get(this, key, segs, 2, &t)) return;
     }
+    // The reply carries the state the search saw (FX_FLAG_STATE): an
+    // IndexShards over remote shards translates ids by these ntotals
+    // without asking each shard first (faiss reads them after the shards'
+    // searches), and an untrained-looking handle learns it is trained.
+    bool got_state = false;
+    int64_t nt = 0, tr = 0;
     with_reopen(this, [&](uint64_t) {
-    rcall(conn.get(), FX_OP_SEARCH,
+    rcall_state(conn.get(), FX_OP_SEARCH,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, n);
@@ -1045,8 +1078,16 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
           [&](fx_rbuf* r) {
               read_into(r, distances, (uint64_t)n * k, "search");
               read_into(r, labels, (uint64_t)n * k, "search");
+              if ((got_state = has_more(r))) {
+                  nt = rd_i64(r, "search");
+                  tr = rd_i64(r, "search");
+              }
           });
     });
+    if (got_state)
+        take_state(nt, tr != 0);
+    else
+        saw_trained();
     cache::put(this, std::move(key), segs, 2, t);
 }
 
@@ -1075,6 +1116,7 @@ void RemoteIndex::range_search(idx_t n, const float* x, float radius,
               read_into(r, result->labels, tot, "range_search");
               read_into(r, result->distances, tot, "range_search");
           });
+    saw_trained();
 }
 
 void RemoteIndex::assign(idx_t n, const float* x, idx_t* labels,
@@ -1087,6 +1129,7 @@ void RemoteIndex::assign(idx_t n, const float* x, idx_t* labels,
               fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
           },
           [&](fx_rbuf* r) { read_into(r, labels, (uint64_t)n * k, "assign"); });
+    saw_trained();
 }
 
 void RemoteIndex::reset() {
@@ -1230,6 +1273,7 @@ void RemoteIndex::sa_encode(idx_t n, const float* x, uint8_t* bytes) const {
                   proto_error("sa_encode", r);
               if (len) std::memcpy(bytes, p, len);
           });
+    saw_trained();
 }
 
 void RemoteIndex::sa_decode(idx_t n, const uint8_t* bytes, float* x) const {
@@ -1248,6 +1292,7 @@ void RemoteIndex::sa_decode(idx_t n, const uint8_t* bytes, float* x) const {
               fx_w_array(w, bytes, (uint64_t)n * cs, 1);
           },
           [&](fx_rbuf* r) { read_into(r, x, (uint64_t)n * d, "sa_decode"); });
+    saw_trained();
 }
 
 void RemoteIndex::merge_from(faiss::Index& other, idx_t add_id) {
@@ -1256,14 +1301,27 @@ void RemoteIndex::merge_from(faiss::Index& other, idx_t add_id) {
         throw Error(FAISSX_E_UNSUPPORTED,
                     "merge_from needs two indexes on the same server");
     WriteScope ws(this), wo(o); // faiss empties `other`
-    rcall(conn.get(), FX_OP_MERGE_FROM,
+    // One round trip: the reply carries other's state too (FX_FLAG_STATE;
+    // a server that predates it is asked INFO afterwards).
+    bool got_other = false;
+    int64_t ont = 0, otr = 0;
+    rcall_state(conn.get(), FX_OP_MERGE_FROM,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_u64(w, o->handle);
               fx_w_i64(w, add_id);
           },
-          [&](fx_rbuf* r) { read_state(r, this, "merge_from"); });
-    o->sync();
+          [&](fx_rbuf* r) {
+              read_state(r, this, "merge_from");
+              if ((got_other = has_more(r))) {
+                  ont = rd_i64(r, "merge_from");
+                  otr = rd_i64(r, "merge_from");
+              }
+          });
+    if (got_other)
+        o->take_state(ont, otr != 0);
+    else
+        o->sync();
 }
 
 std::vector<uint8_t> RemoteIndex::fetch(const char* what, int64_t arg) const {
@@ -1287,7 +1345,8 @@ std::vector<uint8_t> RemoteIndex::fetch(const char* what, int64_t arg) const {
 }
 
 void RemoteIndex::ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& build,
-                           const std::function<void(fx_rbuf*)>& parse) {
+                           const std::function<void(fx_rbuf*)>& parse,
+                           bool want_state) {
     int cls = op == FX_IVF_SEARCH_PREASSIGNED ? FAISSX_OP_SEARCH
               : op == FX_IVF_ADD_CORE || op == FX_IVF_UPDATE_VECTORS ||
                               op == FX_IVF_COPY_SUBSET_TO
@@ -1303,13 +1362,15 @@ void RemoteIndex::ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& buil
         }
     } sw{op == FX_IVF_SEARCH_PREASSIGNED || op == FX_IVF_IMBALANCE ? nullptr
                                                                    : this};
-    rcall(conn.get(), FX_OP_IVF,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, op);
-              build(w);
-          },
-          parse, cls);
+    auto b = [&](fx_wbuf* w) {
+        fx_w_u64(w, handle);
+        fx_w_i64(w, op);
+        build(w);
+    };
+    if (want_state)
+        rcall_state(conn.get(), FX_OP_IVF, b, parse, cls);
+    else
+        rcall(conn.get(), FX_OP_IVF, b, parse, cls);
 }
 
 void RemoteIndex::ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& build) {
@@ -1329,6 +1390,19 @@ void RemoteIndex::sync(idx_t* nt, bool* trained) {
     take_sizes(*tmp);
     if (nt) *nt = tmp->ntotal;
     if (trained) *trained = tmp->is_trained;
+}
+
+void RemoteIndex::take_state(idx_t nt, bool trained) const {
+    auto self = const_cast<RemoteIndex*>(this);
+    std::lock_guard<std::mutex> g(self->sync_mu);
+    if (self->ntotal != nt) self->ntotal = nt;
+    if (self->is_trained != trained) self->is_trained = trained;
+}
+
+void RemoteIndex::saw_trained() const {
+    auto self = const_cast<RemoteIndex*>(this);
+    std::lock_guard<std::mutex> g(self->sync_mu);
+    if (!self->is_trained) self->is_trained = true;
 }
 
 bool RemoteIndex::trained_now() {

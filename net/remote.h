@@ -25,6 +25,9 @@ struct Conn {
     fx_client* c = nullptr;
     /* Its shared-memory region for adds (net/shm.h), made on first use. */
     shm::ClientShm shm;
+    /* The server refused FX_FLAG_STATE (it predates it): calls ask INFO
+     * for the state instead. */
+    mutable std::atomic<bool> no_state_flag{false};
     ~Conn() { fx_client_close(c); }
 };
 
@@ -126,6 +129,12 @@ struct RemoteIndex final : faiss::Index {
     void sync(idx_t* nt = nullptr, bool* trained = nullptr);
     /* is_trained, asking the server while the cached value says no. */
     bool trained_now();
+    /* A call that the server runs only on a trained index succeeded: the
+     * cached state says trained from now on (no INFO needed). */
+    void saw_trained() const;
+    /* Takes ntotal and is_trained from a reply (under sync_mu, each field
+     * written only when it changed, as sync() does). */
+    void take_state(idx_t nt, bool trained) const;
     std::mutex sync_mu;
     void set_param(const char* name, double value);
     double get_param(const char* name) const;
@@ -133,9 +142,12 @@ struct RemoteIndex final : faiss::Index {
     std::vector<uint8_t> serialize() const;
     /* A copy of an internal array (FX_OP_FETCH: "xb", "id_map", ...). */
     std::vector<uint8_t> fetch(const char* what, int64_t arg = 0) const;
-    /* FX_OP_IVF calls; ivf_mutate reads the state reply. */
+    /* FX_OP_IVF calls (with FX_FLAG_STATE when want_state: parse then
+     * finds the extra state unless the server predates the flag);
+     * ivf_mutate reads the state reply. */
     void ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& build,
-                  const std::function<void(fx_rbuf*)>& parse);
+                  const std::function<void(fx_rbuf*)>& parse,
+                  bool want_state = false);
     void ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& build);
     /* FX_COMP_PREPEND: puts the transform (faiss bytes) in front of the
      * server-side chain and refreshes d, is_trained, kind. */
@@ -248,6 +260,8 @@ struct RemoteIndexBinary : faiss::IndexBinary {
     bool reopen() const;
     /* Refresh ntotal/is_trained from the server. */
     void sync();
+    /* A call the server runs on trained indexes only succeeded. */
+    void saw_trained() const;
     void set_param(const char* name, double value);
     double get_param(const char* name) const;
     /* The faiss bytes of the server-side index (write_index_binary). */

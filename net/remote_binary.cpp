@@ -191,6 +191,11 @@ void RemoteIndexBinary::search(idx_t n, const uint8_t* x, idx_t k,
                       read_into(r, labels, (uint64_t)n * k, "binary search");
                   });
     });
+    saw_trained(); // the server searches trained indexes only
+}
+
+void RemoteIndexBinary::saw_trained() const {
+    if (!is_trained) const_cast<RemoteIndexBinary*>(this)->is_trained = true;
 }
 
 void RemoteIndexBinary::range_search(idx_t n, const uint8_t* x, int radius,
@@ -221,6 +226,7 @@ void RemoteIndexBinary::range_search(idx_t n, const uint8_t* x, int radius,
                       read_into(r, result->distances, lims[n], what);
                   });
     });
+    saw_trained();
 }
 
 void RemoteIndexBinary::reset() {

@@ -806,6 +806,10 @@ static void log_startup(server* s) {
                             "(--test-drop-replies); never use this in "
                             "production",
                c->test_drop_replies);
+    if (c->test_old_protocol)
+        fx_log(FX_LOG_WARN, "test mode: answering as a server without the "
+                            "index info sizes and FX_FLAG_STATE "
+                            "(--test-old-protocol)");
     if (c->data_dir && *c->data_dir) {
         static const char* const pol[] = {"always", "interval", "none"};
         char extra[64] = "";

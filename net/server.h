@@ -41,6 +41,9 @@ typedef struct fx_server_conf {
     int64_t max_batch;     /* most vectors in one request */
     int test_drop_replies; /* testing aid: drop every Nth reply after
                               running its request; 0 = never */
+    int test_old_protocol; /* testing aid: answer as a server that
+                              predates the index info sizes and
+                              FX_FLAG_STATE (docs/operations.md) */
     int log_level;         /* 0 error, 1 warn, 2 info, 3 debug */
     int log_json;
     uint64_t orphan_grace_ms; /* how long a closed connection's anonymous

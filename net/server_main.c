@@ -52,7 +52,8 @@ enum {
     F_SHM_STALL_MS,
     F_LOG_LEVEL,
     F_LOG_FORMAT,
-    F_TEST_DROP_REPLIES, /* testing aid, not in --help */
+    F_TEST_DROP_REPLIES, /* testing aids, not in --help */
+    F_TEST_OLD_PROTOCOL,
 };
 
 /* The settable flags, in --help order; each also reads FAISSX_<NAME>. */
@@ -86,6 +87,7 @@ static const struct option options[] = {
         {"version", no_argument, NULL, 'V'},
         /* After --version: --help does not list testing aids. */
         {"test-drop-replies", required_argument, NULL, F_TEST_DROP_REPLIES},
+        {"test-old-protocol", optional_argument, NULL, F_TEST_OLD_PROTOCOL},
         {NULL, 0, NULL, 0},
 };
 
@@ -362,6 +364,9 @@ static void apply(settings* st, int id, const char* src, char* v) {
         break;
     case F_TEST_DROP_REPLIES:
         c->test_drop_replies = (int)parse_int(src, v, 0, 1000000, 0);
+        break;
+    case F_TEST_OLD_PROTOCOL:
+        c->test_old_protocol = v ? parse_bool(src, v) : 1;
         break;
     default: abort();
     }

@@ -419,6 +419,46 @@ Test(meta, shards_with_empty_shards_local_ids_threaded) {
     check_shards_with_empty(0, 1);
 }
 
+/* Children filled through their own handles after they were attached: the
+ * composite's own ntotal (faiss updates it only when children are added
+ * through it) still says 0, but faiss searches the children all the same,
+ * and so must the library. */
+Test(meta, shards_and_replicas_filled_after_attaching) {
+    const int d = 16;
+    const idx_t sizes[2] = {300, 200}, nb = 500, nq = 22, k = 5;
+    float* xb = fxt_uniform(nb, d, 27);
+    float* xq = fxt_uniform(nq, d, 28);
+    FaissIndexShards* s = NULL;
+    FaissIndexReplicas* r = NULL;
+    FXT_OK(faiss_IndexShards_new(&s, d));
+    FXT_OK(faiss_IndexReplicas_new(&r, d));
+    FaissIndex *a = flat(d, METRIC_L2), *b = flat(d, METRIC_L2),
+               *c = flat(d, METRIC_L2);
+    FXT_OK(faiss_IndexShards_add_shard(s, a));
+    FXT_OK(faiss_IndexShards_add_shard(s, b));
+    FXT_OK(faiss_IndexReplicas_add_replica(r, c));
+    FXT_OK(faiss_Index_add(a, sizes[0], xb));
+    FXT_OK(faiss_Index_add(b, sizes[1], xb + sizes[0] * d));
+    FXT_OK(faiss_Index_add(c, nb, xb));
+    float D[22 * 5], Dr[22 * 5];
+    idx_t I[22 * 5], Ir[22 * 5];
+    FXT_OK(faiss_Index_search(s, nq, xq, k, D, I));
+    ORCM(oracle_shards_prefilled_search("Flat", d, METRIC_L2, 2, sizes, xb, 0,
+                                        1, nq, xq, k, Dr, Ir));
+    FXT_SAME(I, Ir, sizeof I);
+    FXT_SAME(D, Dr, sizeof D);
+    FXT_OK(faiss_Index_search(r, nq, xq, k, D, I));
+    FXT_OK(faiss_Index_search(c, nq, xq, k, Dr, Ir));
+    FXT_SAME(I, Ir, sizeof I);
+    FXT_SAME(D, Dr, sizeof D);
+    faiss_IndexShards_free(s);
+    faiss_IndexReplicas_free(r);
+    faiss_Index_free(a);
+    faiss_Index_free(b);
+    faiss_Index_free(c);
+    free(xb), free(xq);
+}
+
 Test(meta, shards_add_distributes) {
     const int d = 16, ns = 3;
     const idx_t nb = 1000, nq = 20, k = 8;

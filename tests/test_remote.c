@@ -897,3 +897,351 @@ Test(remote, preassigned_and_sa_decode_one_round_trip, .init = start_plain,
     free(xb);
     free(xq);
 }
+
+/* The last error's text, copied (the next call overwrites it). */
+static void last_error(char* out, size_t n) {
+    const char* m = faiss_get_last_error();
+    snprintf(out, n, "%s", m ? m : "");
+}
+
+/* Runs `call` on the local index, then on the remote one: both fail with
+ * the same text, and the remote one in exactly one round trip. */
+#define RT_SAME_REFUSAL(call_local, call_remote)                            \
+    do {                                                                    \
+        char lm_[512], rm_[512];                                            \
+        FXT_ERR(call_local, "not trained");                                 \
+        last_error(lm_, sizeof lm_);                                        \
+        uint64_t t_ = fx_client_round_trips();                              \
+        FXT_ERR(call_remote, "not trained");                                \
+        cr_assert_eq(trips_since(t_), 1, "%s took %llu round trips",        \
+                     #call_remote, (unsigned long long)trips_since(t_));    \
+        last_error(rm_, sizeof rm_);                                        \
+        cr_assert_str_eq(rm_, lm_);                                         \
+    } while (0)
+
+/* A handle whose cached state says "not trained" sends its calls at once:
+ * the server refuses them with the local text (one round trip each), and
+ * once another client trained the index, a call that succeeds is one round
+ * trip too and marks the handle trained. */
+Test(remote, untrained_handle_one_round_trip, .init = start_plain,
+     .fini = stop) {
+    float* xb = fxt_clustered(RT_NB, RT_D, 8, 0.1f, 81);
+    float* xq = fxt_clustered(RT_NQ, RT_D, 8, 0.1f, 82);
+    FaissIndex *loc = NULL, *a = NULL, *b = NULL;
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_factory(&loc, RT_D, "IVF8,Flat", METRIC_L2));
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FXT_OK(faissx_index_create(&a, "rt_untrained", RT_D, "IVF8,Flat",
+                               METRIC_L2));
+    float D[RT_NQ * RT_K];
+    idx_t I[RT_NQ * RT_K], ids[RT_NB];
+    for (int i = 0; i < RT_NB; i++) ids[i] = 10 * i;
+    uint8_t codes[RT_NQ * 64];
+    float dec[RT_NQ * RT_D];
+    FaissRangeSearchResult* res = NULL;
+    FXT_OK(faiss_RangeSearchResult_new(&res, RT_NQ));
+    RT_SAME_REFUSAL(faiss_Index_search(loc, RT_NQ, xq, RT_K, D, I),
+                    faiss_Index_search(a, RT_NQ, xq, RT_K, D, I));
+    RT_SAME_REFUSAL(faiss_Index_search_with_params(loc, RT_NQ, xq, RT_K,
+                                                   NULL, D, I),
+                    faiss_Index_search_with_params(a, RT_NQ, xq, RT_K, NULL,
+                                                   D, I));
+    RT_SAME_REFUSAL(faiss_Index_add(loc, RT_NB, xb),
+                    faiss_Index_add(a, RT_NB, xb));
+    RT_SAME_REFUSAL(faiss_Index_add_with_ids(loc, RT_NB, xb, ids),
+                    faiss_Index_add_with_ids(a, RT_NB, xb, ids));
+    RT_SAME_REFUSAL(faiss_Index_assign(loc, RT_NQ, xq, I, 2),
+                    faiss_Index_assign(a, RT_NQ, xq, I, 2));
+    RT_SAME_REFUSAL(faiss_Index_range_search(loc, RT_NQ, xq, 1.0f, res),
+                    faiss_Index_range_search(a, RT_NQ, xq, 1.0f, res));
+    RT_SAME_REFUSAL(faiss_Index_sa_encode(loc, RT_NQ, xq, codes),
+                    faiss_Index_sa_encode(a, RT_NQ, xq, codes));
+    memset(codes, 0, sizeof codes);
+    RT_SAME_REFUSAL(faiss_Index_sa_decode(loc, 1, codes, dec),
+                    faiss_Index_sa_decode(a, 1, codes, dec));
+    /* Arguments checked before the trained state keep their precedence:
+     * refused here, nothing sent. */
+    uint64_t t = fx_client_round_trips();
+    FXT_ERR(faiss_Index_search(a, RT_NQ, xq, 0, D, I), "k must be > 0");
+    FXT_ERR(faiss_Index_add(a, -1, xb), "n must be >= 0");
+    cr_assert_eq(trips_since(t), 0);
+    cr_assert_eq(faiss_Index_ntotal(a), 0); /* nothing was added */
+
+    /* Another client trains and fills it; this handle still says "not
+     * trained" and is not asked first. */
+    FXT_OK(faissx_index_open(&b, "rt_untrained"));
+    FXT_OK(faiss_Index_train(b, RT_NB, xb));
+    FXT_OK(faiss_Index_add(b, RT_NB, xb));
+    FXT_OK(faiss_Index_train(loc, RT_NB, xb));
+    FXT_OK(faiss_Index_add(loc, RT_NB, xb));
+    float Dl[RT_NQ * RT_K];
+    idx_t Il[RT_NQ * RT_K];
+    FXT_OK(faiss_Index_search(loc, RT_NQ, xq, RT_K, Dl, Il));
+    t = fx_client_round_trips();
+    FXT_OK(faiss_Index_search(a, RT_NQ, xq, RT_K, D, I));
+    cr_assert_eq(trips_since(t), 1, "search took %llu round trips",
+                 (unsigned long long)trips_since(t));
+    FXT_SAME(Il, I, sizeof I);
+    FXT_SAME(Dl, D, sizeof D);
+    /* The reply refreshed the handle's cached state: a local IndexShards
+     * over it reads trained and ntotal from the handle, without a trip. */
+    FaissIndexShards* sh = NULL;
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_IndexShards_new(&sh, RT_D));
+    t = fx_client_round_trips();
+    FXT_OK(faiss_IndexShards_add_shard(sh, a));
+    cr_assert_eq(faiss_Index_is_trained((FaissIndex*)sh), 1);
+    cr_assert_eq(faiss_Index_ntotal((FaissIndex*)sh), RT_NB);
+    cr_assert_eq(trips_since(t), 0);
+    faiss_Index_free((FaissIndex*)sh);
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+
+    faiss_RangeSearchResult_free(res);
+    faiss_Index_free(b);
+    faiss_Index_free(a);
+    faiss_Index_free(loc);
+    FXT_OK(faissx_index_drop("rt_untrained"));
+    free(xb);
+    free(xq);
+}
+
+/* ntotal of a handle as its cached state says, without a round trip: a
+ * local IndexShards over it sums its shards' cached ntotal. */
+static idx_t cached_ntotal(FaissIndex* ix) {
+    FaissIndexShards* sh = NULL;
+    FXT_OK(faiss_IndexShards_new(&sh, RT_D));
+    uint64_t t = fx_client_round_trips();
+    FXT_OK(faiss_IndexShards_add_shard(sh, ix));
+    idx_t nt = faiss_Index_ntotal((FaissIndex*)sh);
+    cr_assert_eq(trips_since(t), 0);
+    faiss_Index_free((FaissIndex*)sh);
+    return nt;
+}
+
+/* merge_from and copy_subset_to: one round trip each; the reply carries
+ * the other index's state, so its handle is fresh without asking. Counts
+ * equal local faiss's. */
+Test(remote, merge_and_copy_subset_one_round_trip, .init = start_plain,
+     .fini = stop) {
+    float* xt = fxt_clustered(RT_NB, RT_D, 8, 0.1f, 91);
+    float* xb = fxt_clustered(RT_NB, RT_D, 8, 0.1f, 92);
+    /* l[0] <- l[1] (merge), l[0] -> l[2] (copy_subset_to); r the same. */
+    FaissIndex *l[3], *r[3];
+    for (int side = 0; side < 2; side++) {
+        FXT_OK(faissx_configure(side ? srv.url : NULL, NULL, 0));
+        FaissIndex** ix = side ? r : l;
+        for (int i = 0; i < 3; i++) {
+            FXT_OK(faiss_index_factory(&ix[i], RT_D, "IVF8,Flat", METRIC_L2));
+            FXT_OK(faiss_Index_train(ix[i], RT_NB, xt));
+        }
+        FXT_OK(faiss_Index_add(ix[0], RT_NB / 2, xb));
+        FXT_OK(faiss_Index_add(ix[1], RT_NB / 2, xb + RT_NB / 2 * RT_D));
+    }
+    FXT_OK(faiss_IndexIVF_merge_from((FaissIndexIVF*)l[0],
+                                     (FaissIndexIVF*)l[1], RT_NB / 2));
+    uint64_t t = fx_client_round_trips();
+    FXT_OK(faiss_IndexIVF_merge_from((FaissIndexIVF*)r[0],
+                                     (FaissIndexIVF*)r[1], RT_NB / 2));
+    cr_assert_eq(trips_since(t), 1, "merge_from took %llu round trips",
+                 (unsigned long long)trips_since(t));
+    cr_assert_eq(faiss_Index_ntotal(l[1]), 0);
+    cr_assert_eq(cached_ntotal(r[1]), 0);
+    cr_assert_eq(cached_ntotal(r[0]), faiss_Index_ntotal(l[0]));
+
+    /* ids in [100, 400) go to index 2 */
+    FXT_OK(faiss_IndexIVF_copy_subset_to((FaissIndexIVF*)l[0],
+                                         (FaissIndexIVF*)l[2], 0, 100, 400));
+    t = fx_client_round_trips();
+    FXT_OK(faiss_IndexIVF_copy_subset_to((FaissIndexIVF*)r[0],
+                                         (FaissIndexIVF*)r[2], 0, 100, 400));
+    cr_assert_eq(trips_since(t), 1, "copy_subset_to took %llu round trips",
+                 (unsigned long long)trips_since(t));
+    cr_assert_eq(faiss_Index_ntotal(l[2]), 300);
+    cr_assert_eq(cached_ntotal(r[2]), faiss_Index_ntotal(l[2]));
+    cr_assert_eq(cached_ntotal(r[0]), faiss_Index_ntotal(l[0]));
+    /* and the server agrees */
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(faiss_Index_ntotal(r[i]), faiss_Index_ntotal(l[i]));
+    for (int i = 0; i < 3; i++) {
+        faiss_Index_free(l[i]);
+        faiss_Index_free(r[i]);
+    }
+    free(xt);
+    free(xb);
+}
+
+/* An IndexShards over remote shards searches each shard once: no shard is
+ * asked its ntotal first, and ids are still translated by each shard's
+ * current ntotal (another handle added to a shard since). Results equal a
+ * local IndexShards over local copies. */
+Test(remote, shards_search_one_round_trip_per_shard, .init = start_plain,
+     .fini = stop) {
+    enum { NS = 3 };
+    float* xb = fxt_clustered(RT_NB, RT_D, 8, 0.1f, 101);
+    float* xq = fxt_clustered(RT_NQ, RT_D, 8, 0.1f, 102);
+    FaissIndex *l[NS], *r[NS];
+    FaissIndexShards *ls = NULL, *rs = NULL;
+    char name[32];
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_IndexShards_new(&ls, RT_D));
+    FXT_OK(faiss_IndexShards_new(&rs, RT_D));
+    for (int i = 0; i < NS; i++) {
+        FXT_OK(faiss_IndexFlatL2_new_with((FaissIndexFlatL2**)&l[i], RT_D));
+        FXT_OK(faiss_Index_add(l[i], 100, xb + i * 100 * RT_D));
+        FXT_OK(faiss_IndexShards_add_shard(ls, l[i]));
+    }
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    for (int i = 0; i < NS; i++) {
+        snprintf(name, sizeof name, "rt_shard%d", i);
+        FXT_OK(faissx_index_create(&r[i], name, RT_D, "Flat", METRIC_L2));
+        FXT_OK(faiss_Index_add(r[i], 100, xb + i * 100 * RT_D));
+        FXT_OK(faiss_IndexShards_add_shard(rs, r[i]));
+    }
+    float Dl[RT_NQ * RT_K], Dr[RT_NQ * RT_K];
+    idx_t Il[RT_NQ * RT_K], Ir[RT_NQ * RT_K];
+    for (int round = 0; round < 2; round++) {
+        FXT_OK(faiss_Index_search((FaissIndex*)ls, RT_NQ, xq, RT_K, Dl, Il));
+        uint64_t t = fx_client_round_trips();
+        FXT_OK(faiss_Index_search((FaissIndex*)rs, RT_NQ, xq, RT_K, Dr, Ir));
+        cr_assert_eq(trips_since(t), NS, "round %d: %llu round trips for %d "
+                     "shards", round, (unsigned long long)trips_since(t), NS);
+        FXT_SAME(Il, Ir, sizeof Il);
+        FXT_SAME(Dl, Dr, sizeof Dl);
+        if (round) break;
+        /* Another handle adds to the first two shards (the handles in rs
+         * still say 100): the next search must shift the later shards'
+         * ids by the new counts. */
+        for (int i = 0; i < 2; i++) {
+            FaissIndex* o = NULL;
+            snprintf(name, sizeof name, "rt_shard%d", i);
+            FXT_OK(faissx_index_open(&o, name));
+            FXT_OK(faiss_Index_add(o, 50, xb + (300 + 50 * i) * RT_D));
+            FXT_OK(faiss_Index_add(l[i], 50, xb + (300 + 50 * i) * RT_D));
+            faiss_Index_free(o);
+        }
+    }
+    faiss_Index_free((FaissIndex*)rs);
+    faiss_Index_free((FaissIndex*)ls);
+    for (int i = 0; i < NS; i++) {
+        faiss_Index_free(l[i]);
+        faiss_Index_free(r[i]);
+        snprintf(name, sizeof name, "rt_shard%d", i);
+        FXT_OK(faissx_index_drop(name));
+    }
+    free(xb);
+    free(xq);
+}
+
+/* A server that predates the index info sizes and FX_FLAG_STATE
+ * (--test-old-protocol answers as one): the client still works and gives
+ * the same results, taking the extra round trips instead -- nlist and the
+ * code size are asked for, FX_FLAG_STATE is refused once (then not sent
+ * again), and other indexes' and shards' state comes from INFO. */
+static void start_old(void) {
+    const char* args[] = {"--test-old-protocol", NULL};
+    fxt_server_start(&srv, args);
+}
+
+Test(remote, older_server_takes_the_extra_round_trips, .init = start_old,
+     .fini = stop) {
+    float* xb = fxt_clustered(RT_NB, RT_D, 8, 0.1f, 111);
+    float* xq = fxt_clustered(RT_NQ, RT_D, 8, 0.1f, 112);
+    FaissIndex *l[2], *r[2], *lu = NULL, *ru = NULL;
+    for (int side = 0; side < 2; side++) {
+        FXT_OK(faissx_configure(side ? srv.url : NULL, NULL, 0));
+        FaissIndex** ix = side ? r : l;
+        FXT_OK(faiss_index_factory(side ? &ru : &lu, RT_D, "IVF8,Flat",
+                                   METRIC_L2)); /* stays untrained */
+        for (int i = 0; i < 2; i++) {
+            char name[16];
+            snprintf(name, sizeof name, "old%d", i);
+            if (side)
+                FXT_OK(faissx_index_create(&ix[i], name, RT_D, "IVF8,Flat",
+                                           METRIC_L2));
+            else
+                FXT_OK(faiss_index_factory(&ix[i], RT_D, "IVF8,Flat",
+                                           METRIC_L2));
+            FXT_OK(faiss_Index_train(ix[i], RT_NB, xb));
+            FXT_OK(faiss_Index_add(ix[i], RT_NB / 2, xb + i * RT_NB / 2 * RT_D));
+        }
+    }
+    /* sizes the info does not carry: asked for */
+    uint64_t t = fx_client_round_trips();
+    cr_assert_eq(faiss_IndexIVF_nlist((FaissIndexIVF*)r[0]), RT_NLIST);
+    cr_assert_eq(trips_since(t), 1);
+    size_t lcs = 0, rcs = 0;
+    FXT_OK(faiss_Index_sa_code_size(l[0], &lcs));
+    t = fx_client_round_trips();
+    FXT_OK(faiss_Index_sa_code_size(r[0], &rcs));
+    cr_assert_eq(trips_since(t), 1);
+    cr_assert_eq(rcs, lcs);
+    uint8_t codes[RT_NQ * 64];
+    float xl[RT_NQ * RT_D], xr[RT_NQ * RT_D];
+    FXT_OK(faiss_Index_sa_encode(l[0], RT_NQ, xq, codes));
+    FXT_OK(faiss_Index_sa_decode(l[0], RT_NQ, codes, xl));
+    FXT_OK(faiss_Index_sa_decode(r[0], RT_NQ, codes, xr));
+    FXT_SAME(xl, xr, sizeof xl);
+
+    /* searches: the first learns the server refuses FX_FLAG_STATE */
+    float Dl[RT_NQ * RT_K], Dr[RT_NQ * RT_K];
+    idx_t Il[RT_NQ * RT_K], Ir[RT_NQ * RT_K];
+    FXT_OK(faiss_Index_search(l[0], RT_NQ, xq, RT_K, Dl, Il));
+    for (int round = 0; round < 2; round++) {
+        t = fx_client_round_trips();
+        FXT_OK(faiss_Index_search(r[0], RT_NQ, xq, RT_K, Dr, Ir));
+        cr_assert_eq(trips_since(t), round ? 1 : 2, "search %d: %llu round "
+                     "trips", round, (unsigned long long)trips_since(t));
+        FXT_SAME(Il, Ir, sizeof Il);
+        FXT_SAME(Dl, Dr, sizeof Dl);
+    }
+
+    /* shards: each is asked its ntotal first (another handle added to
+     * the first), then searched */
+    FaissIndexShards *ls = NULL, *rs = NULL;
+    FXT_OK(faiss_IndexShards_new(&ls, RT_D));
+    FXT_OK(faiss_IndexShards_new(&rs, RT_D));
+    for (int i = 0; i < 2; i++) {
+        FXT_OK(faiss_IndexShards_add_shard(ls, l[i]));
+        FXT_OK(faiss_IndexShards_add_shard(rs, r[i]));
+    }
+    FXT_OK(faiss_Index_add(l[0], 40, xb));
+    {
+        FaissIndex* o = NULL; /* r[0]'s cached count goes stale */
+        FXT_OK(faissx_index_open(&o, "old0"));
+        FXT_OK(faiss_Index_add(o, 40, xb));
+        faiss_Index_free(o);
+    }
+    FXT_OK(faiss_Index_search((FaissIndex*)ls, RT_NQ, xq, RT_K, Dl, Il));
+    t = fx_client_round_trips();
+    FXT_OK(faiss_Index_search((FaissIndex*)rs, RT_NQ, xq, RT_K, Dr, Ir));
+    cr_assert_eq(trips_since(t), 4, "shards search: %llu round trips",
+                 (unsigned long long)trips_since(t));
+    FXT_SAME(Il, Ir, sizeof Il);
+    FXT_SAME(Dl, Dr, sizeof Dl);
+    faiss_Index_free((FaissIndex*)ls);
+    faiss_Index_free((FaissIndex*)rs);
+
+    /* merge_from: the other index is asked afterwards */
+    FXT_OK(faiss_IndexIVF_merge_from((FaissIndexIVF*)l[0],
+                                     (FaissIndexIVF*)l[1], RT_NB));
+    t = fx_client_round_trips();
+    FXT_OK(faiss_IndexIVF_merge_from((FaissIndexIVF*)r[0],
+                                     (FaissIndexIVF*)r[1], RT_NB));
+    cr_assert_eq(trips_since(t), 2);
+    cr_assert_eq(cached_ntotal(r[1]), 0);
+    cr_assert_eq(cached_ntotal(r[0]), faiss_Index_ntotal(l[0]));
+
+    /* an untrained handle: the server's refusal, with the local text */
+    RT_SAME_REFUSAL(faiss_Index_search(lu, RT_NQ, xq, RT_K, Dl, Il),
+                    faiss_Index_search(ru, RT_NQ, xq, RT_K, Dr, Ir));
+    faiss_Index_free(lu);
+    faiss_Index_free(ru);
+    for (int i = 0; i < 2; i++) {
+        faiss_Index_free(l[i]);
+        faiss_Index_free(r[i]);
+    }
+    FXT_OK(faissx_index_drop("old0"));
+    FXT_OK(faissx_index_drop("old1"));
+    free(xb);
+    free(xq);
+}
