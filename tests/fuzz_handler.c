@@ -258,8 +258,10 @@ static int64_t request_sub(const uint8_t* msg, size_t size) {
     return sub;
 }
 
-/* The body of a successful reply has exactly the op's result fields. */
-static void check_result(int op, int64_t sub, fx_rbuf* r) {
+/* The body of a successful reply has exactly the op's result fields (and,
+ * asked with FX_FLAG_STATE, the extra state of SEARCH, MERGE_FROM and IVF
+ * COPY_SUBSET_TO). */
+static void check_result(int op, int64_t sub, int with_state, fx_rbuf* r) {
     uint64_t u, n, n2;
     double f;
     char s[1024];
@@ -355,6 +357,9 @@ static void check_result(int op, int64_t sub, fx_rbuf* r) {
         break;
     default: return; /* an op added after this target: shape unchecked */
     }
+    if (with_state && (op == FX_OP_SEARCH || op == FX_OP_MERGE_FROM ||
+                       (op == FX_OP_IVF && sub == FX_IVF_COPY_SUBSET_TO)))
+        check_state(r);
     CHECK(fx_r_end(r) == 0, "%s reply has trailing bytes", fx_op_name(op));
 }
 
@@ -424,7 +429,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
         if (g_verbose) printf("  %-16s    0\n", fx_op_name(req.op));
         CHECK(drc == 0, "undecodable request succeeded");
-        check_result(req.op, request_sub(msg, size), &r);
+        check_result(req.op, request_sub(msg, size),
+                     (req.flags & FX_FLAG_STATE) != 0, &r);
     }
     fx_w_free(&reply);
     free(msg);

@@ -22,6 +22,7 @@ MAGIC = 0x58534146
 VERSION = 1
 FLAG_REPLY = 1
 FLAG_JOB = 2
+FLAG_STATE = 4
 TAG = 0xFA155E00000000 << 8
 H_FLAT, H_IDMAP, H_IVF, H_FLAT2 = TAG | 0, TAG | 1, TAG | 2, TAG | 3
 D = 8
@@ -265,7 +266,7 @@ def seeds():
                              flags=FLAG_JOB, request_id=9)
     m["progress"] = message(O["PROGRESS"], u64(9))
     m["cancel"] = message(O["CANCEL"], u64(9))
-    m["bad-flags"] = message(O["PING"], b"", flags=4)
+    m["bad-flags"] = message(O["PING"], b"", flags=8)
     m["bad-progress-trailing"] = message(O["PROGRESS"], u64(9) + u64(0))
     # chunked upload (one message per input: the later ones find no upload)
     m["upload-begin"] = message(O["UPLOAD_BEGIN"], u64(4096) + i64(0))
@@ -331,6 +332,16 @@ def seeds():
                                         1 << 63)
     m["add-stream-truncated"] = message(O["ADD_STREAM"], u64(H_FLAT) +
                                         i64(5))
+    # ---- FX_FLAG_STATE: the replies carry the indexes' state too
+    m["search-state"] = message(O["SEARCH"], u64(H_FLAT) + i64(2) + i64(5) +
+                                f32s(x2), flags=FLAG_STATE)
+    m["merge-from-state"] = message(O["MERGE_FROM"], u64(H_FLAT) +
+                                    u64(H_FLAT2) + i64(0), flags=FLAG_STATE)
+    m["ivf-copy-subset-state"] = message(
+        O["IVF"], u64(H_IVF) + i64(IVF_COPY_SUBSET_TO) + u64(H_IVF) +
+        i64(0) + i64(0) + i64(10), flags=FLAG_STATE)
+    m["state-and-job"] = message(O["ADD"], u64(H_FLAT) + i64(1) +
+                                 f32s(x2[:D]), flags=FLAG_STATE | FLAG_JOB)
     return m
 
 
