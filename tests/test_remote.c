@@ -1245,3 +1245,44 @@ Test(remote, older_server_takes_the_extra_round_trips, .init = start_old,
     free(xb);
     free(xq);
 }
+
+/* The same for a binary index: an untrained handle's calls go at once,
+ * refused with the local text; trained by another handle, a search is one
+ * round trip and equals local faiss. */
+Test(remote, untrained_binary_handle_one_round_trip, .init = start_plain,
+     .fini = stop) {
+    enum { BD = 64, BN = 400, BQ = 5, BK = 4 };
+    uint8_t* xb = fxt_bytes(BN, BD, 121);
+    uint8_t* xq = fxt_bytes(BQ, BD, 122);
+    FaissIndexBinary *loc = NULL, *a = NULL, *b = NULL;
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_binary_factory(&loc, BD, "BIVF4"));
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FXT_OK(faissx_index_binary_create(&a, "rt_bivf", BD, "BIVF4"));
+    int32_t D[BQ * BK], Dl[BQ * BK];
+    idx_t I[BQ * BK], Il[BQ * BK];
+    RT_SAME_REFUSAL(faiss_IndexBinary_search(loc, BQ, xq, BK, D, I),
+                    faiss_IndexBinary_search(a, BQ, xq, BK, D, I));
+    RT_SAME_REFUSAL(faiss_IndexBinary_add(loc, BN, xb),
+                    faiss_IndexBinary_add(a, BN, xb));
+    RT_SAME_REFUSAL(faiss_IndexBinary_assign(loc, BQ, xq, I, 1),
+                    faiss_IndexBinary_assign(a, BQ, xq, I, 1));
+    FXT_OK(faissx_index_binary_open(&b, "rt_bivf"));
+    FXT_OK(faiss_IndexBinary_train(b, BN, xb));
+    FXT_OK(faiss_IndexBinary_add(b, BN, xb));
+    FXT_OK(faiss_IndexBinary_train(loc, BN, xb));
+    FXT_OK(faiss_IndexBinary_add(loc, BN, xb));
+    FXT_OK(faiss_IndexBinary_search(loc, BQ, xq, BK, Dl, Il));
+    uint64_t t = fx_client_round_trips();
+    FXT_OK(faiss_IndexBinary_search(a, BQ, xq, BK, D, I));
+    cr_assert_eq(trips_since(t), 1);
+    FXT_SAME(Il, I, sizeof I);
+    FXT_SAME(Dl, D, sizeof D);
+    cr_assert_eq(faiss_IndexBinary_is_trained(a), 1);
+    faiss_IndexBinary_free(b);
+    faiss_IndexBinary_free(a);
+    faiss_IndexBinary_free(loc);
+    FXT_OK(faissx_index_drop("rt_bivf"));
+    free(xb);
+    free(xq);
+}
