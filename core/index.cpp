@@ -113,12 +113,14 @@ struct IDMapSelector : faiss::IDSelector {
  * a thread searches few index classes at a time; a miss just recomputes). */
 enum { SEARCH_SHARDS = 1, SEARCH_IDMAP = 2, SEARCH_REPLICAS = 4 };
 
-/* True when every replica of an IndexReplicas is a local empty index
- * (a remote one may have vectors its cached ntotal does not show). */
-static bool replicas_empty(const faiss::Index* ix) {
-    auto rp = static_cast<const faiss::IndexReplicas*>(ix);
-    for (int i = 0; i < rp->count(); i++)
-        if (fx::as_remote(rp->at(i)) || rp->at(i)->ntotal > 0) return false;
+/* True when every child of an IndexShards or IndexReplicas is a local
+ * empty index (a remote one may have vectors its cached ntotal does not
+ * show). */
+template <class T>
+static bool children_empty(const faiss::Index* ix) {
+    auto c = static_cast<const T*>(ix);
+    for (int i = 0; i < c->count(); i++)
+        if (fx::as_remote(c->at(i)) || c->at(i)->ntotal > 0) return false;
     return true;
 }
 
@@ -155,10 +157,12 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
     int kind = search_kind(ix);
     // (A remote index answers for itself: its cached ntotal may be stale.
     // So may a composite's of its children -- faiss updates it only when
-    // a child is added through it --: shards are looked at one by one
-    // below, and replicas are empty when each replica is.)
-    if (n > 0 && !fx::as_remote(ix) && !(kind & SEARCH_SHARDS) &&
-        (kind & SEARCH_REPLICAS ? replicas_empty(ix) : ix->ntotal == 0)) {
+    // a child is added through it --: shards and replicas are empty when
+    // each child is.)
+    if (n > 0 && !fx::as_remote(ix) &&
+        (kind & SEARCH_SHARDS     ? children_empty<faiss::IndexShards>(ix)
+         : kind & SEARCH_REPLICAS ? children_empty<faiss::IndexReplicas>(ix)
+                                  : ix->ntotal == 0)) {
         float none = ix->metric_type == faiss::METRIC_INNER_PRODUCT
                 ? -FLT_MAX
                 : FLT_MAX;
@@ -194,9 +198,15 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
         std::unique_ptr<faiss::IndexShards> full;
         if (some_empty) {
             full.reset(new faiss::IndexShards(sh->d, false, sh->successive_ids));
-            for (int i = 0; i < sh->count(); i++)
-                if (!local_empty(sh->at(i)))
-                    full->add_shard(const_cast<faiss::Index*>(sh->at(i)));
+            for (int i = 0; i < sh->count(); i++) {
+                if (local_empty(sh->at(i))) continue;
+                // faiss refuses shards whose trained states differ: a
+                // remote one that says "not trained" may be stale (rare:
+                // mixed local and remote shards, one of them empty).
+                auto r = fx::as_remote(sh->at(i));
+                if (r && !r->is_trained) r->sync(); // inside FX_TRY
+                full->add_shard(const_cast<faiss::Index*>(sh->at(i)));
+            }
         }
         const faiss::Index* target = full ? full.get() : ix;
         sync_old();

@@ -473,13 +473,13 @@ int64_t bkind_of(const faiss::IndexBinary* ix) {
     return k;
 }
 
-/* The sizes at the end of index info (docs/protocol.md, "Index info"):
- * they let a client size search_preassigned and sa_decode requests without
- * asking first; the server checks them again on each request. */
 /* --test-old-protocol (a testing aid): this worker answers as a server
  * that predates the index info sizes and FX_FLAG_STATE. */
 thread_local bool t_old_protocol = false;
 
+/* The sizes at the end of index info (docs/protocol.md, "Index info"):
+ * they let a client size search_preassigned and sa_decode requests without
+ * asking first; the server checks them again on each request. */
 void write_info_sizes(fx_wbuf* w, int64_t nlist, int64_t nprobe,
                       int64_t code_size) {
     if (t_old_protocol) return;
