@@ -936,7 +936,7 @@ Test(remote, untrained_handle_one_round_trip, .init = start_plain,
     float D[RT_NQ * RT_K];
     idx_t I[RT_NQ * RT_K], ids[RT_NB];
     for (int i = 0; i < RT_NB; i++) ids[i] = 10 * i;
-    uint8_t codes[RT_NQ * 64];
+    uint8_t codes[RT_NQ * 128]; /* IVF8,Flat d=16: 65 bytes a code */
     float dec[RT_NQ * RT_D];
     FaissRangeSearchResult* res = NULL;
     FXT_OK(faiss_RangeSearchResult_new(&res, RT_NQ));
@@ -1175,7 +1175,8 @@ Test(remote, older_server_takes_the_extra_round_trips, .init = start_old,
     FXT_OK(faiss_Index_sa_code_size(r[0], &rcs));
     cr_assert_eq(trips_since(t), 1);
     cr_assert_eq(rcs, lcs);
-    uint8_t codes[RT_NQ * 64];
+    cr_assert_leq(lcs, 128);
+    uint8_t codes[RT_NQ * 128]; /* IVF8,Flat d=16: 65 bytes a code */
     float xl[RT_NQ * RT_D], xr[RT_NQ * RT_D];
     FXT_OK(faiss_Index_sa_encode(l[0], RT_NQ, xq, codes));
     FXT_OK(faiss_Index_sa_decode(l[0], RT_NQ, codes, xl));
