@@ -1140,6 +1140,14 @@ void op_add_stream(Req& q, fx_wbuf* w) {
 
     StreamUndo undo{codes, codes->codes.size(), codes->ntotal, map,
                     map ? map->id_map.size() : 0, map ? map->ntotal : 0};
+    // Room for the whole stream at once, so chunk appends do not move the
+    // codes again and again (a failed stream keeps only the capacity).
+    // Bounded: the request is small whatever n it claims.
+    if ((uint64_t)n * codes->code_size <= ((uint64_t)1 << 30)) {
+        codes->codes.reserve(codes->codes.size() +
+                             (size_t)n * codes->code_size);
+        if (map) map->id_map.reserve(map->id_map.size() + (size_t)n);
+    }
     try {
         std::vector<float> scratch; // non-flat codes: checked copy, then encode
         bool flat = plain_flat(codes);
