@@ -33,8 +33,8 @@
 #include <unistd.h>
 
 #define D 32
-/* rows per 1 MiB slot at d = 32 (net/shm.cpp rows_for) */
-#define ROWS ((1048576 - 64) / (D * 4 + 8))
+/* rows per client slot at d = 32 (net/shm.cpp rows_for) */
+#define ROWS ((int)((FX_SHM_CLIENT_SLOT_BYTES - 64) / (D * 4 + 8)))
 
 static fxt_server srv;
 static char sock_path[100];
@@ -119,7 +119,8 @@ static void check_factory(const char* desc, FaissMetricType metric,
         free(t);
     }
     /* one row; one chunk; many chunks and a tail; more than the ring */
-    const idx_t sizes[] = {1, ROWS - 3, 3 * ROWS + 17, 5 * ROWS + 1};
+    const idx_t sizes[] = {1, ROWS - 3, 3 * ROWS + 17,
+                           (FX_SHM_CLIENT_SLOTS + 3) * ROWS + 1};
     idx_t base = 0;
     for (int s = 0; s < 4; s++) {
         idx_t n = sizes[s];
