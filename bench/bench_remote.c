@@ -1375,9 +1375,9 @@ int main(int argc, char** argv) {
     print_machine();
     print_load("at start");
     printf("server: %s --listen %s --listen %s --threads %d --workers 2 "
-           "(environment OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=1 "
-           "OMP_WAIT_POLICY=PASSIVE)\n",
-           bin, url[T_IPC], url[T_TCP], o.threads, o.threads);
+           "--shm-socket %s (environment OMP_NUM_THREADS=%d "
+           "OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE)\n",
+           bin, url[T_IPC], url[T_TCP], o.threads, shm_path, o.threads);
     printf("threads: omp_set_num_threads(%d) (OpenMP max now %d) and "
            "openblas_set_num_threads(%d) in this program (environment "
            "OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s OMP_WAIT_POLICY=%s); "
