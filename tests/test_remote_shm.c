@@ -44,19 +44,27 @@ static void stop(void) {
     fxt_server_stop(&srv);
 }
 
-static void start_with(const char* stall_ms) {
+static void start_with_level(const char* stall_ms, const char* level) {
     snprintf(sock_path, sizeof sock_path, "%s", fxt_tmp_path("shm.sock"));
     const char* args[] = {"--auth-keys", "ka:alice,kb:bob,kr:alice:ro",
                           "--shm-socket", sock_path,
-                          "--shm-stall-ms", stall_ms, NULL};
+                          "--shm-stall-ms", stall_ms,
+                          "--log-level", level, NULL};
     fxt_server_start(&srv, args);
     setenv("FAISSX_SHM_MIN_BYTES", "0", 1);
     unsetenv("FAISSX_SHM");
     unsetenv("FAISSX_TEST_SHM_STALL_AFTER");
     FXT_OK(faissx_configure(srv.url, "ka", 20000));
 }
+static void start_with(const char* stall_ms) {
+    start_with_level(stall_ms, "info");
+}
 static void start(void) {
     start_with("5000");
+}
+/* debug: the server logs each region it accepts */
+static void start_debug(void) {
+    start_with_level("5000", "debug");
 }
 
 /* Asserts that remote and local answer the same searches and hold the
@@ -260,7 +268,7 @@ Test(shm, stalled_stream_is_rolled_back_then_added_once, .init = start_stall,
 
 /* A client killed (-9) mid-stream: its region closes, the server rolls
  * back and goes on serving. */
-Test(shm, killed_client_is_rolled_back, .init = start, .fini = stop) {
+Test(shm, killed_client_is_rolled_back, .init = start_debug, .fini = stop) {
     FaissIndex* rem = NULL;
     FXT_OK(faissx_index_create(&rem, "victim", D, "Flat", METRIC_L2));
     float* x = fxt_uniform(4 * ROWS, D, 19);
@@ -276,9 +284,16 @@ Test(shm, killed_client_is_rolled_back, .init = start, .fini = stop) {
               (char*)NULL);
         _exit(127);
     }
-    /* until the helper has handed its region over and streamed two
-     * chunks (the server holds the write lock meanwhile) */
-    struct timespec ts = {1, 500000000};
+    /* until the helper has handed its region over (the server logs it),
+     * then the moment it takes to stream two chunks (the server holds the
+     * write lock meanwhile, waiting for the third) */
+    struct timespec tick = {0, 20000000};
+    for (int i = 0; i < 1000 && !strstr(fxt_server_log(&srv),
+                                        "shm: region of"); i++)
+        nanosleep(&tick, NULL);
+    cr_assert(strstr(fxt_server_log(&srv), "shm: region of"),
+              "the helper never made its region: %s", fxt_server_log(&srv));
+    struct timespec ts = {0, 500000000};
     nanosleep(&ts, NULL);
     int status;
     cr_assert_eq(waitpid(pid, &status, WNOHANG), 0,
