@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -402,6 +403,10 @@ static void still_streams(void) {
 }
 
 Test(shm, bad_hellos_are_refused, .init = start, .fini = stop) {
+    struct stat st;
+    cr_assert_eq(stat(sock_path, &st), 0);
+    cr_assert(S_ISSOCK(st.st_mode));
+    cr_assert_eq(st.st_mode & 0777, 0600, "socket mode %o", st.st_mode & 0777);
     fx_shm_hello h = {FX_SHM_HELLO_MAGIC, FX_SHM_VERSION, 0};
     uint64_t ok = FX_SHM_HDR_BYTES + (1 << 20);
     int unsealed = make_memfd(ok, 0);
@@ -669,4 +674,15 @@ Test(shm, bind_failure_is_reported) {
     cr_assert(fgets(buf, sizeof buf, f));
     fclose(f);
     cr_assert(strstr(buf, "--shm-socket: cannot bind"), "%s", buf);
+    /* a mode that would lock the server's own user out: a bad option */
+    snprintf(cmd, sizeof cmd,
+             "%s --shm-socket /tmp/x --shm-socket-mode 0444 >/dev/null "
+             "2>%s", bin, fxt_tmp_path("mode.err"));
+    st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
+    f = fopen(fxt_tmp_path("mode.err"), "r");
+    cr_assert(f);
+    cr_assert(fgets(buf, sizeof buf, f));
+    fclose(f);
+    cr_assert(strstr(buf, "--shm-socket-mode"), "%s", buf);
 }
