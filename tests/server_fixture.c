@@ -87,6 +87,97 @@ static int listens_on(pid_t pid, int port) {
 
 const char* fxt_server_scheme = "tcp";
 
+/* Ports. Two ways a test server lost its port to someone else (both seen in
+ * CI, as "Address in use" when a killed server was restarted on its port):
+ *  - the kernel hands out ports of ip_local_port_range (32768-60999 by
+ *    default) as the local end of outgoing connections, and the suites'
+ *    clients dial constantly; so servers take ports below that range;
+ *  - another suite's fixture picked the same port, or picked a restarted
+ *    server's port in the moment it was free; so every fixture claims its
+ *    ports in a directory shared by all test processes of this user (a
+ *    file per port holding the claimer's pid, created with O_EXCL) and
+ *    keeps them until its process exits. A claim whose process is gone is
+ *    taken over. */
+static int ephemeral_low(void) {
+    int lo = 32768, hi = 60999;
+    FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &lo, &hi) != 2) lo = 32768;
+        fclose(f);
+    }
+    return lo;
+}
+
+/* $FXT_PORT_CLAIM_DIR (for the fixture's own test), else one directory
+ * per user. */
+static const char* claim_dir(void) {
+    static char dir[256];
+    const char* env = getenv("FXT_PORT_CLAIM_DIR");
+    if (env && *env)
+        snprintf(dir, sizeof dir, "%s", env);
+    else
+        snprintf(dir, sizeof dir, "/tmp/faissx-test-ports-%u",
+                 (unsigned)getuid());
+    mkdir(dir, 0700);
+    return dir;
+}
+
+static int claimed[256];
+static int nclaimed;
+static pid_t claims_of; /* the process the list belongs to (forks inherit) */
+
+static void unclaim_all(void) {
+    if (claims_of != getpid()) return;
+    char path[320];
+    for (int i = 0; i < nclaimed; i++) {
+        snprintf(path, sizeof path, "%s/%d", claim_dir(), claimed[i]);
+        unlink(path);
+    }
+    nclaimed = 0;
+}
+
+/* 1 when this process holds port now (claimed before or just now). */
+static int claim_port(int port) {
+    if (claims_of != getpid()) { /* a fork: the parent's claims are not ours */
+        claims_of = getpid();
+        nclaimed = 0;
+        static int registered;
+        if (!registered) atexit(unclaim_all);
+        registered = 1;
+    }
+    for (int i = 0; i < nclaimed; i++)
+        if (claimed[i] == port) return 1;
+    if (nclaimed == (int)(sizeof claimed / sizeof claimed[0])) return 0;
+    char path[320], buf[32];
+    snprintf(path, sizeof path, "%s/%d", claim_dir(), port);
+    for (int tries = 0; tries < 2; tries++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        if (fd >= 0) {
+            int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+            int ok = write(fd, buf, (size_t)n) == n;
+            close(fd);
+            if (!ok) {
+                unlink(path);
+                return 0;
+            }
+            claimed[nclaimed++] = port;
+            return 1;
+        }
+        if (errno != EEXIST) return 0;
+        /* Held: by a live process, or left by one that is gone. */
+        fd = open(path, O_RDONLY);
+        if (fd < 0) continue; /* released meanwhile: try again */
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) return 0; /* being written: the claimer is alive */
+        buf[n] = 0;
+        pid_t owner = (pid_t)atoi(buf);
+        if (owner > 0 && (kill(owner, 0) == 0 || errno != ESRCH)) return 0;
+        unlink(path); /* stale */
+    }
+    return 0;
+}
+
 static void start_at(fxt_server* s, const char* const* extra_args,
                      int fixed_port) {
     const char* bin = getenv("FAISSX_SERVER_BIN");
@@ -95,7 +186,26 @@ static void start_at(fxt_server* s, const char* const* extra_args,
     for (int attempt = 0; attempt < 20; attempt++) {
         unsigned r = (unsigned)getpid() * 7919u + (unsigned)time(NULL) +
                      (seq++) * 104729u + (unsigned)attempt * 31u;
-        s->port = fixed_port ? fixed_port : 20000 + (int)(r % 30000u);
+        if (fixed_port) {
+            s->port = fixed_port; /* claimed when first started */
+        } else {
+            int lo = 20000, hi = ephemeral_low(); /* [lo, hi) */
+            if (hi - lo < 1000) { /* an unusual port range */
+                lo = 10000;
+                hi = hi > 11000 ? hi : 20000;
+            }
+            /* A port no other fixture holds: a few random picks, then
+             * every port of the range in turn. */
+            int span = hi - lo, got = 0;
+            for (int t = 0; t < 64 + span && !got; t++) {
+                s->port = t < 64 ? lo + (int)(r % (unsigned)span)
+                                 : lo + (int)((r + (unsigned)t) % (unsigned)span);
+                if (t < 64) r = r * 1103515245u + 12345u;
+                got = claim_port(s->port);
+            }
+            cr_assert(got, "no free test port in %d..%d (claims in %s)", lo,
+                      hi - 1, claim_dir());
+        }
         snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d", fxt_server_scheme,
                  s->port);
         snprintf(s->log, sizeof s->log, "%s", fxt_tmp_path("server-XXXX.log"));

@@ -13,7 +13,12 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1297,4 +1302,83 @@ Test(fixture, server_dies_with_the_process_that_started_it) {
     if (!gone) kill(spid, SIGKILL); /* no leftover even when failing */
     cr_assert(gone, "server %d still running 5 s after its starter exited",
               (int)spid);
+}
+
+/* Test servers take ports no other test process holds: every fixture
+ * claims its ports in a shared directory (a file per port naming its
+ * process), so a server restarted on its port cannot find it taken by
+ * another suite's server. Here every port of the range but one is claimed
+ * by a live process (the test runner): the server must get that one, and
+ * the claim must name this process. */
+Test(fixture, servers_take_ports_no_other_test_process_holds) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", fxt_tmp_path("port-claims"));
+    cr_assert(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    cr_assert_eq(setenv("FXT_PORT_CLAIM_DIR", dir, 1), 0);
+    int lo = 20000, hi = 32768;
+    FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        cr_assert_eq(fscanf(f, "%d", &hi), 1);
+        fclose(f);
+    }
+    cr_assert(hi - lo >= 1000, "unusual ip_local_port_range: %d", hi);
+    /* The one left free: a port nothing listens on now. */
+    int free_port = 0;
+    for (int p = lo + 4321; p < hi && !free_port; p++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)p);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(fd, (struct sockaddr*)&a, sizeof a) == 0) free_port = p;
+        close(fd);
+    }
+    cr_assert(free_port > 0);
+    char path[600], owner[32];
+    int n = snprintf(owner, sizeof owner, "%d\n", (int)getppid());
+    for (int p = lo; p < hi; p++) {
+        if (p == free_port) continue;
+        snprintf(path, sizeof path, "%s/%d", dir, p);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        cr_assert(fd >= 0 && write(fd, owner, (size_t)n) == n);
+        close(fd);
+    }
+    fxt_server s;
+    fxt_server_start(&s, NULL);
+    int got = s.port;
+    fxt_server_stop(&s);
+    snprintf(path, sizeof path, "%s/%d", dir, free_port);
+    char buf[32] = {0};
+    f = fopen(path, "r");
+    cr_assert(f != NULL, "no claim file for port %d", free_port);
+    cr_assert(fgets(buf, sizeof buf, f) != NULL);
+    fclose(f);
+    cr_assert_eq(got, free_port, "the server took port %d, claimed by "
+                 "another process (the free one was %d)", got, free_port);
+    cr_assert_eq(atoi(buf), (int)getpid(), "claim names %s", buf);
+    /* A stale claim (its process gone) is taken over: the port's file
+     * names a pid that cannot exist; another process (this one holds the
+     * port itself) must get the port. */
+    f = fopen(path, "w");
+    cr_assert(f != NULL);
+    fprintf(f, "%d\n", 999999999);
+    fclose(f);
+    pid_t child = fork();
+    cr_assert(child >= 0);
+    if (child == 0) {
+        fxt_server c;
+        fxt_server_start(&c, NULL);
+        int port = c.port;
+        fxt_server_stop(&c);
+        _exit(port == free_port ? 0 : 3);
+    }
+    int st = 0;
+    cr_assert_eq(waitpid(child, &st, 0), child);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "a stale claim was not taken over (child status 0x%x)", st);
+    for (int p = lo; p < hi; p++) {
+        snprintf(path, sizeof path, "%s/%d", dir, p);
+        unlink(path);
+    }
 }
