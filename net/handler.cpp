@@ -1026,6 +1026,13 @@ bool plain_flat(const faiss::Index* ix) {
            t == typeid(faiss::IndexFlatIP);
 }
 
+/* Capacity for `more` elements after v's end, growing geometrically. */
+template <class V>
+void grow_for(V* v, size_t more) {
+    size_t need = v->size() + more;
+    if (need > v->capacity()) v->reserve(std::max(need, 2 * v->capacity()));
+}
+
 /* Puts the index back as it was before the stream unless dismissed. */
 struct StreamUndo {
     faiss::IndexFlatCodes* codes;
@@ -1142,11 +1149,13 @@ void op_add_stream(Req& q, fx_wbuf* w) {
                     map ? map->id_map.size() : 0, map ? map->ntotal : 0};
     // Room for the whole stream at once, so chunk appends do not move the
     // codes again and again (a failed stream keeps only the capacity).
-    // Bounded: the request is small whatever n it claims.
+    // Bounded: the request is small whatever n it claims. Grown as the
+    // vector itself grows (at least doubling): reserving exactly the
+    // stream's end would move the whole index on every stream, quadratic
+    // over a run of adds into a growing index.
     if ((uint64_t)n * codes->code_size <= ((uint64_t)1 << 30)) {
-        codes->codes.reserve(codes->codes.size() +
-                             (size_t)n * codes->code_size);
-        if (map) map->id_map.reserve(map->id_map.size() + (size_t)n);
+        grow_for(&codes->codes, (size_t)n * codes->code_size);
+        if (map) grow_for(&map->id_map, (size_t)n);
     }
     try {
         std::vector<float> scratch; // non-flat codes: checked copy, then encode
