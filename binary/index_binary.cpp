@@ -7,9 +7,15 @@
 #include <faiss/IndexBinaryHash.h>
 #include <faiss/IndexBinaryIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/DistanceComputer.h>
+#include <faiss/impl/HNSW.h>
 #include <faiss/impl/IDSelector.h>
+#include <faiss/utils/Heap.h>
 
 #include <algorithm>
+#include <cmath>
+#include <exception>
+#include <memory>
 #include <cstdio>
 #include <vector>
 #include <limits>
@@ -221,6 +227,54 @@ int faiss_IndexBinary_search(const FaissIndexBinary* index, idx_t n,
     FX_CATCH
 }
 
+} // extern "C"
+
+/* IndexBinaryHNSW::search with the call's efSearch and
+ * check_relative_distance (faiss 1.7.3's refuses parameters): the same
+ * graph walk per query, float distances rounded to int32 as faiss does. */
+static void hnsw_search(const faiss::IndexBinaryHNSW* bh, idx_t n,
+                        const uint8_t* x, idx_t k, int32_t* distances,
+                        idx_t* labels,
+                        const faiss::SearchParametersHNSW* params) {
+    if (bh->ntotal == 0 || n == 0) { // nothing to walk: efSearch is moot
+        bh->search(n, x, k, distances, labels);
+        return;
+    }
+    std::vector<float> df((size_t)n * k);
+    std::exception_ptr failed;
+#pragma omp parallel
+    {
+        faiss::VisitedTable vt(bh->ntotal);
+        std::unique_ptr<faiss::DistanceComputer> dis(
+                bh->get_distance_computer());
+#pragma omp for
+        for (idx_t i = 0; i < n; i++) {
+            try {
+                float* d = df.data() + (size_t)i * k;
+                idx_t* l = labels + (size_t)i * k;
+                dis->set_query(reinterpret_cast<const float*>(
+                        x + (size_t)i * bh->code_size));
+                faiss::maxheap_heapify(k, d, l);
+                bh->hnsw.search(*dis, (int)k, l, d, vt, params);
+                faiss::maxheap_reorder(k, d, l);
+            } catch (...) {
+#pragma omp critical(fx_bhnsw)
+                if (!failed) failed = std::current_exception();
+            }
+        }
+    }
+    if (failed) std::rethrow_exception(failed);
+    for (size_t i = 0; i < (size_t)n * k; i++) {
+        float v = std::round(df[i]);
+        // faiss converts unfilled slots (FLT_MAX) as x86 does: INT32_MIN
+        distances[i] = std::fabs(v) < 2147483648.0f
+                ? (int32_t)v
+                : std::numeric_limits<int32_t>::min();
+    }
+}
+
+extern "C" {
+
 int faissx_IndexBinary_search_with_params(const FaissIndexBinary* index,
                                           idx_t n, const uint8_t* x, idx_t k,
                                           const FaissSearchParameters* params,
@@ -231,6 +285,7 @@ int faissx_IndexBinary_search_with_params(const FaissIndexBinary* index,
     const faiss::IndexBinary* ix = fx::bindex(index);
     auto p = reinterpret_cast<const faiss::SearchParameters*>(params);
     auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(p);
+    auto hnswp = dynamic_cast<const faiss::SearchParametersHNSW*>(p);
     if (p && p->sel)
         return fx::fail(FAISSX_E_UNSUPPORTED, __func__,
                         "ID selectors are not supported on binary indexes "
@@ -241,6 +296,9 @@ int faissx_IndexBinary_search_with_params(const FaissIndexBinary* index,
                    "binary indexes");
         FX_REQUIRE(ivfp->nprobe > 0, "nprobe must be > 0");
     }
+    if (hnswp)
+        FX_REQUIRE(hnswp->efSearch > 0, "efSearch must be > 0 (got %d)",
+                   hnswp->efSearch);
     FX_REQUIRE(trained_now(ix), "index is not trained");
     if (fx::store::is_stored(ix)) { // the same call on the index behind it
         int rc = 0;
@@ -257,6 +315,16 @@ int faissx_IndexBinary_search_with_params(const FaissIndexBinary* index,
     if (fx::as_remote_bin(ix)) {
         FX_TRY
         ix->search(n, x, k, distances, labels, p);
+        return 0;
+        FX_CATCH
+    }
+    if (hnswp) {
+        auto bh = dynamic_cast<const faiss::IndexBinaryHNSW*>(ix);
+        FX_REQUIRE(bh != nullptr,
+                   "HNSW search parameters need an IndexBinaryHNSW (the "
+                   "index is not one)");
+        FX_TRY
+        hnsw_search(bh, n, x, k, distances, labels, hnswp);
         return 0;
         FX_CATCH
     }

@@ -18,6 +18,7 @@
 #include <faiss/IndexShards.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissAssert.h>
+#include <faiss/impl/HNSW.h>
 #include <faiss/impl/IDSelector.h>
 
 #include <algorithm>
@@ -105,6 +106,28 @@ struct IDMapSelector : faiss::IDSelector {
         return i >= 0 && (size_t)i < id_map.size() && sel->is_member(id_map[i]);
     }
 };
+
+/* A copy of params of a kind the C API makes (plain, IVF, HNSW), for
+ * IndexIDMap's translated selector. */
+static std::unique_ptr<faiss::SearchParameters> copy_params(
+        const faiss::SearchParameters* params) {
+    const std::type_info& t = typeid(*params);
+    if (t == typeid(faiss::SearchParametersIVF))
+        return std::unique_ptr<faiss::SearchParameters>(
+                new faiss::SearchParametersIVF(
+                        *static_cast<const faiss::SearchParametersIVF*>(
+                                params)));
+    if (t == typeid(faiss::SearchParametersHNSW))
+        return std::unique_ptr<faiss::SearchParameters>(
+                new faiss::SearchParametersHNSW(
+                        *static_cast<const faiss::SearchParametersHNSW*>(
+                                params)));
+    if (t == typeid(faiss::SearchParameters))
+        return std::unique_ptr<faiss::SearchParameters>(
+                new faiss::SearchParameters(*params));
+    FAISS_THROW_MSG("this kind of search parameters with a selector is not "
+                    "supported on IndexIDMap");
+}
 
 /* What knn_search asks of an index's class. A failed dynamic_cast costs
  * tens of ns (it walks the class hierarchy), a few percent of a cheap
@@ -222,14 +245,7 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
             IDMapSelector tr(m->id_map, params->sel);
             std::unique_ptr<faiss::SearchParameters> sub;
             if (params->sel) {
-                if (auto pi = dynamic_cast<const faiss::SearchParametersIVF*>(
-                            params))
-                    sub.reset(new faiss::SearchParametersIVF(*pi));
-                else if (typeid(*params) == typeid(faiss::SearchParameters))
-                    sub.reset(new faiss::SearchParameters(*params));
-                else
-                    FAISS_THROW_MSG("this kind of search parameters with a "
-                                    "selector is not supported on IndexIDMap");
+                sub = copy_params(params);
                 sub->sel = &tr;
             }
             knn_search(m->index, n, x, k, distances, labels,
@@ -241,6 +257,30 @@ static void knn_search(const faiss::Index* ix, idx n, const float* x, idx k,
     }
     if (!params && flat_search_split(ix, n, x, k, distances, labels)) return;
     ix->search(n, x, k, distances, labels, params);
+}
+
+/* Range search with parameters. faiss 1.7.3's IndexIDMap refuses them:
+ * as knn_search, the sub-index is searched with a selector over external
+ * ids and the labels translated. */
+static void range_search_p(const faiss::Index* ix, idx n, const float* x,
+                           float radius, faiss::RangeSearchResult* res,
+                           const faiss::SearchParameters* params) {
+    auto m = params && !fx::as_remote(ix)
+            ? dynamic_cast<const faiss::IndexIDMap*>(ix)
+            : nullptr;
+    if (!m) {
+        ix->range_search(n, x, radius, res, params);
+        return;
+    }
+    IDMapSelector tr(m->id_map, params->sel);
+    std::unique_ptr<faiss::SearchParameters> sub;
+    if (params->sel) {
+        sub = copy_params(params);
+        sub->sel = &tr;
+    }
+    range_search_p(m->index, n, x, radius, res, sub ? sub.get() : params);
+    for (size_t i = 0; i < res->lims[n]; i++)
+        if (res->labels[i] >= 0) res->labels[i] = m->id_map[res->labels[i]];
 }
 
 } // namespace fx
@@ -263,6 +303,20 @@ static bool sync_remote(const FaissIndex* obj, const char* func, idx_t* nt,
         *trained = r->is_trained;
     }
     return true;
+}
+
+/* Values faiss would take without complaint, or refuse with a message
+ * about its internals: efSearch <= 0 (faiss searches with max(efSearch,
+ * k) then), nprobe 0 (range_search fails on "k > 0"). */
+static int check_params(const char* func, const faiss::SearchParameters* p) {
+    if (auto v = dynamic_cast<const faiss::SearchParametersIVF*>(p))
+        if (v->nprobe == 0)
+            return fx::fail(FAISSX_E_INVALID, func, "nprobe must be > 0");
+    if (auto h = dynamic_cast<const faiss::SearchParametersHNSW*>(p))
+        if (h->efSearch <= 0)
+            return fx::fail(FAISSX_E_INVALID, func,
+                            "efSearch must be > 0 (got %d)", h->efSearch);
+    return 0;
 }
 
 extern "C" {
@@ -419,10 +473,33 @@ int faiss_Index_search_with_params(const FaissIndex* index, idx_t n,
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
     if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
+    auto p = reinterpret_cast<const faiss::SearchParameters*>(params);
+    if (int rc = check_params(__func__, p)) return rc;
     FX_REQUIRE(fx::trained_now(ix), "index is not trained");
     FX_TRY
-    fx::knn_search(ix, n, x, k, distances, labels,
-                   reinterpret_cast<const faiss::SearchParameters*>(params));
+    fx::knn_search(ix, n, x, k, distances, labels, p);
+    return 0;
+    FX_CATCH
+}
+
+int faissx_Index_range_search_with_params(const FaissIndex* index, idx_t n,
+                                          const float* x, float radius,
+                                          const FaissSearchParameters* params,
+                                          FaissRangeSearchResult* result) {
+    FX_NOT_NULL(index);
+    FX_NOT_NULL(result);
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
+    FX_REQUIRE(!std::isnan(radius), "radius is NaN");
+    auto res = reinterpret_cast<faiss::RangeSearchResult*>(result);
+    FX_REQUIRE((idx_t)res->nq == n,
+               "result was allocated for %zu queries, but n = %lld", res->nq,
+               (long long)n);
+    auto p = reinterpret_cast<const faiss::SearchParameters*>(params);
+    if (int rc = check_params(__func__, p)) return rc;
+    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
+    FX_TRY
+    fx::range_search_p(ix, n, x, radius, res, p);
     return 0;
     FX_CATCH
 }
@@ -628,6 +705,84 @@ int faiss_SearchParameters_new(FaissSearchParameters** p_sp,
     *p_sp = reinterpret_cast<FaissSearchParameters*>(sp);
     return 0;
     FX_CATCH
+}
+
+/* ---- SearchParametersHNSW (faissx.h) ---- */
+
+void faiss_SearchParametersHNSW_free(FaissSearchParametersHNSW* obj) {
+    delete reinterpret_cast<faiss::SearchParameters*>(obj);
+}
+
+FaissSearchParametersHNSW* faiss_SearchParametersHNSW_cast(
+        FaissSearchParameters* sp) {
+    auto p = reinterpret_cast<faiss::SearchParameters*>(sp);
+    if (!p || !dynamic_cast<faiss::SearchParametersHNSW*>(p)) return nullptr;
+    return reinterpret_cast<FaissSearchParametersHNSW*>(sp);
+}
+
+int faiss_SearchParametersHNSW_new(FaissSearchParametersHNSW** p_sp) {
+    FX_NOT_NULL(p_sp);
+    FX_TRY
+    *p_sp = reinterpret_cast<FaissSearchParametersHNSW*>(
+            static_cast<faiss::SearchParameters*>(
+                    new faiss::SearchParametersHNSW()));
+    return 0;
+    FX_CATCH
+}
+
+int faiss_SearchParametersHNSW_new_with(FaissSearchParametersHNSW** p_sp,
+                                        FaissIDSelector* sel, int efSearch) {
+    FX_NOT_NULL(p_sp);
+    FX_REQUIRE(efSearch > 0, "efSearch must be > 0 (got %d)", efSearch);
+    FX_TRY
+    auto sp = new faiss::SearchParametersHNSW();
+    sp->sel = reinterpret_cast<faiss::IDSelector*>(sel);
+    sp->efSearch = efSearch;
+    *p_sp = reinterpret_cast<FaissSearchParametersHNSW*>(
+            static_cast<faiss::SearchParameters*>(sp));
+    return 0;
+    FX_CATCH
+}
+
+static faiss::SearchParametersHNSW* sp_hnsw(
+        const FaissSearchParametersHNSW* p) {
+    return p ? dynamic_cast<faiss::SearchParametersHNSW*>(
+                       reinterpret_cast<faiss::SearchParameters*>(
+                               const_cast<FaissSearchParametersHNSW*>(p)))
+             : nullptr;
+}
+
+#define FX_SP_HNSW(sp, obj, ret)                                           \
+    auto sp = sp_hnsw(obj);                                                \
+    FX_REQUIRE_RET(sp, ret, "handle is NULL or not SearchParametersHNSW")
+
+const FaissIDSelector* faiss_SearchParametersHNSW_sel(
+        const FaissSearchParametersHNSW* obj) {
+    FX_SP_HNSW(sp, obj, nullptr);
+    return reinterpret_cast<const FaissIDSelector*>(sp->sel);
+}
+
+int faiss_SearchParametersHNSW_efSearch(const FaissSearchParametersHNSW* obj) {
+    FX_SP_HNSW(sp, obj, 0);
+    return sp->efSearch;
+}
+
+void faiss_SearchParametersHNSW_set_efSearch(FaissSearchParametersHNSW* obj,
+                                             int val) {
+    FX_SP_HNSW(sp, obj, );
+    sp->efSearch = val; // a search refuses val <= 0 (check_params)
+}
+
+int faiss_SearchParametersHNSW_check_relative_distance(
+        const FaissSearchParametersHNSW* obj) {
+    FX_SP_HNSW(sp, obj, 0);
+    return sp->check_relative_distance;
+}
+
+void faiss_SearchParametersHNSW_set_check_relative_distance(
+        FaissSearchParametersHNSW* obj, int val) {
+    FX_SP_HNSW(sp, obj, );
+    sp->check_relative_distance = val != 0;
 }
 
 } // extern "C"

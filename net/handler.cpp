@@ -1259,6 +1259,8 @@ void rd_search_params(Req& q, SearchParams* sp) {
     int64_t type = rd_i64(q);
     if (type == FX_PARAMS_IVF) {
         sp->params.reset(new faiss::SearchParametersIVF());
+    } else if (type == FX_PARAMS_HNSW) {
+        sp->params.reset(new faiss::SearchParametersHNSW());
     } else if (type == FX_PARAMS_PLAIN) {
         sp->params.reset(new faiss::SearchParameters());
     } else {
@@ -1273,6 +1275,16 @@ void rd_search_params(Req& q, SearchParams* sp) {
         auto ivf = static_cast<faiss::SearchParametersIVF*>(sp->params.get());
         ivf->nprobe = rd_u64(q);
         ivf->max_codes = rd_u64(q); // faiss itself refuses nprobe 0
+    }
+    if (type == FX_PARAMS_HNSW) {
+        auto hp = static_cast<faiss::SearchParametersHNSW*>(sp->params.get());
+        int64_t ef = rd_i64(q), crd = rd_i64(q);
+        if (ef <= 0 || ef > INT_MAX)
+            throw Error(FAISSX_E_INVALID,
+                        "efSearch must be in [1, " + std::to_string(INT_MAX) +
+                                "] (got " + std::to_string(ef) + ")");
+        hp->efSearch = (int)ef;
+        hp->check_relative_distance = crd != 0;
     }
 }
 
@@ -1326,10 +1338,14 @@ void op_range(Req& q, fx_wbuf* w) {
     double radius = rd_f64(q);
     std::shared_lock<std::shared_mutex> l(*e->mu);
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
+    SearchParams sp; // optional trailing search parameters
+    rd_search_params(q, &sp);
     end(q);
     faiss::RangeSearchResult res(n);
-    api(faiss_Index_range_search(h(e.get()), n, x, (float)radius,
-                                 reinterpret_cast<FaissRangeSearchResult*>(&res)));
+    api(faissx_Index_range_search_with_params(
+            h(e.get()), n, x, (float)radius,
+            reinterpret_cast<const FaissSearchParameters*>(sp.params.get()),
+            reinterpret_cast<FaissRangeSearchResult*>(&res)));
     size_t tot = res.lims[n];
     static_assert(sizeof(size_t) == 8, "lims travel as u64");
     fx_w_array(w, res.lims, (uint64_t)n + 1, 8);

@@ -237,10 +237,19 @@ enum fx_bin_op {
     FX_BIN_MAX_ = 18
 };
 
-/* SEARCH and RANGE_SEARCH may end with search parameters:
- *   i64 type (FX_PARAMS_PLAIN or FX_PARAMS_IVF), i64 has_selector,
- *   [selector], and for IVF: u64 nprobe, u64 max_codes. */
-enum fx_params_type { FX_PARAMS_PLAIN = 1, FX_PARAMS_IVF = 2 };
+/* SEARCH and RANGE_SEARCH (and the binary SEARCH sub-op) may end with
+ * search parameters:
+ *   i64 type (FX_PARAMS_*), i64 has_selector, [selector], then
+ *   for IVF: u64 nprobe, u64 max_codes;
+ *   for HNSW: i64 efSearch (1..INT_MAX), i64 check_relative_distance.
+ * A server that predates a type refuses it ("unknown search parameter
+ * type N"); one that predates RANGE_SEARCH's parameters answers
+ * "trailing bytes after the body". */
+enum fx_params_type {
+    FX_PARAMS_PLAIN = 1,
+    FX_PARAMS_IVF = 2,
+    FX_PARAMS_HNSW = 3
+};
 
 /* Mutations (TRAIN, ADD, ADD_WITH_IDS, RESET, MERGE_FROM, SET_PARAM) reply
  * with the index state after the call: i64 ntotal, i64 is_trained.

@@ -9,6 +9,7 @@
 
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/HNSW.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
@@ -594,13 +595,32 @@ void write_selector(fx_wbuf* w, const faiss::IDSelector* s, int depth) {
 /* The optional trailing search parameters of SEARCH (and the binary
  * SEARCH sub-op): docs/protocol.md. */
 void write_search_params(fx_wbuf* w, const faiss::SearchParameters* params) {
-    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(params);
-    fx_w_i64(w, ivfp ? FX_PARAMS_IVF : FX_PARAMS_PLAIN);
+    // Exact types only: a subclass's own fields would be dropped silently.
+    const std::type_info& t = typeid(*params);
+    auto ivfp = t == typeid(faiss::SearchParametersIVF)
+            ? static_cast<const faiss::SearchParametersIVF*>(params)
+            : nullptr;
+    auto hnswp = t == typeid(faiss::SearchParametersHNSW)
+            ? static_cast<const faiss::SearchParametersHNSW*>(params)
+            : nullptr;
+    if (!ivfp && !hnswp && t != typeid(faiss::SearchParameters))
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "this kind of search parameters cannot be sent to a "
+                    "server (plain, IVF and HNSW ones can)");
+    if (hnswp && hnswp->efSearch <= 0)
+        throw Error(FAISSX_E_INVALID, "efSearch must be > 0 (got " +
+                                              std::to_string(hnswp->efSearch) +
+                                              ")");
+    fx_w_i64(w, ivfp ? FX_PARAMS_IVF : hnswp ? FX_PARAMS_HNSW : FX_PARAMS_PLAIN);
     fx_w_i64(w, params->sel != nullptr);
     if (params->sel) write_selector(w, params->sel, 0);
     if (ivfp) {
         fx_w_u64(w, ivfp->nprobe);
         fx_w_u64(w, ivfp->max_codes);
+    }
+    if (hnswp) {
+        fx_w_i64(w, hnswp->efSearch);
+        fx_w_i64(w, hnswp->check_relative_distance);
     }
 }
 
@@ -1094,15 +1114,17 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
 void RemoteIndex::range_search(idx_t n, const float* x, float radius,
                                faiss::RangeSearchResult* result,
                                const faiss::SearchParameters* params) const {
-    if (params)
+    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(params);
+    if (ivfp && ivfp->quantizer_params)
         throw Error(FAISSX_E_UNSUPPORTED,
-                    "search parameters are not supported on remote indexes");
+                    "quantizer search parameters cannot be sent to a server");
     rcall(conn.get(), FX_OP_RANGE_SEARCH,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, n);
               fx_w_f64(w, radius);
               fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
+              if (params) write_search_params(w, params);
           },
           [&](fx_rbuf* r) {
               std::vector<uint64_t> lims(n + 1);

@@ -33,6 +33,29 @@ int oracle_ivf_search_params(const char* factory, int d, idx_t nt,
                              const uint8_t* member, idx_t nq,
                              const float* xq, idx_t k, float* D, idx_t* I);
 
+/* A default faiss::SearchParametersHNSW. */
+void oracle_sp_hnsw_defaults(int* efSearch, int* check_relative_distance);
+
+/* index_factory(d, factory, METRIC_L2) filled with xb, searched with
+ * faiss::SearchParametersHNSW{efSearch, check_relative_distance, sel}
+ * (sel as in oracle_ivf_search_params). */
+int oracle_hnsw_search_params(const char* factory, int d, idx_t nb,
+                              const float* xb, int efSearch,
+                              int check_relative_distance,
+                              const uint8_t* member, idx_t nq,
+                              const float* xq, idx_t k, float* D, idx_t* I);
+
+/* index_factory(d, factory, METRIC_L2) trained on xt, filled with xb,
+ * range_search'ed with faiss::SearchParametersIVF{nprobe, sel} when
+ * nprobe > 0, else faiss::SearchParameters{sel} (sel as above). The
+ * result as malloc'd arrays (*lims: nq + 1 entries); caller frees. */
+int oracle_range_search_params(const char* factory, int d, idx_t nt,
+                               const float* xt, idx_t nb, const float* xb,
+                               size_t nprobe, const uint8_t* member,
+                               idx_t nq, const float* xq, float radius,
+                               size_t** lims, idx_t** labels,
+                               float** distances);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,7 @@
 #include "oracle_ext.h"
 
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,6 +378,371 @@ Test(ext, search_params_wrong_type_on_ivf_is_an_error) {
     faiss_Index_free(ix);
     free(xb);
     free(xq);
+}
+
+/* ---- search with SearchParametersHNSW ---------------------------------- */
+
+static FaissIndex* make_hnsw(const char* factory, const float* xb,
+                             const idx_t* ids) {
+    FaissIndex* ix = NULL;
+    FXT_OK(faiss_index_factory(&ix, D, factory, METRIC_L2));
+    if (ids)
+        FXT_OK(faiss_Index_add_with_ids(ix, NB, xb, ids));
+    else
+        FXT_OK(faiss_Index_add(ix, NB, xb));
+    return ix;
+}
+
+/* ix (an HNSW16 over xb, or an IDMap of one with ids[i] for position i)
+ * searched with sp gives what faiss C++ gives with the same efSearch,
+ * check_relative_distance and selector (member over positions). */
+static void hnsw_params_match(const FaissIndex* ix, const idx_t* ids,
+                              const float* xb, const float* xq,
+                              const FaissSearchParametersHNSW* sp,
+                              const uint8_t* member) {
+    int ef = faiss_SearchParametersHNSW_efSearch(sp);
+    int crd = faiss_SearchParametersHNSW_check_relative_distance(sp);
+    float Dc[NQ * K], Dr[NQ * K];
+    idx_t Ic[NQ * K], Ir[NQ * K];
+    FXT_OK(faiss_Index_search_with_params(ix, NQ, xq, K,
+                                          (const FaissSearchParameters*)sp,
+                                          Dc, Ic));
+    ORC(oracle_hnsw_search_params("HNSW16", D, NB, xb, ef, crd, member, NQ,
+                                  xq, K, Dr, Ir));
+    for (int i = 0; i < NQ * K; i++)
+        if (ids && Ir[i] >= 0) Ir[i] = ids[Ir[i]];
+    cr_assert(memcmp(Ic, Ir, sizeof Ic) == 0,
+              "labels differ (efSearch %d, crd %d, sel %d, idmap %d)", ef,
+              crd, member != NULL, ids != NULL);
+    cr_assert(memcmp(Dc, Dr, sizeof Dc) == 0,
+              "distances differ (efSearch %d, crd %d, sel %d, idmap %d)", ef,
+              crd, member != NULL, ids != NULL);
+}
+
+Test(ext, search_params_hnsw_efsearch_matches_cpp) {
+    float* xb = fxt_clustered(NB, D, 24, 0.05f, 7);
+    float* xq = fxt_clustered(NQ, D, 24, 0.05f, 8);
+    FaissIndex* ix = make_hnsw("HNSW16", xb, NULL);
+    const int efs[] = {1, 8, 40, 200};
+    for (size_t i = 0; i < 4; i++)
+        for (int crd = 0; crd < 2; crd++) {
+            FaissSearchParametersHNSW* sp = NULL;
+            FXT_OK(faiss_SearchParametersHNSW_new_with(&sp, NULL, efs[i]));
+            cr_assert_eq(faiss_SearchParametersHNSW_efSearch(sp), efs[i]);
+            faiss_SearchParametersHNSW_set_check_relative_distance(sp, crd);
+            cr_assert_eq(
+                    faiss_SearchParametersHNSW_check_relative_distance(sp),
+                    crd);
+            hnsw_params_match(ix, NULL, xb, xq, sp, NULL);
+            faiss_SearchParametersHNSW_free(sp);
+        }
+    /* per call: a plain search still uses the index's own efSearch */
+    int ef0, crd0;
+    oracle_sp_hnsw_defaults(&ef0, &crd0);
+    float Dc[NQ * K], Dr[NQ * K];
+    idx_t Ic[NQ * K], Ir[NQ * K];
+    FXT_OK(faiss_Index_search(ix, NQ, xq, K, Dc, Ic));
+    ORC(oracle_hnsw_search_params("HNSW16", D, NB, xb, ef0, crd0, NULL, NQ,
+                                  xq, K, Dr, Ir));
+    FXT_SAME(Ic, Ir, sizeof Ic);
+    FXT_SAME(Dc, Dr, sizeof Dc);
+    /* and efSearch matters on this data */
+    float D1[NQ * K];
+    idx_t I1[NQ * K];
+    ORC(oracle_hnsw_search_params("HNSW16", D, NB, xb, 1, 1, NULL, NQ, xq, K,
+                                  D1, I1));
+    ORC(oracle_hnsw_search_params("HNSW16", D, NB, xb, 200, 1, NULL, NQ, xq,
+                                  K, Dr, Ir));
+    cr_assert(memcmp(D1, Dr, sizeof D1) != 0, "efSearch has no effect here");
+    faiss_Index_free(ix);
+    free(xb);
+    free(xq);
+}
+
+Test(ext, search_params_hnsw_selector_and_idmap_match_cpp) {
+    float* xb = fxt_clustered(NB, D, 24, 0.05f, 9);
+    float* xq = fxt_clustered(NQ, D, 24, 0.05f, 10);
+    uint8_t member[NB];
+    idx_t ids[NB];
+    for (int i = 0; i < NB; i++) {
+        member[i] = i % 3 != 0;
+        ids[i] = 1000 + 7 * (idx_t)i;
+    }
+    FaissIDSelectorBitmap* bm = NULL;
+    uint8_t bits[NB / 8 + 1];
+    memset(bits, 0, sizeof bits);
+    for (int i = 0; i < NB; i++)
+        if (member[i]) bits[i / 8] |= (uint8_t)(1u << (i % 8));
+    FXT_OK(faiss_IDSelectorBitmap_new(&bm, NB, bits));
+    FaissIndex* ix = make_hnsw("HNSW16", xb, NULL);
+    FaissSearchParametersHNSW* sp = NULL;
+    FXT_OK(faiss_SearchParametersHNSW_new_with(&sp, (FaissIDSelector*)bm,
+                                               32));
+    cr_assert_eq(faiss_SearchParametersHNSW_sel(sp),
+                 (const FaissIDSelector*)bm);
+    hnsw_params_match(ix, NULL, xb, xq, sp, member);
+    faiss_SearchParametersHNSW_free(sp);
+    faiss_Index_free(ix);
+
+    /* IDMap over HNSW: the selector sees external ids */
+    ix = make_hnsw("IDMap,HNSW16", xb, ids);
+    size_t nsel = 0;
+    idx_t* sel_ids = malloc(NB * sizeof(idx_t));
+    for (int i = 0; i < NB; i++)
+        if (member[i]) sel_ids[nsel++] = ids[i];
+    FaissIDSelectorBatch* batch = NULL;
+    FXT_OK(faiss_IDSelectorBatch_new(&batch, nsel, sel_ids));
+    FXT_OK(faiss_SearchParametersHNSW_new_with(&sp, (FaissIDSelector*)batch,
+                                               24));
+    hnsw_params_match(ix, ids, xb, xq, sp, member);
+    faiss_SearchParametersHNSW_free(sp);
+    FXT_OK(faiss_SearchParametersHNSW_new_with(&sp, NULL, 64));
+    hnsw_params_match(ix, ids, xb, xq, sp, NULL);
+    faiss_SearchParametersHNSW_free(sp);
+    faiss_IDSelector_free((FaissIDSelector*)batch);
+    faiss_IDSelector_free((FaissIDSelector*)bm);
+    free(sel_ids);
+    faiss_Index_free(ix);
+    free(xb);
+    free(xq);
+}
+
+Test(ext, search_params_hnsw_defaults_casts_and_errors) {
+    FaissSearchParametersHNSW* sp = NULL;
+    FXT_OK(faiss_SearchParametersHNSW_new(&sp));
+    int ef0, crd0;
+    oracle_sp_hnsw_defaults(&ef0, &crd0);
+    cr_assert_eq(faiss_SearchParametersHNSW_efSearch(sp), ef0);
+    cr_assert_eq(faiss_SearchParametersHNSW_check_relative_distance(sp),
+                 crd0);
+    cr_assert_null(faiss_SearchParametersHNSW_sel(sp));
+    FaissSearchParameters* base = (FaissSearchParameters*)sp;
+    cr_assert_eq(faiss_SearchParametersHNSW_cast(base), sp);
+    cr_assert_null(faiss_SearchParametersIVF_cast(base));
+    FaissSearchParametersIVF* spi = NULL;
+    FXT_OK(faiss_SearchParametersIVF_new(&spi));
+    cr_assert_null(
+            faiss_SearchParametersHNSW_cast((FaissSearchParameters*)spi));
+    cr_assert_null(faiss_SearchParametersHNSW_cast(NULL));
+    /* HNSW getters on IVF parameters or NULL: 0 and an error */
+    cr_assert_eq(faiss_SearchParametersHNSW_efSearch(
+                         (FaissSearchParametersHNSW*)spi),
+                 0);
+    cr_assert(strstr(faiss_get_last_error(), "SearchParametersHNSW"));
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_INVALID);
+    cr_assert_eq(faiss_SearchParametersHNSW_efSearch(NULL), 0);
+    cr_assert(strstr(faiss_get_last_error(), "NULL"));
+    faiss_SearchParametersHNSW_set_efSearch(NULL, 5);
+    cr_assert(strstr(faiss_get_last_error(), "NULL"));
+    cr_assert_null(faiss_SearchParametersHNSW_sel(NULL));
+    /* bad values */
+    FaissSearchParametersHNSW* bad = NULL;
+    FXT_ERR(faiss_SearchParametersHNSW_new_with(&bad, NULL, 0), "efSearch");
+    FXT_ERR(faiss_SearchParametersHNSW_new_with(&bad, NULL, -7),
+            "efSearch must be > 0 (got -7)");
+    cr_assert_null(bad);
+    FXT_ERR(faiss_SearchParametersHNSW_new(NULL), "NULL");
+    FXT_ERR(faiss_SearchParametersHNSW_new_with(NULL, NULL, 8), "NULL");
+
+    float* xb = fxt_clustered(NB, D, 24, 0.05f, 11);
+    FaissIndex* ix = make_hnsw("HNSW16", xb, NULL);
+    float Dc[K], Dr[K];
+    idx_t Ic[K], Ir[K];
+    /* efSearch set to 0 or less afterwards: the search refuses it (faiss
+     * would quietly search with k) */
+    faiss_SearchParametersHNSW_set_efSearch(sp, 0);
+    FXT_ERR(faiss_Index_search_with_params(ix, 1, xb, K, base, Dc, Ic),
+            "efSearch must be > 0 (got 0)");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_INVALID);
+    faiss_SearchParametersHNSW_set_efSearch(sp, -1);
+    FXT_ERR(faiss_Index_search_with_params(ix, 1, xb, K, base, Dc, Ic),
+            "efSearch must be > 0 (got -1)");
+    /* the index still answers as before */
+    faiss_SearchParametersHNSW_set_efSearch(sp, 20);
+    FXT_OK(faiss_Index_search_with_params(ix, 1, xb, K, base, Dc, Ic));
+    ORC(oracle_hnsw_search_params("HNSW16", D, NB, xb, 20, crd0, NULL, 1, xb,
+                                  K, Dr, Ir));
+    FXT_SAME(Ic, Ir, sizeof Ic);
+    cr_assert_eq(Ic[0], 0);
+    /* IVF parameters on HNSW, HNSW parameters on IVF: refused by faiss */
+    FXT_ERR(faiss_Index_search_with_params(
+                    ix, 1, xb, K, (FaissSearchParameters*)spi, Dc, Ic),
+            "");
+    FaissIndex* ivf = make_ivf(xb);
+    FXT_ERR(faiss_Index_search_with_params(ivf, 1, xb, K, base, Dc, Ic),
+            "incorrect type");
+    faiss_Index_free(ivf);
+    faiss_Index_free(ix);
+    free(xb);
+    faiss_SearchParametersIVF_free(spi);
+    faiss_SearchParametersHNSW_free(sp);
+    faiss_SearchParametersHNSW_free(NULL);
+}
+
+/* ---- range search with parameters ------------------------------------- */
+
+/* faissx_Index_range_search_with_params on ix equals faiss C++'s
+ * range_search with the same parameters (nprobe 0: plain ones). */
+static void range_params_match(const FaissIndex* ix, const char* factory,
+                               const float* xb, const float* xq,
+                               float radius, const FaissSearchParameters* sp,
+                               size_t nprobe, const uint8_t* member) {
+    FaissRangeSearchResult* res = NULL;
+    FXT_OK(faiss_RangeSearchResult_new(&res, NQ));
+    FXT_OK(faissx_Index_range_search_with_params(ix, NQ, xq, radius, sp,
+                                                 res));
+    size_t *lc, *lr;
+    idx_t *Ic, *Ir;
+    float *Dc, *Dr;
+    faiss_RangeSearchResult_lims(res, &lc);
+    faiss_RangeSearchResult_labels(res, &Ic, &Dc);
+    ORC(oracle_range_search_params(factory, D, NB, xb, NB, xb, nprobe, member,
+                                   NQ, xq, radius, &lr, &Ir, &Dr));
+    FXT_SAME(lc, lr, (NQ + 1) * sizeof(size_t));
+    size_t tot = lr[NQ];
+    cr_assert_gt(tot, 0, "%s: the radius finds something", factory);
+    FXT_SAME(Ic, Ir, tot * sizeof(idx_t));
+    FXT_SAME(Dc, Dr, tot * sizeof(float));
+    if (member)
+        for (size_t i = 0; i < tot; i++) cr_assert(member[Ic[i]]);
+    free(lr);
+    free(Ir);
+    free(Dr);
+    faiss_RangeSearchResult_free(res);
+}
+
+Test(ext, range_search_with_params_matches_cpp) {
+    float* xb = fxt_clustered(NB, D, 24, 0.05f, 12);
+    const float* xq = xb + 310 * D; /* base vectors inside the selection */
+    const float radius = 0.08f;
+    uint8_t member[NB];
+    for (int i = 0; i < NB; i++) member[i] = i >= 300 && i < 1100;
+    FaissIDSelectorRange* range = NULL;
+    FXT_OK(faiss_IDSelectorRange_new(&range, 300, 1100));
+
+    /* Flat: the selector */
+    FaissIndex* flat = NULL;
+    FXT_OK(faiss_index_factory(&flat, D, "Flat", METRIC_L2));
+    FXT_OK(faiss_Index_add(flat, NB, xb));
+    FaissSearchParameters* ps = NULL;
+    FXT_OK(faiss_SearchParameters_new(&ps, (FaissIDSelector*)range));
+    range_params_match(flat, "Flat", xb, xq, radius, ps, 0, member);
+    /* NULL parameters: faiss_Index_range_search */
+    range_params_match(flat, "Flat", xb, xq, radius, NULL, 0, NULL);
+
+    /* IVF: nprobe alone, and with the selector */
+    FaissIndex* ivf = make_ivf(xb);
+    const size_t probes[] = {1, 4, 16};
+    for (size_t i = 0; i < 3; i++) {
+        FaissSearchParametersIVF* sp = NULL;
+        FXT_OK(faiss_SearchParametersIVF_new_with(&sp, NULL, probes[i], 0));
+        range_params_match(ivf, "IVF16,Flat", xb, xq, radius,
+                           (FaissSearchParameters*)sp, probes[i], NULL);
+        faiss_SearchParametersIVF_free(sp);
+        FXT_OK(faiss_SearchParametersIVF_new_with(
+                &sp, (FaissIDSelector*)range, probes[i], 0));
+        range_params_match(ivf, "IVF16,Flat", xb, xq, radius,
+                           (FaissSearchParameters*)sp, probes[i], member);
+        faiss_SearchParametersIVF_free(sp);
+    }
+    cr_assert_eq(faiss_IndexIVF_nprobe(ivf), 1, "the index keeps its nprobe");
+
+    /* IDMap over Flat: the selector sees external ids (faiss 1.7.3's
+     * IndexIDMap refuses parameters): the same hits, translated */
+    idx_t ids[NB];
+    for (int i = 0; i < NB; i++) ids[i] = 5 * (idx_t)i + 2;
+    FaissIndex* idm = NULL;
+    FXT_OK(faiss_index_factory(&idm, D, "IDMap,Flat", METRIC_L2));
+    FXT_OK(faiss_Index_add_with_ids(idm, NB, xb, ids));
+    FaissIDSelectorRange* ext = NULL;
+    FXT_OK(faiss_IDSelectorRange_new(&ext, ids[300], ids[1100]));
+    FaissSearchParameters* pe = NULL;
+    FXT_OK(faiss_SearchParameters_new(&pe, (FaissIDSelector*)ext));
+    FaissRangeSearchResult* res = NULL;
+    FXT_OK(faiss_RangeSearchResult_new(&res, NQ));
+    FXT_OK(faissx_Index_range_search_with_params(idm, NQ, xq, radius, pe,
+                                                 res));
+    size_t *lc, *lr;
+    idx_t *Ic, *Ir;
+    float *Dc, *Dr;
+    faiss_RangeSearchResult_lims(res, &lc);
+    faiss_RangeSearchResult_labels(res, &Ic, &Dc);
+    ORC(oracle_range_search_params("Flat", D, NB, xb, NB, xb, 0, member, NQ,
+                                   xq, radius, &lr, &Ir, &Dr));
+    FXT_SAME(lc, lr, (NQ + 1) * sizeof(size_t));
+    cr_assert_gt(lr[NQ], 0);
+    for (size_t i = 0; i < lr[NQ]; i++) cr_assert_eq(Ic[i], ids[Ir[i]]);
+    FXT_SAME(Dc, Dr, lr[NQ] * sizeof(float));
+    free(lr);
+    free(Ir);
+    free(Dr);
+    faiss_RangeSearchResult_free(res);
+
+    faiss_SearchParameters_free(pe);
+    faiss_IDSelector_free((FaissIDSelector*)ext);
+    faiss_Index_free(idm);
+    faiss_SearchParameters_free(ps);
+    faiss_IDSelector_free((FaissIDSelector*)range);
+    faiss_Index_free(ivf);
+    faiss_Index_free(flat);
+    free(xb);
+}
+
+Test(ext, range_search_with_params_errors) {
+    float* xb = fxt_clustered(NB, D, 24, 0.05f, 14);
+    FaissIndex* ivf = make_ivf(xb);
+    FaissRangeSearchResult* res = NULL;
+    FXT_OK(faiss_RangeSearchResult_new(&res, 2));
+    FaissSearchParametersIVF* sp = NULL;
+    FXT_OK(faiss_SearchParametersIVF_new_with(&sp, NULL, 4, 0));
+    const FaissSearchParameters* p = (const FaissSearchParameters*)sp;
+    FXT_ERR(faissx_Index_range_search_with_params(NULL, 2, xb, 1, p, res),
+            "NULL");
+    FXT_ERR(faissx_Index_range_search_with_params(ivf, 2, NULL, 1, p, res),
+            "NULL");
+    FXT_ERR(faissx_Index_range_search_with_params(ivf, 2, xb, 1, p, NULL),
+            "'result' is NULL");
+    FXT_ERR(faissx_Index_range_search_with_params(ivf, 3, xb, 1, p, res),
+            "allocated for 2 queries");
+    FXT_ERR(faissx_Index_range_search_with_params(ivf, 2, xb, NAN, p, res),
+            "radius is NaN");
+    /* parameters of the wrong kind: faiss's own refusal */
+    FaissSearchParameters* plain = NULL;
+    FXT_OK(faiss_SearchParameters_new(&plain, NULL));
+    FXT_ERR(faissx_Index_range_search_with_params(ivf, 2, xb, 1, plain, res),
+            "incorrect type");
+    /* nprobe 0 set afterwards: refused, not a crash */
+    faiss_SearchParametersIVF_set_nprobe(sp, 0);
+    FXT_ERR(faissx_Index_range_search_with_params(ivf, 2, xb, 1, p, res),
+            "nprobe must be > 0");
+    /* HNSW: efSearch <= 0 is refused before anything; HNSW itself has no
+     * range search in faiss 1.7.3, with or without parameters */
+    FaissSearchParametersHNSW* sh = NULL;
+    FXT_OK(faiss_SearchParametersHNSW_new(&sh));
+    faiss_SearchParametersHNSW_set_efSearch(sh, 0);
+    FaissIndex* hnsw = make_hnsw("HNSW16", xb, NULL);
+    FXT_ERR(faissx_Index_range_search_with_params(
+                    hnsw, 2, xb, 1, (FaissSearchParameters*)sh, res),
+            "efSearch must be > 0");
+    faiss_SearchParametersHNSW_set_efSearch(sh, 16);
+    int rc1 = faissx_Index_range_search_with_params(
+            hnsw, 2, xb, 1, (FaissSearchParameters*)sh, res);
+    int rc2 = faiss_Index_range_search(hnsw, 2, xb, 1, res);
+    cr_assert_neq(rc1, 0);
+    cr_assert_neq(rc2, 0);
+    /* after all that, the IVF still answers */
+    faiss_SearchParametersIVF_set_nprobe(sp, 4);
+    FXT_OK(faissx_Index_range_search_with_params(ivf, 2, xb, 0.01f, p, res));
+    size_t* lims;
+    faiss_RangeSearchResult_lims(res, &lims);
+    cr_assert_geq(lims[1], 1, "the query vector finds itself");
+    faiss_Index_free(hnsw);
+    faiss_SearchParametersHNSW_free(sh);
+    faiss_SearchParameters_free(plain);
+    faiss_SearchParametersIVF_free(sp);
+    faiss_RangeSearchResult_free(res);
+    faiss_Index_free(ivf);
+    free(xb);
 }
 
 /* faissx_ParameterSpace_initialize fills the space as faiss C++ does. */

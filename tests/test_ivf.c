@@ -812,7 +812,7 @@ Test(ivf, search_params_getters_setters_cast) {
     faiss_SearchParametersIVF_set_nprobe(sp, 0);
     FXT_ERR(faiss_Index_search_with_params(IX(ix), 1, g_xq, K,
                                            (FaissSearchParameters*)sp, Dd, Ii),
-            "nprobe > 0");
+            "nprobe must be > 0");
     faiss_IndexIVFFlat_free(ix);
     faiss_SearchParameters_free(plain);
     faiss_SearchParametersIVF_free(sp);

@@ -540,6 +540,43 @@ FAISS_DECLARE_GETTER(SearchParametersIVF, const FaissIDSelector*, sel)
 FAISS_DECLARE_GETTER_SETTER(SearchParametersIVF, size_t, nprobe)
 FAISS_DECLARE_GETTER_SETTER(SearchParametersIVF, size_t, max_codes)
 
+/** HNSW search parameters (upstream names, faiss >= 1.8 C API): efSearch
+ *  (> 0; faiss's default 16) and check_relative_distance (default 1) for
+ *  one call of faiss_Index_search_with_params on an HNSW index (IndexHNSW
+ *  and its Flat/SQ/PQ variants, also inside IDMap), locally or on a
+ *  server: the results equal a search after setting the index's efSearch,
+ *  which stays unchanged. A search with efSearch <= 0 (set through the
+ *  setter) fails. Another index type refuses them or, like Flat, uses only
+ *  the selector, as faiss does. `sel` is borrowed (may be NULL). Free with
+ *  faiss_SearchParametersHNSW_free or faiss_SearchParameters_free. */
+FAISS_DECLARE_CLASS_INHERITED(SearchParametersHNSW, SearchParameters)
+FAISS_DECLARE_DESTRUCTOR(SearchParametersHNSW)
+/** Returns `sp` if it is an HNSW parameter set, NULL otherwise. */
+FaissSearchParametersHNSW* faiss_SearchParametersHNSW_cast(
+        FaissSearchParameters* sp);
+int faiss_SearchParametersHNSW_new(FaissSearchParametersHNSW** p_sp);
+int faiss_SearchParametersHNSW_new_with(FaissSearchParametersHNSW** p_sp,
+                                        FaissIDSelector* sel,
+                                        int efSearch);
+FAISS_DECLARE_GETTER(SearchParametersHNSW, const FaissIDSelector*, sel)
+FAISS_DECLARE_GETTER_SETTER(SearchParametersHNSW, int, efSearch)
+FAISS_DECLARE_GETTER_SETTER(SearchParametersHNSW, int, check_relative_distance)
+
+/** Range search with per-call parameters (`params` may be NULL: as
+ *  faiss_Index_range_search), which faiss 1.7.3's C API has no call for:
+ *  a selector (Flat, IVF, IDMap) and IVF nprobe/max_codes, as faiss C++'s
+ *  range_search with the same parameters. Indexes without a range search
+ *  (HNSW) fail as in faiss_Index_range_search. On a remote index the
+ *  parameters travel with the request (a server that predates them
+ *  answers FAISSX_E_PROTOCOL, "trailing bytes"). `params` is borrowed;
+ *  `result` as for faiss_Index_range_search. */
+int faissx_Index_range_search_with_params(const FaissIndex* index,
+                                          idx_t n,
+                                          const float* x,
+                                          float radius,
+                                          const FaissSearchParameters* params,
+                                          FaissRangeSearchResult* result);
+
 /* ------------------------------------------------------------------------
  * IDSelector combinators and bitmap (upstream names, faiss >= 1.8 C API).
  * Operands are borrowed: they must outlive the combinator.
