@@ -312,6 +312,61 @@ Test(binary, search_with_params_ivf_nprobe) {
     data_free(&s);
 }
 
+/* SearchParametersHNSW on a binary HNSW (faiss 1.7.3's IndexBinaryHNSW
+ * refuses parameters; faissx walks the graph as it does, passing them to
+ * HNSW::search, as IndexHNSW::search does for float indexes). The walk is
+ * faiss's: with the index's efSearch equal to the call's, the results are
+ * faiss C++'s; the index's own efSearch is not changed by a call. HNSW
+ * parameters on another binary index, or efSearch <= 0, are refused. */
+Test(binary, search_with_params_hnsw_efsearch) {
+    Data s = data();
+    FaissIndexBinary* ix;
+    OBx* o;
+    build_both(&K_HNSW, &s, &ix, &o);
+    int32_t D1[NQ * K], D2[NQ * K];
+    idx_t I1[NQ * K], I2[NQ * K];
+    const int efs[] = {1, 5, 40, 200};
+    for (size_t i = 0; i < 4; i++) {
+        FaissSearchParametersHNSW* sp = NULL;
+        FXT_OK(faiss_SearchParametersHNSW_new_with(&sp, NULL, efs[i]));
+        FXT_OK(faissx_IndexBinaryHNSW_set_efSearch(ix, efs[i]));
+        FXT_OK(faissx_IndexBinary_search_with_params(
+                ix, NQ, s.xq, K, (FaissSearchParameters*)sp, D1, I1));
+        ORB(obx_set_efSearch(o, efs[i]));
+        ORB(obx_search(o, NQ, s.xq, K, D2, I2));
+        cr_assert(memcmp(I1, I2, sizeof I1) == 0, "efSearch %d: labels",
+                  efs[i]);
+        cr_assert(memcmp(D1, D2, sizeof D1) == 0, "efSearch %d: distances",
+                  efs[i]);
+        /* a call with another efSearch leaves the index's alone */
+        faiss_SearchParametersHNSW_set_efSearch(sp, efs[i] + 7);
+        FXT_OK(faissx_IndexBinary_search_with_params(
+                ix, NQ, s.xq, K, (FaissSearchParameters*)sp, D1, I1));
+        int ef = 0;
+        FXT_OK(faissx_IndexBinaryHNSW_get_efSearch(ix, &ef));
+        cr_assert_eq(ef, efs[i], "the index's efSearch is unchanged");
+        faiss_SearchParametersHNSW_free(sp);
+    }
+    FaissSearchParametersHNSW* sp = NULL;
+    FXT_OK(faiss_SearchParametersHNSW_new(&sp));
+    faiss_SearchParametersHNSW_set_efSearch(sp, 0);
+    FXT_ERR(faissx_IndexBinary_search_with_params(
+                    ix, NQ, s.xq, K, (FaissSearchParameters*)sp, D1, I1),
+            "efSearch must be > 0");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_INVALID);
+    faiss_SearchParametersHNSW_set_efSearch(sp, 8);
+    FaissIndexBinary* flat = make_c(&K_FLAT, D);
+    FXT_ERR(faissx_IndexBinary_search_with_params(
+                    flat, NQ, s.xq, K, (FaissSearchParameters*)sp, D1, I1),
+            "IndexBinaryHNSW");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_INVALID);
+    faiss_IndexBinary_free(flat);
+    faiss_SearchParametersHNSW_free(sp);
+    faiss_IndexBinary_free(ix);
+    obx_free(o);
+    data_free(&s);
+}
+
 Test(binary, search_with_params_errors) {
     Data s = data();
     FaissIndexBinary *flat, *ivf;

@@ -315,6 +315,110 @@ Test(remote, auth_and_tenant_isolation, .init = start_keyed, .fini = stop) {
     faiss_Index_free(x);
 }
 
+/* A read-only key cannot SET_PARAM (it would change the index for every
+ * client) but tunes its own searches: efSearch and nprobe per call, for
+ * search and range_search, giving what a writer gets after setting the
+ * parameter on the index. */
+Test(remote, read_only_key_tunes_searches_per_call, .init = start_keyed,
+     .fini = stop) {
+    enum { d = 16, nb = 2000, nq = 10, k = 5 };
+    float* xb = fxt_clustered(nb, d, 20, 0.05f, 51);
+    const float* xq = xb + 100 * d;
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FaissIndex *wh = NULL, *wi = NULL;
+    FXT_OK(faissx_index_create(&wh, "tuned-hnsw", d, "HNSW16", METRIC_L2));
+    FXT_OK(faiss_Index_add(wh, nb, xb));
+    FXT_OK(faissx_index_create(&wi, "tuned-ivf", d, "IVF16,Flat", METRIC_L2));
+    FXT_OK(faiss_Index_train(wi, nb, xb));
+    FXT_OK(faiss_Index_add(wi, nb, xb));
+
+    FXT_OK(faissx_configure(srv.url, "kr", 0));
+    FaissIndex *rh = NULL, *ri = NULL;
+    FXT_OK(faissx_index_open(&rh, "tuned-hnsw"));
+    FXT_OK(faissx_index_open(&ri, "tuned-ivf"));
+    FaissParameterSpace* ps = NULL;
+    FXT_OK(faiss_ParameterSpace_new(&ps));
+    FXT_ERR(faiss_ParameterSpace_set_index_parameter(ps, rh, "efSearch", 1),
+            "read-only: SET_PARAM 'efSearch'");
+    cr_assert_eq(faissx_last_error_code(), FAISSX_E_PERMISSION);
+    faiss_IndexIVF_set_nprobe((FaissIndexIVF*)faiss_IndexIVF_cast(ri), 16);
+    cr_assert(strstr(faiss_get_last_error(), "read-only: SET_PARAM 'nprobe'"),
+              "%s", faiss_get_last_error());
+    cr_assert_eq(faiss_IndexIVF_nprobe(faiss_IndexIVF_cast(ri)), 1);
+
+    float D[4][nq * k];
+    idx_t I[4][nq * k];
+    FaissSearchParametersHNSW* sh = NULL;
+    FXT_OK(faiss_SearchParametersHNSW_new_with(&sh, NULL, 1));
+    FXT_OK(faiss_Index_search_with_params(rh, nq, xq, k,
+                                          (FaissSearchParameters*)sh, D[0],
+                                          I[0]));
+    faiss_SearchParametersHNSW_set_efSearch(sh, 0);
+    FXT_ERR(faiss_Index_search_with_params(rh, nq, xq, k,
+                                           (FaissSearchParameters*)sh, D[1],
+                                           I[1]),
+            "efSearch must be > 0");
+    FaissSearchParametersIVF* si = NULL;
+    FXT_OK(faiss_SearchParametersIVF_new_with(&si, NULL, 16, 0));
+    FXT_OK(faiss_Index_search_with_params(ri, nq, xq, k,
+                                          (FaissSearchParameters*)si, D[1],
+                                          I[1]));
+    FaissRangeSearchResult *r1 = NULL, *r2 = NULL;
+    FXT_OK(faiss_RangeSearchResult_new(&r1, nq));
+    FXT_OK(faiss_RangeSearchResult_new(&r2, nq));
+    FXT_OK(faissx_Index_range_search_with_params(
+            ri, nq, xq, 0.08f, (FaissSearchParameters*)si, r1));
+    /* the plain HNSW search differs from efSearch 1 here (the tuning is
+     * real) */
+    FXT_OK(faiss_Index_search(rh, nq, xq, k, D[2], I[2]));
+    cr_assert(memcmp(D[0], D[2], sizeof D[0]) != 0,
+              "efSearch 1 gave the default's results");
+    faiss_Index_free(rh);
+    faiss_Index_free(ri);
+
+    /* the writer's copy of the HNSW index, searched locally with the same
+     * parameters, gives the same results (faiss 1.7.3's per-call efSearch
+     * is not the same as setting it on the index: docs/api.md) */
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    const char* path = fxt_tmp_path("tuned-hnsw.faiss");
+    FXT_OK(faiss_write_index_fname(wh, path));
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FaissIndex* local = NULL;
+    FXT_OK(faiss_read_index_fname(path, 0, &local));
+    faiss_SearchParametersHNSW_set_efSearch(sh, 1);
+    FXT_OK(faiss_Index_search_with_params(local, nq, xq, k,
+                                          (FaissSearchParameters*)sh, D[2],
+                                          I[2]));
+    FXT_SAME(I[0], I[2], sizeof I[0]);
+    FXT_SAME(D[0], D[2], sizeof D[0]);
+    faiss_Index_free(local);
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FXT_OK(faiss_ParameterSpace_set_index_parameter(ps, wi, "nprobe", 16));
+    FXT_OK(faiss_Index_search(wi, nq, xq, k, D[3], I[3]));
+    FXT_SAME(I[1], I[3], sizeof I[1]);
+    FXT_SAME(D[1], D[3], sizeof D[1]);
+    FXT_OK(faiss_Index_range_search(wi, nq, xq, 0.08f, r2));
+    size_t *l1, *l2;
+    idx_t *i1, *i2;
+    float *d1, *d2;
+    faiss_RangeSearchResult_lims(r1, &l1);
+    faiss_RangeSearchResult_lims(r2, &l2);
+    faiss_RangeSearchResult_labels(r1, &i1, &d1);
+    faiss_RangeSearchResult_labels(r2, &i2, &d2);
+    FXT_SAME(l1, l2, (nq + 1) * sizeof(size_t));
+    cr_assert_gt(l1[nq], 0);
+    FXT_SAME(i1, i2, l1[nq] * sizeof(idx_t));
+    FXT_SAME(d1, d2, l1[nq] * sizeof(float));
+    faiss_RangeSearchResult_free(r1);
+    faiss_RangeSearchResult_free(r2);
+    faiss_SearchParametersHNSW_free(sh);
+    faiss_SearchParametersIVF_free(si);
+    faiss_ParameterSpace_free(ps);
+    faiss_Index_free(wh);
+    faiss_Index_free(wi);
+    free(xb);
+}
+
 Test(remote, refuses_to_start_without_keys_when_required) {
     const char* bin = getenv("FAISSX_SERVER_BIN");
     cr_assert(bin);

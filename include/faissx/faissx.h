@@ -544,8 +544,10 @@ FAISS_DECLARE_GETTER_SETTER(SearchParametersIVF, size_t, max_codes)
  *  (> 0; faiss's default 16) and check_relative_distance (default 1) for
  *  one call of faiss_Index_search_with_params on an HNSW index (IndexHNSW
  *  and its Flat/SQ/PQ variants, also inside IDMap), locally or on a
- *  server: the results equal a search after setting the index's efSearch,
- *  which stays unchanged. A search with efSearch <= 0 (set through the
+ *  server: the results equal faiss C++'s search with the same parameters,
+ *  and the index's own efSearch stays unchanged. Note that faiss 1.7.3's
+ *  HNSW walk keeps the index's efSearch for its candidate queue, so a
+ *  per-call efSearch is not the same as setting it on the index. A search with efSearch <= 0 (set through the
  *  setter) fails. Another index type refuses them or, like Flat, uses only
  *  the selector, as faiss does. `sel` is borrowed (may be NULL). Free with
  *  faiss_SearchParametersHNSW_free or faiss_SearchParameters_free. */
