@@ -3176,3 +3176,69 @@ Test(handler, read_only_key_cannot_set_params) {
 Test(handler, read_only_key_cannot_set_params_of_stored_index) {
     ro_params_case(fxt_tmp_path("ro-params"));
 }
+
+/* SEARCH with HNSW search parameters (type 3) from a read-only key, and
+ * the values a client never sends: efSearch out of [1, INT_MAX], a block
+ * that ends early. RANGE_SEARCH takes parameters too. */
+static void hnsw_params_req(fx_wbuf* w, const char* key, uint64_t h,
+                            const float* x, int d, int64_t ef, int full) {
+    begin(w, key);
+    fx_w_u64(w, h);
+    fx_w_i64(w, 1);
+    fx_w_i64(w, 3);
+    fx_w_array(w, x, (uint64_t)d, sizeof(float));
+    fx_w_i64(w, FX_PARAMS_HNSW);
+    fx_w_i64(w, 0); /* no selector */
+    fx_w_i64(w, ef);
+    if (full) fx_w_i64(w, 1);
+}
+
+Test(handler, hnsw_and_range_search_params) {
+    fx_state* s = new_state(KEYS, 50, 0);
+    const int d = 8, nb = 300;
+    float* x = fxt_uniform(nb, d, 77);
+    uint64_t h = create(s, K_ALICE, "hn", d, METRIC_L2, "HNSW8", NULL);
+    add(s, K_ALICE, h, nb, x, d);
+    fx_wbuf w;
+    rep_t p;
+    hnsw_params_req(&w, K_RO, h, x + 5 * d, d, 32, 1);
+    EXPECT_OK(call(s, &w, FX_OP_SEARCH, &p), p);
+    const float* D = r_array(&p, sizeof(float), 3);
+    const idx_t* I = r_array(&p, sizeof(idx_t), 3);
+    cr_assert_eq(I[0], 5);
+    cr_assert_eq(D[0], 0.0f);
+    rep_free(&p);
+    hnsw_params_req(&w, K_RO, h, x, d, 0, 1);
+    EXPECT_ERR(call(s, &w, FX_OP_SEARCH, &p), p, FAISSX_E_INVALID,
+               "efSearch must be in [1, 2147483647] (got 0)");
+    rep_free(&p);
+    hnsw_params_req(&w, K_RO, h, x, d, (int64_t)1 << 31, 1);
+    EXPECT_ERR(call(s, &w, FX_OP_SEARCH, &p), p, FAISSX_E_INVALID,
+               "efSearch must be in");
+    rep_free(&p);
+    hnsw_params_req(&w, K_RO, h, x, d, 16, 0); /* no check_relative_distance */
+    EXPECT_ERR(call(s, &w, FX_OP_SEARCH, &p), p, FAISSX_E_PROTOCOL, "");
+    rep_free(&p);
+
+    /* RANGE_SEARCH on a Flat with a selector: only selected ids */
+    uint64_t f = create(s, K_ALICE, "fl", d, METRIC_L2, "Flat", NULL);
+    add(s, K_ALICE, f, nb, x, d);
+    begin(&w, K_RO);
+    fx_w_u64(&w, f);
+    fx_w_i64(&w, 1);
+    fx_w_f64(&w, 100.0); /* every vector is within */
+    fx_w_array(&w, x, (uint64_t)d, sizeof(float));
+    fx_w_i64(&w, FX_PARAMS_PLAIN);
+    fx_w_i64(&w, 1);
+    fx_w_i64(&w, FX_SEL_RANGE);
+    fx_w_i64(&w, 10);
+    fx_w_i64(&w, 20);
+    EXPECT_OK(call(s, &w, FX_OP_RANGE_SEARCH, &p), p);
+    const uint64_t* lims = r_array(&p, 8, 2);
+    cr_assert_eq(lims[1] - lims[0], 10);
+    const idx_t* L = r_array(&p, sizeof(idx_t), 10);
+    for (int i = 0; i < 10; i++) cr_assert(L[i] >= 10 && L[i] < 20);
+    rep_free(&p);
+    free(x);
+    fx_state_free(s);
+}
