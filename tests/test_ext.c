@@ -473,7 +473,7 @@ Test(ext, search_params_hnsw_selector_and_idmap_match_cpp) {
     memset(bits, 0, sizeof bits);
     for (int i = 0; i < NB; i++)
         if (member[i]) bits[i / 8] |= (uint8_t)(1u << (i % 8));
-    FXT_OK(faiss_IDSelectorBitmap_new(&bm, NB, bits));
+    FXT_OK(faiss_IDSelectorBitmap_new(&bm, sizeof bits, bits));
     FaissIndex* ix = make_hnsw("HNSW16", xb, NULL);
     FaissSearchParametersHNSW* sp = NULL;
     FXT_OK(faiss_SearchParametersHNSW_new_with(&sp, (FaissIDSelector*)bm,
