@@ -342,6 +342,33 @@ def seeds():
         i64(0) + i64(0) + i64(10), flags=FLAG_STATE)
     m["state-and-job"] = message(O["ADD"], u64(H_FLAT) + i64(1) +
                                  f32s(x2[:D]), flags=FLAG_STATE | FLAG_JOB)
+    # ---- per-call search parameters (proto.h: i64 type, i64 has_selector,
+    # [selector], then the type's fields)
+    PARAMS_PLAIN, PARAMS_IVF, PARAMS_HNSW = 1, 2, 3
+    m["search-params-ivf"] = message(
+        O["SEARCH"], u64(H_IVF) + i64(2) + i64(3) + f32s(x2) +
+        i64(PARAMS_IVF) + i64(1) + i64(SEL_RANGE) + i64(0) + i64(40) +
+        u64(2) + u64(0))
+    m["search-params-plain-selector"] = message(
+        O["SEARCH"], u64(H_IDMAP) + i64(2) + i64(3) + f32s(x2) +
+        i64(PARAMS_PLAIN) + i64(1) + selector_all_types())
+    # HNSW parameters on a Flat: faiss 1.7.3's Flat search reads only the
+    # selector (as a local call), so this one succeeds too
+    m["search-params-hnsw"] = message(
+        O["SEARCH"], u64(H_FLAT) + i64(2) + i64(3) + f32s(x2) +
+        i64(PARAMS_HNSW) + i64(0) + i64(16) + i64(1))
+    m["range-search-params"] = message(
+        O["RANGE_SEARCH"], u64(H_IVF) + i64(2) + f64(0.5) + f32s(x2) +
+        i64(PARAMS_IVF) + i64(0) + u64(2) + u64(0))
+    m["bad-params-type"] = message(
+        O["SEARCH"], u64(H_FLAT) + i64(1) + i64(3) + f32s(x2[:D]) +
+        i64(99) + i64(0))
+    m["bad-params-hnsw-ef"] = message(
+        O["SEARCH"], u64(H_FLAT) + i64(1) + i64(3) + f32s(x2[:D]) +
+        i64(PARAMS_HNSW) + i64(0) + i64(-5) + i64(0))
+    m["bad-params-truncated"] = message(
+        O["SEARCH"], u64(H_IVF) + i64(1) + i64(3) + f32s(x2[:D]) +
+        i64(PARAMS_IVF) + i64(0) + u64(2))
     return m
 
 
