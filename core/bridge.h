@@ -72,6 +72,10 @@ bool all_finite(const float* x, size_t n, size_t* bad);
  * *bad, return false). */
 bool copy_finite(float* dst, const float* src, size_t n, size_t* bad);
 
+/* Whether ix is exactly a plain flat index (IndexFlat, IndexFlatL2 or
+ * IndexFlatIP; not a subclass such as IndexFlat1D or a refine index). */
+bool is_plain_flat(const faiss::Index* ix);
+
 /* Appends n vectors of f->d floats to a plain flat index (code_size
  * d * 4), checking them while copying (one pass): false, with nothing
  * appended and the first bad position in *bad, when one is not finite.

@@ -47,10 +47,7 @@ void to_cpp(const FaissClusteringParameters* c,
 static int train_with_job(const char* func, faiss::Clustering* c, idx_t n,
                           const float* x, FaissIndex* index) {
     auto ix = fx::index(index);
-    const auto& t = typeid(*ix);
-    bool flat = t == typeid(faiss::IndexFlat) ||
-                t == typeid(faiss::IndexFlatL2) ||
-                t == typeid(faiss::IndexFlatIP);
+    bool flat = fx::is_plain_flat(ix);
     std::unique_ptr<fx::JobScope> job;
     try {
         job.reset(new fx::JobScope(FAISSX_PROGRESS_CLUSTERING,

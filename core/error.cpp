@@ -1,6 +1,7 @@
 /* error.cpp -- the per-thread last error behind faiss_get_last_error(). */
 #include "core/bridge.h"
 
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexFlatCodes.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <typeinfo>
 
 namespace {
 thread_local std::string last_message;
@@ -129,6 +131,12 @@ bool copy_finite(float* dst, const float* src, size_t n, size_t* bad) {
         }
     }
     return true;
+}
+
+bool is_plain_flat(const faiss::Index* ix) {
+    const std::type_info& t = typeid(*ix);
+    return t == typeid(faiss::IndexFlat) || t == typeid(faiss::IndexFlatL2) ||
+           t == typeid(faiss::IndexFlatIP);
 }
 
 bool flat_append_finite(faiss::IndexFlatCodes* f, idx n, const float* x,

@@ -407,9 +407,7 @@ int faiss_Index_add(FaissIndex* index, idx_t n, const float* x) {
     // values while copying them (one pass over memory instead of two; the
     // result is the one faiss's IndexFlatCodes::add produces).
     if (n > 0 && x && ix->d > 0 && !fx::job_wanted() &&
-        (typeid(*ix) == typeid(faiss::IndexFlat) ||
-         typeid(*ix) == typeid(faiss::IndexFlatL2) ||
-         typeid(*ix) == typeid(faiss::IndexFlatIP))) {
+        fx::is_plain_flat(ix)) {
         auto f = static_cast<faiss::IndexFlat*>(ix);
         FX_TRY
         size_t bad;

@@ -180,12 +180,6 @@ void CountingFlat::search(idx_t n, const float* x, idx_t k, float* distances,
 /* ---- train on a clone, copy the trained state back ---- */
 namespace {
 
-bool is_flat(const faiss::Index* ix) {
-    const auto& t = typeid(*ix);
-    return t == typeid(faiss::IndexFlat) || t == typeid(faiss::IndexFlatL2) ||
-           t == typeid(faiss::IndexFlatIP);
-}
-
 template <class T>
 bool assign_as(faiss::Index* dst, const faiss::Index* src) {
     static_assert(std::is_copy_assignable<T>::value, "copyable");
@@ -207,7 +201,7 @@ bool assign_values(faiss::Index* dst, const faiss::Index* src) {
 
 bool value_type(const faiss::Index* ix) {
     const auto& t = typeid(*ix);
-    return is_flat(ix) || t == typeid(faiss::IndexScalarQuantizer) ||
+    return is_plain_flat(ix) || t == typeid(faiss::IndexScalarQuantizer) ||
            t == typeid(faiss::IndexPQ) || t == typeid(faiss::IndexLSH);
 }
 
@@ -218,7 +212,7 @@ const faiss::IndexIVF* ivf_flatq(const faiss::Index* ix) {
         t != typeid(faiss::IndexIVFPQ))
         return nullptr;
     auto ivf = static_cast<const faiss::IndexIVF*>(ix);
-    return ivf->quantizer && is_flat(ivf->quantizer) ? ivf : nullptr;
+    return ivf->quantizer && is_plain_flat(ivf->quantizer) ? ivf : nullptr;
 }
 
 /* Whether train can run on a clone and be transplanted back. */

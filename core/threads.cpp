@@ -163,10 +163,7 @@ namespace fx {
 
 bool flat_search_split(const faiss::Index* ix, idx n, const float* x, idx k,
                        float* distances, idx* labels) {
-    const std::type_info& t = typeid(*ix);
-    if (t != typeid(faiss::IndexFlat) && t != typeid(faiss::IndexFlatL2) &&
-        t != typeid(faiss::IndexFlatIP))
-        return false;
+    if (!is_plain_flat(ix)) return false;
     if (ix->metric_type != faiss::METRIC_L2 &&
         ix->metric_type != faiss::METRIC_INNER_PRODUCT)
         return false;

@@ -1012,18 +1012,10 @@ void op_train_add(Req& q, fx_wbuf* w, int op) {
  * under the index's write lock. */
 faiss::IndexFlatCodes* stream_codes(faiss::Index* ix) {
     const std::type_info& t = typeid(*ix);
-    if (t == typeid(faiss::IndexFlat) || t == typeid(faiss::IndexFlatL2) ||
-        t == typeid(faiss::IndexFlatIP) ||
-        t == typeid(faiss::IndexScalarQuantizer) ||
+    if (fx::is_plain_flat(ix) || t == typeid(faiss::IndexScalarQuantizer) ||
         t == typeid(faiss::IndexPQ) || t == typeid(faiss::IndexLSH))
         return static_cast<faiss::IndexFlatCodes*>(ix);
     return nullptr;
-}
-
-bool plain_flat(const faiss::Index* ix) {
-    const std::type_info& t = typeid(*ix);
-    return t == typeid(faiss::IndexFlat) || t == typeid(faiss::IndexFlatL2) ||
-           t == typeid(faiss::IndexFlatIP);
 }
 
 /* Capacity for `more` elements after v's end, growing geometrically. */
@@ -1159,7 +1151,7 @@ void op_add_stream(Req& q, fx_wbuf* w) {
     }
     try {
         std::vector<float> scratch; // non-flat codes: checked copy, then encode
-        bool flat = plain_flat(codes);
+        bool flat = fx::is_plain_flat(codes);
         int64_t done = 0;
         for (uint32_t k = 0; done < n; k++) {
             uint64_t t0 = fx::ReplyCache::now_ms();
