@@ -480,6 +480,19 @@ int faiss_Index_search_with_params(const FaissIndex* index, idx_t n,
     FX_CATCH
 }
 
+/* The arguments of a range search after its vectors: a radius that is a
+ * number and a result allocated for the n queries. */
+static int check_range(const char* func, idx_t n, float radius,
+                       const faiss::RangeSearchResult* res) {
+    if (std::isnan(radius))
+        return fx::fail(FAISSX_E_INVALID, func, "radius is NaN");
+    if ((idx_t)res->nq != n)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "result was allocated for %zu queries, but n = %lld",
+                        res->nq, (long long)n);
+    return 0;
+}
+
 int faissx_Index_range_search_with_params(const FaissIndex* index, idx_t n,
                                           const float* x, float radius,
                                           const FaissSearchParameters* params,
@@ -488,11 +501,8 @@ int faissx_Index_range_search_with_params(const FaissIndex* index, idx_t n,
     FX_NOT_NULL(result);
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
-    FX_REQUIRE(!std::isnan(radius), "radius is NaN");
     auto res = reinterpret_cast<faiss::RangeSearchResult*>(result);
-    FX_REQUIRE((idx_t)res->nq == n,
-               "result was allocated for %zu queries, but n = %lld", res->nq,
-               (long long)n);
+    if (int rc = check_range(__func__, n, radius, res)) return rc;
     auto p = reinterpret_cast<const faiss::SearchParameters*>(params);
     if (int rc = check_params(__func__, p)) return rc;
     FX_REQUIRE(fx::trained_now(ix), "index is not trained");
@@ -509,11 +519,8 @@ int faiss_Index_range_search(const FaissIndex* index, idx_t n,
     FX_NOT_NULL(result);
     auto ix = fx::index(index);
     if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
-    FX_REQUIRE(!std::isnan(radius), "radius is NaN");
     auto res = reinterpret_cast<faiss::RangeSearchResult*>(result);
-    FX_REQUIRE((idx_t)res->nq == n,
-               "result was allocated for %zu queries, but n = %lld", res->nq,
-               (long long)n);
+    if (int rc = check_range(__func__, n, radius, res)) return rc;
     FX_REQUIRE(fx::trained_now(ix), "index is not trained");
     FX_TRY
     ix->range_search(n, x, radius, res);
