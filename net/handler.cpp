@@ -69,7 +69,6 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <random>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -104,9 +103,10 @@ uint64_t now_ms() {
             .count();
 }
 
-/* A random start for handle numbers: 43 random bits above 20 bits of
- * room (a million handles before they reach another start). */
-uint64_t random_handle_base() {
+/* 64 random bits (from the time and pid if /dev/urandom fails: these
+ * only keep numbers from one process apart from another's, they guard
+ * nothing). */
+uint64_t random_u64() {
     uint64_t v = 0;
     int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -120,7 +120,13 @@ uint64_t random_handle_base() {
             ((uint64_t)getpid() << 40) ^ now_ms();
         v *= 0x9E3779B97F4A7C15ULL;
     }
-    return ((v >> 21) << 20) | 1;
+    return v;
+}
+
+/* A random start for handle numbers: 43 random bits above 20 bits of
+ * room (a million handles before they reach another start). */
+uint64_t random_handle_base() {
+    return ((random_u64() >> 21) << 20) | 1;
 }
 
 struct Key {
@@ -3211,8 +3217,7 @@ int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
         // an id a client kept from before a restart -- a retried CHUNK or
         // COMMIT -- names nothing in the new process rather than another
         // upload of the same client.
-        std::random_device rd;
-        s->next_upload = ((((uint64_t)rd() << 32) | rd()) >> 12) + 1;
+        s->next_upload = (random_u64() >> 12) + 1;
         if (s->conf.max_k <= 0) s->conf.max_k = 10000;
         if (s->conf.max_batch <= 0) s->conf.max_batch = 10000000;
         if (s->conf.max_message_bytes == 0)

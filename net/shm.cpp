@@ -9,6 +9,7 @@
 #include "net/shm.h"
 
 #include "core/bridge.h"
+#include "net/dedupe.h"
 
 #include <faissx/faissx.h>
 
@@ -42,12 +43,6 @@
 using fx::Error;
 
 namespace {
-
-uint64_t mono_ms() {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void random_bytes(void* p, size_t n) {
     uint8_t* b = static_cast<uint8_t*>(p);
@@ -282,7 +277,7 @@ void run(fx_shm_server* s) {
         pf.push_back({s->lfd, POLLIN, 0});
         for (auto& p : pending) pf.push_back({p.fd, POLLIN, 0});
         for (auto& l : live) pf.push_back({l.fd, POLLIN, 0});
-        uint64_t now = mono_ms();
+        uint64_t now = fx::ReplyCache::now_ms();
         int tmo = -1;
         for (auto& p : pending) {
             int left = p.deadline > now ? (int)(p.deadline - now) : 0;
@@ -319,7 +314,7 @@ void run(fx_shm_server* s) {
             break;
         }
         // Handshakes.
-        now = mono_ms();
+        now = fx::ReplyCache::now_ms();
         std::vector<Pending> keep;
         for (size_t i = 0; i < pending.size(); i++) {
             Pending p = pending[i];
@@ -373,8 +368,10 @@ void run(fx_shm_server* s) {
                            "too many handshakes in progress");
                     close(fd);
                 } else {
-                    pending.push_back({fd, mono_ms() + FX_SHM_HANDSHAKE_MS,
-                                       cr.pid, cr.uid});
+                    pending.push_back(
+                            {fd,
+                             fx::ReplyCache::now_ms() + FX_SHM_HANDSHAKE_MS,
+                             cr.pid, cr.uid});
                 }
             }
         }
@@ -552,7 +549,7 @@ int wait_chunk(Region& r, uint32_t k, uint64_t stream_id, uint64_t until_ms) {
 #endif
             continue;
         }
-        uint64_t now = mono_ms();
+        uint64_t now = fx::ReplyCache::now_ms();
         if (now >= until_ms) return -2;
         uint64_t left = until_ms - now;
         fx_shm_futex_wait(&h->produced, p, left > 50 ? 50 : (int)left);
