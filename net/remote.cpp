@@ -31,6 +31,8 @@
 
 namespace fx {
 
+using namespace reply;
+
 namespace {
 
 /* The configuration new indexes use, guarded by g_mu. g_opts' strings
@@ -61,11 +63,6 @@ void store_opts_locked(const FaissxClientOptions& o) {
     g_opts.api_key = g_key.c_str();
     g_opts.tls_ca = g_ca.empty() ? nullptr : g_ca.c_str();
     g_opts_set = true;
-}
-
-[[noreturn]] void proto_error(const char* what, const fx_rbuf* r) {
-    throw Error(FAISSX_E_PROTOCOL, std::string("malformed reply to ") + what +
-                                           (r->err ? std::string(": ") + r->err : ""));
 }
 
 /* build() of rcall, called by the C transport once per attempt: an
@@ -110,21 +107,6 @@ void rcall(const Conn* c, int op, B build, P parse, int op_class = -1) {
 
 void no_fields(fx_wbuf*) {}
 void no_reply(fx_rbuf*) {}
-
-template <class T>
-void read_into(fx_rbuf* r, T* out, uint64_t expect, const char* what) {
-    const void* p;
-    uint64_t n;
-    if (fx_r_array(r, sizeof(T), expect, &p, &n) != 0 || n != expect)
-        proto_error(what, r);
-    if (n) std::memcpy(out, p, n * sizeof(T));
-}
-
-int64_t rd_i64(fx_rbuf* r, const char* what) {
-    int64_t v;
-    if (fx_r_i64(r, &v)) proto_error(what, r);
-    return v;
-}
 
 /* rcall with FX_FLAG_STATE, so that the reply also carries the state of
  * the indexes the call read or changed (parse reads it when the reply goes
@@ -504,36 +486,13 @@ std::vector<uint8_t> remote_download(
 
 namespace {
 
-void read_state(fx_rbuf* r, RemoteIndex* ix, const char* what) {
-    ix->ntotal = rd_i64(r, what);
-    ix->is_trained = rd_i64(r, what) != 0;
-}
-
-/* Reads "index info" into a new RemoteIndex. */
+/* Reads index info into a new RemoteIndex. */
 RemoteIndex* read_info(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
                        bool named) {
-    std::unique_ptr<RemoteIndex> ix(new RemoteIndex());
-    uint64_t h;
-    char cls[256];
-    if (fx_r_u64(r, &h)) proto_error("index info", r);
-    ix->handle = h;
-    ix->d = (int)rd_i64(r, "index info");
-    ix->metric_type = (faiss::MetricType)rd_i64(r, "index info");
-    ix->is_trained = rd_i64(r, "index info") != 0;
-    ix->ntotal = rd_i64(r, "index info");
-    ix->kind = rd_i64(r, "index info");
-    if (fx_r_str(r, cls, sizeof cls - 1)) proto_error("index info", r);
-    ix->cls = cls;
-    int64_t sizes[3];
-    remote_read_info_sizes(r, sizes);
-    ix->nlist_seen = sizes[0];
-    ix->nprobe_seen = sizes[1];
-    ix->code_size_seen = sizes[2];
-    ix->conn = conn;
-    ix->named = named;
-    return ix.release();
+    IndexInfo in;
+    read_index_info(r, "index info", &in);
+    return RemoteIndex::from_info(in, conn, named);
 }
-
 
 /* Uploads faiss index bytes (chunked) as `name` (NULL: unnamed) and
  * returns the new remote index in *out. */
@@ -651,55 +610,68 @@ std::string key_begin(const RemoteIndex* r, char call) {
 
 } // namespace
 
-/* ---- RemoteIndex ---- */
+/* ---- reading replies ---- */
 
-void remote_read_info_sizes(fx_rbuf* r, int64_t out[3]) {
-    for (int i = 0; i < 3; i++) out[i] = RemoteIndex::kSizeUnknown;
-    if (r->pos == r->len) return; // a server that predates them
-    for (int i = 0; i < 3; i++) out[i] = rd_i64(r, "index info");
+namespace reply {
+
+void proto_error(const char* what, const fx_rbuf* r) {
+    throw Error(FAISSX_E_PROTOCOL, std::string("malformed reply to ") + what +
+                                           (r->err ? std::string(": ") + r->err : ""));
 }
 
-void RemoteIndex::take_sizes(const RemoteIndex& o) {
-    // Not nprobe: it stays the value this handle's caller last set or
-    // read, which the caller's search_preassigned buffers are sized by
-    // (a refresh for ntotal must not make the next call read more).
-    if (o.nlist_seen != kSizeUnknown) nlist_seen = o.nlist_seen.load();
-    if (o.code_size_seen != kSizeUnknown)
-        code_size_seen = o.code_size_seen.load();
+int64_t rd_i64(fx_rbuf* r, const char* what) {
+    int64_t v;
+    if (fx_r_i64(r, &v)) proto_error(what, r);
+    return v;
 }
 
-bool RemoteIndex::reopen() const {
-    if (!named || name.empty() || !conn) return false;
-    std::unique_ptr<RemoteIndex> tmp;
-    try {
-        rcall(conn.get(), FX_OP_OPEN,
-              [&](fx_wbuf* w) { fx_w_str(w, name.c_str()); },
-              [&](fx_rbuf* r) { tmp.reset(read_info(r, nullptr, true)); });
-    } catch (...) {
-        return false;
+std::vector<uint8_t> read_bytes(fx_rbuf* r, const char* what) {
+    const void* p;
+    uint64_t n;
+    if (fx_r_array(r, 1, UINT64_MAX, &p, &n)) proto_error(what, r);
+    return std::vector<uint8_t>(static_cast<const uint8_t*>(p),
+                                static_cast<const uint8_t*>(p) + n);
+}
+
+void read_index_info(fx_rbuf* r, const char* what, IndexInfo* out) {
+    char cls[256];
+    if (fx_r_u64(r, &out->handle)) proto_error(what, r);
+    out->d = rd_i64(r, what);
+    out->metric = rd_i64(r, what);
+    out->trained = rd_i64(r, what) != 0;
+    out->ntotal = rd_i64(r, what);
+    out->kind = rd_i64(r, what);
+    if (fx_r_str(r, cls, sizeof cls - 1)) proto_error(what, r);
+    out->cls = cls;
+    for (int i = 0; i < 3; i++) out->sizes[i] = RemoteIndex::kSizeUnknown;
+    if (r->pos == r->len) return; // a server that predates the sizes
+    for (int i = 0; i < 3; i++) out->sizes[i] = rd_i64(r, "index info");
+}
+
+void read_range(fx_rbuf* r, int64_t n, faiss::RangeSearchResult* result,
+                const char* what) {
+    std::vector<uint64_t> lims(n + 1);
+    read_into(r, lims.data(), (uint64_t)n + 1, what);
+    if (lims[0] != 0) proto_error(what, r);
+    for (int64_t i = 0; i < n; i++) {
+        if (lims[i + 1] < lims[i]) proto_error(what, r);
+        result->lims[i] = lims[i + 1] - lims[i];
     }
-    if (tmp->d != d || tmp->metric_type != metric_type ||
-        (tmp->kind & FX_KIND_BINARY))
-        return false; // another index now has the name
-    fx_clog(FAISSX_LOG_INFO, "index '%s': handle %llu is gone (server "
-            "restarted?); reopened as %llu", name.c_str(),
-            (unsigned long long)handle.load(),
-            (unsigned long long)tmp->handle.load());
-    handle = tmp->handle.load();
-    const_cast<RemoteIndex*>(this)->take_sizes(*tmp);
-    return true;
+    result->do_allocation();
+    read_into(r, result->labels, lims[n], what);
+    read_into(r, result->distances, lims[n], what);
 }
 
-RemoteIndex::~RemoteIndex() {
-    cache::forget(this);
-    inner_views.clear(); // their handles go before this one's
-    if (own_children) for (auto c : children) delete c;
-    // own_fields of a composite not built from client handles reads 1
-    // (FX_OWN_FIELDS_R): the transforms prepended to it are its own.
-    if (own_children || children.empty())
-        for (auto t : child_transforms) delete t;
+} // namespace reply
+
+/* ---- what remote indexes of both families share ---- */
+
+template <class Base>
+RemoteOf<Base>::~RemoteOf() {
+    if (own_children)
+        for (auto c : children) delete c;
     // Without a connection the server reclaims orphans itself: do not
-    // make faiss_Index_free wait for a deadline.
+    // make a free wait for a deadline.
     if (named || !conn || fx_client_state(conn->c) != FAISSX_CONN_CONNECTED)
         return;
     try {
@@ -714,6 +686,115 @@ RemoteIndex::~RemoteIndex() {
     }
 }
 
+template <class Base>
+void RemoteOf<Base>::adopt(const IndexInfo& in, const std::shared_ptr<Conn>& c,
+                           bool is_named) {
+    handle = in.handle;
+    this->d = (int)in.d;
+    this->metric_type = (faiss::MetricType)in.metric;
+    this->is_trained = in.trained;
+    this->ntotal = in.ntotal;
+    kind = in.kind;
+    cls = in.cls;
+    nlist_seen = in.sizes[0];
+    conn = c;
+    named = is_named;
+}
+
+template <class Base>
+void RemoteOf<Base>::take_info(const IndexInfo& in) {
+    std::lock_guard<std::mutex> g(sync_mu);
+    if (this->ntotal != in.ntotal) this->ntotal = in.ntotal;
+    if (this->is_trained != in.trained) this->is_trained = in.trained;
+    if (kind != in.kind) kind = in.kind;
+}
+
+template <class Base>
+void RemoteOf<Base>::take_state(idx_t nt, bool trained) const {
+    auto self = const_cast<RemoteOf*>(this);
+    std::lock_guard<std::mutex> g(self->sync_mu);
+    if (self->ntotal != nt) self->ntotal = nt;
+    if (self->is_trained != trained) self->is_trained = trained;
+}
+
+template <class Base>
+void RemoteOf<Base>::saw_trained() const {
+    auto self = const_cast<RemoteOf*>(this);
+    std::lock_guard<std::mutex> g(self->sync_mu);
+    if (!self->is_trained) self->is_trained = true;
+}
+
+template <class Base>
+void RemoteOf<Base>::read_state(fx_rbuf* r, const char* what) {
+    this->ntotal = rd_i64(r, what);
+    this->is_trained = rd_i64(r, what) != 0;
+}
+
+template <class Base>
+bool RemoteOf<Base>::reopen_as(
+        const char* family,
+        const std::function<bool(const IndexInfo&)>& same) const {
+    if (!named || name.empty() || !conn) return false;
+    IndexInfo in;
+    std::string what = std::string(family) + " info";
+    try {
+        rcall(conn.get(), FX_OP_OPEN,
+              [&](fx_wbuf* w) { fx_w_str(w, name.c_str()); },
+              [&](fx_rbuf* r) { read_index_info(r, what.c_str(), &in); });
+    } catch (...) {
+        return false;
+    }
+    if (!same(in)) return false; // another index now has the name
+    fx_clog(FAISSX_LOG_INFO, "%s '%s': handle %llu is gone (server "
+            "restarted?); reopened as %llu", family, name.c_str(),
+            (unsigned long long)handle.load(), (unsigned long long)in.handle);
+    handle = in.handle;
+    return true;
+}
+
+template struct RemoteOf<faiss::Index>;
+template struct RemoteOf<faiss::IndexBinary>;
+
+/* ---- RemoteIndex ---- */
+
+RemoteIndex* RemoteIndex::from_info(const IndexInfo& in,
+                                    const std::shared_ptr<Conn>& c,
+                                    bool is_named) {
+    std::unique_ptr<RemoteIndex> ix(new RemoteIndex());
+    ix->adopt(in, c, is_named);
+    ix->nprobe_seen = in.sizes[1];
+    ix->code_size_seen = in.sizes[2];
+    return ix.release();
+}
+
+void RemoteIndex::take_sizes(const IndexInfo& in) {
+    // Not nprobe: it stays the value this handle's caller last set or
+    // read, which the caller's search_preassigned buffers are sized by
+    // (a refresh for ntotal must not make the next call read more).
+    if (in.sizes[0] != kSizeUnknown) nlist_seen = in.sizes[0];
+    if (in.sizes[2] != kSizeUnknown) code_size_seen = in.sizes[2];
+}
+
+bool RemoteIndex::reopen() const {
+    return reopen_as("index", [&](const IndexInfo& in) {
+        if ((int)in.d != d || (faiss::MetricType)in.metric != metric_type ||
+            (in.kind & FX_KIND_BINARY))
+            return false;
+        const_cast<RemoteIndex*>(this)->take_sizes(in);
+        return true;
+    });
+}
+
+RemoteIndex::~RemoteIndex() {
+    cache::forget(this);
+    inner_views.clear(); // their handles go before this one's
+    // own_fields of a composite not built from client handles reads 1
+    // (FX_OWN_FIELDS_R): the transforms prepended to it are its own.
+    // (~RemoteOf then frees the children it owns and releases the handle.)
+    if (own_children || children.empty())
+        for (auto t : child_transforms) delete t;
+}
+
 void RemoteIndex::train(idx_t n, const float* x) {
     WriteScope ws(this);
     with_reopen(this, [&](uint64_t rid) {
@@ -723,7 +804,7 @@ void RemoteIndex::train(idx_t n, const float* x) {
                   fx_w_i64(w, n);
                   fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
               },
-              [&](fx_rbuf* r) { read_state(r, this, "train"); }, rid);
+              [&](fx_rbuf* r) { read_state(r, "train"); }, rid);
     });
     // As in a local program, the caller's transform objects in the chain
     // are trained now: they get the server's trained state.
@@ -1007,7 +1088,7 @@ void RemoteIndex::add(idx_t n, const float* x) {
                   fx_w_i64(w, n);
                   fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
               },
-              [&](fx_rbuf* r) { read_state(r, this, "add"); }, rid);
+              [&](fx_rbuf* r) { read_state(r, "add"); }, rid);
     });
 }
 
@@ -1024,7 +1105,7 @@ void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
                   fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
                   fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
               },
-              [&](fx_rbuf* r) { read_state(r, this, "add_with_ids"); }, rid);
+              [&](fx_rbuf* r) { read_state(r, "add_with_ids"); }, rid);
     });
 }
 
@@ -1053,7 +1134,7 @@ void RemoteIndex::add_checked(idx_t n, const float* x, const idx_t* xids) {
                   if (xids) fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
               },
               [&](fx_rbuf* r) {
-                  read_state(r, this, xids ? "add_with_ids" : "add");
+                  read_state(r, xids ? "add_with_ids" : "add");
               },
               rid);
     });
@@ -1062,10 +1143,7 @@ void RemoteIndex::add_checked(idx_t n, const float* x, const idx_t* xids) {
 void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
                          idx_t* labels,
                          const faiss::SearchParameters* params) const {
-    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(params);
-    if (ivfp && ivfp->quantizer_params)
-        throw Error(FAISSX_E_UNSUPPORTED,
-                    "quantizer search parameters cannot be sent to a server");
+    remote_refuse_quantizer_params(params);
     // Calls with per-call parameters (a selector, nprobe) bypass the cache.
     size_t qbytes = (size_t)n * d * sizeof(float);
     size_t rbytes = (size_t)n * k * (sizeof(float) + sizeof(idx_t));
@@ -1114,10 +1192,7 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
 void RemoteIndex::range_search(idx_t n, const float* x, float radius,
                                faiss::RangeSearchResult* result,
                                const faiss::SearchParameters* params) const {
-    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(params);
-    if (ivfp && ivfp->quantizer_params)
-        throw Error(FAISSX_E_UNSUPPORTED,
-                    "quantizer search parameters cannot be sent to a server");
+    remote_refuse_quantizer_params(params);
     rcall(conn.get(), FX_OP_RANGE_SEARCH,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
@@ -1126,18 +1201,7 @@ void RemoteIndex::range_search(idx_t n, const float* x, float radius,
               fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
               if (params) write_search_params(w, params);
           },
-          [&](fx_rbuf* r) {
-              std::vector<uint64_t> lims(n + 1);
-              read_into(r, lims.data(), (uint64_t)n + 1, "range_search");
-              uint64_t tot = lims[n];
-              for (idx_t i = 0; i < n; i++) {
-                  if (lims[i + 1] < lims[i]) proto_error("range_search", r);
-                  result->lims[i] = lims[i + 1] - lims[i];
-              }
-              result->do_allocation();
-              read_into(r, result->labels, tot, "range_search");
-              read_into(r, result->distances, tot, "range_search");
-          });
+          [&](fx_rbuf* r) { read_range(r, n, result, "range_search"); });
     saw_trained();
 }
 
@@ -1160,7 +1224,7 @@ void RemoteIndex::reset() {
         if (rid) fx_client_next_call_as(rid, 0);
         rcall(conn.get(), FX_OP_RESET,
               [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-              [&](fx_rbuf* r) { read_state(r, this, "reset"); });
+              [&](fx_rbuf* r) { read_state(r, "reset"); });
     });
 }
 
@@ -1176,7 +1240,7 @@ size_t RemoteIndex::remove_ids(const faiss::IDSelector& sel) {
               },
               [&](fx_rbuf* r) {
                   if (fx_r_u64(r, &removed)) proto_error("remove_ids", r);
-                  read_state(r, this, "remove_ids");
+                  read_state(r, "remove_ids");
               });
     });
     return removed;
@@ -1334,7 +1398,7 @@ void RemoteIndex::merge_from(faiss::Index& other, idx_t add_id) {
               fx_w_i64(w, add_id);
           },
           [&](fx_rbuf* r) {
-              read_state(r, this, "merge_from");
+              read_state(r, "merge_from");
               if ((got_other = has_more(r))) {
                   ont = rd_i64(r, "merge_from");
                   otr = rd_i64(r, "merge_from");
@@ -1355,13 +1419,8 @@ std::vector<uint8_t> RemoteIndex::fetch(const char* what, int64_t arg) const {
               fx_w_i64(w, arg);
           },
           [&](fx_rbuf* r) {
-              int64_t elem;
-              const void* p;
-              uint64_t n;
-              if (fx_r_i64(r, &elem) || fx_r_array(r, 1, UINT64_MAX, &p, &n))
-                  proto_error("fetch", r);
-              out.assign(static_cast<const uint8_t*>(p),
-                         static_cast<const uint8_t*>(p) + n);
+              (void)rd_i64(r, "fetch"); // the element size
+              out = read_bytes(r, "fetch");
           });
     return out;
 }
@@ -1396,35 +1455,19 @@ void RemoteIndex::ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& buil
 }
 
 void RemoteIndex::ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& build) {
-    ivf_call(op, build, [&](fx_rbuf* r) { read_state(r, this, "ivf"); });
+    ivf_call(op, build, [&](fx_rbuf* r) { read_state(r, "ivf"); });
 }
 
 void RemoteIndex::sync(idx_t* nt, bool* trained) {
-    std::unique_ptr<RemoteIndex> tmp;
+    IndexInfo in;
     with_reopen(this, [&](uint64_t) {
         rcall(conn.get(), FX_OP_INFO, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-              [&](fx_rbuf* r) { tmp.reset(read_info(r, nullptr, true)); });
+              [&](fx_rbuf* r) { read_index_info(r, "index info", &in); });
     });
-    std::lock_guard<std::mutex> g(sync_mu);
-    if (ntotal != tmp->ntotal) ntotal = tmp->ntotal;
-    if (is_trained != tmp->is_trained) is_trained = tmp->is_trained;
-    if (kind != tmp->kind) kind = tmp->kind;
-    take_sizes(*tmp);
-    if (nt) *nt = tmp->ntotal;
-    if (trained) *trained = tmp->is_trained;
-}
-
-void RemoteIndex::take_state(idx_t nt, bool trained) const {
-    auto self = const_cast<RemoteIndex*>(this);
-    std::lock_guard<std::mutex> g(self->sync_mu);
-    if (self->ntotal != nt) self->ntotal = nt;
-    if (self->is_trained != trained) self->is_trained = trained;
-}
-
-void RemoteIndex::saw_trained() const {
-    auto self = const_cast<RemoteIndex*>(this);
-    std::lock_guard<std::mutex> g(self->sync_mu);
-    if (!self->is_trained) self->is_trained = true;
+    take_info(in);
+    take_sizes(in);
+    if (nt) *nt = in.ntotal;
+    if (trained) *trained = in.trained;
 }
 
 bool RemoteIndex::trained_now() {
@@ -1447,7 +1490,7 @@ void RemoteIndex::set_param(const char* name, double value) {
                   fx_w_str(w, name);
                   fx_w_f64(w, value);
               },
-              [&](fx_rbuf* r) { read_state(r, this, "set_param"); });
+              [&](fx_rbuf* r) { read_state(r, "set_param"); });
     });
     if (!std::strcmp(name, "verbose")) verbose = value != 0;
     // What the server now has (faiss's ParameterSpace sets int(value)):
@@ -1482,14 +1525,7 @@ std::vector<uint8_t> RemoteIndex::serialize() const {
         std::vector<uint8_t> out;
         rcall(conn.get(), FX_OP_SERIALIZE,
               [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-              [&](fx_rbuf* r) {
-                  const void* p;
-                  uint64_t n;
-                  if (fx_r_array(r, 1, UINT64_MAX, &p, &n))
-                      proto_error("serialize", r);
-                  out.assign(static_cast<const uint8_t*>(p),
-                             static_cast<const uint8_t*>(p) + n);
-              });
+              [&](fx_rbuf* r) { out = read_bytes(r, "serialize"); });
         return out;
     });
 }
@@ -1524,20 +1560,20 @@ bool assign_transform(faiss::VectorTransform* dst,
 
 void RemoteIndex::prepend_transform(const std::vector<uint8_t>& vt_bytes) {
     WriteScope ws(this); // the chain changes every result
-    std::unique_ptr<RemoteIndex> tmp;
+    IndexInfo in;
     rcall(conn.get(), FX_OP_COMPOSITE,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, FX_COMP_PREPEND);
               fx_w_array(w, vt_bytes.data(), vt_bytes.size(), 1);
           },
-          [&](fx_rbuf* r) { tmp.reset(read_info(r, nullptr, true)); });
+          [&](fx_rbuf* r) { read_index_info(r, "index info", &in); });
     std::lock_guard<std::mutex> g(sync_mu);
-    d = tmp->d;
-    ntotal = tmp->ntotal;
-    is_trained = tmp->is_trained;
-    kind = tmp->kind;
-    take_sizes(*tmp);
+    d = (int)in.d;
+    ntotal = in.ntotal;
+    is_trained = in.trained;
+    kind = in.kind;
+    take_sizes(in);
 }
 
 RemoteIndex* RemoteIndex::inner(int64_t k) {
@@ -1758,8 +1794,11 @@ void remote_write_search_params(fx_wbuf* w,
     write_search_params(w, params);
 }
 
-void remote_proto_error(const char* what, const fx_rbuf* r) {
-    proto_error(what, r);
+void remote_refuse_quantizer_params(const faiss::SearchParameters* params) {
+    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(params);
+    if (ivfp && ivfp->quantizer_params)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "quantizer search parameters cannot be sent to a server");
 }
 
 int remote_named_conn(const char* func, std::shared_ptr<Conn>* c) {
@@ -2043,18 +2082,6 @@ int faissx_index_is_remote(const FaissIndex* index) {
     return index && fx::as_remote(fx::index(index)) != nullptr;
 }
 
-static int need_conn(const char* func, std::shared_ptr<fx::Conn>* c) {
-    {
-        std::lock_guard<std::mutex> g(fx::g_mu);
-        if (int rc = fx::server_conn_locked(func, c)) return rc;
-    }
-    if (!*c)
-        return fx::fail(FAISSX_E_INVALID, func,
-                        "no server configured: call faissx_configure or set "
-                        "FAISSX_SERVER");
-    return 0;
-}
-
 int faissx_index_create(FaissIndex** p_index, const char* name, int d,
                         const char* description, FaissMetricType metric) {
     FX_NOT_NULL(p_index);
@@ -2065,7 +2092,7 @@ int faissx_index_create(FaissIndex** p_index, const char* name, int d,
     if (int rc = fx::check_dim(__func__, d)) return rc;
     if (int rc = fx::check_metric(__func__, fx::raw_enum(metric))) return rc;
     std::shared_ptr<fx::Conn> c;
-    if (int rc = need_conn(__func__, &c)) return rc;
+    if (int rc = fx::remote_named_conn(__func__, &c)) return rc;
     return fx::remote_create(__func__, c, name, d, description, metric, p_index);
 }
 
@@ -2073,7 +2100,7 @@ int faissx_index_open(FaissIndex** p_index, const char* name) {
     FX_NOT_NULL(p_index);
     FX_NOT_NULL(name);
     std::shared_ptr<fx::Conn> c;
-    if (int rc = need_conn(__func__, &c)) return rc;
+    if (int rc = fx::remote_named_conn(__func__, &c)) return rc;
     FX_TRY
     fx::RemoteIndex* ix = nullptr;
     fx::rcall(c.get(), FX_OP_OPEN, [&](fx_wbuf* w) { fx_w_str(w, name); },
@@ -2095,7 +2122,7 @@ int faissx_index_list(char*** p_names, size_t* p_count) {
     FX_NOT_NULL(p_names);
     FX_NOT_NULL(p_count);
     std::shared_ptr<fx::Conn> c;
-    if (int rc = need_conn(__func__, &c)) return rc;
+    if (int rc = fx::remote_named_conn(__func__, &c)) return rc;
     FX_TRY
     std::vector<std::string> names;
     fx::rcall(c.get(), FX_OP_LIST, fx::no_fields, [&](fx_rbuf* r) {
@@ -2134,7 +2161,7 @@ void faissx_index_list_free(char** names, size_t count) {
 int faissx_index_drop(const char* name) {
     FX_NOT_NULL(name);
     std::shared_ptr<fx::Conn> c;
-    if (int rc = need_conn(__func__, &c)) return rc;
+    if (int rc = fx::remote_named_conn(__func__, &c)) return rc;
     FX_TRY
     // Handles to it must not answer from the cache.
     struct ServerWrite {
@@ -2155,7 +2182,7 @@ int faissx_index_upload(const FaissIndex* local, const char* name,
     FX_REQUIRE(!fx::as_remote(fx::index(local)),
                "the index is already remote (use faiss_clone_index)");
     std::shared_ptr<fx::Conn> c;
-    if (int rc = need_conn(__func__, &c)) return rc;
+    if (int rc = fx::remote_named_conn(__func__, &c)) return rc;
     FX_TRY
     faiss::VectorIOWriter bytes;
     faiss::write_index(fx::index(local), &bytes);

@@ -10,6 +10,7 @@
 
 #include <faiss/VectorTransform.h>
 
+#include <cstring>
 #include <functional>
 #include <atomic>
 #include <map>
@@ -31,9 +32,25 @@ struct Conn {
     ~Conn() { fx_client_close(c); }
 };
 
-/* final: as_remote identifies it by its exact type (a typeid compare,
- * not a dynamic_cast, on every call's path). */
-struct RemoteIndex final : faiss::Index {
+/* Index info (docs/protocol.md, "Index info"): what CREATE, OPEN, INFO,
+ * CLONE, ... answer for an index of either family. */
+struct IndexInfo {
+    uint64_t handle = 0;
+    int64_t d = 0, metric = 0, ntotal = 0, kind = 0;
+    bool trained = false;
+    std::string cls;
+    /* nlist, nprobe, code size; kSizeUnknown from a server that predates
+     * them. */
+    int64_t sizes[3] = {0, 0, 0};
+};
+
+/* What a remote index holds whatever its faiss family (Base:
+ * faiss::Index or faiss::IndexBinary): the server-side handle and how to
+ * reach it again, and the cached state. Its destructor frees the children
+ * it owns and releases an unnamed handle on the server. */
+template <class Base>
+struct RemoteOf : Base {
+    using idx_t = typename Base::idx_t;
     std::shared_ptr<Conn> conn;
     /* Atomic: reopen() replaces it while other threads may use it. */
     mutable std::atomic<uint64_t> handle{0};
@@ -41,17 +58,61 @@ struct RemoteIndex final : faiss::Index {
     std::string name; /* of a named index (for reopen) */
     int64_t kind = 0;      /* FX_KIND_* bits of the server-side index */
     std::string cls;       /* its faiss class name */
-    /* Client-side handles this composite was built from (the quantizer of
-     * an IVF, the sub-index of an IDMap, ...): with own_children set
+    /* Client-side handles this index was built from (the quantizer of an
+     * IVF, the sub-index of an IDMap, ...): with own_children set
      * (faiss_X_set_own_fields), freeing this handle frees them, as faiss's
-     * own_fields would. The server-side composite holds its own copies. */
-    std::vector<faiss::Index*> children;
+     * own_fields would. The server-side index holds its own copies. */
+    std::vector<Base*> children;
+    bool own_children = false;
+    static constexpr int64_t kSizeUnknown = -2;
+    /* nlist from the index info (0: not an IVF; kSizeUnknown: not sent):
+     * fixed when the IVF is built, so get_param("nlist") sends nothing. */
+    std::atomic<int64_t> nlist_seen{kSizeUnknown};
+    /* Orders the writes of ntotal/is_trained/kind from replies (getters
+     * may run on one handle from many threads at once, as on a local
+     * index): a field is written only when it changed, so concurrent
+     * searches, which read the fields, see no write while nothing
+     * changes. */
+    std::mutex sync_mu;
+
+    /* Takes ntotal and is_trained from a reply (under sync_mu). */
+    void take_state(idx_t nt, bool trained) const;
+    /* A call that the server runs only on a trained index succeeded: the
+     * cached state says trained from now on (no INFO needed). */
+    void saw_trained() const;
+    /* Reads the state (ntotal, is_trained) that ends a change's reply. */
+    void read_state(fx_rbuf* r, const char* what);
+
+    ~RemoteOf() override;
+
+  protected:
+    RemoteOf() = default;
+    /* Takes handle, d, metric, state, kind, class and nlist from fresh
+     * index info, and the connection. */
+    void adopt(const IndexInfo& in, const std::shared_ptr<Conn>& c,
+               bool is_named);
+    /* Takes ntotal, is_trained and kind from fresh index info (under
+     * sync_mu, each written only when it changed). */
+    void take_info(const IndexInfo& in);
+    /* reopen() of either family: opens the name again and takes the new
+     * handle when same(info) says it is still this index (same() may take
+     * more from the info). `family` ("index", "binary index") names it in
+     * the log and in a malformed-reply error. */
+    bool reopen_as(const char* family,
+                   const std::function<bool(const IndexInfo&)>& same) const;
+};
+
+extern template struct RemoteOf<faiss::Index>;
+extern template struct RemoteOf<faiss::IndexBinary>;
+
+/* final: as_remote identifies it by its exact type (a typeid compare,
+ * not a dynamic_cast, on every call's path). */
+struct RemoteIndex final : RemoteOf<faiss::Index> {
     /* The client's transform objects in this pre-transform's chain, in
      * chain order (they are the chain's first ones: prepending puts one in
      * front). The server holds copies; train() copies the trained state
      * back into them. Freed with the handle when own_fields says so. */
     std::vector<faiss::VectorTransform*> child_transforms;
-    bool own_children = false;
     /* Handles on inner indexes of a server-built composite (FX_COMP_INNER),
      * by FX_KIND_* bit, made on first use and freed with this handle. */
     std::map<int64_t, std::unique_ptr<RemoteIndex>> inner_views;
@@ -68,12 +129,15 @@ struct RemoteIndex final : faiss::Index {
      * server that does not send them (then they are asked for). The
      * server checks them again on every request, so a stale nprobe (other
      * clients change it) costs a clear error, never a wrong size. */
-    static constexpr int64_t kSizeUnknown = -2;
-    std::atomic<int64_t> nlist_seen{kSizeUnknown}, nprobe_seen{kSizeUnknown},
+    std::atomic<int64_t> nprobe_seen{kSizeUnknown},
             code_size_seen{kSizeUnknown};
-    /* Copies nlist and the code size of `o` (fresh index info) when it
-     * has them; not nprobe (see nprobe_seen). */
-    void take_sizes(const RemoteIndex& o);
+    /* Copies nlist and the code size of fresh index info when it has
+     * them; not nprobe (see nprobe_seen). */
+    void take_sizes(const IndexInfo& in);
+    /* A new handle on the index `in` describes. */
+    static RemoteIndex* from_info(const IndexInfo& in,
+                                  const std::shared_ptr<Conn>& c,
+                                  bool is_named);
 
     ~RemoteIndex() override;
     /* A named index whose handle the server no longer knows (it
@@ -122,20 +186,10 @@ struct RemoteIndex final : faiss::Index {
 
     /* Refresh ntotal/is_trained/kind from the server (other clients write
      * too); the fresh values also go to *nt and *trained when given.
-     * Getters call it, and getters may run on one handle from many threads
-     * at once (as on a local index): sync_mu orders them, and a field is
-     * written only when it changed, so concurrent searches, which read
-     * the fields, see no write while nothing changes. */
+     * Getters call it (see sync_mu). */
     void sync(idx_t* nt = nullptr, bool* trained = nullptr);
     /* is_trained, asking the server while the cached value says no. */
     bool trained_now();
-    /* A call that the server runs only on a trained index succeeded: the
-     * cached state says trained from now on (no INFO needed). */
-    void saw_trained() const;
-    /* Takes ntotal and is_trained from a reply (under sync_mu, each field
-     * written only when it changed, as sync() does). */
-    void take_state(idx_t nt, bool trained) const;
-    std::mutex sync_mu;
     void set_param(const char* name, double value);
     double get_param(const char* name) const;
     /* The faiss bytes of the server-side index. */
@@ -223,23 +277,15 @@ bool remote_is(const faiss::Index* ix, int64_t kind);
 
 /* ---- binary indexes (net/remote_binary.cpp) ---- */
 
-/* A faiss::IndexBinary living on a faissx-server (FX_OP_BINARY). */
-struct RemoteIndexBinary : faiss::IndexBinary {
-    std::shared_ptr<Conn> conn;
-    /* Atomic: reopen() replaces it while other threads may use it. */
-    mutable std::atomic<uint64_t> handle{0};
-    bool named = false;
-    std::string name; /* of a named index (for reopen) */
-    int64_t kind = 0; /* FX_KIND_BINARY | FX_KIND_FLAT/IVF/HNSW */
-    std::string cls;
-    /* An IndexBinaryIVF's nlist from the index info (fixed when built),
-     * so faiss_IndexBinaryIVF_nlist sends nothing; <= 0: ask. */
-    int64_t nlist_seen = RemoteIndex::kSizeUnknown;
-    /* The quantizer handle an IVF was built from; freed with the IVF when
-     * own_children (faiss_IndexBinaryIVF_set_own_fields). */
-    std::vector<faiss::IndexBinary*> children;
-    bool own_children = false;
-
+/* A faiss::IndexBinary living on a faissx-server (FX_OP_BINARY). kind:
+ * FX_KIND_BINARY | FX_KIND_FLAT/IVF/HNSW; children: the quantizer handle
+ * an IVF was built from (faiss_IndexBinaryIVF_set_own_fields). */
+struct RemoteIndexBinary : RemoteOf<faiss::IndexBinary> {
+    /* A new handle on the binary index `in` describes; throws
+     * FAISSX_E_PROTOCOL when it is not binary. */
+    static RemoteIndexBinary* from_info(const IndexInfo& in,
+                                        const std::shared_ptr<Conn>& c,
+                                        bool is_named);
     ~RemoteIndexBinary() override;
     void train(idx_t n, const uint8_t* x) override;
     void add(idx_t n, const uint8_t* x) override;
@@ -260,8 +306,6 @@ struct RemoteIndexBinary : faiss::IndexBinary {
     bool reopen() const;
     /* Refresh ntotal/is_trained from the server. */
     void sync();
-    /* A call the server runs on trained indexes only succeeded. */
-    void saw_trained() const;
     void set_param(const char* name, double value);
     double get_param(const char* name) const;
     /* The faiss bytes of the server-side index (write_index_binary). */
@@ -297,10 +341,6 @@ int remote_bin_clone(const char* func, const RemoteIndexBinary* src,
 void remote_call(const Conn* c, int op, int op_class,
                  const std::function<void(fx_wbuf*)>& build,
                  const std::function<void(fx_rbuf*)>& parse);
-/* Reads the sizes at the end of index info (nlist, nprobe, code size)
- * into out, or sets them to RemoteIndex::kSizeUnknown when the reply ends
- * before them (a server that predates them). */
-void remote_read_info_sizes(fx_rbuf* r, int64_t out[3]);
 /* Encodes an IDSelector (docs/protocol.md, "Selectors"); throws for types
  * that cannot travel. */
 void remote_write_selector(fx_wbuf* w, const faiss::IDSelector* s);
@@ -308,8 +348,35 @@ void remote_write_selector(fx_wbuf* w, const faiss::IDSelector* s);
  * carries them; throws for a selector that cannot travel. */
 void remote_write_search_params(fx_wbuf* w,
                                 const faiss::SearchParameters* params);
-/* Throws the FAISSX_E_PROTOCOL error of a malformed reply to `what`. */
-[[noreturn]] void remote_proto_error(const char* what, const fx_rbuf* r);
+/* Throws FAISSX_E_UNSUPPORTED for IVF search parameters with quantizer
+ * parameters (they cannot be sent to a server). */
+void remote_refuse_quantizer_params(const faiss::SearchParameters* params);
+
+/* Reading replies: each throws the FAISSX_E_PROTOCOL error "malformed
+ * reply to <what>" when the field is missing or malformed. */
+namespace reply {
+[[noreturn]] void proto_error(const char* what, const fx_rbuf* r);
+int64_t rd_i64(fx_rbuf* r, const char* what);
+/* An array of exactly `expect` elements, copied into out. */
+template <class T>
+void read_into(fx_rbuf* r, T* out, uint64_t expect, const char* what) {
+    const void* p;
+    uint64_t n;
+    if (fx_r_array(r, sizeof(T), expect, &p, &n) != 0 || n != expect)
+        proto_error(what, r);
+    if (n) std::memcpy(out, p, n * sizeof(T));
+}
+/* An array of bytes of any length. */
+std::vector<uint8_t> read_bytes(fx_rbuf* r, const char* what);
+/* Index info (the sizes at its end, when a server sends them, are named
+ * "index info" in errors). */
+void read_index_info(fx_rbuf* r, const char* what, IndexInfo* out);
+/* RANGE_SEARCH's reply for n queries (lims, labels, distances) into
+ * result, whose lims it fills and whose arrays it allocates. */
+void read_range(fx_rbuf* r, int64_t n, faiss::RangeSearchResult* result,
+                const char* what);
+} // namespace reply
+
 /* The configured server for named-index calls, or an error recorded for
  * func when there is none (local mode). */
 int remote_named_conn(const char* func, std::shared_ptr<Conn>* out);

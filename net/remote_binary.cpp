@@ -15,54 +15,16 @@
 
 namespace fx {
 
+using namespace reply;
+
 namespace {
-
-int64_t rd_i64(fx_rbuf* r, const char* what) {
-    int64_t v;
-    if (fx_r_i64(r, &v)) remote_proto_error(what, r);
-    return v;
-}
-
-template <class T>
-void read_into(fx_rbuf* r, T* out, uint64_t expect, const char* what) {
-    const void* p;
-    uint64_t n;
-    if (fx_r_array(r, sizeof(T), expect, &p, &n) != 0 || n != expect)
-        remote_proto_error(what, r);
-    if (n) std::memcpy(out, p, n * sizeof(T));
-}
-
-void read_state(fx_rbuf* r, RemoteIndexBinary* ix, const char* what) {
-    ix->ntotal = rd_i64(r, what);
-    ix->is_trained = rd_i64(r, what) != 0;
-}
 
 /* Reads "binfo" into a new RemoteIndexBinary. */
 RemoteIndexBinary* read_binfo(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
                               bool named) {
-    std::unique_ptr<RemoteIndexBinary> ix(new RemoteIndexBinary());
-    uint64_t h;
-    char cls[256];
-    if (fx_r_u64(r, &h)) remote_proto_error("binary index info", r);
-    ix->handle = h;
-    ix->d = (int)rd_i64(r, "binary index info");
-    ix->code_size = ix->d / 8;
-    ix->metric_type = (faiss::MetricType)rd_i64(r, "binary index info");
-    ix->is_trained = rd_i64(r, "binary index info") != 0;
-    ix->ntotal = rd_i64(r, "binary index info");
-    ix->kind = rd_i64(r, "binary index info");
-    if (fx_r_str(r, cls, sizeof cls - 1))
-        remote_proto_error("binary index info", r);
-    int64_t sizes[3]; // nlist, nprobe, code size (= d / 8)
-    remote_read_info_sizes(r, sizes);
-    ix->nlist_seen = sizes[0];
-    if (!(ix->kind & FX_KIND_BINARY))
-        throw Error(FAISSX_E_PROTOCOL, "the server answered with a "
-                                       "non-binary index");
-    ix->cls = cls;
-    ix->conn = conn;
-    ix->named = named;
-    return ix.release();
+    IndexInfo in;
+    read_index_info(r, "binary index info", &in);
+    return RemoteIndexBinary::from_info(in, conn, named);
 }
 
 /* One FX_OP_BINARY round trip: the sub-op, then build's fields; with
@@ -79,103 +41,79 @@ void bcall(const Conn* c, int64_t op, int op_class,
                 parse);
 }
 
+/* A call that changes ix: op's fields after the handle; the reply ends
+ * with the new state (after what `first` reads, when given). */
+void change(RemoteIndexBinary* ix, int64_t op, int op_class, const char* what,
+            const std::function<void(fx_wbuf*)>& fields,
+            const std::function<void(fx_rbuf*)>& first = nullptr) {
+    with_reopen(ix, [&](uint64_t rid) {
+        bcall(ix->conn.get(), op, op_class,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, ix->handle);
+                  fields(w);
+              },
+              [&](fx_rbuf* r) {
+                  if (first) first(r);
+                  ix->read_state(r, what);
+              },
+              rid);
+    });
+}
 
 } // namespace
 
 /* ---- RemoteIndexBinary ---- */
 
+RemoteIndexBinary* RemoteIndexBinary::from_info(const IndexInfo& in,
+                                                const std::shared_ptr<Conn>& c,
+                                                bool is_named) {
+    // Checked first: a handle made here would release the index.
+    if (!(in.kind & FX_KIND_BINARY))
+        throw Error(FAISSX_E_PROTOCOL, "the server answered with a "
+                                       "non-binary index");
+    auto ix = new RemoteIndexBinary();
+    ix->adopt(in, c, is_named);
+    ix->code_size = ix->d / 8;
+    return ix;
+}
+
 bool RemoteIndexBinary::reopen() const {
-    if (!named || name.empty() || !conn) return false;
-    uint64_t h = 0;
-    int64_t d2 = 0, kind2 = 0;
-    try {
-        remote_call(conn.get(), FX_OP_OPEN, FAISSX_OP_ADMIN,
-                    [&](fx_wbuf* w) { fx_w_str(w, name.c_str()); },
-                    [&](fx_rbuf* r) {
-                        // info and binfo have the same layout
-                        int64_t v;
-                        char cls[256];
-                        if (fx_r_u64(r, &h) || fx_r_i64(r, &d2) ||
-                            fx_r_i64(r, &v) || fx_r_i64(r, &v) ||
-                            fx_r_i64(r, &v) || fx_r_i64(r, &kind2) ||
-                            fx_r_str(r, cls, sizeof cls - 1))
-                            remote_proto_error("binary index info", r);
-                        int64_t sizes[3];
-                        remote_read_info_sizes(r, sizes);
-                    });
-    } catch (...) {
-        return false;
-    }
-    if (d2 != d || !(kind2 & FX_KIND_BINARY))
-        return false; // another index now has the name
-    fx_clog(FAISSX_LOG_INFO, "binary index '%s': handle %llu is gone (server "
-            "restarted?); reopened as %llu", name.c_str(),
-            (unsigned long long)handle.load(), (unsigned long long)h);
-    handle = h;
-    return true;
-}
-
-RemoteIndexBinary::~RemoteIndexBinary() {
-    if (own_children)
-        for (auto c : children) delete c;
-    if (named || !conn || fx_client_state(conn->c) != FAISSX_CONN_CONNECTED)
-        return;
-    try {
-        fx_client_next_call_wait(FX_RELEASE_WAIT_MS); // as ~RemoteIndex
-        remote_call(conn.get(), FX_OP_RELEASE, FAISSX_OP_ADMIN,
-                    [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-                    [](fx_rbuf*) {});
-    } catch (...) {
-        // The server may be gone; it reclaims orphans itself.
-    }
-}
-
-void RemoteIndexBinary::train(idx_t n, const uint8_t* x) {
-    with_reopen(this, [&](uint64_t rid) {
-        bcall(conn.get(), FX_BIN_TRAIN, FAISSX_OP_TRAIN,
-              [&](fx_wbuf* w) {
-                  fx_w_u64(w, handle);
-                  fx_w_i64(w, n);
-                  fx_w_array(w, x, (uint64_t)n * code_size, 1);
-              },
-              [&](fx_rbuf* r) { read_state(r, this, "binary train"); }, rid);
+    return reopen_as("binary index", [&](const IndexInfo& in) {
+        return in.d == d && (in.kind & FX_KIND_BINARY);
     });
 }
 
+RemoteIndexBinary::~RemoteIndexBinary() = default; // see ~RemoteOf
+
+void RemoteIndexBinary::train(idx_t n, const uint8_t* x) {
+    change(this, FX_BIN_TRAIN, FAISSX_OP_TRAIN, "binary train",
+           [&](fx_wbuf* w) {
+               fx_w_i64(w, n);
+               fx_w_array(w, x, (uint64_t)n * code_size, 1);
+           });
+}
+
 void RemoteIndexBinary::add(idx_t n, const uint8_t* x) {
-    with_reopen(this, [&](uint64_t rid) {
-        bcall(conn.get(), FX_BIN_ADD, FAISSX_OP_ADD,
-              [&](fx_wbuf* w) {
-                  fx_w_u64(w, handle);
-                  fx_w_i64(w, n);
-                  fx_w_array(w, x, (uint64_t)n * code_size, 1);
-              },
-              [&](fx_rbuf* r) { read_state(r, this, "binary add"); }, rid);
+    change(this, FX_BIN_ADD, FAISSX_OP_ADD, "binary add", [&](fx_wbuf* w) {
+        fx_w_i64(w, n);
+        fx_w_array(w, x, (uint64_t)n * code_size, 1);
     });
 }
 
 void RemoteIndexBinary::add_with_ids(idx_t n, const uint8_t* x,
                                      const idx_t* xids) {
-    with_reopen(this, [&](uint64_t rid) {
-        bcall(conn.get(), FX_BIN_ADD_WITH_IDS, FAISSX_OP_ADD,
-              [&](fx_wbuf* w) {
-                  fx_w_u64(w, handle);
-                  fx_w_i64(w, n);
-                  fx_w_array(w, x, (uint64_t)n * code_size, 1);
-                  fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
-              },
-              [&](fx_rbuf* r) { read_state(r, this, "binary add_with_ids"); },
-              rid);
-    });
+    change(this, FX_BIN_ADD_WITH_IDS, FAISSX_OP_ADD, "binary add_with_ids",
+           [&](fx_wbuf* w) {
+               fx_w_i64(w, n);
+               fx_w_array(w, x, (uint64_t)n * code_size, 1);
+               fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
+           });
 }
 
 void RemoteIndexBinary::search(idx_t n, const uint8_t* x, idx_t k,
                                int32_t* distances, idx_t* labels,
                                const faiss::SearchParameters* params) const {
-    auto ivfp = dynamic_cast<const faiss::SearchParametersIVF*>(params);
-    if (ivfp && ivfp->quantizer_params)
-        throw Error(FAISSX_E_UNSUPPORTED,
-                    "quantizer search parameters cannot be sent to a server");
+    remote_refuse_quantizer_params(params);
     // The server applies them as faissx_IndexBinary_search_with_params.
     with_reopen(this, [&](uint64_t) {
         bcall(conn.get(), FX_BIN_SEARCH, FAISSX_OP_SEARCH,
@@ -194,10 +132,6 @@ void RemoteIndexBinary::search(idx_t n, const uint8_t* x, idx_t k,
     saw_trained(); // the server searches trained indexes only
 }
 
-void RemoteIndexBinary::saw_trained() const {
-    if (!is_trained) const_cast<RemoteIndexBinary*>(this)->is_trained = true;
-}
-
 void RemoteIndexBinary::range_search(idx_t n, const uint8_t* x, int radius,
                                      faiss::RangeSearchResult* result,
                                      const faiss::SearchParameters* params) const {
@@ -213,44 +147,25 @@ void RemoteIndexBinary::range_search(idx_t n, const uint8_t* x, int radius,
                       fx_w_array(w, x, (uint64_t)n * code_size, 1);
                   },
                   [&](fx_rbuf* r) {
-                      const char* what = "binary range_search";
-                      std::vector<uint64_t> lims(n + 1);
-                      read_into(r, lims.data(), (uint64_t)n + 1, what);
-                      if (lims[0] != 0) remote_proto_error(what, r);
-                      for (idx_t i = 0; i < n; i++) {
-                          if (lims[i + 1] < lims[i]) remote_proto_error(what, r);
-                          result->lims[i] = lims[i + 1] - lims[i];
-                      }
-                      result->do_allocation();
-                      read_into(r, result->labels, lims[n], what);
-                      read_into(r, result->distances, lims[n], what);
+                      read_range(r, n, result, "binary range_search");
                   });
     });
     saw_trained();
 }
 
 void RemoteIndexBinary::reset() {
-    with_reopen(this, [&](uint64_t rid) {
-        bcall(conn.get(), FX_BIN_RESET, FAISSX_OP_ADD,
-                  [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-                  [&](fx_rbuf* r) { read_state(r, this, "binary reset"); }, rid);
-    });
+    change(this, FX_BIN_RESET, FAISSX_OP_ADD, "binary reset",
+           [](fx_wbuf*) {});
 }
 
 size_t RemoteIndexBinary::remove_ids(const faiss::IDSelector& sel) {
     uint64_t removed = 0;
-    with_reopen(this, [&](uint64_t rid) {
-        bcall(conn.get(), FX_BIN_REMOVE_IDS, FAISSX_OP_ADD,
-                  [&](fx_wbuf* w) {
-                      fx_w_u64(w, handle);
-                      remote_write_selector(w, &sel);
-                  },
-                  [&](fx_rbuf* r) {
-                      if (fx_r_u64(r, &removed))
-                          remote_proto_error("binary remove_ids", r);
-                      read_state(r, this, "binary remove_ids");
-                  }, rid);
-    });
+    change(this, FX_BIN_REMOVE_IDS, FAISSX_OP_ADD, "binary remove_ids",
+           [&](fx_wbuf* w) { remote_write_selector(w, &sel); },
+           [&](fx_rbuf* r) {
+               if (fx_r_u64(r, &removed))
+                   proto_error("binary remove_ids", r);
+           });
     return removed;
 }
 
@@ -284,34 +199,32 @@ void RemoteIndexBinary::reconstruct_n(idx_t i0, idx_t ni,
 }
 
 void RemoteIndexBinary::sync() {
+    IndexInfo in;
     with_reopen(this, [&](uint64_t) {
         bcall(conn.get(), FX_BIN_INFO, FAISSX_OP_ADMIN,
                   [&](fx_wbuf* w) { fx_w_u64(w, handle); },
                   [&](fx_rbuf* r) {
-                      std::unique_ptr<RemoteIndexBinary> tmp(
-                              read_binfo(r, nullptr, true));
-                      ntotal = tmp->ntotal;
-                      is_trained = tmp->is_trained;
+                      read_index_info(r, "binary index info", &in);
                   });
     });
+    if (!(in.kind & FX_KIND_BINARY))
+        throw Error(FAISSX_E_PROTOCOL, "the server answered with a "
+                                       "non-binary index");
+    take_info(in);
 }
 
 void RemoteIndexBinary::set_param(const char* name, double value) {
-    with_reopen(this, [&](uint64_t rid) {
-        bcall(conn.get(), FX_BIN_SET_PARAM, FAISSX_OP_ADMIN,
-                  [&](fx_wbuf* w) {
-                      fx_w_u64(w, handle);
-                      fx_w_str(w, name);
-                      fx_w_f64(w, value);
-                  },
-                  [&](fx_rbuf* r) { read_state(r, this, "binary set_param"); }, rid);
-    });
+    change(this, FX_BIN_SET_PARAM, FAISSX_OP_ADMIN, "binary set_param",
+           [&](fx_wbuf* w) {
+               fx_w_str(w, name);
+               fx_w_f64(w, value);
+           });
     if (!std::strcmp(name, "verbose")) verbose = value != 0;
 }
 
 double RemoteIndexBinary::get_param(const char* name) const {
     if (!std::strcmp(name, "nlist") && nlist_seen > 0)
-        return (double)nlist_seen; // fixed when the IVF was built
+        return (double)nlist_seen.load(); // fixed when the IVF was built
     double v = 0;
     with_reopen(this, [&](uint64_t) {
         bcall(conn.get(), FX_BIN_GET_PARAM, FAISSX_OP_ADMIN,
@@ -320,7 +233,7 @@ double RemoteIndexBinary::get_param(const char* name) const {
                       fx_w_str(w, name);
                   },
                   [&](fx_rbuf* r) {
-                      if (fx_r_f64(r, &v)) remote_proto_error("binary get_param", r);
+                      if (fx_r_f64(r, &v)) proto_error("binary get_param", r);
                   });
     });
     return v;
@@ -331,14 +244,7 @@ std::vector<uint8_t> RemoteIndexBinary::serialize() const {
         std::vector<uint8_t> out;
         bcall(conn.get(), FX_BIN_SERIALIZE, FAISSX_OP_ADMIN,
               [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-              [&](fx_rbuf* r) {
-                  const void* p;
-                  uint64_t n;
-                  if (fx_r_array(r, 1, UINT64_MAX, &p, &n))
-                      remote_proto_error("binary serialize", r);
-                  out.assign(static_cast<const uint8_t*>(p),
-                             static_cast<const uint8_t*>(p) + n);
-              });
+              [&](fx_rbuf* r) { out = read_bytes(r, "binary serialize"); });
         return out;
     });
 }
@@ -441,30 +347,20 @@ int faissx_index_binary_open(FaissIndexBinary** p_index, const char* name) {
     std::shared_ptr<fx::Conn> c;
     if (int rc = fx::remote_named_conn(__func__, &c)) return rc;
     FX_TRY
-    fx::RemoteIndexBinary* ix = nullptr;
-    int64_t kind = 0;
+    fx::IndexInfo in; // info and binfo have the same layout
     fx::remote_call(c.get(), FX_OP_OPEN, FAISSX_OP_ADMIN,
                     [&](fx_wbuf* w) { fx_w_str(w, name); },
                     [&](fx_rbuf* r) {
-                        // info and binfo have the same layout: peek at kind
-                        fx_rbuf peek = *r;
-                        uint64_t h;
-                        int64_t v;
-                        fx_r_u64(&peek, &h);
-                        for (int i = 0; i < 5; i++) fx_r_i64(&peek, &v);
-                        kind = v;
-                        if (!(kind & FX_KIND_BINARY)) {
-                            r->pos = r->len; // consumed; refused below
-                            return;
-                        }
-                        ix = fx::read_binfo(r, c, true);
+                        fx::reply::read_index_info(r, "binary index info",
+                                                   &in);
                     });
-    if (ix) ix->name = name;
-    if (!ix)
+    if (!(in.kind & FX_KIND_BINARY))
         return fx::fail(FAISSX_E_INVALID, __func__,
                         "index '%s' is not a binary index (open it with "
                         "faissx_index_open)",
                         name);
+    auto ix = fx::RemoteIndexBinary::from_info(in, c, true);
+    ix->name = name;
     *p_index = fx::handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
     return 0;
     FX_CATCH
