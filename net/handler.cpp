@@ -392,30 +392,29 @@ fx::store::Store* tenant_store(fx_state* s, const std::string& tenant) {
     return st;
 }
 
-/* The faiss index an entry serves: for a stored index the one behind the
- * store handle, passed to f under the store's read lock (for what the
- * handle does not forward: class, typed fields, serialisation, clone). */
-template <class F>
-void target(Entry* e, F f) {
+/* The faiss index an entry serves (ix: its index or bindex): for a stored
+ * index the one behind the store handle, passed to f under the store's
+ * read lock (for what the handle does not forward: class, typed fields,
+ * serialisation, clone). */
+template <class Ix, class F>
+void target_of(Entry* e, Ix* ix, F f) {
     if (!e->stored) {
-        f(e->index.get());
+        f(ix);
         return;
     }
-    fx::store::read_inner(e->index.get(), [&](const faiss::Index* in) {
-        f(const_cast<faiss::Index*>(in)); // callers only read
+    fx::store::read_inner(ix, [&](const Ix* in) {
+        f(const_cast<Ix*>(in)); // callers only read
     });
 }
 
-/* target() for a binary entry. */
+template <class F>
+void target(Entry* e, F f) {
+    target_of(e, e->index.get(), f);
+}
+
 template <class F>
 void btarget(Entry* e, F f) {
-    if (!e->stored) {
-        f(e->bindex.get());
-        return;
-    }
-    fx::store::read_inner(e->bindex.get(), [&](const faiss::IndexBinary* in) {
-        f(const_cast<faiss::IndexBinary*>(in)); // callers only read
-    });
+    target_of(e, e->bindex.get(), f);
 }
 
 void refuse_stored(const Entry* e, const char* what) {
@@ -494,57 +493,61 @@ void write_info_sizes(fx_wbuf* w, int64_t nlist, int64_t nprobe,
     fx_w_i64(w, code_size);
 }
 
-void write_info(fx_wbuf* w, Entry* e) {
-    if (const faiss::IndexBinary* b = e->bindex.get()) {
-        int64_t kind = 0, nlist = 0, nprobe = 0, code_size = 0;
-        std::string cls;
-        btarget(e, [&](faiss::IndexBinary* in) {
-            kind = bkind_of(in);
-            cls = class_name(in);
-            if (auto bivf = dynamic_cast<const faiss::IndexBinaryIVF*>(in)) {
-                nlist = (int64_t)bivf->nlist;
-                nprobe = (int64_t)bivf->nprobe;
-            }
-            code_size = in->code_size;
-        });
-        fx_w_u64(w, e->handle);
-        fx_w_i64(w, b->d);
-        fx_w_i64(w, b->metric_type);
-        fx_w_i64(w, b->is_trained);
-        fx_w_i64(w, b->ntotal);
-        fx_w_i64(w, kind);
-        fx_w_str(w, cls.c_str());
-        write_info_sizes(w, nlist, nprobe, code_size);
-        return;
-    }
-    // A stored index shows the kind and class of the index it keeps.
-    int64_t kind = 0, nlist = 0, nprobe = 0, code_size = -1;
+/* What index info says of the index an entry serves beyond the fields
+ * its handle forwards. */
+struct Described {
+    int64_t kind = 0, nlist = 0, nprobe = 0, code_size = 0;
     std::string cls;
-    target(e, [&](faiss::Index* in) {
-        kind = kind_of(in);
-        cls = class_name(in);
-        if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(in)) {
-            nlist = (int64_t)ivf->nlist;
-            nprobe = (int64_t)ivf->nprobe;
-        }
-        try {
-            code_size = (int64_t)in->sa_code_size();
-        } catch (const std::exception&) {
-            code_size = -1; // no standalone codec
-        }
-    });
-    const faiss::Index* ix = e->index.get();
+};
+
+void describe(const faiss::Index* in, Described* o) {
+    // A stored index shows the kind and class of the index it keeps.
+    o->kind = kind_of(in);
+    o->cls = class_name(in);
+    if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(in)) {
+        o->nlist = (int64_t)ivf->nlist;
+        o->nprobe = (int64_t)ivf->nprobe;
+    }
+    try {
+        o->code_size = (int64_t)in->sa_code_size();
+    } catch (const std::exception&) {
+        o->code_size = -1; // no standalone codec
+    }
+}
+
+void describe(const faiss::IndexBinary* in, Described* o) {
+    o->kind = bkind_of(in);
+    o->cls = class_name(in);
+    if (auto bivf = dynamic_cast<const faiss::IndexBinaryIVF*>(in)) {
+        o->nlist = (int64_t)bivf->nlist;
+        o->nprobe = (int64_t)bivf->nprobe;
+    }
+    o->code_size = in->code_size;
+}
+
+template <class Ix>
+void write_info_of(fx_wbuf* w, Entry* e, Ix* ix) {
+    Described o;
+    target_of(e, ix, [&](Ix* in) { describe(in, &o); });
     fx_w_u64(w, e->handle);
     fx_w_i64(w, ix->d);
     fx_w_i64(w, ix->metric_type);
     fx_w_i64(w, ix->is_trained);
     fx_w_i64(w, ix->ntotal);
-    fx_w_i64(w, kind);
-    fx_w_str(w, cls.c_str());
-    write_info_sizes(w, nlist, nprobe, code_size);
+    fx_w_i64(w, o.kind);
+    fx_w_str(w, o.cls.c_str());
+    write_info_sizes(w, o.nlist, o.nprobe, o.code_size);
 }
 
-void write_state(fx_wbuf* w, const faiss::Index* ix) {
+void write_info(fx_wbuf* w, Entry* e) {
+    if (e->bindex)
+        write_info_of(w, e, e->bindex.get());
+    else
+        write_info_of(w, e, e->index.get());
+}
+
+template <class Ix>
+void write_state(fx_wbuf* w, const Ix* ix) {
     fx_w_i64(w, ix->ntotal);
     fx_w_i64(w, ix->is_trained);
 }
@@ -560,7 +563,10 @@ void write_state_of(fx_wbuf* w, Entry* e) {
         fx_w_i64(w, t->trained);
         return;
     }
-    target(e, [&](faiss::Index* in) { write_state(w, in); });
+    if (e->bindex)
+        btarget(e, [&](faiss::IndexBinary* in) { write_state(w, in); });
+    else
+        target(e, [&](faiss::Index* in) { write_state(w, in); });
 }
 
 /* The lock a change holds on its entry: an in-memory index is changed
@@ -694,15 +700,40 @@ void need_write_param(Req& q, const std::string& name) {
                             "instead)");
 }
 
-int64_t rd_n(Req& q) {
-    int64_t n = rd_i64(q);
-    if (n < 0) throw Error(FAISSX_E_INVALID, "n must be >= 0");
+/* Refuses a batch of more than max_batch vectors. */
+void check_batch(Req& q, int64_t n) {
     if (n > q.s->conf.max_batch)
         throw Error(FAISSX_E_LIMIT, "batch of " + std::to_string(n) +
                                             " vectors exceeds the server "
                                             "limit of " +
                                             std::to_string(q.s->conf.max_batch));
+}
+
+int64_t rd_n(Req& q) {
+    int64_t n = rd_i64(q);
+    if (n < 0) throw Error(FAISSX_E_INVALID, "n must be >= 0");
+    check_batch(q, n);
     return n;
+}
+
+/* SEARCH's k (float or binary). */
+int64_t rd_k(Req& q) {
+    int64_t k = rd_i64(q);
+    if (k <= 0)
+        throw Error(FAISSX_E_INVALID, "k must be > 0 (got " + std::to_string(k) + ")");
+    if (k > q.s->conf.max_k)
+        throw Error(FAISSX_E_LIMIT, "k = " + std::to_string(k) +
+                                            " exceeds the server limit of " +
+                                            std::to_string(q.s->conf.max_k));
+    return k;
+}
+
+/* The keys of RECONSTRUCT_KEYS (float or binary), at most max_batch. */
+const idx* rd_keys(Req& q, uint64_t* n) {
+    const void* p;
+    fx_r_array(&q.r, 8, (uint64_t)q.s->conf.max_batch, &p, n);
+    check(&q.r);
+    return static_cast<const idx*>(aligned(q, p, *n, 8));
 }
 
 /* Refuses, before allocating it, a reply array of count*elem bytes that
@@ -782,6 +813,19 @@ std::unique_ptr<faiss::IDSelector> rd_selector(
 
 /* ---- operations ---- */
 
+/* Registers the new entry e of q's tenant and client as `name` (empty:
+ * unnamed) and replies with its index info. */
+void insert_reply(Req& q, fx_wbuf* w, const EntryP& e,
+                  const std::string& name = std::string()) {
+    e->tenant = q.tenant;
+    e->name = name;
+    e->client_id = q.client_id;
+    e->conn_id = q.conn_id;
+    insert(q.s, e);
+    std::shared_lock<std::shared_mutex> l(*e->mu);
+    write_info(w, e.get());
+}
+
 /* A named CREATE/UPLOAD retried after a restart (its reply was lost): if
  * the tenant's store says this request created `name`, the entry that now
  * has the name (caller holds store_mu); otherwise NULL. */
@@ -852,12 +896,7 @@ void op_create(Req& q, fx_wbuf* w) {
     } else {
         e->index.reset(fx::index(ix));
     }
-    e->tenant = q.tenant;
-    e->name = name;
-    e->client_id = q.client_id;
-    e->conn_id = q.conn_id;
-    insert(q.s, e);
-    write_info(w, e.get());
+    insert_reply(q, w, e, name);
 }
 
 void op_open(Req& q, fx_wbuf* w) {
@@ -1286,15 +1325,29 @@ void rd_search_params(Req& q, SearchParams* sp) {
     }
 }
 
+/* Reserves SEARCH's reply (float or binary): nk distances of type D, then
+ * nk labels, at offsets *offD and *offI of w->data. */
+template <class D>
+void reserve_knn(fx_wbuf* w, uint64_t nk, size_t* offD, size_t* offI) {
+    fx_w_reserve(w, 16 + nk * (sizeof(D) + sizeof(idx)) + 8);
+    *offD = w->len + 8;
+    if (!fx_w_array_reserve(w, nk, sizeof(D))) throw std::bad_alloc();
+    *offI = w->len + 8;
+    if (!fx_w_array_reserve(w, nk, sizeof(idx))) throw std::bad_alloc();
+}
+
+/* RANGE_SEARCH's reply (float or binary): lims, labels, distances. */
+void write_range(fx_wbuf* w, const faiss::RangeSearchResult& res, int64_t n) {
+    size_t tot = res.lims[n];
+    static_assert(sizeof(size_t) == 8, "lims travel as u64");
+    fx_w_array(w, res.lims, (uint64_t)n + 1, 8);
+    fx_w_array(w, res.labels, tot, sizeof(idx));
+    fx_w_array(w, res.distances, tot, sizeof(float));
+}
+
 void op_search(Req& q, fx_wbuf* w, bool labels_only) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
-    int64_t n = rd_n(q), k = rd_i64(q);
-    if (k <= 0)
-        throw Error(FAISSX_E_INVALID, "k must be > 0 (got " + std::to_string(k) + ")");
-    if (k > q.s->conf.max_k)
-        throw Error(FAISSX_E_LIMIT, "k = " + std::to_string(k) +
-                                            " exceeds the server limit of " +
-                                            std::to_string(q.s->conf.max_k));
+    int64_t n = rd_n(q), k = rd_k(q);
     std::shared_lock<std::shared_mutex> l(*e->mu);
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
     // Optional trailing search parameters.
@@ -1310,11 +1363,8 @@ void op_search(Req& q, fx_wbuf* w, bool labels_only) {
         api(faiss_Index_assign(h(e.get()), n, x, I, k));
         return;
     }
-    fx_w_reserve(w, 16 + nk * (sizeof(float) + sizeof(idx)) + 8);
-    size_t offD = w->len + 8;
-    if (!fx_w_array_reserve(w, nk, sizeof(float))) throw std::bad_alloc();
-    size_t offI = w->len + 8;
-    if (!fx_w_array_reserve(w, nk, sizeof(idx))) throw std::bad_alloc();
+    size_t offD, offI;
+    reserve_knn<float>(w, nk, &offD, &offI);
     if (params)
         api(faiss_Index_search_with_params(
                 h(e.get()), n, x, k,
@@ -1344,11 +1394,7 @@ void op_range(Req& q, fx_wbuf* w) {
             h(e.get()), n, x, (float)radius,
             reinterpret_cast<const FaissSearchParameters*>(sp.params.get()),
             reinterpret_cast<FaissRangeSearchResult*>(&res)));
-    size_t tot = res.lims[n];
-    static_assert(sizeof(size_t) == 8, "lims travel as u64");
-    fx_w_array(w, res.lims, (uint64_t)n + 1, 8);
-    fx_w_array(w, res.labels, tot, sizeof(idx));
-    fx_w_array(w, res.distances, tot, sizeof(float));
+    write_range(w, res, n);
 }
 
 void op_reset(Req& q, fx_wbuf* w) {
@@ -1391,10 +1437,7 @@ void op_reconstruct_n(Req& q, fx_wbuf* w) {
                             std::to_string(i0) + " is outside [0, " +
                             std::to_string(ix->ntotal) + ")");
     if (ni < 0) throw Error(FAISSX_E_INVALID, "ni must be >= 0");
-    if (ni > q.s->conf.max_batch)
-        throw Error(FAISSX_E_LIMIT, "batch of " + std::to_string(ni) +
-                                            " vectors exceeds the server limit of " +
-                                            std::to_string(q.s->conf.max_batch));
+    check_batch(q, ni);
     reply_fits(q, (uint64_t)ni * e->index->d, sizeof(float));
     auto out = static_cast<float*>(
             fx_w_array_reserve(w, (uint64_t)ni * e->index->d, sizeof(float)));
@@ -1404,12 +1447,9 @@ void op_reconstruct_n(Req& q, fx_wbuf* w) {
 
 void op_reconstruct_keys(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
-    const void* p;
     uint64_t n;
-    fx_r_array(&q.r, 8, (uint64_t)q.s->conf.max_batch, &p, &n);
-    check(&q.r);
+    const idx* keys = rd_keys(q, &n);
     end(q);
-    auto keys = static_cast<const idx*>(aligned(q, p, n, 8));
     std::shared_lock<std::shared_mutex> l(*e->mu);
     int d = e->index->d;
     auto out = static_cast<float*>(fx_w_array_reserve(w, n * d, sizeof(float)));
@@ -1534,19 +1574,34 @@ double get_param(faiss::Index* ix, const std::string& name) {
     return v;
 }
 
+/* The faiss bytes of the index (float or binary) an entry serves, taken
+ * under its read lock. */
+std::vector<uint8_t> serialize_entry(Entry* e) {
+    faiss::VectorIOWriter out;
+    std::shared_lock<std::shared_mutex> l(*e->mu);
+    if (e->bindex)
+        btarget(e, [&](faiss::IndexBinary* ix) {
+            faiss::write_index_binary(ix, &out);
+        });
+    else
+        target(e, [&](faiss::Index* ix) { faiss::write_index(ix, &out); });
+    return std::move(out.data);
+}
+
+/* SERIALIZE (float or binary): the bytes in one reply. */
+void write_serialized(Req& q, fx_wbuf* w, Entry* e) {
+    std::vector<uint8_t> bytes = serialize_entry(e);
+    if (bytes.size() > q.s->conf.max_message_bytes)
+        throw Error(FAISSX_E_LIMIT,
+                    "serialized index (" + std::to_string(bytes.size()) +
+                            " bytes) exceeds the message limit");
+    fx_w_array(w, bytes.data(), bytes.size(), 1);
+}
+
 void op_serialize(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     end(q);
-    faiss::VectorIOWriter out;
-    {
-        std::shared_lock<std::shared_mutex> l(*e->mu);
-        target(e.get(), [&](faiss::Index* ix) { faiss::write_index(ix, &out); });
-    }
-    if (out.data.size() > q.s->conf.max_message_bytes)
-        throw Error(FAISSX_E_LIMIT,
-                    "serialized index (" + std::to_string(out.data.size()) +
-                            " bytes) exceeds the message limit");
-    fx_w_array(w, out.data.data(), out.data.size(), 1);
+    write_serialized(q, w, e.get());
 }
 
 /* A faiss reader over bytes in memory (not copied: an upload may be
@@ -1666,6 +1721,52 @@ T* read_uploaded(const void* p, uint64_t n, const char* what) {
     return out;
 }
 
+faiss::Index* store_create(fx::store::Store* st, const std::string& name,
+                           faiss::Index* ix, const char* description) {
+    return fx::store::create_index_from(st, name.c_str(), ix, description);
+}
+faiss::IndexBinary* store_create(fx::store::Store* st, const std::string& name,
+                                 faiss::IndexBinary* ix,
+                                 const char* description) {
+    return fx::store::create_index_binary_from(st, name.c_str(), ix,
+                                               description);
+}
+void set_index(Entry* e, std::unique_ptr<faiss::Index> ix) {
+    e->index = std::move(ix);
+}
+void set_index(Entry* e, std::unique_ptr<faiss::IndexBinary> ix) {
+    e->bindex = std::move(ix);
+}
+
+/* Installs a new index (float or binary) as `name` of q's tenant (empty:
+ * unnamed) and replies with its info. A named index on a durable server
+ * goes into the tenant's store (which takes `ix` over, also when it
+ * throws), under store_mu from the name check to the registry insert;
+ * others stay in memory. With dep, the new entry shares dep's data
+ * structure (and lock) and keeps it alive. */
+template <class Ix>
+void install_index(Req& q, fx_wbuf* w, std::unique_ptr<Ix> ix,
+                   const std::string& name, EntryP dep = nullptr,
+                   const char* description = nullptr) {
+    auto e = std::make_shared<Entry>();
+    if (dep) {
+        e->deps.push_back(dep);
+        e->mu = dep->mu; // one data structure, one lock
+    }
+    std::unique_lock<std::mutex> sl;
+    if (!name.empty() && durable(q.s)) {
+        sl = std::unique_lock<std::mutex>(q.s->store_mu);
+        if (answer_retry_or_claim(q, w, name,
+                                  std::is_same_v<Ix, faiss::IndexBinary>))
+            return;
+        ix.reset(store_create(tenant_store(q.s, q.tenant), name, ix.release(),
+                              description));
+        e->stored = true;
+    }
+    set_index(e.get(), std::move(ix));
+    insert_reply(q, w, e, name);
+}
+
 /* Reads faiss index bytes and installs the index as `name` (empty:
  * unnamed) of q's tenant: UPLOAD, and COMMIT of a chunked upload. */
 void install_uploaded(Req& q, fx_wbuf* w, const std::string& name,
@@ -1684,24 +1785,7 @@ void install_uploaded(Req& q, fx_wbuf* w, const std::string& name,
         if (ivf->metric_type == faiss::METRIC_INNER_PRODUCT)
             ivf->cp.spherical = true;
     }
-    auto e = std::make_shared<Entry>();
-    std::unique_lock<std::mutex> sl;
-    if (!name.empty() && durable(q.s)) {
-        sl = std::unique_lock<std::mutex>(q.s->store_mu);
-        if (answer_retry_or_claim(q, w, name, false)) return;
-        fx::store::Store* st = tenant_store(q.s, q.tenant);
-        e->index.reset(fx::store::create_index_from(st, name.c_str(),
-                                                    ix.release(), nullptr));
-        e->stored = true;
-    } else {
-        e->index = std::move(ix);
-    }
-    e->tenant = q.tenant;
-    e->name = name;
-    e->client_id = q.client_id;
-    e->conn_id = q.conn_id;
-    insert(q.s, e);
-    write_info(w, e.get());
+    install_index(q, w, std::move(ix), name);
 }
 
 /* A one-message UPLOAD (float or binary): str name, array<u8> the bytes;
@@ -1991,23 +2075,12 @@ void op_download_begin(Req& q, fx_wbuf* w) {
     }
     if (!u) {
         EntryP e = lookup_kind(s, q.tenant, handle, kind == FX_UPLOAD_BINARY);
-        faiss::VectorIOWriter out;
-        {
-            std::shared_lock<std::shared_mutex> l(*e->mu);
-            if (kind == FX_UPLOAD_BINARY)
-                btarget(e.get(), [&](faiss::IndexBinary* ix) {
-                    faiss::write_index_binary(ix, &out);
-                });
-            else
-                target(e.get(), [&](faiss::Index* ix) {
-                    faiss::write_index(ix, &out);
-                });
-        }
-        if (out.data.size() <= mc) { // all of it now, nothing staged
-            fx_w_u64(w, out.data.size());
+        std::vector<uint8_t> bytes = serialize_entry(e.get());
+        if (bytes.size() <= mc) { // all of it now, nothing staged
+            fx_w_u64(w, bytes.size());
             fx_w_u64(w, 0);
             fx_w_u64(w, mc);
-            fx_w_array(w, out.data.data(), out.data.size(), 1);
+            fx_w_array(w, bytes.data(), bytes.size(), 1);
             return;
         }
         u = std::make_shared<Upload>();
@@ -2017,8 +2090,8 @@ void op_download_begin(Req& q, fx_wbuf* w) {
         u->kind = (int)kind;
         u->download = true;
         u->begin_rid = q.request_id;
-        u->total = u->received = out.data.size();
-        u->out.swap(out.data);
+        u->total = u->received = bytes.size();
+        u->out.swap(bytes);
         u->last_ms = now_ms();
         stage(q, u, "download");
     }
@@ -2083,25 +2156,37 @@ void op_upload_abort(Req& q, fx_wbuf* w) {
     release_upload(q.s, u);
 }
 
+/* Copies of a server-side index, through the C API (its checks and
+ * messages). */
+faiss::Index* clone_of(faiss::Index* ix) {
+    FaissIndex* out = nullptr;
+    api(faiss_clone_index(reinterpret_cast<FaissIndex*>(ix), &out));
+    return fx::index(out);
+}
+faiss::IndexBinary* clone_of(faiss::IndexBinary* ix) {
+    FaissIndexBinary* out = nullptr;
+    api(faissx_clone_index_binary(reinterpret_cast<FaissIndexBinary*>(ix),
+                                  &out));
+    return fx::bindex(out);
+}
+
+/* CLONE (float or binary; ix: src's index or bindex): an unnamed
+ * in-memory copy, also of a stored index. */
+template <class Ix>
+void clone_entry(Req& q, fx_wbuf* w, Entry* src, Ix* ix) {
+    std::unique_ptr<Ix> out;
+    {
+        std::shared_lock<std::shared_mutex> l(*src->mu);
+        target_of(src, ix, [&](Ix* in) { out.reset(clone_of(in)); });
+    }
+    install_index(q, w, std::move(out), "");
+}
+
 void op_clone(Req& q, fx_wbuf* w) {
     need_write(q);
     EntryP src = lookup(q.s, q.tenant, rd_u64(q));
     end(q);
-    auto e = std::make_shared<Entry>();
-    {
-        std::shared_lock<std::shared_mutex> l(*src->mu);
-        FaissIndex* out = nullptr;
-        // A stored index clones into an in-memory one.
-        target(src.get(), [&](faiss::Index* ix) {
-            api(faiss_clone_index(reinterpret_cast<FaissIndex*>(ix), &out));
-        });
-        e->index.reset(fx::index(out));
-    }
-    e->tenant = q.tenant;
-    e->client_id = q.client_id;
-    e->conn_id = q.conn_id;
-    insert(q.s, e);
-    write_info(w, e.get());
+    clone_entry(q, w, src.get(), src->index.get());
 }
 
 void op_merge(Req& q, fx_wbuf* w) {
@@ -2228,13 +2313,8 @@ void op_wrap(Req& q, fx_wbuf* w) {
     if (wrap_vt) e->transforms.push_back(std::move(wrap_vt));
     e->index = std::move(comp);
     e->mu = child->mu; // one data structure, one lock
-    e->tenant = q.tenant;
-    e->client_id = q.client_id;
-    e->conn_id = q.conn_id;
     l.unlock();
-    insert(q.s, e);
-    std::shared_lock<std::shared_mutex> l2(*e->mu);
-    write_info(w, e.get());
+    insert_reply(q, w, e);
 }
 
 /* ---- composites (FX_OP_COMPOSITE) ---- */
@@ -2340,13 +2420,8 @@ void op_composite(Req& q, fx_wbuf* w) {
         v->index.reset(in);
         v->borrowed = true;
         v->mu = e->mu; // one data structure, one lock
-        v->tenant = q.tenant;
-        v->client_id = q.client_id;
-        v->conn_id = q.conn_id;
         l.unlock();
-        insert(q.s, v);
-        std::shared_lock<std::shared_mutex> l2(*v->mu);
-        write_info(w, v.get());
+        insert_reply(q, w, v);
         return;
     }
     case FX_COMP_CHAIN: {
@@ -2598,55 +2673,6 @@ FaissIndexBinary* bh(Entry* e) {
     return reinterpret_cast<FaissIndexBinary*>(e->bindex.get());
 }
 
-void write_bstate(fx_wbuf* w, const faiss::IndexBinary* ix) {
-    fx_w_i64(w, ix->ntotal);
-    fx_w_i64(w, ix->is_trained);
-}
-
-/* write_state_of for a binary entry: a retry the store recognised gets
- * the state the original produced. */
-void write_bstate_of(fx_wbuf* w, Entry* e) {
-    fx::store::RequestTag* t = e->stored ? fx::store::request_tag() : nullptr;
-    if (t && t->hit) {
-        fx_w_i64(w, t->ntotal);
-        fx_w_i64(w, t->trained);
-        return;
-    }
-    write_bstate(w, e->bindex.get());
-}
-
-/* A named binary index on a durable server goes into the tenant's store
- * (which takes `ix` over, also when it throws); others stay in memory.
- * Holds store_mu from the name check to the registry insert, as named
- * float CREATE/UPLOAD do. */
-void insert_binary(Req& q, fx_wbuf* w, std::unique_ptr<faiss::IndexBinary> ix,
-                   const std::string& name, EntryP dep = nullptr,
-                   const char* description = nullptr) {
-    auto e = std::make_shared<Entry>();
-    if (dep) {
-        e->deps.push_back(dep);
-        e->mu = dep->mu; // one data structure, one lock
-    }
-    std::unique_lock<std::mutex> sl;
-    if (!name.empty() && durable(q.s)) {
-        sl = std::unique_lock<std::mutex>(q.s->store_mu);
-        if (answer_retry_or_claim(q, w, name, true)) return;
-        fx::store::Store* st = tenant_store(q.s, q.tenant);
-        ix.reset(fx::store::create_index_binary_from(st, name.c_str(),
-                                                     ix.release(),
-                                                     description));
-        e->stored = true;
-    }
-    e->bindex = std::move(ix);
-    e->tenant = q.tenant;
-    e->name = name;
-    e->client_id = q.client_id;
-    e->conn_id = q.conn_id;
-    insert(q.s, e);
-    std::shared_lock<std::shared_mutex> l(*e->mu);
-    write_info(w, e.get());
-}
-
 void bin_create(Req& q, fx_wbuf* w) {
     need_write(q);
     std::string name = rd_name(q);
@@ -2660,7 +2686,7 @@ void bin_create(Req& q, fx_wbuf* w) {
                             "] (got " + std::to_string(d) + ")");
     FaissIndexBinary* ix = nullptr;
     api(faiss_index_binary_factory(&ix, (int)d, desc.c_str()));
-    insert_binary(q, w, std::unique_ptr<faiss::IndexBinary>(fx::bindex(ix)),
+    install_index(q, w, std::unique_ptr<faiss::IndexBinary>(fx::bindex(ix)),
                   name, nullptr, desc.c_str());
 }
 
@@ -2669,7 +2695,7 @@ void install_uploaded_binary(Req& q, fx_wbuf* w, const std::string& name,
     check_name(name);
     std::unique_ptr<faiss::IndexBinary> ix(
             read_uploaded<faiss::IndexBinary>(p, n, "faiss binary index"));
-    insert_binary(q, w, std::move(ix), name);
+    install_index(q, w, std::move(ix), name);
 }
 
 void bin_upload(Req& q, fx_wbuf* w) {
@@ -2704,7 +2730,7 @@ void bin_wrap_ivf(Req& q, fx_wbuf* w) {
                                 " differs from d = " + std::to_string(d));
         ivf.reset(new faiss::IndexBinaryIVF(quant, (size_t)d, (size_t)nlist));
     }
-    insert_binary(q, w, std::move(ivf), "", qe);
+    install_index(q, w, std::move(ivf), "", qe);
 }
 
 void bin_param(Req& q, fx_wbuf* w, Entry* e, bool set) {
@@ -2720,7 +2746,7 @@ void bin_param(Req& q, fx_wbuf* w, Entry* e, bool set) {
                         "value of '" + name + "' is not finite");
         WriteLock l(e);
         fx::store::set_param(e->bindex.get(), name.c_str(), v);
-        write_bstate_of(w, e);
+        write_state_of(w, e);
         return;
     }
     if (set) {
@@ -2745,7 +2771,7 @@ void bin_param(Req& q, fx_wbuf* w, Entry* e, bool set) {
             throw Error(FAISSX_E_UNSUPPORTED, "cannot set parameter '" + name +
                                                       "' on " + class_name(ix));
         }
-        write_bstate(w, ix);
+        write_state(w, ix);
         return;
     }
     std::shared_lock<std::shared_mutex> l(*e->mu);
@@ -2809,29 +2835,19 @@ void op_binary(Req& q, fx_wbuf* w) {
             api(faiss_IndexBinary_add(H, n, x));
         else
             api(faiss_IndexBinary_add_with_ids(H, n, x, ids));
-        write_bstate_of(w, e.get());
+        write_state_of(w, e.get());
         return;
     }
     case FX_BIN_SEARCH: {
-        int64_t n = rd_n(q), k = rd_i64(q);
-        if (k <= 0)
-            throw Error(FAISSX_E_INVALID,
-                        "k must be > 0 (got " + std::to_string(k) + ")");
-        if (k > q.s->conf.max_k)
-            throw Error(FAISSX_E_LIMIT,
-                        "k = " + std::to_string(k) +
-                                " exceeds the server limit of " +
-                                std::to_string(q.s->conf.max_k));
+        int64_t n = rd_n(q), k = rd_k(q);
         const uint8_t* x = rd_array<uint8_t>(q, (uint64_t)n * cs, "x");
         SearchParams sp;
         rd_search_params(q, &sp);
         end(q);
         uint64_t nk = (uint64_t)n * (uint64_t)k;
         reply_fits(q, nk, sizeof(int32_t) + sizeof(idx));
-        size_t offD = w->len + 8;
-        if (!fx_w_array_reserve(w, nk, sizeof(int32_t))) throw std::bad_alloc();
-        size_t offI = w->len + 8;
-        if (!fx_w_array_reserve(w, nk, sizeof(idx))) throw std::bad_alloc();
+        size_t offD, offI;
+        reserve_knn<int32_t>(w, nk, &offD, &offI);
         std::shared_lock<std::shared_mutex> l(*e->mu);
         if (sp.params)
             api(faissx_IndexBinary_search_with_params(
@@ -2859,18 +2875,15 @@ void op_binary(Req& q, fx_wbuf* w) {
                     H, n, x, (int)radius,
                     reinterpret_cast<FaissRangeSearchResult*>(&res)));
         }
-        size_t tot = res.lims[n];
-        reply_fits(q, tot, sizeof(idx) + sizeof(float));
-        fx_w_array(w, res.lims, (uint64_t)n + 1, 8);
-        fx_w_array(w, res.labels, tot, sizeof(idx));
-        fx_w_array(w, res.distances, tot, sizeof(float));
+        reply_fits(q, res.lims[n], sizeof(idx) + sizeof(float));
+        write_range(w, res, n);
         return;
     }
     case FX_BIN_RESET: {
         end(q);
         WriteLock l(e.get());
         api(faiss_IndexBinary_reset(H));
-        write_bstate_of(w, e.get());
+        write_state_of(w, e.get());
         return;
     }
     case FX_BIN_REMOVE_IDS: {
@@ -2882,18 +2895,14 @@ void op_binary(Req& q, fx_wbuf* w) {
         api(faiss_IndexBinary_remove_ids(
                 H, reinterpret_cast<FaissIDSelector*>(sel.get()), &removed));
         fx_w_u64(w, removed);
-        write_bstate_of(w, e.get());
+        write_state_of(w, e.get());
         return;
     }
     case FX_BIN_RECONSTRUCT_N: {
         int64_t i0 = rd_i64(q), ni = rd_i64(q);
         end(q);
         std::shared_lock<std::shared_mutex> l(*e->mu);
-        if (ni > q.s->conf.max_batch)
-            throw Error(FAISSX_E_LIMIT,
-                        "batch of " + std::to_string(ni) +
-                                " vectors exceeds the server limit of " +
-                                std::to_string(q.s->conf.max_batch));
+        check_batch(q, ni);
         if (ni <= 0) { // the library's answer (ni < 0: refused)
             api(faiss_IndexBinary_reconstruct_n(H, i0, ni, nullptr));
             fx_w_array(w, nullptr, 0, 1);
@@ -2907,12 +2916,9 @@ void op_binary(Req& q, fx_wbuf* w) {
         return;
     }
     case FX_BIN_RECONSTRUCT_KEYS: {
-        const void* p;
         uint64_t n;
-        fx_r_array(&q.r, 8, (uint64_t)q.s->conf.max_batch, &p, &n);
-        check(&q.r);
+        const idx* keys = rd_keys(q, &n);
         end(q);
-        auto keys = static_cast<const idx*>(aligned(q, p, n, 8));
         reply_fits(q, n * cs, 1);
         auto out = static_cast<uint8_t*>(fx_w_array_reserve(w, n * cs, 1));
         if (!out && n) throw std::bad_alloc();
@@ -2923,37 +2929,12 @@ void op_binary(Req& q, fx_wbuf* w) {
     }
     case FX_BIN_SET_PARAM: return bin_param(q, w, e.get(), true);
     case FX_BIN_GET_PARAM: return bin_param(q, w, e.get(), false);
-    case FX_BIN_SERIALIZE: {
+    case FX_BIN_SERIALIZE:
         end(q);
-        faiss::VectorIOWriter out;
-        {
-            std::shared_lock<std::shared_mutex> l(*e->mu);
-            btarget(e.get(), [&](faiss::IndexBinary* in) {
-                faiss::write_index_binary(in, &out);
-            });
-        }
-        if (out.data.size() > q.s->conf.max_message_bytes)
-            throw Error(FAISSX_E_LIMIT,
-                        "serialized index (" +
-                                std::to_string(out.data.size()) +
-                                " bytes) exceeds the message limit");
-        fx_w_array(w, out.data.data(), out.data.size(), 1);
-        return;
-    }
-    case FX_BIN_CLONE: {
+        return write_serialized(q, w, e.get());
+    case FX_BIN_CLONE:
         end(q);
-        FaissIndexBinary* out = nullptr;
-        {
-            std::shared_lock<std::shared_mutex> l(*e->mu);
-            btarget(e.get(), [&](faiss::IndexBinary* in) {
-                api(faissx_clone_index_binary(
-                        reinterpret_cast<FaissIndexBinary*>(in), &out));
-            });
-        }
-        insert_binary(q, w, std::unique_ptr<faiss::IndexBinary>(fx::bindex(out)),
-                      "");
-        return;
-    }
+        return clone_entry(q, w, e.get(), ix);
     default:
         throw Error(FAISSX_E_UNSUPPORTED,
                     "unknown binary operation " + std::to_string(op));
