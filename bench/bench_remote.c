@@ -123,12 +123,15 @@ typedef struct {
     int warmup;
     int threads;
     unsigned long long seed;
+    int add_only;         /* only the add/batch search section */
 } options;
 
 static void usage(FILE* f, const char* prog) {
     fprintf(f,
             "usage: %s [options]\n"
             "  --quick            smoke-run sizes (a few seconds)\n"
+            "  --add-only         only the Flat add and batch search section\n"
+            "                     (A/B runs of the add; no latency/scaling)\n"
             "  --server PATH      faissx-server binary (else $FAISSX_SERVER_BIN,\n"
             "                     else ../faissx-server beside this program)\n"
             "  --d N              dimension (128)\n"
@@ -216,6 +219,10 @@ static int parse_args(int argc, char** argv, options* o) {
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
         if (strcmp(a, "--quick") == 0) continue;
+        if (strcmp(a, "--add-only") == 0) {
+            o->add_only = 1;
+            continue;
+        }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout, argv[0]);
             exit(0);
@@ -1463,6 +1470,12 @@ int main(int argc, char** argv) {
         bench_flat_batch(&o, via, flat, &e, xb, xq);
         fprintf(stderr, "%s: flat add/batch done (%.0f s)\n", via,
                 bench_now() - t_start);
+        if (o.add_only) {
+            faiss_Index_free(flat[REMOTE]);
+            faiss_Index_free(hnsw[REMOTE]);
+            echo_stop(&e);
+            continue;
+        }
         char name[64];
         snprintf(name, sizeof name, "Flat %lld", (long long)o.nb);
         bench_latency(&o, name, via, flat, &e, xq, o.nsingle);
