@@ -847,9 +847,153 @@ static int request_msg(fx_client* c, fx_wbuf* w, fx_build_fn build,
     return rc;
 }
 
+/* One call: what its attempts share, and its first attempt when that runs
+ * asynchronously (fx_client_call_start). */
+struct fx_call {
+    fx_client* c;
+    int op;
+    fx_wbuf* w;
+    fx_build_fn build;
+    void* arg;
+    fx_hdr h;
+    uint64_t deadline; /* told to the server */
+    uint64_t wait_end; /* this call gives up then */
+    uint32_t waited;
+    int tries;
+    /* the asynchronous first attempt (fx_client_call_start) */
+    int async;  /* 1 while it is started and not yet collected */
+    fx_sock* s;
+    nng_ctx ctx;
+    nng_aio* aio;
+    uint64_t t0, wait; /* the attempt's start and its time allowed */
+    int phase;         /* 0 sending, 1 receiving, 2 ended (guarded by mu) */
+    int rv;
+    nng_msg* reply;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    void (*notify)(void*);
+    void* notify_arg;
+};
+
+static void call_init(fx_call* k, fx_client* c, int op, int op_class,
+                      fx_wbuf* w, fx_build_fn build, void* arg) {
+    memset(k, 0, sizeof *k);
+    k->c = c;
+    k->op = op;
+    k->w = w;
+    k->build = build;
+    k->arg = arg;
+    uint64_t want_id = next_request_id; /* fx_client_next_call_as */
+    uint32_t want_flags = next_flags;
+    uint32_t want_wait = next_wait_ms; /* fx_client_next_call_wait */
+    next_request_id = 0;
+    next_flags = 0;
+    next_wait_ms = 0;
+    if (op_class < 0 || op_class >= FAISSX_OP_CLASS_COUNT)
+        op_class = fx_op_class(op);
+    uint32_t total = thread_timeout_ms > 0
+                             ? (uint32_t)thread_timeout_ms
+                             : atomic_load(&c->timeout_ms[op_class]);
+    uint64_t start = mono_ms();
+    k->deadline = start + total;
+    /* The server is told `deadline`; this call gives up at `wait_end`. */
+    k->waited = want_wait && want_wait < total ? want_wait : total;
+    k->wait_end = start + k->waited;
+    k->h.op = (uint16_t)op;
+    k->h.request_id = want_id ? want_id : atomic_fetch_add(&c->next_id, 1);
+    k->h.flags = want_flags;
+    k->h.client_id = c->client_id;
+}
+
+/* Whether another attempt may start now; else *rv says why not. */
+static int may_attempt(fx_call* k, int* rv) {
+    if (atomic_load(&k->c->closed)) {
+        *rv = NNG_ECLOSED;
+        return 0;
+    }
+    if (mono_ms() >= k->wait_end) {
+        *rv = NNG_ETIMEDOUT;
+        return 0;
+    }
+    return 1;
+}
+
+/* The message and time allowed of the next attempt. Returns 0, or a
+ * FaissxError with the reason in err. */
+static int next_attempt(fx_call* k, nng_msg** req, uint64_t* wait, char* err,
+                        size_t errsz) {
+    fx_client* c = k->c;
+    uint64_t now = mono_ms();
+    uint64_t left = k->wait_end > now ? k->wait_end - now : 0;
+    /* the server skips it after this */
+    k->h.timeout_ms = (uint32_t)(k->deadline > now ? k->deadline - now : 0);
+    int brc = request_msg(c, k->w, k->build, k->arg, &k->h,
+                          k->tries + 1 >= c->max_attempts, req, err, errsz);
+    if (brc != 0) return brc;
+    *wait = c->attempt_timeout_ms && c->attempt_timeout_ms < left
+                    ? c->attempt_timeout_ms : left;
+    k->tries++;
+    atomic_fetch_add(&round_trips, 1);
+    return 0;
+}
+
+/* Attempts until one gets a reply, fails for good, or time is up; *rv
+ * holds the last attempt's result (k->tries > 0: an attempt already ran
+ * with that result). Returns 0, or a FaissxError when a request message
+ * cannot be built. */
+static int call_attempts(fx_call* k, int* rvp, nng_msg** msg, char* err,
+                         size_t errsz) {
+    fx_client* c = k->c;
+    int rv = *rvp;
+    for (;;) {
+        if (k->tries > 0) {
+            if (rv == 0 || !retryable(rv) || k->tries >= c->max_attempts)
+                break;
+            uint64_t cap = c->backoff_base_ms;
+            for (int i = 1; i < k->tries && cap < c->backoff_cap_ms; i++)
+                cap *= 2;
+            if (cap > c->backoff_cap_ms) cap = c->backoff_cap_ms;
+            uint64_t pause = nng_random() % (cap + 1);
+            if (mono_ms() + pause >= k->wait_end) {
+                rv = NNG_ETIMEDOUT; /* no time left for another attempt */
+                break;
+            }
+            fx_clog(FAISSX_LOG_DEBUG,
+                    "%s: %s attempt %d failed (%s); retrying in %llu ms",
+                    c->url, fx_op_name(k->op), k->tries, nng_strerror(rv),
+                    (unsigned long long)pause);
+            nng_msleep((nng_duration)pause);
+        }
+        if (!may_attempt(k, &rv)) break;
+        nng_msg* req;
+        uint64_t wait;
+        int brc = next_attempt(k, &req, &wait, err, errsz);
+        if (brc != 0) return brc;
+        fx_sock* s = pick_socket(c);
+        atomic_fetch_add(&s->busy, 1);
+        rv = attempt(s, req, wait, msg);
+        atomic_fetch_sub(&s->busy, 1);
+    }
+    *rvp = rv;
+    return 0;
+}
+
+static int call_end(fx_call* k, int rv, nng_msg* msg, fx_reply* rep,
+                    char* err, size_t errsz);
+
 static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
                 fx_build_fn build, void* arg, fx_reply* rep, char* err,
-                size_t errsz);
+                size_t errsz) {
+    fx_call k;
+    call_init(&k, c, op, op_class, w, build, arg);
+    last_from_server = 0;
+    rep->msg = NULL;
+    int rv = NNG_ETIMEDOUT;
+    nng_msg* msg = NULL;
+    int brc = call_attempts(&k, &rv, &msg, err, errsz);
+    if (brc != 0) return brc;
+    return call_end(&k, rv, msg, rep, err, errsz);
+}
 
 int fx_client_call(fx_client* c, int op, int op_class, fx_wbuf* w,
                    fx_reply* rep, char* err, size_t errsz) {
@@ -862,77 +1006,167 @@ int fx_client_call_build(fx_client* c, int op, int op_class,
     return call(c, op, op_class, NULL, build, arg, rep, err, errsz);
 }
 
-static int call(fx_client* c, int op, int op_class, fx_wbuf* w,
-                fx_build_fn build, void* arg, fx_reply* rep, char* err,
-                size_t errsz) {
-    uint64_t want_id = next_request_id; /* fx_client_next_call_as */
-    uint32_t want_flags = next_flags;
-    uint32_t want_wait = next_wait_ms; /* fx_client_next_call_wait */
-    next_request_id = 0;
-    next_flags = 0;
-    next_wait_ms = 0;
+/* ---- a call whose first attempt runs while the caller works ---- */
+
+/* The first attempt's aio callback (an NNG thread): send done -> receive;
+ * receive done (or any failure) -> ended, then notify. */
+static void call_cb(void* arg) {
+    fx_call* k = arg;
+    int rv = nng_aio_result(k->aio);
+    pthread_mutex_lock(&k->mu);
+    if (k->phase == 0 && rv == 0) {
+        uint64_t spent = mono_ms() - k->t0;
+        if (spent < k->wait) {
+            k->phase = 1;
+            pthread_mutex_unlock(&k->mu);
+            /* Unlocked: a stopped aio may complete (call this) at once. */
+            nng_aio_set_timeout(k->aio, (nng_duration)(k->wait - spent));
+            nng_ctx_recv(k->ctx, k->aio);
+            return;
+        }
+        rv = NNG_ETIMEDOUT;
+    } else if (k->phase == 0) {
+        /* Not sent: NNG hands the request back, and freeing it is ours. */
+        nng_msg_free(nng_aio_get_msg(k->aio));
+        nng_aio_set_msg(k->aio, NULL);
+    } else if (rv == 0) {
+        k->reply = nng_aio_get_msg(k->aio);
+        nng_aio_set_msg(k->aio, NULL);
+        atomic_store(&k->s->last_reply_ms, mono_ms());
+    }
+    k->rv = rv;
+    k->phase = 2;
+    /* The attempt is over: a close need not wait for it. */
+    atomic_fetch_sub(&k->s->busy, 1);
+    void (*notify)(void*) = k->notify;
+    void* narg = k->notify_arg;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    /* k stays valid: finish and abandon stop the aio (waiting for this
+     * callback) before they free it. */
+    if (notify) notify(narg);
+}
+
+int fx_client_call_start(fx_client* c, int op, int op_class,
+                         fx_build_fn build, void* arg,
+                         void (*notify)(void*), void* notify_arg,
+                         fx_call** out, char* err, size_t errsz) {
+    *out = NULL;
+    fx_call* k = malloc(sizeof *k);
+    if (!k) {
+        snprintf(err, errsz, "out of memory starting a %s call",
+                 fx_op_name(op));
+        return FAISSX_E_NOMEM;
+    }
+    call_init(k, c, op, op_class, NULL, build, arg);
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    k->notify = notify;
+    k->notify_arg = notify_arg;
+    int rv;
+    if (may_attempt(k, &rv)) {
+        nng_msg* req = NULL;
+        int brc = next_attempt(k, &req, &k->wait, err, errsz);
+        if (brc != 0) {
+            pthread_mutex_destroy(&k->mu);
+            pthread_cond_destroy(&k->cv);
+            free(k);
+            return brc;
+        }
+        fx_sock* s = pick_socket(c);
+        k->s = s;
+        k->t0 = mono_ms();
+        atomic_fetch_add(&s->busy, 1);
+        if ((rv = nng_ctx_open(&k->ctx, s->s)) != 0) {
+            nng_msg_free(req);
+        } else if ((rv = nng_aio_alloc(&k->aio, call_cb, k)) != 0) {
+            nng_msg_free(req);
+            nng_ctx_close(k->ctx);
+        } else {
+            k->async = 1;
+            nng_aio_set_timeout(k->aio, (nng_duration)k->wait);
+            nng_aio_set_msg(k->aio, req);
+            nng_ctx_send(k->ctx, k->aio);
+        }
+        if (!k->async) atomic_fetch_sub(&s->busy, 1);
+    }
+    if (!k->async) {
+        /* Nothing in flight: finish decides (retries or the error). */
+        k->rv = rv;
+        k->phase = 2;
+    }
+    *out = k;
+    return 0;
+}
+
+int fx_client_call_ended(fx_call* k) {
+    pthread_mutex_lock(&k->mu);
+    int ended = k->phase == 2;
+    pthread_mutex_unlock(&k->mu);
+    return ended;
+}
+
+/* Stops the first attempt (waiting for its callback), keeps its reply in
+ * *msg (when it has one) and frees what the attempt used. */
+static int call_collect(fx_call* k, nng_msg** msg) {
+    if (!k->async) {
+        *msg = NULL;
+        return k->rv;
+    }
+    nng_aio_stop(k->aio); /* cancels a pending one; waits for call_cb */
+    pthread_mutex_lock(&k->mu);
+    if (k->phase != 2) { /* stopped before its callback ran */
+        if (k->phase == 0) nng_msg_free(nng_aio_get_msg(k->aio));
+        k->rv = NNG_ECANCELED;
+        k->phase = 2;
+        atomic_fetch_sub(&k->s->busy, 1);
+    }
+    pthread_mutex_unlock(&k->mu);
+    nng_aio_free(k->aio);
+    nng_ctx_close(k->ctx);
+    k->async = 0;
+    *msg = k->reply;
+    k->reply = NULL;
+    return k->rv;
+}
+
+static void call_free(fx_call* k) {
+    pthread_mutex_destroy(&k->mu);
+    pthread_cond_destroy(&k->cv);
+    free(k);
+}
+
+int fx_client_call_finish(fx_call* k, fx_reply* rep, char* err,
+                          size_t errsz) {
     last_from_server = 0;
     rep->msg = NULL;
-    if (op_class < 0 || op_class >= FAISSX_OP_CLASS_COUNT)
-        op_class = fx_op_class(op);
-    uint32_t total = thread_timeout_ms > 0
-                             ? (uint32_t)thread_timeout_ms
-                             : atomic_load(&c->timeout_ms[op_class]);
-    uint64_t start = mono_ms(), deadline = start + total;
-    /* The server is told `deadline`; this call gives up at `wait_end`. */
-    uint32_t waited = want_wait && want_wait < total ? want_wait : total;
-    uint64_t wait_end = start + waited;
-    fx_hdr h;
-    memset(&h, 0, sizeof h);
-    h.op = (uint16_t)op;
-    h.request_id = want_id ? want_id : atomic_fetch_add(&c->next_id, 1);
-    h.flags = want_flags;
-    h.client_id = c->client_id;
-
-    int rv = NNG_ETIMEDOUT, tries = 0;
+    pthread_mutex_lock(&k->mu);
+    while (k->phase != 2) pthread_cond_wait(&k->cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
     nng_msg* msg = NULL;
-    for (;;) {
-        uint64_t now = mono_ms();
-        if (atomic_load(&c->closed)) {
-            rv = NNG_ECLOSED;
-            break;
-        }
-        if (now >= wait_end) {
-            rv = NNG_ETIMEDOUT;
-            break;
-        }
-        uint64_t left = wait_end - now;
-        /* the server skips it after this */
-        h.timeout_ms = (uint32_t)(deadline - now);
-        nng_msg* req;
-        int brc = request_msg(c, w, build, arg, &h,
-                              tries + 1 >= c->max_attempts, &req, err, errsz);
-        if (brc != 0) return brc;
-        uint64_t wait = c->attempt_timeout_ms && c->attempt_timeout_ms < left
-                                ? c->attempt_timeout_ms : left;
-        tries++;
-        atomic_fetch_add(&round_trips, 1);
-        fx_sock* s = pick_socket(c);
-        atomic_fetch_add(&s->busy, 1);
-        rv = attempt(s, req, wait, &msg);
-        atomic_fetch_sub(&s->busy, 1);
-        if (rv == 0 || !retryable(rv) || tries >= c->max_attempts) break;
-        uint64_t cap = c->backoff_base_ms;
-        for (int i = 1; i < tries && cap < c->backoff_cap_ms; i++) cap *= 2;
-        if (cap > c->backoff_cap_ms) cap = c->backoff_cap_ms;
-        uint64_t pause = nng_random() % (cap + 1);
-        now = mono_ms();
-        if (now + pause >= wait_end) {
-            rv = NNG_ETIMEDOUT; /* no time left for another attempt */
-            break;
-        }
-        fx_clog(FAISSX_LOG_DEBUG,
-                "%s: %s attempt %d failed (%s); retrying in %llu ms",
-                c->url, fx_op_name(op), tries, nng_strerror(rv),
-                (unsigned long long)pause);
-        nng_msleep((nng_duration)pause);
-    }
+    int rv = call_collect(k, &msg);
+    int brc = call_attempts(k, &rv, &msg, err, errsz);
+    int ret = brc != 0 ? brc : call_end(k, rv, msg, rep, err, errsz);
+    call_free(k);
+    return ret;
+}
 
+void fx_client_call_abandon(fx_call* k) {
+    if (!k) return;
+    nng_msg* msg = NULL;
+    (void)call_collect(k, &msg);
+    if (msg) nng_msg_free(msg);
+    call_free(k);
+}
+
+/* The end of a call: the transport's error, or the reply checked. */
+static int call_end(fx_call* k, int rv, nng_msg* msg, fx_reply* rep,
+                    char* err, size_t errsz) {
+    fx_client* c = k->c;
+    int op = k->op;
+    int tries = k->tries;
+    uint32_t waited = k->waited;
+    fx_hdr h = k->h;
     if (rv != 0) {
         if (rv != NNG_ECLOSED && atomic_load(&c->npipes) == 0) {
             atomic_store(&c->failed, 1);

@@ -79,6 +79,26 @@ int fx_client_call_build(fx_client* c, int op, int op_class,
                          fx_build_fn build, void* arg, fx_reply* rep,
                          char* err, size_t errsz);
 
+/* A call that runs while its caller works: fx_client_call_start sends
+ * its first attempt (on the calling thread, with the thread's
+ * fx_client_next_call_as / _wait / timeout settings) and returns at once;
+ * notify(notify_arg), if given, runs on an NNG thread when that attempt
+ * ends (reply or failure) and must only signal. fx_client_call_finish
+ * waits for it, retries within the deadline as fx_client_call does, fills
+ * rep and frees the call; fx_client_call_abandon drops it (its reply, if
+ * any, is discarded) and frees it. Build failures are returned by start
+ * (no call then). build's arg must live until the call is freed. */
+typedef struct fx_call fx_call;
+int fx_client_call_start(fx_client* c, int op, int op_class,
+                         fx_build_fn build, void* arg,
+                         void (*notify)(void*), void* notify_arg,
+                         fx_call** out, char* err, size_t errsz);
+/* Whether the first attempt ended (never blocks). */
+int fx_client_call_ended(fx_call* k);
+int fx_client_call_finish(fx_call* k, fx_reply* rep, char* err,
+                          size_t errsz);
+void fx_client_call_abandon(fx_call* k);
+
 /* The calling thread's next fx_client_call gives up after ms (0: at its
  * deadline) when that is sooner than its deadline, while the request still
  * tells the server the full deadline (so a busy server runs it all the

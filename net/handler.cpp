@@ -1097,6 +1097,7 @@ void stream_abort(fx_shm_hdr* hd) {
     __atomic_compare_exchange_n(&hd->state, &want, (uint32_t)FX_SHM_ABORTED,
                                 false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     fx_shm_futex_wake(&hd->consumed);
+    fx_shm_futex_wake(&hd->state);
 }
 
 void op_add_stream(Req& q, fx_wbuf* w) {
@@ -1168,7 +1169,12 @@ void op_add_stream(Req& q, fx_wbuf* w) {
                     "the shared-memory region is in use by another stream");
     struct Release {
         fx::shm::Region& r;
-        ~Release() { fx::shm::release(r); }
+        bool held = true;
+        void now() {
+            if (held) fx::shm::release(r);
+            held = false;
+        }
+        ~Release() { now(); }
     } release{*rg};
     uint8_t* base = fx::shm::base(*rg);
     auto hd = reinterpret_cast<fx_shm_hdr*>(base);
@@ -1263,6 +1269,13 @@ void op_add_stream(Req& q, fx_wbuf* w) {
             __atomic_store_n(&hd->consumed, k + 1, __ATOMIC_RELEASE);
             fx_shm_futex_wake(&hd->consumed);
         }
+        // The outcome, for a client that takes it from the header
+        // (FX_SHM_FEAT_COMMIT) and collects this reply later: ntotal
+        // first, then the state (release). The ring is let go before, so
+        // the client's next stream, which may start as soon as it sees
+        // the state, finds it free; nothing here reads the slots again.
+        __atomic_store_n(&hd->ntotal, (uint64_t)ix->ntotal, __ATOMIC_RELAXED);
+        release.now();
         uint32_t want = FX_SHM_RUNNING;
         if (!__atomic_compare_exchange_n(&hd->state, &want,
                                          (uint32_t)FX_SHM_COMMITTED, false,
@@ -1271,6 +1284,7 @@ void op_add_stream(Req& q, fx_wbuf* w) {
                         "the client aborted the stream at its end; nothing was "
                         "added");
         undo.armed = false;
+        fx_shm_futex_wake(&hd->state);
         fx_shm_futex_wake(&hd->consumed);
     } catch (const std::exception& ex) {
         stream_abort(hd); // so the client stops filling the ring

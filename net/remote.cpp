@@ -906,15 +906,8 @@ void ring_give(Conn* c, shm::ClientRing* r, bool retire) {
     }
 }
 
-struct StreamReq {
-    uint64_t handle;
-    int64_t n, with_ids;
-    const uint64_t* token;
-    uint64_t nslots, rows, slot_bytes;
-};
-
 int build_stream(fx_wbuf* w, void* arg) {
-    auto a = static_cast<StreamReq*>(arg);
+    auto a = static_cast<shm::StreamCall*>(arg);
     fx_w_u64(w, a->handle);
     fx_w_i64(w, a->n);
     fx_w_i64(w, a->with_ids);
@@ -927,6 +920,14 @@ int build_stream(fx_wbuf* w, void* arg) {
     return 0;
 }
 
+/* An NNG thread: the ADD_STREAM's first attempt ended; the adding thread
+ * may be waiting on either futex word. */
+void stream_notify(void* arg) {
+    auto hd = static_cast<fx_shm_hdr*>(arg);
+    fx_shm_futex_wake(&hd->consumed);
+    fx_shm_futex_wake(&hd->state);
+}
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -935,6 +936,11 @@ inline void cpu_relax() {
 
 } // namespace
 
+/* The stream: this thread sends ADD_STREAM (its reply is collected at the
+ * end) and fills the ring while the server inserts. With a server that
+ * publishes the outcome (FX_SHM_FEAT_COMMIT) the add returns as soon as
+ * the state word says COMMITTED; its reply, by then on its way, is
+ * dropped by the ring's next stream (the outcome and ntotal are known). */
 bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
     if (n <= 0 || d <= 0 || no_stream || job_wanted() || !shm_allowed() ||
         (uint64_t)n * (uint64_t)d * sizeof(float) < shm_min_bytes())
@@ -953,44 +959,36 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
     __atomic_store_n(&hd->state, (uint32_t)FX_SHM_IDLE, __ATOMIC_RELEASE);
     __atomic_store_n(&hd->produced, 0u, __ATOMIC_RELAXED);
     __atomic_store_n(&hd->consumed, 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&hd->ntotal, (uint64_t)FX_SHM_NO_NTOTAL,
+                     __ATOMIC_RELAXED);
     __atomic_store_n(&hd->stream_id, rid, __ATOMIC_RELEASE);
     __atomic_store_n(&hd->state, (uint32_t)FX_SHM_RUNNING, __ATOMIC_RELEASE);
 
-    // The request goes from a helper thread; this one fills the ring.
-    StreamReq args{handle.load(), (int64_t)n, xids ? 1 : 0, ring->token,
-                   nslots, rows, ring->slot_bytes};
-    std::atomic<int> finished{0};
-    int rc = 0, from_server = 0;
-    int64_t new_ntotal = 0, new_trained = 0;
+    std::unique_ptr<shm::StreamCall> sc(new shm::StreamCall());
+    sc->handle = handle.load();
+    sc->n = (int64_t)n;
+    sc->with_ids = xids ? 1 : 0;
+    memcpy(sc->token, ring->token, sizeof sc->token);
+    sc->nslots = nslots;
+    sc->rows = rows;
+    sc->slot_bytes = ring->slot_bytes;
     char err[1400] = "";
-    int tmo = fx_client_thread_timeout(0); // the helper inherits it
-    fx_client_thread_timeout(tmo);
-    std::thread t([&] {
-        fx_client_thread_timeout(tmo);
-        fx_client_next_call_as(rid, 0);
-        fx_reply rep;
-        rc = fx_client_call_build(c->c, FX_OP_ADD_STREAM, -1, build_stream,
-                                  &args, &rep, err, sizeof err);
-        from_server = fx_client_last_from_server();
-        if (rc == 0) {
-            if (fx_r_i64(&rep.r, &new_ntotal) ||
-                fx_r_i64(&rep.r, &new_trained) || fx_r_end(&rep.r)) {
-                rc = FAISSX_E_PROTOCOL;
-                snprintf(err, sizeof err, "malformed reply to add_stream");
-            }
-            fx_reply_free(&rep);
-        }
-        finished.store(1, std::memory_order_release);
-        fx_shm_futex_wake(&hd->consumed);
-    });
+    fx_client_next_call_as(rid, 0);
+    int rc = fx_client_call_start(c->c, FX_OP_ADD_STREAM, -1, build_stream,
+                                  sc.get(), stream_notify, hd, &sc->call, err,
+                                  sizeof err);
+    const bool started = rc == 0;
+    int from_server = 0;
 
     int64_t stall_after = env_i64("FAISSX_TEST_SHM_STALL_AFTER", -1);
     int64_t done = 0;
     uint32_t k = 0;
     bool nan = false;
     size_t bad_at = 0;
+    // The call ending first means the server refused (or the transport
+    // failed): stop filling.
     auto running = [&] {
-        return !finished.load(std::memory_order_acquire) &&
+        return started && !fx_client_call_ended(sc->call) &&
                __atomic_load_n(&hd->state, __ATOMIC_ACQUIRE) ==
                        FX_SHM_RUNNING;
     };
@@ -1037,7 +1035,52 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
             std::this_thread::sleep_for(std::chrono::milliseconds(
                     env_i64("FAISSX_TEST_SHM_STALL_MS", 60000)));
     }
-    t.join();
+    // The previous stream's reply has long arrived: drop it.
+    ring->prev.reset();
+
+    if (started && !nan && done == n &&
+        (ring->features & FX_SHM_FEAT_COMMIT)) {
+        // The outcome from the state word (the server wakes it).
+        for (int spin = 0;; spin++) {
+            if (__atomic_load_n(&hd->state, __ATOMIC_ACQUIRE) !=
+                        FX_SHM_RUNNING ||
+                fx_client_call_ended(sc->call))
+                break;
+            if (spin < 200) {
+                cpu_relax();
+                continue;
+            }
+            fx_shm_futex_wait(&hd->state, FX_SHM_RUNNING, 50);
+        }
+        // ntotal was stored before the state's release.
+        uint64_t nt = __atomic_load_n(&hd->ntotal, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&hd->state, __ATOMIC_ACQUIRE) ==
+                    FX_SHM_COMMITTED &&
+            nt != FX_SHM_NO_NTOTAL && nt <= (uint64_t)INT64_MAX) {
+            ntotal = (idx_t)nt;
+            is_trained = true; // the server streams into trained indexes
+            ring->prev = std::move(sc);
+            shm::count_stream();
+            ring_give(c, ring, false);
+            return true;
+        }
+    }
+
+    int64_t new_ntotal = 0, new_trained = 0;
+    if (started) {
+        fx_reply rep;
+        rc = fx_client_call_finish(sc->call, &rep, err, sizeof err);
+        sc->call = nullptr;
+        from_server = fx_client_last_from_server();
+        if (rc == 0) {
+            if (fx_r_i64(&rep.r, &new_ntotal) ||
+                fx_r_i64(&rep.r, &new_trained) || fx_r_end(&rep.r)) {
+                rc = FAISSX_E_PROTOCOL;
+                snprintf(err, sizeof err, "malformed reply to add_stream");
+            }
+            fx_reply_free(&rep);
+        }
+    }
 
     if (rc == 0) {
         ntotal = new_ntotal;

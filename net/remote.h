@@ -29,7 +29,11 @@ struct Conn {
     /* The server refused FX_FLAG_STATE (it predates it): calls ask INFO
      * for the state instead. */
     mutable std::atomic<bool> no_state_flag{false};
-    ~Conn() { fx_client_close(c); }
+    /* The ring first: a stream's call it still holds is on c. */
+    ~Conn() {
+        shm.ring.reset();
+        fx_client_close(c);
+    }
 };
 
 /* Index info (docs/protocol.md, "Index info"): what CREATE, OPEN, INFO,

@@ -9,6 +9,7 @@
 #include "net/shm.h"
 
 #include "core/bridge.h"
+#include "net/client.h"
 #include "net/dedupe.h"
 
 #include <faissx/faissx.h>
@@ -142,6 +143,7 @@ void answer(int fd, int status, const uint64_t token[2],
     fx_shm_answer a;
     memset(&a, 0, sizeof a);
     a.status = status;
+    if (status == 0) a.features = FX_SHM_FEAT_COMMIT;
     if (token) memcpy(a.token, token, sizeof a.token);
     memcpy(a.instance, instance, sizeof a.instance);
     snprintf(a.text, sizeof a.text, "%s", text ? text : "");
@@ -586,7 +588,12 @@ void count_fallback() {
     g_fallbacks++;
 }
 
+StreamCall::~StreamCall() {
+    fx_client_call_abandon(call);
+}
+
 ClientRing::~ClientRing() {
+    prev.reset(); // its callback may wake a futex in the mapping
     if (base) munmap(base, size);
     if (sock >= 0) close(sock);
 }
@@ -698,6 +705,7 @@ std::unique_ptr<ClientRing> open_ring(const char* path,
         return nullptr;
     }
     memcpy(r->token, ans.token, sizeof r->token);
+    r->features = ans.features;
     return r;
 }
 

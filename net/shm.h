@@ -16,6 +16,8 @@
  *   8    u32 consumed   chunks the server has added (futex word)
  *   12   u32 reserved
  *   16   u64 stream id  the request id of the ADD_STREAM it belongs to
+ *   24   u64 ntotal     the index's ntotal after the stream, stored by a
+ *                       server with FX_SHM_FEAT_COMMIT before it commits
  *   64   u32 rows[FX_SHM_MAX_SLOTS]  rows of the chunk in each slot
  *   FX_SHM_HDR_BYTES..  slots, as the request describes them: slot i at
  *        slot_offset + i * slot_bytes holds rows_per_slot vectors (f32)
@@ -44,6 +46,15 @@ extern "C" {
 #define FX_SHM_CLIENT_SLOTS 8
 #define FX_SHM_CLIENT_SLOT_BYTES ((uint64_t)1 << 19)
 
+/* Features in the answer's `features` word. COMMIT: before moving a
+ * stream to COMMITTED the server stores the index's new ntotal in the
+ * header, and it wakes futex waiters on `state` whenever it moves it, so
+ * a client may take the state word as the outcome and collect the
+ * ADD_STREAM reply later. */
+#define FX_SHM_FEAT_COMMIT 1u
+/* ntotal before a server with FX_SHM_FEAT_COMMIT stored it. */
+#define FX_SHM_NO_NTOTAL UINT64_MAX
+
 enum fx_shm_state {
     FX_SHM_IDLE = 0,
     FX_SHM_RUNNING = 1,
@@ -57,7 +68,8 @@ typedef struct fx_shm_hdr {
     uint32_t consumed;
     uint32_t reserved;
     uint64_t stream_id;
-    uint8_t pad[40];
+    uint64_t ntotal;
+    uint8_t pad[32];
     uint32_t rows[FX_SHM_MAX_SLOTS];
 } fx_shm_hdr;
 
@@ -73,10 +85,11 @@ typedef struct fx_shm_hello {
 } fx_shm_hello;
 
 /* The server's answer (256 bytes): status 0 or a negative FaissxError,
- * the region's token, the server's instance id, a reason when refused. */
+ * the features it offers, the region's token, the server's instance id, a
+ * reason when refused. */
 typedef struct fx_shm_answer {
     int32_t status;
-    uint32_t reserved;
+    uint32_t features; /* FX_SHM_FEAT_* (0 from a server before them) */
     uint64_t token[2];
     uint64_t instance[2];
     char text[216];
@@ -117,6 +130,8 @@ size_t fx_shm_server_regions(fx_shm_server* s);
 #include <mutex>
 #include <string>
 
+struct fx_call;
+
 namespace fx {
 namespace shm {
 
@@ -142,6 +157,19 @@ void log(fx_shm_server* s, int level, const std::string& msg);
 
 /* ---- client ---- */
 
+/* An ADD_STREAM call in flight and the fields its retries rebuild. */
+struct StreamCall {
+    fx_call* call = nullptr;
+    uint64_t handle = 0;
+    int64_t n = 0, with_ids = 0;
+    uint64_t token[2] = {0, 0};
+    uint64_t nslots = 0, rows = 0, slot_bytes = 0;
+    StreamCall() = default;
+    StreamCall(const StreamCall&) = delete;
+    StreamCall& operator=(const StreamCall&) = delete;
+    ~StreamCall(); /* abandons a call still set */
+};
+
 /* A connection's region: a sealed memfd mapped here and in the server,
  * FX_SHM_CLIENT_SLOTS slots of FX_SHM_CLIENT_SLOT_BYTES. The Unix socket
  * stays open while the region lives (its EOF tells the server it is
@@ -153,6 +181,10 @@ struct ClientRing {
     uint64_t token[2] = {0, 0};
     uint32_t nslots = FX_SHM_CLIENT_SLOTS;
     uint64_t slot_bytes = FX_SHM_CLIENT_SLOT_BYTES;
+    uint32_t features = 0; /* the server's FX_SHM_FEAT_* */
+    /* The last stream's call when the add returned on COMMITTED before its
+     * reply: collected by the next stream (or dropped with the ring). */
+    std::unique_ptr<StreamCall> prev;
     std::mutex use;
     ~ClientRing();
     fx_shm_hdr* hdr() { return reinterpret_cast<fx_shm_hdr*>(base); }

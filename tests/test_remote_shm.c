@@ -234,6 +234,108 @@ Test(shm, ineligible_index_falls_back, .init = start, .fini = stop) {
     faiss_Index_free(rem);
 }
 
+/* Adds alternating between two indexes of one connection share its ring:
+ * each streams (the server lets go of the ring before it commits, so the
+ * next stream, sent as soon as the client sees the commit, finds it
+ * free), each gives what a local index gets. */
+Test(shm, adds_alternating_between_two_indexes_all_stream, .init = start,
+     .fini = stop) {
+    FaissIndex *ra = NULL, *rb = NULL, *la = NULL, *lb = NULL;
+    FXT_OK(faiss_index_factory(&ra, D, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_factory(&rb, D, "IDMap,Flat", METRIC_INNER_PRODUCT));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&la, D, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_factory(&lb, D, "IDMap,Flat", METRIC_INNER_PRODUCT));
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+    enum { N = 3 * ROWS + 17 };
+    float* x = fxt_uniform(N, D, 23);
+    idx_t* ids = malloc(sizeof(idx_t) * N);
+    for (int i = 0; i < N; i++) ids[i] = 5 * (idx_t)i + 3;
+    for (int round = 0; round < 4; round++) {
+        idx_t n = round % 2 ? N : ROWS / 2 + round;
+        add_both(ra, la, n, x, NULL);
+        cr_assert_eq(faiss_Index_ntotal(ra), faiss_Index_ntotal(la));
+        add_both(rb, lb, n, x, ids);
+        cr_assert_eq(faiss_Index_ntotal(rb), faiss_Index_ntotal(lb));
+    }
+    same_results(ra, la, 1);
+    same_results(rb, lb, 0);
+    free(ids);
+    free(x);
+    faiss_Index_free(ra);
+    faiss_Index_free(rb);
+    faiss_Index_free(la);
+    faiss_Index_free(lb);
+}
+
+/* Every second reply is dropped by the server: a stream add takes its
+ * outcome from the ring's state word, so it neither waits for a lost
+ * ADD_STREAM reply nor retries it (one attempt each), and each add
+ * happens exactly once. */
+static void configure_dropping(void) {
+    FaissxClientOptions o;
+    faissx_client_options_init(&o);
+    o.url = srv.url;
+    o.api_key = "ka";
+    for (int i = 0; i < FAISSX_OP_CLASS_COUNT; i++) o.timeout_ms[i] = 20000;
+    o.attempt_timeout_ms = 300; /* a lost reply costs 300 ms, then a retry */
+    o.max_attempts = 8;
+    o.backoff_base_ms = 5;
+    o.backoff_cap_ms = 20;
+    FXT_OK(faissx_configure_ex(&o));
+}
+
+static void start_dropping(void) {
+    snprintf(sock_path, sizeof sock_path, "%s", fxt_tmp_path("shm.sock"));
+    const char* args[] = {"--auth-keys", "ka:alice", "--shm-socket",
+                          sock_path, "--test-drop-replies", "2", NULL};
+    fxt_server_start(&srv, args);
+    setenv("FAISSX_SHM_MIN_BYTES", "0", 1);
+    unsetenv("FAISSX_SHM");
+    unsetenv("FAISSX_TEST_SHM_STALL_AFTER");
+    configure_dropping();
+}
+
+static int log_count(const fxt_server* s, const char* needle) {
+    FILE* f = fopen(s->log, "r");
+    cr_assert(f, "no server log %s", s->log);
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, needle)) n++;
+    fclose(f);
+    return n;
+}
+
+Test(shm, lost_stream_replies_are_not_waited_for, .init = start_dropping,
+     .fini = stop) {
+    FaissIndex *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "Flat", METRIC_L2));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&loc, D, "Flat", METRIC_L2));
+    configure_dropping();
+    enum { N = 2 * ROWS + 9 };
+    float* x = fxt_uniform(N, D, 29);
+    add_both(rem, loc, 100, x, NULL); /* makes the ring (PING, hello) */
+    int dropped0 = log_count(&srv, "dropping the reply");
+    for (int i = 0; i < 6; i++) {
+        uint64_t t0 = fx_client_round_trips();
+        add_both(rem, loc, i % 2 ? N : ROWS, x, NULL);
+        cr_assert_eq(fx_client_round_trips() - t0, 1,
+                     "add %d: %llu attempts (a lost reply was waited for)", i,
+                     (unsigned long long)(fx_client_round_trips() - t0));
+        cr_assert_eq(faiss_Index_ntotal(rem), faiss_Index_ntotal(loc));
+    }
+    /* six replies in a row, every second one dropped (the last may not be
+     * sent yet: the add returned before it) */
+    int dropped = log_count(&srv, "dropping the reply") - dropped0;
+    cr_assert_geq(dropped, 2, "only %d of the adds' replies dropped", dropped);
+    same_results(rem, loc, 1);
+    free(x);
+    faiss_Index_free(rem);
+    faiss_Index_free(loc);
+}
+
 static void start_stall(void) {
     start_with("300");
 }
@@ -554,6 +656,7 @@ static region get_region(void) {
     fx_shm_answer a;
     read_answer(r.sock, &a);
     cr_assert_eq(a.status, 0, "refused: %s", a.text);
+    cr_assert_eq(a.features, FX_SHM_FEAT_COMMIT, "features %u", a.features);
     memcpy(r.token, a.token, sizeof r.token);
     return r;
 }
@@ -616,6 +719,7 @@ Test(shm, add_stream_refusals, .init = start, .fini = stop) {
     hd->stream_id = rid;
     hd->state = FX_SHM_RUNNING;
     hd->consumed = 0;
+    hd->ntotal = FX_SHM_NO_NTOTAL;
     hd->rows[0] = 100000;
     hd->produced = 1;
     r = stream("ka", h, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, rid);
@@ -638,6 +742,7 @@ Test(shm, add_stream_refusals, .init = start, .fini = stop) {
     cr_assert_eq(r.status, FAISSX_E_INVALID);
     cr_assert(strstr(r.text, "vector 8, component 3"), "%s", r.text);
     cr_assert_eq(raw_ntotal("ka", h), 0, "not rolled back");
+    cr_assert_eq(hd->ntotal, FX_SHM_NO_NTOTAL, "an aborted stream's ntotal");
     /* and the same chunks, fixed, commit */
     rid++;
     s1[2 * D + 3] = 0.5f;
@@ -647,6 +752,7 @@ Test(shm, add_stream_refusals, .init = start, .fini = stop) {
     cr_assert_eq(r.status, 0, "%s", r.text);
     cr_assert_eq(hd->state, FX_SHM_COMMITTED);
     cr_assert_eq(raw_ntotal("ka", h), 10);
+    cr_assert_eq(hd->ntotal, 10, "the committed stream's ntotal");
     /* the client closes its region: its token is gone */
     close(rg.sock);
     struct timespec ts = {0, 200000000};
