@@ -792,12 +792,14 @@ static void log_startup(server* s) {
            "workers=%d threads=%d (at most %d computing; %ld CPUs) "
            "in-flight=%d max-message-bytes=%zu "
            "max-connections=%d max-k=%" PRId64 " max-batch=%" PRId64
-           " orphan-grace-ms=%" PRIu64 " max-upload-bytes=%" PRIu64,
+           " orphan-grace-ms=%" PRIu64 " max-upload-bytes=%" PRIu64
+           " upload-idle-ms=%" PRIu64,
            c->workers, c->threads, c->workers * c->threads,
            sysconf(_SC_NPROCESSORS_ONLN), s->nslots, c->max_message_bytes,
            c->max_connections, c->max_k, c->max_batch, c->orphan_grace_ms,
            c->max_upload_bytes ? c->max_upload_bytes
-                               : FX_DEFAULT_MAX_UPLOAD_BYTES);
+                               : FX_DEFAULT_MAX_UPLOAD_BYTES,
+           c->upload_idle_ms ? c->upload_idle_ms : FX_DEFAULT_UPLOAD_IDLE_MS);
     int keys = (c->auth_keys && *c->auth_keys) || (c->auth_file && *c->auth_file);
     fx_log(FX_LOG_INFO, "auth: %s", keys ? "on (API keys required)"
                                          : "off (no API keys configured)");
@@ -817,10 +819,10 @@ static void log_startup(server* s) {
             snprintf(extra, sizeof extra, " every %d ms", c->sync_interval_ms);
         fx_log(FX_LOG_INFO,
                "durable: named indexes are kept in %s (sync %s%s); %zu "
-               "restored",
+               "restored; checkpoint-log-bytes=%" PRIu64,
                c->data_dir,
                c->sync >= 0 && c->sync <= 2 ? pol[c->sync] : "?", extra,
-               fx_state_stored_count(s->state));
+               fx_state_stored_count(s->state), c->checkpoint_log_bytes);
     } else {
         fx_log(FX_LOG_INFO, "in-memory: indexes are not persisted");
     }

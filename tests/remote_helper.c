@@ -4,12 +4,18 @@
  *   remote_helper search-forever URL NAME   batch searches until killed
  *   remote_helper add-stall URL KEY NAME N K
  *       adds N vectors through shared memory, stalling for a minute after
- *       K chunks (FAISSX_TEST_SHM_STALL_AFTER): the test kills it there */
+ *       K chunks (FAISSX_TEST_SHM_STALL_AFTER): the test kills it there
+ *   remote_helper ping URL TIMEOUT_MS
+ *       connects (exit 0) or cannot within the timeout (exit 2)
+ *   remote_helper orphan URL NAME
+ *       makes a named and an unnamed index (3 and 2 vectors), prints
+ *       "ready" and waits to be killed: its indexes are left behind */
 #include <faissx/faissx.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int main(int argc, char** argv) {
     if (argc == 4 && !strcmp(argv[1], "search-forever")) {
@@ -38,7 +44,31 @@ int main(int argc, char** argv) {
         if (faiss_Index_add(ix, n, x)) return 4;
         return 0;
     }
+    if (argc == 4 && !strcmp(argv[1], "ping")) {
+        if (faissx_configure(argv[2], NULL, atoi(argv[3]))) return 2;
+        char** names = NULL;
+        size_t n = 0;
+        if (faissx_index_list(&names, &n)) return 3;
+        faissx_index_list_free(names, n);
+        return 0;
+    }
+    if (argc == 4 && !strcmp(argv[1], "orphan")) {
+        if (faissx_configure(argv[2], NULL, 0)) return 2;
+        FaissIndex *named = NULL, *unnamed = NULL;
+        float x[5 * 4] = {0};
+        if (faissx_index_create(&named, argv[3], 4, "Flat", METRIC_L2) ||
+            faiss_Index_add(named, 3, x))
+            return 3;
+        if (faiss_index_factory(&unnamed, 4, "Flat", METRIC_L2) ||
+            faiss_Index_add(unnamed, 2, x))
+            return 4;
+        printf("ready\n");
+        fflush(stdout);
+        for (;;) pause();
+    }
     fprintf(stderr, "usage: remote_helper search-forever URL NAME\n"
-                    "       remote_helper add-stall URL KEY NAME N K\n");
+                    "       remote_helper add-stall URL KEY NAME N K\n"
+                    "       remote_helper ping URL TIMEOUT_MS\n"
+                    "       remote_helper orphan URL NAME\n");
     return 1;
 }
