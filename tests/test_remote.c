@@ -79,13 +79,15 @@ Test(remote, flat_ivf_hnsw_sq_equal_local, .init = start_plain, .fini = stop) {
 
 /* An unmodified FAISS C program (examples/example_c.c) becomes a remote
  * client through FAISSX_SERVER alone. Child processes exec, since NNG may
- * not be used across fork(). */
-static int run_child(const char* const* argv, const char* server) {
+ * not be used across fork(). stdout goes to `out` (NULL: /dev/null). */
+static int run_child_out(const char* const* argv, const char* server,
+                         const char* out) {
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
         if (server) setenv("FAISSX_SERVER", server, 1);
-        int fd = open("/dev/null", O_WRONLY);
+        int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644)
+                     : open("/dev/null", O_WRONLY);
         dup2(fd, 1);
         execv(argv[0], (char* const*)argv);
         _exit(127);
@@ -95,14 +97,37 @@ static int run_child(const char* const* argv, const char* server) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-Test(remote, example_program_runs_against_server, .init = start_plain,
+static const char* const debug_log[] = {"--log-level", "debug", NULL};
+static void start_debug(void) {
+    fxt_server_start(&srv, debug_log);
+}
+
+Test(remote, example_program_runs_against_server, .init = start_debug,
      .fini = stop) {
     const char* ex = getenv("FAISSX_EXAMPLE_BIN");
     cr_assert(ex && *ex, "FAISSX_EXAMPLE_BIN is not set");
+    char* out = strdup(fxt_tmp_path("example-remote.out"));
     const char* argv[] = {ex, fxt_tmp_path("example-remote.faiss"), NULL};
-    cr_assert_eq(run_child(argv, srv.url), 0, "example failed against %s; server log:\n%s",
-                 srv.url, fxt_server_log(&srv));
-    /* it really went to the server: the server logged its requests */
+    cr_assert_eq(run_child_out(argv, srv.url, out), 0,
+                 "example failed against %s; server log:\n%s", srv.url,
+                 fxt_server_log(&srv));
+    char text[4096] = "";
+    FILE* f = fopen(out, "r");
+    cr_assert(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    free(out);
+    cr_assert(strstr(text, "identical"), "%s", text);
+    /* it really went to the server: the server logged its calls (debug
+     * logs every request) */
+    const char* log = fxt_server_log(&srv);
+    static const char* const ops[] = {"op=create ", "op=train ", "op=add ",
+                                      "op=set_param ", "op=search ",
+                                      "op=download_begin ", "op=add_with_ids "};
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+        cr_assert(strstr(log, ops[i]), "the server never saw %s:\n%s",
+                  ops[i], log);
 }
 
 Test(remote, every_index_call_runs_remotely, .init = start_plain, .fini = stop) {
@@ -1388,6 +1413,465 @@ Test(remote, untrained_binary_handle_one_round_trip, .init = start_plain,
     faiss_IndexBinary_free(a);
     faiss_IndexBinary_free(loc);
     FXT_OK(faissx_index_drop("rt_bivf"));
+    free(xb);
+    free(xq);
+}
+
+/* ---- issue 3 audit: gaps closed below ---- */
+
+/* One raw request to a real server; returns the reply status and copies an
+ * error reply's message into msg. */
+static int raw_req(const char* url, fx_wbuf* w, int op, char* msg,
+                   size_t msgsz, uint8_t** body, size_t* body_len) {
+    /* distinct ids: the server answers a repeated (client, request id)
+     * mutation from its reply cache */
+    static uint64_t next_id = 4242;
+    uint64_t rid = next_id++;
+    fx_hdr h = {0};
+    h.op = (uint16_t)op;
+    h.request_id = rid;
+    fx_w_finish(w, &h);
+    nng_socket s;
+    cr_assert_eq(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    cr_assert_eq(nng_send(s, w->data, w->len, 0), 0);
+    char* buf = NULL;
+    size_t n = 0;
+    cr_assert_eq(nng_recv(s, &buf, &n, NNG_FLAG_ALLOC), 0, "no reply to %s",
+                 fx_op_name(op));
+    fx_hdr r;
+    char err[128];
+    cr_assert_eq(fx_hdr_decode((uint8_t*)buf, n, &r, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(r.request_id, rid);
+    msg[0] = '\0';
+    if (r.status != 0) {
+        fx_rbuf rb;
+        fx_r_init(&rb, (uint8_t*)buf + FX_HDR_SIZE, n - FX_HDR_SIZE);
+        cr_assert_eq(fx_r_str(&rb, msg, msgsz - 1), 0,
+                     "error reply without a message");
+        cr_assert_eq(fx_r_end(&rb), 0);
+    } else if (body) {
+        *body_len = n - FX_HDR_SIZE;
+        *body = malloc(*body_len + 1);
+        memcpy(*body, buf + FX_HDR_SIZE, *body_len);
+    }
+    nng_free(buf, n);
+    nng_close(s);
+    fx_w_free(w);
+    return r.status;
+}
+
+static void raw_begin(fx_wbuf* w) {
+    fx_w_init(w);
+    fx_w_header_space(w);
+    fx_w_str(w, ""); /* no API key */
+}
+
+/* Each bad request of issue 3's list, sent as bytes to a real server, gets
+ * an error reply with its code and a message, and the server keeps
+ * serving: wrong dimension, NaN, huge k, unknown index (truncated, lying
+ * lengths, wrong version, unknown op and oversized messages are in
+ * malformed_messages_get_errors). */
+Test(remote, bad_requests_get_error_replies_from_a_real_server,
+     .init = start_plain, .fini = stop) {
+    fx_wbuf w;
+    char msg[512];
+    uint8_t* body = NULL;
+    size_t blen = 0;
+    raw_begin(&w);
+    fx_w_str(&w, "");
+    fx_w_i64(&w, 4);
+    fx_w_i64(&w, METRIC_L2);
+    fx_w_str(&w, "Flat");
+    cr_assert_eq(raw_req(srv.url, &w, FX_OP_CREATE, msg, sizeof msg, &body,
+                         &blen), 0, "%s", msg);
+    uint64_t h;
+    memcpy(&h, body, 8);
+    free(body);
+    float x[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+
+    /* wrong dimension: 11 floats for 3 vectors of d = 4 */
+    raw_begin(&w);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 3);
+    fx_w_array(&w, x, 11, sizeof(float));
+    cr_assert_eq(raw_req(srv.url, &w, FX_OP_ADD, msg, sizeof msg, NULL, NULL),
+                 FAISSX_E_INVALID);
+    cr_assert(strstr(msg, "x has 11 elements, expected 12"), "%s", msg);
+    ping_ok(srv.url);
+    /* NaN */
+    x[6] = 0.f / 0.f;
+    raw_begin(&w);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 3);
+    fx_w_array(&w, x, 12, sizeof(float));
+    cr_assert_eq(raw_req(srv.url, &w, FX_OP_ADD, msg, sizeof msg, NULL, NULL),
+                 FAISSX_E_INVALID);
+    cr_assert(strstr(msg, "non-finite") && strstr(msg, "vector 1, component 2"),
+              "%s", msg);
+    x[6] = 6;
+    ping_ok(srv.url);
+    /* a good add, then huge k */
+    raw_begin(&w);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 3);
+    fx_w_array(&w, x, 12, sizeof(float));
+    cr_assert_eq(raw_req(srv.url, &w, FX_OP_ADD, msg, sizeof msg, NULL, NULL),
+                 0, "%s", msg);
+    raw_begin(&w);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 1);
+    fx_w_i64(&w, (int64_t)1 << 40);
+    fx_w_array(&w, x, 4, sizeof(float));
+    cr_assert_eq(raw_req(srv.url, &w, FX_OP_SEARCH, msg, sizeof msg, NULL,
+                         NULL), FAISSX_E_LIMIT);
+    cr_assert(strstr(msg, "exceeds the server limit"), "%s", msg);
+    ping_ok(srv.url);
+    /* unknown index */
+    raw_begin(&w);
+    fx_w_u64(&w, h + 1);
+    fx_w_i64(&w, 1);
+    fx_w_i64(&w, 1);
+    fx_w_array(&w, x, 4, sizeof(float));
+    cr_assert_eq(raw_req(srv.url, &w, FX_OP_SEARCH, msg, sizeof msg, NULL,
+                         NULL), FAISSX_E_NOT_FOUND);
+    char want[64];
+    snprintf(want, sizeof want, "unknown index handle %llu",
+             (unsigned long long)(h + 1));
+    cr_assert(strstr(msg, want), "%s", msg);
+    ping_ok(srv.url);
+    /* nothing was damaged: the index has the three good vectors */
+    raw_begin(&w);
+    fx_w_u64(&w, h);
+    fx_w_i64(&w, 1);
+    fx_w_i64(&w, 3);
+    fx_w_array(&w, x + 4, 4, sizeof(float));
+    cr_assert_eq(raw_req(srv.url, &w, FX_OP_SEARCH, msg, sizeof msg, &body,
+                         &blen), 0, "%s", msg);
+    fx_rbuf rb;
+    fx_r_init(&rb, body, blen);
+    const void *dp, *ip;
+    uint64_t nd, ni;
+    cr_assert_eq(fx_r_array(&rb, 4, 3, &dp, &nd), 0);
+    cr_assert_eq(fx_r_array(&rb, 8, 3, &ip, &ni), 0);
+    cr_assert_eq(nd, 3);
+    int64_t ids[3];
+    memcpy(ids, ip, sizeof ids);
+    cr_assert_eq(ids[0], 1);
+    cr_assert(ids[1] != -1 && ids[2] != -1, "the index lost vectors");
+    free(body);
+    cr_assert(fxt_server_alive(&srv));
+}
+
+/* Another tenant's index is indistinguishable from a missing one through
+ * the client library: the same error code and the same message text. */
+Test(remote, other_tenants_index_same_error_as_missing,
+     .init = start_keyed, .fini = stop) {
+    FaissIndex *a = NULL, *b = NULL;
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    FXT_OK(faissx_index_create(&a, "private", 4, "Flat", METRIC_L2));
+    FXT_OK(faissx_configure(srv.url, "kb", 0));
+    char open_msg[512], drop_msg[512];
+    FXT_ERR(faissx_index_open(&b, "private"), "no index named 'private'");
+    int open_code = faissx_last_error_code();
+    snprintf(open_msg, sizeof open_msg, "%s", faiss_get_last_error());
+    FXT_ERR(faissx_index_drop("private"), "no index named 'private'");
+    int drop_code = faissx_last_error_code();
+    snprintf(drop_msg, sizeof drop_msg, "%s", faiss_get_last_error());
+    cr_assert_null(b);
+    /* now truly missing */
+    FXT_OK(faissx_configure(srv.url, "ka", 0));
+    faiss_Index_free(a);
+    FXT_OK(faissx_index_drop("private"));
+    FXT_OK(faissx_configure(srv.url, "kb", 0));
+    FXT_ERR(faissx_index_open(&b, "private"), "no index named 'private'");
+    cr_assert_eq(faissx_last_error_code(), open_code);
+    cr_assert_str_eq(faiss_get_last_error(), open_msg);
+    FXT_ERR(faissx_index_drop("private"), "no index named 'private'");
+    cr_assert_eq(faissx_last_error_code(), drop_code);
+    cr_assert_str_eq(faiss_get_last_error(), drop_msg);
+    cr_assert_eq(open_code, FAISSX_E_NOT_FOUND);
+}
+
+/* IndexReplicas over remote children on two servers: an add reaches every
+ * replica, a search answers as the local equivalent. */
+Test(remote, replicas_over_two_servers, .init = start_plain, .fini = stop) {
+    fxt_server two;
+    fxt_server_start(&two, NULL);
+    const int d = 12;
+    float* xb = fxt_uniform(400, d, 18);
+    float* xq = fxt_uniform(6, d, 19);
+    FaissIndex *r1 = NULL, *r2 = NULL, *l1 = NULL, *l2 = NULL;
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FXT_OK(faiss_index_factory(&r1, d, "Flat", METRIC_L2));
+    FXT_OK(faissx_configure(two.url, NULL, 0));
+    FXT_OK(faiss_index_factory(&r2, d, "Flat", METRIC_L2));
+    FXT_OK(faissx_configure(NULL, NULL, 0));
+    FXT_OK(faiss_index_factory(&l1, d, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_factory(&l2, d, "Flat", METRIC_L2));
+    FaissIndexReplicas *rr = NULL, *lr = NULL;
+    FXT_OK(faiss_IndexReplicas_new(&rr, d));
+    FXT_OK(faiss_IndexReplicas_new(&lr, d));
+    FXT_OK(faiss_IndexReplicas_add_replica(rr, r1));
+    FXT_OK(faiss_IndexReplicas_add_replica(rr, r2));
+    FXT_OK(faiss_IndexReplicas_add_replica(lr, l1));
+    FXT_OK(faiss_IndexReplicas_add_replica(lr, l2));
+    FXT_OK(faiss_Index_add((FaissIndex*)rr, 400, xb));
+    FXT_OK(faiss_Index_add((FaissIndex*)lr, 400, xb));
+    cr_assert_eq(faiss_Index_ntotal(r1), 400, "first server");
+    cr_assert_eq(faiss_Index_ntotal(r2), 400, "second server");
+    float D[2][30];
+    idx_t I[2][30];
+    FXT_OK(faiss_Index_search((FaissIndex*)rr, 6, xq, 5, D[0], I[0]));
+    FXT_OK(faiss_Index_search((FaissIndex*)lr, 6, xq, 5, D[1], I[1]));
+    FXT_SAME(I[0], I[1], sizeof I[0]);
+    FXT_SAME(D[0], D[1], sizeof D[0]);
+    /* each server's own copy answers alike */
+    FXT_OK(faiss_Index_search(r2, 6, xq, 5, D[0], I[0]));
+    FXT_SAME(I[0], I[1], sizeof I[0]);
+    faiss_IndexReplicas_free(rr);
+    faiss_IndexReplicas_free(lr);
+    faiss_Index_free(r1);
+    faiss_Index_free(r2);
+    faiss_Index_free(l1);
+    faiss_Index_free(l2);
+    fxt_server_stop(&two);
+    free(xb);
+    free(xq);
+}
+
+/* Unnamed indexes live until freed, and are reclaimed when their client is
+ * gone (after --orphan-grace-ms); named ones stay. */
+static const char* const short_grace[] = {"--orphan-grace-ms", "300", NULL};
+static void start_short_grace(void) {
+    fxt_server_start(&srv, short_grace);
+}
+
+Test(remote, unnamed_indexes_reclaimed_when_client_is_gone,
+     .init = start_short_grace, .fini = stop) {
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FaissIndex* mine = NULL;
+    FXT_OK(faiss_index_factory(&mine, 4, "Flat", METRIC_L2));
+    float x[4] = {1, 2, 3, 4};
+    FXT_OK(faiss_Index_add(mine, 1, x));
+
+    const char* helper = getenv("FAISSX_REMOTE_HELPER");
+    cr_assert(helper && *helper);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl(helper, helper, "orphan", srv.url, "kept", (char*)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char ready[16] = {0};
+    ssize_t got = read(fds[0], ready, sizeof ready - 1);
+    close(fds[0]);
+    cr_assert(got > 0 && !strncmp(ready, "ready", 5), "helper failed");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    /* the helper's unnamed index is freed, and only it */
+    int freed = 0;
+    for (int i = 0; i < 300 && !freed; i++) {
+        freed = strstr(fxt_server_log(&srv), "freed 1 orphaned index(es)") !=
+                NULL;
+        if (!freed) usleep(20000);
+    }
+    cr_assert(freed, "the dead client's unnamed index was not reclaimed:\n%s",
+              fxt_server_log(&srv));
+    /* ours lived past the grace period: its client is here */
+    cr_assert_eq(faiss_Index_ntotal(mine), 1);
+    float D;
+    idx_t I;
+    FXT_OK(faiss_Index_search(mine, 1, x, 1, &D, &I));
+    cr_assert_eq(I, 0);
+    /* the named one stays */
+    FaissIndex* kept = NULL;
+    FXT_OK(faissx_index_open(&kept, "kept"));
+    cr_assert_eq(faiss_Index_ntotal(kept), 3);
+    faiss_Index_free(kept);
+    faiss_Index_free(mine);
+    cr_assert_null(strstr(fxt_server_log(&srv), "freed 2 orphaned"));
+}
+
+/* Every constructor that takes a dimension, and composites over remote
+ * children, create the index on the server in remote mode (the core suites'
+ * remote runs compare results but do not check where an index lives), and
+ * the index answers as its local twin. Constructors without a dimension stay
+ * local (docs/remote.md). */
+enum { CT_D = 16, CT_NT = 1000, CT_NB = 600, CT_NQ = 5, CT_K = 4, CT_N = 14 };
+
+static const char* const ct_names[CT_N] = {
+        "IndexFlat_new_with L2", "IndexFlat_new_with IP", "IndexFlatL2_new_with",
+        "IndexFlatIP_new_with", "IndexLSH_new", "IndexLSH_new_with_options",
+        "IndexScalarQuantizer_new_with", "IndexIVFFlat_new_with",
+        "IndexIVFFlat_new_with_metric", "IndexIVFScalarQuantizer_new_with",
+        "IndexIVFScalarQuantizer_new_with_metric", "IndexIDMap_new",
+        "IndexIDMap2_new", "IndexPreTransform_new_with_transform"};
+
+/* Builds case `c` in the current mode; a pre-transform's parts (not owned
+ * by it) come back in *vt and *sub. */
+static FaissIndex* ct_build(int c, FaissVectorTransform** vt,
+                            FaissIndex** sub) {
+    FaissIndex* ix = NULL;
+    FaissIndexFlat* q = NULL;
+    const int d = CT_D;
+    *vt = NULL;
+    *sub = NULL;
+    switch (c) {
+    case 0: FXT_OK(faiss_IndexFlat_new_with((FaissIndexFlat**)&ix, d, METRIC_L2)); break;
+    case 1: FXT_OK(faiss_IndexFlat_new_with((FaissIndexFlat**)&ix, d, METRIC_INNER_PRODUCT)); break;
+    case 2: FXT_OK(faiss_IndexFlatL2_new_with((FaissIndexFlatL2**)&ix, d)); break;
+    case 3: FXT_OK(faiss_IndexFlatIP_new_with((FaissIndexFlatIP**)&ix, d)); break;
+    case 4: FXT_OK(faiss_IndexLSH_new((FaissIndexLSH**)&ix, d, 32)); break;
+    case 5: FXT_OK(faiss_IndexLSH_new_with_options((FaissIndexLSH**)&ix, d, 16, 1, 1)); break;
+    case 6:
+        FXT_OK(faiss_IndexScalarQuantizer_new_with(
+                (FaissIndexScalarQuantizer**)&ix, d, QT_8bit, METRIC_L2));
+        break;
+    case 7: case 8: case 9: case 10:
+        FXT_OK(faiss_IndexFlat_new_with(&q, d, c == 8 ? METRIC_INNER_PRODUCT : METRIC_L2));
+        if (c == 7)
+            FXT_OK(faiss_IndexIVFFlat_new_with((FaissIndexIVFFlat**)&ix, (FaissIndex*)q, d, 8));
+        else if (c == 8)
+            FXT_OK(faiss_IndexIVFFlat_new_with_metric((FaissIndexIVFFlat**)&ix, (FaissIndex*)q,
+                                                      d, 8, METRIC_INNER_PRODUCT));
+        else if (c == 9)
+            FXT_OK(faiss_IndexIVFScalarQuantizer_new_with(
+                    (FaissIndexIVFScalarQuantizer**)&ix, (FaissIndex*)q, d, 8, QT_8bit));
+        else
+            FXT_OK(faiss_IndexIVFScalarQuantizer_new_with_metric(
+                    (FaissIndexIVFScalarQuantizer**)&ix, (FaissIndex*)q, d, 8, QT_4bit,
+                    METRIC_L2, 0));
+        cr_assert_eq(faissx_index_is_remote((FaissIndex*)q),
+                     faissx_index_is_remote(ix), "%s: IVF and quantizer apart",
+                     ct_names[c]);
+        faiss_IndexIVF_set_own_fields((FaissIndexIVF*)ix, 1);
+        break;
+    case 11: case 12:
+        FXT_OK(faiss_IndexFlat_new_with(&q, d, METRIC_L2));
+        if (c == 11) {
+            FXT_OK(faiss_IndexIDMap_new((FaissIndexIDMap**)&ix, (FaissIndex*)q));
+            faiss_IndexIDMap_set_own_fields((FaissIndexIDMap*)ix, 1);
+        } else {
+            FXT_OK(faiss_IndexIDMap2_new((FaissIndexIDMap2**)&ix, (FaissIndex*)q));
+            faiss_IndexIDMap2_set_own_fields((FaissIndexIDMap2*)ix, 1);
+        }
+        break;
+    case 13:
+        FXT_OK(faiss_IndexFlat_new_with(&q, d, METRIC_L2));
+        FXT_OK(faiss_RandomRotationMatrix_new_with((FaissRandomRotationMatrix**)vt, d, d));
+        FXT_OK(faiss_IndexPreTransform_new_with_transform((FaissIndexPreTransform**)&ix,
+                                                          *vt, (FaissIndex*)q));
+        faiss_IndexPreTransform_set_own_fields((FaissIndexPreTransform*)ix, 0);
+        break;
+    }
+    cr_assert(ix != NULL, "%s", ct_names[c]);
+    if (c == 13) *sub = (FaissIndex*)q;
+    return ix;
+}
+
+/* Trains, adds (with ids for the ID maps) and searches. */
+static void ct_run(FaissIndex* ix, int c, const float* xt, const float* xb,
+                   const float* xq, float* D, idx_t* I) {
+    if (!faiss_Index_is_trained(ix)) FXT_OK(faiss_Index_train(ix, CT_NT, xt));
+    if (c == 11 || c == 12) {
+        idx_t ids[CT_NB];
+        for (int i = 0; i < CT_NB; i++) ids[i] = 5000 + 7 * i;
+        FXT_OK(faiss_Index_add_with_ids(ix, CT_NB, xb, ids));
+    } else {
+        FXT_OK(faiss_Index_add(ix, CT_NB, xb));
+    }
+    FXT_OK(faiss_Index_search(ix, CT_NQ, xq, CT_K, D, I));
+}
+
+Test(remote, every_constructor_creates_on_the_server, .init = start_plain,
+     .fini = stop) {
+    float* xt = fxt_clustered(CT_NT, CT_D, 20, 0.1f, 81);
+    float* xb = fxt_clustered(CT_NB, CT_D, 20, 0.1f, 82);
+    float* xq = fxt_clustered(CT_NQ, CT_D, 20, 0.1f, 83);
+    for (int c = 0; c < CT_N; c++) {
+        FaissVectorTransform *vl, *vr;
+        FaissIndex *sl, *sr;
+        FXT_OK(faissx_configure(NULL, NULL, 0));
+        FaissIndex* l = ct_build(c, &vl, &sl);
+        cr_assert(!faissx_index_is_remote(l));
+        FXT_OK(faissx_configure(srv.url, NULL, 0));
+        FaissIndex* r = ct_build(c, &vr, &sr);
+        cr_assert(faissx_index_is_remote(r), "%s made a local index in "
+                  "remote mode", ct_names[c]);
+        float D[2][CT_NQ * CT_K];
+        idx_t I[2][CT_NQ * CT_K];
+        ct_run(l, c, xt, xb, xq, D[0], I[0]);
+        ct_run(r, c, xt, xb, xq, D[1], I[1]);
+        cr_assert_eq(faiss_Index_ntotal(r), CT_NB, "%s", ct_names[c]);
+        cr_assert(memcmp(I[0], I[1], sizeof I[0]) == 0, "%s: labels differ",
+                  ct_names[c]);
+        cr_assert(memcmp(D[0], D[1], sizeof D[0]) == 0,
+                  "%s: distances differ", ct_names[c]);
+        faiss_Index_free(l);
+        faiss_Index_free(r);
+        if (c == 13) { /* the pre-transform did not own its parts */
+            faiss_VectorTransform_free(vl);
+            faiss_VectorTransform_free(vr);
+            faiss_Index_free(sl);
+            faiss_Index_free(sr);
+        }
+    }
+    /* binary constructors with a dimension, and the binary factory */
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FaissIndexBinary *b[5] = {NULL};
+    FXT_OK(faiss_IndexBinaryFlat_new_with((FaissIndexBinaryFlat**)&b[0], 64));
+    FXT_OK(faissx_IndexBinaryHash_new(&b[1], 64, 8));
+    FXT_OK(faissx_IndexBinaryHNSW_new(&b[2], 64, 8));
+    FXT_OK(faiss_IndexBinaryFlat_new_with((FaissIndexBinaryFlat**)&b[3], 64));
+    FXT_OK(faissx_IndexBinaryIVF_new((FaissIndexBinaryIVF**)&b[4], b[3], 64, 4));
+    for (int i = 0; i < 5; i++)
+        cr_assert(faissx_index_binary_is_remote(b[i]), "binary constructor %d "
+                  "made a local index", i);
+    FaissIndexBinary* bf = NULL;
+    FXT_OK(faiss_index_binary_factory(&bf, 64, "BIVF4"));
+    cr_assert(faissx_index_binary_is_remote(bf));
+    faiss_IndexBinary_free(bf);
+    faiss_IndexBinary_free(b[4]); /* and b[3], its quantizer (owned) */
+    for (int i = 0; i < 3; i++) faiss_IndexBinary_free(b[i]);
+    /* factory strings of every family */
+    static const char* const fac[] = {
+            "Flat", "IVF8,Flat", "IVF8,SQ8", "IVF8,PQ4", "PQ4", "SQ4", "LSH",
+            "HNSW8", "HNSW8,SQ8", "IDMap,Flat", "IDMap2,Flat", "PCA8,Flat",
+            "OPQ4,IVF8,PQ4", "RR16,Flat", "L2norm,Flat", "IVF8,Flat,RFlat",
+            "IVF8(IVF2,Flat),Flat", "NSG8,Flat"};
+    for (size_t i = 0; i < sizeof fac / sizeof *fac; i++) {
+        FaissIndex* ix = NULL;
+        FXT_OK(faissx_configure(NULL, NULL, 0));
+        int lrc = faiss_index_factory(&ix, CT_D, fac[i], METRIC_L2);
+        if (lrc) continue; /* not a string this faiss accepts */
+        faiss_Index_free(ix);
+        ix = NULL;
+        FXT_OK(faissx_configure(srv.url, NULL, 0));
+        FXT_OK(faiss_index_factory(&ix, CT_D, fac[i], METRIC_L2));
+        cr_assert(faissx_index_is_remote(ix), "factory '%s' made a local "
+                  "index in remote mode", fac[i]);
+        faiss_Index_free(ix);
+    }
+    /* constructors without a dimension stay local (nothing to create yet) */
+    FaissIndexFlat* f = NULL;
+    FXT_OK(faiss_IndexFlat_new(&f));
+    cr_assert(!faissx_index_is_remote((FaissIndex*)f));
+    faiss_IndexFlat_free(f);
+    FaissIndexFlat1D* f1 = NULL;
+    FXT_OK(faiss_IndexFlat1D_new_with(&f1, 1));
+    cr_assert(!faissx_index_is_remote((FaissIndex*)f1));
+    faiss_IndexFlat1D_free(f1);
+    free(xt);
     free(xb);
     free(xq);
 }
