@@ -412,6 +412,10 @@ int main(int argc, char** argv) {
     if (optind < argc)
         bad(argv[optind], "unexpected argument (options start with --)");
 
+    /* The variables' writable copies (FAISSX_LISTEN is split in place);
+     * the settings point into them until the server has stopped. */
+    char* env_copies[sizeof options / sizeof options[0]];
+    size_t nenv_copies = 0;
     for (const struct option* o = options; o->name; o++) {
         if (o->val < F_LISTEN) continue;
         char name[64];
@@ -426,6 +430,7 @@ int main(int argc, char** argv) {
             fprintf(stderr, PROG ": out of memory\n");
             return 1;
         }
+        env_copies[nenv_copies++] = copy;
         apply(&st, o->val, name, copy);
     }
     for (int i = 0; i < ngiven; i++) {
@@ -467,6 +472,7 @@ int main(int argc, char** argv) {
     signal(SIGPIPE, SIG_IGN);
     char err[512];
     int rv = fx_server_run(c, err, sizeof err);
+    for (size_t i = 0; i < nenv_copies; i++) free(env_copies[i]);
     if (rv != 0) {
         fprintf(stderr, PROG ": %s\n", err[0] ? err : faissx_strerror(rv));
         return 1;
