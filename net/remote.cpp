@@ -757,6 +757,14 @@ template struct RemoteOf<faiss::IndexBinary>;
 
 /* ---- RemoteIndex ---- */
 
+void RemoteIndex::send(const Conn* c, int64_t op, int op_class,
+                       const std::function<void(fx_wbuf*)>& build,
+                       const std::function<void(fx_rbuf*)>& parse,
+                       uint64_t rid) {
+    if (rid) fx_client_next_call_as(rid, 0);
+    rcall(c, (int)op, build, parse, op_class);
+}
+
 RemoteIndex* RemoteIndex::from_info(const IndexInfo& in,
                                     const std::shared_ptr<Conn>& c,
                                     bool is_named) {
@@ -1263,29 +1271,17 @@ void RemoteIndex::assign(idx_t n, const float* x, idx_t* labels,
 
 void RemoteIndex::reset() {
     WriteScope ws(this);
-    with_reopen(this, [&](uint64_t rid) {
-        if (rid) fx_client_next_call_as(rid, 0);
-        rcall(conn.get(), FX_OP_RESET,
-              [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-              [&](fx_rbuf* r) { read_state(r, "reset"); });
-    });
+    remote_change(this, FX_OP_RESET, FAISSX_OP_ADD, "reset", [](fx_wbuf*) {});
 }
 
 size_t RemoteIndex::remove_ids(const faiss::IDSelector& sel) {
     uint64_t removed = 0;
     WriteScope ws(this);
-    with_reopen(this, [&](uint64_t rid) {
-        if (rid) fx_client_next_call_as(rid, 0);
-        rcall(conn.get(), FX_OP_REMOVE_IDS,
-              [&](fx_wbuf* w) {
-                  fx_w_u64(w, handle);
-                  write_selector(w, &sel, 0);
-              },
-              [&](fx_rbuf* r) {
-                  if (fx_r_u64(r, &removed)) proto_error("remove_ids", r);
-                  read_state(r, "remove_ids");
-              });
-    });
+    remote_change(this, FX_OP_REMOVE_IDS, FAISSX_OP_ADD, "remove_ids",
+                  [&](fx_wbuf* w) { write_selector(w, &sel, 0); },
+                  [&](fx_rbuf* r) {
+                      if (fx_r_u64(r, &removed)) proto_error("remove_ids", r);
+                  });
     return removed;
 }
 
@@ -1503,10 +1499,8 @@ void RemoteIndex::ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& bu
 
 void RemoteIndex::sync(idx_t* nt, bool* trained) {
     IndexInfo in;
-    with_reopen(this, [&](uint64_t) {
-        rcall(conn.get(), FX_OP_INFO, [&](fx_wbuf* w) { fx_w_u64(w, handle); },
+    remote_on(this, FX_OP_INFO, FAISSX_OP_ADMIN, false, [](fx_wbuf*) {},
               [&](fx_rbuf* r) { read_index_info(r, "index info", &in); });
-    });
     take_info(in);
     take_sizes(in);
     if (nt) *nt = in.ntotal;
@@ -1525,16 +1519,11 @@ bool RemoteIndex::trained_now() {
 
 void RemoteIndex::set_param(const char* name, double value) {
     WriteScope ws(this); // nprobe, efSearch, ... change results
-    with_reopen(this, [&](uint64_t rid) {
-        if (rid) fx_client_next_call_as(rid, 0);
-        rcall(conn.get(), FX_OP_SET_PARAM,
-              [&](fx_wbuf* w) {
-                  fx_w_u64(w, handle);
-                  fx_w_str(w, name);
-                  fx_w_f64(w, value);
-              },
-              [&](fx_rbuf* r) { read_state(r, "set_param"); });
-    });
+    remote_change(this, FX_OP_SET_PARAM, FAISSX_OP_ADMIN, "set_param",
+                  [&](fx_wbuf* w) {
+                      fx_w_str(w, name);
+                      fx_w_f64(w, value);
+                  });
     if (!std::strcmp(name, "verbose")) verbose = value != 0;
     // What the server now has (faiss's ParameterSpace sets int(value)):
     // a caller sizes search_preassigned's assign by it.

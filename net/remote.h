@@ -142,6 +142,11 @@ struct RemoteIndex final : RemoteOf<faiss::Index> {
     static RemoteIndex* from_info(const IndexInfo& in,
                                   const std::shared_ptr<Conn>& c,
                                   bool is_named);
+    /* One round trip of op (remote_on): with request id rid when not 0. */
+    static void send(const Conn* c, int64_t op, int op_class,
+                     const std::function<void(fx_wbuf*)>& build,
+                     const std::function<void(fx_rbuf*)>& parse,
+                     uint64_t rid);
 
     ~RemoteIndex() override;
     /* A named index whose handle the server no longer knows (it
@@ -290,6 +295,12 @@ struct RemoteIndexBinary : RemoteOf<faiss::IndexBinary> {
     static RemoteIndexBinary* from_info(const IndexInfo& in,
                                         const std::shared_ptr<Conn>& c,
                                         bool is_named);
+    /* One FX_OP_BINARY round trip of sub-op op (remote_on): with request
+     * id rid when not 0. */
+    static void send(const Conn* c, int64_t op, int op_class,
+                     const std::function<void(fx_wbuf*)>& build,
+                     const std::function<void(fx_rbuf*)>& parse,
+                     uint64_t rid);
     ~RemoteIndexBinary() override;
     void train(idx_t n, const uint8_t* x) override;
     void add(idx_t n, const uint8_t* x) override;
@@ -401,6 +412,37 @@ void with_reopen(const Ix* ix, F call) {
         if (e.code != FAISSX_E_NOT_FOUND || !ix->reopen()) throw;
     }
     call(rid);
+}
+
+/* A call on ix's server-side index through its family's round trip
+ * (Ix::send): the handle, then fields(w); parse reads the reply. A named
+ * index is reopened after a server restart (with_reopen); a `change`
+ * keeps its request id for the retry, so that one applied before the
+ * restart is answered, not applied again. */
+template <class Ix>
+void remote_on(const Ix* ix, int64_t op, int op_class, bool change,
+               const std::function<void(fx_wbuf*)>& fields,
+               const std::function<void(fx_rbuf*)>& parse) {
+    with_reopen(ix, [&](uint64_t rid) {
+        Ix::send(ix->conn.get(), op, op_class,
+                 [&](fx_wbuf* w) {
+                     fx_w_u64(w, ix->handle);
+                     fields(w);
+                 },
+                 parse, change ? rid : 0);
+    });
+}
+
+/* remote_on for a change whose reply ends with ix's new state (after
+ * what `first` reads, when given). */
+template <class Ix>
+void remote_change(Ix* ix, int64_t op, int op_class, const char* what,
+                   const std::function<void(fx_wbuf*)>& fields,
+                   const std::function<void(fx_rbuf*)>& first = nullptr) {
+    remote_on(ix, op, op_class, true, fields, [&](fx_rbuf* r) {
+        if (first) first(r);
+        ix->read_state(r, what);
+    });
 }
 
 } // namespace fx

@@ -27,11 +27,14 @@ RemoteIndexBinary* read_binfo(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
     return RemoteIndexBinary::from_info(in, conn, named);
 }
 
-/* One FX_OP_BINARY round trip: the sub-op, then build's fields; with
- * request id rid when not 0 (a retry across a restart reuses it). */
-void bcall(const Conn* c, int64_t op, int op_class,
-           const std::function<void(fx_wbuf*)>& build,
-           const std::function<void(fx_rbuf*)>& parse, uint64_t rid = 0) {
+} // namespace
+
+/* ---- RemoteIndexBinary ---- */
+
+void RemoteIndexBinary::send(const Conn* c, int64_t op, int op_class,
+                             const std::function<void(fx_wbuf*)>& build,
+                             const std::function<void(fx_rbuf*)>& parse,
+                             uint64_t rid) {
     if (rid) fx_client_next_call_as(rid, 0);
     remote_call(c, FX_OP_BINARY, op_class,
                 [&](fx_wbuf* w) {
@@ -41,28 +44,16 @@ void bcall(const Conn* c, int64_t op, int op_class,
                 parse);
 }
 
-/* A call that changes ix: op's fields after the handle; the reply ends
- * with the new state (after what `first` reads, when given). */
-void change(RemoteIndexBinary* ix, int64_t op, int op_class, const char* what,
-            const std::function<void(fx_wbuf*)>& fields,
-            const std::function<void(fx_rbuf*)>& first = nullptr) {
-    with_reopen(ix, [&](uint64_t rid) {
-        bcall(ix->conn.get(), op, op_class,
-              [&](fx_wbuf* w) {
-                  fx_w_u64(w, ix->handle);
-                  fields(w);
-              },
-              [&](fx_rbuf* r) {
-                  if (first) first(r);
-                  ix->read_state(r, what);
-              },
-              rid);
-    });
+namespace {
+
+/* A sub-op of the admin class sent once (no reopen on a lost handle). */
+void bcall(const Conn* c, int64_t op,
+           const std::function<void(fx_wbuf*)>& build,
+           const std::function<void(fx_rbuf*)>& parse) {
+    RemoteIndexBinary::send(c, op, FAISSX_OP_ADMIN, build, parse, 0);
 }
 
 } // namespace
-
-/* ---- RemoteIndexBinary ---- */
 
 RemoteIndexBinary* RemoteIndexBinary::from_info(const IndexInfo& in,
                                                 const std::shared_ptr<Conn>& c,
@@ -86,7 +77,7 @@ bool RemoteIndexBinary::reopen() const {
 RemoteIndexBinary::~RemoteIndexBinary() = default; // see ~RemoteOf
 
 void RemoteIndexBinary::train(idx_t n, const uint8_t* x) {
-    change(this, FX_BIN_TRAIN, FAISSX_OP_TRAIN, "binary train",
+    remote_change(this, FX_BIN_TRAIN, FAISSX_OP_TRAIN, "binary train",
            [&](fx_wbuf* w) {
                fx_w_i64(w, n);
                fx_w_array(w, x, (uint64_t)n * code_size, 1);
@@ -94,7 +85,7 @@ void RemoteIndexBinary::train(idx_t n, const uint8_t* x) {
 }
 
 void RemoteIndexBinary::add(idx_t n, const uint8_t* x) {
-    change(this, FX_BIN_ADD, FAISSX_OP_ADD, "binary add", [&](fx_wbuf* w) {
+    remote_change(this, FX_BIN_ADD, FAISSX_OP_ADD, "binary add", [&](fx_wbuf* w) {
         fx_w_i64(w, n);
         fx_w_array(w, x, (uint64_t)n * code_size, 1);
     });
@@ -102,7 +93,7 @@ void RemoteIndexBinary::add(idx_t n, const uint8_t* x) {
 
 void RemoteIndexBinary::add_with_ids(idx_t n, const uint8_t* x,
                                      const idx_t* xids) {
-    change(this, FX_BIN_ADD_WITH_IDS, FAISSX_OP_ADD, "binary add_with_ids",
+    remote_change(this, FX_BIN_ADD_WITH_IDS, FAISSX_OP_ADD, "binary add_with_ids",
            [&](fx_wbuf* w) {
                fx_w_i64(w, n);
                fx_w_array(w, x, (uint64_t)n * code_size, 1);
@@ -115,20 +106,17 @@ void RemoteIndexBinary::search(idx_t n, const uint8_t* x, idx_t k,
                                const faiss::SearchParameters* params) const {
     remote_refuse_quantizer_params(params);
     // The server applies them as faissx_IndexBinary_search_with_params.
-    with_reopen(this, [&](uint64_t) {
-        bcall(conn.get(), FX_BIN_SEARCH, FAISSX_OP_SEARCH,
-                  [&](fx_wbuf* w) {
-                      fx_w_u64(w, handle);
-                      fx_w_i64(w, n);
-                      fx_w_i64(w, k);
-                      fx_w_array(w, x, (uint64_t)n * code_size, 1);
-                      if (params) remote_write_search_params(w, params);
-                  },
-                  [&](fx_rbuf* r) {
-                      read_into(r, distances, (uint64_t)n * k, "binary search");
-                      read_into(r, labels, (uint64_t)n * k, "binary search");
-                  });
-    });
+    remote_on(this, FX_BIN_SEARCH, FAISSX_OP_SEARCH, false,
+              [&](fx_wbuf* w) {
+                  fx_w_i64(w, n);
+                  fx_w_i64(w, k);
+                  fx_w_array(w, x, (uint64_t)n * code_size, 1);
+                  if (params) remote_write_search_params(w, params);
+              },
+              [&](fx_rbuf* r) {
+                  read_into(r, distances, (uint64_t)n * k, "binary search");
+                  read_into(r, labels, (uint64_t)n * k, "binary search");
+              });
     saw_trained(); // the server searches trained indexes only
 }
 
@@ -138,29 +126,26 @@ void RemoteIndexBinary::range_search(idx_t n, const uint8_t* x, int radius,
     if (params)
         throw Error(FAISSX_E_UNSUPPORTED, "search parameters are not "
                                           "supported on remote binary indexes");
-    with_reopen(this, [&](uint64_t) {
-        bcall(conn.get(), FX_BIN_RANGE_SEARCH, FAISSX_OP_SEARCH,
-                  [&](fx_wbuf* w) {
-                      fx_w_u64(w, handle);
-                      fx_w_i64(w, n);
-                      fx_w_i64(w, radius);
-                      fx_w_array(w, x, (uint64_t)n * code_size, 1);
-                  },
-                  [&](fx_rbuf* r) {
-                      read_range(r, n, result, "binary range_search");
-                  });
-    });
+    remote_on(this, FX_BIN_RANGE_SEARCH, FAISSX_OP_SEARCH, false,
+              [&](fx_wbuf* w) {
+                  fx_w_i64(w, n);
+                  fx_w_i64(w, radius);
+                  fx_w_array(w, x, (uint64_t)n * code_size, 1);
+              },
+              [&](fx_rbuf* r) {
+                  read_range(r, n, result, "binary range_search");
+              });
     saw_trained();
 }
 
 void RemoteIndexBinary::reset() {
-    change(this, FX_BIN_RESET, FAISSX_OP_ADD, "binary reset",
+    remote_change(this, FX_BIN_RESET, FAISSX_OP_ADD, "binary reset",
            [](fx_wbuf*) {});
 }
 
 size_t RemoteIndexBinary::remove_ids(const faiss::IDSelector& sel) {
     uint64_t removed = 0;
-    change(this, FX_BIN_REMOVE_IDS, FAISSX_OP_ADD, "binary remove_ids",
+    remote_change(this, FX_BIN_REMOVE_IDS, FAISSX_OP_ADD, "binary remove_ids",
            [&](fx_wbuf* w) { remote_write_selector(w, &sel); },
            [&](fx_rbuf* r) {
                if (fx_r_u64(r, &removed))
@@ -170,43 +155,30 @@ size_t RemoteIndexBinary::remove_ids(const faiss::IDSelector& sel) {
 }
 
 void RemoteIndexBinary::reconstruct(idx_t key, uint8_t* recons) const {
-    with_reopen(this, [&](uint64_t) {
-        bcall(conn.get(), FX_BIN_RECONSTRUCT_KEYS, FAISSX_OP_SEARCH,
-                  [&](fx_wbuf* w) {
-                      fx_w_u64(w, handle);
-                      fx_w_array(w, &key, 1, sizeof(idx_t));
-                  },
-                  [&](fx_rbuf* r) {
-                      read_into(r, recons, code_size, "binary reconstruct");
-                  });
-    });
+    remote_on(this, FX_BIN_RECONSTRUCT_KEYS, FAISSX_OP_SEARCH, false,
+              [&](fx_wbuf* w) { fx_w_array(w, &key, 1, sizeof(idx_t)); },
+              [&](fx_rbuf* r) {
+                  read_into(r, recons, code_size, "binary reconstruct");
+              });
 }
 
 void RemoteIndexBinary::reconstruct_n(idx_t i0, idx_t ni,
                                       uint8_t* recons) const {
-    with_reopen(this, [&](uint64_t) {
-        bcall(conn.get(), FX_BIN_RECONSTRUCT_N, FAISSX_OP_SEARCH,
-                  [&](fx_wbuf* w) {
-                      fx_w_u64(w, handle);
-                      fx_w_i64(w, i0);
-                      fx_w_i64(w, ni);
-                  },
-                  [&](fx_rbuf* r) {
-                      read_into(r, recons, ni > 0 ? (uint64_t)ni * code_size : 0,
-                                "binary reconstruct_n");
-                  });
-    });
+    remote_on(this, FX_BIN_RECONSTRUCT_N, FAISSX_OP_SEARCH, false,
+              [&](fx_wbuf* w) {
+                  fx_w_i64(w, i0);
+                  fx_w_i64(w, ni);
+              },
+              [&](fx_rbuf* r) {
+                  read_into(r, recons, ni > 0 ? (uint64_t)ni * code_size : 0,
+                            "binary reconstruct_n");
+              });
 }
 
 void RemoteIndexBinary::sync() {
     IndexInfo in;
-    with_reopen(this, [&](uint64_t) {
-        bcall(conn.get(), FX_BIN_INFO, FAISSX_OP_ADMIN,
-                  [&](fx_wbuf* w) { fx_w_u64(w, handle); },
-                  [&](fx_rbuf* r) {
-                      read_index_info(r, "binary index info", &in);
-                  });
-    });
+    remote_on(this, FX_BIN_INFO, FAISSX_OP_ADMIN, false, [](fx_wbuf*) {},
+              [&](fx_rbuf* r) { read_index_info(r, "binary index info", &in); });
     if (!(in.kind & FX_KIND_BINARY))
         throw Error(FAISSX_E_PROTOCOL, "the server answered with a "
                                        "non-binary index");
@@ -214,7 +186,7 @@ void RemoteIndexBinary::sync() {
 }
 
 void RemoteIndexBinary::set_param(const char* name, double value) {
-    change(this, FX_BIN_SET_PARAM, FAISSX_OP_ADMIN, "binary set_param",
+    remote_change(this, FX_BIN_SET_PARAM, FAISSX_OP_ADMIN, "binary set_param",
            [&](fx_wbuf* w) {
                fx_w_str(w, name);
                fx_w_f64(w, value);
@@ -226,23 +198,18 @@ double RemoteIndexBinary::get_param(const char* name) const {
     if (!std::strcmp(name, "nlist") && nlist_seen > 0)
         return (double)nlist_seen.load(); // fixed when the IVF was built
     double v = 0;
-    with_reopen(this, [&](uint64_t) {
-        bcall(conn.get(), FX_BIN_GET_PARAM, FAISSX_OP_ADMIN,
-                  [&](fx_wbuf* w) {
-                      fx_w_u64(w, handle);
-                      fx_w_str(w, name);
-                  },
-                  [&](fx_rbuf* r) {
-                      if (fx_r_f64(r, &v)) proto_error("binary get_param", r);
-                  });
-    });
+    remote_on(this, FX_BIN_GET_PARAM, FAISSX_OP_ADMIN, false,
+              [&](fx_wbuf* w) { fx_w_str(w, name); },
+              [&](fx_rbuf* r) {
+                  if (fx_r_f64(r, &v)) proto_error("binary get_param", r);
+              });
     return v;
 }
 
 std::vector<uint8_t> RemoteIndexBinary::serialize() const {
     return remote_download(conn.get(), handle, FX_UPLOAD_BINARY, [&] {
         std::vector<uint8_t> out;
-        bcall(conn.get(), FX_BIN_SERIALIZE, FAISSX_OP_ADMIN,
+        bcall(conn.get(), FX_BIN_SERIALIZE,
               [&](fx_wbuf* w) { fx_w_u64(w, handle); },
               [&](fx_rbuf* r) { out = read_bytes(r, "binary serialize"); });
         return out;
@@ -264,7 +231,7 @@ int remote_bin_create(const char* func, const std::shared_ptr<Conn>& conn,
                       FaissIndexBinary** out) {
     try {
         RemoteIndexBinary* ix = nullptr;
-        bcall(conn.get(), FX_BIN_CREATE, FAISSX_OP_ADMIN,
+        bcall(conn.get(), FX_BIN_CREATE,
               [&](fx_wbuf* w) {
                   fx_w_str(w, name ? name : "");
                   fx_w_i64(w, d);
@@ -283,7 +250,7 @@ int remote_bin_wrap_ivf(const char* func, RemoteIndexBinary* quantizer,
                         int64_t d, int64_t nlist, FaissIndexBinary** out) {
     try {
         RemoteIndexBinary* ix = nullptr;
-        bcall(quantizer->conn.get(), FX_BIN_WRAP_IVF, FAISSX_OP_ADMIN,
+        bcall(quantizer->conn.get(), FX_BIN_WRAP_IVF,
               [&](fx_wbuf* w) {
                   fx_w_u64(w, quantizer->handle);
                   fx_w_i64(w, d);
@@ -305,7 +272,7 @@ int remote_bin_clone(const char* func, const RemoteIndexBinary* src,
                      FaissIndexBinary** out) {
     try {
         RemoteIndexBinary* ix = nullptr;
-        bcall(src->conn.get(), FX_BIN_CLONE, FAISSX_OP_ADMIN,
+        bcall(src->conn.get(), FX_BIN_CLONE,
               [&](fx_wbuf* w) { fx_w_u64(w, src->handle); },
               [&](fx_rbuf* r) { ix = read_binfo(r, src->conn, false); });
         *out = handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
@@ -386,7 +353,7 @@ int faissx_index_binary_upload(const FaissIndexBinary* local,
     fx::remote_upload(
             c.get(), b.data(), b.size(), FX_UPLOAD_BINARY, name,
             [&] {
-                fx::bcall(c.get(), FX_BIN_UPLOAD, FAISSX_OP_ADMIN,
+                fx::bcall(c.get(), FX_BIN_UPLOAD,
                           [&](fx_wbuf* w) {
                               fx_w_str(w, name ? name : "");
                               fx_w_array(w, b.data(), b.size(), 1);
