@@ -865,17 +865,22 @@ bool answer_retry_or_claim(Req& q, fx_wbuf* w, const std::string& name,
     return false;
 }
 
+/* CREATE's (float or binary) name and dimension. */
+void check_new(const std::string& name, int64_t d) {
+    check_name(name);
+    if (d <= 0 || d > kMaxDim)
+        throw Error(FAISSX_E_INVALID,
+                    "dimension must be in [1, " + std::to_string(kMaxDim) +
+                            "] (got " + std::to_string(d) + ")");
+}
+
 void op_create(Req& q, fx_wbuf* w) {
     need_write(q);
     std::string name = rd_name(q);
     int64_t d = rd_i64(q), metric = rd_i64(q);
     std::string desc = rd_str(q, kMaxDescription);
     end(q);
-    check_name(name);
-    if (d <= 0 || d > kMaxDim)
-        throw Error(FAISSX_E_INVALID,
-                    "dimension must be in [1, " + std::to_string(kMaxDim) +
-                            "] (got " + std::to_string(d) + ")");
+    check_new(name, d);
     FaissIndex* ix = nullptr;
     std::unique_lock<std::mutex> sl;
     bool store = !name.empty() && durable(q.s);
@@ -2693,11 +2698,7 @@ void bin_create(Req& q, fx_wbuf* w) {
     int64_t d = rd_i64(q);
     std::string desc = rd_str(q, kMaxDescription);
     end(q);
-    check_name(name);
-    if (d <= 0 || d > kMaxDim)
-        throw Error(FAISSX_E_INVALID,
-                    "dimension must be in [1, " + std::to_string(kMaxDim) +
-                            "] (got " + std::to_string(d) + ")");
+    check_new(name, d);
     FaissIndexBinary* ix = nullptr;
     api(faiss_index_binary_factory(&ix, (int)d, desc.c_str()));
     install_index(q, w, std::unique_ptr<faiss::IndexBinary>(fx::bindex(ix)),

@@ -264,7 +264,7 @@ bool upload_gone(const Error& e) {
 void upload_chunks_commit(const Conn* c, uint64_t id, uint64_t maxc,
                           const uint8_t* data, uint64_t n, const char* name,
                           JobScope& job,
-                          const std::function<void(fx_rbuf*)>& info) {
+                          const WireParse& info) {
     uint64_t chunk = std::min(kChunk, maxc ? maxc : kChunk);
     for (uint64_t off = 0; off < n;) {
         if (job.cancel_requested()) throw upload_cancelled(job);
@@ -300,7 +300,7 @@ void upload_chunks_commit(const Conn* c, uint64_t id, uint64_t maxc,
 void upload_bytes(const Conn* c, const uint8_t* data, uint64_t n, int kind,
                   const char* name,
                   const std::function<void()>& single,
-                  const std::function<void(fx_rbuf*)>& info) {
+                  const WireParse& info) {
     std::unique_ptr<JobScope> job;
     try {
         job.reset(new JobScope(FAISSX_PROGRESS_UPLOAD, (int64_t)n + 1));
@@ -369,7 +369,7 @@ void upload_bytes(const Conn* c, const uint8_t* data, uint64_t n, int kind,
 
 void remote_upload(const Conn* c, const uint8_t* data, uint64_t n, int kind,
                    const char* name, const std::function<void()>& single,
-                   const std::function<void(fx_rbuf*)>& info) {
+                   const WireParse& info) {
     upload_bytes(c, data, n, kind, name, single, info);
 }
 
@@ -486,21 +486,28 @@ std::vector<uint8_t> remote_download(
 
 namespace {
 
-/* Reads index info into a new RemoteIndex. */
-RemoteIndex* read_info(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
-                       bool named) {
+/* Reads index info into *out, a new RemoteIndex (named when name is not
+ * NULL): owning it, *out frees (and so releases) the index when the call
+ * then fails (a malformed reply). */
+void read_info(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
+               const char* name, std::unique_ptr<RemoteIndex>* out) {
     IndexInfo in;
     read_index_info(r, "index info", &in);
-    return RemoteIndex::from_info(in, conn, named);
+    out->reset(RemoteIndex::from_info(in, conn, name));
+}
+
+FaissIndex* hand_out(std::unique_ptr<RemoteIndex> ix) {
+    return handle<FaissIndex>(static_cast<faiss::Index*>(ix.release()));
 }
 
 /* Uploads faiss index bytes (chunked) as `name` (NULL: unnamed) and
  * returns the new remote index in *out. */
 void upload_index_bytes(const std::shared_ptr<Conn>& conn,
                         const std::vector<uint8_t>& bytes, const char* name,
-                        RemoteIndex** out) {
-    bool named = name && *name;
-    auto info = [&](fx_rbuf* r) { *out = read_info(r, conn, named); };
+                        std::unique_ptr<RemoteIndex>* out) {
+    auto info = [&](fx_rbuf* r) {
+        read_info(r, conn, name && *name ? name : nullptr, out);
+    };
     upload_bytes(
             conn.get(), bytes.data(), bytes.size(), FX_UPLOAD_INDEX, name,
             [&] {
@@ -688,7 +695,7 @@ RemoteOf<Base>::~RemoteOf() {
 
 template <class Base>
 void RemoteOf<Base>::adopt(const IndexInfo& in, const std::shared_ptr<Conn>& c,
-                           bool is_named) {
+                           const char* index_name) {
     handle = in.handle;
     this->d = (int)in.d;
     this->metric_type = (faiss::MetricType)in.metric;
@@ -698,7 +705,8 @@ void RemoteOf<Base>::adopt(const IndexInfo& in, const std::shared_ptr<Conn>& c,
     cls = in.cls;
     nlist_seen = in.sizes[0];
     conn = c;
-    named = is_named;
+    named = index_name != nullptr;
+    if (index_name) name = index_name; // a named handle reopens by name
 }
 
 template <class Base>
@@ -758,8 +766,7 @@ template struct RemoteOf<faiss::IndexBinary>;
 /* ---- RemoteIndex ---- */
 
 void RemoteIndex::send(const Conn* c, int64_t op, int op_class,
-                       const std::function<void(fx_wbuf*)>& build,
-                       const std::function<void(fx_rbuf*)>& parse,
+                       const WireBuild& build, const WireParse& parse,
                        uint64_t rid) {
     if (rid) fx_client_next_call_as(rid, 0);
     rcall(c, (int)op, build, parse, op_class);
@@ -767,9 +774,9 @@ void RemoteIndex::send(const Conn* c, int64_t op, int op_class,
 
 RemoteIndex* RemoteIndex::from_info(const IndexInfo& in,
                                     const std::shared_ptr<Conn>& c,
-                                    bool is_named) {
+                                    const char* index_name) {
     std::unique_ptr<RemoteIndex> ix(new RemoteIndex());
-    ix->adopt(in, c, is_named);
+    ix->adopt(in, c, index_name);
     ix->nprobe_seen = in.sizes[1];
     ix->code_size_seen = in.sizes[2];
     return ix.release();
@@ -1464,8 +1471,8 @@ std::vector<uint8_t> RemoteIndex::fetch(const char* what, int64_t arg) const {
     return out;
 }
 
-void RemoteIndex::ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& build,
-                           const std::function<void(fx_rbuf*)>& parse,
+void RemoteIndex::ivf_call(int64_t op, const WireBuild& build,
+                           const WireParse& parse,
                            bool want_state) {
     int cls = op == FX_IVF_SEARCH_PREASSIGNED ? FAISSX_OP_SEARCH
               : op == FX_IVF_ADD_CORE || op == FX_IVF_UPDATE_VECTORS ||
@@ -1493,7 +1500,7 @@ void RemoteIndex::ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& buil
         rcall(conn.get(), FX_OP_IVF, b, parse, cls);
 }
 
-void RemoteIndex::ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& build) {
+void RemoteIndex::ivf_mutate(int64_t op, const WireBuild& build) {
     ivf_call(op, build, [&](fx_rbuf* r) { read_state(r, "ivf"); });
 }
 
@@ -1612,19 +1619,18 @@ RemoteIndex* RemoteIndex::inner(int64_t k) {
     std::lock_guard<std::mutex> g(inner_mu);
     auto it = inner_views.find(k);
     if (it != inner_views.end()) return it->second.get();
-    RemoteIndex* ix = nullptr;
+    std::unique_ptr<RemoteIndex> ix;
     rcall(conn.get(), FX_OP_COMPOSITE,
           [&](fx_wbuf* w) {
               fx_w_u64(w, handle);
               fx_w_i64(w, FX_COMP_INNER);
               fx_w_i64(w, k);
           },
-          [&](fx_rbuf* r) { ix = read_info(r, conn, false); });
+          [&](fx_rbuf* r) { read_info(r, conn, nullptr, &ix); });
     // One data structure behind two handles: writes through either
     // invalidate the server's cached results.
     ix->linked = linked = true;
-    inner_views[k].reset(ix);
-    return ix;
+    return (inner_views[k] = std::move(ix)).get();
 }
 
 void RemoteIndex::copy_back_transforms() {
@@ -1745,7 +1751,7 @@ int remote_create(const char* func, const std::shared_ptr<Conn>& conn,
                   const char* name, int d, const char* description,
                   int metric, FaissIndex** out) {
     try {
-        RemoteIndex* ix = nullptr;
+        std::unique_ptr<RemoteIndex> ix;
         rcall(conn.get(), FX_OP_CREATE,
               [&](fx_wbuf* w) {
                   fx_w_str(w, name ? name : "");
@@ -1753,9 +1759,8 @@ int remote_create(const char* func, const std::shared_ptr<Conn>& conn,
                   fx_w_i64(w, metric);
                   fx_w_str(w, description);
               },
-              [&](fx_rbuf* r) { ix = read_info(r, conn, name != nullptr); });
-        if (name) ix->name = name;
-        *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+              [&](fx_rbuf* r) { read_info(r, conn, name, &ix); });
+        *out = hand_out(std::move(ix));
         return 0;
     } catch (...) {
         return handle_exception(func);
@@ -1769,9 +1774,9 @@ int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
         faiss::VectorIOWriter bytes;
         faiss::write_index(local, &bytes);
         owned.reset();
-        RemoteIndex* ix = nullptr;
+        std::unique_ptr<RemoteIndex> ix;
         upload_index_bytes(conn, bytes.data, nullptr, &ix);
-        *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+        *out = hand_out(std::move(ix));
         return 0;
     } catch (...) {
         return handle_exception(func);
@@ -1779,19 +1784,19 @@ int remote_upload_new(const char* func, const std::shared_ptr<Conn>& conn,
 }
 
 int remote_wrap(const char* func, RemoteIndex* child, int64_t type,
-                const std::function<void(fx_wbuf*)>& fields, FaissIndex** out) {
+                const WireBuild& fields, FaissIndex** out) {
     try {
-        RemoteIndex* ix = nullptr;
+        std::unique_ptr<RemoteIndex> ix;
         rcall(child->conn.get(), FX_OP_WRAP,
               [&](fx_wbuf* w) {
                   fx_w_u64(w, child->handle);
                   fx_w_i64(w, type);
                   fields(w);
               },
-              [&](fx_rbuf* r) { ix = read_info(r, child->conn, false); });
+              [&](fx_rbuf* r) { read_info(r, child->conn, nullptr, &ix); });
         ix->children.push_back(child);
         child->linked = ix->linked = true;
-        *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+        *out = hand_out(std::move(ix));
         return 0;
     } catch (...) {
         return handle_exception(func);
@@ -1800,11 +1805,11 @@ int remote_wrap(const char* func, RemoteIndex* child, int64_t type,
 
 int remote_clone(const char* func, const RemoteIndex* src, FaissIndex** out) {
     try {
-        RemoteIndex* ix = nullptr;
+        std::unique_ptr<RemoteIndex> ix;
         rcall(src->conn.get(), FX_OP_CLONE,
               [&](fx_wbuf* w) { fx_w_u64(w, src->handle); },
-              [&](fx_rbuf* r) { ix = read_info(r, src->conn, false); });
-        *out = handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+              [&](fx_rbuf* r) { read_info(r, src->conn, nullptr, &ix); });
+        *out = hand_out(std::move(ix));
         return 0;
     } catch (...) {
         return handle_exception(func);
@@ -1812,8 +1817,8 @@ int remote_clone(const char* func, const RemoteIndex* src, FaissIndex** out) {
 }
 
 void remote_call(const Conn* c, int op, int op_class,
-                 const std::function<void(fx_wbuf*)>& build,
-                 const std::function<void(fx_rbuf*)>& parse) {
+                 const WireBuild& build,
+                 const WireParse& parse) {
     rcall(c, op, build, parse, op_class);
 }
 
@@ -2134,18 +2139,15 @@ int faissx_index_open(FaissIndex** p_index, const char* name) {
     std::shared_ptr<fx::Conn> c;
     if (int rc = fx::remote_named_conn(__func__, &c)) return rc;
     FX_TRY
-    fx::RemoteIndex* ix = nullptr;
+    std::unique_ptr<fx::RemoteIndex> ix; // named: freeing releases nothing
     fx::rcall(c.get(), FX_OP_OPEN, [&](fx_wbuf* w) { fx_w_str(w, name); },
-              [&](fx_rbuf* r) { ix = fx::read_info(r, c, true); });
-    ix->name = name;
-    if (ix->kind & FX_KIND_BINARY) {
-        delete ix; // named: nothing is released on the server
+              [&](fx_rbuf* r) { fx::read_info(r, c, name, &ix); });
+    if (ix->kind & FX_KIND_BINARY)
         return fx::fail(FAISSX_E_INVALID, __func__,
                         "index '%s' is a binary index (open it with "
                         "faissx_index_binary_open)",
                         name);
-    }
-    *p_index = fx::handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+    *p_index = fx::hand_out(std::move(ix));
     return 0;
     FX_CATCH
 }
@@ -2218,10 +2220,9 @@ int faissx_index_upload(const FaissIndex* local, const char* name,
     FX_TRY
     faiss::VectorIOWriter bytes;
     faiss::write_index(fx::index(local), &bytes);
-    fx::RemoteIndex* ix = nullptr;
+    std::unique_ptr<fx::RemoteIndex> ix;
     fx::upload_index_bytes(c, bytes.data, name, &ix);
-    if (name) ix->name = name;
-    *p_index = fx::handle<FaissIndex>(static_cast<faiss::Index*>(ix));
+    *p_index = fx::hand_out(std::move(ix));
     return 0;
     FX_CATCH
 }

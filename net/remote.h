@@ -36,6 +36,10 @@ struct Conn {
     }
 };
 
+/* A request's fields, and the reader of its reply. */
+using WireBuild = std::function<void(fx_wbuf*)>;
+using WireParse = std::function<void(fx_rbuf*)>;
+
 /* Index info (docs/protocol.md, "Index info"): what CREATE, OPEN, INFO,
  * CLONE, ... answer for an index of either family. */
 struct IndexInfo {
@@ -92,9 +96,9 @@ struct RemoteOf : Base {
   protected:
     RemoteOf() = default;
     /* Takes handle, d, metric, state, kind, class and nlist from fresh
-     * index info, and the connection. */
+     * index info, the connection, and the name (NULL: unnamed). */
     void adopt(const IndexInfo& in, const std::shared_ptr<Conn>& c,
-               bool is_named);
+               const char* index_name);
     /* Takes ntotal, is_trained and kind from fresh index info (under
      * sync_mu, each written only when it changed). */
     void take_info(const IndexInfo& in);
@@ -138,14 +142,14 @@ struct RemoteIndex final : RemoteOf<faiss::Index> {
     /* Copies nlist and the code size of fresh index info when it has
      * them; not nprobe (see nprobe_seen). */
     void take_sizes(const IndexInfo& in);
-    /* A new handle on the index `in` describes. */
+    /* A new handle on the index `in` describes (named when index_name
+     * is not NULL). */
     static RemoteIndex* from_info(const IndexInfo& in,
                                   const std::shared_ptr<Conn>& c,
-                                  bool is_named);
-    /* One round trip of op (remote_on): with request id rid when not 0. */
+                                  const char* index_name);
+    /* One round trip of op for remote_on (rid: as fx_client_next_call_as). */
     static void send(const Conn* c, int64_t op, int op_class,
-                     const std::function<void(fx_wbuf*)>& build,
-                     const std::function<void(fx_rbuf*)>& parse,
+                     const WireBuild& build, const WireParse& parse,
                      uint64_t rid);
 
     ~RemoteIndex() override;
@@ -208,10 +212,10 @@ struct RemoteIndex final : RemoteOf<faiss::Index> {
     /* FX_OP_IVF calls (with FX_FLAG_STATE when want_state: parse then
      * finds the extra state unless the server predates the flag);
      * ivf_mutate reads the state reply. */
-    void ivf_call(int64_t op, const std::function<void(fx_wbuf*)>& build,
-                  const std::function<void(fx_rbuf*)>& parse,
+    void ivf_call(int64_t op, const WireBuild& build,
+                  const WireParse& parse,
                   bool want_state = false);
-    void ivf_mutate(int64_t op, const std::function<void(fx_wbuf*)>& build);
+    void ivf_mutate(int64_t op, const WireBuild& build);
     /* FX_COMP_PREPEND: puts the transform (faiss bytes) in front of the
      * server-side chain and refreshes d, is_trained, kind. */
     void prepend_transform(const std::vector<uint8_t>& vt_bytes);
@@ -268,14 +272,14 @@ std::vector<uint8_t> remote_download(
  * info() reads COMMIT's (or single()'s) reply. Throws fx::Error. */
 void remote_upload(const Conn* c, const uint8_t* data, uint64_t n, int kind,
                    const char* name, const std::function<void()>& single,
-                   const std::function<void(fx_rbuf*)>& info);
+                   const WireParse& info);
 
 /* Builds a composite of wrap type `type` (FX_WRAP_*) over a remote child
  * on the child's server (FX_OP_WRAP: they share one data structure there,
  * as in a local faiss program); `fields` writes the type's fields. The child
  * handle is recorded as the composite's child. */
 int remote_wrap(const char* func, RemoteIndex* child, int64_t type,
-                const std::function<void(fx_wbuf*)>& fields, FaissIndex** out);
+                const WireBuild& fields, FaissIndex** out);
 
 /* Clone (server-side copy) of a remote index. */
 int remote_clone(const char* func, const RemoteIndex* r, FaissIndex** out);
@@ -290,16 +294,14 @@ bool remote_is(const faiss::Index* ix, int64_t kind);
  * FX_KIND_BINARY | FX_KIND_FLAT/IVF/HNSW; children: the quantizer handle
  * an IVF was built from (faiss_IndexBinaryIVF_set_own_fields). */
 struct RemoteIndexBinary : RemoteOf<faiss::IndexBinary> {
-    /* A new handle on the binary index `in` describes; throws
-     * FAISSX_E_PROTOCOL when it is not binary. */
+    /* As RemoteIndex::from_info; throws FAISSX_E_PROTOCOL when the index
+     * is not binary. */
     static RemoteIndexBinary* from_info(const IndexInfo& in,
                                         const std::shared_ptr<Conn>& c,
-                                        bool is_named);
-    /* One FX_OP_BINARY round trip of sub-op op (remote_on): with request
-     * id rid when not 0. */
+                                        const char* index_name);
+    /* As RemoteIndex::send, as an FX_OP_BINARY sub-op. */
     static void send(const Conn* c, int64_t op, int op_class,
-                     const std::function<void(fx_wbuf*)>& build,
-                     const std::function<void(fx_rbuf*)>& parse,
+                     const WireBuild& build, const WireParse& parse,
                      uint64_t rid);
     ~RemoteIndexBinary() override;
     void train(idx_t n, const uint8_t* x) override;
@@ -354,8 +356,8 @@ int remote_bin_clone(const char* func, const RemoteIndexBinary* src,
  * parse reads the reply body (which must be consumed exactly); op_class -1
  * = the op's. Failures throw fx::Error. */
 void remote_call(const Conn* c, int op, int op_class,
-                 const std::function<void(fx_wbuf*)>& build,
-                 const std::function<void(fx_rbuf*)>& parse);
+                 const WireBuild& build,
+                 const WireParse& parse);
 /* Encodes an IDSelector (docs/protocol.md, "Selectors"); throws for types
  * that cannot travel. */
 void remote_write_selector(fx_wbuf* w, const faiss::IDSelector* s);
@@ -421,8 +423,8 @@ void with_reopen(const Ix* ix, F call) {
  * restart is answered, not applied again. */
 template <class Ix>
 void remote_on(const Ix* ix, int64_t op, int op_class, bool change,
-               const std::function<void(fx_wbuf*)>& fields,
-               const std::function<void(fx_rbuf*)>& parse) {
+               const WireBuild& fields,
+               const WireParse& parse) {
     with_reopen(ix, [&](uint64_t rid) {
         Ix::send(ix->conn.get(), op, op_class,
                  [&](fx_wbuf* w) {
@@ -437,8 +439,8 @@ void remote_on(const Ix* ix, int64_t op, int op_class, bool change,
  * what `first` reads, when given). */
 template <class Ix>
 void remote_change(Ix* ix, int64_t op, int op_class, const char* what,
-                   const std::function<void(fx_wbuf*)>& fields,
-                   const std::function<void(fx_rbuf*)>& first = nullptr) {
+                   const WireBuild& fields,
+                   const WireParse& first = nullptr) {
     remote_on(ix, op, op_class, true, fields, [&](fx_rbuf* r) {
         if (first) first(r);
         ix->read_state(r, what);

@@ -19,12 +19,17 @@ using namespace reply;
 
 namespace {
 
-/* Reads "binfo" into a new RemoteIndexBinary. */
-RemoteIndexBinary* read_binfo(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
-                              bool named) {
+/* Reads "binfo" into *out, as read_info does for a RemoteIndex. */
+void read_binfo(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
+                const char* name, std::unique_ptr<RemoteIndexBinary>* out) {
     IndexInfo in;
     read_index_info(r, "binary index info", &in);
-    return RemoteIndexBinary::from_info(in, conn, named);
+    out->reset(RemoteIndexBinary::from_info(in, conn, name));
+}
+
+FaissIndexBinary* hand_out(std::unique_ptr<RemoteIndexBinary> ix) {
+    return handle<FaissIndexBinary>(
+            static_cast<faiss::IndexBinary*>(ix.release()));
 }
 
 } // namespace
@@ -32,8 +37,7 @@ RemoteIndexBinary* read_binfo(fx_rbuf* r, const std::shared_ptr<Conn>& conn,
 /* ---- RemoteIndexBinary ---- */
 
 void RemoteIndexBinary::send(const Conn* c, int64_t op, int op_class,
-                             const std::function<void(fx_wbuf*)>& build,
-                             const std::function<void(fx_rbuf*)>& parse,
+                             const WireBuild& build, const WireParse& parse,
                              uint64_t rid) {
     if (rid) fx_client_next_call_as(rid, 0);
     remote_call(c, FX_OP_BINARY, op_class,
@@ -48,8 +52,8 @@ namespace {
 
 /* A sub-op of the admin class sent once (no reopen on a lost handle). */
 void bcall(const Conn* c, int64_t op,
-           const std::function<void(fx_wbuf*)>& build,
-           const std::function<void(fx_rbuf*)>& parse) {
+           const WireBuild& build,
+           const WireParse& parse) {
     RemoteIndexBinary::send(c, op, FAISSX_OP_ADMIN, build, parse, 0);
 }
 
@@ -57,13 +61,13 @@ void bcall(const Conn* c, int64_t op,
 
 RemoteIndexBinary* RemoteIndexBinary::from_info(const IndexInfo& in,
                                                 const std::shared_ptr<Conn>& c,
-                                                bool is_named) {
+                                                const char* index_name) {
     // Checked first: a handle made here would release the index.
     if (!(in.kind & FX_KIND_BINARY))
         throw Error(FAISSX_E_PROTOCOL, "the server answered with a "
                                        "non-binary index");
     auto ix = new RemoteIndexBinary();
-    ix->adopt(in, c, is_named);
+    ix->adopt(in, c, index_name);
     ix->code_size = ix->d / 8;
     return ix;
 }
@@ -230,16 +234,15 @@ int remote_bin_create(const char* func, const std::shared_ptr<Conn>& conn,
                       const char* name, int d, const char* description,
                       FaissIndexBinary** out) {
     try {
-        RemoteIndexBinary* ix = nullptr;
+        std::unique_ptr<RemoteIndexBinary> ix;
         bcall(conn.get(), FX_BIN_CREATE,
               [&](fx_wbuf* w) {
                   fx_w_str(w, name ? name : "");
                   fx_w_i64(w, d);
                   fx_w_str(w, description);
               },
-              [&](fx_rbuf* r) { ix = read_binfo(r, conn, name != nullptr); });
-        if (name) ix->name = name;
-        *out = handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
+              [&](fx_rbuf* r) { read_binfo(r, conn, name, &ix); });
+        *out = hand_out(std::move(ix));
         return 0;
     } catch (...) {
         return handle_exception(func);
@@ -249,7 +252,7 @@ int remote_bin_create(const char* func, const std::shared_ptr<Conn>& conn,
 int remote_bin_wrap_ivf(const char* func, RemoteIndexBinary* quantizer,
                         int64_t d, int64_t nlist, FaissIndexBinary** out) {
     try {
-        RemoteIndexBinary* ix = nullptr;
+        std::unique_ptr<RemoteIndexBinary> ix;
         bcall(quantizer->conn.get(), FX_BIN_WRAP_IVF,
               [&](fx_wbuf* w) {
                   fx_w_u64(w, quantizer->handle);
@@ -257,11 +260,11 @@ int remote_bin_wrap_ivf(const char* func, RemoteIndexBinary* quantizer,
                   fx_w_i64(w, nlist);
               },
               [&](fx_rbuf* r) {
-                  ix = read_binfo(r, quantizer->conn, false);
+                  read_binfo(r, quantizer->conn, nullptr, &ix);
               });
         ix->children.push_back(quantizer);
         ix->own_children = true; // as faissx_IndexBinaryIVF_new's own_fields
-        *out = handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
+        *out = hand_out(std::move(ix));
         return 0;
     } catch (...) {
         return handle_exception(func);
@@ -271,11 +274,11 @@ int remote_bin_wrap_ivf(const char* func, RemoteIndexBinary* quantizer,
 int remote_bin_clone(const char* func, const RemoteIndexBinary* src,
                      FaissIndexBinary** out) {
     try {
-        RemoteIndexBinary* ix = nullptr;
+        std::unique_ptr<RemoteIndexBinary> ix;
         bcall(src->conn.get(), FX_BIN_CLONE,
               [&](fx_wbuf* w) { fx_w_u64(w, src->handle); },
-              [&](fx_rbuf* r) { ix = read_binfo(r, src->conn, false); });
-        *out = handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
+              [&](fx_rbuf* r) { read_binfo(r, src->conn, nullptr, &ix); });
+        *out = hand_out(std::move(ix));
         return 0;
     } catch (...) {
         return handle_exception(func);
@@ -326,9 +329,8 @@ int faissx_index_binary_open(FaissIndexBinary** p_index, const char* name) {
                         "index '%s' is not a binary index (open it with "
                         "faissx_index_open)",
                         name);
-    auto ix = fx::RemoteIndexBinary::from_info(in, c, true);
-    ix->name = name;
-    *p_index = fx::handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
+    *p_index = fx::hand_out(std::unique_ptr<fx::RemoteIndexBinary>(
+            fx::RemoteIndexBinary::from_info(in, c, name)));
     return 0;
     FX_CATCH
 }
@@ -348,8 +350,8 @@ int faissx_index_binary_upload(const FaissIndexBinary* local,
     faiss::VectorIOWriter bytes;
     faiss::write_index_binary(fx::bindex(local), &bytes);
     const std::vector<uint8_t>& b = bytes.data;
-    fx::RemoteIndexBinary* ix = nullptr;
-    auto info = [&](fx_rbuf* r) { ix = fx::read_binfo(r, c, name != nullptr); };
+    std::unique_ptr<fx::RemoteIndexBinary> ix;
+    auto info = [&](fx_rbuf* r) { fx::read_binfo(r, c, name, &ix); };
     fx::remote_upload(
             c.get(), b.data(), b.size(), FX_UPLOAD_BINARY, name,
             [&] {
@@ -361,8 +363,7 @@ int faissx_index_binary_upload(const FaissIndexBinary* local,
                           info);
             },
             info);
-    if (name) ix->name = name; // a named handle reopens by name
-    *p_index = fx::handle<FaissIndexBinary>(static_cast<faiss::IndexBinary*>(ix));
+    *p_index = fx::hand_out(std::move(ix));
     return 0;
     FX_CATCH
 }
