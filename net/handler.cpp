@@ -1035,23 +1035,50 @@ void op_job(Req& q, fx_wbuf* w, int op) {
     fx_w_f64(w, sink ? fx::now_s() - sink->t0 : 0.0);
 }
 
+/* TRAIN, ADD and ADD_WITH_IDS of either family: n vectors of `row`
+ * elements of T (and n ids when with_ids), which apply(n, x, ids) gives
+ * the index under its write lock; the reply is the new state. */
+template <class T, class Apply>
+void change_vectors(Req& q, fx_wbuf* w, Entry* e, uint64_t row,
+                    bool with_ids, Apply apply) {
+    int64_t n = rd_n(q);
+    JobGuard job(q);
+    WriteLock l(e); // a store handle serialises changes itself
+    const T* x = rd_array<T>(q, (uint64_t)n * row, "x");
+    const idx* ids = with_ids ? rd_array<idx>(q, (uint64_t)n, "ids") : nullptr;
+    end(q);
+    apply(n, x, ids);
+    write_state_of(w, e);
+}
+
+/* REMOVE_IDS of either family: remove(sel, &removed) under the entry's
+ * write lock; the reply is the count and the new state. */
+template <class Remove>
+void change_remove(Req& q, fx_wbuf* w, Entry* e, Remove remove) {
+    std::vector<std::unique_ptr<faiss::IDSelector>> keep;
+    auto sel = rd_selector(q, 0, keep);
+    end(q);
+    WriteLock l(e);
+    size_t removed = 0;
+    remove(reinterpret_cast<FaissIDSelector*>(sel.get()), &removed);
+    fx_w_u64(w, removed);
+    write_state_of(w, e);
+}
+
 void op_train_add(Req& q, fx_wbuf* w, int op) {
     need_write(q);
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
-    int64_t n = rd_n(q);
-    JobGuard job(q);
-    WriteLock l(e.get());
-    const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
-    const idx* ids = nullptr;
-    if (op == FX_OP_ADD_WITH_IDS) ids = rd_array<idx>(q, (uint64_t)n, "ids");
-    end(q);
-    if (op == FX_OP_TRAIN)
-        api(faiss_Index_train(h(e.get()), n, x));
-    else if (op == FX_OP_ADD)
-        api(faiss_Index_add(h(e.get()), n, x));
-    else
-        api(faiss_Index_add_with_ids(h(e.get()), n, x, ids));
-    write_state_of(w, e.get());
+    FaissIndex* H = h(e.get());
+    change_vectors<float>(
+            q, w, e.get(), e->index->d, op == FX_OP_ADD_WITH_IDS,
+            [&](int64_t n, const float* x, const idx* ids) {
+                if (op == FX_OP_TRAIN)
+                    api(faiss_Index_train(H, n, x));
+                else if (op == FX_OP_ADD)
+                    api(faiss_Index_add(H, n, x));
+                else
+                    api(faiss_Index_add_with_ids(H, n, x, ids));
+            });
 }
 
 /* ---- ADD_STREAM: add through a shared-memory ring (net/shm.h) ----
@@ -1428,16 +1455,9 @@ void op_reset(Req& q, fx_wbuf* w) {
 void op_remove(Req& q, fx_wbuf* w) {
     need_write(q);
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
-    std::vector<std::unique_ptr<faiss::IDSelector>> keep;
-    auto sel = rd_selector(q, 0, keep);
-    end(q);
-    WriteLock l(e.get());
-    size_t removed = 0;
-    api(faiss_Index_remove_ids(h(e.get()),
-                               reinterpret_cast<FaissIDSelector*>(sel.get()),
-                               &removed));
-    fx_w_u64(w, removed);
-    write_state_of(w, e.get());
+    change_remove(q, w, e.get(), [&](FaissIDSelector* sel, size_t* removed) {
+        api(faiss_Index_remove_ids(h(e.get()), sel, removed));
+    });
 }
 
 void op_reconstruct_n(Req& q, fx_wbuf* w) {
@@ -2836,23 +2856,17 @@ void op_binary(Req& q, fx_wbuf* w) {
     }
     case FX_BIN_TRAIN:
     case FX_BIN_ADD:
-    case FX_BIN_ADD_WITH_IDS: {
-        int64_t n = rd_n(q);
-        const uint8_t* x = rd_array<uint8_t>(q, (uint64_t)n * cs, "x");
-        const idx* ids = op == FX_BIN_ADD_WITH_IDS
-                                 ? rd_array<idx>(q, (uint64_t)n, "ids")
-                                 : nullptr;
-        end(q);
-        WriteLock l(e.get()); // a store handle serialises changes itself
-        if (op == FX_BIN_TRAIN)
-            api(faiss_IndexBinary_train(H, n, x));
-        else if (op == FX_BIN_ADD)
-            api(faiss_IndexBinary_add(H, n, x));
-        else
-            api(faiss_IndexBinary_add_with_ids(H, n, x, ids));
-        write_state_of(w, e.get());
-        return;
-    }
+    case FX_BIN_ADD_WITH_IDS:
+        return change_vectors<uint8_t>(
+                q, w, e.get(), cs, op == FX_BIN_ADD_WITH_IDS,
+                [&](int64_t n, const uint8_t* x, const idx* ids) {
+                    if (op == FX_BIN_TRAIN)
+                        api(faiss_IndexBinary_train(H, n, x));
+                    else if (op == FX_BIN_ADD)
+                        api(faiss_IndexBinary_add(H, n, x));
+                    else
+                        api(faiss_IndexBinary_add_with_ids(H, n, x, ids));
+                });
     case FX_BIN_SEARCH: {
         int64_t n = rd_n(q), k = rd_k(q);
         const uint8_t* x = rd_array<uint8_t>(q, (uint64_t)n * cs, "x");
@@ -2901,18 +2915,11 @@ void op_binary(Req& q, fx_wbuf* w) {
         write_state_of(w, e.get());
         return;
     }
-    case FX_BIN_REMOVE_IDS: {
-        std::vector<std::unique_ptr<faiss::IDSelector>> keep;
-        auto sel = rd_selector(q, 0, keep);
-        end(q);
-        WriteLock l(e.get());
-        size_t removed = 0;
-        api(faiss_IndexBinary_remove_ids(
-                H, reinterpret_cast<FaissIDSelector*>(sel.get()), &removed));
-        fx_w_u64(w, removed);
-        write_state_of(w, e.get());
-        return;
-    }
+    case FX_BIN_REMOVE_IDS:
+        return change_remove(
+                q, w, e.get(), [&](FaissIDSelector* sel, size_t* removed) {
+                    api(faiss_IndexBinary_remove_ids(H, sel, removed));
+                });
     case FX_BIN_RECONSTRUCT_N: {
         int64_t i0 = rd_i64(q), ni = rd_i64(q);
         end(q);
