@@ -43,6 +43,8 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/tls/tls.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
 #include <uv.h>
 
 #include <errno.h>
@@ -669,6 +671,24 @@ static int is_tls_url(const char* url) {
     return strncmp(url, "tls+", 4) == 0;
 }
 
+/* 1 when the PEM private key `key` belongs to the first certificate of
+ * the PEM `cert`. */
+static int cert_matches_key(const char* cert, const char* key) {
+    mbedtls_x509_crt crt;
+    mbedtls_pk_context pk;
+    mbedtls_x509_crt_init(&crt);
+    mbedtls_pk_init(&pk);
+    int ok = mbedtls_x509_crt_parse(&crt, (const unsigned char*)cert,
+                                    strlen(cert) + 1) >= 0 &&
+             crt.version != 0 &&
+             mbedtls_pk_parse_key(&pk, (const unsigned char*)key,
+                                  strlen(key) + 1, NULL, 0) == 0 &&
+             mbedtls_pk_check_pair(&crt.pk, &pk) == 0;
+    mbedtls_pk_free(&pk);
+    mbedtls_x509_crt_free(&crt);
+    return ok;
+}
+
 static int setup_tls(server* s, char* err, size_t errsz) {
     const fx_server_conf* c = s->conf;
     int rv;
@@ -686,6 +706,16 @@ static int setup_tls(server* s, char* err, size_t errsz) {
                  "--tls-cert '%s' / --tls-key '%s': not a usable PEM "
                  "certificate and matching private key: %s",
                  c->tls_cert, c->tls_key, nng_strerror(rv));
+    }
+    /* NNG takes a key that does not belong to the certificate, and every
+     * handshake then fails; refuse it at start instead (NNG's TLS is
+     * mbedtls, linked into the server). */
+    if (rv == 0 && !cert_matches_key(cert, key)) {
+        snprintf(err, errsz,
+                 "--tls-key '%s' is not the private key of the certificate "
+                 "in --tls-cert '%s' (the first one, for a chain)",
+                 c->tls_key, c->tls_cert);
+        rv = NNG_EINVAL;
     }
     /* Scrub the private key before freeing it. */
     memset(key, 0, strlen(key));

@@ -127,7 +127,7 @@ static const struct {
         {"DIR", "keep named indexes durably in DIR (default: in memory)"},
         {"POLICY", "always, interval or none (with --data-dir)"},
         {"N", "ms between fsyncs under --sync interval"},
-        {"N", "checkpoint an index when its log passes N bytes (0 never)"},
+        {"N", "checkpoint an index when its log passes N bytes (0: at stop/train only)"},
         {"PATH", "Unix socket for same-host shared-memory adds (off if unset)"},
         {"OCTAL", "file mode of --shm-socket"},
         {"N", "ms without a chunk before a shared-memory add is aborted"},

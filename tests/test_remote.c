@@ -853,6 +853,47 @@ Test(remote, tls_with_verified_certificate, .init = start_tls, .fini = stop) {
     unsetenv("FAISSX_TLS_CA");
 }
 
+/* A --tls-key that is not the certificate's own key stops the server at
+ * start with exit status 1 and a message naming both files
+ * (docs/operations.md, "TLS"), instead of failing every handshake later. */
+Test(remote, tls_key_of_another_certificate_refused_at_start) {
+    const char* bin = getenv("FAISSX_SERVER_BIN");
+    cr_assert(bin);
+    snprintf(tls_dir, sizeof tls_dir, "%s", fxt_tmp_path("tlsmix"));
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", tls_dir);
+    cr_assert_eq(sh(cmd), 0);
+    make_cert("server");
+    make_cert("other");
+    char cert[600], key[600], out[600];
+    snprintf(cert, sizeof cert, "%s/server.crt", tls_dir);
+    snprintf(key, sizeof key, "%s/other.key", tls_dir);
+    snprintf(out, sizeof out, "%s/stderr", tls_dir);
+    snprintf(cmd, sizeof cmd,
+             "'%s' --listen tls+tcp://127.0.0.1:0 --tls-cert '%s' "
+             "--tls-key '%s' 2>'%s' >/dev/null",
+             bin, cert, key, out);
+    cr_assert_eq(sh(cmd), 1, "a mismatched key did not stop the server");
+    FILE* f = fopen(out, "r");
+    cr_assert(f);
+    char msg[1024] = {0};
+    size_t n = fread(msg, 1, sizeof msg - 1, f);
+    fclose(f);
+    cr_assert(n > 0);
+    cr_assert(strstr(msg, "is not the private key of the certificate"),
+              "unexpected message: %s", msg);
+    cr_assert(strstr(msg, "other.key") && strstr(msg, "server.crt"),
+              "the message does not name the files: %s", msg);
+
+    /* its own key: the same command starts (stopped by a signal) */
+    snprintf(key, sizeof key, "%s/server.key", tls_dir);
+    snprintf(cmd, sizeof cmd,
+             "timeout --preserve-status -s TERM 1 '%s' --listen tls+tcp://127.0.0.1:0 "
+             "--tls-cert '%s' --tls-key '%s' 2>'%s' >/dev/null",
+             bin, cert, key, out);
+    cr_assert_eq(sh(cmd), 0, "the matching key was refused (see %s)", out);
+}
+
 /* ---- round trips (docs/client.md, "Round trips") ---- */
 
 /* Request messages this process sent since t0 (fx_client_round_trips). */
