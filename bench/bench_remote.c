@@ -1005,8 +1005,9 @@ static void ratio_interval(const options* o, const double* diff,
  * searches its own index several times running, as a program searching
  * one index would, instead of right after the other side's scan of its
  * copy (on a 51 MB Flat the cache state alone moves a scan by more than
- * the round trip; docs/benchmarks.md, "Remote vs local"). The excess is taken per triple
- * (remote - local of the same query, at the same place in its block) and
+ * the round trip; docs/benchmarks.md, "Remote vs local"). The excess is
+ * taken per triple (remote - local of the same query, at the same place in
+ * its block) and
  * summarised as its median and p99; so is the overhead beyond the raw
  * round trip (remote - local - raw), paired the same way. Pairing within
  * a block cancels what drifts more slowly than a block (other processes'
