@@ -1916,3 +1916,94 @@ Test(remote, every_constructor_creates_on_the_server, .init = start_plain,
     free(xb);
     free(xq);
 }
+
+/* Calls that hand out pointers into index internals (docs/remote.md,
+ * "Pointers into index internals"): a documented client-side copy, or a
+ * clear error, never a crash or a pointer into nothing. */
+Test(remote, raw_pointer_calls_give_copies_or_errors, .init = start_plain,
+     .fini = stop) {
+    const int d = 8;
+    float* x = fxt_uniform(300, d, 91);
+    FXT_OK(faissx_configure(srv.url, NULL, 0));
+    FaissIndexFlat* f = NULL;
+    FXT_OK(faiss_IndexFlat_new_with(&f, d, METRIC_L2));
+    cr_assert(faissx_index_is_remote((FaissIndex*)f));
+    FXT_OK(faiss_Index_add((FaissIndex*)f, 200, x));
+    float* p = NULL;
+    size_t size = 0;
+    faiss_IndexFlat_xb(f, &p, &size);
+    cr_assert_eq(size, (size_t)200 * d);
+    cr_assert_not_null(p);
+    FXT_SAME(p, x, size * sizeof(float));
+    /* a copy: writing through it does not change the server's index */
+    p[0] = 1000.0f;
+    float D;
+    idx_t I;
+    FXT_OK(faiss_Index_search((FaissIndex*)f, 1, x, 1, &D, &I));
+    cr_assert_eq(I, 0);
+    cr_assert_eq(D, 0.0f);
+    /* the next call copies the current vectors */
+    FXT_OK(faiss_Index_add((FaissIndex*)f, 100, x + 200 * d));
+    faiss_IndexFlat_xb(f, &p, &size);
+    cr_assert_eq(size, (size_t)300 * d);
+    FXT_SAME(p, x, size * sizeof(float));
+
+    /* ID map: a copy of the ids */
+    FaissIndexFlat* sub = NULL;
+    FaissIndexIDMap* m = NULL;
+    FXT_OK(faiss_IndexFlat_new_with(&sub, d, METRIC_L2));
+    FXT_OK(faiss_IndexIDMap_new(&m, (FaissIndex*)sub));
+    faiss_IndexIDMap_set_own_fields(m, 1);
+    idx_t ids[10];
+    for (int i = 0; i < 10; i++) ids[i] = 77 + 11 * i;
+    FXT_OK(faiss_Index_add_with_ids((FaissIndex*)m, 10, x, ids));
+    idx_t* map = NULL;
+    faiss_IndexIDMap_id_map(m, &map, &size);
+    cr_assert_eq(size, 10);
+    FXT_SAME(map, ids, sizeof ids);
+    map[0] = -5;
+    FXT_OK(faiss_Index_search((FaissIndex*)m, 1, x, 1, &D, &I));
+    cr_assert_eq(I, 77, "writing the copy changed the server's id map");
+
+    /* a distance computer: faiss's generic one for L2 (reconstructing each
+     * vector from the server), none for other metrics (docs/remote.md) */
+    FaissDistanceComputer* dc = NULL;
+    FXT_OK(faissx_Index_get_distance_computer((FaissIndex*)f, &dc));
+    FXT_OK(faiss_DistanceComputer_set_query(dc, x + 5 * d));
+    float dis = -1;
+    FXT_OK(faiss_DistanceComputer_vector_to_query_dis(dc, 5, &dis));
+    cr_assert_eq(dis, 0.0f);
+    FXT_ERR(faiss_DistanceComputer_vector_to_query_dis(dc, 300, &dis),
+            "");
+    faiss_DistanceComputer_free(dc);
+    FaissIndexFlat* fip = NULL;
+    FXT_OK(faiss_IndexFlat_new_with(&fip, d, METRIC_INNER_PRODUCT));
+    dc = NULL;
+    FXT_ERR(faissx_Index_get_distance_computer((FaissIndex*)fip, &dc),
+            "not implemented");
+    cr_assert_null(dc);
+    faiss_Index_free((FaissIndex*)fip);
+
+    /* a factory IVF's quantizer exists only on the server: a handle on it */
+    FaissIndex* ivf = NULL;
+    FXT_OK(faiss_index_factory(&ivf, d, "IVF4,Flat", METRIC_L2));
+    FXT_OK(faiss_Index_train(ivf, 300, x));
+    FaissIndex* q = faiss_IndexIVF_quantizer(faiss_IndexIVF_cast(ivf));
+    cr_assert_not_null(q, "%s", faiss_get_last_error());
+    cr_assert(faissx_index_is_remote(q));
+    cr_assert_eq(faiss_Index_ntotal(q), 4, "the quantizer holds the centroids");
+    /* a binary factory IVF's quantizer: NULL with an error (docs) */
+    FaissIndexBinary* bivf = NULL;
+    FXT_OK(faiss_index_binary_factory(&bivf, 64, "BIVF4"));
+    cr_assert(faissx_index_binary_is_remote(bivf));
+    FaissIndexBinary* bq =
+            faiss_IndexBinaryIVF_quantizer(faiss_IndexBinaryIVF_cast(bivf));
+    cr_assert_null(bq);
+    cr_assert(faiss_get_last_error() && faiss_get_last_error()[0],
+              "NULL without an error");
+    faiss_IndexBinary_free(bivf);
+    faiss_Index_free(ivf);
+    faiss_Index_free((FaissIndex*)m);
+    faiss_Index_free((FaissIndex*)f);
+    free(x);
+}
