@@ -1102,8 +1102,10 @@ int fx_client_call_start(fx_client* c, int op, int op_class,
 int fx_client_call_ended(fx_call* k) {
     pthread_mutex_lock(&k->mu);
     int ended = k->phase == 2;
+    int again = ended && k->rv != 0 && retryable(k->rv) &&
+                k->tries < k->c->max_attempts;
     pthread_mutex_unlock(&k->mu);
-    return ended;
+    return again ? 2 : ended;
 }
 
 /* Stops the first attempt (waiting for its callback), keeps its reply in

@@ -93,7 +93,9 @@ int fx_client_call_start(fx_client* c, int op, int op_class,
                          fx_build_fn build, void* arg,
                          void (*notify)(void*), void* notify_arg,
                          fx_call** out, char* err, size_t errsz);
-/* Whether the first attempt ended (never blocks). */
+/* Whether the first attempt ended (never blocks): 0 not yet, 1 ended
+ * (a reply, or a failure finish will not retry), 2 ended with a failure
+ * finish will retry (the request may still be running on the server). */
 int fx_client_call_ended(fx_call* k);
 int fx_client_call_finish(fx_call* k, fx_reply* rep, char* err,
                           size_t errsz);

@@ -994,6 +994,33 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
                                   sizeof err);
     const bool started = rc == 0;
     int from_server = 0;
+    // When the first attempt fails in a way the call retries (an attempt
+    // timeout, a dropped connection), the retries run on a helper thread
+    // while this one keeps filling: the request may be running on the
+    // server, which then waits for the chunks (the retry gets its reply).
+    std::thread retry;
+    std::atomic<int> retried{0};
+    fx_reply rrep;
+    rrep.msg = nullptr;
+    auto call_over = [&] {
+        if (retry.joinable()) return retried.load(std::memory_order_acquire) != 0;
+        int e = fx_client_call_ended(sc->call);
+        if (e != 2) return e == 1;
+        fx_call* kc = sc->call;
+        sc->call = nullptr;
+        try {
+            retry = std::thread([&, kc] {
+                rc = fx_client_call_finish(kc, &rrep, err, sizeof err);
+                from_server = fx_client_last_from_server();
+                retried.store(1, std::memory_order_release);
+                stream_notify(hd);
+            });
+        } catch (...) {
+            sc->call = kc; // no thread: finish retries after the fill
+            return true;
+        }
+        return false;
+    };
 
     int64_t stall_after = env_i64("FAISSX_TEST_SHM_STALL_AFTER", -1);
     int64_t done = 0;
@@ -1003,7 +1030,7 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
     // The call ending first means the server refused (or the transport
     // failed): stop filling.
     auto running = [&] {
-        return started && !fx_client_call_ended(sc->call) &&
+        return started && !call_over() &&
                __atomic_load_n(&hd->state, __ATOMIC_ACQUIRE) ==
                        FX_SHM_RUNNING;
     };
@@ -1053,7 +1080,7 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
     // The previous stream's reply has long arrived: drop it.
     ring->prev.reset();
 
-    if (started && !nan && done == n &&
+    if (started && !retry.joinable() && !nan && done == n &&
         (ring->features & FX_SHM_FEAT_COMMIT)) {
         // The outcome from the state word (the server wakes it).
         for (int spin = 0;; spin++) {
@@ -1084,9 +1111,14 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
     int64_t new_ntotal = 0, new_trained = 0;
     if (started) {
         fx_reply rep;
-        rc = fx_client_call_finish(sc->call, &rep, err, sizeof err);
-        sc->call = nullptr;
-        from_server = fx_client_last_from_server();
+        if (retry.joinable()) {
+            retry.join();
+            rep = rrep;
+        } else {
+            rc = fx_client_call_finish(sc->call, &rep, err, sizeof err);
+            sc->call = nullptr;
+            from_server = fx_client_last_from_server();
+        }
         if (rc == 0) {
             if (fx_r_i64(&rep.r, &new_ntotal) ||
                 fx_r_i64(&rep.r, &new_trained) || fx_r_end(&rep.r)) {

@@ -336,6 +336,38 @@ Test(shm, lost_stream_replies_are_not_waited_for, .init = start_dropping,
     faiss_Index_free(loc);
 }
 
+/* The ADD_STREAM's first attempt times out (attempt_timeout_ms 300) while
+ * the client pauses after one chunk for 900 ms (the server waits up to
+ * 5 s): the client keeps filling while the call retries, the retry gets
+ * the first copy's reply, and the add streams once. */
+static void start_short_attempts(void) {
+    start();
+    configure_dropping(); /* attempt_timeout_ms 300; nothing is dropped */
+}
+
+Test(shm, stream_outlives_its_first_attempt, .init = start_short_attempts,
+     .fini = stop) {
+    FaissIndex *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "Flat", METRIC_L2));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&loc, D, "Flat", METRIC_L2));
+    configure_dropping();
+    float* x = fxt_uniform(3 * ROWS, D, 31);
+    add_both(rem, loc, 100, x, NULL); /* makes the ring */
+    setenv("FAISSX_TEST_SHM_STALL_AFTER", "1", 1);
+    setenv("FAISSX_TEST_SHM_STALL_MS", "900", 1);
+    uint64_t t0 = fx_client_round_trips();
+    add_both(rem, loc, 3 * ROWS, x, NULL); /* asserts: streamed, no fallback */
+    unsetenv("FAISSX_TEST_SHM_STALL_AFTER");
+    cr_assert_geq(fx_client_round_trips() - t0, 2,
+                  "the first attempt did not time out: the test proves "
+                  "nothing");
+    same_results(rem, loc, 1);
+    free(x);
+    faiss_Index_free(rem);
+    faiss_Index_free(loc);
+}
+
 static void start_stall(void) {
     start_with("300");
 }
