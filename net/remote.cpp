@@ -29,6 +29,37 @@
 #include <mutex>
 #include <vector>
 
+/* A byte count with an optional K, M or G suffix (powers of 1024): false
+ * for anything else, *out untouched. */
+static bool parse_bytes(const char* v, int64_t* out) {
+    char* end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    int shift = 0;
+    if (end != v && *end && !end[1]) {
+        switch (*end) {
+        case 'k': case 'K': shift = 10; end++; break;
+        case 'm': case 'M': shift = 20; end++; break;
+        case 'g': case 'G': shift = 30; end++; break;
+        }
+    }
+    if (end == v || *end || errno || n < 0 || n > (INT64_MAX >> shift))
+        return false;
+    *out = (int64_t)n << shift;
+    return true;
+}
+
+/* A yes/no value: 1, 0, or -1 when it is neither. */
+static int parse_switch(const char* v) {
+    static const char* const yes[] = {"1", "true", "yes", "on"};
+    static const char* const no[] = {"0", "false", "no", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (!strcasecmp(v, yes[i])) return 1;
+        if (!strcasecmp(v, no[i])) return 0;
+    }
+    return -1;
+}
+
 namespace fx {
 
 using namespace reply;
@@ -840,18 +871,21 @@ void RemoteIndex::train(idx_t n, const float* x) {
 namespace {
 
 /* Adds smaller than this go the ordinary way: the ring's setup and the
- * helper thread cost more than the copy saves. FAISSX_SHM_MIN_BYTES
- * overrides it (tests). */
+ * round trip cost more than the copy saves. FAISSX_SHM_MIN_BYTES
+ * overrides it; faissx_client_options_from_env refuses a malformed value,
+ * and one set malformed later leaves the default. */
 uint64_t shm_min_bytes() {
     const char* v = getenv("FAISSX_SHM_MIN_BYTES");
-    if (v && *v) return strtoull(v, nullptr, 10);
+    int64_t n;
+    if (v && *v && parse_bytes(v, &n)) return (uint64_t)n;
     return (uint64_t)256 << 10;
 }
 
+/* FAISSX_SHM: off only when it says so (a malformed value, refused by
+ * faissx_client_options_from_env, leaves it on). */
 bool shm_allowed() {
     const char* v = getenv("FAISSX_SHM");
-    return !(v && (!strcmp(v, "0") || !strcasecmp(v, "off") ||
-                   !strcasecmp(v, "false") || !strcasecmp(v, "no")));
+    return !(v && *v && parse_switch(v) == 0);
 }
 
 /* Test hooks: stop producing after FAISSX_TEST_SHM_STALL_AFTER chunks for
@@ -1921,22 +1955,23 @@ static int env_int(const char* func, const char* name, long lo, long hi,
 static int env_bytes(const char* func, const char* name, int64_t* out) {
     const char* v = getenv(name);
     if (!v || !*v) return 0;
-    char* end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    int shift = 0;
-    if (end != v && *end && !end[1]) {
-        switch (*end) {
-        case 'k': case 'K': shift = 10; end++; break;
-        case 'm': case 'M': shift = 20; end++; break;
-        case 'g': case 'G': shift = 30; end++; break;
-        }
-    }
-    if (end == v || *end || errno || n < 0 || n > (INT64_MAX >> shift))
+    if (!parse_bytes(v, out))
         return fx::fail(FAISSX_E_INVALID, func,
                         "%s: expected a byte count >= 0 with an optional K, "
                         "M or G suffix, got '%s'", name, v);
-    *out = (int64_t)n << shift;
+    return 1;
+}
+
+/* A yes/no variable; same returns as env_int. */
+static int env_switch(const char* func, const char* name, int* out) {
+    const char* v = getenv(name);
+    if (!v || !*v) return 0;
+    int val = parse_switch(v);
+    if (val < 0)
+        return fx::fail(FAISSX_E_INVALID, func,
+                        "%s: expected 1/0, true/false, yes/no or on/off, "
+                        "got '%s'", name, v);
+    *out = val;
     return 1;
 }
 
@@ -1975,21 +2010,13 @@ int faissx_client_options_from_env(FaissxClientOptions* o) {
     };
     for (auto& e : ints)
         if ((rc = env_int(f, e.name, e.lo, e.hi, e.field)) < 0) return rc;
-    const char* fb = getenv("FAISSX_FALLBACK_LOCAL");
-    if (fb && *fb) {
-        static const char* const yes[] = {"1", "true", "yes", "on"};
-        static const char* const no[] = {"0", "false", "no", "off"};
-        int val = -1;
-        for (int i = 0; i < 4; i++) {
-            if (!strcasecmp(fb, yes[i])) val = 1;
-            if (!strcasecmp(fb, no[i])) val = 0;
-        }
-        if (val < 0)
-            return fx::fail(FAISSX_E_INVALID, f,
-                            "FAISSX_FALLBACK_LOCAL: expected 1/0, true/false, "
-                            "yes/no or on/off, got '%s'", fb);
-        o->fallback_local = val;
-    }
+    if ((rc = env_switch(f, "FAISSX_FALLBACK_LOCAL", &o->fallback_local)) < 0)
+        return rc;
+    /* Read at each add (no option fields), but checked here so that a
+     * malformed value is an error rather than a silent default. */
+    int64_t shm_min;
+    if ((rc = env_switch(f, "FAISSX_SHM", &v)) < 0) return rc;
+    if ((rc = env_bytes(f, "FAISSX_SHM_MIN_BYTES", &shm_min)) < 0) return rc;
     if ((rc = env_int(f, "FAISSX_CACHE_TTL_MS", 0, INT_MAX, &o->cache_ttl_ms)) < 0)
         return rc;
     if ((rc = env_bytes(f, "FAISSX_CACHE_MAX_BYTES", &o->cache_max_bytes)) < 0)

@@ -1172,6 +1172,24 @@ Test(config, environment_sets_every_knob) {
     setenv("FAISSX_FALLBACK_LOCAL", "perhaps", 1);
     FXT_ERR(faissx_client_options_from_env(&o), "FAISSX_FALLBACK_LOCAL");
     unsetenv("FAISSX_FALLBACK_LOCAL");
+    /* The shared-memory add's variables have no option fields but are
+     * checked the same way. */
+    const char* shm_bad[] = {"sometimes", "2", "offf", NULL};
+    for (int i = 0; shm_bad[i]; i++) {
+        setenv("FAISSX_SHM", shm_bad[i], 1);
+        FXT_ERR(faissx_client_options_from_env(&o), "FAISSX_SHM: expected");
+    }
+    setenv("FAISSX_SHM", "off", 1);
+    FXT_OK(faissx_client_options_from_env(&o));
+    unsetenv("FAISSX_SHM");
+    const char* min_bad[] = {"lots", "-1", "12X", "1T", NULL};
+    for (int i = 0; min_bad[i]; i++) {
+        setenv("FAISSX_SHM_MIN_BYTES", min_bad[i], 1);
+        FXT_ERR(faissx_client_options_from_env(&o), "FAISSX_SHM_MIN_BYTES");
+    }
+    setenv("FAISSX_SHM_MIN_BYTES", "512K", 1);
+    FXT_OK(faissx_client_options_from_env(&o));
+    unsetenv("FAISSX_SHM_MIN_BYTES");
     setenv("FAISSX_TIMEOUT_SEARCH_MS", "fast", 1);
     FXT_ERR(faissx_client_options_from_env(&o), "FAISSX_TIMEOUT_SEARCH_MS");
     /* ... also when the environment alone configures the client. */
