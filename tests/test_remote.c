@@ -615,46 +615,72 @@ Test(remote, unreachable_server_is_a_clear_error) {
     cr_assert(!faissx_is_remote());
 }
 
-Test(remote, shards_over_two_servers, .init = start_plain, .fini = stop) {
+/* IndexShards (replicas = 0) or IndexReplicas (1) over Flat children on
+ * two servers, beside the same composite over local children: an add
+ * reaches the children as the composite routes it (half each for shards,
+ * all of it for replicas), and a search answers as the local equivalent;
+ * for replicas, each server's own copy answers alike too. (FaissIndexShards
+ * and FaissIndexReplicas are FaissIndex in the C API.) */
+static void fan_out_over_two_servers(int replicas) {
     fxt_server two;
     fxt_server_start(&two, NULL);
-    const int d = 12;
-    float* xb = fxt_uniform(400, d, 8);
-    float* xq = fxt_uniform(5, d, 9);
-    FaissIndex *r1 = NULL, *r2 = NULL, *l1 = NULL, *l2 = NULL;
+    const int d = 12, nb = 400, nq = replicas ? 6 : 5, k = 5;
+    float* xb = fxt_uniform(nb, d, replicas ? 18 : 8);
+    float* xq = fxt_uniform(nq, d, replicas ? 19 : 9);
+    FaissIndex *r[2] = {NULL, NULL}, *l[2] = {NULL, NULL};
     FXT_OK(faissx_configure(srv.url, NULL, 0));
-    FXT_OK(faiss_index_factory(&r1, d, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_factory(&r[0], d, "Flat", METRIC_L2));
     FXT_OK(faissx_configure(two.url, NULL, 0));
-    FXT_OK(faiss_index_factory(&r2, d, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_factory(&r[1], d, "Flat", METRIC_L2));
     FXT_OK(faissx_configure(NULL, NULL, 0));
-    FXT_OK(faiss_index_factory(&l1, d, "Flat", METRIC_L2));
-    FXT_OK(faiss_index_factory(&l2, d, "Flat", METRIC_L2));
-    FaissIndexShards *rs = NULL, *ls = NULL;
-    FXT_OK(faiss_IndexShards_new(&rs, d));
-    FXT_OK(faiss_IndexShards_new(&ls, d));
-    FXT_OK(faiss_IndexShards_add_shard(rs, r1));
-    FXT_OK(faiss_IndexShards_add_shard(rs, r2));
-    FXT_OK(faiss_IndexShards_add_shard(ls, l1));
-    FXT_OK(faiss_IndexShards_add_shard(ls, l2));
-    FXT_OK(faiss_Index_add(rs, 400, xb));
-    FXT_OK(faiss_Index_add(ls, 400, xb));
-    cr_assert_eq(faiss_Index_ntotal(r1), 200);
-    cr_assert_eq(faiss_Index_ntotal(r2), 200);
-    float D[2][25];
-    idx_t I[2][25];
-    FXT_OK(faiss_Index_search(rs, 5, xq, 5, D[0], I[0]));
-    FXT_OK(faiss_Index_search(ls, 5, xq, 5, D[1], I[1]));
-    FXT_SAME(I[0], I[1], sizeof I[0]);
-    FXT_SAME(D[0], D[1], sizeof D[0]);
-    faiss_IndexShards_free(rs);
-    faiss_IndexShards_free(ls);
-    faiss_Index_free(r1);
-    faiss_Index_free(r2);
-    faiss_Index_free(l1);
-    faiss_Index_free(l2);
+    FXT_OK(faiss_index_factory(&l[0], d, "Flat", METRIC_L2));
+    FXT_OK(faiss_index_factory(&l[1], d, "Flat", METRIC_L2));
+    FaissIndex *rc = NULL, *lc = NULL;
+    if (replicas) {
+        FXT_OK(faiss_IndexReplicas_new(&rc, d));
+        FXT_OK(faiss_IndexReplicas_new(&lc, d));
+    } else {
+        FXT_OK(faiss_IndexShards_new(&rc, d));
+        FXT_OK(faiss_IndexShards_new(&lc, d));
+    }
+    for (int i = 0; i < 2; i++) {
+        if (replicas) {
+            FXT_OK(faiss_IndexReplicas_add_replica(rc, r[i]));
+            FXT_OK(faiss_IndexReplicas_add_replica(lc, l[i]));
+        } else {
+            FXT_OK(faiss_IndexShards_add_shard(rc, r[i]));
+            FXT_OK(faiss_IndexShards_add_shard(lc, l[i]));
+        }
+    }
+    FXT_OK(faiss_Index_add(rc, nb, xb));
+    FXT_OK(faiss_Index_add(lc, nb, xb));
+    cr_assert_eq(faiss_Index_ntotal(r[0]), replicas ? nb : nb / 2,
+                 "first server");
+    cr_assert_eq(faiss_Index_ntotal(r[1]), replicas ? nb : nb / 2,
+                 "second server");
+    float D[2][6 * 5];
+    idx_t I[2][6 * 5];
+    FXT_OK(faiss_Index_search(rc, nq, xq, k, D[0], I[0]));
+    FXT_OK(faiss_Index_search(lc, nq, xq, k, D[1], I[1]));
+    FXT_SAME(I[0], I[1], nq * k * sizeof(idx_t));
+    FXT_SAME(D[0], D[1], nq * k * sizeof(float));
+    if (replicas) {
+        FXT_OK(faiss_Index_search(r[1], nq, xq, k, D[0], I[0]));
+        FXT_SAME(I[0], I[1], nq * k * sizeof(idx_t));
+    }
+    faiss_Index_free(rc);
+    faiss_Index_free(lc);
+    for (int i = 0; i < 2; i++) {
+        faiss_Index_free(r[i]);
+        faiss_Index_free(l[i]);
+    }
     fxt_server_stop(&two);
     free(xb);
     free(xq);
+}
+
+Test(remote, shards_over_two_servers, .init = start_plain, .fini = stop) {
+    fan_out_over_two_servers(0);
 }
 
 /* ---- raw protocol abuse: each gets an error reply or is dropped, and the
@@ -1641,51 +1667,10 @@ Test(remote, other_tenants_index_same_error_as_missing,
     cr_assert_eq(open_code, FAISSX_E_NOT_FOUND);
 }
 
-/* IndexReplicas over remote children on two servers: an add reaches every
- * replica, a search answers as the local equivalent. */
+/* IndexReplicas over remote children on two servers (see
+ * fan_out_over_two_servers). */
 Test(remote, replicas_over_two_servers, .init = start_plain, .fini = stop) {
-    fxt_server two;
-    fxt_server_start(&two, NULL);
-    const int d = 12;
-    float* xb = fxt_uniform(400, d, 18);
-    float* xq = fxt_uniform(6, d, 19);
-    FaissIndex *r1 = NULL, *r2 = NULL, *l1 = NULL, *l2 = NULL;
-    FXT_OK(faissx_configure(srv.url, NULL, 0));
-    FXT_OK(faiss_index_factory(&r1, d, "Flat", METRIC_L2));
-    FXT_OK(faissx_configure(two.url, NULL, 0));
-    FXT_OK(faiss_index_factory(&r2, d, "Flat", METRIC_L2));
-    FXT_OK(faissx_configure(NULL, NULL, 0));
-    FXT_OK(faiss_index_factory(&l1, d, "Flat", METRIC_L2));
-    FXT_OK(faiss_index_factory(&l2, d, "Flat", METRIC_L2));
-    FaissIndexReplicas *rr = NULL, *lr = NULL;
-    FXT_OK(faiss_IndexReplicas_new(&rr, d));
-    FXT_OK(faiss_IndexReplicas_new(&lr, d));
-    FXT_OK(faiss_IndexReplicas_add_replica(rr, r1));
-    FXT_OK(faiss_IndexReplicas_add_replica(rr, r2));
-    FXT_OK(faiss_IndexReplicas_add_replica(lr, l1));
-    FXT_OK(faiss_IndexReplicas_add_replica(lr, l2));
-    FXT_OK(faiss_Index_add((FaissIndex*)rr, 400, xb));
-    FXT_OK(faiss_Index_add((FaissIndex*)lr, 400, xb));
-    cr_assert_eq(faiss_Index_ntotal(r1), 400, "first server");
-    cr_assert_eq(faiss_Index_ntotal(r2), 400, "second server");
-    float D[2][30];
-    idx_t I[2][30];
-    FXT_OK(faiss_Index_search((FaissIndex*)rr, 6, xq, 5, D[0], I[0]));
-    FXT_OK(faiss_Index_search((FaissIndex*)lr, 6, xq, 5, D[1], I[1]));
-    FXT_SAME(I[0], I[1], sizeof I[0]);
-    FXT_SAME(D[0], D[1], sizeof D[0]);
-    /* each server's own copy answers alike */
-    FXT_OK(faiss_Index_search(r2, 6, xq, 5, D[0], I[0]));
-    FXT_SAME(I[0], I[1], sizeof I[0]);
-    faiss_IndexReplicas_free(rr);
-    faiss_IndexReplicas_free(lr);
-    faiss_Index_free(r1);
-    faiss_Index_free(r2);
-    faiss_Index_free(l1);
-    faiss_Index_free(l2);
-    fxt_server_stop(&two);
-    free(xb);
-    free(xq);
+    fan_out_over_two_servers(1);
 }
 
 /* Unnamed indexes live until freed, and are reclaimed when their client is
