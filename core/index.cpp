@@ -450,34 +450,44 @@ int faiss_Index_add_with_ids(FaissIndex* index, idx_t n, const float* x,
     FX_CATCH
 }
 
+/* faiss_Index_search and faiss_Index_search_with_params (params NULL:
+ * none): the same checks and call, errors named for func. */
+static int search_checked(const char* func, const FaissIndex* index,
+                          idx_t n, const float* x, idx_t k,
+                          const faiss::SearchParameters* p, float* distances,
+                          idx_t* labels) {
+    if (!index)
+        return fx::fail(FAISSX_E_INVALID, func, "argument '%s' is NULL",
+                        "index");
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(func, n, x, ix->d, "x")) return rc;
+    if (int rc = fx::check_knn(func, n, k, distances, labels)) return rc;
+    if (int rc = check_params(func, p)) return rc;
+    if (!fx::trained_now(ix))
+        return fx::fail(FAISSX_E_INVALID, func, "index is not trained");
+    try {
+        fx_threads_enter();
+        fx::knn_search(ix, n, x, k, distances, labels, p);
+        return 0;
+    } catch (...) {
+        return fx::handle_exception(func);
+    }
+}
+
 int faiss_Index_search(const FaissIndex* index, idx_t n, const float* x,
                        idx_t k, float* distances, idx_t* labels) {
-    FX_NOT_NULL(index);
-    auto ix = fx::index(index);
-    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
-    if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
-    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
-    FX_TRY
-    fx::knn_search(ix, n, x, k, distances, labels, nullptr);
-    return 0;
-    FX_CATCH
+    return search_checked(__func__, index, n, x, k, nullptr, distances,
+                          labels);
 }
 
 int faiss_Index_search_with_params(const FaissIndex* index, idx_t n,
                                    const float* x, idx_t k,
                                    const FaissSearchParameters* params,
                                    float* distances, idx_t* labels) {
-    FX_NOT_NULL(index);
-    auto ix = fx::index(index);
-    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
-    if (int rc = fx::check_knn(__func__, n, k, distances, labels)) return rc;
-    auto p = reinterpret_cast<const faiss::SearchParameters*>(params);
-    if (int rc = check_params(__func__, p)) return rc;
-    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
-    FX_TRY
-    fx::knn_search(ix, n, x, k, distances, labels, p);
-    return 0;
-    FX_CATCH
+    return search_checked(
+            __func__, index, n, x, k,
+            reinterpret_cast<const faiss::SearchParameters*>(params),
+            distances, labels);
 }
 
 /* The arguments of a range search after its vectors: a radius that is a
@@ -493,39 +503,45 @@ static int check_range(const char* func, idx_t n, float radius,
     return 0;
 }
 
+/* faiss_Index_range_search and faissx_Index_range_search_with_params
+ * (params NULL: none), as search_checked. */
+static int range_search_checked(const char* func, const FaissIndex* index,
+                                idx_t n, const float* x, float radius,
+                                const faiss::SearchParameters* p,
+                                FaissRangeSearchResult* result) {
+    if (!index || !result)
+        return fx::fail(FAISSX_E_INVALID, func, "argument '%s' is NULL",
+                        index ? "result" : "index");
+    auto ix = fx::index(index);
+    if (int rc = fx::check_vectors(func, n, x, ix->d, "x")) return rc;
+    auto res = reinterpret_cast<faiss::RangeSearchResult*>(result);
+    if (int rc = check_range(func, n, radius, res)) return rc;
+    if (int rc = check_params(func, p)) return rc;
+    if (!fx::trained_now(ix))
+        return fx::fail(FAISSX_E_INVALID, func, "index is not trained");
+    try {
+        fx_threads_enter();
+        fx::range_search_p(ix, n, x, radius, res, p);
+        return 0;
+    } catch (...) {
+        return fx::handle_exception(func);
+    }
+}
+
 int faissx_Index_range_search_with_params(const FaissIndex* index, idx_t n,
                                           const float* x, float radius,
                                           const FaissSearchParameters* params,
                                           FaissRangeSearchResult* result) {
-    FX_NOT_NULL(index);
-    FX_NOT_NULL(result);
-    auto ix = fx::index(index);
-    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
-    auto res = reinterpret_cast<faiss::RangeSearchResult*>(result);
-    if (int rc = check_range(__func__, n, radius, res)) return rc;
-    auto p = reinterpret_cast<const faiss::SearchParameters*>(params);
-    if (int rc = check_params(__func__, p)) return rc;
-    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
-    FX_TRY
-    fx::range_search_p(ix, n, x, radius, res, p);
-    return 0;
-    FX_CATCH
+    return range_search_checked(
+            __func__, index, n, x, radius,
+            reinterpret_cast<const faiss::SearchParameters*>(params), result);
 }
 
 int faiss_Index_range_search(const FaissIndex* index, idx_t n,
                              const float* x, float radius,
                              FaissRangeSearchResult* result) {
-    FX_NOT_NULL(index);
-    FX_NOT_NULL(result);
-    auto ix = fx::index(index);
-    if (int rc = fx::check_vectors(__func__, n, x, ix->d, "x")) return rc;
-    auto res = reinterpret_cast<faiss::RangeSearchResult*>(result);
-    if (int rc = check_range(__func__, n, radius, res)) return rc;
-    FX_REQUIRE(fx::trained_now(ix), "index is not trained");
-    FX_TRY
-    ix->range_search(n, x, radius, res);
-    return 0;
-    FX_CATCH
+    return range_search_checked(__func__, index, n, x, radius, nullptr,
+                                result);
 }
 
 int faiss_Index_assign(FaissIndex* index, idx_t n, const float* x,
