@@ -48,9 +48,10 @@ int main(int argc, char** argv) {
         if (faissx_configure(argv[2], NULL, atoi(argv[3]))) return 2;
         char** names = NULL;
         size_t n = 0;
-        if (faissx_index_list(&names, &n)) return 3;
-        faissx_index_list_free(names, n);
-        return 0;
+        int rc = faissx_index_list(&names, &n) ? 3 : 0;
+        if (rc == 0) faissx_index_list_free(names, n);
+        faissx_configure(NULL, NULL, 0);
+        return rc;
     }
     if (argc == 4 && !strcmp(argv[1], "orphan")) {
         if (faissx_configure(argv[2], NULL, 0)) return 2;

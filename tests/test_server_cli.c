@@ -110,16 +110,19 @@ static int wait_exit(proc* p, int ms) {
     }
 }
 
-static const char* read_log(const proc* p) {
+/* The first 32 KiB of a file ("" if it cannot be read). */
+static const char* slurp(const char* path) {
     static char buf[32768];
     buf[0] = '\0';
-    FILE* f = fopen(p->log, "r");
+    FILE* f = fopen(path, "r");
     if (!f) return buf;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     buf[n] = '\0';
     fclose(f);
     return buf;
 }
+
+static const char* read_log(const proc* p) { return slurp(p->log); }
 
 /* Waits until the log contains `needle`; 0 if the process exited or `ms`
  * passed first. */
@@ -578,11 +581,24 @@ Test(server_cli, max_connections_refuses_the_extra_connection) {
     /* a second client process cannot get in */
     const char* helper = getenv("FAISSX_REMOTE_HELPER");
     cr_assert(helper && *helper);
+    char* helper_log = tmp("max-connections-helper.log");
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
+        int fd = open(helper_log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
+        /* Only this refused helper runs without LeakSanitizer: NNG 1.5.2
+         * leaks the request (432 bytes) when the peer closes the pipe
+         * while req0 hands it to that pipe -- req0_pipe_close closes the
+         * pipe's send aio before it takes the socket lock, and the clone
+         * sent on the closed aio is never freed. A race inside NNG that
+         * the server's refusal provokes; the admitted helper below runs
+         * with leak checking. */
+        const char* asan = getenv("ASAN_OPTIONS");
+        char opts[1024];
+        snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "",
+                 asan && *asan ? ":" : "");
+        setenv("ASAN_OPTIONS", opts, 1);
         execl(helper, helper, "ping", s.url, "1500", (char*)NULL);
         _exit(127);
     }
@@ -591,7 +607,9 @@ Test(server_cli, max_connections_refuses_the_extra_connection) {
     /* 2: no connection within the deadline, 3: connected, then the call
      * found it closed */
     cr_assert(WIFEXITED(st) && (WEXITSTATUS(st) == 2 || WEXITSTATUS(st) == 3),
-              "a second connection was served (status 0x%x)", st);
+              "a second connection was served (status 0x%x); its stderr:\n%s",
+              st, slurp(helper_log));
+    free(helper_log);
     int found = 0;
     for (int i = 0; i < 100 && !found; i++) {
         found = strstr(fxt_server_log(&s), "refusing connection") != NULL;
