@@ -587,18 +587,6 @@ Test(server_cli, max_connections_refuses_the_extra_connection) {
     if (pid == 0) {
         int fd = open(helper_log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
-        /* Only this refused helper runs without LeakSanitizer: NNG 1.5.2
-         * leaks the request (432 bytes) when the peer closes the pipe
-         * while req0 hands it to that pipe -- req0_pipe_close closes the
-         * pipe's send aio before it takes the socket lock, and the clone
-         * sent on the closed aio is never freed. A race inside NNG that
-         * the server's refusal provokes; the admitted helper below runs
-         * with leak checking. */
-        const char* asan = getenv("ASAN_OPTIONS");
-        char opts[1024];
-        snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "",
-                 asan && *asan ? ":" : "");
-        setenv("ASAN_OPTIONS", opts, 1);
         execl(helper, helper, "ping", s.url, "1500", (char*)NULL);
         _exit(127);
     }
