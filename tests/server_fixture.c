@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -136,6 +137,29 @@ static void unclaim_all(void) {
     nclaimed = 0;
 }
 
+/* Removes the stale claim at path if it still holds `stale` (its pid).
+ * Under the directory's lock (tests/with_server.sh takes the same), and
+ * read again there: two processes that both found it stale would otherwise
+ * both remove it, the second one the first one's fresh claim. */
+static void take_over(const char* path, const char* stale) {
+    char lock[320], buf[32];
+    snprintf(lock, sizeof lock, "%s/.takeover", claim_dir());
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lfd < 0) return;
+    if (flock(lfd, LOCK_EX) == 0) {
+        int fd = open(path, O_RDONLY);
+        if (fd >= 0) {
+            ssize_t n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            if (n > 0) {
+                buf[n] = 0;
+                if (strcmp(buf, stale) == 0) unlink(path);
+            }
+        }
+    }
+    close(lfd); /* releases the lock */
+}
+
 /* 1 when this process holds port now (claimed before or just now). */
 static int claim_port(int port) {
     if (claims_of != getpid()) { /* a fork: the parent's claims are not ours */
@@ -173,7 +197,7 @@ static int claim_port(int port) {
         buf[n] = 0;
         pid_t owner = (pid_t)atoi(buf);
         if (owner > 0 && (kill(owner, 0) == 0 || errno != ESRCH)) return 0;
-        unlink(path); /* stale */
+        take_over(path, buf); /* stale */
     }
     return 0;
 }
