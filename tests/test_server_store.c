@@ -541,7 +541,10 @@ static int run_failing(const char* const* args, int as_nobody, char* out,
         _exit(127);
     }
     int st = 0;
-    for (int i = 0; i < 500 && waitpid(pid, &st, WNOHANG) == 0; i++) usleep(10000);
+    /* Up to a minute for it to fail (ASan's exit on a loaded machine is
+     * slow); one still running then has started. */
+    for (int i = 0; i < 6000 && waitpid(pid, &st, WNOHANG) == 0; i++)
+        usleep(10000);
     if (kill(pid, 0) == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
