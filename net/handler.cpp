@@ -1220,6 +1220,10 @@ void op_add_stream(Req& q, fx_wbuf* w) {
                     "the shared-memory region is not set up for this "
                     "stream (stream id or state)");
 
+    fx::shm::log(q.s->shm, 3, "shm: stream add (request " +
+                                      std::to_string(q.request_id) +
+                                      ", tenant " + q.tenant + ") of " +
+                                      std::to_string(n) + " vectors started");
     StreamUndo undo{codes, codes->codes.size(), codes->ntotal, map,
                     map ? map->id_map.size() : 0, map ? map->ntotal : 0};
     // Room for the whole stream at once, so chunk appends do not move the

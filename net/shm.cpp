@@ -305,11 +305,13 @@ void run(fx_shm_server* s) {
                 i++;
                 continue;
             }
+            // Logged once released: from this line on its token is
+            // unknown (tests wait for it).
+            mark_gone(s, live[i].region);
             slog(s, r == 0 ? LOG_DEBUG : LOG_WARN,
                  r == 0 ? "shm: a client closed its region; it is released"
                         : "shm: unexpected bytes on a region's connection: "
                           "region released");
-            mark_gone(s, live[i].region);
             close(live[i].fd);
             live.erase(live.begin() + (long)i);
             // pf indexes shift: the rest are looked at on the next poll.

@@ -63,9 +63,35 @@ static void start_with(const char* stall_ms) {
 static void start(void) {
     start_with("5000");
 }
-/* debug: the server logs each region it accepts */
+/* debug: the server logs each region it accepts, each region released and
+ * each stream as it starts. A minute's stall limit: the test that kills a
+ * stalled client must do so before the server gives up on the stream,
+ * however slowly a loaded machine lets it get there. */
 static void start_debug(void) {
-    start_with_level("5000", "debug");
+    start_with_level("60000", "debug");
+}
+
+/* Whether the server's log so far has a line containing needle (the whole
+ * file, not fxt_server_log's first 16 KiB). */
+static int log_has(const char* needle) {
+    FILE* f = fopen(srv.log, "r");
+    if (!f) return 0;
+    char line[2048];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Waits up to a minute for a line containing needle in the server's log. */
+static int wait_log(const char* needle) {
+    struct timespec tick = {0, 20000000};
+    for (int i = 0; i < 3000; i++) {
+        if (log_has(needle)) return 1;
+        nanosleep(&tick, NULL);
+    }
+    return log_has(needle);
 }
 
 /* Asserts that remote and local answer the same searches and hold the
@@ -419,17 +445,15 @@ Test(shm, killed_client_is_rolled_back, .init = start_debug, .fini = stop) {
               (char*)NULL);
         _exit(127);
     }
-    /* until the helper has handed its region over (the server logs it),
-     * then the moment it takes to stream two chunks (the server holds the
-     * write lock meanwhile, waiting for the third) */
-    struct timespec tick = {0, 20000000};
-    for (int i = 0; i < 1000 && !strstr(fxt_server_log(&srv),
-                                        "shm: region of"); i++)
-        nanosleep(&tick, NULL);
-    cr_assert(strstr(fxt_server_log(&srv), "shm: region of"),
-              "the helper never made its region: %s", fxt_server_log(&srv));
-    struct timespec ts = {0, 500000000};
-    nanosleep(&ts, NULL);
+    /* Until the server has started the helper's stream (it logs it; from
+     * then on it holds the write lock, waiting for chunks the helper stops
+     * sending after two). A fixed pause after the region was logged
+     * (500 ms) was not enough on a loaded machine: the kill could come
+     * before the stream reached the server, which then never saw one cut. */
+    char started[64];
+    snprintf(started, sizeof started, ") of %d vectors started", 4 * ROWS);
+    cr_assert(wait_log(started), "the helper's stream never started: %s",
+              fxt_server_log(&srv));
     int status;
     cr_assert_eq(waitpid(pid, &status, WNOHANG), 0,
                  "the helper ended early (status %d)", status);
@@ -443,7 +467,7 @@ Test(shm, killed_client_is_rolled_back, .init = start_debug, .fini = stop) {
     FXT_OK(faiss_Index_add(again, 2 * ROWS, x));
     cr_assert_eq(fx_shm_streams() - s0, 1);
     cr_assert_eq(faiss_Index_ntotal(again), 500 + 2 * ROWS);
-    cr_assert(strstr(fxt_server_log(&srv), "closed mid-stream"),
+    cr_assert(log_has("closed mid-stream"),
               "the stream was not cut by the kill: %s", fxt_server_log(&srv));
     free(x);
     faiss_Index_free(again);
@@ -713,7 +737,7 @@ static raw_reply stream(const char* key, uint64_t h, int64_t n,
     return r;
 }
 
-Test(shm, add_stream_refusals, .init = start, .fini = stop) {
+Test(shm, add_stream_refusals, .init = start_debug, .fini = stop) {
     uint64_t h = raw_create("ka", "Flat");
     region rg = get_region();
     uint64_t bogus[2] = {rg.token[0] ^ 1, rg.token[1]};
@@ -785,10 +809,13 @@ Test(shm, add_stream_refusals, .init = start, .fini = stop) {
     cr_assert_eq(hd->state, FX_SHM_COMMITTED);
     cr_assert_eq(raw_ntotal("ka", h), 10);
     cr_assert_eq(hd->ntotal, 10, "the committed stream's ntotal");
-    /* the client closes its region: its token is gone */
+    /* the client closes its region: its token is gone once the server has
+     * released it (it logs that; a fixed 200 ms was a guess a loaded
+     * machine could outlast) */
     close(rg.sock);
-    struct timespec ts = {0, 200000000};
-    nanosleep(&ts, NULL);
+    cr_assert(wait_log("shm: a client closed its region; it is released"),
+              "the server never released the closed region: %s",
+              fxt_server_log(&srv));
     r = stream("ka", h, 10, rg.token, 4, 64, FX_SHM_HDR_BYTES, 65536, 0);
     cr_assert(strstr(r.text, "unknown shared-memory region"), "%s", r.text);
     munmap(rg.base, rg.size);
