@@ -123,6 +123,11 @@ size_t ReplyCache::entries() {
     return done_.size();
 }
 
+size_t ReplyCache::running() {
+    std::lock_guard<std::mutex> g(mu_);
+    return running_.size();
+}
+
 size_t ReplyCache::bytes() {
     std::lock_guard<std::mutex> g(mu_);
     return bytes_;

@@ -48,6 +48,7 @@ public:
     /* For tests and logs. */
     size_t entries();
     size_t bytes();
+    size_t running(); /* requests begin() answered RUN, not yet ended */
 
     /* Steady-clock milliseconds, the clock of deadlines. */
     static uint64_t now_ms();

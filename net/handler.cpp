@@ -3472,6 +3472,10 @@ size_t fx_state_remembered_replies(fx_state* s) {
     return s->replies.entries();
 }
 
+size_t fx_state_running_mutations(fx_state* s) {
+    return s->replies.running();
+}
+
 uint64_t fx_state_staged_bytes(fx_state* s, const char* tenant,
                                size_t* count) {
     std::lock_guard<std::mutex> g(s->up_mu);

@@ -123,6 +123,10 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
  * bounds them), for tests. */
 size_t fx_state_remembered_replies(fx_state* s);
 
+/* How many mutations are running now under the retry bookkeeping (begun,
+ * reply not yet recorded), for tests that must know a first copy runs. */
+size_t fx_state_running_mutations(fx_state* s);
+
 /* Bytes staged by the unfinished chunked uploads of `tenant` (NULL: of
  * all tenants), and how many uploads that is (in *count if not NULL). */
 uint64_t fx_state_staged_bytes(fx_state* s, const char* tenant,

@@ -359,7 +359,15 @@ Test(dedupe, retry_waits_for_the_running_copy) {
     hasty.timeout = 30;
     pthread_t t1, t2, t3;
     cr_assert_eq(pthread_create(&t1, NULL, run_job, &first), 0);
-    sleep_ms(40); /* the first copy is running (an HNSW add of 6000) */
+    /* Until the first copy runs (an HNSW add of 6000). A fixed 40 ms was
+     * not always enough on a loaded machine: the hasty retry could come
+     * first and run the add itself. */
+    uint64_t w0 = mono_ms();
+    size_t running;
+    while ((running = fx_state_running_mutations(s)) == 0 &&
+           mono_ms() - w0 < 60000)
+        sleep_ms(2);
+    cr_assert_eq(running, 1, "the first copy did not start within 60 s");
     cr_assert_eq(pthread_create(&t2, NULL, run_job, &retry), 0);
     cr_assert_eq(pthread_create(&t3, NULL, run_job, &hasty), 0);
     pthread_join(t1, NULL);
