@@ -129,6 +129,16 @@ struct fx_client {
     int hb_sock;
     uint64_t hb_sent_ms; /* when the ping went out */
 
+    /* The server's limits (FX_OP_LIMITS), asked when first needed and
+     * again after a connection closed (a restarted server may have other
+     * limits): lim_state LIM_UNKNOWN, LIM_KNOWN (lim holds them) or
+     * LIM_NONE (the server predates LIMITS); valid while !lim_stale. */
+    pthread_mutex_t lim_mu;
+    int lim_state;
+    fx_limits lim;
+    atomic_int lim_stale;
+    atomic_uint pipe_closes; /* connections closed so far */
+
     struct fx_client* next; /* live clients, for the atexit handler */
 };
 
@@ -368,6 +378,8 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void* arg) {
         /* REM_POST also comes for a pipe that never got to ADD_POST. */
         if (!atomic_compare_exchange_strong(&s->last_pipe, &id, 0u)) return;
         atomic_fetch_sub(&s->pipes, 1);
+        atomic_store(&c->lim_stale, 1); /* its server may come back new */
+        atomic_fetch_add(&c->pipe_closes, 1u);
         atomic_fetch_sub(&c->npipes, 1);
     } else {
         return;
@@ -529,6 +541,7 @@ static void free_client(fx_client* c) {
     if (atomic_load(&exit_close_stuck)) return; /* see close_all_at_exit */
     if (c->hb_timer) nng_aio_free(c->hb_timer);
     if (c->hb_io) nng_aio_free(c->hb_io);
+    pthread_mutex_destroy(&c->lim_mu);
     free(c->socks);
     free(c->url);
     free(c->key);
@@ -543,6 +556,9 @@ int fx_client_open(const FaissxClientOptions* o, int background,
         snprintf(err, errsz, "out of memory");
         return FAISSX_E_NOMEM;
     }
+    pthread_mutex_init(&c->lim_mu, NULL);
+    atomic_init(&c->lim_stale, 0);
+    atomic_init(&c->pipe_closes, 0u);
     c->url = strdup(o->url);
     c->key = strdup(o->api_key ? o->api_key : "");
     c->socks = calloc((size_t)n, sizeof *c->socks);
@@ -860,6 +876,8 @@ struct fx_call {
     uint64_t wait_end; /* this call gives up then */
     uint32_t waited;
     int tries;
+    uint64_t req_bytes; /* the request message's size (first attempt) */
+    unsigned closes0;   /* c->pipe_closes when the call began */
     /* the asynchronous first attempt (fx_client_call_start) */
     int async;  /* 1 while it is started and not yet collected */
     fx_sock* s;
@@ -875,20 +893,17 @@ struct fx_call {
     void* notify_arg;
 };
 
-static void call_init(fx_call* k, fx_client* c, int op, int op_class,
-                      fx_wbuf* w, fx_build_fn build, void* arg) {
+/* A call's setup with the given id (0: a fresh one), flags and wait. */
+static void call_setup(fx_call* k, fx_client* c, int op, int op_class,
+                       fx_wbuf* w, fx_build_fn build, void* arg,
+                       uint64_t want_id, uint32_t want_flags,
+                       uint32_t want_wait) {
     memset(k, 0, sizeof *k);
     k->c = c;
     k->op = op;
     k->w = w;
     k->build = build;
     k->arg = arg;
-    uint64_t want_id = next_request_id; /* fx_client_next_call_as */
-    uint32_t want_flags = next_flags;
-    uint32_t want_wait = next_wait_ms; /* fx_client_next_call_wait */
-    next_request_id = 0;
-    next_flags = 0;
-    next_wait_ms = 0;
     if (op_class < 0 || op_class >= FAISSX_OP_CLASS_COUNT)
         op_class = fx_op_class(op);
     uint32_t total = thread_timeout_ms > 0
@@ -903,6 +918,21 @@ static void call_init(fx_call* k, fx_client* c, int op, int op_class,
     k->h.request_id = want_id ? want_id : atomic_fetch_add(&c->next_id, 1);
     k->h.flags = want_flags;
     k->h.client_id = c->client_id;
+    k->closes0 = atomic_load(&c->pipe_closes);
+}
+
+/* A call's setup with the calling thread's fx_client_next_call_as and
+ * fx_client_next_call_wait settings, which it then forgets. */
+static void call_init(fx_call* k, fx_client* c, int op, int op_class,
+                      fx_wbuf* w, fx_build_fn build, void* arg) {
+    uint64_t want_id = next_request_id; /* fx_client_next_call_as */
+    uint32_t want_flags = next_flags;
+    uint32_t want_wait = next_wait_ms; /* fx_client_next_call_wait */
+    next_request_id = 0;
+    next_flags = 0;
+    next_wait_ms = 0;
+    call_setup(k, c, op, op_class, w, build, arg, want_id, want_flags,
+               want_wait);
 }
 
 /* Whether another attempt may start now; else *rv says why not. */
@@ -918,6 +948,9 @@ static int may_attempt(fx_call* k, int* rv) {
     return 1;
 }
 
+static int check_fits(fx_call* k, char* err, size_t errsz);
+static int late_limit(fx_call* k, int rv, char* err, size_t errsz);
+
 /* The message and time allowed of the next attempt. Returns 0, or a
  * FaissxError with the reason in err. */
 static int next_attempt(fx_call* k, nng_msg** req, uint64_t* wait, char* err,
@@ -930,6 +963,27 @@ static int next_attempt(fx_call* k, nng_msg** req, uint64_t* wait, char* err,
     int brc = request_msg(c, k->w, k->build, k->arg, &k->h,
                           k->tries + 1 >= c->max_attempts, req, err, errsz);
     if (brc != 0) return brc;
+    if (k->tries == 0) {
+        /* Nothing over the server's message limit is sent: NNG would drop
+         * it unseen, and the call would wait out its deadline. */
+        k->req_bytes = nng_msg_len(*req);
+        if ((brc = check_fits(k, err, errsz)) != 0) {
+            nng_msg_free(*req);
+            *req = NULL;
+            return brc;
+        }
+        now = mono_ms(); /* LIMITS may have taken some of the time */
+        left = k->wait_end > now ? k->wait_end - now : 0;
+        if (left == 0) {
+            /* LIMITS took the call's time: this one's reply is lost */
+            nng_msg_free(*req);
+            *req = NULL;
+            snprintf(err, errsz, "%s to %s: no reply within %u ms (asking "
+                     "the server's limits took it all)", fx_op_name(k->op),
+                     c->url, k->waited);
+            return FAISSX_E_TIMEOUT;
+        }
+    }
     *wait = c->attempt_timeout_ms && c->attempt_timeout_ms < left
                     ? c->attempt_timeout_ms : left;
     k->tries++;
@@ -1174,6 +1228,8 @@ static int call_end(fx_call* k, int rv, nng_msg* msg, fx_reply* rep,
             atomic_store(&c->failed, 1);
             state_maybe_changed(c);
         }
+        if (rv != NNG_ECLOSED && late_limit(k, rv, err, errsz))
+            return FAISSX_E_LIMIT;
         if (rv == NNG_ETIMEDOUT) {
             snprintf(err, errsz, "%s to %s: no reply within %u ms (%d "
                      "attempt%s%s)", fx_op_name(op), c->url, waited, tries,
@@ -1220,4 +1276,181 @@ static int call_end(fx_call* k, int rv, nng_msg* msg, fx_reply* rep,
     }
     rep->msg = msg;
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The server's limits (FX_OP_LIMITS)
+ * ------------------------------------------------------------------------ */
+
+enum { LIM_UNKNOWN, LIM_KNOWN, LIM_NONE };
+/* After a call that got no reply because (it seems) its request was over
+ * the limit: how long to wait for the connection to come back, and at
+ * most how long LIMITS may take then. */
+enum { LATE_CONNECT_MS = 1000, LATE_LIMITS_MS = 5000 };
+
+/* The limits of c as last asked on its current connections. */
+static int limits_cached(fx_client* c, fx_limits* out) {
+    if (atomic_load(&c->lim_stale)) return LIM_UNKNOWN;
+    pthread_mutex_lock(&c->lim_mu);
+    int st = c->lim_state;
+    *out = c->lim;
+    pthread_mutex_unlock(&c->lim_mu);
+    return st;
+}
+
+/* Asks the server LIMITS, giving up at wait_end (the server is told
+ * deadline), and records the answer. Returns the state learned:
+ * LIM_UNKNOWN when the question failed (transport, or an error such as a
+ * refused key: the caller's own request then meets it). */
+static int limits_fetch(fx_client* c, uint64_t deadline, uint64_t wait_end,
+                        fx_limits* out) {
+    pthread_mutex_lock(&c->lim_mu);
+    c->lim_state = LIM_UNKNOWN;
+    atomic_store(&c->lim_stale, 0); /* a close from here on: ask again */
+    pthread_mutex_unlock(&c->lim_mu);
+    int saved_from_server = last_from_server;
+    fx_wbuf w;
+    fx_client_begin(c, &w);
+    fx_call q;
+    call_setup(&q, c, FX_OP_LIMITS, FAISSX_OP_ADMIN, &w, NULL, NULL, 0, 0,
+               0);
+    uint64_t now = mono_ms();
+    q.deadline = deadline;
+    q.wait_end = wait_end;
+    q.waited = (uint32_t)(wait_end > now ? wait_end - now : 0);
+    int rv = NNG_ETIMEDOUT;
+    nng_msg* msg = NULL;
+    fx_reply rep;
+    rep.msg = NULL;
+    char e[512];
+    int rc = call_attempts(&q, &rv, &msg, e, sizeof e);
+    if (rc == 0) rc = call_end(&q, rv, msg, &rep, e, sizeof e);
+    int answered = last_from_server;
+    fx_w_free(&w);
+    last_from_server = saved_from_server;
+    int st = LIM_UNKNOWN;
+    fx_limits l;
+    if (rc == 0) {
+        if (fx_r_u64(&rep.r, &l.max_message_bytes) == 0 &&
+            fx_r_u64(&rep.r, &l.max_k) == 0 &&
+            fx_r_u64(&rep.r, &l.max_batch) == 0 &&
+            l.max_message_bytes >= FX_HDR_SIZE) /* later fields: ignored */
+            st = LIM_KNOWN;
+        else
+            fx_clog(FAISSX_LOG_WARN, "%s: malformed reply to LIMITS; "
+                    "the server's limits stay unknown", c->url);
+        fx_reply_free(&rep);
+    } else if (rc == FAISSX_E_UNSUPPORTED && answered) {
+        st = LIM_NONE; /* a server that predates LIMITS */
+    } else {
+        fx_clog(FAISSX_LOG_DEBUG, "%s: cannot ask the server's limits: %s",
+                c->url, e);
+    }
+    if (st == LIM_UNKNOWN) return st;
+    pthread_mutex_lock(&c->lim_mu);
+    c->lim_state = st;
+    if (st == LIM_KNOWN) c->lim = l;
+    pthread_mutex_unlock(&c->lim_mu);
+    if (st == LIM_KNOWN) *out = l;
+    return st;
+}
+
+/* The error of a request over the limit. */
+static void limit_error(fx_client* c, int op, uint64_t bytes, uint64_t max,
+                        char* err, size_t errsz) {
+    snprintf(err, errsz, "%s request of %llu bytes is over the server's "
+             "message limit of %llu bytes (faissx-server "
+             "--max-message-bytes, %s): not sent, nothing applied; split "
+             "the batch into smaller calls, or raise the server's "
+             "--max-message-bytes", fx_op_name(op),
+             (unsigned long long)bytes, (unsigned long long)max, c->url);
+}
+
+/* Before a call's first attempt: 0 when its request (k->req_bytes) may be
+ * sent, else FAISSX_E_LIMIT with the message in err. A request larger
+ * than FX_LIMITS_ASK_BYTES has the limits asked first (within the call's
+ * own deadline); a smaller one is checked only against limits already
+ * known. */
+static int check_fits(fx_call* k, char* err, size_t errsz) {
+    fx_client* c = k->c;
+    if (k->op == FX_OP_LIMITS || k->req_bytes <= FX_LIMITS_MIN_MESSAGE)
+        return 0;
+    fx_limits lim;
+    int st = limits_cached(c, &lim);
+    if (st == LIM_UNKNOWN && k->req_bytes > FX_LIMITS_ASK_BYTES)
+        st = limits_fetch(c, k->deadline, k->wait_end, &lim);
+    if (st != LIM_KNOWN || k->req_bytes <= lim.max_message_bytes) return 0;
+    limit_error(c, k->op, k->req_bytes, lim.max_message_bytes, err, errsz);
+    last_from_server = 1; /* an answer: it did not run */
+    return FAISSX_E_LIMIT;
+}
+
+/* After a call that got no reply (rv): the server drops a request over
+ * its message limit unseen and closes the connection, so a request of
+ * more than FX_LIMITS_MIN_MESSAGE bytes sent while the limits were not
+ * known, during which a connection closed, is checked against the limits
+ * (asked now, once the connection is back, briefly). Returns 1 with
+ * FAISSX_E_LIMIT's message in err when it was over the limit. */
+static int late_limit(fx_call* k, int rv, char* err, size_t errsz) {
+    fx_client* c = k->c;
+    if (k->op == FX_OP_LIMITS || k->req_bytes <= FX_LIMITS_MIN_MESSAGE ||
+        atomic_load(&c->closed) ||
+        atomic_load(&c->pipe_closes) == k->closes0)
+        return 0;
+    fx_limits lim;
+    int st = limits_cached(c, &lim);
+    if (st == LIM_UNKNOWN) {
+        uint64_t t0 = mono_ms();
+        while (atomic_load(&c->npipes) == 0 &&
+               mono_ms() - t0 < LATE_CONNECT_MS)
+            nng_msleep(5);
+        if (atomic_load(&c->npipes) == 0) return 0; /* the server is gone */
+        uint64_t total = thread_timeout_ms > 0
+                                 ? (uint64_t)thread_timeout_ms
+                                 : atomic_load(&c->timeout_ms[FAISSX_OP_ADMIN]);
+        if (total > LATE_LIMITS_MS) total = LATE_LIMITS_MS;
+        uint64_t now = mono_ms();
+        st = limits_fetch(c, now + total, now + total, &lim);
+    }
+    if (st != LIM_KNOWN || k->req_bytes <= lim.max_message_bytes) return 0;
+    int n = snprintf(err, errsz, "%s request of %llu bytes was over the "
+                     "server's message limit of %llu bytes (faissx-server "
+                     "--max-message-bytes, %s), so the server dropped it "
+                     "unread (%s): nothing applied; split the batch into "
+                     "smaller calls, or raise the server's "
+                     "--max-message-bytes", fx_op_name(k->op),
+                     (unsigned long long)k->req_bytes,
+                     (unsigned long long)lim.max_message_bytes, c->url,
+                     rv == NNG_ETIMEDOUT ? "the call got no reply"
+                                         : nng_strerror(rv));
+    (void)n;
+    last_from_server = 1;
+    return 1;
+}
+
+int fx_client_limits(fx_client* c, int op_class, fx_limits* out) {
+    int st = limits_cached(c, out);
+    if (st == LIM_UNKNOWN) {
+        if (op_class < 0 || op_class >= FAISSX_OP_CLASS_COUNT)
+            op_class = FAISSX_OP_ADMIN;
+        uint64_t total = thread_timeout_ms > 0
+                                 ? (uint64_t)thread_timeout_ms
+                                 : atomic_load(&c->timeout_ms[op_class]);
+        uint64_t now = mono_ms();
+        st = limits_fetch(c, now + total, now + total, out);
+    }
+    return st == LIM_KNOWN;
+}
+
+int fx_client_check_size(fx_client* c, int op, uint64_t bytes, char* err,
+                         size_t errsz) {
+    if (bytes <= FX_LIMITS_MIN_MESSAGE) return 0;
+    fx_limits lim;
+    int st = limits_cached(c, &lim);
+    if (st == LIM_UNKNOWN && bytes > FX_LIMITS_ASK_BYTES)
+        st = fx_client_limits(c, fx_op_class(op), &lim) ? LIM_KNOWN
+                                                        : LIM_NONE;
+    if (st != LIM_KNOWN || bytes <= lim.max_message_bytes) return 0;
+    limit_error(c, op, bytes, lim.max_message_bytes, err, errsz);
+    return FAISSX_E_LIMIT;
 }

@@ -115,6 +115,38 @@ void fx_client_next_call_wait(uint32_t ms);
  * failure (then the request may or may not have run). */
 int fx_client_last_from_server(void);
 
+/* The server's limits (FX_OP_LIMITS; docs/protocol.md, "Limits"). */
+typedef struct fx_limits {
+    uint64_t max_message_bytes; /* a whole message, header included */
+    uint64_t max_k;
+    uint64_t max_batch;
+} fx_limits;
+
+/* A request larger than this is sent only once the limits of the
+ * connection are known (one LIMITS call, cached until a connection
+ * closes): one over the server's message limit fails at once with
+ * FAISSX_E_LIMIT, unsent. Smaller requests go at once; one that then gets
+ * no reply is checked against the limits afterwards. */
+#define FX_LIMITS_ASK_BYTES ((uint64_t)64 << 10)
+/* The server's smallest allowed --max-message-bytes: a request no larger
+ * can never be over the limit. */
+#define FX_LIMITS_MIN_MESSAGE 1024
+
+/* The limits of c's server, asking it (LIMITS, with the deadline of
+ * op_class) unless they are known from an earlier call on the current
+ * connections. Returns 1 and fills *out when known, 0 when the server
+ * does not say (it predates LIMITS) or could not be asked. */
+int fx_client_limits(fx_client* c, int op_class, fx_limits* out);
+
+/* Whether a request of `bytes` bytes (header included) for op fits the
+ * server's message limit (asked as fx_client_limits does when bytes >
+ * FX_LIMITS_ASK_BYTES): 0 when it fits or the limit is unknown, else
+ * FAISSX_E_LIMIT with the message in err (naming op, the size, the limit
+ * and what to do). For callers that know a request's size before
+ * building it (an add of many vectors). */
+int fx_client_check_size(fx_client* c, int op, uint64_t bytes, char* err,
+                         size_t errsz);
+
 /* Attempts (request messages sent) by every client of the process since
  * it started: a round-trip count for tests and benchmarks. */
 uint64_t fx_client_round_trips(void);

@@ -3022,6 +3022,17 @@ void dispatch(Req& q, int op, fx_wbuf* w) {
     case FX_OP_DOWNLOAD_END: return op_download_end(q, w);
     case FX_OP_COMPOSITE: return op_composite(q, w);
     case FX_OP_ADD_STREAM: return op_add_stream(q, w);
+    case FX_OP_LIMITS:
+        // --test-old-protocol plays a server that predates the op: it
+        // answers as such a server's decoder does.
+        if (t_old_protocol)
+            throw Error(FAISSX_E_UNSUPPORTED,
+                        "unknown operation " + std::to_string(op));
+        end(q);
+        fx_w_u64(w, (uint64_t)q.s->conf.max_message_bytes);
+        fx_w_u64(w, (uint64_t)q.s->conf.max_k);
+        fx_w_u64(w, (uint64_t)q.s->conf.max_batch);
+        return;
     default:
         throw Error(FAISSX_E_UNSUPPORTED, "unknown operation " + std::to_string(op));
     }
@@ -3158,6 +3169,7 @@ bool remembered(int op, const fx_rbuf& body) {
                              // would crowd out the ones that matter
     case FX_OP_DOWNLOAD_BEGIN: // a retry finds its staging by request id
     case FX_OP_DOWNLOAD_CHUNK: case FX_OP_DOWNLOAD_END:
+    case FX_OP_LIMITS:
         return false;
     case FX_OP_IVF: {
         fx_rbuf r = body; // a copy: the handler reads the body again

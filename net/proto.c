@@ -296,6 +296,7 @@ const char* fx_op_name(int op) {
             "progress",    "cancel",         "upload_begin", "upload_chunk",
             "upload_commit", "upload_abort", "download_begin",
             "download_chunk", "download_end", "composite", "add_stream",
+            "limits",
     };
     _Static_assert(sizeof names / sizeof *names == FX_OP_MAX_,
                    "a name for every op");

@@ -120,7 +120,13 @@ enum fx_op {
                                 u64 token[2], u64 nslots,
                                 u64 rows_per_slot, u64 slot_offset,
                                 u64 slot_bytes -> state (as ADD) */
-    FX_OP_MAX_ = 43
+    /* The server's limits (docs/protocol.md, "Limits"), so a client can
+     * refuse or split a request that would not fit instead of sending it;
+     * any key may ask, no index involved. Later servers may append
+     * fields: clients stop reading where they know. */
+    FX_OP_LIMITS = 43,       /* -> u64 max_message_bytes, u64 max_k,
+                                u64 max_batch */
+    FX_OP_MAX_ = 44
 };
 
 /* What a chunked upload holds. */

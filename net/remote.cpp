@@ -652,6 +652,80 @@ std::string key_begin(const RemoteIndex* r, char call) {
 
 namespace reply {
 
+/* ---- the server's message limit (docs/client.md, "Message limit") ---- */
+
+namespace {
+
+uint64_t pad8(uint64_t n) {
+    return (n + 7) & ~(uint64_t)7;
+}
+
+/* The size of an add or train request of n vectors of d floats (with ids
+ * or not), less the API key: the least its message can be. */
+uint64_t vectors_request_bytes(int64_t n, int64_t d, bool ids) {
+    uint64_t un = n > 0 ? (uint64_t)n : 0, ud = d > 0 ? (uint64_t)d : 0;
+    uint64_t b = FX_HDR_SIZE + 8 /* empty key */ + 16 /* handle, n */ +
+                 8 + pad8(un * ud * sizeof(float));
+    if (ids) b += 8 + un * sizeof(int64_t);
+    return b;
+}
+
+/* Refuses at once (FAISSX_E_LIMIT, nothing built or sent) a request of at
+ * least `bytes` bytes that is over the server's message limit: the server
+ * would drop it unread. Adds and trains are not split (a failure half
+ * way would leave half of them applied). */
+void check_request_size(const Conn* c, int op, uint64_t bytes) {
+    char err[1024];
+    int rc = fx_client_check_size(c->c, op, bytes, err, sizeof err);
+    if (rc != 0) throw Error(rc, err);
+}
+
+/* How many queries each request of a batched read may carry so that the
+ * request (req_fixed bytes, then q_bytes a query) and its reply
+ * (rep_fixed, then r_bytes a query) fit the server's message limit and
+ * the batch its max_batch: n when the whole call fits, when the limits
+ * are unknown (an older server: one request, as before), or when not
+ * even one query fits (the one request then fails with the clear
+ * FAISSX_E_LIMIT). Asks the limits only for a call over
+ * FX_LIMITS_ASK_BYTES. */
+int64_t batch_step(const Conn* c, int64_t n, uint64_t req_fixed,
+                   uint64_t q_bytes, uint64_t rep_fixed, uint64_t r_bytes) {
+    if (n <= 1) return n;
+    uint64_t un = (uint64_t)n;
+    if (req_fixed + un * q_bytes <= FX_LIMITS_ASK_BYTES &&
+        rep_fixed + un * r_bytes <= FX_LIMITS_ASK_BYTES)
+        return n;
+    fx_limits lim;
+    if (!fx_client_limits(c->c, FAISSX_OP_SEARCH, &lim)) return n;
+    // Every array may take up to 7 bytes of padding: 64 bytes of slack.
+    uint64_t max = lim.max_message_bytes;
+    uint64_t step = un;
+    if (lim.max_batch > 0 && lim.max_batch < step) step = lim.max_batch;
+    uint64_t fixed[2] = {req_fixed + 64, rep_fixed + 64};
+    uint64_t per[2] = {q_bytes, r_bytes};
+    for (int i = 0; i < 2; i++) {
+        if (fixed[i] >= max) return n;
+        if (per[i] && (max - fixed[i]) / per[i] < step)
+            step = (max - fixed[i]) / per[i];
+    }
+    return step >= 1 ? (int64_t)step : n;
+}
+
+/* The bytes of a read request before its query array's data: the header,
+ * the key, then what fields(w) writes (the fixed fields and the array's
+ * count). */
+template <class F>
+uint64_t request_prefix(const Conn* c, F fields) {
+    fx_wbuf w;
+    fx_client_begin(c->c, &w);
+    fields(&w);
+    uint64_t n = w.len;
+    fx_w_free(&w);
+    return n;
+}
+
+} // namespace
+
 void proto_error(const char* what, const fx_rbuf* r) {
     throw Error(FAISSX_E_PROTOCOL, std::string("malformed reply to ") + what +
                                            (r->err ? std::string(": ") + r->err : ""));
@@ -843,6 +917,8 @@ RemoteIndex::~RemoteIndex() {
 
 void RemoteIndex::train(idx_t n, const float* x) {
     WriteScope ws(this);
+    check_request_size(conn.get(), FX_OP_TRAIN,
+                       vectors_request_bytes(n, d, false));
     with_reopen(this, [&](uint64_t rid) {
         rcall_job(conn.get(), FX_OP_TRAIN, FAISSX_PROGRESS_TRAIN,
               [&](fx_wbuf* w) {
@@ -1205,6 +1281,8 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
 void RemoteIndex::add(idx_t n, const float* x) {
     WriteScope ws(this);
     if (add_stream(n, x, nullptr)) return;
+    check_request_size(conn.get(), FX_OP_ADD,
+                       vectors_request_bytes(n, d, false));
     with_reopen(this, [&](uint64_t rid) {
         rcall_job(conn.get(), FX_OP_ADD, FAISSX_PROGRESS_ADD,
               [&](fx_wbuf* w) {
@@ -1219,6 +1297,8 @@ void RemoteIndex::add(idx_t n, const float* x) {
 void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     WriteScope ws(this);
     if (add_stream(n, x, xids)) return;
+    check_request_size(conn.get(), FX_OP_ADD_WITH_IDS,
+                       vectors_request_bytes(n, d, true));
     with_reopen(this, [&](uint64_t rid) {
         rcall_job(conn.get(), FX_OP_ADD_WITH_IDS, FAISSX_PROGRESS_ADD,
               [&](fx_wbuf* w) {
@@ -1236,6 +1316,8 @@ void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
 void RemoteIndex::add_checked(idx_t n, const float* x, const idx_t* xids) {
     WriteScope ws(this);
     if (add_stream(n, x, xids)) return;
+    check_request_size(conn.get(), xids ? FX_OP_ADD_WITH_IDS : FX_OP_ADD,
+                       vectors_request_bytes(n, d, xids != nullptr));
     with_reopen(this, [&](uint64_t rid) {
         rcall_job(conn.get(), xids ? FX_OP_ADD_WITH_IDS : FX_OP_ADD,
               FAISSX_PROGRESS_ADD,
@@ -1288,24 +1370,51 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
     // searches), and an untrained-looking handle learns it is trained.
     bool got_state = false;
     int64_t nt = 0, tr = 0;
-    with_reopen(this, [&](uint64_t) {
-    rcall_state(conn.get(), FX_OP_SEARCH,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_i64(w, k);
-              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
-              if (params) write_search_params(w, params);
-          },
-          [&](fx_rbuf* r) {
-              read_into(r, distances, (uint64_t)n * k, "search");
-              read_into(r, labels, (uint64_t)n * k, "search");
-              if ((got_state = has_more(r))) {
-                  nt = rd_i64(r, "search");
-                  tr = rd_i64(r, "search");
-              }
-          });
-    });
+    // A batch whose request or reply would be over the server's message
+    // limit goes as several requests that fit (the last one's state is
+    // kept): the same results, as one call's.
+    auto one = [&](idx_t nb, const float* xs, float* ds, idx_t* ls) {
+        with_reopen(this, [&](uint64_t) {
+        rcall_state(conn.get(), FX_OP_SEARCH,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, nb);
+                  fx_w_i64(w, k);
+                  fx_w_array(w, xs, (uint64_t)nb * d, sizeof(float));
+                  if (params) write_search_params(w, params);
+              },
+              [&](fx_rbuf* r) {
+                  read_into(r, ds, (uint64_t)nb * k, "search");
+                  read_into(r, ls, (uint64_t)nb * k, "search");
+                  if ((got_state = has_more(r))) {
+                      nt = rd_i64(r, "search");
+                      tr = rd_i64(r, "search");
+                  }
+              });
+        });
+    };
+    idx_t step = n;
+    if (n > 1 && k > 0) {
+        uint64_t per_q = (uint64_t)d * sizeof(float);
+        uint64_t per_r = (uint64_t)k * (sizeof(float) + sizeof(idx_t));
+        if ((uint64_t)n * per_q > FX_LIMITS_ASK_BYTES / 2 ||
+            (uint64_t)n * per_r > FX_LIMITS_ASK_BYTES / 2) {
+            uint64_t fixed = request_prefix(conn.get(), [&](fx_wbuf* w) {
+                fx_w_u64(w, handle);
+                fx_w_i64(w, n);
+                fx_w_i64(w, k);
+                fx_w_u64(w, (uint64_t)n * d); // the array's count
+                if (params) write_search_params(w, params);
+            });
+            step = batch_step(conn.get(), n, fixed, per_q,
+                              FX_HDR_SIZE + 16 + 16, per_r);
+        }
+    }
+    for (idx_t i0 = 0; i0 < n || i0 == 0; i0 += step) {
+        idx_t nb = std::min<idx_t>(step, n - i0);
+        one(nb, x + i0 * d, distances + i0 * k, labels + i0 * k);
+        if (nb <= 0) break;
+    }
     if (got_state)
         take_state(nt, tr != 0);
     else
@@ -1317,28 +1426,96 @@ void RemoteIndex::range_search(idx_t n, const float* x, float radius,
                                faiss::RangeSearchResult* result,
                                const faiss::SearchParameters* params) const {
     remote_refuse_quantizer_params(params);
-    rcall(conn.get(), FX_OP_RANGE_SEARCH,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_f64(w, radius);
-              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
-              if (params) write_search_params(w, params);
-          },
-          [&](fx_rbuf* r) { read_range(r, n, result, "range_search"); });
+    auto one = [&](idx_t nb, const float* xs, faiss::RangeSearchResult* res) {
+        rcall(conn.get(), FX_OP_RANGE_SEARCH,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, nb);
+                  fx_w_f64(w, radius);
+                  fx_w_array(w, xs, (uint64_t)nb * d, sizeof(float));
+                  if (params) write_search_params(w, params);
+              },
+              [&](fx_rbuf* r) { read_range(r, nb, res, "range_search"); });
+    };
+    // A query batch over the server's message limit goes as several
+    // requests that fit (the reply's size is not known in advance: a
+    // reply over the limit is the server's FAISSX_E_LIMIT); their results
+    // are joined into one.
+    idx_t step = n;
+    uint64_t per_q = (uint64_t)d * sizeof(float);
+    if (n > 1 && (uint64_t)n * per_q > FX_LIMITS_ASK_BYTES / 2) {
+        uint64_t fixed = request_prefix(conn.get(), [&](fx_wbuf* w) {
+            fx_w_u64(w, handle);
+            fx_w_i64(w, n);
+            fx_w_f64(w, radius);
+            fx_w_u64(w, (uint64_t)n * d);
+            if (params) write_search_params(w, params);
+        });
+        step = batch_step(conn.get(), n, fixed, per_q, 0, 0);
+    }
+    if (step >= n) {
+        one(n, x, result);
+    } else {
+        std::vector<std::unique_ptr<faiss::RangeSearchResult>> parts;
+        for (idx_t i0 = 0; i0 < n; i0 += step) {
+            idx_t nb = std::min<idx_t>(step, n - i0);
+            parts.emplace_back(new faiss::RangeSearchResult(nb));
+            one(nb, x + i0 * d, parts.back().get());
+        }
+        idx_t i = 0;
+        for (auto& p : parts)
+            for (size_t j = 0; j < p->nq; j++)
+                result->lims[i++] = p->lims[j + 1] - p->lims[j];
+        result->do_allocation();
+        size_t at = 0;
+        for (auto& p : parts) {
+            size_t m = p->lims[p->nq];
+            if (m) {
+                std::memcpy(result->labels + at, p->labels,
+                            m * sizeof(idx_t));
+                std::memcpy(result->distances + at, p->distances,
+                            m * sizeof(float));
+            }
+            at += m;
+        }
+    }
     saw_trained();
 }
 
 void RemoteIndex::assign(idx_t n, const float* x, idx_t* labels,
                          idx_t k) const {
-    rcall(conn.get(), FX_OP_ASSIGN,
-          [&](fx_wbuf* w) {
-              fx_w_u64(w, handle);
-              fx_w_i64(w, n);
-              fx_w_i64(w, k);
-              fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
-          },
-          [&](fx_rbuf* r) { read_into(r, labels, (uint64_t)n * k, "assign"); });
+    auto one = [&](idx_t nb, const float* xs, idx_t* ls) {
+        rcall(conn.get(), FX_OP_ASSIGN,
+              [&](fx_wbuf* w) {
+                  fx_w_u64(w, handle);
+                  fx_w_i64(w, nb);
+                  fx_w_i64(w, k);
+                  fx_w_array(w, xs, (uint64_t)nb * d, sizeof(float));
+              },
+              [&](fx_rbuf* r) {
+                  read_into(r, ls, (uint64_t)nb * k, "assign");
+              });
+    };
+    // Split as search is (see there).
+    idx_t step = n;
+    uint64_t per_q = (uint64_t)d * sizeof(float);
+    uint64_t per_r = k > 0 ? (uint64_t)k * sizeof(idx_t) : 0;
+    if (n > 1 && ((uint64_t)n * per_q > FX_LIMITS_ASK_BYTES / 2 ||
+                  (uint64_t)n * per_r > FX_LIMITS_ASK_BYTES / 2)) {
+        uint64_t fixed = request_prefix(conn.get(), [&](fx_wbuf* w) {
+            fx_w_u64(w, handle);
+            fx_w_i64(w, n);
+            fx_w_i64(w, k);
+            fx_w_u64(w, (uint64_t)n * d);
+        });
+        step = batch_step(conn.get(), n, fixed, per_q, FX_HDR_SIZE + 8,
+                          per_r);
+    }
+    for (idx_t i0 = 0; i0 < n || i0 == 0; i0 += step) {
+        idx_t nb = std::min<idx_t>(step, n - i0);
+        one(nb, x + i0 * d, labels + i0 * k);
+        if (nb <= 0) break;
+    }
     saw_trained();
 }
 

@@ -203,7 +203,7 @@ static int read_only_op(int op) {
     case FX_OP_RECONSTRUCT_N: case FX_OP_RECONSTRUCT_KEYS:
     case FX_OP_RESIDUAL: case FX_OP_SA_CODE_SIZE: case FX_OP_SA_ENCODE:
     case FX_OP_SA_DECODE: case FX_OP_GET_PARAM: case FX_OP_SERIALIZE:
-    case FX_OP_PROGRESS:
+    case FX_OP_PROGRESS: case FX_OP_LIMITS:
         return 1;
     default: return 0;
     }
@@ -354,6 +354,15 @@ static void check_result(int op, int64_t sub, int with_state, fx_rbuf* r) {
                   "composite sub-op %lld succeeded", (long long)sub);
             check_info(r);
         }
+        break;
+    case FX_OP_LIMITS:
+        need(r, fx_r_u64(r, &u), "max_message_bytes");
+        CHECK(u >= FX_HDR_SIZE, "max_message_bytes %llu",
+              (unsigned long long)u);
+        need(r, fx_r_u64(r, &u), "max_k");
+        CHECK(u >= 1, "max_k %llu", (unsigned long long)u);
+        need(r, fx_r_u64(r, &u), "max_batch");
+        CHECK(u >= 1, "max_batch %llu", (unsigned long long)u);
         break;
     default: return; /* an op added after this target: shape unchecked */
     }

@@ -419,6 +419,53 @@ Test(handler, ping_returns_tenant) {
     fx_state_free(s);
 }
 
+/* LIMITS: any key, read-only too, learns the server's limits; a bad key
+ * does not; a server playing an old one refuses it as an unknown op. */
+Test(handler, limits_for_any_key) {
+    fx_state* s = new_state(KEYS, 77, 999);
+    fx_server_conf dflt;
+    fx_server_conf_init(&dflt);
+    const char* keys[] = {K_ALICE, K_RO};
+    for (int i = 0; i < 2; i++) {
+        fx_wbuf w;
+        rep_t p;
+        uint64_t mm = 0, mk = 0, mb = 0;
+        begin(&w, keys[i]);
+        EXPECT_OK(call(s, &w, FX_OP_LIMITS, &p), p);
+        cr_assert_eq(fx_r_u64(&p.r, &mm), 0);
+        cr_assert_eq(fx_r_u64(&p.r, &mk), 0);
+        cr_assert_eq(fx_r_u64(&p.r, &mb), 0);
+        cr_assert_eq(fx_r_end(&p.r), 0, "LIMITS: more fields than known");
+        cr_assert_eq(mm, (uint64_t)dflt.max_message_bytes);
+        cr_assert_eq(mk, 77);
+        cr_assert_eq(mb, 999);
+        rep_free(&p);
+    }
+    fx_wbuf w;
+    rep_t p;
+    begin(&w, "k4");
+    EXPECT_ERR(call(s, &w, FX_OP_LIMITS, &p), p, FAISSX_E_AUTH, "API key");
+    rep_free(&p);
+    begin(&w, K_RO);
+    fx_w_u64(&w, 1);
+    EXPECT_ERR(call(s, &w, FX_OP_LIMITS, &p), p, FAISSX_E_PROTOCOL,
+               "trailing bytes");
+    rep_free(&p);
+    fx_state_free(s);
+
+    faissx_remote_disable();
+    fx_server_conf c;
+    fx_server_conf_init(&c);
+    c.test_old_protocol = 1;
+    char err[256] = "";
+    cr_assert_eq(fx_state_new(&c, &s, err, sizeof err), 0, "%s", err);
+    begin(&w, "");
+    EXPECT_ERR(call(s, &w, FX_OP_LIMITS, &p), p, FAISSX_E_UNSUPPORTED,
+               "unknown operation 43");
+    rep_free(&p);
+    fx_state_free(s);
+}
+
 Test(handler, auth_errors) {
     fx_state* s = new_state(KEYS, 0, 0);
     fx_wbuf w;

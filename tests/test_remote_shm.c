@@ -195,6 +195,39 @@ Test(shm, pq_streams_like_a_local_add, .init = start, .fini = stop) {
     check_factory("PQ4x4", METRIC_L2, 1, 0, 1);
 }
 
+/* The ring has no message limit: an add far over --max-message-bytes
+ * streams; the same add the ordinary way is refused at once. */
+static void start_limited(void) {
+    snprintf(sock_path, sizeof sock_path, "%s", fxt_tmp_path("shm.sock"));
+    const char* args[] = {"--auth-keys", "ka:alice", "--shm-socket",
+                          sock_path, "--max-message-bytes", "65536", NULL};
+    fxt_server_start(&srv, args);
+    setenv("FAISSX_SHM_MIN_BYTES", "0", 1);
+    unsetenv("FAISSX_SHM");
+    unsetenv("FAISSX_TEST_SHM_STALL_AFTER");
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+}
+
+Test(shm, add_over_the_message_limit_streams, .init = start_limited,
+     .fini = stop) {
+    FaissIndex *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "Flat", METRIC_L2));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&loc, D, "Flat", METRIC_L2));
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+    enum { N = 3 * ROWS + 17 }; /* ~1.5 MB of vectors */
+    float* x = fxt_uniform(N, D, 41);
+    add_both(rem, loc, N, x, NULL);
+    same_results(rem, loc, 0); /* reconstructing would be over the limit */
+    setenv("FAISSX_SHM", "0", 1);
+    FXT_ERR(faiss_Index_add(rem, N, x), "--max-message-bytes");
+    cr_assert_eq(faiss_Index_ntotal(rem), N);
+    unsetenv("FAISSX_SHM");
+    free(x);
+    faiss_Index_free(rem);
+    faiss_Index_free(loc);
+}
+
 Test(shm, shm_off_uses_ordinary_add, .init = start, .fini = stop) {
     setenv("FAISSX_SHM", "0", 1);
     FaissIndex* rem = NULL;
@@ -203,14 +236,19 @@ Test(shm, shm_off_uses_ordinary_add, .init = start, .fini = stop) {
     uint64_t s0 = fx_shm_streams(), f0 = fx_shm_fallbacks();
     uint64_t t0 = fx_client_round_trips();
     FXT_OK(faiss_Index_add(rem, 2 * ROWS, x));
+    /* The request (~1 MB) is over FX_LIMITS_ASK_BYTES: the connection's
+     * first such request asks the server's limits first (LIMITS). */
+    cr_assert_eq(fx_client_round_trips() - t0, 2, "LIMITS, one ordinary ADD");
+    t0 = fx_client_round_trips();
+    FXT_OK(faiss_Index_add(rem, 2 * ROWS, x));
     cr_assert_eq(fx_client_round_trips() - t0, 1, "one ordinary ADD");
     cr_assert_eq(fx_shm_streams(), s0);
     cr_assert_eq(fx_shm_fallbacks(), f0);
-    cr_assert_eq(faiss_Index_ntotal(rem), 2 * ROWS);
+    cr_assert_eq(faiss_Index_ntotal(rem), 4 * ROWS);
     unsetenv("FAISSX_SHM");
     FXT_OK(faiss_Index_add(rem, 2 * ROWS, x));
     cr_assert_eq(fx_shm_streams() - s0, 1, "streams again once allowed");
-    cr_assert_eq(faiss_Index_ntotal(rem), 4 * ROWS);
+    cr_assert_eq(faiss_Index_ntotal(rem), 6 * ROWS);
     free(x);
     faiss_Index_free(rem);
 }

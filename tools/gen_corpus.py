@@ -37,7 +37,7 @@ OPS = {name: i + 1 for i, name in enumerate([
     "SERIALIZE", "UPLOAD", "CLONE", "MERGE_FROM", "WRAP", "FETCH", "IVF",
     "BINARY", "PROGRESS", "CANCEL", "UPLOAD_BEGIN", "UPLOAD_CHUNK",
     "UPLOAD_COMMIT", "UPLOAD_ABORT", "DOWNLOAD_BEGIN", "DOWNLOAD_CHUNK",
-    "DOWNLOAD_END", "COMPOSITE", "ADD_STREAM"])}
+    "DOWNLOAD_END", "COMPOSITE", "ADD_STREAM", "LIMITS"])}
 
 WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
     WRAP_REFINE_FLAT = range(1, 7)
@@ -369,6 +369,10 @@ def seeds():
     m["bad-params-truncated"] = message(
         O["SEARCH"], u64(H_IVF) + i64(1) + i64(3) + f32s(x2[:D]) +
         i64(PARAMS_IVF) + i64(0) + u64(2))
+    # ---- LIMITS: the server's limits; any key may ask (appended)
+    m["limits"] = message(O["LIMITS"], b"")
+    m["limits-read-only"] = message(O["LIMITS"], b"", key=RO_KEY)
+    m["limits-trailing"] = message(O["LIMITS"], u64(7))
     return m
 
 
