@@ -530,7 +530,27 @@ Test(deadline, busy_server_skips_expired_requests, .fini = stop) {
     la.x = x;
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, do_long_add, &la), 0);
-    sleep_ms(150); /* the HNSW add runs on the only worker */
+    /* Until the HNSW add occupies the only worker: a LIST with a 100 ms
+     * deadline then times out (it answers at once while the worker is
+     * free). A fixed 150 ms was a guess a loaded machine could outlast:
+     * the small add below would then run before the big one and succeed.
+     * The expired LISTs are skipped by the server like the add below. */
+    int probe_old = faissx_set_thread_timeout(100);
+    int probe_rc;
+    uint64_t p0 = mono_ms();
+    do {
+        char** names = NULL;
+        size_t nn = 0;
+        probe_rc = faissx_index_list(&names, &nn);
+        if (probe_rc == 0) {
+            faissx_index_list_free(names, nn);
+            sleep_ms(10);
+        }
+    } while (probe_rc == 0 && mono_ms() - p0 < 60000);
+    cr_assert_eq(faissx_set_thread_timeout(probe_old), 100);
+    cr_assert_eq(probe_rc, FAISSX_E_TIMEOUT,
+                 "probing for the busy worker: %d %s", probe_rc,
+                 probe_rc ? faiss_get_last_error() : "(the worker stayed free)");
 
     /* The add class's timeout: 150 ms. */
     FXT_OK(faissx_set_timeout(FAISSX_OP_ADD, 150));
