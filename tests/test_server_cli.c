@@ -600,7 +600,7 @@ Test(server_cli, max_connections_refuses_the_extra_connection) {
               st, slurp(helper_log));
     free(helper_log);
     int found = 0;
-    for (int i = 0; i < 100 && !found; i++) {
+    for (int i = 0; i < 3000 && !found; i++) { /* up to a minute */
         found = strstr(fxt_server_log(&s), "refusing connection") != NULL;
         if (!found) sleep_ms(20);
     }
