@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 static_assert(sizeof(idx_t) == sizeof(faiss::Index::idx_t),
               "C idx_t and faiss idx_t must agree");
@@ -83,6 +84,26 @@ bool is_plain_flat(const faiss::Index* ix);
  * add (net/handler.cpp). */
 bool flat_append_finite(faiss::IndexFlatCodes* f, idx n, const float* x,
                         size_t* bad);
+
+/* Huge pages for large index arrays (core/hugepages.cpp, docs/api.md
+ * "Huge pages"); FAISSX_HUGEPAGES=0 turns both calls into plain ones. */
+constexpr size_t kHugepagesMin = (size_t)32 << 20;
+/* madvise(MADV_HUGEPAGE) the whole 2 MiB pages inside [p, p + n) when n is
+ * at least kHugepagesMin; returns the bytes advised (0: none, or refused).
+ * Placement only; never fails. */
+size_t hugepages_advise(const void* p, size_t n);
+/* v.reserve for `need` bytes, growing geometrically; a new buffer of
+ * kHugepagesMin or more is advised before the old bytes are copied in, so
+ * its pages are huge from their first touch. */
+void reserve_huge(std::vector<uint8_t>& v, size_t need);
+/* Before faiss appends n vectors to ix: reserve_huge the code array that
+ * will grow (flat codes of any kind, an HNSW index's flat storage, through
+ * IndexIDMap and IndexPreTransform). Does nothing for other indexes. */
+void reserve_codes_for_add(faiss::Index* ix, idx n);
+/* hugepages_advise on ix's flat code array (the one reserve_codes_for_add
+ * finds), after it was filled by other means (faiss's reader): the
+ * kernel's khugepaged then moves it to huge pages in the background. */
+void hugepages_advise_codes(faiss::Index* ix);
 
 /* The mutable/const faiss object behind a C handle. */
 inline faiss::Index* index(FaissIndex* p) {

@@ -142,6 +142,7 @@ bool is_plain_flat(const faiss::Index* ix) {
 bool flat_append_finite(faiss::IndexFlatCodes* f, idx n, const float* x,
                         size_t* bad) {
     size_t cnt = (size_t)n * (size_t)f->d, old = f->codes.size();
+    reserve_huge(f->codes, old + cnt * sizeof(float));
     f->codes.resize(old + cnt * sizeof(float));
     if (!copy_finite(reinterpret_cast<float*>(f->codes.data() + old), x, cnt,
                      bad)) {

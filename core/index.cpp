@@ -427,6 +427,7 @@ int faiss_Index_add(FaissIndex* index, idx_t n, const float* x) {
     FX_REQUIRE_WRITABLE(ix);
     if (fx::job_wanted()) return fx::add_with_job(__func__, ix, n, x, nullptr);
     FX_TRY
+    fx::reserve_codes_for_add(ix, n);
     ix->add(n, x);
     return 0;
     FX_CATCH
@@ -445,6 +446,7 @@ int faiss_Index_add_with_ids(FaissIndex* index, idx_t n, const float* x,
     FX_REQUIRE_WRITABLE(ix);
     if (fx::job_wanted()) return fx::add_with_job(__func__, ix, n, x, xids);
     FX_TRY
+    fx::reserve_codes_for_add(ix, n);
     ix->add_with_ids(n, x, xids);
     return 0;
     FX_CATCH

@@ -1233,7 +1233,9 @@ void op_add_stream(Req& q, fx_wbuf* w) {
     // stream's end would move the whole index on every stream, quadratic
     // over a run of adds into a growing index.
     if ((uint64_t)n * codes->code_size <= ((uint64_t)1 << 30)) {
-        grow_for(&codes->codes, (size_t)n * codes->code_size);
+        // Advised before the chunks fill it (core/hugepages.cpp).
+        fx::reserve_huge(codes->codes,
+                         codes->codes.size() + (size_t)n * codes->code_size);
         if (map) grow_for(&map->id_map, (size_t)n);
     }
     try {
@@ -1737,9 +1739,11 @@ T* read_uploaded(const void* p, uint64_t n, const char* what) {
             refused = budget.refused();
             failure = ex.what();
         }
-        if (out)
+        if (out) {
             budget.keep();
-        else
+            if constexpr (!std::is_same_v<T, faiss::IndexBinary>)
+                fx::hugepages_advise_codes(out); // core/hugepages.cpp
+        } else
             budget.release_leftovers(); // the exception is gone by now
     }
     if (!out) {

@@ -261,12 +261,21 @@ const char* check_index(const faiss::IndexBinary* ix) {
     return nullptr;
 }
 
+/* faiss's reader sized and filled the codes before faissx could advise
+ * them (core/hugepages.cpp): advised now, they move to huge pages in the
+ * background. Binary indexes are left as they are. */
+void advise_after_read(faiss::Index* ix) {
+    fx::hugepages_advise_codes(ix);
+}
+void advise_after_read(faiss::IndexBinary*) {}
+
 /* Hands a freshly read index to the caller, or refuses it as corrupt. */
 template <class T, class H>
 int deliver(const char* func, T* ix, H** p_out) {
     std::unique_ptr<T> owned(ix);
     if (const char* why = check_index(ix))
         return fx::fail(FAISSX_E_IO, func, "corrupt index: %s", why);
+    advise_after_read(ix);
     *p_out = fx::handle<H>(owned.release());
     return 0;
 }

@@ -272,6 +272,7 @@ faiss::Index* decode(const uint8_t* data, size_t n, const std::string& what,
         throw Error(FAISSX_E_IO, "corrupt snapshot '" + what +
                                          "': index does not match its header");
     restore_ivf_training(ix.get());
+    fx::hugepages_advise_codes(ix.get()); // core/hugepages.cpp
     return ix.release();
 }
 
