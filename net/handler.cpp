@@ -30,6 +30,7 @@
 #include "net/alloc_budget.h"
 #include "net/dedupe.h"
 #include "net/jobs.h"
+#include "net/lock_probe.h"
 #include "net/shm.h"
 #include "persist/store.h"
 
@@ -191,6 +192,7 @@ struct fx_state {
     fx::ReplyCache replies; // recent mutation replies, for retries
     fx::JobTable jobs;      // running TRAIN/ADD jobs (FX_FLAG_JOB)
     fx_shm_server* shm = nullptr; // ADD_STREAM regions (--shm-socket)
+    std::unique_ptr<fx::LockProbe> probe; // --test-lock-probe (a testing aid)
 
     std::mutex mu;
     std::unordered_map<uint64_t, EntryP> by_handle;
@@ -569,19 +571,64 @@ void write_state_of(fx_wbuf* w, Entry* e) {
         target(e, [&](faiss::Index* in) { write_state(w, in); });
 }
 
+/* --test-lock-probe (a testing aid): this worker's probe (NULL: off) and
+ * the op of its request, set per request by fx_state_handle_req. */
+thread_local fx::LockProbe* t_probe = nullptr;
+thread_local int t_op = 0;
+
+/* An entry's lock, held for reading (shared) or writing (alone); through
+ * the lock probe when --test-lock-probe is on (net/lock_probe.h). */
+class EntryLock {
+public:
+    EntryLock() = default;
+    EntryLock(Entry* e, bool write) { lock(e, write); }
+    EntryLock(const EntryLock&) = delete;
+    EntryLock& operator=(const EntryLock&) = delete;
+    ~EntryLock() {
+        if (!mu_) return;
+        if (probe_)
+            probe_->unlock(*mu_, write_);
+        else if (write_)
+            mu_->unlock();
+        else
+            mu_->unlock_shared();
+    }
+    void lock(Entry* e, bool write) {
+        std::shared_ptr<std::shared_mutex> mu = e->mu; // kept alive
+        if (t_probe) {
+            std::string label = !e->name.empty()
+                                        ? e->name
+                                        : "handle-" + std::to_string(e->handle);
+            t_probe->lock(*mu, write, label, t_op);
+        } else if (write) {
+            mu->lock();
+        } else {
+            mu->lock_shared();
+        }
+        mu_ = std::move(mu);
+        write_ = write;
+        probe_ = t_probe;
+    }
+
+private:
+    std::shared_ptr<std::shared_mutex> mu_;
+    bool write_ = false;
+    fx::LockProbe* probe_ = nullptr;
+};
+
 /* The lock a change holds on its entry: an in-memory index is changed
  * alone; a stored one under the shared lock, because its handle
  * serialises changes itself and then waits for durability with its own
  * lock released -- so concurrent writers share fsyncs (group commit) and
  * searches are not held up by a disk. */
 struct WriteLock {
-    std::unique_lock<std::shared_mutex> alone;
+    EntryLock alone;
     std::shared_lock<std::shared_mutex> shared;
     explicit WriteLock(Entry* e, bool stored_shares = true) {
         if (e->stored && stored_shares)
             shared = std::shared_lock<std::shared_mutex>(*e->mu);
         else
-            alone = std::unique_lock<std::shared_mutex>(*e->mu);
+            alone.lock(e, true);
     }
 };
 
@@ -1400,7 +1447,7 @@ void write_range(fx_wbuf* w, const faiss::RangeSearchResult& res, int64_t n) {
 void op_search(Req& q, fx_wbuf* w, bool labels_only) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     int64_t n = rd_n(q), k = rd_k(q);
-    std::shared_lock<std::shared_mutex> l(*e->mu);
+    EntryLock l(e.get(), false);
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
     // Optional trailing search parameters.
     SearchParams sp;
@@ -1436,7 +1483,7 @@ void op_range(Req& q, fx_wbuf* w) {
     EntryP e = lookup(q.s, q.tenant, rd_u64(q));
     int64_t n = rd_n(q);
     double radius = rd_f64(q);
-    std::shared_lock<std::shared_mutex> l(*e->mu);
+    EntryLock l(e.get(), false);
     const float* x = rd_array<float>(q, (uint64_t)n * e->index->d, "x");
     SearchParams sp; // optional trailing search parameters
     rd_search_params(q, &sp);
@@ -3251,6 +3298,17 @@ int fx_state_new(const fx_server_conf* c, fx_state** out, char* err,
             s->conf.upload_idle_ms = FX_DEFAULT_UPLOAD_IDLE_MS;
         if (s->conf.shm_stall_ms == 0)
             s->conf.shm_stall_ms = FX_DEFAULT_SHM_STALL_MS;
+        if (c->test_lock_probe && *c->test_lock_probe) {
+            struct stat st;
+            if (stat(c->test_lock_probe, &st) != 0 || !S_ISDIR(st.st_mode) ||
+                access(c->test_lock_probe, W_OK | X_OK) != 0) {
+                snprintf(err, errsz,
+                         "--test-lock-probe: '%s' is not a writable "
+                         "directory", c->test_lock_probe);
+                return FAISSX_E_INVALID;
+            }
+            s->probe.reset(new fx::LockProbe(c->test_lock_probe));
+        }
         std::string why;
         if (c->auth_keys && *c->auth_keys) {
             std::stringstream ss(c->auth_keys);
@@ -3368,6 +3426,8 @@ void fx_state_handle_req(fx_state* s, const uint8_t* msg, size_t len,
         return;
     }
     t_old_protocol = s->conf.test_old_protocol != 0;
+    t_probe = s->probe.get();
+    t_op = req.op;
     uint32_t known = FX_FLAG_REPLY | FX_FLAG_JOB |
                      (t_old_protocol ? 0u : FX_FLAG_STATE);
     if (req.flags & ~known) { // reserved bits: 0

@@ -842,6 +842,13 @@ static void log_startup(server* s) {
         fx_log(FX_LOG_WARN, "test mode: answering as a server without the "
                             "index info sizes and FX_FLAG_STATE "
                             "(--test-old-protocol)");
+    if (c->test_lock_probe && *c->test_lock_probe)
+        fx_log(FX_LOG_WARN, "test mode: index locks shown in '%s', and "
+                            "searches and writes held inside them until "
+                            "their file there is removed "
+                            "(--test-lock-probe); never use this in "
+                            "production",
+               c->test_lock_probe);
     if (c->data_dir && *c->data_dir) {
         static const char* const pol[] = {"always", "interval", "none"};
         char extra[64] = "";

@@ -44,6 +44,9 @@ typedef struct fx_server_conf {
     int test_old_protocol; /* testing aid: answer as a server that
                               predates the index info sizes and
                               FX_FLAG_STATE (docs/operations.md) */
+    const char* test_lock_probe; /* testing aid: a directory where index
+                                    locks are shown and requests held
+                                    (net/lock_probe.h); NULL or "": off */
     int log_level;         /* 0 error, 1 warn, 2 info, 3 debug */
     int log_json;
     uint64_t orphan_grace_ms; /* how long a closed connection's anonymous

@@ -54,6 +54,7 @@ enum {
     F_LOG_FORMAT,
     F_TEST_DROP_REPLIES, /* testing aids, not in --help */
     F_TEST_OLD_PROTOCOL,
+    F_TEST_LOCK_PROBE,
 };
 
 /* The settable flags, in --help order; each also reads FAISSX_<NAME>. */
@@ -88,6 +89,7 @@ static const struct option options[] = {
         /* After --version: --help does not list testing aids. */
         {"test-drop-replies", required_argument, NULL, F_TEST_DROP_REPLIES},
         {"test-old-protocol", optional_argument, NULL, F_TEST_OLD_PROTOCOL},
+        {"test-lock-probe", required_argument, NULL, F_TEST_LOCK_PROBE},
         {NULL, 0, NULL, 0},
 };
 
@@ -367,6 +369,10 @@ static void apply(settings* st, int id, const char* src, char* v) {
         break;
     case F_TEST_OLD_PROTOCOL:
         c->test_old_protocol = v ? parse_bool(src, v) : 1;
+        break;
+    case F_TEST_LOCK_PROBE:
+        if (!*v) bad(src, "expected a directory, got ''");
+        c->test_lock_probe = v;
         break;
     default: abort();
     }

@@ -274,6 +274,7 @@ Test(server_cli, bad_options_exit_2_with_a_clear_message) {
             {{"--listen", "tls+tcp://127.0.0.1:0", NULL}, "is a TLS listener: it needs --tls-cert"},
             {{"--shm-socket-mode", "0444", NULL}, "--shm-socket-mode: expected an octal file mode"},
             {{"--data-dir", "", NULL}, "--data-dir: expected a directory"},
+            {{"--test-lock-probe", "", NULL}, "--test-lock-probe: expected a directory"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char* out;
@@ -531,6 +532,18 @@ Test(server_cli, bind_failure_exits_1_naming_the_url) {
     st = run(NULL, nodir, &out);
     cr_assert_eq(st, 1, "exit %d: %s", st, out);
     cr_assert(strstr(out, "cannot listen on ipc:///nonexistent-dir/x.sock"),
+              "%s", out);
+}
+
+/* --test-lock-probe (a testing aid) needs a directory it can write. */
+Test(server_cli, lock_probe_directory_must_be_writable) {
+    const char* args[] = {"--listen", "tcp://127.0.0.1:0", "--test-lock-probe",
+                          "/nonexistent-dir/probe", NULL};
+    const char* out;
+    int st = run(NULL, args, &out);
+    cr_assert_eq(st, 1, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "--test-lock-probe: '/nonexistent-dir/probe' is "
+                          "not a writable directory"),
               "%s", out);
 }
 
