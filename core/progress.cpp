@@ -103,7 +103,13 @@ JobScope::JobScope(int op, int64_t total)
         sink_->done.store(0);
     }
     report();
-    if (cancel_requested()) throw_cancelled();
+    if (cancel_requested()) {
+        // A constructor that throws runs no destructor: stop being the
+        // thread's current job here, or faiss's interrupt polls would
+        // read this (freed) job later.
+        tl_job = prev_;
+        throw_cancelled();
+    }
 }
 
 JobScope::~JobScope() {

@@ -1149,19 +1149,27 @@ void grow_for(V* v, size_t more) {
     if (need > v->capacity()) v->reserve(std::max(need, 2 * v->capacity()));
 }
 
-/* Puts the index back as it was before the stream unless dismissed. */
+/* Puts the index back as it was before the stream unless dismissed:
+ * `bytes` (an IndexFlatCodes' codes or an IndexBinaryFlat's xb) cut back
+ * to old_bytes and `ntotal` to old_n, and an IDMap's id map likewise. */
+template <class Map>
 struct StreamUndo {
-    faiss::IndexFlatCodes* codes;
+    std::vector<uint8_t>* bytes;
     size_t old_bytes;
+    idx* ntotal;
     idx old_n;
-    faiss::IndexIDMap* map;
+    Map* map;
     size_t old_ids;
     idx old_map_n;
     bool armed = true;
+    StreamUndo(std::vector<uint8_t>* b, idx* nt, Map* m)
+            : bytes(b), old_bytes(b->size()), ntotal(nt), old_n(*nt), map(m),
+              old_ids(m ? m->id_map.size() : 0),
+              old_map_n(m ? m->ntotal : 0) {}
     ~StreamUndo() {
         if (!armed) return;
-        codes->codes.resize(old_bytes);
-        codes->ntotal = old_n;
+        bytes->resize(old_bytes);
+        *ntotal = old_n;
         if (map) {
             map->id_map.resize(old_ids);
             map->ntotal = old_map_n;
@@ -1179,46 +1187,63 @@ void stream_abort(fx_shm_hdr* hd) {
     fx_shm_futex_wake(&hd->state);
 }
 
-void op_add_stream(Req& q, fx_wbuf* w) {
-    need_write(q);
-    uint64_t handle = rd_u64(q);
-    int64_t n = rd_n(q), with_ids = rd_i64(q);
-    uint64_t token[2];
-    token[0] = rd_u64(q);
-    token[1] = rd_u64(q);
-    uint64_t nslots = rd_u64(q), rows = rd_u64(q), off = rd_u64(q),
-             sbytes = rd_u64(q);
+/* The fields of ADD_STREAM and of the binary FX_BIN_ADD_STREAM (whose
+ * handle op_binary has read already). */
+struct StreamReq {
+    uint64_t handle = 0;
+    int64_t n = 0, with_ids = 0;
+    uint64_t token[2] = {0, 0};
+    uint64_t nslots = 0, rows = 0, off = 0, sbytes = 0;
+};
+
+StreamReq rd_stream(Req& q, bool handle) {
+    StreamReq sr;
+    if (handle) sr.handle = rd_u64(q);
+    sr.n = rd_n(q);
+    sr.with_ids = rd_i64(q);
+    sr.token[0] = rd_u64(q);
+    sr.token[1] = rd_u64(q);
+    sr.nslots = rd_u64(q);
+    sr.rows = rd_u64(q);
+    sr.off = rd_u64(q);
+    sr.sbytes = rd_u64(q);
     end(q);
-    if (with_ids != 0 && with_ids != 1)
+    if (sr.with_ids != 0 && sr.with_ids != 1)
         throw Error(FAISSX_E_INVALID, "with_ids must be 0 or 1");
     if (!q.s->shm)
         throw Error(FAISSX_E_UNSUPPORTED,
                     "this server takes no shared-memory regions (start it "
                     "with --shm-socket): use ADD");
-    EntryP e = lookup(q.s, q.tenant, handle);
+    return sr;
+}
+
+void refuse_stored_stream(const Entry* e) {
     if (e->stored)
         throw Error(FAISSX_E_UNSUPPORTED,
                     "index '" + e->name + "' is kept in the durable store, "
                     "which logs each add request: use ADD");
-    auto rg = fx::shm::find(q.s->shm, token, q.tenant);
-    WriteLock l(e.get(), false);
-    faiss::Index* ix = e->index.get();
-    auto map = typeid(*ix) == typeid(faiss::IndexIDMap)
-                       ? static_cast<faiss::IndexIDMap*>(ix) : nullptr;
-    faiss::IndexFlatCodes* codes = stream_codes(map ? map->index : ix);
-    if (!codes)
-        throw Error(FAISSX_E_UNSUPPORTED,
-                    "a shared-memory add is not supported on " +
-                            class_name(ix) + ": use ADD");
-    if ((with_ids != 0) != (map != nullptr))
-        throw Error(FAISSX_E_UNSUPPORTED,
-                    map ? "this index takes add_with_ids only: use ADD"
-                        : "add_with_ids is not supported by this index: use "
-                          "ADD_WITH_IDS");
-    if (!ix->is_trained || !codes->is_trained)
-        throw Error(FAISSX_E_INVALID,
-                    "index is not trained: call faiss_Index_train first");
-    const int d = ix->d;
+}
+
+/* Appends chunk rows (vectors x, and ids when the stream has them) to
+ * the index; false with the element of a non-finite value in *bad. */
+using StreamAppend = std::function<bool(const uint8_t* x, const uint8_t* ids,
+                                        uint64_t rows, size_t* bad)>;
+
+/* The ring part of a stream of either family, under the index's write
+ * lock: bounds the layout (vectors of row_bytes bytes; `d` names them in
+ * messages) against the region, claims it, checks its header, then
+ * appends each chunk as it is published (begin() first, once), and
+ * commits. Throws on anything else, after moving the state to ABORTED;
+ * the caller's undo puts the index back. ntotal() is the index's ntotal
+ * to publish at the commit. */
+void stream_run(Req& q, const StreamReq& sr,
+                const std::shared_ptr<fx::shm::Region>& rg, uint64_t row_bytes,
+                int d, const std::function<void()>& begin,
+                const StreamAppend& append,
+                const std::function<idx()>& ntotal) {
+    const uint64_t nslots = sr.nslots, rows = sr.rows, off = sr.off,
+                   sbytes = sr.sbytes;
+    const int64_t n = sr.n;
     // The ring, bounded against the region before anything is read.
     if (nslots < 1 || nslots > FX_SHM_MAX_SLOTS)
         throw Error(FAISSX_E_INVALID, "nslots must be in 1.." +
@@ -1232,8 +1257,8 @@ void op_add_stream(Req& q, fx_wbuf* w) {
                             std::to_string(FX_SHM_HDR_BYTES) +
                             " and slots a non-zero size, both multiples of "
                             "64 within the region limit");
-    uint64_t ids_at = FX_SHM_IDS_OFFSET(rows, d);
-    if (ids_at + (with_ids ? rows * 8 : 0) > sbytes)
+    const uint64_t ids_at = FX_SHM_IDS_AT(rows, row_bytes);
+    if (ids_at + (sr.with_ids ? rows * 8 : 0) > sbytes)
         throw Error(FAISSX_E_INVALID,
                     "a slot of " + std::to_string(sbytes) +
                             " bytes cannot hold " + std::to_string(rows) +
@@ -1271,23 +1296,8 @@ void op_add_stream(Req& q, fx_wbuf* w) {
                                       std::to_string(q.request_id) +
                                       ", tenant " + q.tenant + ") of " +
                                       std::to_string(n) + " vectors started");
-    StreamUndo undo{codes, codes->codes.size(), codes->ntotal, map,
-                    map ? map->id_map.size() : 0, map ? map->ntotal : 0};
-    // Room for the whole stream at once, so chunk appends do not move the
-    // codes again and again (a failed stream keeps only the capacity).
-    // Bounded: the request is small whatever n it claims. Grown as the
-    // vector itself grows (at least doubling): reserving exactly the
-    // stream's end would move the whole index on every stream, quadratic
-    // over a run of adds into a growing index.
-    if ((uint64_t)n * codes->code_size <= ((uint64_t)1 << 30)) {
-        // Advised before the chunks fill it (core/hugepages.cpp).
-        fx::reserve_huge(codes->codes,
-                         codes->codes.size() + (size_t)n * codes->code_size);
-        if (map) grow_for(&map->id_map, (size_t)n);
-    }
     try {
-        std::vector<float> scratch; // non-flat codes: checked copy, then encode
-        bool flat = fx::is_plain_flat(codes);
+        begin();
         int64_t done = 0;
         for (uint32_t k = 0; done < n; k++) {
             uint64_t t0 = fx::ReplyCache::now_ms();
@@ -1326,29 +1336,14 @@ void op_add_stream(Req& q, fx_wbuf* w) {
                                     " remain); nothing was added");
             }
             const uint8_t* sp = base + off + (uint64_t)slot * sbytes;
-            const float* x = reinterpret_cast<const float*>(sp);
             size_t bad = 0;
-            bool ok;
-            if (flat) {
-                ok = fx::flat_append_finite(codes, (idx)r, x, &bad);
-            } else {
-                scratch.resize((size_t)r * (size_t)d);
-                ok = fx::copy_finite(scratch.data(), x, scratch.size(), &bad);
-                if (ok) codes->add((idx)r, scratch.data());
-            }
-            if (!ok) {
+            if (!append(sp, sr.with_ids ? sp + ids_at : nullptr, r, &bad)) {
                 stream_abort(hd);
                 throw Error(FAISSX_E_INVALID,
                             "x contains a non-finite value (NaN or inf) at "
                             "vector " + std::to_string(done + (int64_t)(bad / d)) +
                                     ", component " + std::to_string(bad % d) +
                                     "; nothing was added");
-            }
-            if (map) {
-                size_t at = map->id_map.size();
-                map->id_map.resize(at + r);
-                memcpy(map->id_map.data() + at, sp + ids_at, r * sizeof(idx));
-                map->ntotal += (idx)r;
             }
             done += (int64_t)r;
             __atomic_store_n(&hd->consumed, k + 1, __ATOMIC_RELEASE);
@@ -1359,7 +1354,7 @@ void op_add_stream(Req& q, fx_wbuf* w) {
         // first, then the state (release). The ring is let go before, so
         // the client's next stream, which may start as soon as it sees
         // the state, finds it free; nothing here reads the slots again.
-        __atomic_store_n(&hd->ntotal, (uint64_t)ix->ntotal, __ATOMIC_RELAXED);
+        __atomic_store_n(&hd->ntotal, (uint64_t)ntotal(), __ATOMIC_RELAXED);
         release.now();
         uint32_t want = FX_SHM_RUNNING;
         if (!__atomic_compare_exchange_n(&hd->state, &want,
@@ -1368,7 +1363,6 @@ void op_add_stream(Req& q, fx_wbuf* w) {
             throw Error(FAISSX_E_CANCELED,
                         "the client aborted the stream at its end; nothing was "
                         "added");
-        undo.armed = false;
         fx_shm_futex_wake(&hd->state);
         fx_shm_futex_wake(&hd->consumed);
     } catch (const std::exception& ex) {
@@ -1378,6 +1372,125 @@ void op_add_stream(Req& q, fx_wbuf* w) {
                                     q.tenant + ") rolled back: " + ex.what());
         throw;
     }
+}
+
+/* Capacity for the whole stream at once, so chunk appends do not move the
+ * vectors again and again (a failed stream keeps only the capacity).
+ * Bounded: the request is small whatever n it claims. */
+template <class V>
+void stream_reserve(V* v, int64_t n, uint64_t per) {
+    if ((uint64_t)n * per <= ((uint64_t)1 << 30)) grow_for(v, (size_t)n * per);
+}
+
+void stream_check_ids(bool map, int64_t with_ids) {
+    if ((with_ids != 0) != map)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    map ? "this index takes add_with_ids only: use ADD"
+                        : "add_with_ids is not supported by this index: use "
+                          "ADD_WITH_IDS");
+}
+
+void op_add_stream(Req& q, fx_wbuf* w) {
+    need_write(q);
+    StreamReq sr = rd_stream(q, true);
+    EntryP e = lookup(q.s, q.tenant, sr.handle);
+    refuse_stored_stream(e.get());
+    auto rg = fx::shm::find(q.s->shm, sr.token, q.tenant);
+    WriteLock l(e.get(), false);
+    faiss::Index* ix = e->index.get();
+    auto map = typeid(*ix) == typeid(faiss::IndexIDMap)
+                       ? static_cast<faiss::IndexIDMap*>(ix) : nullptr;
+    faiss::IndexFlatCodes* codes = stream_codes(map ? map->index : ix);
+    if (!codes)
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "a shared-memory add is not supported on " +
+                            class_name(ix) + ": use ADD");
+    stream_check_ids(map != nullptr, sr.with_ids);
+    if (!ix->is_trained || !codes->is_trained)
+        throw Error(FAISSX_E_INVALID,
+                    "index is not trained: call faiss_Index_train first");
+    const int d = ix->d;
+    StreamUndo<faiss::IndexIDMap> undo(&codes->codes, &codes->ntotal, map);
+    std::vector<float> scratch; // non-flat codes: checked copy, then encode
+    const bool flat = fx::is_plain_flat(codes);
+    stream_run(
+            q, sr, rg, (uint64_t)d * sizeof(float), d,
+            [&] {
+                // Grown as the vector itself grows (at least doubling):
+                // reserving exactly the stream's end would move the whole
+                // index on every stream, quadratic over a run of adds.
+                if ((uint64_t)sr.n * codes->code_size <= ((uint64_t)1 << 30))
+                    // Advised before the chunks fill it (core/hugepages.cpp).
+                    fx::reserve_huge(codes->codes,
+                                     codes->codes.size() +
+                                             (size_t)sr.n * codes->code_size);
+                if (map) stream_reserve(&map->id_map, sr.n, 1);
+            },
+            [&](const uint8_t* xb, const uint8_t* ids, uint64_t r,
+                size_t* bad) {
+                const float* x = reinterpret_cast<const float*>(xb);
+                if (flat) {
+                    if (!fx::flat_append_finite(codes, (idx)r, x, bad))
+                        return false;
+                } else {
+                    scratch.resize((size_t)r * (size_t)d);
+                    if (!fx::copy_finite(scratch.data(), x, scratch.size(),
+                                         bad))
+                        return false;
+                    codes->add((idx)r, scratch.data());
+                }
+                if (map) {
+                    size_t at = map->id_map.size();
+                    map->id_map.resize(at + r);
+                    memcpy(map->id_map.data() + at, ids, r * sizeof(idx));
+                    map->ntotal += (idx)r;
+                }
+                return true;
+            },
+            [&] { return ix->ntotal; });
+    undo.armed = false;
+    write_state_of(w, e.get());
+}
+
+/* FX_BIN_ADD_STREAM: ADD_STREAM of codes into an IndexBinaryFlat (alone
+ * or under an IndexBinaryIDMap), whose add only appends them: the
+ * rollback is exact. Codes need no check. */
+void bin_add_stream(Req& q, fx_wbuf* w, const EntryP& e) {
+    StreamReq sr = rd_stream(q, false);
+    refuse_stored_stream(e.get());
+    auto rg = fx::shm::find(q.s->shm, sr.token, q.tenant);
+    WriteLock l(e.get(), false);
+    faiss::IndexBinary* ix = e->bindex.get();
+    auto map = typeid(*ix) == typeid(faiss::IndexBinaryIDMap)
+                       ? static_cast<faiss::IndexBinaryIDMap*>(ix) : nullptr;
+    faiss::IndexBinary* in = map ? map->index : ix;
+    if (!in || typeid(*in) != typeid(faiss::IndexBinaryFlat))
+        throw Error(FAISSX_E_UNSUPPORTED,
+                    "a shared-memory add is not supported on " +
+                            class_name(ix) + ": use ADD");
+    auto flat = static_cast<faiss::IndexBinaryFlat*>(in);
+    stream_check_ids(map != nullptr, sr.with_ids);
+    const uint64_t cs = (uint64_t)flat->code_size; // d / 8
+    StreamUndo<faiss::IndexBinaryIDMap> undo(&flat->xb, &flat->ntotal, map);
+    stream_run(
+            q, sr, rg, cs, ix->d,
+            [&] {
+                stream_reserve(&flat->xb, sr.n, cs);
+                if (map) stream_reserve(&map->id_map, sr.n, 1);
+            },
+            [&](const uint8_t* x, const uint8_t* ids, uint64_t r, size_t*) {
+                flat->xb.insert(flat->xb.end(), x, x + r * cs);
+                flat->ntotal += (idx)r;
+                if (map) {
+                    size_t at = map->id_map.size();
+                    map->id_map.resize(at + r);
+                    memcpy(map->id_map.data() + at, ids, r * sizeof(idx));
+                    map->ntotal += (idx)r;
+                }
+                return true;
+            },
+            [&] { return ix->ntotal; });
+    undo.armed = false;
     write_state_of(w, e.get());
 }
 
@@ -2901,8 +3014,11 @@ void op_binary(Req& q, fx_wbuf* w) {
     EntryP e = lookup_kind(q.s, q.tenant, rd_u64(q), true);
     faiss::IndexBinary* ix = e->bindex.get();
     FaissIndexBinary* H = bh(e.get());
-    const uint64_t cs = ix->code_size; // fixed at construction
+    // Fixed at construction: d / 8 for every binary index (faiss 1.7.3's
+    // IndexBinaryIDMap leaves its code_size 0: d tells it).
+    const uint64_t cs = (uint64_t)ix->d / 8;
     switch (op) {
+    case FX_BIN_ADD_STREAM: return bin_add_stream(q, w, e);
     case FX_BIN_INFO: {
         end(q);
         std::shared_lock<std::shared_mutex> l(*e->mu);

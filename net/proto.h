@@ -220,6 +220,9 @@ enum fx_comp_op {
  *   FX_BIN_SERIALIZE: u64 h     -> array<u8> (faiss binary index bytes)
  *   FX_BIN_UPLOAD: str name, array<u8> faiss binary index bytes -> binfo
  *   FX_BIN_CLONE: u64 h                                  -> binfo
+ *   FX_BIN_ADD_STREAM: ADD_STREAM's fields (u64 h, i64 n, i64 with_ids,
+ *        u64 token[2], u64 nslots, u64 rows_per_slot, u64 slot_offset,
+ *        u64 slot_bytes); slots hold codes                -> state
  * RELEASE, DROP, OPEN and LIST work on binary indexes too (OPEN answers
  * binfo); every other operation refuses a binary handle. */
 enum fx_bin_op {
@@ -240,7 +243,8 @@ enum fx_bin_op {
     FX_BIN_SERIALIZE = 15,
     FX_BIN_UPLOAD = 16,
     FX_BIN_CLONE = 17,
-    FX_BIN_MAX_ = 18
+    FX_BIN_ADD_STREAM = 18,
+    FX_BIN_MAX_ = 19
 };
 
 /* SEARCH and RANGE_SEARCH (and the binary SEARCH sub-op) may end with

@@ -177,12 +177,16 @@ constexpr int kPollMs = 100;
 
 template <class B, class P>
 void rcall_job(const Conn* c, int op, int progress_op, B build, P parse,
-               uint64_t rid = 0) {
+               uint64_t rid = 0, JobScope* outer = nullptr) {
     if (!job_wanted()) {
         if (rid) fx_client_next_call_as(rid, 0);
         return rcall(c, op, build, parse);
     }
-    JobScope job(progress_op, 1); // throws if cancelled before the start
+    // outer: the caller's job (a stream add that fell back), whose
+    // progress only goes on from where it was.
+    std::unique_ptr<JobScope> own;
+    if (!outer) own.reset(new JobScope(progress_op, 1)); // throws if cancelled
+    JobScope& job = outer ? *outer : *own;
     if (!rid) rid = fx_client_new_request_id(c->c);
     int tmo = fx_client_thread_timeout(0); // the helper inherits it
     fx_client_thread_timeout(tmo);
@@ -1033,6 +1037,7 @@ void ring_give(Conn* c, shm::ClientRing* r, bool retire) {
 
 int build_stream(fx_wbuf* w, void* arg) {
     auto a = static_cast<shm::StreamCall*>(arg);
+    if (a->sub_op) fx_w_i64(w, a->sub_op); // FX_OP_BINARY's sub-op
     fx_w_u64(w, a->handle);
     fx_w_i64(w, a->n);
     fx_w_i64(w, a->with_ids);
@@ -1059,21 +1064,52 @@ inline void cpu_relax() {
 #endif
 }
 
-} // namespace
+/* Moves the stream's state from RUNNING to ABORTED (nothing if it has
+ * left RUNNING already) and wakes the server. */
+void stream_client_abort(fx_shm_hdr* hd) {
+    uint32_t want = FX_SHM_RUNNING;
+    __atomic_compare_exchange_n(&hd->state, &want, (uint32_t)FX_SHM_ABORTED,
+                                false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    fx_shm_futex_wake(&hd->produced);
+}
+
+/* What a stream add sends: n vectors of row_bytes bytes at x (f32
+ * vectors of dimension d, copied with the finite check, when `floats`;
+ * else binary codes, copied as they are, through FX_OP_BINARY's
+ * FX_BIN_ADD_STREAM), and their ids when xids is not NULL. */
+struct StreamSrc {
+    int64_t n;
+    const uint8_t* x;
+    uint64_t row_bytes;
+    int d;
+    bool floats;
+    const idx_t* xids;
+};
 
 /* The stream: this thread sends ADD_STREAM (its reply is collected at the
  * end) and fills the ring while the server inserts. With a server that
  * publishes the outcome (FX_SHM_FEAT_COMMIT) the add returns as soon as
  * the state word says COMMITTED; its reply, by then on its way, is
- * dropped by the ring's next stream (the outcome and ntotal are known). */
-bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
-    if (n <= 0 || d <= 0 || no_stream || job_wanted() || !shm_allowed() ||
-        (uint64_t)n * (uint64_t)d * sizeof(float) < shm_min_bytes())
+ * dropped by the ring's next stream (the outcome and ntotal are known).
+ * With a job (the caller's, for a float add whose thread has a progress
+ * callback or a cancel token; binary adds have none, as locally),
+ * progress is reported after each published chunk and
+ * whenever the server consumes more (done = vectors the server added),
+ * and a requested cancellation moves the state to ABORTED: the server
+ * rolls back, and once its reply is in the add fails with
+ * FAISSX_E_CANCELED (a stream the server committed first stays added).
+ * Ix: RemoteIndex or RemoteIndexBinary. */
+template <class Ix>
+bool stream_add(Ix* ix, const StreamSrc& src, JobScope* job) {
+    const int64_t n = src.n;
+    const idx_t* xids = src.xids;
+    if (n <= 0 || src.row_bytes == 0 || ix->no_stream || !shm_allowed() ||
+        (uint64_t)n * src.row_bytes < shm_min_bytes())
         return false;
-    Conn* c = conn.get();
+    Conn* c = ix->conn.get();
     shm::ClientRing* ring = ring_take(c);
     if (!ring) return false;
-    uint64_t rows = ring->rows_for(d);
+    uint64_t rows = ring->rows_for(src.row_bytes);
     if (rows == 0) {
         ring_give(c, ring, false);
         return false;
@@ -1090,7 +1126,8 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
     __atomic_store_n(&hd->state, (uint32_t)FX_SHM_RUNNING, __ATOMIC_RELEASE);
 
     std::unique_ptr<shm::StreamCall> sc(new shm::StreamCall());
-    sc->handle = handle.load();
+    sc->sub_op = src.floats ? 0 : FX_BIN_ADD_STREAM;
+    sc->handle = ix->handle.load();
     sc->n = (int64_t)n;
     sc->with_ids = xids ? 1 : 0;
     memcpy(sc->token, ring->token, sizeof sc->token);
@@ -1099,9 +1136,10 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
     sc->slot_bytes = ring->slot_bytes;
     char err[1400] = "";
     fx_client_next_call_as(rid, 0);
-    int rc = fx_client_call_start(c->c, FX_OP_ADD_STREAM, -1, build_stream,
-                                  sc.get(), stream_notify, hd, &sc->call, err,
-                                  sizeof err);
+    int rc = fx_client_call_start(
+            c->c, src.floats ? FX_OP_ADD_STREAM : FX_OP_BINARY, FAISSX_OP_ADD,
+            build_stream, sc.get(), stream_notify, hd, &sc->call, err,
+            sizeof err);
     const bool started = rc == 0;
     int from_server = 0;
     // When the first attempt fails in a way the call retries (an attempt
@@ -1132,18 +1170,37 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
         return false;
     };
 
+    // The job: progress from `consumed`, and the cancellation, which
+    // aborts the stream (whoever moves the state off RUNNING decides).
+    bool cancelled = false;
+    uint32_t reported = 0;
+    auto job_poll = [&](bool always) {
+        if (!job || cancelled) return;
+        uint32_t cons = __atomic_load_n(&hd->consumed, __ATOMIC_ACQUIRE);
+        if (always || cons != reported) {
+            reported = cons;
+            job->step(std::min<int64_t>((int64_t)cons * (int64_t)rows, n));
+        }
+        if (job->cancel_requested()) {
+            cancelled = true;
+            stream_client_abort(hd);
+        }
+    };
+
     int64_t stall_after = env_i64("FAISSX_TEST_SHM_STALL_AFTER", -1);
     int64_t done = 0;
     uint32_t k = 0;
     bool nan = false;
     size_t bad_at = 0;
+    const int d = src.d;
     // The call ending first means the server refused (or the transport
     // failed): stop filling.
     auto running = [&] {
-        return started && !call_over() &&
+        return started && !cancelled && !call_over() &&
                __atomic_load_n(&hd->state, __ATOMIC_ACQUIRE) ==
                        FX_SHM_RUNNING;
     };
+    job_poll(false);
     while (done < n && running()) {
         // A free slot: chunk k reuses the slot of chunk k - nslots.
         bool free_slot = false;
@@ -1158,39 +1215,48 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
                 continue;
             }
             fx_shm_futex_wait(&hd->consumed, cons, 50);
+            job_poll(false);
         }
         if (!free_slot) break;
         uint32_t slot = k % nslots;
         uint8_t* sp = ring->slot(slot);
         int64_t r = std::min<int64_t>((int64_t)rows, n - done);
-        size_t bad;
-        if (!copy_finite(reinterpret_cast<float*>(sp), x + (size_t)done * d,
-                         (size_t)r * d, &bad)) {
-            nan = true;
-            bad_at = (size_t)done * d + bad;
-            uint32_t want = FX_SHM_RUNNING;
-            __atomic_compare_exchange_n(&hd->state, &want,
-                                        (uint32_t)FX_SHM_ABORTED, false,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-            fx_shm_futex_wake(&hd->produced);
-            break;
+        if (src.floats) {
+            size_t bad;
+            if (!copy_finite(reinterpret_cast<float*>(sp),
+                             reinterpret_cast<const float*>(src.x) +
+                                     (size_t)done * d,
+                             (size_t)r * d, &bad)) {
+                nan = true;
+                bad_at = (size_t)done * d + bad;
+                stream_client_abort(hd);
+                break;
+            }
+        } else {
+            memcpy(sp, src.x + (size_t)done * src.row_bytes,
+                   (size_t)r * src.row_bytes);
         }
         if (xids)
-            memcpy(sp + FX_SHM_IDS_OFFSET(rows, d), xids + done,
+            memcpy(sp + FX_SHM_IDS_AT(rows, src.row_bytes), xids + done,
                    (size_t)r * sizeof(idx_t));
         __atomic_store_n(&hd->rows[slot], (uint32_t)r, __ATOMIC_RELEASE);
         __atomic_store_n(&hd->produced, k + 1, __ATOMIC_RELEASE);
         fx_shm_futex_wake(&hd->produced);
         done += r;
         k++;
-        if (stall_after >= 0 && (int64_t)k == stall_after && done < n)
+        job_poll(true); // once per chunk
+        if (stall_after >= 0 && (int64_t)k == stall_after && done < n) {
+            // Tests wait for this line before they act on the stall.
+            fx_clog(FAISSX_LOG_WARN, "test hook: the stream stalls after "
+                    "%u chunks", k);
             std::this_thread::sleep_for(std::chrono::milliseconds(
                     env_i64("FAISSX_TEST_SHM_STALL_MS", 60000)));
+        }
     }
     // The previous stream's reply has long arrived: drop it.
     ring->prev.reset();
 
-    if (started && !retry.joinable() && !nan && done == n &&
+    if (started && !retry.joinable() && !nan && !cancelled && done == n &&
         (ring->features & FX_SHM_FEAT_COMMIT)) {
         // The outcome from the state word (the server wakes it).
         for (int spin = 0;; spin++) {
@@ -1203,17 +1269,18 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
                 continue;
             }
             fx_shm_futex_wait(&hd->state, FX_SHM_RUNNING, 50);
+            job_poll(false);
         }
         // ntotal was stored before the state's release.
         uint64_t nt = __atomic_load_n(&hd->ntotal, __ATOMIC_RELAXED);
         if (__atomic_load_n(&hd->state, __ATOMIC_ACQUIRE) ==
                     FX_SHM_COMMITTED &&
             nt != FX_SHM_NO_NTOTAL && nt <= (uint64_t)INT64_MAX) {
-            ntotal = (idx_t)nt;
-            is_trained = true; // the server streams into trained indexes
+            ix->take_state((idx_t)nt, true); // streams go to trained indexes
             ring->prev = std::move(sc);
             shm::count_stream();
             ring_give(c, ring, false);
+            if (job) job->step(n);
             return true;
         }
     }
@@ -1240,18 +1307,15 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
     }
 
     if (rc == 0) {
-        ntotal = new_ntotal;
-        is_trained = new_trained != 0;
+        ix->take_state(new_ntotal, new_trained != 0);
         shm::count_stream();
         ring_give(c, ring, false);
+        if (job) job->step(n);
         return true;
     }
     // Failed. Whoever moves the state off RUNNING decides: if the server
     // committed, the add happened (only its reply was lost).
-    uint32_t want = FX_SHM_RUNNING;
-    __atomic_compare_exchange_n(&hd->state, &want, (uint32_t)FX_SHM_ABORTED,
-                                false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-    fx_shm_futex_wake(&hd->produced);
+    stream_client_abort(hd);
     bool committed = __atomic_load_n(&hd->state, __ATOMIC_ACQUIRE) ==
                      FX_SHM_COMMITTED;
     // A transport failure leaves the request's fate unknown: it may still
@@ -1267,10 +1331,17 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
                             std::to_string(bad_at % d));
     if (committed) {
         shm::count_stream();
-        sync();
+        ix->sync();
+        if (job) job->step(n);
         return true;
     }
-    if (from_server && rc == FAISSX_E_UNSUPPORTED) no_stream = true;
+    if (cancelled) {
+        // The server rolled back (its reply says so, or it is lost): as
+        // an ordinary add's cancellation, nothing was added.
+        shm::count_cancel();
+        throw Error(FAISSX_E_CANCELED, job->mark_cancelled());
+    }
+    if (from_server && rc == FAISSX_E_UNSUPPORTED) ix->no_stream = true;
     shm::count_fallback();
     fx_clog(FAISSX_LOG_INFO, "%s: add through shared memory failed (%s); "
             "adding the ordinary way%s", fx_client_url(c->c), err,
@@ -1278,9 +1349,41 @@ bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids) {
     return false;
 }
 
+} // namespace
+
+bool RemoteIndex::add_stream(idx_t n, const float* x, const idx_t* xids,
+                             JobScope* job) {
+    if (d <= 0) return false;
+    return stream_add(this,
+                      StreamSrc{n, reinterpret_cast<const uint8_t*>(x),
+                                (uint64_t)d * sizeof(float), d, true, xids},
+                      job);
+}
+
+bool RemoteIndexBinary::add_stream(idx_t n, const uint8_t* x,
+                                   const idx_t* xids) {
+    if (code_size <= 0) return false;
+    return stream_add(this, StreamSrc{n, x, (uint64_t)code_size, d, false,
+                                      xids},
+                      nullptr);
+}
+
+namespace {
+/* The job of a float add when the calling thread wants one (progress
+ * callback, cancel token): shared by its stream and, if that falls back,
+ * the ordinary ADD. Throws Error(FAISSX_E_CANCELED) when cancellation is
+ * already requested: nothing is sent. */
+std::unique_ptr<JobScope> add_job(idx_t n) {
+    std::unique_ptr<JobScope> job;
+    if (job_wanted()) job.reset(new JobScope(FAISSX_PROGRESS_ADD, n));
+    return job;
+}
+} // namespace
+
 void RemoteIndex::add(idx_t n, const float* x) {
     WriteScope ws(this);
-    if (add_stream(n, x, nullptr)) return;
+    auto job = add_job(n);
+    if (add_stream(n, x, nullptr, job.get())) return;
     check_request_size(conn.get(), FX_OP_ADD,
                        vectors_request_bytes(n, d, false));
     with_reopen(this, [&](uint64_t rid) {
@@ -1290,13 +1393,14 @@ void RemoteIndex::add(idx_t n, const float* x) {
                   fx_w_i64(w, n);
                   fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
               },
-              [&](fx_rbuf* r) { read_state(r, "add"); }, rid);
+              [&](fx_rbuf* r) { read_state(r, "add"); }, rid, job.get());
     });
 }
 
 void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     WriteScope ws(this);
-    if (add_stream(n, x, xids)) return;
+    auto job = add_job(n);
+    if (add_stream(n, x, xids, job.get())) return;
     check_request_size(conn.get(), FX_OP_ADD_WITH_IDS,
                        vectors_request_bytes(n, d, true));
     with_reopen(this, [&](uint64_t rid) {
@@ -1309,13 +1413,15 @@ void RemoteIndex::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
                   fx_w_array(w, x, (uint64_t)n * d, sizeof(float));
                   fx_w_array(w, xids, (uint64_t)n, sizeof(idx_t));
               },
-              [&](fx_rbuf* r) { read_state(r, "add_with_ids"); }, rid);
+              [&](fx_rbuf* r) { read_state(r, "add_with_ids"); }, rid,
+              job.get());
     });
 }
 
 void RemoteIndex::add_checked(idx_t n, const float* x, const idx_t* xids) {
     WriteScope ws(this);
-    if (add_stream(n, x, xids)) return;
+    auto job = add_job(n);
+    if (add_stream(n, x, xids, job.get())) return;
     check_request_size(conn.get(), xids ? FX_OP_ADD_WITH_IDS : FX_OP_ADD,
                        vectors_request_bytes(n, d, xids != nullptr));
     with_reopen(this, [&](uint64_t rid) {
@@ -1342,7 +1448,7 @@ void RemoteIndex::add_checked(idx_t n, const float* x, const idx_t* xids) {
               [&](fx_rbuf* r) {
                   read_state(r, xids ? "add_with_ids" : "add");
               },
-              rid);
+              rid, job.get());
     });
 }
 

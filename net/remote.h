@@ -21,6 +21,8 @@
 
 namespace fx {
 
+class JobScope;
+
 /* A connection shared by the indexes created through it. */
 struct Conn {
     fx_client* c = nullptr;
@@ -76,6 +78,9 @@ struct RemoteOf : Base {
     /* nlist from the index info (0: not an IVF; kSizeUnknown: not sent):
      * fixed when the IVF is built, so get_param("nlist") sends nothing. */
     std::atomic<int64_t> nlist_seen{kSizeUnknown};
+    /* The server refused a shared-memory add for this index (its type):
+     * it always adds the ordinary way. */
+    std::atomic<bool> no_stream{false};
     /* Orders the writes of ntotal/is_trained/kind from replies (getters
      * may run on one handle from many threads at once, as on a local
      * index): a field is written only when it changed, so concurrent
@@ -170,10 +175,12 @@ struct RemoteIndex final : RemoteOf<faiss::Index> {
      * when the server offers one and the add is large enough: true when
      * done; false when the caller must add the ordinary way (nothing was
      * added). A NaN or inf throws Error(FAISSX_E_INVALID) with
-     * check_vectors' text (nothing added). */
-    bool add_stream(idx_t n, const float* x, const idx_t* xids);
-    /* The server refused ADD_STREAM for this index (its type). */
-    std::atomic<bool> no_stream{false};
+     * check_vectors' text (nothing added). With `job` (the add's, when
+     * the calling thread has a progress callback or cancel token) it
+     * reports progress per chunk, and a cancellation throws
+     * Error(FAISSX_E_CANCELED) (nothing added). */
+    bool add_stream(idx_t n, const float* x, const idx_t* xids,
+                    JobScope* job);
     void search(idx_t n, const float* x, idx_t k, float* distances,
                 idx_t* labels,
                 const faiss::SearchParameters* params = nullptr) const override;
@@ -307,6 +314,9 @@ struct RemoteIndexBinary : RemoteOf<faiss::IndexBinary> {
     void train(idx_t n, const uint8_t* x) override;
     void add(idx_t n, const uint8_t* x) override;
     void add_with_ids(idx_t n, const uint8_t* x, const idx_t* xids) override;
+    /* As RemoteIndex::add_stream, for codes (FX_BIN_ADD_STREAM): true
+     * when done, false when the caller must add the ordinary way. */
+    bool add_stream(idx_t n, const uint8_t* x, const idx_t* xids);
     void search(idx_t n, const uint8_t* x, idx_t k, int32_t* distances,
                 idx_t* labels,
                 const faiss::SearchParameters* params = nullptr) const override;

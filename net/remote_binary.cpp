@@ -89,6 +89,7 @@ void RemoteIndexBinary::train(idx_t n, const uint8_t* x) {
 }
 
 void RemoteIndexBinary::add(idx_t n, const uint8_t* x) {
+    if (add_stream(n, x, nullptr)) return;
     remote_change(this, FX_BIN_ADD, FAISSX_OP_ADD, "binary add", [&](fx_wbuf* w) {
         fx_w_i64(w, n);
         fx_w_array(w, x, (uint64_t)n * code_size, 1);
@@ -97,6 +98,7 @@ void RemoteIndexBinary::add(idx_t n, const uint8_t* x) {
 
 void RemoteIndexBinary::add_with_ids(idx_t n, const uint8_t* x,
                                      const idx_t* xids) {
+    if (add_stream(n, x, xids)) return;
     remote_change(this, FX_BIN_ADD_WITH_IDS, FAISSX_OP_ADD, "binary add_with_ids",
            [&](fx_wbuf* w) {
                fx_w_i64(w, n);

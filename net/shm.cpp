@@ -568,7 +568,7 @@ int wait_chunk(Region& r, uint32_t k, uint64_t stream_id, uint64_t until_ms) {
  * ------------------------------------------------------------------------ */
 
 namespace {
-std::atomic<uint64_t> g_streams{0}, g_fallbacks{0};
+std::atomic<uint64_t> g_streams{0}, g_fallbacks{0}, g_cancels{0};
 }
 
 extern "C" uint64_t fx_shm_streams(void) {
@@ -577,6 +577,10 @@ extern "C" uint64_t fx_shm_streams(void) {
 
 extern "C" uint64_t fx_shm_fallbacks(void) {
     return g_fallbacks.load();
+}
+
+extern "C" uint64_t fx_shm_cancels(void) {
+    return g_cancels.load();
 }
 
 namespace fx {
@@ -590,6 +594,10 @@ void count_fallback() {
     g_fallbacks++;
 }
 
+void count_cancel() {
+    g_cancels++;
+}
+
 StreamCall::~StreamCall() {
     fx_client_call_abandon(call);
 }
@@ -600,12 +608,13 @@ ClientRing::~ClientRing() {
     if (sock >= 0) close(sock);
 }
 
-uint64_t ClientRing::rows_for(int d) const {
-    if (d <= 0) return 0;
-    uint64_t per = (uint64_t)d * 4 + 8;
+uint64_t ClientRing::rows_for(uint64_t row_bytes) const {
+    if (row_bytes == 0 || row_bytes > slot_bytes) return 0;
+    uint64_t per = row_bytes + 8;
     if (slot_bytes < 128) return 0;
     uint64_t rows = (slot_bytes - 64) / per;
-    while (rows && FX_SHM_IDS_OFFSET(rows, d) + rows * 8 > slot_bytes) rows--;
+    while (rows && FX_SHM_IDS_AT(rows, row_bytes) + rows * 8 > slot_bytes)
+        rows--;
     return rows;
 }
 

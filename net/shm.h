@@ -20,8 +20,10 @@
  *                       server with FX_SHM_FEAT_COMMIT before it commits
  *   64   u32 rows[FX_SHM_MAX_SLOTS]  rows of the chunk in each slot
  *   FX_SHM_HDR_BYTES..  slots, as the request describes them: slot i at
- *        slot_offset + i * slot_bytes holds rows_per_slot vectors (f32)
- *        and, from FX_SHM_IDS_OFFSET(rows_per_slot, d), their i64 ids.
+ *        slot_offset + i * slot_bytes holds rows_per_slot vectors (f32 for
+ *        ADD_STREAM, uint8 codes of d / 8 bytes for the binary sub-op
+ *        FX_BIN_ADD_STREAM) and, from FX_SHM_IDS_AT(rows_per_slot, bytes
+ *        per vector), their i64 ids.
  * Chunk k goes in slot k % nslots. */
 #ifndef FX_SHM_H
 #define FX_SHM_H
@@ -73,9 +75,11 @@ typedef struct fx_shm_hdr {
     uint32_t rows[FX_SHM_MAX_SLOTS];
 } fx_shm_hdr;
 
-/* Where a slot's ids start: after its vectors, 64-aligned. */
-#define FX_SHM_IDS_OFFSET(rows, d)                                             \
-    ((((uint64_t)(rows) * (uint64_t)(d) * 4u) + 63u) & ~(uint64_t)63u)
+/* Where a slot's ids start: after its vectors (row_bytes each),
+ * 64-aligned; FX_SHM_IDS_OFFSET for f32 vectors of dimension d. */
+#define FX_SHM_IDS_AT(rows, row_bytes)                                         \
+    ((((uint64_t)(rows) * (uint64_t)(row_bytes)) + 63u) & ~(uint64_t)63u)
+#define FX_SHM_IDS_OFFSET(rows, d) FX_SHM_IDS_AT(rows, (uint64_t)(d) * 4u)
 
 /* The client's hello (16 bytes, with one fd in SCM_RIGHTS). */
 typedef struct fx_shm_hello {
@@ -101,10 +105,12 @@ typedef struct fx_shm_answer {
 void fx_shm_futex_wait(uint32_t* addr, uint32_t expect, int timeout_ms);
 void fx_shm_futex_wake(uint32_t* addr);
 
-/* Streams this process's clients committed through shared memory, and
- * stream attempts that fell back to an ordinary ADD (tests, benchmarks). */
+/* Streams this process's clients committed through shared memory,
+ * stream attempts that fell back to an ordinary ADD, and streams the
+ * client aborted for a cancellation (tests, benchmarks). */
 uint64_t fx_shm_streams(void);
 uint64_t fx_shm_fallbacks(void);
+uint64_t fx_shm_cancels(void);
 
 /* ---- server: the fd-passing socket ---- */
 typedef struct fx_shm_server fx_shm_server;
@@ -160,6 +166,7 @@ void log(fx_shm_server* s, int level, const std::string& msg);
 /* An ADD_STREAM call in flight and the fields its retries rebuild. */
 struct StreamCall {
     fx_call* call = nullptr;
+    int64_t sub_op = 0; /* FX_BIN_ADD_STREAM (of FX_OP_BINARY), or 0 */
     uint64_t handle = 0;
     int64_t n = 0, with_ids = 0;
     uint64_t token[2] = {0, 0};
@@ -188,8 +195,8 @@ struct ClientRing {
     std::mutex use;
     ~ClientRing();
     fx_shm_hdr* hdr() { return reinterpret_cast<fx_shm_hdr*>(base); }
-    /* Rows of dimension d a slot holds with their ids (0: none fit). */
-    uint64_t rows_for(int d) const;
+    /* Rows of row_bytes bytes a slot holds with their ids (0: none fit). */
+    uint64_t rows_for(uint64_t row_bytes) const;
     uint8_t* slot(uint32_t i) {
         return base + FX_SHM_HDR_BYTES + (uint64_t)i * slot_bytes;
     }
@@ -209,9 +216,10 @@ std::unique_ptr<ClientRing> open_ring(const char* path,
                                       const uint64_t instance[2],
                                       std::string* why);
 
-/* Counts for fx_shm_streams / fx_shm_fallbacks. */
+/* Counts for fx_shm_streams / fx_shm_fallbacks / fx_shm_cancels. */
 void count_stream();
 void count_fallback();
+void count_cancel();
 
 } // namespace shm
 } // namespace fx

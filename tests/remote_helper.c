@@ -5,12 +5,16 @@
  *   remote_helper add-stall URL KEY NAME N K
  *       adds N vectors through shared memory, stalling for a minute after
  *       K chunks (FAISSX_TEST_SHM_STALL_AFTER): the test kills it there
+ *   remote_helper add-stall-bin URL KEY NAME N K
+ *       the same with a binary index's codes
  *   remote_helper ping URL TIMEOUT_MS
  *       connects (exit 0) or cannot within the timeout (exit 2)
  *   remote_helper orphan URL NAME
  *       makes a named and an unnamed index (3 and 2 vectors), prints
  *       "ready" and waits to be killed: its indexes are left behind */
 #include <faissx/faissx.h>
+
+#include <stdint.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +48,20 @@ int main(int argc, char** argv) {
         if (faiss_Index_add(ix, n, x)) return 4;
         return 0;
     }
+    if (argc == 7 && !strcmp(argv[1], "add-stall-bin")) {
+        setenv("FAISSX_TEST_SHM_STALL_AFTER", argv[6], 1);
+        setenv("FAISSX_TEST_SHM_STALL_MS", "60000", 1);
+        setenv("FAISSX_SHM_MIN_BYTES", "0", 1);
+        if (faissx_configure(argv[2], argv[3], 0)) return 2;
+        FaissIndexBinary* ix = NULL;
+        if (faissx_index_binary_open(&ix, argv[4])) return 3;
+        size_t cs = (size_t)faiss_IndexBinary_d(ix) / 8;
+        long n = atol(argv[5]);
+        uint8_t* x = malloc(cs * (size_t)n);
+        for (size_t i = 0; i < cs * (size_t)n; i++) x[i] = (uint8_t)(i * 7);
+        if (faiss_IndexBinary_add(ix, n, x)) return 4;
+        return 0;
+    }
     if (argc == 4 && !strcmp(argv[1], "ping")) {
         if (faissx_configure(argv[2], NULL, atoi(argv[3]))) return 2;
         char** names = NULL;
@@ -69,6 +87,7 @@ int main(int argc, char** argv) {
     }
     fprintf(stderr, "usage: remote_helper search-forever URL NAME\n"
                     "       remote_helper add-stall URL KEY NAME N K\n"
+                    "       remote_helper add-stall-bin URL KEY NAME N K\n"
                     "       remote_helper ping URL TIMEOUT_MS\n"
                     "       remote_helper orphan URL NAME\n");
     return 1;

@@ -889,3 +889,593 @@ Test(shm, bind_failure_is_reported) {
     fclose(f);
     cr_assert(strstr(buf, "--shm-socket-mode"), "%s", buf);
 }
+
+/* ---- binary indexes: FX_BIN_ADD_STREAM ---- */
+
+#define DB 256 /* bits */
+#define CSB (DB / 8)
+
+/* rows per client slot for codes of CSB bytes with ids (net/shm.cpp
+ * rows_for) */
+static int rows_b(void) {
+    uint64_t s = FX_SHM_CLIENT_SLOT_BYTES, r = (s - 64) / (CSB + 8);
+    while (r && FX_SHM_IDS_AT(r, CSB) + r * 8 > s) r--;
+    return (int)r;
+}
+
+/* A local IndexBinaryIDMap over an IndexBinaryFlat (shm_binary_idmap.cpp). */
+FaissIndexBinary* fxt_binary_idmap_flat(int d);
+
+static void same_bresults(FaissIndexBinary* rem, FaissIndexBinary* loc,
+                          int recons) {
+    idx_t nr = faiss_IndexBinary_ntotal(rem), nl = faiss_IndexBinary_ntotal(loc);
+    cr_assert_eq(nr, nl, "ntotal %lld vs local %lld", (long long)nr,
+                 (long long)nl);
+    enum { NQ = 20, K = 5 };
+    uint8_t* q = fxt_bytes(NQ, DB, 777);
+    int32_t Dr[NQ * K], Dl[NQ * K];
+    idx_t Ir[NQ * K], Il[NQ * K];
+    FXT_OK(faiss_IndexBinary_search(rem, NQ, q, K, Dr, Ir));
+    FXT_OK(faiss_IndexBinary_search(loc, NQ, q, K, Dl, Il));
+    for (int i = 0; i < NQ * K; i++) {
+        cr_assert_eq(Ir[i], Il[i], "label %d: %lld vs local %lld", i,
+                     (long long)Ir[i], (long long)Il[i]);
+        cr_assert_eq(Dr[i], Dl[i], "distance %d: %d vs local %d", i, Dr[i],
+                     Dl[i]);
+    }
+    free(q);
+    if (recons && nl > 0) {
+        idx_t m = nl < 3000 ? nl : 3000, i0 = nl - m;
+        uint8_t* a = malloc((size_t)m * CSB);
+        uint8_t* b = malloc((size_t)m * CSB);
+        FXT_OK(faiss_IndexBinary_reconstruct_n(rem, i0, m, a));
+        FXT_OK(faiss_IndexBinary_reconstruct_n(loc, i0, m, b));
+        cr_assert_eq(memcmp(a, b, (size_t)m * CSB), 0,
+                     "reconstructed codes differ");
+        free(a);
+        free(b);
+    }
+}
+
+/* Adds x to both, asserting the remote add streamed. */
+static void add_bboth(FaissIndexBinary* rem, FaissIndexBinary* loc, idx_t n,
+                      const uint8_t* x, const idx_t* ids) {
+    uint64_t s0 = fx_shm_streams(), f0 = fx_shm_fallbacks();
+    if (ids) {
+        FXT_OK(faiss_IndexBinary_add_with_ids(rem, n, x, ids));
+        FXT_OK(faiss_IndexBinary_add_with_ids(loc, n, x, ids));
+    } else {
+        FXT_OK(faiss_IndexBinary_add(rem, n, x));
+        FXT_OK(faiss_IndexBinary_add(loc, n, x));
+    }
+    cr_assert_eq(fx_shm_streams() - s0, 1,
+                 "the binary add of %lld did not stream (fallbacks %llu)",
+                 (long long)n,
+                 (unsigned long long)(fx_shm_fallbacks() - f0));
+    cr_assert_eq(fx_shm_fallbacks() - f0, 0, "the binary add fell back");
+}
+
+/* one row; one chunk; many chunks and a tail; more than the ring */
+static void add_binary_sizes(FaissIndexBinary* rem, FaissIndexBinary* loc,
+                             int with_ids) {
+    const int rb = rows_b();
+    const idx_t sizes[] = {1, rb - 3, 3 * rb + 17,
+                           (FX_SHM_CLIENT_SLOTS + 3) * (idx_t)rb + 1};
+    idx_t base = 0;
+    for (int s = 0; s < 4; s++) {
+        idx_t n = sizes[s];
+        uint8_t* x = fxt_bytes((size_t)n, DB, 300 + (uint64_t)s);
+        idx_t* ids = NULL;
+        if (with_ids) {
+            ids = malloc(sizeof(idx_t) * (size_t)n);
+            for (idx_t i = 0; i < n; i++) ids[i] = 7000000 + 5 * (base + i);
+        }
+        add_bboth(rem, loc, n, x, ids);
+        base += n;
+        free(x);
+        free(ids);
+    }
+}
+
+Test(shm, binary_flat_streams_like_a_local_add, .init = start, .fini = stop) {
+    FaissIndexBinary *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_binary_factory(&rem, DB, "BFlat"));
+    cr_assert(faissx_index_binary_is_remote(rem));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_binary_factory(&loc, DB, "BFlat"));
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+    add_binary_sizes(rem, loc, 0);
+    same_bresults(rem, loc, 1);
+    faiss_IndexBinary_free(rem);
+    faiss_IndexBinary_free(loc);
+}
+
+/* An IndexBinaryIDMap over an IndexBinaryFlat (uploaded: the C API has no
+ * constructor for it) streams its add_with_ids, ids and all. */
+Test(shm, binary_idmap_add_with_ids_streams, .init = start, .fini = stop) {
+    FaissIndexBinary* loc = fxt_binary_idmap_flat(DB);
+    FaissIndexBinary* rem = NULL;
+    FXT_OK(faissx_index_binary_upload(loc, NULL, &rem));
+    add_binary_sizes(rem, loc, 1);
+    same_bresults(rem, loc, 0);
+    faiss_IndexBinary_free(rem);
+    faiss_IndexBinary_free(loc);
+}
+
+Test(shm, binary_ineligible_index_falls_back, .init = start, .fini = stop) {
+    FaissIndexBinary* rem = NULL;
+    FXT_OK(faiss_index_binary_factory(&rem, DB, "BHNSW8"));
+    uint8_t* x = fxt_bytes(2000, DB, 13);
+    uint64_t s0 = fx_shm_streams(), f0 = fx_shm_fallbacks();
+    FXT_OK(faiss_IndexBinary_add(rem, 2000, x));
+    cr_assert_eq(faiss_IndexBinary_ntotal(rem), 2000);
+    cr_assert_eq(fx_shm_streams(), s0);
+    cr_assert_eq(fx_shm_fallbacks() - f0, 1, "refused once");
+    FXT_OK(faiss_IndexBinary_add(rem, 10, x));
+    cr_assert_eq(fx_shm_fallbacks() - f0, 1, "not asked again");
+    cr_assert_eq(faiss_IndexBinary_ntotal(rem), 2010);
+    free(x);
+    faiss_IndexBinary_free(rem);
+}
+
+/* As lost_stream_replies_are_not_waited_for: each binary add streams
+ * once, in one attempt, though every second reply is dropped. */
+Test(shm, binary_lost_stream_replies_are_not_waited_for,
+     .init = start_dropping, .fini = stop) {
+    FaissIndexBinary *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_binary_factory(&rem, DB, "BFlat"));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_binary_factory(&loc, DB, "BFlat"));
+    configure_dropping();
+    const int rb = rows_b();
+    idx_t big = 2 * (idx_t)rb + 9;
+    uint8_t* x = fxt_bytes((size_t)big, DB, 29);
+    add_bboth(rem, loc, 100, x, NULL); /* makes the ring (PING, hello) */
+    for (int i = 0; i < 6; i++) {
+        uint64_t t0 = fx_client_round_trips();
+        add_bboth(rem, loc, i % 2 ? big : rb, x, NULL);
+        cr_assert_eq(fx_client_round_trips() - t0, 1,
+                     "add %d: %llu attempts (a lost reply was waited for)", i,
+                     (unsigned long long)(fx_client_round_trips() - t0));
+        cr_assert_eq(faiss_IndexBinary_ntotal(rem),
+                     faiss_IndexBinary_ntotal(loc));
+    }
+    same_bresults(rem, loc, 1);
+    free(x);
+    faiss_IndexBinary_free(rem);
+    faiss_IndexBinary_free(loc);
+}
+
+/* Runs remote_helper MODE (add-stall or add-stall-bin) adding n vectors
+ * to index NAME, stalling after two chunks; returns its pid once its log
+ * says it stalls there (the server then holds the index's write lock,
+ * waiting for the third chunk). */
+static pid_t stalled_helper(const char* mode, const char* name, long n) {
+    const char* helper = getenv("FAISSX_REMOTE_HELPER");
+    cr_assert(helper, "FAISSX_REMOTE_HELPER is not set");
+    char ns[32];
+    snprintf(ns, sizeof ns, "%ld", n);
+    const char* err = fxt_tmp_path("helper.err");
+    unlink(err);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || dup2(fd, 2) < 0) _exit(126);
+        execl(helper, helper, mode, srv.url, "ka", name, ns, "2",
+              (char*)NULL);
+        _exit(127);
+    }
+    char buf[4096] = "";
+    struct timespec tick = {0, 20000000};
+    for (int i = 0; i < 6000; i++) { /* up to 2 minutes under load */
+        FILE* f = fopen(err, "r");
+        if (f) {
+            size_t k = fread(buf, 1, sizeof buf - 1, f);
+            buf[k] = '\0';
+            fclose(f);
+        }
+        if (strstr(buf, "test hook: the stream stalls after 2 chunks")) break;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            cr_assert_fail("the helper ended early (status %d): %s", status,
+                           buf);
+        nanosleep(&tick, NULL);
+    }
+    cr_assert(strstr(buf, "test hook: the stream stalls after 2 chunks"),
+              "the helper never stalled: %s", buf);
+    return pid;
+}
+
+/* A client killed (-9) mid-stream of a binary add: its region closes, the
+ * server rolls back and goes on serving. */
+Test(shm, binary_killed_client_is_rolled_back, .init = start_debug,
+     .fini = stop) {
+    FaissIndexBinary* rem = NULL;
+    FXT_OK(faissx_index_binary_create(&rem, "bvictim", DB, "BFlat"));
+    const int rb = rows_b();
+    uint8_t* x = fxt_bytes(4 * (size_t)rb, DB, 19);
+    FXT_OK(faiss_IndexBinary_add(rem, 500, x));
+    pid_t pid = stalled_helper("add-stall-bin", "bvictim", 4L * rb);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    /* the next read waits for the rollback */
+    FaissIndexBinary* again = NULL;
+    FXT_OK(faissx_index_binary_open(&again, "bvictim"));
+    cr_assert_eq(faiss_IndexBinary_ntotal(again), 500, "not rolled back");
+    cr_assert(strstr(fxt_server_log(&srv), "closed mid-stream"),
+              "the stream was not cut by the kill: %s", fxt_server_log(&srv));
+    uint64_t s0 = fx_shm_streams();
+    FXT_OK(faiss_IndexBinary_add(again, 2 * (idx_t)rb, x));
+    cr_assert_eq(fx_shm_streams() - s0, 1);
+    cr_assert_eq(faiss_IndexBinary_ntotal(again), 500 + 2 * (idx_t)rb);
+    /* what is there is the first 500 and the last add's codes */
+    uint8_t* got = malloc(CSB * 600);
+    FXT_OK(faiss_IndexBinary_reconstruct_n(again, 0, 600, got));
+    cr_assert_eq(memcmp(got, x, CSB * 500), 0);
+    cr_assert_eq(memcmp(got + CSB * 500, x, CSB * 100), 0);
+    free(got);
+    free(x);
+    faiss_IndexBinary_free(again);
+    faiss_IndexBinary_free(rem);
+}
+
+static uint64_t raw_bcreate(const char* key, const char* desc) {
+    fx_wbuf f;
+    fx_w_init(&f);
+    fx_w_i64(&f, FX_BIN_CREATE);
+    fx_w_str(&f, "");
+    fx_w_i64(&f, DB);
+    fx_w_str(&f, desc);
+    raw_reply r = raw(key, FX_OP_BINARY, &f, 0);
+    fx_w_free(&f);
+    cr_assert_eq(r.status, 0, "binary create: %s", r.text);
+    return r.u0;
+}
+
+static raw_reply bstream(const char* key, uint64_t h, int64_t n,
+                         int64_t with_ids, const uint64_t token[2],
+                         uint64_t nslots, uint64_t rows, uint64_t off,
+                         uint64_t sbytes, uint64_t rid) {
+    fx_wbuf f;
+    fx_w_init(&f);
+    fx_w_i64(&f, FX_BIN_ADD_STREAM);
+    fx_w_u64(&f, h);
+    fx_w_i64(&f, n);
+    fx_w_i64(&f, with_ids);
+    fx_w_u64(&f, token[0]);
+    fx_w_u64(&f, token[1]);
+    fx_w_u64(&f, nslots);
+    fx_w_u64(&f, rows);
+    fx_w_u64(&f, off);
+    fx_w_u64(&f, sbytes);
+    raw_reply r = raw(key, FX_OP_BINARY, &f, rid);
+    fx_w_free(&f);
+    return r;
+}
+
+static int64_t raw_bntotal(const char* key, uint64_t h) {
+    fx_wbuf f;
+    fx_w_init(&f);
+    fx_w_i64(&f, FX_BIN_INFO);
+    fx_w_u64(&f, h);
+    fx_wbuf w;
+    fx_w_init(&w);
+    fx_w_header_space(&w);
+    fx_w_str(&w, key);
+    fx_w_bytes(&w, f.data, f.len);
+    fx_hdr hd = {0};
+    hd.op = FX_OP_BINARY;
+    hd.request_id = next_rid++;
+    fx_w_finish(&w, &hd);
+    nng_socket s;
+    cr_assert_eq(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 15000);
+    cr_assert_eq(nng_dial(s, srv.url, NULL, 0), 0);
+    cr_assert_eq(nng_send(s, w.data, w.len, 0), 0);
+    char* buf = NULL;
+    size_t n = 0;
+    cr_assert_eq(nng_recv(s, &buf, &n, NNG_FLAG_ALLOC), 0);
+    fx_hdr rh;
+    char err[128];
+    cr_assert_eq(fx_hdr_decode((uint8_t*)buf, n, &rh, err, sizeof err), 0);
+    cr_assert_eq(rh.status, 0, "binary info failed");
+    fx_rbuf rb;
+    fx_r_init(&rb, (uint8_t*)buf + FX_HDR_SIZE, n - FX_HDR_SIZE);
+    uint64_t hh;
+    int64_t d, m, t, nt;
+    fx_r_u64(&rb, &hh);
+    fx_r_i64(&rb, &d);
+    fx_r_i64(&rb, &m);
+    fx_r_i64(&rb, &t);
+    cr_assert_eq(fx_r_i64(&rb, &nt), 0);
+    nng_free(buf, n);
+    nng_close(s);
+    fx_w_free(&w);
+    fx_w_free(&f);
+    return nt;
+}
+
+/* The binary sub-op's refusals and bounds, as ADD_STREAM's. */
+Test(shm, binary_add_stream_refusals, .init = start, .fini = stop) {
+    uint64_t h = raw_bcreate("ka", "BFlat");
+    uint64_t hf = raw_create("ka", "Flat");
+    region rg = get_region();
+    const uint64_t off = FX_SHM_HDR_BYTES, sb = 65536;
+    uint64_t bogus[2] = {rg.token[0] ^ 1, rg.token[1]};
+    raw_reply r;
+    r = bstream("ka", h, 10, 0, bogus, 4, 64, off, sb, 0);
+    cr_assert_eq(r.status, FAISSX_E_INVALID);
+    cr_assert(strstr(r.text, "unknown shared-memory region"), "%s", r.text);
+    r = bstream("kr", h, 10, 0, rg.token, 4, 64, off, sb, 0);
+    cr_assert_eq(r.status, FAISSX_E_PERMISSION, "%s", r.text);
+    cr_assert(strstr(r.text, "read-only"), "%s", r.text);
+    /* the other family's handle, each way */
+    r = bstream("ka", hf, 10, 0, rg.token, 4, 64, off, sb, 0);
+    cr_assert(strstr(r.text, "is not a binary index"), "%s", r.text);
+    r = stream("ka", h, 10, rg.token, 4, 64, off, sb, 0);
+    cr_assert(strstr(r.text, "is a binary index"), "%s", r.text);
+    /* layouts out of bounds */
+    r = bstream("ka", h, 10, 0, rg.token, 0, 64, off, sb, 0);
+    cr_assert(strstr(r.text, "nslots"), "%s", r.text);
+    r = bstream("ka", h, 10, 0, rg.token, 4, 64, off + 8, sb, 0);
+    cr_assert(strstr(r.text, "bad ring layout"), "%s", r.text);
+    r = bstream("ka", h, 10, 0, rg.token, 5, 64, off, sb, 0);
+    cr_assert(strstr(r.text, "does not fit"), "%s", r.text);
+    /* 2048 codes of 32 bytes fill 64 KiB: no room for ids */
+    r = bstream("ka", h, 10, 0, rg.token, 4, 2048, off, sb, 0);
+    cr_assert(strstr(r.text, "not set up for this stream"),
+              "2048 codes without ids fit: %s", r.text);
+    r = bstream("ka", h, 10, 0, rg.token, 4, 2049, off, sb, 0);
+    cr_assert(strstr(r.text, "cannot hold"), "%s", r.text);
+    r = bstream("ka", h, 10, 2, rg.token, 4, 64, off, sb, 0);
+    cr_assert(strstr(r.text, "with_ids"), "%s", r.text);
+    r = bstream("ka", h, 10, 1, rg.token, 4, 64, off, sb, 0);
+    cr_assert_eq(r.status, FAISSX_E_UNSUPPORTED, "%s", r.text);
+    /* bob: alice's region is unknown to him */
+    r = bstream("kb", raw_bcreate("kb", "BFlat"), 10, 0, rg.token, 4, 64, off,
+                sb, 0);
+    cr_assert(strstr(r.text, "unknown shared-memory region"), "%s", r.text);
+    /* an index whose add is not an append */
+    r = bstream("ka", raw_bcreate("ka", "BHNSW8"), 10, 0, rg.token, 4, 64,
+                off, sb, 0);
+    cr_assert_eq(r.status, FAISSX_E_UNSUPPORTED, "%s", r.text);
+    /* a region not set up for this request id */
+    r = bstream("ka", h, 10, 0, rg.token, 4, 64, off, sb, 0);
+    cr_assert(strstr(r.text, "not set up for this stream"), "%s", r.text);
+    /* a chunk claiming more rows than remain, after a good one */
+    fx_shm_hdr* hd = (fx_shm_hdr*)rg.base;
+    uint8_t* s0 = rg.base + off;
+    uint8_t* s1 = rg.base + off + sb;
+    memset(s0, 0xa5, 6 * CSB);
+    memset(s1, 0x5a, 4 * CSB);
+    uint64_t rid = 888888;
+    hd->stream_id = rid;
+    hd->state = FX_SHM_RUNNING;
+    hd->consumed = 0;
+    hd->ntotal = FX_SHM_NO_NTOTAL;
+    hd->rows[0] = 6;
+    hd->rows[1] = 5;
+    hd->produced = 2;
+    r = bstream("ka", h, 10, 0, rg.token, 4, 64, off, sb, rid);
+    cr_assert_eq(r.status, FAISSX_E_INVALID);
+    cr_assert(strstr(r.text, "bad chunk 1"), "%s", r.text);
+    cr_assert_eq(hd->state, FX_SHM_ABORTED);
+    cr_assert_eq(raw_bntotal("ka", h), 0, "not rolled back");
+    /* the client aborts after the first chunk: rolled back */
+    rid++;
+    hd->stream_id = rid;
+    hd->state = FX_SHM_RUNNING;
+    hd->rows[1] = 4;
+    hd->produced = 1;
+    hd->consumed = 0;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        /* once the server took chunk 0, abort (no NNG here) */
+        for (int i = 0; i < 60000 && hd->consumed < 1; i++) usleep(1000);
+        uint32_t want = FX_SHM_RUNNING;
+        __atomic_compare_exchange_n(&hd->state, &want, FX_SHM_ABORTED, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+        fx_shm_futex_wake(&hd->produced);
+        _exit(0);
+    }
+    r = bstream("ka", h, 10, 0, rg.token, 4, 64, off, sb, rid);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert_eq(r.status, FAISSX_E_CANCELED, "%s", r.text);
+    cr_assert(strstr(r.text, "aborted the stream after 6 of 10"), "%s",
+              r.text);
+    cr_assert_eq(raw_bntotal("ka", h), 0, "not rolled back");
+    /* and the same chunks commit */
+    rid++;
+    hd->stream_id = rid;
+    hd->state = FX_SHM_RUNNING;
+    hd->consumed = 0;
+    hd->produced = 2;
+    r = bstream("ka", h, 10, 0, rg.token, 4, 64, off, sb, rid);
+    cr_assert_eq(r.status, 0, "%s", r.text);
+    cr_assert_eq(hd->state, FX_SHM_COMMITTED);
+    cr_assert_eq(hd->ntotal, 10, "the committed stream's ntotal");
+    cr_assert_eq(raw_bntotal("ka", h), 10);
+    /* a retry of it (same client and request id) is answered, not added */
+    r = bstream("ka", h, 10, 0, rg.token, 4, 64, off, sb, rid);
+    cr_assert_eq(r.status, 0, "%s", r.text);
+    cr_assert_eq(raw_bntotal("ka", h), 10, "a retry was applied again");
+    close(rg.sock);
+    munmap(rg.base, rg.size);
+}
+
+/* ---- progress and cancellation through the ring ---- */
+
+typedef struct prog_log {
+    int calls;
+    int64_t done[4096], total[4096];
+    int cancel_at;                /* return non-zero at this call (0: never) */
+    FaissxCancelToken* raise_at_token; /* raised at call raise_at */
+    int raise_at;
+} prog_log;
+
+static int record(const FaissxProgress* p, void* user) {
+    prog_log* l = user;
+    cr_assert_eq(p->op, FAISSX_PROGRESS_ADD);
+    if (l->calls < 4096) {
+        l->done[l->calls] = p->done;
+        l->total[l->calls] = p->total;
+    }
+    l->calls++;
+    if (l->raise_at && l->calls == l->raise_at)
+        faissx_cancel_token_cancel(l->raise_at_token);
+    return l->cancel_at && l->calls >= l->cancel_at;
+}
+
+/* done never decreases, total is n throughout, and the last report (when
+ * `complete`) is n. */
+static void check_reports(const prog_log* l, int64_t n, int complete) {
+    cr_assert_gt(l->calls, 0, "no progress reported");
+    int m = l->calls < 4096 ? l->calls : 4096;
+    for (int i = 0; i < m; i++) {
+        cr_assert_eq(l->total[i], n, "report %d: total %lld, not %lld", i,
+                     (long long)l->total[i], (long long)n);
+        if (i)
+            cr_assert_geq(l->done[i], l->done[i - 1],
+                          "report %d: done went back (%lld after %lld)", i,
+                          (long long)l->done[i], (long long)l->done[i - 1]);
+    }
+    if (complete)
+        cr_assert_eq(l->done[m - 1], n, "the last report says %lld of %lld",
+                     (long long)l->done[m - 1], (long long)n);
+    else
+        cr_assert_lt(l->done[m - 1], n, "a cancelled add reported it all");
+}
+
+/* Makes the connection's ring with a small add (PING and hello), so the
+ * calls measured next are only the ADD_STREAM. */
+static void make_ring(FaissIndex* rem, FaissIndex* loc, const float* x) {
+    add_both(rem, loc, 10, x, NULL);
+}
+
+/* A progress callback no longer sends the add the ordinary way: it
+ * streams, one ADD_STREAM and no PROGRESS polls, and the callback hears
+ * of every chunk. */
+Test(shm, progress_is_reported_per_chunk, .init = start, .fini = stop) {
+    FaissIndex *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "IDMap,Flat", METRIC_L2));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&loc, D, "IDMap,Flat", METRIC_L2));
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+    enum { N = 11 * ROWS + 5 }; /* 12 chunks, more than the ring's slots */
+    float* x = fxt_uniform(N, D, 41);
+    idx_t* ids = malloc(sizeof(idx_t) * N);
+    for (int i = 0; i < N; i++) ids[i] = 9 * (idx_t)i + 1;
+    FXT_OK(faiss_Index_add_with_ids(rem, 10, x, ids));
+    FXT_OK(faiss_Index_add_with_ids(loc, 10, x, ids));
+    static prog_log lg;
+    memset(&lg, 0, sizeof lg);
+    faissx_set_progress_callback(record, &lg);
+    uint64_t s0 = fx_shm_streams(), f0 = fx_shm_fallbacks();
+    uint64_t t0 = fx_client_round_trips();
+    FXT_OK(faiss_Index_add_with_ids(rem, N, x, ids));
+    faissx_set_progress_callback(NULL, NULL);
+    cr_assert_eq(fx_shm_streams() - s0, 1, "the add did not stream");
+    cr_assert_eq(fx_shm_fallbacks(), f0);
+    cr_assert_eq(fx_client_round_trips() - t0, 1,
+                 "%llu round trips: not one ADD_STREAM",
+                 (unsigned long long)(fx_client_round_trips() - t0));
+    cr_assert_geq(lg.calls, 12 + 1, "%d reports for 12 chunks", lg.calls);
+    check_reports(&lg, N, 1);
+    FXT_OK(faiss_Index_add_with_ids(loc, N, x, ids));
+    same_results(rem, loc, 0);
+    free(ids);
+    free(x);
+    faiss_Index_free(rem);
+    faiss_Index_free(loc);
+}
+
+/* The callback returns non-zero mid-stream: the client moves the ring to
+ * ABORTED, the server rolls back, the add fails with FAISSX_E_CANCELED
+ * and adds nothing (not even by falling back); the ring goes on. */
+Test(shm, callback_cancels_a_stream_exactly, .init = start, .fini = stop) {
+    FaissIndex *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "Flat", METRIC_L2));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&loc, D, "Flat", METRIC_L2));
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+    enum { N = 20 * ROWS };
+    float* x = fxt_uniform(N, D, 43);
+    make_ring(rem, loc, x);
+    static prog_log lg;
+    memset(&lg, 0, sizeof lg);
+    lg.cancel_at = 4; /* the start, then three chunks */
+    faissx_set_progress_callback(record, &lg);
+    uint64_t s0 = fx_shm_streams(), f0 = fx_shm_fallbacks(),
+             c0 = fx_shm_cancels();
+    uint64_t t0 = fx_client_round_trips();
+    FXT_ERR(faiss_Index_add(rem, N, x), "cancelled by the progress callback");
+    faissx_set_progress_callback(NULL, NULL);
+    cr_assert_eq(fx_shm_cancels() - c0, 1, "not a cancelled stream");
+    cr_assert_eq(fx_shm_streams(), s0);
+    cr_assert_eq(fx_shm_fallbacks(), f0, "fell back to ADD");
+    cr_assert_eq(fx_client_round_trips() - t0, 1, "more than the stream");
+    check_reports(&lg, N, 0);
+    /* (the server's side of a client's abort, mid-stream or before the
+     * server began, is binary_add_stream_refusals' and add_stream's) */
+    same_results(rem, loc, 1); /* 10 vectors, as before */
+    add_both(rem, loc, 3 * ROWS, x, NULL); /* the ring still works */
+    same_results(rem, loc, 1);
+    free(x);
+    faiss_Index_free(rem);
+    faiss_Index_free(loc);
+}
+
+/* A cancel token raised mid-stream (here by the callback, on the
+ * adding thread, so the moment is exact) does the same, with an IDMap's
+ * ids rolled back too; a token raised before the call stops it before
+ * anything is sent. */
+Test(shm, token_cancels_a_stream_exactly, .init = start, .fini = stop) {
+    FaissIndex *rem = NULL, *loc = NULL;
+    FXT_OK(faiss_index_factory(&rem, D, "IDMap,Flat", METRIC_L2));
+    faissx_remote_disable();
+    FXT_OK(faiss_index_factory(&loc, D, "IDMap,Flat", METRIC_L2));
+    FXT_OK(faissx_configure(srv.url, "ka", 20000));
+    enum { N = 20 * ROWS };
+    float* x = fxt_uniform(N, D, 47);
+    idx_t* ids = malloc(sizeof(idx_t) * N);
+    for (int i = 0; i < N; i++) ids[i] = 11 * (idx_t)i + 2;
+    add_both(rem, loc, 10, x, ids);
+    FaissxCancelToken* tok = NULL;
+    FXT_OK(faissx_cancel_token_new(&tok));
+    static prog_log lg;
+    memset(&lg, 0, sizeof lg);
+    lg.raise_at = 3;
+    lg.raise_at_token = tok;
+    faissx_set_progress_callback(record, &lg);
+    faissx_set_cancel_token(tok);
+    uint64_t c0 = fx_shm_cancels(), f0 = fx_shm_fallbacks();
+    FXT_ERR(faiss_Index_add_with_ids(rem, N, x, ids), "cancelled");
+    cr_assert_null(strstr(faiss_get_last_error(), "progress callback"),
+                   "%s", faiss_get_last_error());
+    cr_assert_eq(fx_shm_cancels() - c0, 1);
+    cr_assert_eq(fx_shm_fallbacks(), f0);
+    check_reports(&lg, N, 0);
+    same_results(rem, loc, 0);
+    /* raised before the call: nothing is sent */
+    faissx_set_progress_callback(NULL, NULL);
+    uint64_t t0 = fx_client_round_trips();
+    FXT_ERR(faiss_Index_add_with_ids(rem, N, x, ids), "cancelled");
+    cr_assert_eq(fx_client_round_trips(), t0, "sent anyway");
+    /* reset: the same token lets a whole add stream */
+    faissx_cancel_token_reset(tok);
+    uint64_t s0 = fx_shm_streams();
+    FXT_OK(faiss_Index_add_with_ids(rem, N, x, ids));
+    FXT_OK(faiss_Index_add_with_ids(loc, N, x, ids));
+    cr_assert_eq(fx_shm_streams() - s0, 1, "did not stream");
+    faissx_set_cancel_token(NULL);
+    same_results(rem, loc, 0);
+    faissx_cancel_token_free(tok);
+    free(ids);
+    free(x);
+    faiss_Index_free(rem);
+    faiss_Index_free(loc);
+}

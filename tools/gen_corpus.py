@@ -44,6 +44,7 @@ WRAP_IVFFLAT, WRAP_IVFSQ, WRAP_IDMAP, WRAP_IDMAP2, WRAP_PRETRANSFORM, \
 BIN_CREATE, BIN_WRAP_IVF, BIN_INFO, BIN_TRAIN, BIN_ADD, BIN_ADD_WITH_IDS, \
     BIN_SEARCH = range(1, 8)
 BIN_UPLOAD = 16
+BIN_ADD_STREAM = 18
 IVF_MAKE_DIRECT_MAP, IVF_IMBALANCE, IVF_SEARCH_PREASSIGNED, IVF_ADD_CORE, \
     IVF_UPDATE_VECTORS, IVF_COPY_SUBSET_TO, IVF_TRAIN_RESIDUAL = range(1, 8)
 COMP_PREPEND, COMP_INNER, COMP_CHAIN = range(1, 4)
@@ -373,6 +374,12 @@ def seeds():
     m["limits"] = message(O["LIMITS"], b"")
     m["limits-read-only"] = message(O["LIMITS"], b"", key=RO_KEY)
     m["limits-trailing"] = message(O["LIMITS"], u64(7))
+    # the binary sub-op of a stream add (appended; the fuzz state's indexes
+    # are float ones: it is refused after the handle)
+    m["binary-add-stream"] = message(
+        O["BINARY"], i64(BIN_ADD_STREAM) + u64(H_FLAT) + i64(100) + i64(0) +
+        u64(0x1234) + u64(0x5678) + u64(4) + u64(64) + u64(4096) +
+        u64(65536))
     return m
 
 
