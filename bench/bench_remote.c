@@ -12,8 +12,10 @@
  *   2. add throughput (nb vectors in batches): the remote row streams
  *      through the server's shared-memory socket (--shm-socket, started
  *      with it), a second row is the same add with FAISSX_SHM=0 (ordinary
- *      ADD messages);
- *      both next to their ceiling: the same request and reply bytes
+ *      ADD messages); and a binary add (IndexBinaryFlat, 256-bit codes,
+ *      the same bytes) locally, through shared memory and with
+ *      FAISSX_SHM=0;
+ *      the float rows next to their ceiling: the same request and reply bytes
  *      through raw NNG round trips to an echo thread of this program
  *      (nothing computed), reported as local / (local + raw);
  *   3. single-query latency on Flat nb, HNSW<M> over hnsw-nb vectors at
@@ -940,6 +942,119 @@ static void bench_flat_batch(const options* o, const char* via,
 }
 
 /* ------------------------------------------------------------------------
+ * 2b: binary add (IndexBinaryFlat, 256-bit codes), as many bytes per batch
+ * and in all as the Flat add: local, the remote add through shared memory
+ * (FX_BIN_ADD_STREAM) and the remote add with FAISSX_SHM=0 (the ordinary
+ * binary ADD messages), the order rotating per round
+ * ------------------------------------------------------------------------ */
+
+enum { BIN_LOCAL = 0, BIN_STREAM = 1, BIN_ADDMSG = 2 };
+
+typedef struct {
+    const char* via;
+    int n;
+    int64_t nb, batch;
+    int dbits;
+    double t[3][MAX_ROUNDS];
+    uint64_t streamed; /* stream adds that went through shared memory */
+    int identical;
+} bin_row;
+
+static bin_row brows[MAX_TRANSPORTS];
+static int nbrows;
+
+static void bench_binary_add(const options* o, const char* url,
+                             const char* via) {
+    bin_row* b = &brows[nbrows++];
+    const int dbits = 256, cs = dbits / 8;
+    b->via = via;
+    b->dbits = dbits;
+    b->batch = o->add_batch * o->d * (int64_t)sizeof(float) / cs;
+    b->nb = o->nb * o->d * (int64_t)sizeof(float) / cs;
+    b->identical = 1;
+    if (b->batch < 1) b->batch = 1;
+    uint8_t* x = xmalloc((size_t)b->nb * cs);
+    uint64_t rs = o->seed ^ 0xB1B1ULL;
+    for (size_t i = 0; i < (size_t)b->nb * cs; i += 8) {
+        uint64_t v = rng_next(&rs);
+        size_t m = (size_t)b->nb * cs - i < 8 ? (size_t)b->nb * cs - i : 8;
+        memcpy(x + i, &v, m);
+    }
+    FaissIndexBinary* ix[2];
+    MUST(faiss_index_binary_factory(&ix[0], dbits, "BFlat"));
+    MUST(faissx_configure(url, NULL, 600000));
+    MUST(faiss_index_binary_factory(&ix[1], dbits, "BFlat"));
+    MUST(faissx_configure(NULL, NULL, 0));
+    if (faissx_index_binary_is_remote(ix[0]) ||
+        !faissx_index_binary_is_remote(ix[1]))
+        die("binary index homes");
+    enum { NQ = 100, K = 10 };
+    int32_t* D[2];
+    int64_t* I[2];
+    for (int s = 0; s < 2; s++) {
+        D[s] = xmalloc(sizeof(int32_t) * NQ * K);
+        I[s] = xmalloc(sizeof(int64_t) * NQ * K);
+    }
+    for (int r = 0; r < o->warmup + o->rounds; r++) {
+        int m = r - o->warmup;
+        for (int pos = 0; pos < 3; pos++) {
+            int s = (r + pos) % 3;
+            FaissIndexBinary* target = ix[s == BIN_LOCAL ? 0 : 1];
+            MUST(faiss_IndexBinary_reset(target));
+            if (s == BIN_ADDMSG) setenv("FAISSX_SHM", "0", 1);
+            uint64_t st0 = fx_shm_streams();
+            double t0 = bench_now();
+            for (int64_t i0 = 0; i0 < b->nb; i0 += b->batch) {
+                int64_t n = b->nb - i0 < b->batch ? b->nb - i0 : b->batch;
+                MUST(faiss_IndexBinary_add(target, n, x + (size_t)i0 * cs));
+            }
+            double t1 = bench_now();
+            if (s == BIN_ADDMSG) unsetenv("FAISSX_SHM");
+            if (s == BIN_STREAM) b->streamed += fx_shm_streams() - st0;
+            if (m >= 0) b->t[s][m] = t1 - t0;
+            if (faiss_IndexBinary_ntotal(target) != b->nb)
+                die("binary ntotal after add");
+        }
+        /* the remote index holds the ordinary ADD's codes or the
+         * stream's: either must answer as the local one */
+        for (int s = 0; s < 2; s++)
+            MUST(faiss_IndexBinary_search(ix[s], NQ, x, K, D[s], I[s]));
+        int ok = memcmp(D[0], D[1], sizeof(int32_t) * NQ * K) == 0 &&
+                 memcmp(I[0], I[1], sizeof(int64_t) * NQ * K) == 0;
+        if (!ok) mismatches++;
+        b->identical &= ok;
+    }
+    b->n = o->rounds;
+    for (int s = 0; s < 2; s++) {
+        free(D[s]);
+        free(I[s]);
+        faiss_IndexBinary_free(ix[s]);
+    }
+    free(x);
+}
+
+static void print_binary_table(void) {
+    if (!nbrows) return;
+    printf("\nBinary add (IndexBinaryFlat; medians; ratio = local time / "
+           "remote time; the same bytes as the Flat add; stream = through "
+           "shared memory, ordinary = FAISSX_SHM=0):\n\n");
+    printf("| operation | via | rounds | local | stream add | ratio | "
+           "ordinary ADD | ratio | streamed | identical |\n"
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|\n");
+    for (int i = 0; i < nbrows; i++) {
+        bin_row* b = &brows[i];
+        double l = bench_median(b->t[BIN_LOCAL], b->n),
+               st = bench_median(b->t[BIN_STREAM], b->n),
+               a = bench_median(b->t[BIN_ADDMSG], b->n);
+        printf("| BFlat add %lld x %d bits, batches of %lld | %s | %d | "
+               "%.1f ms | %.1f ms | %.3f | %.1f ms | %.3f | %llu | %s |\n",
+               (long long)b->nb, b->dbits, (long long)b->batch, b->via, b->n,
+               l * 1e3, st * 1e3, l / st, a * 1e3, l / a,
+               (unsigned long long)b->streamed, yes_no(b->identical));
+    }
+}
+
+/* ------------------------------------------------------------------------
  * 3 + 4: single-query latency, in interleaved triples
  * ------------------------------------------------------------------------ */
 
@@ -1609,6 +1724,9 @@ int main(int argc, char** argv) {
         bench_flat_batch(&o, via, flat, &e, xb, xq);
         fprintf(stderr, "%s: flat add/batch done (%.0f s)\n", via,
                 bench_now() - t_start);
+        bench_binary_add(&o, url[t], via);
+        fprintf(stderr, "%s: binary add done (%.0f s)\n", via,
+                bench_now() - t_start);
         if (o.add_only) {
             faiss_Index_free(flat[REMOTE]);
             faiss_Index_free(hnsw[REMOTE]);
@@ -1666,6 +1784,7 @@ int main(int argc, char** argv) {
     faiss_Index_free(flat[LOCAL]);
     faiss_Index_free(hnsw[LOCAL]);
     print_tables();
+    print_binary_table();
     print_cache_table();
     printf("\nHNSW build %.1f s locally (not compared); upload", tbuild);
     for (int ti = 0; ti < o.ntransports; ti++)
