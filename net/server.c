@@ -966,6 +966,16 @@ int fx_server_run(const fx_server_conf* c, char* err, size_t errsz) {
             s->reap_timer.data = s;
     FX_CHECK(uv_signal_start(&s->sigint, signal_cb, SIGINT) == 0);
     FX_CHECK(uv_signal_start(&s->sigterm, signal_cb, SIGTERM) == 0);
+    {
+        /* faissx-server blocks them until here (server_main.c): a signal
+         * that came while the server started is delivered now, to the
+         * handlers above. */
+        sigset_t stops;
+        sigemptyset(&stops);
+        sigaddset(&stops, SIGINT);
+        sigaddset(&stops, SIGTERM);
+        pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
+    }
     FX_CHECK(uv_timer_start(&s->reap_timer, reap_timer_cb, 1000, 1000) == 0);
 
     pthread_mutex_lock(&s->mu);

@@ -476,6 +476,15 @@ int main(int argc, char** argv) {
     }
 
     signal(SIGPIPE, SIG_IGN);
+    /* SIGINT and SIGTERM stay pending until fx_server_run has its handlers:
+     * one that arrives while the server starts (it may already listen)
+     * then drains and exits 0 instead of killing the process. Threads
+     * started meanwhile inherit the mask, so the loop thread takes them. */
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stops, NULL);
     char err[512];
     int rv = fx_server_run(c, err, sizeof err);
     for (size_t i = 0; i < nenv_copies; i++) free(env_copies[i]);
