@@ -1302,24 +1302,8 @@ static int limits_cached(fx_client* c, fx_limits* out) {
  * deadline), and records the answer. Returns the state learned:
  * LIM_UNKNOWN when the question failed (transport, or an error such as a
  * refused key: the caller's own request then meets it). */
-static int limits_fetch_err(fx_client* c, uint64_t deadline,
-                            uint64_t wait_end, fx_limits* out, int* trc,
-                            char* terr, size_t terrsz);
-
 static int limits_fetch(fx_client* c, uint64_t deadline, uint64_t wait_end,
                         fx_limits* out) {
-    int trc;
-    char e[8];
-    return limits_fetch_err(c, deadline, wait_end, out, &trc, e, sizeof e);
-}
-
-/* limits_fetch that also tells (*trc, a FaissxError, and terr) when the
- * question got no answer from the server (transport, timeout); else
- * *trc is 0. */
-static int limits_fetch_err(fx_client* c, uint64_t deadline,
-                            uint64_t wait_end, fx_limits* out, int* trc,
-                            char* terr, size_t terrsz) {
-    *trc = 0;
     pthread_mutex_lock(&c->lim_mu);
     c->lim_state = LIM_UNKNOWN;
     atomic_store(&c->lim_stale, 0); /* a close from here on: ask again */
@@ -1339,7 +1323,6 @@ static int limits_fetch_err(fx_client* c, uint64_t deadline,
     fx_reply rep;
     rep.msg = NULL;
     char e[512];
-    last_from_server = 0; /* set by call_end when the server answers */
     int rc = call_attempts(&q, &rv, &msg, e, sizeof e);
     if (rc == 0) rc = call_end(&q, rv, msg, &rep, e, sizeof e);
     int answered = last_from_server;
@@ -1360,10 +1343,6 @@ static int limits_fetch_err(fx_client* c, uint64_t deadline,
     } else if (rc == FAISSX_E_UNSUPPORTED && answered) {
         st = LIM_NONE; /* a server that predates LIMITS */
     } else {
-        if (!answered) {
-            *trc = rc;
-            snprintf(terr, terrsz, "%s", e);
-        }
         fx_clog(FAISSX_LOG_DEBUG, "%s: cannot ask the server's limits: %s",
                 c->url, e);
     }
@@ -1449,26 +1428,16 @@ static int late_limit(fx_call* k, int rv, char* err, size_t errsz) {
     return 1;
 }
 
-int fx_client_limits(fx_client* c, int op, fx_limits* out, char* err,
-                     size_t errsz) {
+int fx_client_limits(fx_client* c, int op_class, fx_limits* out) {
     int st = limits_cached(c, out);
     if (st == LIM_UNKNOWN) {
-        int op_class = fx_op_class(op);
+        if (op_class < 0 || op_class >= FAISSX_OP_CLASS_COUNT)
+            op_class = FAISSX_OP_ADMIN;
         uint64_t total = thread_timeout_ms > 0
                                  ? (uint64_t)thread_timeout_ms
                                  : atomic_load(&c->timeout_ms[op_class]);
         uint64_t now = mono_ms();
-        int trc;
-        char e[512];
-        st = limits_fetch_err(c, now + total, now + total, out, &trc, e,
-                              sizeof e);
-        if (trc != 0) {
-            /* the server did not answer within op's deadline: the
-             * request itself would not have fared better */
-            snprintf(err, errsz, "%s (asked before a %s request): %s",
-                     fx_op_name(op), fx_op_name(op), e);
-            return trc;
-        }
+        st = limits_fetch(c, now + total, now + total, out);
     }
     return st == LIM_KNOWN;
 }
@@ -1478,11 +1447,9 @@ int fx_client_check_size(fx_client* c, int op, uint64_t bytes, char* err,
     if (bytes <= FX_LIMITS_MIN_MESSAGE) return 0;
     fx_limits lim;
     int st = limits_cached(c, &lim);
-    if (st == LIM_UNKNOWN && bytes > FX_LIMITS_ASK_BYTES) {
-        int r = fx_client_limits(c, op, &lim, err, errsz);
-        if (r < 0) return r;
-        st = r ? LIM_KNOWN : LIM_NONE;
-    }
+    if (st == LIM_UNKNOWN && bytes > FX_LIMITS_ASK_BYTES)
+        st = fx_client_limits(c, fx_op_class(op), &lim) ? LIM_KNOWN
+                                                        : LIM_NONE;
     if (st != LIM_KNOWN || bytes <= lim.max_message_bytes) return 0;
     limit_error(c, op, bytes, lim.max_message_bytes, err, errsz);
     return FAISSX_E_LIMIT;

@@ -133,21 +133,16 @@ typedef struct fx_limits {
 #define FX_LIMITS_MIN_MESSAGE 1024
 
 /* The limits of c's server, asking it (LIMITS, with the deadline of
- * op's class) unless they are known from an earlier call on the current
- * connections, before a request for op. Returns 1 and fills *out when
- * known, 0 when the server does not say (it predates LIMITS, or refused
- * the question), or a FaissxError with the message in err when it did
- * not answer within the deadline (op's request would not have either:
- * the caller reports that instead of waiting a second deadline). */
-int fx_client_limits(fx_client* c, int op, fx_limits* out, char* err,
-                     size_t errsz);
+ * op_class) unless they are known from an earlier call on the current
+ * connections. Returns 1 and fills *out when known, 0 when the server
+ * does not say (it predates LIMITS) or could not be asked. */
+int fx_client_limits(fx_client* c, int op_class, fx_limits* out);
 
 /* Whether a request of `bytes` bytes (header included) for op fits the
  * server's message limit (asked as fx_client_limits does when bytes >
  * FX_LIMITS_ASK_BYTES): 0 when it fits or the limit is unknown, else
  * FAISSX_E_LIMIT with the message in err (naming op, the size, the limit
- * and what to do), or fx_client_limits's error when the server did not
- * answer. For callers that know a request's size before
+ * and what to do). For callers that know a request's size before
  * building it (an add of many vectors). */
 int fx_client_check_size(fx_client* c, int op, uint64_t bytes, char* err,
                          size_t errsz);

@@ -691,9 +691,8 @@ void check_request_size(const Conn* c, int op, uint64_t bytes) {
  * are unknown (an older server: one request, as before), or when not
  * even one query fits (the one request then fails with the clear
  * FAISSX_E_LIMIT). Asks the limits only for a call over
- * FX_LIMITS_ASK_BYTES; throws when the server does not answer that within
- * op's deadline. */
-int64_t batch_step(const Conn* c, int op, int64_t n, uint64_t req_fixed,
+ * FX_LIMITS_ASK_BYTES. */
+int64_t batch_step(const Conn* c, int64_t n, uint64_t req_fixed,
                    uint64_t q_bytes, uint64_t rep_fixed, uint64_t r_bytes) {
     if (n <= 1) return n;
     uint64_t un = (uint64_t)n;
@@ -701,10 +700,7 @@ int64_t batch_step(const Conn* c, int op, int64_t n, uint64_t req_fixed,
         rep_fixed + un * r_bytes <= FX_LIMITS_ASK_BYTES)
         return n;
     fx_limits lim;
-    char err[1024];
-    int known = fx_client_limits(c->c, op, &lim, err, sizeof err);
-    if (known < 0) throw Error(known, err);
-    if (!known) return n;
+    if (!fx_client_limits(c->c, FAISSX_OP_SEARCH, &lim)) return n;
     // Every array may take up to 7 bytes of padding: 64 bytes of slack.
     uint64_t max = lim.max_message_bytes;
     uint64_t step = un;
@@ -1516,7 +1512,7 @@ void RemoteIndex::search(idx_t n, const float* x, idx_t k, float* distances,
                 fx_w_u64(w, (uint64_t)n * d); // the array's count
                 if (params) write_search_params(w, params);
             });
-            step = batch_step(conn.get(), FX_OP_SEARCH, n, fixed, per_q,
+            step = batch_step(conn.get(), n, fixed, per_q,
                               FX_HDR_SIZE + 16 + 16, per_r);
         }
     }
@@ -1561,8 +1557,7 @@ void RemoteIndex::range_search(idx_t n, const float* x, float radius,
             fx_w_u64(w, (uint64_t)n * d);
             if (params) write_search_params(w, params);
         });
-        step = batch_step(conn.get(), FX_OP_RANGE_SEARCH, n, fixed, per_q,
-                          0, 0);
+        step = batch_step(conn.get(), n, fixed, per_q, 0, 0);
     }
     if (step >= n) {
         one(n, x, result);
@@ -1619,8 +1614,8 @@ void RemoteIndex::assign(idx_t n, const float* x, idx_t* labels,
             fx_w_i64(w, k);
             fx_w_u64(w, (uint64_t)n * d);
         });
-        step = batch_step(conn.get(), FX_OP_ASSIGN, n, fixed, per_q,
-                          FX_HDR_SIZE + 8, per_r);
+        step = batch_step(conn.get(), n, fixed, per_q, FX_HDR_SIZE + 8,
+                          per_r);
     }
     for (idx_t i0 = 0; i0 < n || i0 == 0; i0 += step) {
         idx_t nb = std::min<idx_t>(step, n - i0);

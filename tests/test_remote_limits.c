@@ -12,7 +12,6 @@
 #include "net/client.h"
 
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,31 +334,6 @@ Test(limits, restarted_server_is_asked_again, .init = start_default,
     says_over_limit("add", "65536");
     cr_assert_lt(ms, CALL_MS / 2, "took %llu ms", (unsigned long long)ms);
     cr_assert_eq(faiss_Index_ntotal(ix), 0);
-    faiss_Index_free(ix);
-    free(x);
-}
-
-/* A stopped server answers nothing: a big add's question about the limits
- * gets no answer within the add's deadline, and the add fails then, not
- * after a second deadline of its own. */
-Test(limits, unanswered_question_costs_one_deadline, .init = start_default,
-     .fini = stop) {
-    connect_ms(SHORT_MS);
-    float* x = ints(OVER, 7);
-    FaissIndex* ix = remote_factory("Flat");
-    kill(srv.pid, SIGSTOP);
-    uint64_t t0 = mono_ms();
-    int rc = faiss_Index_add(ix, OVER, x);
-    uint64_t ms = mono_ms() - t0;
-    kill(srv.pid, SIGCONT);
-    cr_assert_eq(rc, FAISSX_E_TIMEOUT, "%d %s", rc, faiss_get_last_error());
-    cr_assert(strstr(faiss_get_last_error(), "add"), "%s",
-              faiss_get_last_error());
-    cr_assert_lt(ms, 2 * SHORT_MS - 200, "the add took %llu ms",
-                 (unsigned long long)ms);
-    /* the server is back: the add goes through */
-    FXT_OK(faiss_Index_add(ix, OVER, x));
-    cr_assert_eq(faiss_Index_ntotal(ix), OVER);
     faiss_Index_free(ix);
     free(x);
 }
