@@ -1177,6 +1177,16 @@ struct StreamUndo {
     }
 };
 
+/* Appends the r ids of a stream chunk (raw little-endian idx) to an
+ * IDMap's id map, float or binary; StreamUndo cuts them back. */
+template <class Map>
+void stream_append_ids(Map* map, const uint8_t* ids, uint64_t r) {
+    size_t at = map->id_map.size();
+    map->id_map.resize(at + r);
+    memcpy(map->id_map.data() + at, ids, r * sizeof(idx));
+    map->ntotal += (idx)r;
+}
+
 /* The server ends the stream: RUNNING -> ABORTED, unless the client got
  * there first. */
 void stream_abort(fx_shm_hdr* hd) {
@@ -1439,12 +1449,7 @@ void op_add_stream(Req& q, fx_wbuf* w) {
                         return false;
                     codes->add((idx)r, scratch.data());
                 }
-                if (map) {
-                    size_t at = map->id_map.size();
-                    map->id_map.resize(at + r);
-                    memcpy(map->id_map.data() + at, ids, r * sizeof(idx));
-                    map->ntotal += (idx)r;
-                }
+                if (map) stream_append_ids(map, ids, r);
                 return true;
             },
             [&] { return ix->ntotal; });
@@ -1481,12 +1486,7 @@ void bin_add_stream(Req& q, fx_wbuf* w, const EntryP& e) {
             [&](const uint8_t* x, const uint8_t* ids, uint64_t r, size_t*) {
                 flat->xb.insert(flat->xb.end(), x, x + r * cs);
                 flat->ntotal += (idx)r;
-                if (map) {
-                    size_t at = map->id_map.size();
-                    map->id_map.resize(at + r);
-                    memcpy(map->id_map.data() + at, ids, r * sizeof(idx));
-                    map->ntotal += (idx)r;
-                }
+                if (map) stream_append_ids(map, ids, r);
                 return true;
             },
             [&] { return ix->ntotal; });
